@@ -1,0 +1,23 @@
+// Scratch memory per call: how many bytes a variant needs for a problem. One function per
+// backend, each defined beside its backend's host code (workspace_<backend>.cpp).
+#pragma once
+#include <cstddef>
+
+#include "variant_key.hpp"
+
+namespace attnforge {
+
+size_t workspace_bytes_unfused(const VariantKey& key, const Params& p);
+size_t workspace_bytes_fused(const VariantKey& key, const Params& p);
+size_t workspace_bytes_flash(const VariantKey& key, const Params& p);
+
+inline size_t workspace_bytes(const VariantKey& key, const Params& p) {
+  switch (key.backend) {
+    case Backend::unfused: return workspace_bytes_unfused(key, p);
+    case Backend::fused: return workspace_bytes_fused(key, p);
+    case Backend::flash: return workspace_bytes_flash(key, p);
+  }
+  return 0;
+}
+
+}  // namespace attnforge
