@@ -12,6 +12,19 @@ from .config import ConfigError, load
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def print_table(variants) -> None:
+    rows: dict[tuple, tuple[list, list]] = {}
+    for v in variants:
+        hds, tiles = rows.setdefault((v.backend, v.direction, v.dtype, v.mask.name), ([], []))
+        hd = "any" if v.head_dim == 0 else str(v.head_dim)
+        hds.append(hd) if hd not in hds else None
+        tiles.append(v.tile.name) if v.tile.name not in tiles else None
+    print(f"{'backend':8} {'dir':4} {'dtype':5} {'mask':10} {'head dims':26} tiles")
+    for (b, d, t, m), (hds, tiles) in rows.items():
+        print(f"{b:8} {d:4} {t:5} {m:10} {','.join(hds):26} {','.join(tiles)}")
+    print(f"{len(variants)} variants")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m codegen", description=__doc__)
     ap.add_argument("--config", default=str(ROOT / "codegen/variants/default.toml"), help="variant TOML")
@@ -19,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--filter", action="append", default=[], metavar="GLOB",
                     help="keep only variants whose name matches (repeatable; any match keeps)")
     ap.add_argument("--list", action="store_true", help="print the variant names and exit")
+    ap.add_argument("--table", action="store_true",
+                    help="print one row per (backend, direction, dtype, mask) with its head dims and tiles, and exit")
     ap.add_argument("--verbose", action="store_true", help="with --list: also the dropped combinations and why")
     ap.add_argument("--check", action="store_true", help="exit 1 if --out is not what the config generates")
     ap.add_argument("--deps", action="store_true", help="print the input files (for build systems) and exit")
@@ -37,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.deps:
         for f in cfg.files + sorted(emit.TEMPLATES.glob("*.j2")) + sorted(Path(__file__).parent.glob("*.py")):
             print(f)
+        return 0
+    if args.table:
+        print_table(cfg.variants)
         return 0
     if args.list:
         for v in cfg.variants:
