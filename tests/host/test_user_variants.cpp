@@ -7,13 +7,8 @@
 namespace attnforge {
 namespace {
 
-int prefix_lm_or_skip() {
-  const int id = mask_id_by_name("prefix_lm");
-  return id;
-}
-
 TEST(UserVariants, PrefixLmMaskAndHeadDim80AreInTheTable) {
-  const int id = prefix_lm_or_skip();
+  const int id = mask_id_by_name("prefix_lm");
   if (id < 0) GTEST_SKIP() << "built without tests/configs/user_variants.toml (the user_variants_build test builds it)";
   EXPECT_EQ(mask_num_scalars(id), 1);
   EXPECT_FALSE(mask_has_tensor(id));
@@ -29,7 +24,7 @@ TEST(UserVariants, PrefixLmMaskAndHeadDim80AreInTheTable) {
 }
 
 TEST(UserVariants, PrefixLmPredicate) {
-  const int id = prefix_lm_or_skip();
+  const int id = mask_id_by_name("prefix_lm");
   if (id < 0) GTEST_SKIP() << "built without tests/configs/user_variants.toml (the user_variants_build test builds it)";
   const MaskScalars s{{3, 0, 0, 0}};  // prefix_len = 3
   EXPECT_TRUE(mask_visible(id, 0, 2, 8, 8, s));   // inside the prefix, ahead of the query
