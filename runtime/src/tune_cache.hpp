@@ -12,6 +12,9 @@
 
 #include "common/variant.hpp"
 
+// Exported (ATTNFORGE_API) because the tuner and the host tests link this internal API from
+// libattnforge.so, which hides everything else.
+
 namespace attnforge::tune {
 
 // Bump when the file layout changes; a file of another schema is a soft mismatch (rewritten).
@@ -37,15 +40,15 @@ struct Metadata {
 
 // Metadata of `device` for this build (library version, manifest hash, CUDA versions).
 // nullopt when there is no usable CUDA device: then no cache applies.
-std::optional<Metadata> current_metadata(int device);
+ATTNFORGE_API std::optional<Metadata> current_metadata(int device);
 // The library version string the cache records ("MAJOR.MINOR.PATCH" from attnforge.h).
-std::string library_version();
+ATTNFORGE_API std::string library_version();
 
 // Sizes are bucketed to the smallest power of two ≥ n (n ≤ 1 → 1): a bucket holds (b/2, b].
-int bucket(int64_t n);
+ATTNFORGE_API int bucket(int64_t n);
 
 // One tuned problem class: (direction, dtype, Hq, Hkv, D, mask kind, Sq, Sk, B buckets).
-struct Key {
+struct ATTNFORGE_API Key {
   Direction direction = Direction::fwd;
   DType dtype = DType::bf16;
   int heads_q = 0, heads_kv = 0, head_dim = 0;
@@ -84,7 +87,7 @@ enum class LoadStatus {
   soft_mismatch,  // missing / unknown / other-version metadata: ignored, replaced by next save
   corrupt,        // unreadable, not JSON, not UTF-8, truncated, wrong shape: a miss, one warning
 };
-const char* to_string(LoadStatus s);
+ATTNFORGE_API const char* to_string(LoadStatus s);
 
 struct LoadResult {
   LoadStatus status = LoadStatus::no_file;
@@ -95,9 +98,9 @@ struct LoadResult {
 
 // Reads and classifies the file at `path` against `expected`. Never throws. Warns (once per
 // process, see warn_once) on a corrupt file or on dropped entries.
-LoadResult load(const std::string& path, const Metadata& expected, const VariantExists& exists);
+ATTNFORGE_API LoadResult load(const std::string& path, const Metadata& expected, const VariantExists& exists);
 // The same on text already in memory (the fuzzer and tests use it; no warning is printed).
-LoadResult parse(std::string_view text, const Metadata& expected, const VariantExists& exists);
+ATTNFORGE_API LoadResult parse(std::string_view text, const Metadata& expected, const VariantExists& exists);
 
 struct SaveResult {
   bool ok = false;
@@ -110,22 +113,22 @@ struct SaveResult {
 // and the save refused unless `overwrite_foreign`), add `fresh` (fresh wins per key), and write it
 // back atomically: temp file in the same directory, fsync, rename over, fsync the directory.
 // Creates missing parent directories. Never throws.
-SaveResult save_merged(const std::string& path, const Metadata& meta, const Entries& fresh,
+ATTNFORGE_API SaveResult save_merged(const std::string& path, const Metadata& meta, const Entries& fresh,
                        const VariantExists& exists, bool overwrite_foreign = false);
 
 // Where the cache lives: $ATTNFORGE_TUNE_CACHE, else $XDG_CACHE_HOME/attnforge/tune.json, else
 // $HOME/.cache/attnforge/tune.json; "" when none of these is set.
-std::string default_path();
+ATTNFORGE_API std::string default_path();
 
 // The one-warning-per-process channel: the first call prints "attnforge: warning: <msg>" to
 // stderr (or hands it to the sink); later calls are counted and dropped.
-void warn_once(const std::string& message);
-int warnings_suppressed();
-void set_warning_sink(std::function<void(const std::string&)> sink);  // null = stderr
-void reset_warning_for_testing();
+ATTNFORGE_API void warn_once(const std::string& message);
+ATTNFORGE_API int warnings_suppressed();
+ATTNFORGE_API void set_warning_sink(std::function<void(const std::string&)> sink);  // null = stderr
+ATTNFORGE_API void reset_warning_for_testing();
 
 // Nearest entry to `key` among `entries` of the same class: the exact key if present, else the
 // smallest bucket_distance (ties: the larger buckets, then the first in key order). null if none.
-const std::pair<const Key, Entry>* nearest(const Entries& entries, const Key& key);
+ATTNFORGE_API const std::pair<const Key, Entry>* nearest(const Entries& entries, const Key& key);
 
 }  // namespace attnforge::tune

@@ -118,6 +118,29 @@ ATTNFORGE_API const char* attnforge_version(void);
 ATTNFORGE_API int attnforge_variant_count(void);
 ATTNFORGE_API const char* attnforge_variant_name(int i);
 
+
+/* ---- Estimates (autotune, issue 5) ---------------------------------------------------------
+ * What each backend would need for a call, without running it: the numbers the selector uses
+ * (AUTO's memory_budget bounds scratch_bytes). Tensors' data may be NULL here: only shapes,
+ * strides, dtypes and the mask are read. */
+typedef struct attnforge_backend_estimate {
+  attnforge_backend backend;
+  int32_t available;        /* 1: a compiled variant runs this call; 0: see reason */
+  char variant[96];         /* the variant the backend would use (first that fits) */
+  char reason[256];         /* why not available ("" when available) */
+  size_t workspace_bytes;   /* exact scratch of that variant (attnforge_workspace_size) */
+  size_t scratch_bytes;     /* all the call allocates: workspace + library temporaries */
+  size_t device_bytes;      /* the caller's tensors read or written + scratch_bytes */
+  double flops;             /* 4*B*Hq*D*(visible pairs) forward, x2.5 backward */
+  int32_t kernel_launches;  /* kernels and memsets enqueued */
+} attnforge_backend_estimate;
+
+/* Fills out[0..min(capacity, 3)) with one estimate per backend (unfused, fused, flash) and sets
+ * *count. Invalid args: the status of validation, its message in out[0].reason if capacity > 0. */
+ATTNFORGE_API attnforge_status attnforge_estimate(const attnforge_args* args, int is_backward,
+                                                  attnforge_backend_estimate* out, int capacity,
+                                                  int* count);
+
 #ifdef __cplusplus
 }
 #endif

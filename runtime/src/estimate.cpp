@@ -1,0 +1,243 @@
+// Per-backend estimates (availability, variant, workspace, device bytes, FLOPs, launches) and the
+// C entry point attnforge_estimate(). The selector's memory-budget rule calls scratch_bytes().
+#include "estimate.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "attnforge/attnforge.h"
+#include "validate.hpp"
+#include "workspace.hpp"
+
+namespace attnforge {
+
+namespace {
+
+size_t elem_bytes(DType t) { return t == DType::f32 ? 4 : 2; }
+
+std::string describe(const Problem& pr) {
+  const char* m = mask_name(pr.mask_id);
+  return std::string(to_string(pr.dtype)) + " " + to_string(pr.direction) + " head_dim " +
+         std::to_string(pr.head_dim) + " mask " + (m ? m : "?");
+}
+
+// Bytes of the caller's tensors the call touches (dense extents, not strided spans).
+size_t caller_tensor_bytes(const Problem& pr, const Params& p) {
+  const size_t e = elem_bytes(pr.dtype);
+  const size_t tq = size_t(std::max<int64_t>(p.total_q, 0));
+  const size_t tk = size_t(std::max<int64_t>(p.total_k, 0));
+  const size_t qo = tq * size_t(pr.heads_q) * size_t(pr.head_dim) * e;   // (total_q, Hq, D)
+  const size_t kv = tk * size_t(pr.heads_kv) * size_t(pr.head_dim) * e;  // (total_k, Hkv, D)
+  const size_t lse = tq * size_t(pr.heads_q) * sizeof(float);             // (Hq, total_q) fp32
+  size_t bytes = 0;
+  if (pr.direction == Direction::fwd) {
+    bytes = qo /*q*/ + 2 * kv /*k, v*/ + qo /*o*/ + (p.lse ? lse : 0);
+    if (pr.wants_weights)  // P (B, Hq, Sq, Sk)
+      bytes += size_t(pr.batch) * size_t(pr.heads_q) * size_t(pr.seqlen_q) * size_t(pr.seqlen_k) * e;
+  } else {
+    bytes = 3 * qo /*q, o, dO*/ + 2 * kv /*k, v*/ + lse + qo /*dq*/ + 2 * kv /*dk, dv*/;
+  }
+  return bytes;
+}
+
+}  // namespace
+
+bool variant_fits(const VariantInfo& v, const Problem& pr, std::string* why) {
+  const VariantKey& k = v.key;
+  std::string w;
+  if (k.direction != pr.direction)
+    w = std::string("it is ") + to_string(k.direction) + ", the call is " + to_string(pr.direction);
+  else if (k.dtype != pr.dtype)
+    w = std::string("it is ") + to_string(k.dtype) + ", the call is " + to_string(pr.dtype);
+  else if (k.mask_id != pr.mask_id)
+    w = std::string("its mask is ") + (mask_name(k.mask_id) ? mask_name(k.mask_id) : "?") +
+        ", the call's is " + (mask_name(pr.mask_id) ? mask_name(pr.mask_id) : "?");
+  else if (k.head_dim != kHeadDimAny && k.head_dim != pr.head_dim)
+    w = "its head_dim is " + std::to_string(k.head_dim) + ", the call's is " + std::to_string(pr.head_dim);
+  else if (max_seqlen_k(k) != 0 && pr.seqlen_k > max_seqlen_k(k))
+    w = "it supports seqlen_k up to " + std::to_string(max_seqlen_k(k)) + ", got " +
+        std::to_string(pr.seqlen_k);
+  else if (pr.wants_weights && k.backend == Backend::flash)
+    w = "flash cannot return the attention weights";
+  if (why) *why = w;
+  return w.empty();
+}
+
+const VariantInfo* first_fitting_variant(Backend b, const Problem& pr, std::string* why) {
+  if (pr.wants_weights && b == Backend::flash) {
+    if (why) *why = "flash cannot return the attention weights (weights was given)";
+    return nullptr;
+  }
+  const auto cands = candidates(b, pr.direction, pr.dtype, pr.head_dim, pr.mask_id);
+  if (cands.empty()) {
+    if (why) *why = describe_missing(b, pr.direction, pr.dtype, pr.head_dim, pr.mask_id);
+    return nullptr;
+  }
+  int largest = 0;
+  for (const VariantInfo* v : cands) {
+    if (variant_fits(*v, pr, nullptr)) return v;
+    largest = std::max(largest, max_seqlen_k(v->key));
+  }
+  if (why)
+    *why = std::string(to_string(b)) + " supports seqlen_k up to " + std::to_string(largest) +
+           " for " + describe(pr) + ", got seqlen_k " + std::to_string(pr.seqlen_k);
+  return nullptr;
+}
+
+size_t scratch_bytes(const VariantInfo& v, const Problem& pr, const Params& p) {
+  size_t bytes = workspace_bytes(v.key, p);
+  // Forward without a caller LSE: the C API allocates an fp32 (B, Hq, Sq) temporary.
+  if (pr.direction == Direction::fwd && p.lse == nullptr) bytes += temporary_lse_bytes(p);
+  return bytes;
+}
+
+double visible_pairs(int mask_id, int seqlen_q, int seqlen_k, const MaskScalars& s) {
+  const double sq = seqlen_q, sk = seqlen_k;
+  const char* name = mask_name(mask_id);
+  const std::string m = name ? name : "";
+  if (seqlen_q <= 0 || seqlen_k <= 0) return 0;
+  // Query i sees keys [lo(i), hi(i)] ∩ [0, Sk−1] with the diagonal at i + Sk − Sq (bottom-right).
+  auto rows = [&](auto lo_of, auto hi_of) {
+    double n = 0;
+    for (int i = 0; i < seqlen_q; ++i) {
+      const int64_t lo = std::max<int64_t>(0, lo_of(i));
+      const int64_t hi = std::min<int64_t>(seqlen_k - 1, hi_of(i));
+      if (hi >= lo) n += double(hi - lo + 1);
+    }
+    return n;
+  };
+  const int64_t off = int64_t(seqlen_k) - seqlen_q;
+  if (m == "causal") return rows([](int) { return int64_t(0); }, [&](int i) { return i + off; });
+  if (m == "window") {
+    const int left = s.v[0], right = s.v[1];
+    return rows([&](int i) { return left < 0 ? int64_t(0) : i + off - left; },
+                [&](int i) { return right < 0 ? int64_t(seqlen_k - 1) : i + off + right; });
+  }
+  return sq * sk;  // none, bias (every pair is computed), user-defined kinds (upper bound)
+}
+
+double attention_flops(const Problem& pr, const Params& p) {
+  // Forward: S = Q·Kᵀ and O = P·V, 2·D FLOPs each per visible (q, k) pair ⇒ 4·D.
+  // Backward: dV, dP, dQ, dK plus the recomputed S: 2.5× the forward (DESIGN.md's convention).
+  const double pairs = visible_pairs(pr.mask_id, pr.seqlen_q, pr.seqlen_k, p.mask);
+  const double fwd = 4.0 * pr.batch * double(pr.heads_q) * pr.head_dim * pairs;
+  return pr.direction == Direction::fwd ? fwd : 2.5 * fwd;
+}
+
+int kernel_launches(const VariantKey& key, const Problem& pr, const Params& p) {
+  (void)p;
+  const bool fwd = key.direction == Direction::fwd;
+  switch (key.backend) {
+    case Backend::flash:
+      // Forward: one kernel writes O and LSE. Backward: zero the dQ accumulator (memset),
+      // D = rowsum(dO ∘ O), the main dK/dV/dQ kernel, dQ's scale + cast.
+      return fwd ? 1 : 4;
+    case Backend::fused:
+      // Forward: one kernel (P written from it when requested). Backward: at most two (issue 4).
+      return fwd ? 1 : 2;
+    case Backend::unfused: {
+      // Forward: S = Q·Kᵀ (GEMM), scale + mask + softmax, O = P·V (GEMM). Backward: S (GEMM),
+      // P recompute, D = rowsum(dO ∘ O), dV = Pᵀ·dO, dP = dO·Vᵀ, dS, dQ = dS·K, dK = dSᵀ·Q.
+      // Varlen runs these per sequence.
+      const int per_seq = fwd ? 3 : 8;
+      return pr.varlen ? per_seq * std::max(pr.batch, 1) : per_seq;
+    }
+  }
+  return 0;
+}
+
+BackendEstimate estimate_backend(Backend b, const Problem& pr, const Params& p, const VariantInfo* v) {
+  BackendEstimate e;
+  e.backend = b;
+  e.tensor_bytes = caller_tensor_bytes(pr, p);
+  e.flops = attention_flops(pr, p);
+  std::string why;
+  if (v == nullptr) v = first_fitting_variant(b, pr, &why);
+  else if (!variant_fits(*v, pr, &why)) v = nullptr;
+  if (v == nullptr) {
+    e.reason = why;
+    e.device_bytes = e.tensor_bytes;
+    return e;
+  }
+  e.available = true;
+  e.variant = v;
+  e.workspace_bytes = workspace_bytes(v->key, p);
+  e.scratch_bytes = scratch_bytes(*v, pr, p);
+  e.device_bytes = e.tensor_bytes + e.scratch_bytes;
+  e.kernel_launches = kernel_launches(v->key, pr, p);
+  return e;
+}
+
+}  // namespace attnforge
+
+// ---- C API ------------------------------------------------------------------------------------
+namespace {
+
+void copy_str(char* dst, size_t cap, const std::string& s) {
+  if (cap == 0) return;
+  const size_t n = std::min(cap - 1, s.size());
+  std::memcpy(dst, s.data(), n);
+  dst[n] = '\0';
+}
+
+// Estimates need shapes, not memory: stand a fake (never dereferenced) address in for every
+// absent tensor that validation requires, so that a caller can ask before allocating.
+void fill_placeholders(attnforge_args& a, bool bwd) {
+  void* const fake = reinterpret_cast<void*>(uintptr_t(1) << 40);
+  attnforge_tensor* need[] = {&a.q, &a.k, &a.v, &a.o, &a.d_o, &a.dq, &a.dk, &a.dv, &a.lse};
+  const int n = bwd ? 9 : 4;
+  for (int i = 0; i < n; ++i)
+    if (need[i]->data == nullptr && need[i]->rank > 0) need[i]->data = fake;
+  if (a.weights.data == nullptr && a.weights.rank > 0) a.weights.data = fake;
+  if (a.mask.bias.data == nullptr && a.mask.bias.rank > 0) a.mask.bias.data = fake;
+}
+
+}  // namespace
+
+extern "C" ATTNFORGE_API attnforge_status attnforge_estimate(const attnforge_args* args, int is_backward,
+                                                             attnforge_backend_estimate* out, int capacity,
+                                                             int* count) {
+  using namespace attnforge;
+  try {
+    if (count) *count = 0;
+    if (args == nullptr || out == nullptr || capacity < 0) return ATTNFORGE_INVALID_ARGUMENT;
+    attnforge_args a = *args;
+    const bool bwd = is_backward != 0;
+    fill_placeholders(a, bwd);
+    ValidatedCall call;
+    std::string error;
+    const attnforge_status st = validate_args(a, bwd ? Direction::bwd : Direction::fwd, call, error);
+    if (st != ATTNFORGE_OK) {
+      if (capacity > 0) {
+        std::memset(&out[0], 0, sizeof out[0]);
+        copy_str(out[0].reason, sizeof out[0].reason, error);
+      }
+      return st;
+    }
+    // The same numbers the selector sees: a forward without a caller LSE has p.lse == null here
+    // (the C API points it at a temporary only after selection), so scratch counts that temporary.
+    const Backend order[] = {Backend::unfused, Backend::fused, Backend::flash};
+    int n = 0;
+    for (Backend b : order) {
+      if (n >= capacity) break;
+      const BackendEstimate e = estimate_backend(b, call.problem, call.params);
+      attnforge_backend_estimate& o = out[n++];
+      std::memset(&o, 0, sizeof o);
+      o.backend = attnforge_backend(int(b));
+      o.available = e.available ? 1 : 0;
+      copy_str(o.variant, sizeof o.variant, e.variant ? e.variant->name : "");
+      copy_str(o.reason, sizeof o.reason, e.reason);
+      o.workspace_bytes = e.workspace_bytes;
+      o.scratch_bytes = e.scratch_bytes;
+      o.device_bytes = e.device_bytes;
+      o.flops = e.flops;
+      o.kernel_launches = e.kernel_launches;
+    }
+    if (count) *count = n;
+    return ATTNFORGE_OK;
+  } catch (...) {
+    return ATTNFORGE_INTERNAL;
+  }
+}
