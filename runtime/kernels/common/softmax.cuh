@@ -1,0 +1,109 @@
+// Online (streaming) softmax over key tiles, in fp32 and base 2, for scores held as m16n8 C fragments
+// (see mma.cuh): each thread holds 2 rows per 16-row tile (g and g+8), spread over the 4 lanes of its
+// quad, so row max/sum reduce across the quad with two xor-shuffles.
+//
+// Scores arrive in log2 units, s = q·k · scale·log2(e) (+ bias·log2(e)), masked = −inf. For each new
+// tile:  m' = max(m, rowmax(s));  P = exp2(s − m');  l' = l·exp2(m − m') + rowsum(P);  O' = O·exp2(m − m').
+// A row that has seen no visible key keeps m = −inf; then 0 is used as the subtraction base, so
+// exp2(−inf − 0) = 0 exactly and no (−inf) − (−inf) = NaN ever forms. At the end O /= l (0 if l = 0)
+// and LSE = (m + log2 l)·ln 2, −inf for a row that saw nothing.
+#pragma once
+#include <cmath>
+
+namespace attnforge::prim {
+
+__device__ __forceinline__ float exp2_approx(float x) {  // ex2.approx(−inf) = +0
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// s ← s·scale_log2: raw Q·Kᵀ accumulators into log2-domain scores (any sign of scale is fine).
+template <int kMTiles, int kNTiles>
+__device__ __forceinline__ void scale_scores(float (&s)[kMTiles][kNTiles][4], float scale_log2) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) s[mt][nt][i] *= scale_log2;
+}
+
+template <int kMTiles>
+struct OnlineSoftmax {
+  float row_max[kMTiles][2];  // running max per row (log2 units), −inf until a visible key
+  float row_sum[kMTiles][2];  // this thread's partial Σ exp2(s − max); quad-reduced in finalize
+
+  __device__ __forceinline__ void init() {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        row_max[mt][h] = -INFINITY;
+        row_sum[mt][h] = 0.f;
+      }
+  }
+
+  // s (kMTiles, kNS n8-tiles) in: log2-domain scores; out: P = exp2(s − m'). o (kMTiles, kNO) is
+  // rescaled by exp2(m − m') so that it stays Σ P·V relative to the new max.
+  template <int kNS, int kNO>
+  __device__ __forceinline__ void update(float (&s)[kMTiles][kNS][4], float (&o)[kMTiles][kNO][4]) {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float mx = row_max[mt][h];
+#pragma unroll
+        for (int nt = 0; nt < kNS; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
+        mx = quad_max(mx);
+        const float base = (mx == -INFINITY) ? 0.f : mx;     // fully masked so far: keep P = 0
+        const float alpha = exp2_approx(row_max[mt][h] - base);  // old max −inf ⇒ 0 (O, l are 0)
+        row_max[mt][h] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < kNS; ++nt)
+#pragma unroll
+          for (int j = 0; j < 2; ++j) {
+            const float p = exp2_approx(s[mt][nt][2 * h + j] - base);
+            s[mt][nt][2 * h + j] = p;
+            sum += p;
+          }
+        row_sum[mt][h] = row_sum[mt][h] * alpha + sum;
+#pragma unroll
+        for (int nt = 0; nt < kNO; ++nt) {
+          o[mt][nt][2 * h] *= alpha;
+          o[mt][nt][2 * h + 1] *= alpha;
+        }
+      }
+  }
+
+  // O ← O / l (exactly 0 for rows with l = 0), lse[mt][h] = natural-log LSE of the row (−inf if none).
+  template <int kNO>
+  __device__ __forceinline__ void finalize(float (&o)[kMTiles][kNO][4], float (&lse)[kMTiles][2]) {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float l = quad_sum(row_sum[mt][h]);
+        const bool any = l > 0.f;
+        const float inv = any ? 1.f / l : 0.f;
+        lse[mt][h] = any ? (row_max[mt][h] + __log2f(l)) * 0.69314718055994531f : -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < kNO; ++nt) {
+          o[mt][nt][2 * h] *= inv;
+          o[mt][nt][2 * h + 1] *= inv;
+        }
+      }
+  }
+};
+
+}  // namespace attnforge::prim

@@ -1,0 +1,78 @@
+// Dev-only driver (not part of the library): instantiates flash::run_fwd on hand-written variants and
+// exposes one extern "C" entry for ctypes (scripts/dev/flash_fwd_dev.py checks and times it beside
+// PyTorch in one process). Build: nvcc -shared -Xcompiler -fPIC ... -o libflashdev.so
+#include <cstdio>
+#include <cstring>
+
+#include "flash/fwd.cuh"
+#include "flash_fwd_dev_masks.hpp"
+
+using namespace attnforge;
+namespace m = attnforge::devmask;
+
+template <DType T, int D, class M, int BM, int BN, int W, int S>
+using FV = Variant<Backend::flash, Direction::fwd, T, D, M, Tile<BM, BN, W, S>>;
+
+struct Entry {
+  const char* name;
+  attnforge_status (*fn)(const Params&, cudaStream_t);
+};
+#define E(name, ...) {name, &flash::run_fwd<FV<__VA_ARGS__>>}
+static const Entry kEntries[] = {
+#ifndef DEV_SET
+    E("bf16_hd64_none_m128n64w4s2", DType::bf16, 64, m::none, 128, 64, 4, 2),
+    E("bf16_hd64_causal_m128n64w4s2", DType::bf16, 64, m::causal, 128, 64, 4, 2),
+    E("bf16_hd64_none_m128n128w4s2", DType::bf16, 64, m::none, 128, 128, 4, 2),
+    E("bf16_hd64_causal_m128n128w4s2", DType::bf16, 64, m::causal, 128, 128, 4, 2),
+    E("bf16_hd128_none_m128n64w4s2", DType::bf16, 128, m::none, 128, 64, 4, 2),
+    E("bf16_hd128_causal_m128n64w4s2", DType::bf16, 128, m::causal, 128, 64, 4, 2),
+    E("bf16_hd128_none_m128n128w8s2", DType::bf16, 128, m::none, 128, 128, 8, 2),
+    E("bf16_hd128_causal_m128n128w8s2", DType::bf16, 128, m::causal, 128, 128, 8, 2),
+    E("bf16_hd128_none_m64n64w4s2", DType::bf16, 128, m::none, 64, 64, 4, 2),
+    E("bf16_hd128_causal_m64n64w4s2", DType::bf16, 128, m::causal, 64, 64, 4, 2),
+    E("bf16_hd64_none_m128n128w8s2", DType::bf16, 64, m::none, 128, 128, 8, 2),
+    E("bf16_hd64_causal_m128n128w8s2", DType::bf16, 64, m::causal, 128, 128, 8, 2),
+    E("f16_hd128_causal_m128n64w4s2", DType::f16, 128, m::causal, 128, 64, 4, 2),
+    E("bf16_hd64_window_m128n64w4s2", DType::bf16, 64, m::window, 128, 64, 4, 2),
+    E("bf16_hd64_bias_m128n64w4s2", DType::bf16, 64, m::bias, 128, 64, 4, 2),
+    E("bf16_hd32_causal_m128n64w4s2", DType::bf16, 32, m::causal, 128, 64, 4, 2),
+    E("bf16_hd96_causal_m64n64w4s2", DType::bf16, 96, m::causal, 64, 64, 4, 2),
+    E("bf16_hd256_causal_m64n64w4s2", DType::bf16, 256, m::causal, 64, 64, 4, 2),
+    E("bf16_hd192_none_m64n64w4s3", DType::bf16, 192, m::none, 64, 64, 4, 3),
+#else
+    E("bf16_hd64_causal_m128n64w4s2", DType::bf16, 64, m::causal, 128, 64, 4, 2),
+#endif
+};
+
+extern "C" int dev_num_variants() { return int(sizeof(kEntries) / sizeof(kEntries[0])); }
+extern "C" const char* dev_variant_name(int i) { return kEntries[i].name; }
+
+// Shapes: q (B, Sq, Hq, D) / k, v (B, Sk, Hkv, D) by strides[12] = {q b,s,h; k b,s,h; v b,s,h; o b,s,h};
+// varlen when cu_q != null (then B = number of sequences, Sq/Sk = max lengths, batch strides 0).
+extern "C" int dev_flash_fwd(int variant, const void* q, const void* k, const void* v, void* o, float* lse,
+                             const long long* strides, int B, int Sq, int Sk, int Hq, int Hkv, int D,
+                             const int* cu_q, const int* cu_k, long long total_q, long long total_k,
+                             float scale, int s0, int s1, const void* bias, int bias_dtype,
+                             const long long* bias_strides, void* stream) {
+  Params p;
+  std::memset(&p, 0, sizeof(p));
+  p.q = q; p.k = k; p.v = v; p.o = o; p.lse = lse;
+  p.q_batch_stride = strides[0]; p.q_row_stride = strides[1]; p.q_head_stride = strides[2];
+  p.k_batch_stride = strides[3]; p.k_row_stride = strides[4]; p.k_head_stride = strides[5];
+  p.v_batch_stride = strides[6]; p.v_row_stride = strides[7]; p.v_head_stride = strides[8];
+  p.o_batch_stride = strides[9]; p.o_row_stride = strides[10]; p.o_head_stride = strides[11];
+  // lse (B, Hq, Sq) dense; varlen (Hq, total_q)
+  if (cu_q) { p.lse_batch_stride = 0; p.lse_head_stride = total_q; }
+  else { p.lse_batch_stride = (long long)Hq * Sq; p.lse_head_stride = Sq; }
+  p.batch = B; p.seqlen_q = Sq; p.seqlen_k = Sk; p.heads_q = Hq; p.heads_kv = Hkv; p.head_dim = D;
+  p.total_q = total_q; p.total_k = total_k; p.cu_seqlens_q = cu_q; p.cu_seqlens_k = cu_k;
+  p.scale = scale; p.scale_log2 = scale * 1.4426950408889634f;
+  p.mask.v[0] = s0; p.mask.v[1] = s1;
+  p.bias = bias; p.bias_dtype = bias_dtype;
+  if (bias_strides) {
+    p.bias_stride_b = bias_strides[0]; p.bias_stride_h = bias_strides[1];
+    p.bias_stride_q = bias_strides[2]; p.bias_stride_k = bias_strides[3];
+  }
+  p.deterministic = false;
+  return int(kEntries[variant].fn(p, static_cast<cudaStream_t>(stream)));
+}
