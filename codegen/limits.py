@@ -39,16 +39,47 @@ def flash_bwd(dtype: str, d: int, m: int, n: int, w: int, s: int) -> dict:
     return {"smem_bytes": smem}
 
 
-def fused_max_seqlen_k(dtype: str, d: int, m: int) -> tuple[int, int]:
-    """Largest multiple of 64 keys whose fp32 score block (m × Sk) fits beside the Q tile and a
-    double-buffered 64-row K/V tile; returns (max_seqlen_k, smem bytes at that size)."""
+FUSED_MAX_ACC_FLOATS = 192  # fused: fp32 score row + O accumulators per thread (fused/config.cuh kMaxAccFloats)
+FUSED_KEY_TILE = 64  # keys per warp tile
+
+
+def _smem_tile_bytes(rows: int, cols: int, e: int) -> int:
+    """Bytes of a common/smem_layout.cuh SmemTile: swizzled rows of whole 8-chunk groups, else one
+    16-byte chunk of padding per row."""
+    chunks = cols * e // 16
+    return rows * (chunks if chunks % 8 == 0 else chunks + 1) * 16
+
+
+def fused_max_seqlen_k(dtype: str, d: int, m: int, w: int, direction: str = "fwd") -> tuple[int, int]:
+    """Largest Sk the fused kernel (runtime/kernels/fused/) keeps on chip; returns (max_seqlen_k,
+    smem bytes of the `direction` kernel). Warps form (m/16 row bands) × (wn key columns); each warp
+    holds its 16 rows × (Sk / wn) keys as fp32 registers, 32 per 64-key tile, beside the O accumulator
+    (d/2 floats): steps = (FUSED_MAX_ACC_FLOATS − d/2) // 32 tiles per warp, Sk = steps · 64 · wn."""
     e = ELEM_BYTES[dtype]
-    fixed = m * d * e + 2 * 2 * 64 * d * e
-    n = (SMEM_BYTES_PER_BLOCK - fixed) // (m * 4) // 64 * 64
-    n = min(n, FUSED_MAX_SEQLEN_K_CAP)
-    if n < 64:
-        raise Unfit(f"no room for a 64-key score row (fixed use {fixed} B)")
-    return n, fixed + m * n * 4
+    if m % 16 or m == 0:
+        raise Unfit(f"block m={m} is not a multiple of 16")
+    wm = m // 16
+    if w % wm:
+        raise Unfit(f"{w} warps do not split into {wm} bands of 16 rows")
+    wn = w // wm
+    key_block = FUSED_KEY_TILE * wn
+    steps = (FUSED_MAX_ACC_FLOATS - d // 2) // 32
+    steps = min(steps, FUSED_MAX_SEQLEN_K_CAP // key_block)
+    if steps < 1:
+        raise Unfit(f"no room for a {key_block}-key score row beside a d={d} accumulator")
+    n = steps * key_block
+    q = _smem_tile_bytes(m, d, e)
+    kv = _smem_tile_bytes(key_block, d, e)
+    stats = 2 * wn * m * 4
+    if direction == "fwd":
+        # Q, a 2-stage K/V ring (reused for the cross-warp O reduction), row max/sum exchange.
+        smem = q + max(2 * kv, (wn - 1) * m * d * 4) + stats
+    else:
+        # Q, dO, one K and one V block, P and dS staging (m × key_block), LSE and rowsum(dO∘O).
+        smem = 2 * q + 2 * kv + 2 * _smem_tile_bytes(m, key_block, e) + 2 * m * 4
+    if smem > SMEM_BYTES_PER_BLOCK:
+        raise Unfit(f"shared memory {smem} B > {SMEM_BYTES_PER_BLOCK} B")
+    return n, smem
 
 
 def fit(backend: str, direction: str, dtype: str, d: int, tile: dict) -> tuple[dict, dict]:
@@ -57,7 +88,7 @@ def fit(backend: str, direction: str, dtype: str, d: int, tile: dict) -> tuple[d
     if backend == "unfused":
         return {"m": 0, "n": 0, "w": w, "s": 0}, {}
     if backend == "fused":
-        max_sk, smem = fused_max_seqlen_k(dtype, d, m)
+        max_sk, smem = fused_max_seqlen_k(dtype, d, m, w, direction)
         return {"m": m, "n": max_sk, "w": w, "s": 0}, {"max_seqlen_k": max_sk, "smem_bytes": smem}
     rule = flash_fwd if direction == "fwd" else flash_bwd
     return {"m": m, "n": n, "w": w, "s": s}, rule(dtype, d, m, n, w, s)

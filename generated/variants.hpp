@@ -29,198 +29,182 @@ using unfused_bwd_bf16_hdany_none_w4 = Variant<Backend::unfused, Direction::bwd,
 using unfused_bwd_bf16_hdany_causal_w4 = Variant<Backend::unfused, Direction::bwd, DType::bf16, 0, mask::causal, Tile<0, 0, 4, 0>>;
 using unfused_bwd_bf16_hdany_window_w4 = Variant<Backend::unfused, Direction::bwd, DType::bf16, 0, mask::window, Tile<0, 0, 4, 0>>;
 using unfused_bwd_bf16_hdany_bias_w4 = Variant<Backend::unfused, Direction::bwd, DType::bf16, 0, mask::bias, Tile<0, 0, 4, 0>>;
-using fused_fwd_f16_hd32_none_m64n768w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::none, Tile<64, 768, 4, 0>>;
+using fused_fwd_f16_hd32_none_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::none, Tile<64, 640, 8, 0>>;
 using fused_fwd_f16_hd32_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd32_causal_m64n768w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::causal, Tile<64, 768, 4, 0>>;
+using fused_fwd_f16_hd32_causal_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::causal, Tile<64, 640, 8, 0>>;
 using fused_fwd_f16_hd32_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd32_window_m64n768w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::window, Tile<64, 768, 4, 0>>;
+using fused_fwd_f16_hd32_window_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::window, Tile<64, 640, 8, 0>>;
 using fused_fwd_f16_hd32_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd32_bias_m64n768w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::bias, Tile<64, 768, 4, 0>>;
+using fused_fwd_f16_hd32_bias_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::bias, Tile<64, 640, 8, 0>>;
 using fused_fwd_f16_hd32_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd32_none_m64n768w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::none, Tile<64, 768, 4, 0>>;
+using fused_bwd_f16_hd32_none_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::none, Tile<64, 640, 8, 0>>;
 using fused_bwd_f16_hd32_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd32_causal_m64n768w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::causal, Tile<64, 768, 4, 0>>;
+using fused_bwd_f16_hd32_causal_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::causal, Tile<64, 640, 8, 0>>;
 using fused_bwd_f16_hd32_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd32_window_m64n768w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::window, Tile<64, 768, 4, 0>>;
+using fused_bwd_f16_hd32_window_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::window, Tile<64, 640, 8, 0>>;
 using fused_bwd_f16_hd32_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd32_bias_m64n768w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 768, 4, 0>>;
+using fused_bwd_f16_hd32_bias_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 640, 8, 0>>;
 using fused_bwd_f16_hd32_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd64_none_m64n704w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<64, 704, 4, 0>>;
+using fused_fwd_f16_hd64_none_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<64, 640, 8, 0>>;
 using fused_fwd_f16_hd64_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd64_causal_m64n704w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<64, 704, 4, 0>>;
+using fused_fwd_f16_hd64_causal_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<64, 640, 8, 0>>;
 using fused_fwd_f16_hd64_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd64_window_m64n704w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<64, 704, 4, 0>>;
+using fused_fwd_f16_hd64_window_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<64, 640, 8, 0>>;
 using fused_fwd_f16_hd64_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd64_bias_m64n704w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<64, 704, 4, 0>>;
+using fused_fwd_f16_hd64_bias_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<64, 640, 8, 0>>;
 using fused_fwd_f16_hd64_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd64_none_m64n704w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 704, 4, 0>>;
+using fused_bwd_f16_hd64_none_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 640, 8, 0>>;
 using fused_bwd_f16_hd64_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd64_causal_m64n704w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 704, 4, 0>>;
+using fused_bwd_f16_hd64_causal_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 640, 8, 0>>;
 using fused_bwd_f16_hd64_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd64_window_m64n704w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 704, 4, 0>>;
+using fused_bwd_f16_hd64_window_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 640, 8, 0>>;
 using fused_bwd_f16_hd64_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd64_bias_m64n704w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 704, 4, 0>>;
+using fused_bwd_f16_hd64_bias_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 640, 8, 0>>;
 using fused_bwd_f16_hd64_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd96_none_m64n640w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::none, Tile<64, 640, 4, 0>>;
+using fused_fwd_f16_hd96_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd96_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd96_causal_m64n640w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::causal, Tile<64, 640, 4, 0>>;
+using fused_fwd_f16_hd96_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd96_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd96_window_m64n640w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::window, Tile<64, 640, 4, 0>>;
+using fused_fwd_f16_hd96_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::window, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd96_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd96_bias_m64n640w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::bias, Tile<64, 640, 4, 0>>;
+using fused_fwd_f16_hd96_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd96_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd96_none_m64n640w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::none, Tile<64, 640, 4, 0>>;
+using fused_bwd_f16_hd96_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::none, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd96_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd96_causal_m64n640w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::causal, Tile<64, 640, 4, 0>>;
+using fused_bwd_f16_hd96_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd96_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd96_window_m64n640w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::window, Tile<64, 640, 4, 0>>;
+using fused_bwd_f16_hd96_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::window, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd96_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd96_bias_m64n640w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::bias, Tile<64, 640, 4, 0>>;
+using fused_bwd_f16_hd96_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd96_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd128_none_m64n576w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::none, Tile<64, 576, 4, 0>>;
+using fused_fwd_f16_hd128_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd128_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd128_causal_m64n576w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::causal, Tile<64, 576, 4, 0>>;
+using fused_fwd_f16_hd128_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd128_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd128_window_m64n576w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::window, Tile<64, 576, 4, 0>>;
+using fused_fwd_f16_hd128_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::window, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd128_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd128_bias_m64n576w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::bias, Tile<64, 576, 4, 0>>;
+using fused_fwd_f16_hd128_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd128_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd128_none_m64n576w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::none, Tile<64, 576, 4, 0>>;
+using fused_bwd_f16_hd128_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::none, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd128_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd128_causal_m64n576w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::causal, Tile<64, 576, 4, 0>>;
+using fused_bwd_f16_hd128_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd128_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd128_window_m64n576w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::window, Tile<64, 576, 4, 0>>;
+using fused_bwd_f16_hd128_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::window, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd128_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd128_bias_m64n576w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 576, 4, 0>>;
+using fused_bwd_f16_hd128_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd128_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd192_none_m64n384w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::none, Tile<64, 384, 4, 0>>;
-using fused_fwd_f16_hd192_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd192_causal_m64n384w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::causal, Tile<64, 384, 4, 0>>;
-using fused_fwd_f16_hd192_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd192_window_m64n384w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::window, Tile<64, 384, 4, 0>>;
-using fused_fwd_f16_hd192_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd192_bias_m64n384w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::bias, Tile<64, 384, 4, 0>>;
-using fused_fwd_f16_hd192_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd192_none_m64n384w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::none, Tile<64, 384, 4, 0>>;
-using fused_bwd_f16_hd192_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd192_causal_m64n384w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::causal, Tile<64, 384, 4, 0>>;
-using fused_bwd_f16_hd192_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd192_window_m64n384w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::window, Tile<64, 384, 4, 0>>;
-using fused_bwd_f16_hd192_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd192_bias_m64n384w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::bias, Tile<64, 384, 4, 0>>;
-using fused_bwd_f16_hd192_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd256_none_m64n256w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::none, Tile<64, 256, 4, 0>>;
-using fused_fwd_f16_hd256_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd256_causal_m64n256w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::causal, Tile<64, 256, 4, 0>>;
-using fused_fwd_f16_hd256_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd256_window_m64n256w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::window, Tile<64, 256, 4, 0>>;
-using fused_fwd_f16_hd256_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd256_bias_m64n256w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::bias, Tile<64, 256, 4, 0>>;
-using fused_fwd_f16_hd256_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd256_none_m64n256w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::none, Tile<64, 256, 4, 0>>;
-using fused_bwd_f16_hd256_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd256_causal_m64n256w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::causal, Tile<64, 256, 4, 0>>;
-using fused_bwd_f16_hd256_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd256_window_m64n256w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::window, Tile<64, 256, 4, 0>>;
-using fused_bwd_f16_hd256_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd256_bias_m64n256w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::bias, Tile<64, 256, 4, 0>>;
-using fused_bwd_f16_hd256_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd32_none_m64n768w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::none, Tile<64, 768, 4, 0>>;
+using fused_fwd_f16_hd192_none_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::none, Tile<64, 384, 8, 0>>;
+using fused_fwd_f16_hd192_none_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::none, Tile<16, 768, 4, 0>>;
+using fused_fwd_f16_hd192_causal_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::causal, Tile<64, 384, 8, 0>>;
+using fused_fwd_f16_hd192_causal_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::causal, Tile<16, 768, 4, 0>>;
+using fused_fwd_f16_hd192_window_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::window, Tile<64, 384, 8, 0>>;
+using fused_fwd_f16_hd192_window_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::window, Tile<16, 768, 4, 0>>;
+using fused_fwd_f16_hd192_bias_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::bias, Tile<64, 384, 8, 0>>;
+using fused_fwd_f16_hd192_bias_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::bias, Tile<16, 768, 4, 0>>;
+using fused_bwd_f16_hd192_none_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::none, Tile<64, 384, 8, 0>>;
+using fused_bwd_f16_hd192_none_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::none, Tile<16, 768, 4, 0>>;
+using fused_bwd_f16_hd192_causal_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::causal, Tile<64, 384, 8, 0>>;
+using fused_bwd_f16_hd192_causal_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::causal, Tile<16, 768, 4, 0>>;
+using fused_bwd_f16_hd192_window_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::window, Tile<64, 384, 8, 0>>;
+using fused_bwd_f16_hd192_window_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::window, Tile<16, 768, 4, 0>>;
+using fused_bwd_f16_hd192_bias_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::bias, Tile<64, 384, 8, 0>>;
+using fused_bwd_f16_hd192_bias_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::bias, Tile<16, 768, 4, 0>>;
+using fused_fwd_f16_hd256_none_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::none, Tile<64, 256, 8, 0>>;
+using fused_fwd_f16_hd256_causal_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::causal, Tile<64, 256, 8, 0>>;
+using fused_fwd_f16_hd256_window_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::window, Tile<64, 256, 8, 0>>;
+using fused_fwd_f16_hd256_bias_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::bias, Tile<64, 256, 8, 0>>;
+using fused_bwd_f16_hd256_none_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::none, Tile<64, 256, 8, 0>>;
+using fused_bwd_f16_hd256_causal_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::causal, Tile<64, 256, 8, 0>>;
+using fused_bwd_f16_hd256_window_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::window, Tile<64, 256, 8, 0>>;
+using fused_bwd_f16_hd256_bias_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::bias, Tile<64, 256, 8, 0>>;
+using fused_fwd_bf16_hd32_none_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::none, Tile<64, 640, 8, 0>>;
 using fused_fwd_bf16_hd32_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd32_causal_m64n768w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::causal, Tile<64, 768, 4, 0>>;
+using fused_fwd_bf16_hd32_causal_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::causal, Tile<64, 640, 8, 0>>;
 using fused_fwd_bf16_hd32_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd32_window_m64n768w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::window, Tile<64, 768, 4, 0>>;
+using fused_fwd_bf16_hd32_window_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::window, Tile<64, 640, 8, 0>>;
 using fused_fwd_bf16_hd32_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd32_bias_m64n768w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::bias, Tile<64, 768, 4, 0>>;
+using fused_fwd_bf16_hd32_bias_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::bias, Tile<64, 640, 8, 0>>;
 using fused_fwd_bf16_hd32_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd32_none_m64n768w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::none, Tile<64, 768, 4, 0>>;
+using fused_bwd_bf16_hd32_none_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::none, Tile<64, 640, 8, 0>>;
 using fused_bwd_bf16_hd32_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd32_causal_m64n768w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::causal, Tile<64, 768, 4, 0>>;
+using fused_bwd_bf16_hd32_causal_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::causal, Tile<64, 640, 8, 0>>;
 using fused_bwd_bf16_hd32_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd32_window_m64n768w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::window, Tile<64, 768, 4, 0>>;
+using fused_bwd_bf16_hd32_window_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::window, Tile<64, 640, 8, 0>>;
 using fused_bwd_bf16_hd32_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd32_bias_m64n768w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 768, 4, 0>>;
+using fused_bwd_bf16_hd32_bias_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 640, 8, 0>>;
 using fused_bwd_bf16_hd32_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd64_none_m64n704w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<64, 704, 4, 0>>;
+using fused_fwd_bf16_hd64_none_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<64, 640, 8, 0>>;
 using fused_fwd_bf16_hd64_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd64_causal_m64n704w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<64, 704, 4, 0>>;
+using fused_fwd_bf16_hd64_causal_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<64, 640, 8, 0>>;
 using fused_fwd_bf16_hd64_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd64_window_m64n704w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<64, 704, 4, 0>>;
+using fused_fwd_bf16_hd64_window_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<64, 640, 8, 0>>;
 using fused_fwd_bf16_hd64_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd64_bias_m64n704w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<64, 704, 4, 0>>;
+using fused_fwd_bf16_hd64_bias_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<64, 640, 8, 0>>;
 using fused_fwd_bf16_hd64_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd64_none_m64n704w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 704, 4, 0>>;
+using fused_bwd_bf16_hd64_none_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 640, 8, 0>>;
 using fused_bwd_bf16_hd64_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd64_causal_m64n704w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 704, 4, 0>>;
+using fused_bwd_bf16_hd64_causal_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 640, 8, 0>>;
 using fused_bwd_bf16_hd64_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd64_window_m64n704w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 704, 4, 0>>;
+using fused_bwd_bf16_hd64_window_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 640, 8, 0>>;
 using fused_bwd_bf16_hd64_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd64_bias_m64n704w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 704, 4, 0>>;
+using fused_bwd_bf16_hd64_bias_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 640, 8, 0>>;
 using fused_bwd_bf16_hd64_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd96_none_m64n640w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::none, Tile<64, 640, 4, 0>>;
+using fused_fwd_bf16_hd96_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd96_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd96_causal_m64n640w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::causal, Tile<64, 640, 4, 0>>;
+using fused_fwd_bf16_hd96_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd96_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd96_window_m64n640w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::window, Tile<64, 640, 4, 0>>;
+using fused_fwd_bf16_hd96_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::window, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd96_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd96_bias_m64n640w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::bias, Tile<64, 640, 4, 0>>;
+using fused_fwd_bf16_hd96_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd96_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd96_none_m64n640w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::none, Tile<64, 640, 4, 0>>;
+using fused_bwd_bf16_hd96_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::none, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd96_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd96_causal_m64n640w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::causal, Tile<64, 640, 4, 0>>;
+using fused_bwd_bf16_hd96_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd96_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd96_window_m64n640w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::window, Tile<64, 640, 4, 0>>;
+using fused_bwd_bf16_hd96_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::window, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd96_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd96_bias_m64n640w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::bias, Tile<64, 640, 4, 0>>;
+using fused_bwd_bf16_hd96_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd96_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd128_none_m64n576w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::none, Tile<64, 576, 4, 0>>;
+using fused_fwd_bf16_hd128_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd128_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd128_causal_m64n576w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::causal, Tile<64, 576, 4, 0>>;
+using fused_fwd_bf16_hd128_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd128_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd128_window_m64n576w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::window, Tile<64, 576, 4, 0>>;
+using fused_fwd_bf16_hd128_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::window, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd128_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd128_bias_m64n576w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::bias, Tile<64, 576, 4, 0>>;
+using fused_fwd_bf16_hd128_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd128_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd128_none_m64n576w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::none, Tile<64, 576, 4, 0>>;
+using fused_bwd_bf16_hd128_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::none, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd128_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd128_causal_m64n576w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::causal, Tile<64, 576, 4, 0>>;
+using fused_bwd_bf16_hd128_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd128_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd128_window_m64n576w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::window, Tile<64, 576, 4, 0>>;
+using fused_bwd_bf16_hd128_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::window, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd128_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd128_bias_m64n576w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 576, 4, 0>>;
+using fused_bwd_bf16_hd128_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd128_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd192_none_m64n384w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::none, Tile<64, 384, 4, 0>>;
-using fused_fwd_bf16_hd192_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd192_causal_m64n384w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::causal, Tile<64, 384, 4, 0>>;
-using fused_fwd_bf16_hd192_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd192_window_m64n384w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::window, Tile<64, 384, 4, 0>>;
-using fused_fwd_bf16_hd192_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd192_bias_m64n384w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::bias, Tile<64, 384, 4, 0>>;
-using fused_fwd_bf16_hd192_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd192_none_m64n384w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::none, Tile<64, 384, 4, 0>>;
-using fused_bwd_bf16_hd192_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd192_causal_m64n384w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::causal, Tile<64, 384, 4, 0>>;
-using fused_bwd_bf16_hd192_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd192_window_m64n384w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::window, Tile<64, 384, 4, 0>>;
-using fused_bwd_bf16_hd192_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd192_bias_m64n384w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::bias, Tile<64, 384, 4, 0>>;
-using fused_bwd_bf16_hd192_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd256_none_m64n256w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::none, Tile<64, 256, 4, 0>>;
-using fused_fwd_bf16_hd256_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd256_causal_m64n256w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::causal, Tile<64, 256, 4, 0>>;
-using fused_fwd_bf16_hd256_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd256_window_m64n256w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::window, Tile<64, 256, 4, 0>>;
-using fused_fwd_bf16_hd256_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd256_bias_m64n256w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::bias, Tile<64, 256, 4, 0>>;
-using fused_fwd_bf16_hd256_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd256_none_m64n256w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::none, Tile<64, 256, 4, 0>>;
-using fused_bwd_bf16_hd256_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd256_causal_m64n256w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::causal, Tile<64, 256, 4, 0>>;
-using fused_bwd_bf16_hd256_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd256_window_m64n256w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::window, Tile<64, 256, 4, 0>>;
-using fused_bwd_bf16_hd256_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd256_bias_m64n256w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::bias, Tile<64, 256, 4, 0>>;
-using fused_bwd_bf16_hd256_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd192_none_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::none, Tile<64, 384, 8, 0>>;
+using fused_fwd_bf16_hd192_none_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::none, Tile<16, 768, 4, 0>>;
+using fused_fwd_bf16_hd192_causal_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::causal, Tile<64, 384, 8, 0>>;
+using fused_fwd_bf16_hd192_causal_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::causal, Tile<16, 768, 4, 0>>;
+using fused_fwd_bf16_hd192_window_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::window, Tile<64, 384, 8, 0>>;
+using fused_fwd_bf16_hd192_window_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::window, Tile<16, 768, 4, 0>>;
+using fused_fwd_bf16_hd192_bias_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::bias, Tile<64, 384, 8, 0>>;
+using fused_fwd_bf16_hd192_bias_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::bias, Tile<16, 768, 4, 0>>;
+using fused_bwd_bf16_hd192_none_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::none, Tile<64, 384, 8, 0>>;
+using fused_bwd_bf16_hd192_none_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::none, Tile<16, 768, 4, 0>>;
+using fused_bwd_bf16_hd192_causal_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::causal, Tile<64, 384, 8, 0>>;
+using fused_bwd_bf16_hd192_causal_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::causal, Tile<16, 768, 4, 0>>;
+using fused_bwd_bf16_hd192_window_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::window, Tile<64, 384, 8, 0>>;
+using fused_bwd_bf16_hd192_window_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::window, Tile<16, 768, 4, 0>>;
+using fused_bwd_bf16_hd192_bias_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::bias, Tile<64, 384, 8, 0>>;
+using fused_bwd_bf16_hd192_bias_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::bias, Tile<16, 768, 4, 0>>;
+using fused_fwd_bf16_hd256_none_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::none, Tile<64, 256, 8, 0>>;
+using fused_fwd_bf16_hd256_causal_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::causal, Tile<64, 256, 8, 0>>;
+using fused_fwd_bf16_hd256_window_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::window, Tile<64, 256, 8, 0>>;
+using fused_fwd_bf16_hd256_bias_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::bias, Tile<64, 256, 8, 0>>;
+using fused_bwd_bf16_hd256_none_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::none, Tile<64, 256, 8, 0>>;
+using fused_bwd_bf16_hd256_causal_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::causal, Tile<64, 256, 8, 0>>;
+using fused_bwd_bf16_hd256_window_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::window, Tile<64, 256, 8, 0>>;
+using fused_bwd_bf16_hd256_bias_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::bias, Tile<64, 256, 8, 0>>;
 using flash_fwd_f16_hd32_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd32_none_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::none, Tile<128, 128, 8, 2>>;
 using flash_fwd_f16_hd32_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::none, Tile<64, 64, 4, 2>>;
@@ -487,198 +471,182 @@ using AllVariants = TypeList<
     unfused_bwd_bf16_hdany_causal_w4,
     unfused_bwd_bf16_hdany_window_w4,
     unfused_bwd_bf16_hdany_bias_w4,
-    fused_fwd_f16_hd32_none_m64n768w4,
+    fused_fwd_f16_hd32_none_m64n640w8,
     fused_fwd_f16_hd32_none_m16n1024w4,
-    fused_fwd_f16_hd32_causal_m64n768w4,
+    fused_fwd_f16_hd32_causal_m64n640w8,
     fused_fwd_f16_hd32_causal_m16n1024w4,
-    fused_fwd_f16_hd32_window_m64n768w4,
+    fused_fwd_f16_hd32_window_m64n640w8,
     fused_fwd_f16_hd32_window_m16n1024w4,
-    fused_fwd_f16_hd32_bias_m64n768w4,
+    fused_fwd_f16_hd32_bias_m64n640w8,
     fused_fwd_f16_hd32_bias_m16n1024w4,
-    fused_bwd_f16_hd32_none_m64n768w4,
+    fused_bwd_f16_hd32_none_m64n640w8,
     fused_bwd_f16_hd32_none_m16n1024w4,
-    fused_bwd_f16_hd32_causal_m64n768w4,
+    fused_bwd_f16_hd32_causal_m64n640w8,
     fused_bwd_f16_hd32_causal_m16n1024w4,
-    fused_bwd_f16_hd32_window_m64n768w4,
+    fused_bwd_f16_hd32_window_m64n640w8,
     fused_bwd_f16_hd32_window_m16n1024w4,
-    fused_bwd_f16_hd32_bias_m64n768w4,
+    fused_bwd_f16_hd32_bias_m64n640w8,
     fused_bwd_f16_hd32_bias_m16n1024w4,
-    fused_fwd_f16_hd64_none_m64n704w4,
+    fused_fwd_f16_hd64_none_m64n640w8,
     fused_fwd_f16_hd64_none_m16n1024w4,
-    fused_fwd_f16_hd64_causal_m64n704w4,
+    fused_fwd_f16_hd64_causal_m64n640w8,
     fused_fwd_f16_hd64_causal_m16n1024w4,
-    fused_fwd_f16_hd64_window_m64n704w4,
+    fused_fwd_f16_hd64_window_m64n640w8,
     fused_fwd_f16_hd64_window_m16n1024w4,
-    fused_fwd_f16_hd64_bias_m64n704w4,
+    fused_fwd_f16_hd64_bias_m64n640w8,
     fused_fwd_f16_hd64_bias_m16n1024w4,
-    fused_bwd_f16_hd64_none_m64n704w4,
+    fused_bwd_f16_hd64_none_m64n640w8,
     fused_bwd_f16_hd64_none_m16n1024w4,
-    fused_bwd_f16_hd64_causal_m64n704w4,
+    fused_bwd_f16_hd64_causal_m64n640w8,
     fused_bwd_f16_hd64_causal_m16n1024w4,
-    fused_bwd_f16_hd64_window_m64n704w4,
+    fused_bwd_f16_hd64_window_m64n640w8,
     fused_bwd_f16_hd64_window_m16n1024w4,
-    fused_bwd_f16_hd64_bias_m64n704w4,
+    fused_bwd_f16_hd64_bias_m64n640w8,
     fused_bwd_f16_hd64_bias_m16n1024w4,
-    fused_fwd_f16_hd96_none_m64n640w4,
+    fused_fwd_f16_hd96_none_m64n512w8,
     fused_fwd_f16_hd96_none_m16n1024w4,
-    fused_fwd_f16_hd96_causal_m64n640w4,
+    fused_fwd_f16_hd96_causal_m64n512w8,
     fused_fwd_f16_hd96_causal_m16n1024w4,
-    fused_fwd_f16_hd96_window_m64n640w4,
+    fused_fwd_f16_hd96_window_m64n512w8,
     fused_fwd_f16_hd96_window_m16n1024w4,
-    fused_fwd_f16_hd96_bias_m64n640w4,
+    fused_fwd_f16_hd96_bias_m64n512w8,
     fused_fwd_f16_hd96_bias_m16n1024w4,
-    fused_bwd_f16_hd96_none_m64n640w4,
+    fused_bwd_f16_hd96_none_m64n512w8,
     fused_bwd_f16_hd96_none_m16n1024w4,
-    fused_bwd_f16_hd96_causal_m64n640w4,
+    fused_bwd_f16_hd96_causal_m64n512w8,
     fused_bwd_f16_hd96_causal_m16n1024w4,
-    fused_bwd_f16_hd96_window_m64n640w4,
+    fused_bwd_f16_hd96_window_m64n512w8,
     fused_bwd_f16_hd96_window_m16n1024w4,
-    fused_bwd_f16_hd96_bias_m64n640w4,
+    fused_bwd_f16_hd96_bias_m64n512w8,
     fused_bwd_f16_hd96_bias_m16n1024w4,
-    fused_fwd_f16_hd128_none_m64n576w4,
+    fused_fwd_f16_hd128_none_m64n512w8,
     fused_fwd_f16_hd128_none_m16n1024w4,
-    fused_fwd_f16_hd128_causal_m64n576w4,
+    fused_fwd_f16_hd128_causal_m64n512w8,
     fused_fwd_f16_hd128_causal_m16n1024w4,
-    fused_fwd_f16_hd128_window_m64n576w4,
+    fused_fwd_f16_hd128_window_m64n512w8,
     fused_fwd_f16_hd128_window_m16n1024w4,
-    fused_fwd_f16_hd128_bias_m64n576w4,
+    fused_fwd_f16_hd128_bias_m64n512w8,
     fused_fwd_f16_hd128_bias_m16n1024w4,
-    fused_bwd_f16_hd128_none_m64n576w4,
+    fused_bwd_f16_hd128_none_m64n512w8,
     fused_bwd_f16_hd128_none_m16n1024w4,
-    fused_bwd_f16_hd128_causal_m64n576w4,
+    fused_bwd_f16_hd128_causal_m64n512w8,
     fused_bwd_f16_hd128_causal_m16n1024w4,
-    fused_bwd_f16_hd128_window_m64n576w4,
+    fused_bwd_f16_hd128_window_m64n512w8,
     fused_bwd_f16_hd128_window_m16n1024w4,
-    fused_bwd_f16_hd128_bias_m64n576w4,
+    fused_bwd_f16_hd128_bias_m64n512w8,
     fused_bwd_f16_hd128_bias_m16n1024w4,
-    fused_fwd_f16_hd192_none_m64n384w4,
-    fused_fwd_f16_hd192_none_m16n1024w4,
-    fused_fwd_f16_hd192_causal_m64n384w4,
-    fused_fwd_f16_hd192_causal_m16n1024w4,
-    fused_fwd_f16_hd192_window_m64n384w4,
-    fused_fwd_f16_hd192_window_m16n1024w4,
-    fused_fwd_f16_hd192_bias_m64n384w4,
-    fused_fwd_f16_hd192_bias_m16n1024w4,
-    fused_bwd_f16_hd192_none_m64n384w4,
-    fused_bwd_f16_hd192_none_m16n1024w4,
-    fused_bwd_f16_hd192_causal_m64n384w4,
-    fused_bwd_f16_hd192_causal_m16n1024w4,
-    fused_bwd_f16_hd192_window_m64n384w4,
-    fused_bwd_f16_hd192_window_m16n1024w4,
-    fused_bwd_f16_hd192_bias_m64n384w4,
-    fused_bwd_f16_hd192_bias_m16n1024w4,
-    fused_fwd_f16_hd256_none_m64n256w4,
-    fused_fwd_f16_hd256_none_m16n1024w4,
-    fused_fwd_f16_hd256_causal_m64n256w4,
-    fused_fwd_f16_hd256_causal_m16n1024w4,
-    fused_fwd_f16_hd256_window_m64n256w4,
-    fused_fwd_f16_hd256_window_m16n1024w4,
-    fused_fwd_f16_hd256_bias_m64n256w4,
-    fused_fwd_f16_hd256_bias_m16n1024w4,
-    fused_bwd_f16_hd256_none_m64n256w4,
-    fused_bwd_f16_hd256_none_m16n1024w4,
-    fused_bwd_f16_hd256_causal_m64n256w4,
-    fused_bwd_f16_hd256_causal_m16n1024w4,
-    fused_bwd_f16_hd256_window_m64n256w4,
-    fused_bwd_f16_hd256_window_m16n1024w4,
-    fused_bwd_f16_hd256_bias_m64n256w4,
-    fused_bwd_f16_hd256_bias_m16n1024w4,
-    fused_fwd_bf16_hd32_none_m64n768w4,
+    fused_fwd_f16_hd192_none_m64n384w8,
+    fused_fwd_f16_hd192_none_m16n768w4,
+    fused_fwd_f16_hd192_causal_m64n384w8,
+    fused_fwd_f16_hd192_causal_m16n768w4,
+    fused_fwd_f16_hd192_window_m64n384w8,
+    fused_fwd_f16_hd192_window_m16n768w4,
+    fused_fwd_f16_hd192_bias_m64n384w8,
+    fused_fwd_f16_hd192_bias_m16n768w4,
+    fused_bwd_f16_hd192_none_m64n384w8,
+    fused_bwd_f16_hd192_none_m16n768w4,
+    fused_bwd_f16_hd192_causal_m64n384w8,
+    fused_bwd_f16_hd192_causal_m16n768w4,
+    fused_bwd_f16_hd192_window_m64n384w8,
+    fused_bwd_f16_hd192_window_m16n768w4,
+    fused_bwd_f16_hd192_bias_m64n384w8,
+    fused_bwd_f16_hd192_bias_m16n768w4,
+    fused_fwd_f16_hd256_none_m64n256w8,
+    fused_fwd_f16_hd256_causal_m64n256w8,
+    fused_fwd_f16_hd256_window_m64n256w8,
+    fused_fwd_f16_hd256_bias_m64n256w8,
+    fused_bwd_f16_hd256_none_m64n256w8,
+    fused_bwd_f16_hd256_causal_m64n256w8,
+    fused_bwd_f16_hd256_window_m64n256w8,
+    fused_bwd_f16_hd256_bias_m64n256w8,
+    fused_fwd_bf16_hd32_none_m64n640w8,
     fused_fwd_bf16_hd32_none_m16n1024w4,
-    fused_fwd_bf16_hd32_causal_m64n768w4,
+    fused_fwd_bf16_hd32_causal_m64n640w8,
     fused_fwd_bf16_hd32_causal_m16n1024w4,
-    fused_fwd_bf16_hd32_window_m64n768w4,
+    fused_fwd_bf16_hd32_window_m64n640w8,
     fused_fwd_bf16_hd32_window_m16n1024w4,
-    fused_fwd_bf16_hd32_bias_m64n768w4,
+    fused_fwd_bf16_hd32_bias_m64n640w8,
     fused_fwd_bf16_hd32_bias_m16n1024w4,
-    fused_bwd_bf16_hd32_none_m64n768w4,
+    fused_bwd_bf16_hd32_none_m64n640w8,
     fused_bwd_bf16_hd32_none_m16n1024w4,
-    fused_bwd_bf16_hd32_causal_m64n768w4,
+    fused_bwd_bf16_hd32_causal_m64n640w8,
     fused_bwd_bf16_hd32_causal_m16n1024w4,
-    fused_bwd_bf16_hd32_window_m64n768w4,
+    fused_bwd_bf16_hd32_window_m64n640w8,
     fused_bwd_bf16_hd32_window_m16n1024w4,
-    fused_bwd_bf16_hd32_bias_m64n768w4,
+    fused_bwd_bf16_hd32_bias_m64n640w8,
     fused_bwd_bf16_hd32_bias_m16n1024w4,
-    fused_fwd_bf16_hd64_none_m64n704w4,
+    fused_fwd_bf16_hd64_none_m64n640w8,
     fused_fwd_bf16_hd64_none_m16n1024w4,
-    fused_fwd_bf16_hd64_causal_m64n704w4,
+    fused_fwd_bf16_hd64_causal_m64n640w8,
     fused_fwd_bf16_hd64_causal_m16n1024w4,
-    fused_fwd_bf16_hd64_window_m64n704w4,
+    fused_fwd_bf16_hd64_window_m64n640w8,
     fused_fwd_bf16_hd64_window_m16n1024w4,
-    fused_fwd_bf16_hd64_bias_m64n704w4,
+    fused_fwd_bf16_hd64_bias_m64n640w8,
     fused_fwd_bf16_hd64_bias_m16n1024w4,
-    fused_bwd_bf16_hd64_none_m64n704w4,
+    fused_bwd_bf16_hd64_none_m64n640w8,
     fused_bwd_bf16_hd64_none_m16n1024w4,
-    fused_bwd_bf16_hd64_causal_m64n704w4,
+    fused_bwd_bf16_hd64_causal_m64n640w8,
     fused_bwd_bf16_hd64_causal_m16n1024w4,
-    fused_bwd_bf16_hd64_window_m64n704w4,
+    fused_bwd_bf16_hd64_window_m64n640w8,
     fused_bwd_bf16_hd64_window_m16n1024w4,
-    fused_bwd_bf16_hd64_bias_m64n704w4,
+    fused_bwd_bf16_hd64_bias_m64n640w8,
     fused_bwd_bf16_hd64_bias_m16n1024w4,
-    fused_fwd_bf16_hd96_none_m64n640w4,
+    fused_fwd_bf16_hd96_none_m64n512w8,
     fused_fwd_bf16_hd96_none_m16n1024w4,
-    fused_fwd_bf16_hd96_causal_m64n640w4,
+    fused_fwd_bf16_hd96_causal_m64n512w8,
     fused_fwd_bf16_hd96_causal_m16n1024w4,
-    fused_fwd_bf16_hd96_window_m64n640w4,
+    fused_fwd_bf16_hd96_window_m64n512w8,
     fused_fwd_bf16_hd96_window_m16n1024w4,
-    fused_fwd_bf16_hd96_bias_m64n640w4,
+    fused_fwd_bf16_hd96_bias_m64n512w8,
     fused_fwd_bf16_hd96_bias_m16n1024w4,
-    fused_bwd_bf16_hd96_none_m64n640w4,
+    fused_bwd_bf16_hd96_none_m64n512w8,
     fused_bwd_bf16_hd96_none_m16n1024w4,
-    fused_bwd_bf16_hd96_causal_m64n640w4,
+    fused_bwd_bf16_hd96_causal_m64n512w8,
     fused_bwd_bf16_hd96_causal_m16n1024w4,
-    fused_bwd_bf16_hd96_window_m64n640w4,
+    fused_bwd_bf16_hd96_window_m64n512w8,
     fused_bwd_bf16_hd96_window_m16n1024w4,
-    fused_bwd_bf16_hd96_bias_m64n640w4,
+    fused_bwd_bf16_hd96_bias_m64n512w8,
     fused_bwd_bf16_hd96_bias_m16n1024w4,
-    fused_fwd_bf16_hd128_none_m64n576w4,
+    fused_fwd_bf16_hd128_none_m64n512w8,
     fused_fwd_bf16_hd128_none_m16n1024w4,
-    fused_fwd_bf16_hd128_causal_m64n576w4,
+    fused_fwd_bf16_hd128_causal_m64n512w8,
     fused_fwd_bf16_hd128_causal_m16n1024w4,
-    fused_fwd_bf16_hd128_window_m64n576w4,
+    fused_fwd_bf16_hd128_window_m64n512w8,
     fused_fwd_bf16_hd128_window_m16n1024w4,
-    fused_fwd_bf16_hd128_bias_m64n576w4,
+    fused_fwd_bf16_hd128_bias_m64n512w8,
     fused_fwd_bf16_hd128_bias_m16n1024w4,
-    fused_bwd_bf16_hd128_none_m64n576w4,
+    fused_bwd_bf16_hd128_none_m64n512w8,
     fused_bwd_bf16_hd128_none_m16n1024w4,
-    fused_bwd_bf16_hd128_causal_m64n576w4,
+    fused_bwd_bf16_hd128_causal_m64n512w8,
     fused_bwd_bf16_hd128_causal_m16n1024w4,
-    fused_bwd_bf16_hd128_window_m64n576w4,
+    fused_bwd_bf16_hd128_window_m64n512w8,
     fused_bwd_bf16_hd128_window_m16n1024w4,
-    fused_bwd_bf16_hd128_bias_m64n576w4,
+    fused_bwd_bf16_hd128_bias_m64n512w8,
     fused_bwd_bf16_hd128_bias_m16n1024w4,
-    fused_fwd_bf16_hd192_none_m64n384w4,
-    fused_fwd_bf16_hd192_none_m16n1024w4,
-    fused_fwd_bf16_hd192_causal_m64n384w4,
-    fused_fwd_bf16_hd192_causal_m16n1024w4,
-    fused_fwd_bf16_hd192_window_m64n384w4,
-    fused_fwd_bf16_hd192_window_m16n1024w4,
-    fused_fwd_bf16_hd192_bias_m64n384w4,
-    fused_fwd_bf16_hd192_bias_m16n1024w4,
-    fused_bwd_bf16_hd192_none_m64n384w4,
-    fused_bwd_bf16_hd192_none_m16n1024w4,
-    fused_bwd_bf16_hd192_causal_m64n384w4,
-    fused_bwd_bf16_hd192_causal_m16n1024w4,
-    fused_bwd_bf16_hd192_window_m64n384w4,
-    fused_bwd_bf16_hd192_window_m16n1024w4,
-    fused_bwd_bf16_hd192_bias_m64n384w4,
-    fused_bwd_bf16_hd192_bias_m16n1024w4,
-    fused_fwd_bf16_hd256_none_m64n256w4,
-    fused_fwd_bf16_hd256_none_m16n1024w4,
-    fused_fwd_bf16_hd256_causal_m64n256w4,
-    fused_fwd_bf16_hd256_causal_m16n1024w4,
-    fused_fwd_bf16_hd256_window_m64n256w4,
-    fused_fwd_bf16_hd256_window_m16n1024w4,
-    fused_fwd_bf16_hd256_bias_m64n256w4,
-    fused_fwd_bf16_hd256_bias_m16n1024w4,
-    fused_bwd_bf16_hd256_none_m64n256w4,
-    fused_bwd_bf16_hd256_none_m16n1024w4,
-    fused_bwd_bf16_hd256_causal_m64n256w4,
-    fused_bwd_bf16_hd256_causal_m16n1024w4,
-    fused_bwd_bf16_hd256_window_m64n256w4,
-    fused_bwd_bf16_hd256_window_m16n1024w4,
-    fused_bwd_bf16_hd256_bias_m64n256w4,
-    fused_bwd_bf16_hd256_bias_m16n1024w4,
+    fused_fwd_bf16_hd192_none_m64n384w8,
+    fused_fwd_bf16_hd192_none_m16n768w4,
+    fused_fwd_bf16_hd192_causal_m64n384w8,
+    fused_fwd_bf16_hd192_causal_m16n768w4,
+    fused_fwd_bf16_hd192_window_m64n384w8,
+    fused_fwd_bf16_hd192_window_m16n768w4,
+    fused_fwd_bf16_hd192_bias_m64n384w8,
+    fused_fwd_bf16_hd192_bias_m16n768w4,
+    fused_bwd_bf16_hd192_none_m64n384w8,
+    fused_bwd_bf16_hd192_none_m16n768w4,
+    fused_bwd_bf16_hd192_causal_m64n384w8,
+    fused_bwd_bf16_hd192_causal_m16n768w4,
+    fused_bwd_bf16_hd192_window_m64n384w8,
+    fused_bwd_bf16_hd192_window_m16n768w4,
+    fused_bwd_bf16_hd192_bias_m64n384w8,
+    fused_bwd_bf16_hd192_bias_m16n768w4,
+    fused_fwd_bf16_hd256_none_m64n256w8,
+    fused_fwd_bf16_hd256_causal_m64n256w8,
+    fused_fwd_bf16_hd256_window_m64n256w8,
+    fused_fwd_bf16_hd256_bias_m64n256w8,
+    fused_bwd_bf16_hd256_none_m64n256w8,
+    fused_bwd_bf16_hd256_causal_m64n256w8,
+    fused_bwd_bf16_hd256_window_m64n256w8,
+    fused_bwd_bf16_hd256_bias_m64n256w8,
     flash_fwd_f16_hd32_none_m128n64w4s2,
     flash_fwd_f16_hd32_none_m128n128w8s2,
     flash_fwd_f16_hd32_none_m64n64w4s2,
@@ -921,6 +889,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "c34b847536c76ff73f551a3d3e0883331c0420e1ea64919c88ae355f4e883281";
+inline constexpr const char* kManifestHash = "9b072154ba2964995d38ab959024f0cfe91d97df58a1b79513bb769ce3423c4e";
 
 }  // namespace attnforge::generated
