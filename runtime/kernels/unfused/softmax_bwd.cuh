@@ -1,0 +1,144 @@
+// The backward softmax of the unfused backend, per (dtype, mask kind): recompute P from the raw
+// scores and the forward's LSE, δ = rowsum(dO ∘ O), and the full softmax Jacobian
+// dS = P ∘ (dP − δ) · scale, written over P in the dtype for the dQ / dK GEMMs.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "common/params.hpp"
+#include "unfused/error.hpp"
+#include "unfused/rows.cuh"
+#include "unfused/types.cuh"
+
+namespace attnforge::unfused {
+
+// P = exp2(x − LSE·log2 e) with x the masked log2 logit: the forward's P without a reduction.
+// A row whose LSE is −∞ saw no key: P = 0 (not exp2(−∞ + ∞) = NaN). Columns past the sequence: 0.
+template <class V, int kRowThreads>
+__global__ void __launch_bounds__(V::TileT::kWarps * 32)
+    softmax_recompute_kernel(const Params p, const float* __restrict__ S, int64_t ld_s,
+                             elem_t<V::kDType>* __restrict__ P, int64_t ld_p) {
+  constexpr int kThreads = V::TileT::kWarps * 32;
+  const int lane = threadIdx.x % kRowThreads;
+  const int64_t r = int64_t(blockIdx.x) * (kThreads / kRowThreads) + threadIdx.x / kRowThreads;
+  if (r >= int64_t(p.batch) * p.heads_q * p.seqlen_q) return;
+  const ScoreRow row = locate_row(p, r);
+  const float lse = row.live ? p.lse[row.lse_index] : -INFINITY;
+  const float lse2 = lse * kLog2e;  // LSE in log2 units
+  const int seen = lse == -INFINITY ? 0 : row.seq.seqlen_k;
+  const float* s_row = S + r * ld_s;
+  auto* p_row = P + r * ld_p;
+  for (int c = 4 * lane; c < p.seqlen_k; c += 4 * kRowThreads) {
+    float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (c < seen) {
+      const float4 s4 = *reinterpret_cast<const float4*>(s_row + c);
+      const float s[4] = {s4.x, s4.y, s4.z, s4.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) x[j] = exp2f(logit2<typename V::Mask>(p, row, c + j, s[j]) - lse2);
+    }
+    store4(p_row + c, /*vec=*/true, p.seqlen_k - c, x);  // workspace P: 16-byte rows
+  }
+}
+
+// δ(b, h, i) = Σ_d dO(b, i, h, d) · O(b, i, h, d) in fp32, one warp per row (rows, like LSE).
+template <class E>
+__global__ void softmax_delta_kernel(const Params p, float* __restrict__ delta) {
+  const int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= int64_t(p.batch) * p.heads_q * p.seqlen_q) return;
+  const ScoreRow row = locate_row(p, r);
+  float acc = 0.0f;
+  if (row.live) {
+    const int64_t tok = row.seq.q_start + row.i;
+    const E* o = static_cast<const E*>(p.o) + row.b * p.o_batch_stride + tok * p.o_row_stride +
+                 row.h * p.o_head_stride;  // (D,)
+    const E* d_o = static_cast<const E*>(p.d_o) + row.b * p.do_batch_stride +
+                   tok * p.do_row_stride + row.h * p.do_head_stride;  // (D,)
+    for (int d = lane; d < p.head_dim; d += 32) acc += to_float(d_o[d]) * to_float(o[d]);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0) delta[r] = acc;
+}
+
+// dS = P ∘ (dP − δ) · scale — the softmax Jacobian applied to dP = dO·Vᵀ (fp32), written over P.
+// Masked entries have P = 0, so dS = 0 there; columns past the sequence are never read from dP
+// (cuBLAS did not write them) and get 0.
+template <class V, int kRowThreads>
+__global__ void __launch_bounds__(V::TileT::kWarps * 32)
+    softmax_grad_kernel(const Params p, const float* __restrict__ dP, int64_t ld_s,
+                        const float* __restrict__ delta, elem_t<V::kDType>* __restrict__ P,
+                        int64_t ld_p) {
+  constexpr int kThreads = V::TileT::kWarps * 32;
+  const int lane = threadIdx.x % kRowThreads;
+  const int64_t r = int64_t(blockIdx.x) * (kThreads / kRowThreads) + threadIdx.x / kRowThreads;
+  if (r >= int64_t(p.batch) * p.heads_q * p.seqlen_q) return;
+  const ScoreRow row = locate_row(p, r);
+  const int seen = row.live ? row.seq.seqlen_k : 0;
+  const float d = delta[r];
+  const float* dp_row = dP + r * ld_s;
+  auto* p_row = P + r * ld_p;
+  for (int c = 4 * lane; c < p.seqlen_k; c += 4 * kRowThreads) {
+    float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (c < seen) {
+      float pr[4];
+      load4(p_row + c, /*vec=*/true, pr);
+      const float4 g4 = *reinterpret_cast<const float4*>(dp_row + c);
+      const float g[4] = {g4.x, g4.y, g4.z, g4.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) x[j] = c + j < seen ? pr[j] * (g[j] - d) * p.scale : 0.0f;
+    }
+    store4(p_row + c, /*vec=*/true, p.seqlen_k - c, x);
+  }
+}
+
+// Row groups as in the forward: a warp per row up to Sk = 1024, else the block.
+template <class V, template <class, int> class Launch, class... Args>
+attnforge_status launch_rows(const Params& p, cudaStream_t stream, Args... args) {
+  constexpr int kThreads = V::TileT::kWarps * 32;
+  const int64_t rows = int64_t(p.batch) * p.heads_q * p.seqlen_q;
+  if (rows == 0) return ATTNFORGE_OK;
+  if (p.seqlen_k <= 1024)
+    Launch<V, 32>::run(dim3(unsigned((rows + kThreads / 32 - 1) / (kThreads / 32))), kThreads, stream, p, args...);
+  else
+    Launch<V, kThreads>::run(dim3(unsigned(rows)), kThreads, stream, p, args...);
+  ATTNFORGE_UNFUSED_CUDA(cudaGetLastError());
+  return ATTNFORGE_OK;
+}
+
+template <class V, int kRowThreads>
+struct RecomputeLaunch {
+  template <class... A>
+  static void run(dim3 g, int t, cudaStream_t s, const Params& p, A... a) {
+    softmax_recompute_kernel<V, kRowThreads><<<g, t, 0, s>>>(p, a...);
+  }
+};
+template <class V, int kRowThreads>
+struct GradLaunch {
+  template <class... A>
+  static void run(dim3 g, int t, cudaStream_t s, const Params& p, A... a) {
+    softmax_grad_kernel<V, kRowThreads><<<g, t, 0, s>>>(p, a...);
+  }
+};
+
+template <class V>
+attnforge_status softmax_recompute(const Params& p, const float* S, int64_t ld_s,
+                                   elem_t<V::kDType>* P, int64_t ld_p, cudaStream_t stream) {
+  return launch_rows<V, RecomputeLaunch>(p, stream, S, ld_s, P, ld_p);
+}
+
+template <class V>
+attnforge_status softmax_delta(const Params& p, float* delta, cudaStream_t stream) {
+  const int64_t rows = int64_t(p.batch) * p.heads_q * p.seqlen_q;
+  if (rows == 0) return ATTNFORGE_OK;
+  softmax_delta_kernel<elem_t<V::kDType>><<<dim3(unsigned((rows + 7) / 8)), 256, 0, stream>>>(p, delta);
+  ATTNFORGE_UNFUSED_CUDA(cudaGetLastError());
+  return ATTNFORGE_OK;
+}
+
+template <class V>
+attnforge_status softmax_grad(const Params& p, const float* dP, int64_t ld_s, const float* delta,
+                              elem_t<V::kDType>* P, int64_t ld_p, cudaStream_t stream) {
+  return launch_rows<V, GradLaunch>(p, stream, dP, ld_s, delta, P, ld_p);
+}
+
+}  // namespace attnforge::unfused
