@@ -1,0 +1,68 @@
+// Flash backward entry run_bwd<V>: zero the dQ accumulator (and ordering counters), compute
+// D = rowsum(dO ∘ O), run the main kernel over (key tile, kv head, batch), convert dQ.
+// Kernels: flash/bwd_prepost.cuh, flash/bwd_main.cuh; scratch layout: flash/bwd_workspace.hpp.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "common/params.hpp"
+#include "common/variant.hpp"
+#include "flash/bwd_main.cuh"
+#include "flash/bwd_prepost.cuh"
+#include "flash/bwd_workspace.hpp"
+
+namespace attnforge::flash {
+
+namespace bwd_detail {
+// 16-byte vector access needs 16-byte aligned rows: base pointers and batch/row/head strides.
+inline bool aligned16(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
+  return (reinterpret_cast<uintptr_t>(ptr) % 16 == 0) && s0 % 8 == 0 && s1 % 8 == 0 && s2 % 8 == 0;
+}
+}  // namespace bwd_detail
+
+template <class V>
+attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
+  using namespace bwd_detail;
+  using Tr = BwdTraits<V>;
+  if (p.head_dim != Tr::kD) return ATTNFORGE_INTERNAL;
+  if (!aligned16(p.q, p.q_batch_stride, p.q_row_stride, p.q_head_stride) ||
+      !aligned16(p.k, p.k_batch_stride, p.k_row_stride, p.k_head_stride) ||
+      !aligned16(p.v, p.v_batch_stride, p.v_row_stride, p.v_head_stride) ||
+      !aligned16(p.o, p.o_batch_stride, p.o_row_stride, p.o_head_stride) ||
+      !aligned16(p.d_o, p.do_batch_stride, p.do_row_stride, p.do_head_stride) ||
+      !aligned16(p.dq, p.dq_batch_stride, p.dq_row_stride, p.dq_head_stride) ||
+      !aligned16(p.dk, p.dk_batch_stride, p.dk_row_stride, p.dk_head_stride) ||
+      !aligned16(p.dv, p.dv_batch_stride, p.dv_row_stride, p.dv_head_stride))
+    return ATTNFORGE_UNSUPPORTED;  // flash needs 16-byte aligned rows (strides % 8 elements)
+  const BwdWorkspaceLayout ws = flash_bwd_workspace_layout(Tr::kBlockM, Tr::kBlockN, p);
+  if (p.workspace == nullptr || p.workspace_bytes < ws.total_bytes) return ATTNFORGE_INTERNAL;
+
+  char* wsp = static_cast<char*>(p.workspace);
+  if (ws.zero_bytes > 0 &&
+      cudaMemsetAsync(wsp + ws.dq_acc_offset, 0, ws.zero_bytes, stream) != cudaSuccess)
+    return ATTNFORGE_CUDA_ERROR;
+
+  const int64_t rows = p.total_q * p.heads_q;
+  if (rows > 0) {
+    const int64_t blocks = (rows * kRowThreads + kPrepostThreads - 1) / kPrepostThreads;
+    flash_bwd_dot_do_o_kernel<V::kDType, Tr::kD><<<unsigned(blocks), kPrepostThreads, 0, stream>>>(p);
+  }
+
+  if (p.seqlen_k > 0 && p.batch > 0) {
+    auto kernel = flash_bwd_main_kernel<V>;
+    const cudaError_t attr = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes);
+    if (attr != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
+    const dim3 grid((p.seqlen_k + Tr::kBlockN - 1) / Tr::kBlockN, p.heads_kv, p.batch);
+    kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
+  }
+
+  if (rows > 0) {
+    const int64_t n = rows * (Tr::kD / 8);
+    const int64_t blocks = (n + kPrepostThreads - 1) / kPrepostThreads;
+    flash_bwd_convert_dq_kernel<V::kDType, Tr::kD>
+        <<<unsigned(blocks), kPrepostThreads, 0, stream>>>(p, ws.dq_acc_offset);
+  }
+  return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
+}
+
+}  // namespace attnforge::flash

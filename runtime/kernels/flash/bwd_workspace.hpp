@@ -1,0 +1,44 @@
+// Scratch layout of the flash backward (host- and device-visible, no CUDA needed): the fp32
+// row sums D = rowsum(dO ∘ O), the fp32 dQ accumulator, and (deterministic mode) the per-tile
+// ordering counters. runtime/src/workspace_flash.cpp calls flash_bwd_workspace_bytes() for a
+// backward variant with the variant's (block_m, block_n); run_bwd<V> reads the same layout.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "common/hd.hpp"
+#include "common/params.hpp"
+
+namespace attnforge::flash {
+
+struct BwdWorkspaceLayout {
+  size_t dsum_offset;    // fp32 (Hq, total_q): D_i = Σ_d dO·O for query token t of head h
+  size_t dq_acc_offset;  // fp32 (total_q, Hq, D): dQ before the final scale and cast
+  size_t sem_offset;     // int32 (B, Hq, ceil(seqlen_q / block_m)); deterministic mode only
+  size_t zero_bytes;     // bytes from dq_acc_offset that must be zeroed before the main kernel
+  size_t total_bytes;
+};
+
+ATTNFORGE_HD size_t bwd_align256(size_t x) { return (x + 255) & ~size_t(255); }
+
+ATTNFORGE_HD BwdWorkspaceLayout flash_bwd_workspace_layout(int block_m, int block_n, const Params& p) {
+  (void)block_n;
+  BwdWorkspaceLayout w{};
+  const size_t tq = size_t(p.total_q > 0 ? p.total_q : 0);
+  const size_t hq = size_t(p.heads_q);
+  const size_t m_blocks = p.seqlen_q > 0 ? size_t((p.seqlen_q + block_m - 1) / block_m) : 0;
+  w.dsum_offset = 0;
+  w.dq_acc_offset = bwd_align256(w.dsum_offset + tq * hq * sizeof(float));
+  w.sem_offset = bwd_align256(w.dq_acc_offset + tq * hq * size_t(p.head_dim) * sizeof(float));
+  const size_t sem_bytes = p.deterministic ? size_t(p.batch) * hq * m_blocks * sizeof(int32_t) : 0;
+  w.total_bytes = bwd_align256(w.sem_offset + sem_bytes);
+  w.zero_bytes = w.sem_offset + sem_bytes - w.dq_acc_offset;
+  return w;
+}
+
+// Bytes of scratch a flash backward variant with tile (block_m, block_n) needs for p.
+ATTNFORGE_HD size_t flash_bwd_workspace_bytes(int block_m, int block_n, const Params& p) {
+  return flash_bwd_workspace_layout(block_m, block_n, p).total_bytes;
+}
+
+}  // namespace attnforge::flash
