@@ -7,7 +7,7 @@ imported on first use, so `import attnforge` works on a machine without either.
 from ._lib import (AttnforgeError, LibraryNotFound, UnsupportedError, is_available,
                    library_path, variants, version)
 
-_TORCH_API = ("attention", "varlen_attention", "select")
+_TORCH_API = ("attention", "varlen_attention", "select", "estimate")
 
 
 def __getattr__(name):  # PEP 562: torch is imported only when the torch API is first touched
@@ -15,15 +15,6 @@ def __getattr__(name):  # PEP 562: torch is imported only when the torch API is 
         from . import functional
         return getattr(functional, name)
     raise AttributeError(f"module 'attnforge' has no attribute {name!r}")
-
-
-def estimate(*args, **kwargs):
-    """Predicted time / memory of a call, from the library's attnforge_estimate (if built)."""
-    from . import _lib
-    fn = _lib.optional_function("attnforge_estimate")
-    if fn is None:
-        raise NotImplementedError("this libattnforge.so has no attnforge_estimate")
-    raise NotImplementedError("attnforge.estimate: the C function exists but its binding is not written yet")
 
 
 __all__ = ["attention", "varlen_attention", "select", "variants", "version", "estimate",

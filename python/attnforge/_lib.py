@@ -76,6 +76,22 @@ class Args(ctypes.Structure):
     ]
 
 
+class BackendEstimate(ctypes.Structure):
+    """attnforge_backend_estimate: what one backend would need for a call (attnforge_estimate)."""
+
+    _fields_ = [
+        ("backend", ctypes.c_int),
+        ("available", ctypes.c_int32),
+        ("variant", ctypes.c_char * 96),
+        ("reason", ctypes.c_char * 256),
+        ("workspace_bytes", ctypes.c_size_t),
+        ("scratch_bytes", ctypes.c_size_t),
+        ("device_bytes", ctypes.c_size_t),
+        ("flops", ctypes.c_double),
+        ("kernel_launches", ctypes.c_int32),
+    ]
+
+
 class AttnforgeError(RuntimeError):
     """A failed library call; .status is the attnforge_status, the text is the library's message."""
 
@@ -141,6 +157,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.attnforge_variant_count.restype = ctypes.c_int
     lib.attnforge_variant_name.argtypes = [ctypes.c_int]
     lib.attnforge_variant_name.restype = ctypes.c_char_p
+    if hasattr(lib, "attnforge_estimate"):  # added after 0.1.0's first cut
+        lib.attnforge_estimate.argtypes = [P(Args), ctypes.c_int, P(BackendEstimate), ctypes.c_int,
+                                           P(ctypes.c_int)]
+        lib.attnforge_estimate.restype = ctypes.c_int
 
 
 def lib() -> ctypes.CDLL:

@@ -341,4 +341,37 @@ def select(q, k, v, *, causal=False, window=(-1, -1), attn_mask=None, backend="a
     return _lib.BACKEND_NAMES.get(chosen.value, str(chosen.value)), vbuf.value.decode(), rbuf.value.decode()
 
 
-__all__ = ["attention", "varlen_attention", "select", "AttnforgeError"]
+def estimate(q, k, v, *, causal=False, window=(-1, -1), attn_mask=None, return_weights=False,
+             mask_kind=None, mask_scalars=(), backward=False):
+    """Per backend (unfused, fused, flash): whether a compiled variant runs attention(q, k, v, ...),
+    which, its exact workspace, all device bytes of the call, FLOPs and kernel launches — a list of
+    dicts from the library's attnforge_estimate. Launches nothing."""
+    fn = _lib.optional_function("attnforge_estimate")
+    if fn is None:
+        raise NotImplementedError(f"{_lib.library_path()} has no attnforge_estimate")
+    q, k, v, bias, kind, scalars = _prepare(q, k, v, 4, causal, window, attn_mask, mask_kind,
+                                            mask_scalars)
+    call = _Call(kind, scalars, 0.0, "auto", None, False, bool(return_weights), None)
+    o = torch.empty_like(q)
+    lse = torch.empty(_lse_shape(call, q), dtype=torch.float32, device=q.device)
+    a = _fill(call, q, k, v, o, lse, bias, None, None)
+    if return_weights:
+        w = torch.empty(q.size(0), q.size(2), q.size(1), k.size(1), dtype=q.dtype, device=q.device)
+        a.weights = _desc(w)
+    if backward:
+        a.d_o, a.dq, a.dk, a.dv = _desc(o), _desc(q), _desc(k), _desc(v)  # shapes only
+    out = (_lib.BackendEstimate * 3)()
+    count = ctypes.c_int(0)
+    with torch.cuda.device(q.device):
+        status = fn(ctypes.byref(a), int(backward), out, 3, ctypes.byref(count))
+    if status != _lib.OK and count.value == 0 and out[0].reason:
+        raise AttnforgeError(status, f"attnforge estimate failed: {out[0].reason.decode()}")
+    _lib.check(status, "estimate")
+    return [{"backend": _lib.BACKEND_NAMES.get(e.backend, str(e.backend)),
+             "available": bool(e.available), "variant": e.variant.decode(),
+             "reason": e.reason.decode(), "workspace_bytes": e.workspace_bytes,
+             "scratch_bytes": e.scratch_bytes, "device_bytes": e.device_bytes, "flops": e.flops,
+             "kernel_launches": e.kernel_launches} for e in out[:count.value]]
+
+
+__all__ = ["attention", "varlen_attention", "select", "estimate", "AttnforgeError"]

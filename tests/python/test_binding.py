@@ -54,7 +54,8 @@ def test_struct_layout_matches_header(tmp_path):
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         pytest.skip("no C compiler to read the header's layout")
-    structs = {"attnforge_tensor": _lib.Tensor, "attnforge_mask": _lib.Mask, "attnforge_args": _lib.Args}
+    structs = {"attnforge_tensor": _lib.Tensor, "attnforge_mask": _lib.Mask, "attnforge_args": _lib.Args,
+               "attnforge_backend_estimate": _lib.BackendEstimate}
     lines = []
     for cname, py in structs.items():
         lines.append(f'printf("{cname} sizeof %zu\\n", sizeof({cname}));')
@@ -347,3 +348,16 @@ def test_select_and_variants(gpu):
     backend, variant, reason = attnforge.select(q, q, q, causal=True)
     assert backend in ("unfused", "fused", "flash") and reason
     assert variant in names, f"{variant!r} is not a compiled variant"
+
+
+def test_estimate(gpu):
+    """The library's per-backend estimate: unfused needs O(S²) scratch, flash does not."""
+    attnforge = gpu
+    q = torch.randn(1, 2048, 4, 64, device="cuda", dtype=torch.bfloat16)
+    est = {e["backend"]: e for e in attnforge.estimate(q, q, q, causal=True)}
+    assert set(est) == {"unfused", "fused", "flash"}
+    u = est["unfused"]
+    assert u["available"] and u["flops"] > 0 and u["device_bytes"] >= u["scratch_bytes"]
+    assert u["scratch_bytes"] >= 4 * 2048 * 2048 * 2, "unfused keeps a (Hq, Sq, Sk) score matrix"
+    if est["flash"]["available"]:
+        assert est["flash"]["scratch_bytes"] < u["scratch_bytes"]
