@@ -1,0 +1,274 @@
+// CPU reference attention (reference.hpp): one templated implementation serves both the exact
+// fp64 reference (Acc = double, no rounding) and the low-precision emulation (Acc = float,
+// every GEMM result and P rounded to the dtype). Parallel over (batch, kv-head) blocks.
+#include "attnforge/reference.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "variant_key.hpp"
+
+namespace attnforge {
+namespace {
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+// How one implementation rounds: exact (identity) or to a dtype.
+struct Rounding {
+  bool exact;
+  attnforge_dtype dtype;
+  double operator()(double x) const { return exact ? x : round_to_dtype(dtype, x); }
+};
+
+struct Context {
+  const ReferenceProblem& pr;
+  bool varlen;
+  int mask_id;
+  bool has_tensor;
+  MaskScalars scalars;
+  double scale;
+  int group;
+
+  // Where sequence b lives: first token rows and lengths.
+  void seq(int b, int64_t& q0, int64_t& k0, int& sq, int& sk) const {
+    if (varlen) {
+      q0 = pr.cu_seqlens_q[b], k0 = pr.cu_seqlens_k[b];
+      sq = int(pr.cu_seqlens_q[b + 1] - q0), sk = int(pr.cu_seqlens_k[b + 1] - k0);
+    } else {
+      q0 = k0 = 0, sq = pr.seqlen_q, sk = pr.seqlen_k;
+    }
+  }
+  // Element offset of token `row` (absolute in varlen, within the batch entry in dense), head h, dim d.
+  int64_t tok(const HostTensor& t, int b, int64_t row, int h, int d) const {
+    if (varlen) return row * t.strides[0] + h * t.strides[1] + d * t.strides[2];
+    return b * t.strides[0] + row * t.strides[1] + h * t.strides[2] + d * t.strides[3];
+  }
+  int64_t lse_at(const HostTensor& t, int b, int h, int64_t row) const {
+    if (varlen) return h * t.strides[0] + row * t.strides[1];  // (Hq, total_q)
+    return b * t.strides[0] + h * t.strides[1] + row * t.strides[2];  // (B, Hq, Sq)
+  }
+  double bias(int b, int h, int i, int j) const {
+    const HostTensor& t = pr.bias;
+    auto s = [&](int dim, int64_t idx) { return t.sizes[dim] == 1 ? 0 : idx * t.strides[dim]; };
+    return t.data[s(0, b) + s(1, h) + s(2, i) + s(3, j)];
+  }
+};
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("attnforge reference: " + what);
+}
+
+Context make_context(const ReferenceProblem& pr, const HostTensor& q, const HostTensor& k, const HostTensor& v) {
+  const bool varlen = pr.cu_seqlens_q != nullptr;
+  require((pr.cu_seqlens_k != nullptr) == varlen, "cu_seqlens_q and cu_seqlens_k must be both set or both null");
+  const int rank = varlen ? 3 : 4;
+  require(q.data && k.data && v.data, "q, k and v are required");
+  require(q.rank == rank && k.rank == rank && v.rank == rank,
+          "q, k, v must have rank " + std::to_string(rank) + (varlen ? " (varlen)" : " (dense)"));
+  require(pr.heads_kv > 0 && pr.heads_q % pr.heads_kv == 0, "heads_q must be a multiple of heads_kv");
+  require(pr.head_dim > 0 && pr.batch > 0, "batch and head_dim must be positive");
+  const int mask_id = mask_id_by_name(pr.mask);
+  require(mask_id >= 0, "unknown mask kind '" + pr.mask + "'");
+  const bool has_tensor = mask_has_tensor(mask_id);
+  require(!has_tensor || (pr.bias.data && pr.bias.rank == 4), "mask kind '" + pr.mask + "' needs a rank-4 bias");
+  Context c{pr, varlen, mask_id, has_tensor, {}, 0.0, pr.heads_q / pr.heads_kv};
+  for (int i = 0; i < ATTNFORGE_MAX_MASK_SCALARS; ++i) c.scalars.v[i] = int(pr.scalars[i]);
+  c.scale = (pr.scale == 0.0 || std::isnan(pr.scale)) ? 1.0 / std::sqrt(double(pr.head_dim)) : pr.scale;
+  return c;
+}
+
+// Runs f(b, kv_head) over all blocks on the machine's cores (blocks write disjoint outputs).
+template <class F>
+void parallel_blocks(int batch, int heads_kv, F&& f) {
+  const int n = batch * heads_kv;
+  const int threads = std::max(1, std::min<int>(n, int(std::thread::hardware_concurrency())));
+  std::atomic<int> next{0};
+  auto work = [&] {
+    for (int i = next++; i < n; i = next++) f(i / heads_kv, i % heads_kv);
+  };
+  if (threads == 1) return work();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back(work);
+  for (auto& t : pool) t.join();
+}
+
+// P (sq × sk) and LSE (sq) of head h of sequence b, from Q (sq × D) and K (sk × D) of that block.
+// S = Q·Kᵀ (rounded), ·scale (rounded), + additive bias (rounded); masked ⇒ −inf; P = softmax(S)
+// computed in Acc and rounded; a row with every key masked gets P = 0 and LSE = −inf.
+template <class Acc>
+void probabilities(const Context& c, const Rounding& r, int b, int h, int sq, int sk, const std::vector<Acc>& Q,
+                   const std::vector<Acc>& K, std::vector<double>& P, std::vector<double>& lse) {
+  const int D = c.pr.head_dim;
+  P.assign(size_t(sq) * sk, 0.0);
+  lse.assign(size_t(sq), kNegInf);
+  std::vector<double> s(static_cast<size_t>(sk));
+  for (int i = 0; i < sq; ++i) {
+    double m = kNegInf;
+    for (int j = 0; j < sk; ++j) {
+      bool visible = mask_visible(c.mask_id, i, j, sq, sk, c.scalars);
+      double add = 0.0;
+      if (visible && c.has_tensor) {
+        const double bv = c.bias(b, h, i, j);
+        if (c.pr.bias_is_bool) visible = bv != 0.0;
+        else add = bv;
+      }
+      double x = kNegInf;
+      if (visible) {
+        Acc dot = 0;
+        for (int d = 0; d < D; ++d) dot += Q[size_t(i) * D + d] * K[size_t(j) * D + d];
+        x = r(r(double(dot)) * c.scale);
+        if (c.has_tensor && !c.pr.bias_is_bool) x = r(x + add);
+        if (std::isnan(x)) x = kNegInf;  // −inf bias on top of a finite score stays masked
+      }
+      s[size_t(j)] = x;
+      m = std::max(m, x);
+    }
+    if (m == kNegInf) continue;  // fully masked row: P = 0, LSE = −inf
+    Acc l = 0;
+    for (int j = 0; j < sk; ++j) l += Acc(std::exp(Acc(s[size_t(j)] - m)));
+    for (int j = 0; j < sk; ++j) P[size_t(i) * sk + j] = r(double(Acc(std::exp(Acc(s[size_t(j)] - m))) / l));
+    lse[size_t(i)] = double(Acc(m) + Acc(std::log(l)));
+  }
+}
+
+// Copies head h of one sequence's token block (rows × D) into a contiguous Acc buffer.
+template <class Acc>
+void gather(const Context& c, const HostTensor& t, int b, int64_t start, int rows, int h, std::vector<Acc>& out) {
+  const int D = c.pr.head_dim;
+  out.resize(size_t(rows) * D);
+  for (int i = 0; i < rows; ++i)
+    for (int d = 0; d < D; ++d) out[size_t(i) * D + d] = Acc(t.data[c.tok(t, b, start + i, h, d)]);
+}
+
+template <class Acc>
+void forward_impl(const Rounding& r, const ReferenceProblem& pr, const HostTensor& q, const HostTensor& k,
+                  const HostTensor& v, const HostTensor& o, const HostTensor& lse_out, const HostTensor& p_out) {
+  const Context c = make_context(pr, q, k, v);
+  require(o.data != nullptr && o.rank == q.rank, "o is required and must be shaped like q");
+  require(!p_out.data || !c.varlen, "P is not available with varlen");
+  const int D = pr.head_dim;
+  parallel_blocks(pr.batch, pr.heads_kv, [&](int b, int kvh) {
+    int64_t q0, k0;
+    int sq, sk;
+    c.seq(b, q0, k0, sq, sk);
+    std::vector<Acc> Q, K, V;
+    std::vector<double> P, lse;
+    gather(c, k, b, k0, sk, kvh, K);
+    gather(c, v, b, k0, sk, kvh, V);
+    for (int h = kvh * c.group; h < (kvh + 1) * c.group; ++h) {
+      gather(c, q, b, q0, sq, h, Q);
+      probabilities<Acc>(c, r, b, h, sq, sk, Q, K, P, lse);
+      for (int i = 0; i < sq; ++i) {
+        // O = P·V (a fully masked row has P = 0, hence O = 0 exactly)
+        for (int d = 0; d < D; ++d) {
+          Acc acc = 0;
+          for (int j = 0; j < sk; ++j) acc += Acc(P[size_t(i) * sk + j]) * V[size_t(j) * D + d];
+          o.data[c.tok(o, b, q0 + i, h, d)] = r(double(acc));
+        }
+        if (lse_out.data) lse_out.data[c.lse_at(lse_out, b, h, q0 + i)] = lse[size_t(i)];
+        if (p_out.data) {
+          for (int j = 0; j < pr.seqlen_k; ++j) {
+            const double pv = j < sk ? P[size_t(i) * sk + j] : 0.0;
+            p_out.data[b * p_out.strides[0] + h * p_out.strides[1] + i * p_out.strides[2] + j * p_out.strides[3]] = pv;
+          }
+        }
+      }
+    }
+  });
+}
+
+template <class Acc>
+void backward_impl(const Rounding& r, const ReferenceProblem& pr, const HostTensor& q, const HostTensor& k,
+                   const HostTensor& v, const HostTensor& d_o, const HostTensor& dq, const HostTensor& dk,
+                   const HostTensor& dv) {
+  const Context c = make_context(pr, q, k, v);
+  require(d_o.data && dq.data && dk.data && dv.data, "d_o, dq, dk and dv are required");
+  const int D = pr.head_dim;
+  parallel_blocks(pr.batch, pr.heads_kv, [&](int b, int kvh) {
+    int64_t q0, k0;
+    int sq, sk;
+    c.seq(b, q0, k0, sq, sk);
+    std::vector<Acc> Q, K, V, dO;
+    std::vector<double> P, lse, dS(size_t(sq) * sk);
+    std::vector<Acc> dK(size_t(sk) * D, Acc(0)), dV(size_t(sk) * D, Acc(0));  // summed over the group
+    gather(c, k, b, k0, sk, kvh, K);
+    gather(c, v, b, k0, sk, kvh, V);
+    for (int h = kvh * c.group; h < (kvh + 1) * c.group; ++h) {
+      gather(c, q, b, q0, sq, h, Q);
+      gather(c, d_o, b, q0, sq, h, dO);
+      probabilities<Acc>(c, r, b, h, sq, sk, Q, K, P, lse);
+      for (int i = 0; i < sq; ++i) {
+        // dP = dO·Vᵀ (rounded); Di = Σ_j P_ij·dP_ij (= rowsum(dO ∘ O)); dS = P ∘ (dP − Di), ·scale
+        std::vector<double> dP(static_cast<size_t>(sk));
+        Acc Di = 0;
+        for (int j = 0; j < sk; ++j) {
+          Acc acc = 0;
+          for (int d = 0; d < D; ++d) acc += dO[size_t(i) * D + d] * V[size_t(j) * D + d];
+          dP[size_t(j)] = r(double(acc));
+          Di += Acc(P[size_t(i) * sk + j]) * Acc(dP[size_t(j)]);
+        }
+        for (int j = 0; j < sk; ++j) {
+          const double pij = P[size_t(i) * sk + j];
+          dS[size_t(i) * sk + j] = r(r(double(Acc(pij) * (Acc(dP[size_t(j)]) - Di))) * c.scale);
+        }
+        // dQ = dS·K
+        for (int d = 0; d < D; ++d) {
+          Acc acc = 0;
+          for (int j = 0; j < sk; ++j) acc += Acc(dS[size_t(i) * sk + j]) * K[size_t(j) * D + d];
+          dq.data[c.tok(dq, b, q0 + i, h, d)] = r(double(acc));
+        }
+      }
+      // dK += dSᵀ·Q, dV += Pᵀ·dO (this head's share of the kv head)
+      for (int j = 0; j < sk; ++j) {
+        for (int d = 0; d < D; ++d) {
+          Acc ak = 0, av = 0;
+          for (int i = 0; i < sq; ++i) {
+            ak += Acc(dS[size_t(i) * sk + j]) * Q[size_t(i) * D + d];
+            av += Acc(P[size_t(i) * sk + j]) * dO[size_t(i) * D + d];
+          }
+          dK[size_t(j) * D + d] += ak;
+          dV[size_t(j) * D + d] += av;
+        }
+      }
+    }
+    for (int j = 0; j < sk; ++j) {
+      for (int d = 0; d < D; ++d) {
+        dk.data[c.tok(dk, b, k0 + j, kvh, d)] = r(double(dK[size_t(j) * D + d]));
+        dv.data[c.tok(dv, b, k0 + j, kvh, d)] = r(double(dV[size_t(j) * D + d]));
+      }
+    }
+  });
+}
+
+}  // namespace
+
+ATTNFORGE_API void reference_forward(const ReferenceProblem& pr, const HostTensor& q, const HostTensor& k,
+                                     const HostTensor& v, const HostTensor& o, const HostTensor& lse,
+                                     const HostTensor& p) {
+  forward_impl<double>(Rounding{true, ATTNFORGE_F32}, pr, q, k, v, o, lse, p);
+}
+
+ATTNFORGE_API void reference_backward(const ReferenceProblem& pr, const HostTensor& q, const HostTensor& k,
+                                      const HostTensor& v, const HostTensor& d_o, const HostTensor& dq,
+                                      const HostTensor& dk, const HostTensor& dv) {
+  backward_impl<double>(Rounding{true, ATTNFORGE_F32}, pr, q, k, v, d_o, dq, dk, dv);
+}
+
+ATTNFORGE_API void reference_lowp_forward(attnforge_dtype dtype, const ReferenceProblem& pr, const HostTensor& q,
+                                          const HostTensor& k, const HostTensor& v, const HostTensor& o,
+                                          const HostTensor& lse, const HostTensor& p) {
+  forward_impl<float>(Rounding{false, dtype}, pr, q, k, v, o, lse, p);
+}
+
+ATTNFORGE_API void reference_lowp_backward(attnforge_dtype dtype, const ReferenceProblem& pr, const HostTensor& q,
+                                           const HostTensor& k, const HostTensor& v, const HostTensor& d_o,
+                                           const HostTensor& dq, const HostTensor& dk, const HostTensor& dv) {
+  backward_impl<float>(Rounding{false, dtype}, pr, q, k, v, d_o, dq, dk, dv);
+}
+
+}  // namespace attnforge

@@ -1,0 +1,109 @@
+// One attention test case end to end: random inputs → the C API (forward, then backward) on the
+// GPU → compared with the fp64 CPU reference under DESIGN.md's numerics rule. Every GPU test of
+// every backend is a list of Cases.
+//
+// How to write a GPU test:
+//
+//   #include "attention_case.hpp"
+//   using attnforge::test::Case;
+//
+//   TEST(Flash, OddShapes) {
+//     ATTNFORGE_REQUIRE_GPU();                       // skips visibly without a device
+//     for (int s : {1, 3, 113, 203}) {
+//       Case c;                                      // defaults: B=1, Hq=Hkv=1, D=64, bf16, no mask
+//       c.batch = 2; c.seqlen_q = s; c.seqlen_k = 2 * s + 1; c.heads_q = 8; c.heads_kv = 2;
+//       c.head_dim = 128; c.mask = "causal";
+//       EXPECT_TRUE(attnforge::test::check_case(c, {.backend = ATTNFORGE_BACKEND_FLASH}));
+//     }
+//   }
+//
+// check_case returns a gtest AssertionResult whose failure message holds the case (shape, dtype,
+// mask, seed) and, per tensor, max|out − ref|, the low-precision baseline's max|lowp − ref| and the
+// allowed bound. Set ATTNFORGE_TEST_SEED=<n> to rerun one seed.
+//
+// What it checks:
+//   forward:  O (and P when return_weights) pass iff max|out − ref| ≤ 2·max|lowp − ref| + 1e-5, where
+//             ref is the fp64 reference of the same (dtype-rounded) inputs and lowp the CPU emulation
+//             of the plain low-precision implementation (reference_lowp_forward);
+//             LSE: same −inf positions as the reference, and the same rule on the finite entries;
+//             NaN anywhere (outputs are poisoned with 0xFF ⇒ NaN before each run) fails.
+//   backward: dQ, dK, dV with factor 3, from the GPU's own O and LSE.
+//   Fully masked rows must give O = 0 exactly, LSE = −inf and zero gradients (the reference does,
+//   and the rule with a zero baseline error leaves only 1e-5 of slack).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "attnforge/attnforge.h"
+#include "device_buffer.hpp"
+#include "gpu.hpp"
+
+namespace attnforge::test {
+
+// How the case feeds the "bias" mask kind (or any kind that reads a tensor).
+enum class BiasKind {
+  none,          // no tensor
+  additive,      // random normals, dtype of q
+  additive_f32,  // random normals, f32
+  boolean,       // bool visibility, ~80% visible
+};
+
+struct Case {
+  // ---- shape (dense: q (B, Sq, Hq, D), k/v (B, Sk, Hkv, D)) ----
+  int batch = 1;
+  int seqlen_q = 16, seqlen_k = 16;
+  int heads_q = 1, heads_kv = 1;
+  int head_dim = 64;
+  attnforge_dtype dtype = ATTNFORGE_BF16;
+
+  // ---- varlen: per-sequence lengths; non-empty ⇒ packed (total, H, D) with cu_seqlens, and
+  //      batch / seqlen_q / seqlen_k are taken from these (max lengths). Zero lengths are allowed.
+  std::vector<int> varlen_q, varlen_k;
+
+  // ---- mask ----
+  std::string mask = "none";                         // "none", "causal", "window", "bias", or a TOML kind
+  std::array<int64_t, 4> scalars = {-1, -1, -1, -1};  // window: {left, right}
+  BiasKind bias = BiasKind::none;                    // required for "bias"
+  std::array<bool, 4> bias_broadcast = {false, false, false, false};  // (B, Hq, Sq, Sk) dims of size 1
+  int masked_rows = 0;  // with a bias: the first rows of every (b, h) see no key (fully masked)
+
+  // ---- call options ----
+  float scale = 0.0f;           // 0 ⇒ 1/sqrt(D)
+  bool backward = true;         // also run and check the backward
+  bool return_weights = false;  // forward also returns P (unfused, fused)
+  bool pass_lse = true;         // pass an LSE to forward (false: the library supplies a temporary)
+  bool strided = false;         // q/k/v/o/d_o/dq/dk/dv with padded rows (non-contiguous, last dim unit)
+  uint64_t seed = 0;            // 0 ⇒ derived from the case description
+
+  std::string describe() const;  // "bf16 B2 Sq113 Sk203 Hq8 Hkv2 D128 causal varlen ..."
+};
+std::ostream& operator<<(std::ostream& os, const Case& c);  // for TEST_P parameter names
+
+struct RunOptions {
+  attnforge_backend backend = ATTNFORGE_BACKEND_UNFUSED;
+  const char* variant = nullptr;   // exact variant name (overrides backend)
+  double forward_factor = 2.0;     // the numerics rule's factors
+  double gradient_factor = 3.0;
+  double abs_tol = 1e-5;
+  bool deterministic = false;
+  void* stream = nullptr;          // cudaStream_t
+};
+
+// Runs the case through the C API and checks it; see the top of this file.
+::testing::AssertionResult check_case(const Case& c, const RunOptions& opt = {});
+
+// Expects the call to be rejected: returns success iff forward (or backward when the case's
+// backward is set) returns `status` and attnforge_last_error() contains `message_part`.
+::testing::AssertionResult check_case_fails(const Case& c, const RunOptions& opt, attnforge_status status,
+                                            const std::string& message_part);
+
+// The standard odd-shape grid of issue 2 (Sq, Sk ∈ {1, 3, 113, 203, 1023, 1024}, Sq ≠ Sk pairs,
+// GQA), for one dtype, head dim and mask; `big` adds the 1023/1024 lengths.
+std::vector<Case> odd_shape_cases(attnforge_dtype dtype, int head_dim, const std::string& mask, bool big = false);
+
+}  // namespace attnforge::test
