@@ -105,7 +105,12 @@ class UnsupportedError(AttnforgeError):
 
 
 class LibraryNotFound(ImportError):
-    """libattnforge.so could not be located (see find_library())."""
+    """libattnforge.so could not be loaded (see candidate_paths()); .broken is True when a file
+    was found but the dynamic loader refused it (missing symbol, wrong architecture)."""
+
+    def __init__(self, message: str, broken: bool = False):
+        super().__init__(message)
+        self.broken = broken
 
 
 _REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -120,7 +125,8 @@ def candidate_paths() -> list[str]:
         out.append(os.path.join(env, "libattnforge.so") if os.path.isdir(env) else env)
     found = glob.glob(os.path.join(_REPO_ROOT, "build*", "libattnforge.so"))
     found += glob.glob(os.path.join(_REPO_ROOT, "build*", "*", "libattnforge.so"))
-    out += sorted(set(found), key=os.path.getmtime, reverse=True)
+    found = [p for p in set(found) if os.path.exists(p)]  # drops dangling symlinks
+    out += sorted(found, key=os.path.getmtime, reverse=True)
     system = ctypes.util.find_library("attnforge")
     out.append(system or "libattnforge.so")  # the dynamic loader's own search path last
     return out
@@ -171,16 +177,20 @@ def lib() -> ctypes.CDLL:
     with _lock:
         if _lib is not None:
             return _lib
-        errors = []
+        errors, broken = [], []
         for path in candidate_paths():
             try:
                 handle = ctypes.CDLL(path)
             except OSError as e:
                 errors.append(f"  {path}: {e}")
+                if os.path.exists(path):
+                    broken.append(f"{path} exists but does not load ({e})")
                 continue
             _declare(handle)
             _lib, _lib_path = handle, path
             return handle
+        if broken:
+            raise LibraryNotFound("; ".join(broken), broken=True)
         raise LibraryNotFound(
             "libattnforge.so not found; build it (cmake -B build -G Ninja && cmake --build build) or "
             "set ATTNFORGE_LIBRARY to its path. Tried:\n" + "\n".join(errors))

@@ -31,7 +31,9 @@ def _library_or_skip():
     try:
         return _lib.lib()
     except _lib.LibraryNotFound as e:
-        pytest.skip(f"libattnforge.so not found (build it or set ATTNFORGE_LIBRARY): {str(e).splitlines()[0]}")
+        if e.broken:  # a built library that does not load is a bug, not a reason to skip
+            pytest.fail(str(e))
+        pytest.skip(f"no usable libattnforge.so: {' | '.join(str(e).splitlines())}")
 
 
 @pytest.fixture
