@@ -87,8 +87,10 @@ const VariantInfo* first_fitting_variant(Backend b, const Problem& pr, std::stri
 }
 
 size_t scratch_bytes(const VariantInfo& v, const Problem& pr, const Params& p) {
-  size_t bytes = workspace_bytes(v.key, p);
-  // Forward without a caller LSE: the C API allocates an fp32 (B, Hq, Sq) temporary.
+  // Laid out as the C API allocates it: [kernel workspace, 256-aligned | temporary LSE], the
+  // fp32 (B, Hq, Sq) LSE only for a forward without a caller LSE.
+  const size_t kernel = workspace_bytes(v.key, p);
+  size_t bytes = kernel ? (kernel + 255) / 256 * 256 : 0;
   if (pr.direction == Direction::fwd && p.lse == nullptr) bytes += temporary_lse_bytes(p);
   return bytes;
 }

@@ -1,27 +1,57 @@
-// Variant selection (version 1): an ordered list of rules, each either deciding (a variant or an
-// error, with its reason) or passing to the next. Explicit variant → explicit backend →
-// ATTNFORGE_BACKEND → ATTNFORGE_DEBUG → [tune cache, memory budget: to be inserted] → heuristic table.
+// Variant selection: an ordered list of rules, each either deciding (a variant or an error, with
+// its reason) or passing to the next, noting why it passed. Explicit variant → explicit backend →
+// ATTNFORGE_BACKEND → ATTNFORGE_DEBUG → tune cache (exact key, then nearest bucket) → heuristic
+// table. AUTO's memory budget excludes variants whose scratch does not fit. Decisions are memoized
+// per call shape (thread-safe); ATTNFORGE_LOG=1 prints each distinct decision once.
 #include "select.hpp"
 
+#include <cuda_runtime_api.h>
+
 #include <array>
+#include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+
+#include "estimate.hpp"
+#include "tune_lookup.hpp"
 
 namespace attnforge {
 
 namespace {
+
+// ---- the environment, read once per process (select_reset() re-reads it) -------------------
+struct Env {
+  std::string backend;  // ATTNFORGE_BACKEND ("" = unset)
+  bool debug = false;   // ATTNFORGE_DEBUG=1
+  bool log = false;     // ATTNFORGE_LOG=1
+};
+Env read_env() {
+  Env e;
+  if (const char* b = std::getenv("ATTNFORGE_BACKEND")) e.backend = b;
+  const char* d = std::getenv("ATTNFORGE_DEBUG");
+  e.debug = d != nullptr && std::string_view(d) == "1";
+  const char* l = std::getenv("ATTNFORGE_LOG");
+  e.log = l != nullptr && std::string_view(l) == "1";
+  return e;
+}
 
 struct SelectContext {
   const Problem& problem;
   attnforge_backend requested;
   const char* variant_name;
   const Params& params;
+  const Env& env;
+  int device;         // current CUDA device (-1: none), whose tune cache applies
+  std::string notes;  // why earlier AUTO rules passed; appended to the final reason
 };
 
 // A rule decides (returns a Selection, success or error) or passes (nullopt).
-using Rule = std::optional<Selection> (*)(const SelectContext&);
+using Rule = std::optional<Selection> (*)(SelectContext&);
 
 Selection ok(const VariantInfo* v, std::string reason) { return Selection{v, ATTNFORGE_OK, std::move(reason)}; }
 Selection error(attnforge_status s, std::string message) { return Selection{nullptr, s, std::move(message)}; }
@@ -31,30 +61,38 @@ std::string describe(const Problem& pr) {
          std::to_string(pr.head_dim) + " mask " + (mask_name(pr.mask_id) ? mask_name(pr.mask_id) : "?");
 }
 
-bool fits_seqlen(const VariantInfo& v, const Problem& pr) {
-  const int limit = max_seqlen_k(v.key);
-  return limit == 0 || pr.seqlen_k <= limit;
+std::string mib(size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / (1 << 20));
+  return buf;
 }
 
-// The first candidate of backend b that can run the problem, or an error saying why none can.
-Selection pick_backend(Backend b, const Problem& pr, const std::string& why) {
-  if (pr.wants_weights && b == Backend::flash) {
-    return error(ATTNFORGE_UNSUPPORTED,
-                 "flash cannot return the attention weights (weights was given); use backend unfused or fused");
+// With the budget: does v's scratch fit? Fills `why` when not.
+bool fits_budget(const VariantInfo& v, const SelectContext& c, std::string* why) {
+  const size_t budget = c.problem.memory_budget;
+  if (budget == 0) return true;
+  const size_t need = scratch_bytes(v, c.problem, c.params);
+  if (need <= budget) return true;
+  if (why) *why = std::string(v.name) + " needs " + mib(need) + " of scratch > memory_budget " + mib(budget);
+  return false;
+}
+
+// The first candidate of backend b that runs the problem (and, with_budget, fits the budget), or
+// an error saying why none can.
+Selection pick_backend(Backend b, const SelectContext& c, const std::string& why, bool with_budget) {
+  std::string missing;
+  const VariantInfo* first = first_fitting_variant(b, c.problem, &missing);
+  if (first == nullptr) return error(ATTNFORGE_UNSUPPORTED, missing);
+  if (!with_budget) return ok(first, why + ": " + first->name);
+  std::string over;
+  for (const VariantInfo* v : candidates(b, c.problem.direction, c.problem.dtype, c.problem.head_dim,
+                                         c.problem.mask_id)) {
+    if (!variant_fits(*v, c.problem, nullptr)) continue;
+    std::string w;
+    if (fits_budget(*v, c, &w)) return ok(v, why + ": " + v->name);
+    if (over.empty()) over = w;
   }
-  const auto cands = candidates(b, pr.direction, pr.dtype, pr.head_dim, pr.mask_id);
-  if (cands.empty()) {
-    return error(ATTNFORGE_UNSUPPORTED, describe_missing(b, pr.direction, pr.dtype, pr.head_dim, pr.mask_id));
-  }
-  int largest = 0;
-  const VariantInfo* largest_v = nullptr;
-  for (const VariantInfo* v : cands) {
-    if (fits_seqlen(*v, pr)) return ok(v, why + ": " + v->name);
-    if (max_seqlen_k(v->key) > largest) largest = max_seqlen_k(v->key), largest_v = v;
-  }
-  return error(ATTNFORGE_UNSUPPORTED, std::string(to_string(b)) + " supports seqlen_k up to " +
-                                          std::to_string(largest) + " for " + describe(pr) + " (" + largest_v->name +
-                                          "), got seqlen_k " + std::to_string(pr.seqlen_k));
+  return error(ATTNFORGE_UNSUPPORTED, over);
 }
 
 std::optional<Backend> parse_backend(std::string_view s) {
@@ -65,7 +103,7 @@ std::optional<Backend> parse_backend(std::string_view s) {
 }
 
 // ---- rule 1: an exact variant name (autotuner, tests) ------------------------------------------
-std::optional<Selection> rule_explicit_variant(const SelectContext& c) {
+std::optional<Selection> rule_explicit_variant(SelectContext& c) {
   if (c.variant_name == nullptr || c.variant_name[0] == '\0') return std::nullopt;
   const VariantInfo* v = find_variant(c.variant_name);
   const std::string name = c.variant_name;
@@ -74,31 +112,21 @@ std::optional<Selection> rule_explicit_variant(const SelectContext& c) {
                  "unknown variant '" + name + "' (attnforge_variant_name lists the " +
                      std::to_string(all_variants().size()) + " compiled variants)");
   }
-  const Problem& pr = c.problem;
-  const VariantKey& k = v->key;
   std::string why;
-  if (k.direction != pr.direction) why = std::string("it is ") + to_string(k.direction) + ", the call is " + to_string(pr.direction);
-  else if (k.dtype != pr.dtype) why = std::string("it is ") + to_string(k.dtype) + ", the call is " + to_string(pr.dtype);
-  else if (k.mask_id != pr.mask_id) why = std::string("its mask is ") + mask_name(k.mask_id) + ", the call's is " + mask_name(pr.mask_id);
-  else if (k.head_dim != kHeadDimAny && k.head_dim != pr.head_dim)
-    why = "its head_dim is " + std::to_string(k.head_dim) + ", the call's is " + std::to_string(pr.head_dim);
-  else if (!fits_seqlen(*v, pr))
-    why = "it supports seqlen_k up to " + std::to_string(max_seqlen_k(k)) + ", got " + std::to_string(pr.seqlen_k);
-  else if (pr.wants_weights && k.backend == Backend::flash)
-    why = "flash cannot return the attention weights";
-  if (!why.empty()) return error(ATTNFORGE_UNSUPPORTED, "variant '" + name + "' cannot run this call: " + why);
+  if (!variant_fits(*v, c.problem, &why))
+    return error(ATTNFORGE_UNSUPPORTED, "variant '" + name + "' cannot run this call: " + why);
   return ok(v, "variant requested explicitly: " + name);
 }
 
 // ---- rule 2: an explicit backend in the args ---------------------------------------------------
-std::optional<Selection> rule_explicit_backend(const SelectContext& c) {
+std::optional<Selection> rule_explicit_backend(SelectContext& c) {
   switch (c.requested) {
     case ATTNFORGE_BACKEND_AUTO: return std::nullopt;
     case ATTNFORGE_BACKEND_UNFUSED:
     case ATTNFORGE_BACKEND_FUSED:
     case ATTNFORGE_BACKEND_FLASH: {
       const Backend b = Backend(int(c.requested));
-      return pick_backend(b, c.problem, std::string("backend ") + to_string(b) + " requested explicitly");
+      return pick_backend(b, c, std::string("backend ") + to_string(b) + " requested explicitly", false);
     }
   }
   return error(ATTNFORGE_INVALID_ARGUMENT,
@@ -106,74 +134,244 @@ std::optional<Selection> rule_explicit_backend(const SelectContext& c) {
 }
 
 // ---- rule 3: ATTNFORGE_BACKEND=unfused|fused|flash (auto or unset: pass) ------------------------
-std::optional<Selection> rule_env_backend(const SelectContext& c) {
-  const char* env = std::getenv("ATTNFORGE_BACKEND");
-  if (env == nullptr || env[0] == '\0' || std::string_view(env) == "auto") return std::nullopt;
+std::optional<Selection> rule_env_backend(SelectContext& c) {
+  const std::string& env = c.env.backend;
+  if (env.empty() || env == "auto") return std::nullopt;
   const auto b = parse_backend(env);
   if (!b) {
     return error(ATTNFORGE_INVALID_ARGUMENT,
-                 std::string("expected ATTNFORGE_BACKEND to be one of auto, unfused, fused, flash, got '") + env + "'");
+                 "expected ATTNFORGE_BACKEND to be one of auto, unfused, fused, flash, got '" + env + "'");
   }
-  return pick_backend(*b, c.problem, std::string("ATTNFORGE_BACKEND=") + env);
+  return pick_backend(*b, c, "ATTNFORGE_BACKEND=" + env, false);
 }
 
-// ---- rule 4: ATTNFORGE_DEBUG=1 → unfused (every intermediate is a plain tensor) -----------------
-std::optional<Selection> rule_debug(const SelectContext& c) {
-  const char* env = std::getenv("ATTNFORGE_DEBUG");
-  if (env == nullptr || std::string_view(env) != "1") return std::nullopt;
-  return pick_backend(Backend::unfused, c.problem, "ATTNFORGE_DEBUG=1 selects unfused");
+// ---- rule 4: ATTNFORGE_DEBUG=1 → unfused (every intermediate, P included, is a plain tensor) ---
+std::optional<Selection> rule_debug(SelectContext& c) {
+  if (!c.env.debug) return std::nullopt;
+  return pick_backend(Backend::unfused, c, "ATTNFORGE_DEBUG=1 selects unfused", false);
+}
+
+// ---- rule 5: the tune cache -------------------------------------------------------------------
+// The entry of this key, else of the nearest bucket of the same class (direction, dtype, heads,
+// head dim, mask). Its variants are tried fastest first; one that cannot run this exact call
+// (e.g. fused beyond its Sk limit, from a smaller bucket) or exceeds the budget is passed over.
+std::optional<Selection> rule_tune_cache(SelectContext& c) {
+  const TuneHit hit = tune_lookup(c.problem, c.device);
+  if (!hit.found) {
+    c.notes += (c.notes.empty() ? "" : "; ") + hit.origin;
+    return std::nullopt;
+  }
+  std::string passed;
+  for (size_t i = 0; i < hit.ranked.size(); ++i) {
+    const VariantInfo* v = find_variant(hit.ranked[i]);
+    std::string why;
+    if (v == nullptr) why = hit.ranked[i] + " is not in this build";
+    else if (!variant_fits(*v, c.problem, &why)) why = hit.ranked[i] + ": " + why;
+    else if (!fits_budget(*v, c, &why)) {
+    } else {
+      char t[64];
+      std::snprintf(t, sizeof t, " (%.3f ms%s)", hit.ms[i], i == 0 ? ", the winner" : "");
+      std::string reason = hit.origin + ": " + v->name + t;
+      if (i == 0 && hit.ranked.size() > 1) {
+        char r[64];
+        std::snprintf(r, sizeof r, " %.3f ms", hit.ms[1]);
+        reason += "; runner-up " + hit.ranked[1] + r;
+      }
+      if (!passed.empty()) reason += " (passed over: " + passed + ")";
+      return ok(v, reason);
+    }
+    passed += (passed.empty() ? "" : "; ") + why;
+  }
+  c.notes += (c.notes.empty() ? "" : "; ") + hit.origin + ": no timed variant usable (" + passed + ")";
+  return std::nullopt;
 }
 
 // ---- rule 6: the heuristic table ------------------------------------------------------------------
-// One row per situation; backends tried left to right, the first with a compiled candidate that
-// fits (fused: Sk within its on-chip key row) wins.
+// One row per situation, first matching row wins; its backends are tried left to right, the first
+// with a compiled candidate that runs the call (head dim, Sk limit, weights) and fits the memory
+// budget is chosen. A head dim no fast backend has therefore falls through to unfused (hdany).
 struct HeuristicRow {
-  bool wants_weights;
+  bool weights_only;      // the row applies only when P is requested
+  bool fwd_only;          // the row applies only to the forward
+  int max_seqlen_k;       // the row applies only when Sk ≤ this (0: any Sk)
   std::array<Backend, 3> order;
   int count;
   const char* why;
 };
 constexpr HeuristicRow kHeuristic[] = {
     // P requested: flash never materialises P. fused writes it from the same kernel while the key
-    // row fits on chip; unfused always can (P is its intermediate anyway).
-    {true, {Backend::fused, Backend::unfused, Backend::unfused}, 2, "attention weights requested"},
-    // Default: flash is O(N) memory and the fastest wherever it is built; fused when flash lacks
-    // this key and the key row fits on chip (short Sk); unfused runs everything else.
-    {false, {Backend::flash, Backend::fused, Backend::unfused}, 3, "heuristic"},
+    // row fits on chip; unfused always can (P is its intermediate anyway). Issue 4's target is
+    // fused ≥ 2× unfused's forward with weights at S ≤ 1024.
+    {true, false, 0, {Backend::fused, Backend::unfused, Backend::unfused}, 2, "heuristic: attention weights requested"},
+    // Short keys, forward: fused keeps the whole (Br × Sk) score block on chip and does an exact
+    // two-pass softmax with no rescaling; issue 4's target is ≥ 1.2× flash for Sk ≤ 512 on the
+    // H100 (B·S = 16384, H·D = 2048). Not yet confirmed by a measurement of this build: the tune
+    // cache overrides this row wherever the tuner has run.
+    {false, true, 512, {Backend::fused, Backend::flash, Backend::unfused}, 3, "heuristic: short keys (Sk <= 512), forward"},
+    // Everything else: flash is O(N) memory and the fastest wherever it is built (FA2-class
+    // kernels, ~290-340 TFLOP/s class on the H100 per the team's anchors); fused when flash lacks
+    // this head dim or mask and the key row fits on chip; unfused runs everything else.
+    {false, false, 0, {Backend::flash, Backend::fused, Backend::unfused}, 3, "heuristic: default"},
 };
 
-std::optional<Selection> rule_heuristic(const SelectContext& c) {
+bool row_applies(const HeuristicRow& row, const Problem& pr) {
+  if (row.weights_only != pr.wants_weights) return false;
+  if (row.fwd_only && pr.direction != Direction::fwd) return false;
+  if (row.max_seqlen_k != 0 && pr.seqlen_k > row.max_seqlen_k) return false;
+  return true;
+}
+
+std::optional<Selection> rule_heuristic(SelectContext& c) {
   const Problem& pr = c.problem;
   for (const HeuristicRow& row : kHeuristic) {
-    if (row.wants_weights != pr.wants_weights) continue;
+    if (!row_applies(row, pr)) continue;
     std::string skipped;  // why earlier backends of the row were passed over
     for (int i = 0; i < row.count; ++i) {
-      Selection s = pick_backend(row.order[i], pr, std::string(row.why) + ": " + to_string(row.order[i]));
+      Selection s = pick_backend(row.order[i], c, row.why, true);
       if (s.variant != nullptr) {
-        if (!skipped.empty()) s.reason += " (" + skipped + ")";
+        if (!skipped.empty()) s.reason += " (passed over: " + skipped + ")";
+        if (!c.notes.empty()) s.reason += " [" + c.notes + "]";
         return s;
       }
       skipped += (skipped.empty() ? "" : "; ") + s.reason;
     }
-    return error(ATTNFORGE_UNSUPPORTED, "no compiled variant runs " + describe(pr) + ": " + skipped);
+    return error(ATTNFORGE_UNSUPPORTED, "no compiled variant runs " + describe(pr) +
+                                            (pr.memory_budget ? " within memory_budget " + mib(pr.memory_budget) : "") +
+                                            ": " + skipped);
   }
   return error(ATTNFORGE_INTERNAL, "heuristic table has no row for this problem");
 }
 
-// The rules, in order. The tune cache and the memory budget go between rule_debug and
-// rule_heuristic (autotune, issue 5).
+// The rules, in order.
 constexpr Rule kRules[] = {rule_explicit_variant, rule_explicit_backend, rule_env_backend, rule_debug,
-                           rule_heuristic};
+                           rule_tune_cache, rule_heuristic};
 
-}  // namespace
+// ---- memoization ------------------------------------------------------------------------------
+// Everything a decision depends on. Scratch (hence the budget rule) depends on the exact sizes,
+// deterministic mode and whether the caller supplied the LSE, so the key holds those, not buckets.
+struct MemoKey {
+  int device, requested, direction, dtype, batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim, mask_id;
+  bool varlen, weights, deterministic, lse_supplied;
+  size_t budget;
+  std::string variant;
+  bool operator==(const MemoKey&) const = default;
+};
+struct MemoHash {
+  size_t operator()(const MemoKey& k) const noexcept {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a over the fields
+    auto mix = [&](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+    for (int v : {k.device, k.requested, k.direction, k.dtype, k.batch, k.seqlen_q, k.seqlen_k, k.heads_q,
+                  k.heads_kv, k.head_dim, k.mask_id})
+      mix(uint64_t(uint32_t(v)));
+    mix(uint64_t(k.varlen) | uint64_t(k.weights) << 1 | uint64_t(k.deterministic) << 2 | uint64_t(k.lse_supplied) << 3);
+    mix(k.budget);
+    if (!k.variant.empty()) mix(std::hash<std::string>{}(k.variant));
+    return size_t(h);
+  }
+};
 
-ATTNFORGE_API Selection select_variant(const Problem& problem, attnforge_backend requested, const char* variant_name,
-                         const Params& p) {
-  const SelectContext ctx{problem, requested, variant_name, p};
+constexpr size_t kMemoCapacity = 4096;  // varied shapes (varlen) must not grow it without bound
+
+struct Memo {
+  std::shared_mutex mu;
+  std::unordered_map<MemoKey, Selection, MemoHash> map;
+  uint64_t generation = 0;  // tune_lookup_generation() the entries were decided under
+  Env env = read_env();
+};
+Memo& memo() {
+  static Memo* m = new Memo;  // never destroyed: calls may come during static destruction
+  return *m;
+}
+
+int current_device() {
+  int d = -1;
+  if (cudaGetDevice(&d) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  return d;
+}
+
+std::string describe_key(const MemoKey& k) {
+  std::string s = std::string(to_string(Direction(k.direction))) + " " + to_string(DType(k.dtype)) +
+                  " B=" + std::to_string(k.batch) + " Sq=" + std::to_string(k.seqlen_q) +
+                  " Sk=" + std::to_string(k.seqlen_k) + " Hq=" + std::to_string(k.heads_q) +
+                  " Hkv=" + std::to_string(k.heads_kv) + " D=" + std::to_string(k.head_dim) + " mask=" +
+                  (mask_name(k.mask_id) ? mask_name(k.mask_id) : "?");
+  if (k.varlen) s += " varlen";
+  if (k.weights) s += " weights";
+  if (k.budget) s += " budget=" + mib(k.budget);
+  if (k.requested) s += std::string(" backend=") + attnforge_backend_name(attnforge_backend(k.requested));
+  if (!k.variant.empty()) s += " variant=" + k.variant;
+  return s;
+}
+
+Selection decide(const Problem& problem, attnforge_backend requested, const char* variant_name, const Params& p,
+                 const Env& env, int device) {
+  SelectContext ctx{problem, requested, variant_name, p, env, device, {}};
   for (Rule rule : kRules) {
     if (auto s = rule(ctx)) return *s;
   }
   return error(ATTNFORGE_INTERNAL, "no selection rule decided");
+}
+
+}  // namespace
+
+Selection select_variant(const Problem& problem, attnforge_backend requested, const char* variant_name,
+                         const Params& p) {
+  try {
+    Memo& m = memo();
+    const int device = current_device();
+    MemoKey key{device, int(requested), int(problem.direction), int(problem.dtype), problem.batch,
+                problem.seqlen_q, problem.seqlen_k, problem.heads_q, problem.heads_kv, problem.head_dim,
+                problem.mask_id, problem.varlen, problem.wants_weights, p.deterministic,
+                problem.direction == Direction::fwd ? p.lse != nullptr : true, problem.memory_budget,
+                variant_name ? std::string(variant_name) : std::string()};
+    const uint64_t gen = tune_lookup_generation();
+    Env env;
+    {
+      std::shared_lock<std::shared_mutex> lk(m.mu);
+      if (m.generation == gen) {
+        auto it = m.map.find(key);
+        if (it != m.map.end()) return it->second;
+      }
+      env = m.env;
+    }
+    Selection s = decide(problem, requested, variant_name, p, env, device);
+    bool first_time = false;
+    {
+      std::unique_lock<std::shared_mutex> lk(m.mu);
+      if (m.generation != gen) {  // the tune cache changed: every memoized decision is stale
+        m.map.clear();
+        m.generation = gen;
+      }
+      if (m.map.size() >= kMemoCapacity) m.map.clear();
+      first_time = m.map.emplace(key, s).second;
+    }
+    if (first_time && env.log) {
+      std::fprintf(stderr, "attnforge: select %s -> %s: %s\n", describe_key(key).c_str(),
+                   s.variant ? s.variant->name : attnforge_status_string(s.status), s.reason.c_str());
+    }
+    return s;
+  } catch (const std::exception& e) {
+    return error(ATTNFORGE_INTERNAL, std::string("selection failed: ") + e.what());
+  }
+}
+
+void select_reset() {
+  Memo& m = memo();
+  {
+    std::unique_lock<std::shared_mutex> lk(m.mu);
+    m.map.clear();
+    m.env = read_env();
+  }
+  tune_lookup_reload();
+}
+
+size_t select_memo_size() {
+  Memo& m = memo();
+  std::shared_lock<std::shared_mutex> lk(m.mu);
+  return m.map.size();
 }
 
 }  // namespace attnforge

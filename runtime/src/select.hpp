@@ -1,5 +1,6 @@
 // Backend/variant selection for one call: explicit variant → explicit backend → ATTNFORGE_BACKEND
-// → debug mode → tune cache → constexpr heuristic table. Every decision carries a reason.
+// → debug mode → tune cache → constexpr heuristic table (AUTO: within the memory budget). Every
+// decision carries a reason.
 #pragma once
 #include <string>
 
@@ -28,5 +29,11 @@ struct Selection {
 // p: the validated params (for workspace sizes against the memory budget).
 Selection select_variant(const Problem& problem, attnforge_backend requested,
                          const char* variant_name, const Params& p);
+
+// Decisions are memoized per call shape, and ATTNFORGE_BACKEND / ATTNFORGE_DEBUG / ATTNFORGE_LOG
+// are read once. This forgets both (and reloads the tune cache): tests, and tools that change them.
+// Exported for the host tests and the tuner.
+ATTNFORGE_API void select_reset();
+ATTNFORGE_API size_t select_memo_size();
 
 }  // namespace attnforge

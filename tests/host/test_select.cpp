@@ -1,0 +1,455 @@
+// Host tests of backend selection (runtime/src/select.cpp) through the C API: the order of the
+// rules and the reason each gives, the tune-cache rule (exact, nearest, passed-over winners), the
+// memory budget, memoization (thread-safe) and ATTNFORGE_LOG. Nothing here touches a GPU: the
+// tensors' addresses are never dereferenced by selection.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "attnforge/attnforge.h"
+#include "select.hpp"
+#include "tune_lookup.hpp"
+
+namespace attnforge {
+namespace {
+
+void* const kFake = reinterpret_cast<void*>(uintptr_t(1) << 40);  // never dereferenced
+
+attnforge_tensor dense(attnforge_dtype t, int64_t a, int64_t b, int64_t c, int64_t d) {
+  attnforge_tensor x{};
+  x.data = kFake;
+  x.dtype = t;
+  x.rank = 4;
+  int64_t s[4] = {a, b, c, d};
+  for (int i = 0; i < 4; ++i) x.sizes[i] = s[i];
+  x.strides[3] = 1;
+  for (int i = 2; i >= 0; --i) x.strides[i] = x.strides[i + 1] * x.sizes[i + 1];
+  return x;
+}
+
+struct Shape {
+  int b = 2, sq = 256, sk = 256, hq = 4, hkv = 4, d = 64;
+  attnforge_dtype dtype = ATTNFORGE_BF16;
+  const char* mask = "causal";
+  bool bwd = false;
+};
+
+attnforge_args make_args(const Shape& s) {
+  attnforge_args a;
+  attnforge_args_init(&a);
+  a.q = dense(s.dtype, s.b, s.sq, s.hq, s.d);
+  a.k = dense(s.dtype, s.b, s.sk, s.hkv, s.d);
+  a.v = a.k;
+  a.o = a.q;
+  a.mask.kind = s.mask;
+  if (s.bwd) {
+    a.lse = attnforge_tensor{};
+    a.lse.data = kFake;
+    a.lse.dtype = ATTNFORGE_F32;
+    a.lse.rank = 3;
+    a.lse.sizes[0] = s.b, a.lse.sizes[1] = s.hq, a.lse.sizes[2] = s.sq;
+    a.lse.strides[2] = 1, a.lse.strides[1] = s.sq, a.lse.strides[0] = int64_t(s.hq) * s.sq;
+    a.d_o = a.q;
+    a.dq = a.q;
+    a.dk = a.k;
+    a.dv = a.k;
+  }
+  return a;
+}
+
+struct Choice {
+  attnforge_status status;
+  attnforge_backend backend;
+  std::string variant, reason;
+};
+
+Choice choose(const attnforge_args& a, bool bwd = false) {
+  Choice c{};
+  char variant[128] = {0}, reason[2048] = {0};
+  c.status = attnforge_select_backend(&a, bwd ? 1 : 0, &c.backend, variant, sizeof variant, reason, sizeof reason);
+  c.variant = variant;
+  c.reason = reason;
+  return c;
+}
+
+std::vector<std::string> variant_names() {
+  std::vector<std::string> v;
+  for (int i = 0; i < attnforge_variant_count(); ++i) v.emplace_back(attnforge_variant_name(i));
+  return v;
+}
+
+// The first compiled variant whose name starts with `prefix` (e.g. "flash_fwd_bf16_hd64_causal_").
+std::optional<std::string> find_prefix(const std::string& prefix) {
+  for (const auto& n : variant_names())
+    if (n.rfind(prefix, 0) == 0) return n;
+  return std::nullopt;
+}
+
+bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+
+// Scratch the C API would allocate for the call with this exact variant (workspace_size adds 256
+// bytes of alignment slack to a non-zero total).
+size_t scratch_of(attnforge_args a, const std::string& variant, bool bwd) {
+  a.variant = variant.c_str();
+  a.backend = ATTNFORGE_BACKEND_AUTO;
+  size_t bytes = 0;
+  EXPECT_EQ(attnforge_workspace_size(&a, bwd ? 1 : 0, &bytes), ATTNFORGE_OK) << attnforge_last_error();
+  return bytes ? bytes - 256 : 0;
+}
+
+class SelectTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* e : {"ATTNFORGE_BACKEND", "ATTNFORGE_DEBUG", "ATTNFORGE_LOG"}) ::unsetenv(e);
+    // Never read the user's real cache from a test.
+    ::setenv("ATTNFORGE_TUNE_CACHE", "/nonexistent/attnforge-test/tune.json", 1);
+    select_reset();
+    tune_lookup_disable("host test");
+    flash_ = find_prefix("flash_fwd_bf16_hd64_causal_");
+    fused_ = find_prefix("fused_fwd_bf16_hd64_causal_");
+    unfused_ = find_prefix("unfused_fwd_bf16_hdany_causal_");
+  }
+  void TearDown() override {
+    for (const char* e : {"ATTNFORGE_BACKEND", "ATTNFORGE_DEBUG", "ATTNFORGE_LOG", "ATTNFORGE_TUNE_CACHE"})
+      ::unsetenv(e);
+    select_reset();
+  }
+  void require_all_three() {
+    if (!flash_ || !fused_ || !unfused_)
+      GTEST_SKIP() << "this build lacks a bf16 hd64 causal forward variant of every backend";
+  }
+  std::optional<std::string> flash_, fused_, unfused_;
+};
+
+// ---- rule order -----------------------------------------------------------------------------------
+
+TEST_F(SelectTest, ExplicitVariantBeatsExplicitBackend) {
+  require_all_three();
+  attnforge_args a = make_args({});
+  a.variant = unfused_->c_str();
+  a.backend = ATTNFORGE_BACKEND_FLASH;
+  Choice c = choose(a);
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_EQ(c.variant, *unfused_);
+  EXPECT_TRUE(contains(c.reason, "variant requested explicitly")) << c.reason;
+}
+
+TEST_F(SelectTest, ExplicitVariantThatCannotRunSaysWhy) {
+  require_all_three();
+  Shape s;
+  s.d = 32;  // the hd64 variant cannot serve head_dim 32
+  attnforge_args a = make_args(s);
+  a.variant = flash_->c_str();
+  Choice c = choose(a);
+  EXPECT_EQ(c.status, ATTNFORGE_UNSUPPORTED);
+  EXPECT_TRUE(contains(c.reason, "head_dim is 64, the call's is 32")) << c.reason;
+  a.variant = "flash_fwd_bf16_hd64_causal_m1n1w1s1";
+  EXPECT_EQ(choose(a).status, ATTNFORGE_INVALID_ARGUMENT);
+}
+
+TEST_F(SelectTest, ExplicitBackendBeatsEnvironment) {
+  require_all_three();
+  ::setenv("ATTNFORGE_BACKEND", "unfused", 1);
+  select_reset();
+  attnforge_args a = make_args({});
+  a.backend = ATTNFORGE_BACKEND_FLASH;
+  Choice c = choose(a);
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_EQ(c.backend, ATTNFORGE_BACKEND_FLASH);
+  EXPECT_TRUE(contains(c.reason, "backend flash requested explicitly")) << c.reason;
+}
+
+TEST_F(SelectTest, EnvironmentBeatsDebugAndHeuristic) {
+  require_all_three();
+  ::setenv("ATTNFORGE_BACKEND", "flash", 1);
+  ::setenv("ATTNFORGE_DEBUG", "1", 1);
+  select_reset();
+  Choice c = choose(make_args({}));
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_EQ(c.backend, ATTNFORGE_BACKEND_FLASH);
+  EXPECT_TRUE(contains(c.reason, "ATTNFORGE_BACKEND=flash")) << c.reason;
+}
+
+TEST_F(SelectTest, BadEnvironmentIsAnError) {
+  ::setenv("ATTNFORGE_BACKEND", "cudnn", 1);
+  select_reset();
+  Choice c = choose(make_args({}));
+  EXPECT_EQ(c.status, ATTNFORGE_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(c.reason, "got 'cudnn'")) << c.reason;
+  ::setenv("ATTNFORGE_BACKEND", "auto", 1);  // auto = no choice
+  select_reset();
+  EXPECT_EQ(choose(make_args({})).status, ATTNFORGE_OK);
+}
+
+TEST_F(SelectTest, DebugBeatsTuneCache) {
+  require_all_three();
+  attnforge_args a = make_args({});
+  tune::Entry e;
+  e.winner = *flash_;
+  e.times_ms = {{*flash_, 1.0}};
+  ::setenv("ATTNFORGE_DEBUG", "1", 1);
+  select_reset();  // re-reads the environment (and drops the entries: set them again)
+  tune_lookup_use_entries({{tune::Key::of(Direction::fwd, DType::bf16, 2, 256, 256, 4, 4, 64, "causal"), e}}, "test");
+  Choice c = choose(a);
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_EQ(c.backend, ATTNFORGE_BACKEND_UNFUSED);
+  EXPECT_TRUE(contains(c.reason, "ATTNFORGE_DEBUG=1")) << c.reason;
+}
+
+TEST_F(SelectTest, TuneCacheExactKeyBeatsHeuristic) {
+  require_all_three();
+  Shape s;
+  s.sq = s.sk = 3000;  // the heuristic would say flash here
+  Choice h = choose(make_args(s));
+  ASSERT_EQ(h.status, ATTNFORGE_OK) << h.reason;
+  ASSERT_EQ(h.backend, ATTNFORGE_BACKEND_FLASH) << h.reason;
+
+  tune::Entry e;
+  e.winner = *unfused_;  // the tuner measured unfused fastest (say)
+  e.times_ms = {{*unfused_, 0.5}, {*flash_, 0.7}};
+  tune_lookup_use_entries({{tune::Key::of(Direction::fwd, DType::bf16, 2, 3000, 3000, 4, 4, 64, "causal"), e}},
+                          "test-cache");
+  Choice c = choose(make_args(s));
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_EQ(c.variant, *unfused_);
+  EXPECT_TRUE(contains(c.reason, "exact key fwd|bf16|hq4|hkv4|d64|causal|sq4096|sk4096|b2")) << c.reason;
+  EXPECT_TRUE(contains(c.reason, "runner-up " + *flash_)) << c.reason;
+}
+
+TEST_F(SelectTest, TuneCacheNearestBucket) {
+  require_all_three();
+  tune::Entry e;
+  e.winner = *unfused_;
+  e.times_ms = {{*unfused_, 0.5}};
+  // Tuned at Sq = Sk = 1024, B = 2; the call has Sq = Sk = 3000 (bucket 4096): 2 + 2 steps away.
+  tune_lookup_use_entries({{tune::Key::of(Direction::fwd, DType::bf16, 2, 1024, 1024, 4, 4, 64, "causal"), e}}, "t");
+  Shape s;
+  s.sq = s.sk = 3000;
+  Choice c = choose(make_args(s));
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_EQ(c.variant, *unfused_);
+  EXPECT_TRUE(contains(c.reason, "nearest bucket fwd|bf16|hq4|hkv4|d64|causal|sq1024|sk1024|b2")) << c.reason;
+  // Another class (other head count) does not borrow it: heuristic.
+  s.hq = s.hkv = 8;
+  Choice o = choose(make_args(s));
+  EXPECT_TRUE(contains(o.reason, "heuristic")) << o.reason;
+  EXPECT_TRUE(contains(o.reason, "no entry for fwd|bf16|hq8|hkv8")) << o.reason;
+}
+
+TEST_F(SelectTest, TuneCacheWinnerThatCannotRunIsPassedOver) {
+  require_all_three();
+  tune::Entry e;
+  e.winner = "flash_fwd_bf16_hd64_causal_m999n1w1s1";  // not in this build (edited cache, say)
+  e.times_ms = {{e.winner, 0.1}, {*unfused_, 0.9}, {*flash_, 0.5}};
+  tune_lookup_use_entries({{tune::Key::of(Direction::fwd, DType::bf16, 2, 256, 256, 4, 4, 64, "causal"), e}}, "t");
+  Choice c = choose(make_args({}));
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_EQ(c.variant, *flash_);  // the fastest remaining
+  EXPECT_TRUE(contains(c.reason, "m999n1w1s1 is not in this build")) << c.reason;
+}
+
+TEST_F(SelectTest, HeuristicReasonSaysWhyTheCacheDidNotDecide) {
+  Choice c = choose(make_args({}));
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_TRUE(contains(c.reason, "heuristic")) << c.reason;
+  EXPECT_TRUE(contains(c.reason, "disabled (host test)")) << c.reason;
+}
+
+TEST_F(SelectTest, HeuristicShortKeysForwardPrefersFusedLongPrefersFlash) {
+  require_all_three();
+  Shape s;
+  s.sq = s.sk = 256;
+  Choice c = choose(make_args(s));
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_EQ(c.backend, ATTNFORGE_BACKEND_FUSED) << c.reason;
+  s.sq = s.sk = 4096;
+  c = choose(make_args(s));
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_EQ(c.backend, ATTNFORGE_BACKEND_FLASH) << c.reason;
+}
+
+TEST_F(SelectTest, WeightsNeverGoToFlash) {
+  Shape s;
+  attnforge_args a = make_args(s);
+  a.weights = dense(s.dtype, s.b, s.hq, s.sq, s.sk);
+  Choice c = choose(a);
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_NE(c.backend, ATTNFORGE_BACKEND_FLASH) << c.reason;
+  EXPECT_TRUE(contains(c.reason, "attention weights requested")) << c.reason;
+}
+
+// The heuristic never picks a backend lacking the head dim: every head dim from 1 to 1024 that
+// validation accepts gets a variant of exactly that head dim or an any-head-dim one.
+TEST_F(SelectTest, HeuristicNeverPicksAMissingHeadDim) {
+  int checked = 0;
+  for (int d : {1, 8, 16, 32, 40, 64, 80, 96, 100, 128, 160, 192, 256, 512, 1024})
+    for (const char* mask : {"none", "causal", "window"})
+      for (attnforge_dtype t : {ATTNFORGE_F32, ATTNFORGE_F16, ATTNFORGE_BF16})
+        for (bool bwd : {false, true})
+          for (int sk : {128, 4096}) {
+            Shape s;
+            s.d = d, s.mask = mask, s.dtype = t, s.bwd = bwd, s.sq = 128, s.sk = sk;
+            Choice c = choose(make_args(s), bwd);
+            if (c.status != ATTNFORGE_OK) {
+              // Only "nothing compiled for this" is acceptable, and it must say so.
+              EXPECT_EQ(c.status, ATTNFORGE_UNSUPPORTED) << c.reason;
+              continue;
+            }
+            ++checked;
+            EXPECT_TRUE(contains(c.variant, "_hd" + std::to_string(d) + "_") || contains(c.variant, "_hdany_"))
+                << "D=" << d << " picked " << c.variant;
+            EXPECT_TRUE(contains(c.variant, std::string(bwd ? "_bwd_" : "_fwd_"))) << c.variant;
+            EXPECT_TRUE(contains(c.variant, std::string("_") + mask + "_")) << c.variant;
+          }
+  EXPECT_GT(checked, 0);
+}
+
+// With a memory budget, every pick's scratch fits it; with a budget nothing fits, a clear error.
+TEST_F(SelectTest, HeuristicNeverExceedsTheMemoryBudget) {
+  int checked = 0, refused = 0;
+  for (bool bwd : {false, true})
+    for (int sk : {256, 2048})
+      for (size_t budget : {size_t(1), size_t(1) << 16, size_t(1) << 20, size_t(1) << 24, size_t(1) << 28,
+                            size_t(1) << 34}) {
+        Shape s;
+        s.bwd = bwd, s.sq = 512, s.sk = sk;
+        attnforge_args a = make_args(s);
+        a.memory_budget = budget;
+        Choice c = choose(a, bwd);
+        if (c.status != ATTNFORGE_OK) {
+          EXPECT_EQ(c.status, ATTNFORGE_UNSUPPORTED) << c.reason;
+          EXPECT_TRUE(contains(c.reason, "memory_budget")) << c.reason;
+          ++refused;
+          continue;
+        }
+        ++checked;
+        EXPECT_LE(scratch_of(a, c.variant, bwd), budget) << c.variant << " budget " << budget;
+      }
+  EXPECT_GT(checked, 0);
+  EXPECT_GT(refused, 0);  // a 1-byte budget cannot hold a forward's temporary LSE
+}
+
+TEST_F(SelectTest, BudgetExcludesATunedWinnerThatDoesNotFit) {
+  require_all_three();
+  Shape s;
+  s.sq = s.sk = 2048;
+  attnforge_args a = make_args(s);
+  const size_t unfused_need = scratch_of(a, *unfused_, false);
+  const size_t flash_need = scratch_of(a, *flash_, false);
+  ASSERT_GT(unfused_need, flash_need);  // unfused materialises S and P
+  tune::Entry e;
+  e.winner = *unfused_;
+  e.times_ms = {{*unfused_, 0.5}, {*flash_, 0.6}};
+  tune_lookup_use_entries({{tune::Key::of(Direction::fwd, DType::bf16, 2, 2048, 2048, 4, 4, 64, "causal"), e}}, "t");
+  a.memory_budget = flash_need;  // room for flash, not for unfused
+  Choice c = choose(a);
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_EQ(c.variant, *flash_);
+  EXPECT_TRUE(contains(c.reason, "memory_budget")) << c.reason;
+  // The budget applies to AUTO only: an explicit backend ignores it.
+  a.backend = ATTNFORGE_BACKEND_UNFUSED;
+  EXPECT_EQ(choose(a).backend, ATTNFORGE_BACKEND_UNFUSED);
+}
+
+// ---- memoization and logging -------------------------------------------------------------------------
+
+TEST_F(SelectTest, DecisionsAreMemoizedPerKey) {
+  const size_t before = select_memo_size();
+  Choice a = choose(make_args({}));
+  EXPECT_EQ(select_memo_size(), before + 1);
+  Choice b = choose(make_args({}));
+  EXPECT_EQ(select_memo_size(), before + 1);
+  EXPECT_EQ(a.variant, b.variant);
+  EXPECT_EQ(a.reason, b.reason);
+  Shape other;
+  other.sq = 100;
+  choose(make_args(other));
+  EXPECT_EQ(select_memo_size(), before + 2);
+}
+
+TEST_F(SelectTest, NewTuneEntriesInvalidateTheMemo) {
+  require_all_three();
+  Shape s;
+  s.sq = s.sk = 3000;
+  ASSERT_EQ(choose(make_args(s)).backend, ATTNFORGE_BACKEND_FLASH);
+  tune::Entry e;
+  e.winner = *unfused_;
+  e.times_ms = {{*unfused_, 0.5}};
+  tune_lookup_use_entries({{tune::Key::of(Direction::fwd, DType::bf16, 2, 3000, 3000, 4, 4, 64, "causal"), e}}, "t");
+  EXPECT_EQ(choose(make_args(s)).variant, *unfused_);
+}
+
+TEST_F(SelectTest, ConcurrentSelectionsAgree) {
+  std::vector<Shape> shapes;
+  for (int sk : {64, 256, 1024, 4096})
+    for (int d : {32, 64, 128}) {
+      Shape s;
+      s.sk = sk, s.d = d;
+      shapes.push_back(s);
+    }
+  std::vector<Choice> expect;
+  for (const auto& s : shapes) expect.push_back(choose(make_args(s)));
+  select_reset();
+  tune_lookup_disable("host test");
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 500; ++i) {
+        const size_t k = size_t(i * 7 + t) % shapes.size();
+        Choice c = choose(make_args(shapes[k]));
+        if (c.status != expect[k].status || c.variant != expect[k].variant || c.reason != expect[k].reason) ++mismatches;
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_EQ(select_memo_size(), shapes.size());
+}
+
+TEST_F(SelectTest, LogPrintsEachDistinctDecisionOnce) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(fds[1], 2);
+    ::close(fds[0]);
+    ::setenv("ATTNFORGE_LOG", "1", 1);
+    select_reset();
+    tune_lookup_disable("host test");
+    Shape other;
+    other.sq = 100;
+    for (int i = 0; i < 5; ++i) {
+      choose(make_args({}));
+      choose(make_args(other));
+    }
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string err;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) err.append(buf, size_t(n));
+  ::close(fds[0]);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  size_t lines = 0;
+  for (size_t at = err.find("attnforge: select "); at != std::string::npos; at = err.find("attnforge: select ", at + 1))
+    ++lines;
+  EXPECT_EQ(lines, 2u) << err;
+  EXPECT_TRUE(contains(err, "Sq=256")) << err;
+  EXPECT_TRUE(contains(err, "Sq=100")) << err;
+  EXPECT_TRUE(contains(err, "heuristic")) << err;
+}
+
+}  // namespace
+}  // namespace attnforge
