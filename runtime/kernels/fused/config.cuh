@@ -62,4 +62,13 @@ struct Config {
   static_assert(kSmemBytes <= kSmemLimit, "fused forward shared memory over the per-block limit");
 };
 
+// s ← s·scale_log2: raw Q·Kᵀ accumulators (16 rows × 64 keys) into log2-domain scores, before the
+// mask and bias, so that P = exp2(s − max) (any sign of scale is fine).
+__device__ __forceinline__ void scale_scores(float (&s)[1][8][4], float scale_log2) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[0][nt][e] *= scale_log2;
+}
+
 }  // namespace attnforge::fused

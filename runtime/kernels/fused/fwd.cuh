@@ -84,7 +84,11 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
   uint32_t live = 0;  // bit i: tile i has a visible element (else P = 0 there and P·V skips it)
   float row_max[2] = {-INFINITY, -INFINITY};  // rows g and g + 8 of the warp band (log2 units)
   // Bias of kinds with a tensor, offset to this (batch, head); element (q, k) by its strides.
-  prim::BiasView bias_here{nullptr, p.bias_dtype, p.bias_stride_q, p.bias_stride_k};
+  prim::BiasView bias_here{};  // scores are in log2 units when the bias is added: bias·log2(e)
+  bias_here.dtype = p.bias_dtype;
+  bias_here.stride_q = p.bias_stride_q;
+  bias_here.stride_k = p.bias_stride_k;
+  bias_here.to_score = 1.4426950408889634f;
   if constexpr (Mask::kHasTensor) {
     const int esz = p.bias_dtype == ATTNFORGE_F32 ? 4 : (p.bias_dtype == ATTNFORGE_BOOL ? 1 : 2);
     bias_here.ptr = static_cast<const char*>(p.bias) + (b * p.bias_stride_b + int64_t(h) * p.bias_stride_h) * esz;
@@ -140,7 +144,7 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
             prim::mma_m16n8k16<Cfg::kDType>(s[i][0][2 * np + 1], a, bf[2], bf[3]);
           }
         }
-        prim::scale_scores(s[i], p.scale_log2);  // log2-domain scores: exp2 below
+        scale_scores(s[i], p.scale_log2);  // log2-domain scores: exp2 below
         if (cls == TileClass::kPartial)
           prim::apply_mask<Mask>(s[i], q_first + g, k_first + 2 * t4, sq, sk, p.mask, bias_here);
 #pragma unroll
