@@ -537,15 +537,19 @@ void add_context() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bool list_only = false;  // --benchmark_list_tests works without a GPU (names only)
+  for (int i = 1; i < argc; ++i)
+    if (std::strncmp(argv[i], "--benchmark_list_tests", 22) == 0 && std::strstr(argv[i], "false") == nullptr)
+      list_only = true;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  add_context();
+  register_all();
   int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+  if (!list_only && (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)) {
     std::fprintf(stderr, "attnforge-bench: no CUDA device; nothing to time.\n");
     return 0;
   }
-  register_all();
+  if (!list_only) add_context();
   benchmark::RunSpecifiedBenchmarks();
   current_fixture().reset();
   benchmark::Shutdown();
