@@ -139,6 +139,10 @@ def measure(impl, p, direction, sets, ref, args):
         row["error"] = f"skipped: S > --math-max-s {args.math_max_s} (O(S²) memory and time)"
         return row
     try:
+        if impl.startswith("af-"):  # which compiled variant this backend runs, and why
+            q, k, v, _ = sets[0]
+            _, row["variant"], row["reason"] = attnforge.select(q, k, v, causal=p["causal"], backend=impl[3:],
+                                                                backward=direction == "bwd")
         if direction == "fwd":
             with torch.no_grad():
                 calls = [lambda q=q, k=k, v=v: fn(q, k, v) for q, k, v, _ in sets]
@@ -175,6 +179,10 @@ def reference(p, direction, sets):
     q, k, v, d_o = sets[0]
     fn = make_fn(REFERENCE, p)
     try:
+        if impl.startswith("af-"):  # which compiled variant this backend runs, and why
+            q, k, v, _ = sets[0]
+            _, row["variant"], row["reason"] = attnforge.select(q, k, v, causal=p["causal"], backend=impl[3:],
+                                                                backward=direction == "bwd")
         if direction == "fwd":
             with torch.no_grad():
                 return {"o": fn(q, k, v)}

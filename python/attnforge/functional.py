@@ -196,7 +196,7 @@ def _lse_shape(call: _Call, q: torch.Tensor) -> tuple:
 
 
 def _forward(call: _Call, q, k, v, bias, cu_q, cu_k):
-    o = torch.empty_like(q)  # (B, Sq, Hq, D) like q
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)  # (B, Sq, Hq, D), contiguous
     lse = torch.empty(_lse_shape(call, q), dtype=torch.float32, device=q.device)
     a = _fill(call, q, k, v, o, lse, bias, cu_q, cu_k)
     w = None
