@@ -370,12 +370,14 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
       return fail(ATTNFORGE_UNSUPPORTED, "fused supports at most 65535 heads and 65535 sequences");
     const int64_t acc_elems = p.total_k * p.heads_kv * Cfg::kHeadDim;
     const size_t acc_bytes = size_t((acc_elems + 63) / 64 * 64 + acc_elems) * sizeof(float);
-    if (acc_elems == 0) return ATTNFORGE_OK;  // no keys: dk, dv empty; dq needs no keys either
-    if (p.workspace == nullptr || p.workspace_bytes < acc_bytes)
-      return fail(ATTNFORGE_INTERNAL, "fused backward needs " + std::to_string(acc_bytes) + " B of workspace, got " +
-                                          std::to_string(p.workspace_bytes));
-    if (cudaError_t e = cudaMemsetAsync(p.workspace, 0, acc_bytes, stream); e != cudaSuccess)
-      return fail(ATTNFORGE_CUDA_ERROR, std::string("cudaMemsetAsync(dK/dV accumulators) failed: ") + cudaGetErrorString(e));
+    if (acc_elems > 0) {  // no keys at all: dk, dv are empty, and the kernel below writes dQ = 0
+      if (p.workspace == nullptr || p.workspace_bytes < acc_bytes)
+        return fail(ATTNFORGE_INTERNAL, "fused backward needs " + std::to_string(acc_bytes) +
+                                            " B of workspace, got " + std::to_string(p.workspace_bytes));
+      if (cudaError_t e = cudaMemsetAsync(p.workspace, 0, acc_bytes, stream); e != cudaSuccess)
+        return fail(ATTNFORGE_CUDA_ERROR,
+                    std::string("cudaMemsetAsync(dK/dV accumulators) failed: ") + cudaGetErrorString(e));
+    }
     if (p.seqlen_q > 0) {
       constexpr int smem = Cfg::kSmemBytes;
       if (attnforge_status st = raise_smem_limit(bwd_kernel<V>, smem); st != ATTNFORGE_OK) return st;
@@ -383,6 +385,7 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
       bwd_kernel<V><<<grid, Cfg::kThreads, smem, stream>>>(p);
       if (attnforge_status st = check_launch("fused backward"); st != ATTNFORGE_OK) return st;
     }
+    if (acc_elems == 0) return ATTNFORGE_OK;
     const int64_t chunks = p.total_k * p.heads_kv * (Cfg::kHeadDim / 8);
     const int blocks = int(std::min<int64_t>((chunks + 255) / 256, int64_t(p.num_sms > 0 ? p.num_sms : 132) * 16));
     convert_dkdv_kernel<V><<<blocks, 256, 0, stream>>>(p);
