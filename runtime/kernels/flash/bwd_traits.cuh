@@ -29,12 +29,27 @@ struct BwdTraits {
   static_assert(kWarps % kWarpsN == 0, "flash bwd: warps must be a multiple of block_n / 16");
   static_assert(kD % 16 == 0 && kDkv % 16 == 0, "flash bwd: head-dim slice per warp % 16");
   // Query columns of Sᵀ a warp holds in registers at once (fp32 Sᵀ and dPᵀ: 2·kMChunk/8·4 regs).
-  static constexpr int kMChunk =
-      kDkv <= 64 ? (kBlockM < 64 ? kBlockM : 64) : (kDkv <= 128 ? 32 : 16);
+#ifndef ATTNFORGE_FLASH_BWD_MCHUNK_D128  // (dev hook: chunk for head-dim slices of 65..128)
+#define ATTNFORGE_FLASH_BWD_MCHUNK_D128 32
+#endif
+  static constexpr int kMChunk = kDkv <= 64 ? (kBlockM < 64 ? kBlockM : 64)
+                                            : (kDkv <= 128 ? ATTNFORGE_FLASH_BWD_MCHUNK_D128 : 16);
   static_assert(kBlockM % kMChunk == 0);
 
   // Phase 2 (dQ = dS·K): warp (wm, wd) owns rows wm·kMdq … of the M tile, columns wd·kDdq ….
-  static constexpr int kWarpsMdq = (kWarps < kBlockM / 16) ? kWarps : kBlockM / 16;
+  // The most square warp tile: per 16-key step a warp loads kMdq/16 A and kDdq/16 B fragments.
+  static constexpr int dq_cost(int wm) {
+    return (wm > kWarps || kWarps % wm || (kBlockM / 16) % wm || (kD / (kWarps / wm)) % 16)
+               ? 1 << 30
+               : kBlockM / wm + kD / (kWarps / wm);
+  }
+  static constexpr int pick_warps_mdq() {
+    int best = 1;
+    for (int wm = 2; wm <= kWarps; wm *= 2)
+      if (dq_cost(wm) < dq_cost(best)) best = wm;
+    return best;
+  }
+  static constexpr int kWarpsMdq = pick_warps_mdq();
   static constexpr int kWarpsDdq = kWarps / kWarpsMdq;
   static constexpr int kMdq = kBlockM / kWarpsMdq;
   static constexpr int kDdq = kD / kWarpsDdq;
