@@ -15,6 +15,8 @@
 #   PYTEST_ARGS               default "-q -rs tests/python"
 #   BENCH_FILTER, BENCH_MIN_TIME   attnforge-bench --benchmark_filter / --benchmark_min_time (seconds)
 #   COMPARE_ARGS              compare_torch.py arguments (default --quick)
+#   EXPORT_BIN=1              also bring back libattnforge.so + attnforge-bench as $OUT/bin.tar.gz, so
+#                             a later call can carry them (BUILD_DIR=that folder) and skip the build
 #   PACK=0                    leave the logs unpacked (default: pack them into one archive, since the
 #                             device tool brings back at most 8 files from $OUT)
 # Missing build dependencies (Boost headers, nlohmann-json, GTest, Google Benchmark) are unpacked
@@ -179,6 +181,7 @@ plot_detail() { grep -c "^plot:" "$LOG/plot.log" | sed 's/$/ PNGs/'; }
 
 # ---- run ---------------------------------------------------------------------------------------
 deps_env
+export LD_LIBRARY_PATH="$ROOT/$BUILD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"  # carried binaries find the library
 for s in "${sections[@]}"; do
   case $s in
     deps) run_section deps deps_detail deps; deps_env ;;
@@ -207,6 +210,9 @@ done
   echo "gpu-check summary ($(date -u '+%H:%M UTC'); logs in $where)"
   printf '%s\n' "${summary[@]}"
 } | tee "$OUT/summary.txt"
+if [ "${EXPORT_BIN:-0}" = 1 ]; then
+  (cd "$BUILD" && tar czf "$OUT/bin.tar.gz" libattnforge.so* attnforge-bench 2>/dev/null) || echo "EXPORT_BIN: nothing to export"
+fi
 if [ "${PACK:-1}" = 1 ]; then
   tar czf "$OUT/gpu-check.tar.gz" -C "$OUT" gpu-check && rm -rf "$LOG"
 fi
