@@ -279,6 +279,22 @@ void upload_inputs(DeviceCase& d, const Setup& s) {
                                        << seed;
 }
 
+// Points args.workspace at a caller buffer as opt.workspace asks (kept alive in `holder`).
+void provide_workspace(attnforge_args& args, int is_backward, const RunOptions& opt, DeviceBuffer& holder) {
+  if (opt.workspace == RunOptions::Workspace::library) return;
+  size_t bytes = 0;
+  if (attnforge_status st = attnforge_workspace_size(&args, is_backward, &bytes); st != ATTNFORGE_OK)
+    throw std::runtime_error(std::string("attnforge_workspace_size failed: ") + attnforge_last_error());
+  holder = DeviceBuffer(bytes + 256);
+  char* base = holder.as<char>();
+  switch (opt.workspace) {
+    case RunOptions::Workspace::exact: args.workspace = base, args.workspace_bytes = bytes; break;
+    case RunOptions::Workspace::misaligned: args.workspace = base + 1, args.workspace_bytes = bytes; break;
+    case RunOptions::Workspace::too_small: args.workspace = base, args.workspace_bytes = bytes / 2; break;
+    case RunOptions::Workspace::library: break;
+  }
+}
+
 void sync(const RunOptions& opt) {
   ATTNFORGE_TEST_CUDA(cudaStreamSynchronize(static_cast<cudaStream_t>(opt.stream)));
 }
@@ -328,6 +344,8 @@ std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.descr
 
     // ---- forward -------------------------------------------------------------------------------
     fill_args(d, s, opt, c.pass_lse, c.return_weights);
+    DeviceBuffer workspace;
+    provide_workspace(d.args, 0, opt, workspace);
     if (attnforge_status st = attnforge_forward(&d.args, opt.stream); st != ATTNFORGE_OK)
       return call_failed("attnforge_forward", st, c, s.seed);
     sync(opt);
@@ -374,6 +392,8 @@ std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.descr
       d.args.dq = device_tensor(d.dq, c.dtype, s.lq);
       d.args.dk = device_tensor(d.dk, c.dtype, s.lk);
       d.args.dv = device_tensor(d.dv, c.dtype, s.lk);
+      sync(opt);  // the forward's buffers (workspace) are free again
+      provide_workspace(d.args, 1, opt, workspace);
       if (attnforge_status st = attnforge_backward(&d.args, opt.stream); st != ATTNFORGE_OK)
         return call_failed("attnforge_backward", st, c, s.seed);
       sync(opt);

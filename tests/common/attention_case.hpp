@@ -92,6 +92,10 @@ struct RunOptions {
   double abs_tol = 1e-5;
   bool deterministic = false;
   void* stream = nullptr;          // cudaStream_t
+  // Scratch memory: the library's own (cudaMallocAsync), or a caller buffer sized by
+  // attnforge_workspace_size (exact / starting one byte past an aligned address / half the size,
+  // which the library must refuse to use and allocate instead).
+  enum class Workspace { library, exact, misaligned, too_small } workspace = Workspace::library;
 };
 
 // Runs the case through the C API and checks it; see the top of this file.
