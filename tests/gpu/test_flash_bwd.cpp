@@ -1,0 +1,254 @@
+// GPU tests of the flash backward through the C API (tests/common/attention_case.hpp: fp64 CPU
+// reference, DESIGN.md's numerics rule with factor 3 on gradients, poisoned outputs): the boundary
+// (Sq, Sk) pairs under every mask kind, head dims, GQA/MQA, varlen with empty sequences, fully
+// masked rows, strided tensors, and the deterministic mode bitwise equal over 100 runs.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "attention_case.hpp"
+
+namespace {
+
+using attnforge::test::BiasKind;
+using attnforge::test::Case;
+using attnforge::test::check_case;
+using attnforge::test::RunOptions;
+
+const RunOptions kFlash{.backend = ATTNFORGE_BACKEND_FLASH};
+
+// True when both a flash forward and a flash backward of (dtype, D, mask) are compiled in (the
+// backward test needs the forward's O and LSE).
+bool flash_built(attnforge_dtype t, int d, const std::string& mask) {
+  const std::string tail = std::string("_") + attnforge::test::dtype_name(t) + "_hd" + std::to_string(d) +
+                           "_" + mask + "_";
+  bool fwd = false, bwd = false;
+  for (int i = 0; i < attnforge_variant_count(); ++i) {
+    const std::string name = attnforge_variant_name(i);
+    fwd |= name.rfind("flash_fwd" + tail, 0) == 0;
+    bwd |= name.rfind("flash_bwd" + tail, 0) == 0;
+  }
+  return fwd && bwd;
+}
+
+constexpr attnforge_dtype kDtypes[] = {ATTNFORGE_BF16, ATTNFORGE_F16};
+constexpr const char* kMasks[] = {"none", "causal", "window", "bias"};
+
+void mask_setup(Case& c, int i) {
+  if (c.mask == "window") c.scalars = {40, 5, -1, -1};
+  if (c.mask == "bias") c.bias = i % 2 ? BiasKind::boolean : BiasKind::additive;
+}
+
+// The boundary pairs of issue 3 (any Sq, Sk ≥ 1, no multiple-of-tile assumption; Sq ≠ Sk is
+// bottom-right aligned, so causal with Sq > Sk has fully masked leading rows), MHA and GQA.
+TEST(FlashBwd, BoundaryPairsEveryMask) {
+  ATTNFORGE_REQUIRE_GPU();
+  const std::pair<int, int> pairs[] = {{1, 1},     {239, 1},    {799, 3},    {113, 203},
+                                       {128, 217}, {1023, 1024}, {1024, 1023}};
+  int ran = 0;
+  for (attnforge_dtype t : kDtypes)
+    for (const char* mask : kMasks) {
+      if (!flash_built(t, 64, mask)) continue;
+      int i = 0;
+      for (auto [sq, sk] : pairs) {
+        Case c;
+        c.dtype = t;
+        c.head_dim = 64;
+        c.mask = mask;
+        c.seqlen_q = sq;
+        c.seqlen_k = sk;
+        c.batch = sq * sk > 200000 ? 1 : 2;
+        c.heads_q = i % 2 ? 4 : 2;
+        c.heads_kv = 2;
+        mask_setup(c, i++);
+        EXPECT_TRUE(check_case(c, kFlash));
+        ++ran;
+      }
+    }
+  if (ran == 0) GTEST_SKIP() << "no flash fwd+bwd hd64 variant compiled (build filter)";
+}
+
+// Every head dim built (32 … 256), causal, two query tiles and a partial key tile.
+TEST(FlashBwd, HeadDims) {
+  ATTNFORGE_REQUIRE_GPU();
+  int ran = 0;
+  for (attnforge_dtype t : kDtypes)
+    for (int d : {32, 64, 96, 128, 192, 256}) {
+      if (!flash_built(t, d, "causal")) continue;
+      Case c;
+      c.dtype = t;
+      c.head_dim = d;
+      c.batch = 2;
+      c.seqlen_q = 150;
+      c.seqlen_k = 217;
+      c.heads_q = 4;
+      c.heads_kv = 2;
+      c.mask = "causal";
+      EXPECT_TRUE(check_case(c, kFlash));
+      ++ran;
+    }
+  if (ran == 0) GTEST_SKIP() << "no flash causal variant compiled";
+}
+
+// dK/dV reduced over the query-head group: GQA (group 4) and MQA (one kv head).
+TEST(FlashBwd, GroupedQueryHeads) {
+  ATTNFORGE_REQUIRE_GPU();
+  if (!flash_built(ATTNFORGE_BF16, 64, "causal")) GTEST_SKIP() << "no flash bf16 hd64 causal";
+  for (int hkv : {2, 1}) {
+    Case c;
+    c.head_dim = 64;
+    c.batch = 2;
+    c.seqlen_q = 300;
+    c.seqlen_k = 300;
+    c.heads_q = 8;
+    c.heads_kv = hkv;
+    c.mask = "causal";
+    EXPECT_TRUE(check_case(c, kFlash));
+  }
+}
+
+// Packed sequences with empty ones: a 0-length query sequence leaves its keys' dK/dV = 0, a
+// 0-length key sequence leaves its queries' dQ = 0 (and O = 0, LSE = −inf).
+TEST(FlashBwd, VarlenWithEmptySequences) {
+  ATTNFORGE_REQUIRE_GPU();
+  int ran = 0;
+  for (const char* mask : {"none", "causal"}) {
+    if (!flash_built(ATTNFORGE_BF16, 64, mask)) continue;
+    Case c;
+    c.head_dim = 64;
+    c.heads_q = 4;
+    c.heads_kv = 2;
+    c.mask = mask;
+    c.varlen_q = {100, 0, 257, 64, 1};
+    c.varlen_k = {130, 50, 257, 0, 1};
+    EXPECT_TRUE(check_case(c, kFlash));
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "no flash bf16 hd64 variant compiled";
+}
+
+// Rows that see no key (bias masks every key of the first rows): gradients exactly 0, no NaN.
+TEST(FlashBwd, FullyMaskedRows) {
+  ATTNFORGE_REQUIRE_GPU();
+  if (!flash_built(ATTNFORGE_BF16, 64, "bias")) GTEST_SKIP() << "no flash bf16 hd64 bias variant compiled";
+  for (BiasKind b : {BiasKind::additive, BiasKind::boolean, BiasKind::additive_f32}) {
+    Case c;
+    c.head_dim = 64;
+    c.batch = 2;
+    c.seqlen_q = 130;
+    c.seqlen_k = 90;
+    c.heads_q = 2;
+    c.heads_kv = 1;
+    c.mask = "bias";
+    c.bias = b;
+    c.masked_rows = 5;
+    EXPECT_TRUE(check_case(c, kFlash));
+  }
+}
+
+// Padded rows (non-contiguous q/k/v/o/dO/dQ/dK/dV, last dim unit-stride).
+TEST(FlashBwd, StridedTensors) {
+  ATTNFORGE_REQUIRE_GPU();
+  if (!flash_built(ATTNFORGE_BF16, 64, "causal")) GTEST_SKIP() << "no flash bf16 hd64 causal";
+  Case c;
+  c.head_dim = 64;
+  c.batch = 2;
+  c.seqlen_q = 200;
+  c.seqlen_k = 333;
+  c.heads_q = 4;
+  c.heads_kv = 2;
+  c.mask = "causal";
+  c.strided = true;
+  EXPECT_TRUE(check_case(c, kFlash));
+}
+
+// The deterministic mode is as accurate as the default one.
+TEST(FlashBwd, DeterministicPassesTheRule) {
+  ATTNFORGE_REQUIRE_GPU();
+  int ran = 0;
+  for (const char* mask : {"none", "causal"}) {
+    if (!flash_built(ATTNFORGE_BF16, 64, mask)) continue;
+    Case c;
+    c.head_dim = 64;
+    c.batch = 2;
+    c.seqlen_q = 517;
+    c.seqlen_k = 700;
+    c.heads_q = 4;
+    c.heads_kv = 2;
+    c.mask = mask;
+    EXPECT_TRUE(check_case(c, RunOptions{.backend = ATTNFORGE_BACKEND_FLASH, .deterministic = true}));
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "no flash bf16 hd64 variant compiled";
+}
+
+// Deterministic backward: dQ, dK, dV bitwise identical over 100 runs (outputs re-poisoned each run),
+// on a shape with many key tiles adding into each query tile, GQA and a causal mask.
+TEST(FlashBwd, DeterministicBitwiseOver100Runs) {
+  ATTNFORGE_REQUIRE_GPU();
+  using attnforge::test::DeviceBuffer;
+  using attnforge::test::random_normal;
+  using attnforge::test::upload;
+  if (!flash_built(ATTNFORGE_BF16, 64, "causal")) GTEST_SKIP() << "no flash bf16 hd64 causal";
+  const int B = 2, S = 1000, Hq = 4, Hkv = 2, D = 64;
+  const attnforge_dtype t = ATTNFORGE_BF16;
+  const size_t nq = size_t(B) * S * Hq * D, nk = size_t(B) * S * Hkv * D;
+  DeviceBuffer q = upload(random_normal(nq, 11, t), t), k = upload(random_normal(nk, 12, t), t),
+               v = upload(random_normal(nk, 13, t), t), d_o = upload(random_normal(nq, 14, t), t);
+  DeviceBuffer o(nq * 2), lse(size_t(B) * Hq * S * 4), dq(nq * 2), dk(nk * 2), dv(nk * 2);
+  auto tensor = [](void* p, attnforge_dtype dt, std::vector<int64_t> sizes) {
+    attnforge_tensor x{};
+    x.data = p;
+    x.dtype = dt;
+    x.rank = int32_t(sizes.size());
+    int64_t st = 1;
+    for (int i = x.rank - 1; i >= 0; --i) x.sizes[i] = sizes[i], x.strides[i] = st, st *= sizes[i];
+    return x;
+  };
+  attnforge_args a;
+  attnforge_args_init(&a);
+  a.q = tensor(q.get(), t, {B, S, Hq, D});
+  a.k = tensor(k.get(), t, {B, S, Hkv, D});
+  a.v = tensor(v.get(), t, {B, S, Hkv, D});
+  a.o = tensor(o.get(), t, {B, S, Hq, D});
+  a.lse = tensor(lse.get(), ATTNFORGE_F32, {B, Hq, S});
+  a.mask.kind = "causal";
+  a.backend = ATTNFORGE_BACKEND_FLASH;
+  ASSERT_EQ(attnforge_forward(&a, nullptr), ATTNFORGE_OK) << attnforge_last_error();
+  a.d_o = tensor(d_o.get(), t, {B, S, Hq, D});
+  a.dq = tensor(dq.get(), t, {B, S, Hq, D});
+  a.dk = tensor(dk.get(), t, {B, S, Hkv, D});
+  a.dv = tensor(dv.get(), t, {B, S, Hkv, D});
+  a.deterministic = 1;
+  std::vector<unsigned char> first[3], now[3];
+  DeviceBuffer* outs[3] = {&dq, &dk, &dv};
+  for (int run = 0; run < 100; ++run) {
+    for (DeviceBuffer* b : outs) b->poison();
+    ASSERT_EQ(attnforge_backward(&a, nullptr), ATTNFORGE_OK) << attnforge_last_error();
+    ATTNFORGE_TEST_CUDA(cudaDeviceSynchronize());
+    for (int i = 0; i < 3; ++i) {
+      auto& dst = run == 0 ? first[i] : now[i];
+      dst.resize(outs[i]->bytes());
+      ATTNFORGE_TEST_CUDA(cudaMemcpy(dst.data(), outs[i]->get(), dst.size(), cudaMemcpyDeviceToHost));
+    }
+    if (run == 0) {
+      // Not trivially equal: the outputs are finite (poison is NaN) and not all zero.
+      const auto g = attnforge::test::download(dq, nq, t);
+      bool finite = true, nonzero = false;
+      for (double x : g) finite &= std::isfinite(x), nonzero |= x != 0.0;
+      ASSERT_TRUE(finite && nonzero) << "dQ of the first deterministic run is not finite / all zero";
+      continue;
+    }
+    for (int i = 0; i < 3; ++i)
+      ASSERT_EQ(std::memcmp(first[i].data(), now[i].data(), first[i].size()), 0)
+          << "run " << run << ": " << (i == 0 ? "dQ" : i == 1 ? "dK" : "dV") << " differs bitwise from run 0";
+  }
+}
+
+}  // namespace
