@@ -27,12 +27,12 @@ struct Selection {
 
 // requested: the explicit backend (AUTO = choose); variant_name: exact variant or null.
 // p: the validated params (for workspace sizes against the memory budget).
-Selection select_variant(const Problem& problem, attnforge_backend requested,
-                         const char* variant_name, const Params& p);
+// Exported (like select_reset below) for the host tests, the tuner and the overhead benchmark.
+ATTNFORGE_API Selection select_variant(const Problem& problem, attnforge_backend requested,
+                                       const char* variant_name, const Params& p);
 
 // Decisions are memoized per call shape, and ATTNFORGE_BACKEND / ATTNFORGE_DEBUG / ATTNFORGE_LOG
 // are read once. This forgets both (and reloads the tune cache): tests, and tools that change them.
-// Exported for the host tests and the tuner.
 ATTNFORGE_API void select_reset();
 ATTNFORGE_API size_t select_memo_size();
 
