@@ -15,9 +15,9 @@ using FV = Variant<Backend::flash, Direction::fwd, T, D, M, Tile<BM, BN, W, S>>;
 
 struct Entry {
   const char* name;
-  attnforge_status (*fn)(const Params&, cudaStream_t);
+  attnforge_status (*fn)(const Params&, cudaStream_t, flash::FwdPath);
 };
-#define E(name, ...) {name, &flash::run_fwd<FV<__VA_ARGS__>>}
+#define E(name, ...) {name, &flash::run_fwd_path<FV<__VA_ARGS__>>}
 static const Entry kEntries[] = {
 #ifndef DEV_SET
     E("bf16_hd64_none_m128n64w4s2", DType::bf16, 64, m::none, 128, 64, 4, 2),
@@ -30,6 +30,12 @@ static const Entry kEntries[] = {
     E("bf16_hd128_causal_m128n128w8s2", DType::bf16, 128, m::causal, 128, 128, 8, 2),
     E("bf16_hd128_none_m64n64w4s2", DType::bf16, 128, m::none, 64, 64, 4, 2),
     E("bf16_hd128_causal_m64n64w4s2", DType::bf16, 128, m::causal, 64, 64, 4, 2),
+    E("bf16_hd64_none_m64n64w4s2", DType::bf16, 64, m::none, 64, 64, 4, 2),
+    E("bf16_hd64_causal_m64n64w4s2", DType::bf16, 64, m::causal, 64, 64, 4, 2),
+    E("bf16_hd128_none_m64n128w4s2", DType::bf16, 128, m::none, 64, 128, 4, 2),
+    E("bf16_hd128_causal_m64n128w4s2", DType::bf16, 128, m::causal, 64, 128, 4, 2),
+    E("bf16_hd64_window_m64n64w4s2", DType::bf16, 64, m::window, 64, 64, 4, 2),
+    E("bf16_hd128_bias_m64n64w4s2", DType::bf16, 128, m::bias, 64, 64, 4, 2),
     E("bf16_hd64_none_m128n128w8s2", DType::bf16, 64, m::none, 128, 128, 8, 2),
     E("bf16_hd64_causal_m128n128w8s2", DType::bf16, 64, m::causal, 128, 128, 8, 2),
     E("f16_hd128_causal_m128n64w4s2", DType::f16, 128, m::causal, 128, 64, 4, 2),
@@ -49,7 +55,7 @@ extern "C" const char* dev_variant_name(int i) { return kEntries[i].name; }
 
 // Shapes: q (B, Sq, Hq, D) / k, v (B, Sk, Hkv, D) by strides[12] = {q b,s,h; k b,s,h; v b,s,h; o b,s,h};
 // varlen when cu_q != null (then B = number of sequences, Sq/Sk = max lengths, batch strides 0).
-extern "C" int dev_flash_fwd(int variant, const void* q, const void* k, const void* v, void* o, float* lse,
+extern "C" int dev_flash_fwd(int variant, int path, const void* q, const void* k, const void* v, void* o, float* lse,
                              const long long* strides, int B, int Sq, int Sk, int Hq, int Hkv, int D,
                              const int* cu_q, const int* cu_k, long long total_q, long long total_k,
                              float scale, int s0, int s1, const void* bias, int bias_dtype,
@@ -74,5 +80,5 @@ extern "C" int dev_flash_fwd(int variant, const void* q, const void* k, const vo
     p.bias_stride_q = bias_strides[2]; p.bias_stride_k = bias_strides[3];
   }
   p.deterministic = false;
-  return int(kEntries[variant].fn(p, static_cast<cudaStream_t>(stream)));
+  return int(kEntries[variant].fn(p, static_cast<cudaStream_t>(stream), static_cast<flash::FwdPath>(path)));
 }

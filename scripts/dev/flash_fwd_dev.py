@@ -43,7 +43,7 @@ def call(vi, q, k, v, o, lse, *, B, Sq, Sk, Hq, Hkv, D, cu_q=None, cu_k=None, sc
         bptr = ctypes.c_void_p(bias.data_ptr())
         bst = ll_array([0 if bias.shape[i] == 1 else bias.stride(i) for i in range(4)])  # broadcast dims: stride 0
     rc = LIB.dev_flash_fwd(
-        vi, ctypes.c_void_p(q.data_ptr()), ctypes.c_void_p(k.data_ptr()), ctypes.c_void_p(v.data_ptr()),
+        vi, PATH[0], ctypes.c_void_p(q.data_ptr()), ctypes.c_void_p(k.data_ptr()), ctypes.c_void_p(v.data_ptr()),
         ctypes.c_void_p(o.data_ptr()), ctypes.c_void_p(lse.data_ptr()), strides, B, Sq, Sk, Hq, Hkv, D,
         ctypes.c_void_p(cu_q.data_ptr() if cu_q is not None else 0),
         ctypes.c_void_p(cu_k.data_ptr() if cu_k is not None else 0),
@@ -87,6 +87,7 @@ def attention_ref(q, k, v, vis, bias, scale, dtype):
     return o, lse
 
 FAILS = []
+PATH = [0]  # 0 auto (wgmma on sm_90 where the variant fits), 1 mma.sync, 2 wgmma
 
 def report(name, ok, msg):
     print(f"{'PASS' if ok else 'FAIL'} {name}: {msg}", flush=True)
@@ -138,6 +139,7 @@ def check_dense(vname, B, Sq, Sk, Hq, Hkv, *, win=(-1, -1), bias_kind=None, big=
     ok = (not torch.isnan(o).any().item()) and (not torch.isnan(lse).any().item()) and err <= tol and \
         lse_err < 2e-3 * max(1.0, ref_lse[finite_ref].abs().max().item() if finite_ref.any() else 1) and dead_ok
     tag = f"{vname} B{B} Sq{Sq} Sk{Sk} H{Hq}/{Hkv} win{win} bias{bias_kind} big{big} pad{kv_pad}"
+    tag = f"path{PATH[0]} " + tag
     report(tag, ok, f"err {err:.3e} tol {tol:.3e} lse_err {lse_err:.2e} dead_rows {int((~finite_ref).sum())} dead_ok {dead_ok}")
     return o, lse, (q, k, v, scale, bias)
 
@@ -165,7 +167,7 @@ def check_nan_masked_kv(vname):
         outs.append((o, lse))
     torch.cuda.synchronize()
     same = torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
-    report(f"{vname} NaN/1e10/inf in masked K/V", same and not torch.isnan(outs[1][0]).any().item(),
+    report(f"path{PATH[0]} {vname} NaN/1e10/inf in masked K/V", same and not torch.isnan(outs[1][0]).any().item(),
            f"bitwise equal: {same}")
 
 def check_varlen(vname, seqs_q, seqs_k, Hq, Hkv, win=(-1, -1)):
@@ -200,7 +202,7 @@ def check_varlen(vname, seqs_q, seqs_k, Hq, Hkv, win=(-1, -1)):
         lse_ok = bool(((got_lse - ref_lse[0]).abs() < 2e-3).logical_or(got_lse == ref_lse[0]).all())
         ok &= err <= tol and lse_ok and not torch.isnan(o[q0:q1]).any().item()
         worst, wtol = max(worst, err), max(wtol, tol)
-    report(f"{vname} varlen q{seqs_q} k{seqs_k} H{Hq}/{Hkv}", ok, f"max err {worst:.3e} (tol up to {wtol:.3e})")
+    report(f"path{PATH[0]} {vname} varlen q{seqs_q} k{seqs_k} H{Hq}/{Hkv}", ok, f"max err {worst:.3e} (tol up to {wtol:.3e})")
 
 def run_checks(quick):
     pairs = [(1, 1), (239, 1), (799, 3), (113, 203), (128, 217), (1023, 1024), (1024, 1023), (4224, 4224)]
@@ -266,8 +268,13 @@ def time_grid():
                     if dt != "bf16" or hd != D or mask != ("causal" if causal else "none"):
                         continue
                     vi = VARIANTS.index(vname)
-                    ms = bench(lambda: call(vi, q, k, v, o, lse, B=B, Sq=S, Sk=S, Hq=H, Hkv=H, D=D, scale=D ** -0.5))
-                    res[tile] = flops / ms / 1e9
+                    for path, tag in ((1, "mma:"), (2, "wg:")):
+                        if path == 1 and tile not in ("m128n64w4s2",):
+                            continue
+                        PATH[0] = path
+                        ms = bench(lambda: call(vi, q, k, v, o, lse, B=B, Sq=S, Sk=S, Hq=H, Hkv=H, D=D, scale=D ** -0.5))
+                        res[tag + tile] = flops / ms / 1e9
+                PATH[0] = 0
                 best = max(v for kk, v in res.items() if not kk.startswith("torch"))
                 rows.append((D, S, causal, res, best))
                 print(f"D={D:3d} S={S:5d} causal={int(causal)} " + " ".join(f"{kk}={v:6.1f}" for kk, v in res.items())
@@ -279,7 +286,10 @@ if __name__ == "__main__":
     args = sys.argv[2:]
     quick = "--quick" in args
     if "check" in args:
-        run_checks(quick)
+        for path in (1, 2):
+            PATH[0] = path
+            run_checks(quick)
+        PATH[0] = 0
         print(f"checks: {len(FAILS)} failed: {FAILS}", flush=True)
     if "time" in args:
         time_grid()

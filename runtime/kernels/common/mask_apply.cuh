@@ -3,7 +3,8 @@
 // and the additive/boolean bias tensor of kinds with kHasTensor.
 //
 // Element (mt, nt, i) of a thread's fragments s[kMTiles][kNTiles][4] is score (q, k) with
-//   q = q0 + 16·mt + 8·(i / 2),   k = k0 + 8·nt + (i % 2),
+//   q = q0 + kMTileRows·mt + 8·(i / 2),   k = k0 + 8·nt + (i % 2),
+// (kMTileRows = 16 for a warp's mma.sync m-tiles, 64 for a warpgroup's wgmma m-tiles)
 // where q0 = first row of the block + g and k0 = first column of the block + 2t (mma.cuh layouts).
 #pragma once
 #include <cstdint>
@@ -29,27 +30,29 @@ __device__ __forceinline__ TileClass classify_tile(int q_first, int rows, int k_
 
 // The bias tensor of kinds with kHasTensor, already offset to one (batch, head): element (q, k) is
 // ptr[q·stride_q + k·stride_k] of attnforge_dtype `dtype` (F32/F16/BF16 additive, BOOL visibility).
+// to_score converts a bias value into the units the scores are in when it is added (raw q·k units
+// for a softmax that later multiplies by c = scale·log2e: to_score = 1/scale).
 struct BiasView {
   const void* ptr;
   int dtype;
   int64_t stride_q, stride_k;
+  float to_score;
 };
 
 // s ← −inf where (q, k) is outside the sequence or not visible; for kinds with a tensor, additive
-// bias ·log2(e) is added (scores are in log2 units) or BOOL 0 masks. Masking is a select, never an
+// bias·to_score is added or BOOL 0 masks. Masking is a select, never an
 // add, so garbage (NaN, 1e10) computed from masked-out K never survives.
-template <class Mask, int kMTiles, int kNTiles>
+template <class Mask, int kMTileRows = 16, int kMTiles, int kNTiles>
 __device__ __forceinline__ void apply_mask(float (&s)[kMTiles][kNTiles][4], int q0, int k0,
                                            int seqlen_q, int seqlen_k, const MaskScalars& ms,
                                            const BiasView& bias) {
-  constexpr float kLog2e = 1.4426950408889634f;
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int q = q0 + 16 * mt + 8 * (i / 2);
+        const int q = q0 + kMTileRows * mt + 8 * (i / 2);
         const int k = k0 + 8 * nt + (i % 2);
         bool vis = q < seqlen_q && k < seqlen_k && Mask::visible(q, k, seqlen_q, seqlen_k, ms);
         float v = s[mt][nt][i];
@@ -57,7 +60,7 @@ __device__ __forceinline__ void apply_mask(float (&s)[kMTiles][kNTiles][4], int 
           if (vis) {
             const float b = load_as_float(bias.ptr, q * bias.stride_q + k * bias.stride_k, bias.dtype);
             if (bias.dtype == ATTNFORGE_BOOL) vis = b != 0.f;
-            else v += b * kLog2e;
+            else v = fmaf(b, bias.to_score, v);
           }
         }
         s[mt][nt][i] = vis ? v : -INFINITY;

@@ -2,8 +2,9 @@
 // (see mma.cuh): each thread holds 2 rows per 16-row tile (g and g+8), spread over the 4 lanes of its
 // quad, so row max/sum reduce across the quad with two xor-shuffles.
 //
-// Scores arrive in log2 units, s = q·k · scale·log2(e) (+ bias·log2(e)), masked = −inf. For each new
-// tile:  m' = max(m, rowmax(s));  P = exp2(s − m');  l' = l·exp2(m − m') + rowsum(P);  O' = O·exp2(m − m').
+// Scores arrive raw (s = q·k, masked = −inf) with c = scale·log2(e) > 0, so one FFMA per element gives
+// the log2-domain exponent (FA2's trick). For each new tile, with m the running max of s·c:
+//   m' = max(m, rowmax(s)·c);  P = exp2(s·c − m');  l' = l·exp2(m − m') + rowsum(P);  O' = O·exp2(m − m').
 // A row that has seen no visible key keeps m = −inf; then 0 is used as the subtraction base, so
 // exp2(−inf − 0) = 0 exactly and no (−inf) − (−inf) = NaN ever forms. At the end O /= l (0 if l = 0)
 // and LSE = (m + log2 l)·ln 2, −inf for a row that saw nothing.
@@ -27,20 +28,9 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-// s ← s·scale_log2: raw Q·Kᵀ accumulators into log2-domain scores (any sign of scale is fine).
-template <int kMTiles, int kNTiles>
-__device__ __forceinline__ void scale_scores(float (&s)[kMTiles][kNTiles][4], float scale_log2) {
-#pragma unroll
-  for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) s[mt][nt][i] *= scale_log2;
-}
-
 template <int kMTiles>
 struct OnlineSoftmax {
-  float row_max[kMTiles][2];  // running max per row (log2 units), −inf until a visible key
+  float row_max[kMTiles][2];  // running max of s·c per row (log2 units), −inf until a visible key
   float row_sum[kMTiles][2];  // this thread's partial Σ exp2(s − max); quad-reduced in finalize
 
   __device__ __forceinline__ void init() {
@@ -53,27 +43,29 @@ struct OnlineSoftmax {
       }
   }
 
-  // s (kMTiles, kNS n8-tiles) in: log2-domain scores; out: P = exp2(s − m'). o (kMTiles, kNO) is
-  // rescaled by exp2(m − m') so that it stays Σ P·V relative to the new max.
+  // s (kMTiles, kNS n8-tiles) in: raw scores (masked = −inf); out: P = exp2(s·c − m'). o (kMTiles, kNO)
+  // is rescaled by exp2(m − m') so that it stays Σ P·V relative to the new max. Requires c > 0.
   template <int kNS, int kNO>
-  __device__ __forceinline__ void update(float (&s)[kMTiles][kNS][4], float (&o)[kMTiles][kNO][4]) {
+  __device__ __forceinline__ void update(float (&s)[kMTiles][kNS][4], float (&o)[kMTiles][kNO][4],
+                                         float c) {
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        float mx = row_max[mt][h];
+        float tile_max = -INFINITY;
 #pragma unroll
-        for (int nt = 0; nt < kNS; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
-        mx = quad_max(mx);
-        const float base = (mx == -INFINITY) ? 0.f : mx;     // fully masked so far: keep P = 0
-        const float alpha = exp2_approx(row_max[mt][h] - base);  // old max −inf ⇒ 0 (O, l are 0)
+        for (int nt = 0; nt < kNS; ++nt)
+          tile_max = fmaxf(tile_max, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
+        const float mx = fmaxf(row_max[mt][h], quad_max(tile_max) * c);  // −inf·c = −inf (c > 0)
+        const float base = (mx == -INFINITY) ? 0.f : mx;         // nothing visible yet: keep P = 0
+        const float alpha = exp2_approx(row_max[mt][h] - base);   // old max −inf ⇒ 0 (O, l are 0)
         row_max[mt][h] = mx;
         float sum = 0.f;
 #pragma unroll
         for (int nt = 0; nt < kNS; ++nt)
 #pragma unroll
           for (int j = 0; j < 2; ++j) {
-            const float p = exp2_approx(s[mt][nt][2 * h + j] - base);
+            const float p = exp2_approx(fmaf(s[mt][nt][2 * h + j], c, -base));
             s[mt][nt][2 * h + j] = p;
             sum += p;
           }

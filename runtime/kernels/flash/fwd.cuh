@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "common/copy.cuh"
 #include "common/mask_apply.cuh"
@@ -15,6 +17,7 @@
 #include "common/smem_layout.cuh"
 #include "common/softmax.cuh"
 #include "common/variant.hpp"
+#include "flash/fwd_sm90.cuh"
 
 namespace attnforge::flash {
 
@@ -86,6 +89,8 @@ __global__ void __launch_bounds__(FwdConfig<V>::kThreads, 1) fwd_kernel(const __
                          seq.k_start * p.v_row_stride + h_kv * p.v_head_stride;  // (Sk, D)
   Element* o_ptr = static_cast<Element*>(p.o) + b * p.o_batch_stride + seq.q_start * p.o_row_stride +
                    h * p.o_head_stride;  // (Sq, D)
+  // c = scale·log2(e) > 0 drives the softmax; a negative scale is folded into Q below.
+  const float c = fabsf(p.scale_log2);
   prim::BiasView bias{};
   if constexpr (Mask::kHasTensor) {
     const int esize = p.bias_dtype == ATTNFORGE_F32 ? 4 : (p.bias_dtype == ATTNFORGE_BOOL ? 1 : 2);
@@ -93,6 +98,7 @@ __global__ void __launch_bounds__(FwdConfig<V>::kThreads, 1) fwd_kernel(const __
     bias.dtype = p.bias_dtype;
     bias.stride_q = p.bias_stride_q;
     bias.stride_k = p.bias_stride_k;
+    bias.to_score = 1.4426950408889634f / c;  // bias is added to raw q·k before the ·c
   }
 
   extern __shared__ __align__(128) char smem[];
@@ -111,20 +117,39 @@ __global__ void __launch_bounds__(FwdConfig<V>::kThreads, 1) fwd_kernel(const __
   };
   // K and V of tile j into ring slot `slot`, as two commit groups (K first, so S = Q·Kᵀ can start
   // while V is still in flight). Out-of-range tiles commit empty groups: the group count stays uniform.
+  // Rows past seqlen_k, and on partial tiles the keys no query of this CTA sees, are zero-filled
+  // instead of read: P is 0 there, but 0·NaN (garbage in masked-out V) would still poison O.
+  const int q_last = min(m0 + kBlockM, sq) - 1;
   auto load_kv = [&](int j, int slot) {
+    const int k0 = j * kBlockN;
+    const bool partial = j < n_tiles && tile_class(j) != TileClass::kFull;
+    auto row_ok = [&](int r) {
+      return k0 + r < sk && (!partial || prim::key_seen_by_rows<Mask>(m0, q_last, k0 + r, sq, sk, p.mask));
+    };
     if (j < n_tiles)
-      prim::load_tile_async<KVL, Cfg::kThreads>(sK(slot), k_ptr + j * kBlockN * p.k_row_stride,
-                                                p.k_row_stride, sk - j * kBlockN, tid);
+      prim::load_tile_async_if<KVL, Cfg::kThreads>(sK(slot), k_ptr + k0 * p.k_row_stride, p.k_row_stride, row_ok, tid);
     prim::cp_async_commit();
     if (j < n_tiles)
-      prim::load_tile_async<KVL, Cfg::kThreads>(sV(slot), v_ptr + j * kBlockN * p.v_row_stride,
-                                                p.v_row_stride, sk - j * kBlockN, tid);
+      prim::load_tile_async_if<KVL, Cfg::kThreads>(sV(slot), v_ptr + k0 * p.v_row_stride, p.v_row_stride, row_ok, tid);
     prim::cp_async_commit();
   };
 
   // ---- prologue: Q, then the first kStages-1 K/V tiles ------------------------------------------
   prim::load_tile_async<QL, Cfg::kThreads>(sQ, q_ptr + m0 * p.q_row_stride, p.q_row_stride, sq - m0, tid);
   prim::cp_async_commit();
+  if (p.scale_log2 < 0.f) {
+    // S·scale = (−Q)·Kᵀ·|scale|: flip the sign bits of the chunks this thread copied (exact), so the
+    // softmax always sees c > 0. The first barrier of the main loop publishes them.
+    prim::cp_async_wait<0>();
+    prim::for_each_own_chunk<QL, Cfg::kThreads>(tid, [&](int row, int chunk) {
+      const uint32_t addr = sQ + QL::chunk_offset(row, chunk);
+      uint32_t x0, x1, x2, x3;
+      asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3) : "r"(addr));
+      constexpr uint32_t kSigns = 0x80008000u;
+      asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(x0 ^ kSigns), "r"(x1 ^ kSigns),
+                   "r"(x2 ^ kSigns), "r"(x3 ^ kSigns));
+    });
+  }
   int load_j = next_tile(0);
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
@@ -180,35 +205,15 @@ __global__ void __launch_bounds__(FwdConfig<V>::kThreads, 1) fwd_kernel(const __
       }
     }
 
-    // Scores in log2 units; per-element masking only where the tile is not entirely visible.
-    prim::scale_scores(s, p.scale_log2);
-    const TileClass cls = tile_class(j);
-    if (cls != TileClass::kFull)
+    // Per-element masking only where the tile is not entirely visible.
+    if (tile_class(j) != TileClass::kFull)
       prim::apply_mask<Mask>(s, m0 + warp_row0 + g, j * kBlockN + 2 * t, sq, sk, p.mask, bias);
-    softmax.update(s, o);  // s now holds P
+    softmax.update(s, o, c);  // s now holds P = exp2(s·c − m)
 
     // V_j landed.
     prim::cp_async_wait<2 * kStages - 2>();  // in flight: the 2·(kStages−1) later groups
     __syncthreads();
     const uint32_t v_s = sV(slot);
-    if constexpr (!Mask::kHasTensor) {
-      if (cls != TileClass::kFull) {
-        // Zero V rows no query of this CTA sees: P is 0 there, but 0·NaN would still poison O.
-        const int q_last = min(m0 + kBlockM, sq) - 1;
-        for (int r = tid; r < kBlockN; r += Cfg::kThreads) {
-          const int k = j * kBlockN + r;
-          if (k < sk && !prim::key_seen_by_rows<Mask>(m0, q_last, k, sq, sk, p.mask)) {
-#pragma unroll
-            for (int c = 0; c < KVL::kChunksPerRow; ++c) {
-              const uint32_t addr = v_s + KVL::chunk_offset(r, c);
-              asm volatile("st.shared.v4.u32 [%0], {%1,%1,%1,%1};\n" ::"r"(addr), "r"(0));
-            }
-          }
-        }
-        __syncthreads();
-      }
-    }
-
     // O += P·V: P (kRowsPerWarp, kBlockN) from registers as A fragments, V (kBlockN, D) via ldmatrix.trans.
 #pragma unroll
     for (int kk = 0; kk < Cfg::kKStepsPV; ++kk) {
@@ -273,11 +278,43 @@ __global__ void __launch_bounds__(FwdConfig<V>::kThreads, 1) fwd_kernel(const __
   }
 }
 
-// Host side: checks what the kernel assumes beyond validation (16-byte aligned rows for cp.async and
-// vector stores; grid limits), sizes the grid, raises the dynamic shared-memory limit, launches.
+// Which kernel runs a forward: kAuto = the Hopper (wgmma) kernel on sm_90 devices when the variant
+// fits it, else the mma.sync kernel. ATTNFORGE_FLASH_FWD_PATH=mma|wgmma overrides kAuto (tests run
+// both paths on one GPU; wgmma is honoured only where it can run).
+enum class FwdPath { kAuto, kMma, kWgmma };
+
+namespace detail {
+
+inline int device_cc_major(int dev) {  // cached per device (0 until queried)
+  static int major[64] = {};
+  if (dev < 0 || dev >= 64) return 0;
+  int m = __atomic_load_n(&major[dev], __ATOMIC_ACQUIRE);
+  if (m == 0) {
+    if (cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
+    __atomic_store_n(&major[dev], m, __ATOMIC_RELEASE);
+  }
+  return m;
+}
+
+// Raises a kernel's dynamic shared-memory limit once per device (the attribute lives with the context).
+template <class Kernel>
+bool allow_smem(Kernel kernel, int bytes, int dev, int (&raised_for)[64]) {
+  if (bytes <= 48 * 1024) return true;
+  if (dev >= 0 && dev < 64 && __atomic_load_n(&raised_for[dev], __ATOMIC_ACQUIRE)) return true;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess)
+    return false;
+  if (dev >= 0 && dev < 64) __atomic_store_n(&raised_for[dev], 1, __ATOMIC_RELEASE);
+  return true;
+}
+
+}  // namespace detail
+
+// Host side: checks what the kernels assume beyond validation (16-byte aligned rows for cp.async and
+// vector stores; grid limits), picks the kernel, sizes the grid, launches.
 template <class V>
-attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
+attnforge_status run_fwd_path(const Params& p, cudaStream_t stream, FwdPath path) {
   using Cfg = FwdConfig<V>;
+  using Cfg90 = FwdSm90Config<V>;
   if (p.head_dim != Cfg::kHeadDim) return ATTNFORGE_INVALID_ARGUMENT;
   if (p.batch == 0 || p.seqlen_q == 0 || p.heads_q == 0) return ATTNFORGE_OK;  // nothing to write
   auto aligned = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; };
@@ -290,23 +327,36 @@ attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
     return ATTNFORGE_UNSUPPORTED;  // flash needs 16-byte aligned rows
   if (p.heads_q > 65535 || p.batch > 65535) return ATTNFORGE_UNSUPPORTED;
 
-  const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
+  if (path == FwdPath::kAuto) {
+    const char* env = std::getenv("ATTNFORGE_FLASH_FWD_PATH");
+    path = (env && std::strcmp(env, "mma") == 0) ? FwdPath::kMma : FwdPath::kWgmma;
+  }
+  const bool hopper = Cfg90::kSupported && detail::device_cc_major(dev) == 9;
   const dim3 block(Cfg::kThreads);
-  constexpr int smem = Cfg::kSmemBytes;
-  if constexpr (smem > 48 * 1024) {
-    // Per device: raised once (the attribute lives with the device's context).
-    static int raised_for[64] = {};
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
-    if (dev >= 64 || !__atomic_load_n(&raised_for[dev], __ATOMIC_ACQUIRE)) {
-      if (cudaFuncSetAttribute(fwd_kernel<V>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
-          cudaSuccess)
-        return ATTNFORGE_CUDA_ERROR;
-      if (dev < 64) __atomic_store_n(&raised_for[dev], 1, __ATOMIC_RELEASE);
+  bool launched = false;
+  if constexpr (Cfg90::kSupported) {
+    if (path == FwdPath::kWgmma && hopper) {
+      static int raised90[64] = {};
+      const dim3 grid((p.seqlen_q + Cfg90::kBlockM - 1) / Cfg90::kBlockM, p.heads_q, p.batch);
+      if (!detail::allow_smem(fwd_kernel_sm90<V>, Cfg90::kSmemBytes, dev, raised90)) return ATTNFORGE_CUDA_ERROR;
+      fwd_kernel_sm90<V><<<grid, block, Cfg90::kSmemBytes, stream>>>(p);
+      launched = true;
     }
   }
-  fwd_kernel<V><<<grid, block, smem, stream>>>(p);
+  if (!launched) {
+    static int raised80[64] = {};
+    const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
+    if (!detail::allow_smem(fwd_kernel<V>, Cfg::kSmemBytes, dev, raised80)) return ATTNFORGE_CUDA_ERROR;
+    fwd_kernel<V><<<grid, block, Cfg::kSmemBytes, stream>>>(p);
+  }
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
+}
+
+template <class V>
+attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
+  return run_fwd_path<V>(p, stream, FwdPath::kAuto);
 }
 
 }  // namespace attnforge::flash
