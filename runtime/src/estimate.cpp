@@ -133,18 +133,21 @@ int kernel_launches(const VariantKey& key, const Problem& pr, const Params& p) {
   const bool fwd = key.direction == Direction::fwd;
   switch (key.backend) {
     case Backend::flash:
-      // Forward: one kernel writes O and LSE. Backward: zero the dQ accumulator (memset),
-      // D = rowsum(dO ∘ O), the main dK/dV/dQ kernel, dQ's scale + cast.
+      // flash/fwd.cuh: one kernel writes O and LSE. flash/bwd.cuh: zero the fp32 dQ accumulator
+      // (memset), D = rowsum(dO ∘ O), the main dK/dV/dQ kernel, dQ's scale + cast.
       return fwd ? 1 : 4;
     case Backend::fused:
-      // Forward: one kernel (P written from it when requested). Backward: at most two (issue 4).
-      return fwd ? 1 : 2;
+      // fused/fwd.cuh: one kernel (P written from it when requested). fused/bwd.cuh: zero the fp32
+      // dK/dV accumulators (memset), the main kernel, the dK/dV conversion.
+      return fwd ? 1 : 3;
     case Backend::unfused: {
-      // Forward: S = Q·Kᵀ (GEMM), scale + mask + softmax, O = P·V (GEMM). Backward: S (GEMM),
-      // P recompute, D = rowsum(dO ∘ O), dV = Pᵀ·dO, dP = dO·Vᵀ, dS, dQ = dS·K, dK = dSᵀ·Q.
-      // Varlen runs these per sequence.
-      const int per_seq = fwd ? 3 : 8;
-      return pr.varlen ? per_seq * std::max(pr.batch, 1) : per_seq;
+      // unfused/{fwd,bwd}.cuh run one strided-batched GEMM per query head of a KV group (G = Hq/Hkv)
+      // per batch chunk (dense: one chunk; varlen: one per sequence). Forward: S = Q·Kᵀ, O = P·V
+      // (2G GEMMs) + the softmax kernel. Backward: S, dV = Pᵀ·dO, dP = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q
+      // (5G GEMMs) + P recompute, D = rowsum(dO ∘ O), 2 accumulator memsets, dS, 2 dK/dV stores.
+      const int g = pr.heads_kv > 0 ? pr.heads_q / pr.heads_kv : 1;
+      const int chunks = pr.varlen ? std::max(pr.batch, 1) : 1;
+      return fwd ? 2 * g * chunks + 1 : 5 * g * chunks + 7;
     }
   }
   return 0;
