@@ -1,8 +1,6 @@
 // The unfused backward, the full softmax Jacobian with cuBLAS products:
 //   S = Q·Kᵀ (fp32) → P = exp(S·scale + bias − LSE) (recomputed, dtype)   δ = rowsum(dO ∘ O)
 //   dV = Pᵀ·dO    dP = dO·Vᵀ (fp32)    dS = P ∘ (dP − δ) · scale (dtype)    dQ = dS·K    dK = dSᵀ·Q
-// dK and dV accumulate in fp32 workspace over the G query heads of each kv head (GQA) and over
-// nothing else, then are stored once in the dtype; rows no query reaches stay exactly 0.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -19,6 +17,9 @@
 #include "unfused/softmax_bwd.cuh"
 #include "unfused/tensor_ops.cuh"
 #include "unfused/types.cuh"
+
+// dK and dV accumulate in fp32 workspace over the G query heads of each kv head (GQA) and over
+// nothing else, then are stored once in the dtype; rows no query reaches stay exactly 0.
 
 namespace attnforge::unfused {
 

@@ -1,11 +1,12 @@
-// Failure reporting of the unfused backend: every CUDA / cuBLAS check that fails records a message
-// naming the call and the error here and returns ATTNFORGE_CUDA_ERROR (or INTERNAL). Host-only,
-// nvcc- and g++-safe; the runtime reads last_error() after a failed launch to fill
-// attnforge_last_error() (one thread-local slot, shared by every TU through inline linkage).
+// Failure reporting of the unfused backend: a failed CUDA / cuBLAS check records a message naming
+// the call and the error in last_error() and returns ATTNFORGE_CUDA_ERROR (or INTERNAL).
 #pragma once
 #include <string>
 
 #include "attnforge/attnforge.h"
+
+// Host-only, nvcc- and g++-safe; the runtime (c_api.cpp) reads last_error() after a failed launch
+// to fill attnforge_last_error() (one thread-local slot, shared by every TU through inline linkage).
 
 namespace attnforge::unfused {
 

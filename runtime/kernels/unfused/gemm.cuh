@@ -1,7 +1,5 @@
-// cuBLAS strided-batched GEMMs of the unfused backend, spoken in row-major terms (the library's
-// tensors are row-major): C(M×N) = α·op(A)·op(B) + β·C for `batch` matrices at fixed element strides.
-// cublasGemmStridedBatchedEx takes any leading dimension and any element-aligned pointer, so odd
-// head dims (D = 1, 7, …) and arbitrary row / head strides need no fallback.
+// cuBLAS strided-batched GEMMs of the unfused backend in row-major terms (the library's tensors
+// are row-major): C(M×N) = α·op(A)·op(B) + β·C for `batch` matrices at fixed element strides.
 #pragma once
 #include <cublas_v2.h>
 
@@ -9,6 +7,9 @@
 #include <string>
 
 #include "unfused/error.hpp"
+
+// cublasGemmStridedBatchedEx takes any leading dimension and any element-aligned pointer, so odd
+// head dims (D = 1, 7, …) and arbitrary row / head strides need no fallback.
 
 namespace attnforge::unfused {
 

@@ -1,13 +1,14 @@
-// Where each operand of the unfused GEMMs lives. The GEMMs of one sequence b and one member j of
-// the GQA head group run as one strided batch over the Hkv kv heads: query head h = g·G + j reads
-// kv head g. When the dense batch strides are those of B·H evenly spaced heads, every sequence
-// folds into that same batch (one cuBLAS call per j instead of one per (b, j)).
+// Where each operand of the unfused GEMMs lives: per sequence b and member j of the GQA head
+// group, one strided batch over the Hkv kv heads (query head h = g·G + j reads kv head g).
 #pragma once
 #include <cstdint>
 
 #include "common/params.hpp"
 #include "unfused/gemm.cuh"
 #include "unfused/sequences.cuh"
+
+// When the dense batch strides are those of B·H evenly spaced heads, every sequence folds into
+// that same batch (one cuBLAS call per j instead of one per (b, j)).
 
 namespace attnforge::unfused {
 

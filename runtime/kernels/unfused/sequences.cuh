@@ -1,7 +1,5 @@
 // The host's view of the batch: one entry per sequence with its token offsets and lengths, which
-// the per-sequence cuBLAS calls need on the host. Varlen: cu_seqlens live in device memory, so
-// they are copied to the host and the stream is SYNCHRONISED — acceptable for this debugging
-// backend, and the one host sync of the unfused path (dense calls never sync).
+// the per-sequence cuBLAS calls need on the host.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -9,6 +7,10 @@
 
 #include "common/params.hpp"
 #include "unfused/error.hpp"
+
+// Varlen: cu_seqlens live in device memory, so they are copied to the host and the stream is
+// SYNCHRONISED — acceptable for this debugging backend, and the one host sync of the unfused path
+// (dense calls never sync).
 
 namespace attnforge::unfused {
 
