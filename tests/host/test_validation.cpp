@@ -311,7 +311,9 @@ TEST_F(Validation, LastErrorIsPerCallAndStatusStrings) {
   EXPECT_EQ(attnforge_forward(&a, nullptr), ATTNFORGE_INVALID_ARGUMENT);
   EXPECT_STRNE(attnforge_last_error(), "");
   SetUp();
-  if (expect_valid() == ATTNFORGE_OK) EXPECT_STREQ(attnforge_last_error(), "");
+  if (expect_valid() == ATTNFORGE_OK) {
+    EXPECT_STREQ(attnforge_last_error(), "");
+  }
   EXPECT_STREQ(attnforge_status_string(ATTNFORGE_UNSUPPORTED), "ATTNFORGE_UNSUPPORTED");
   EXPECT_STREQ(attnforge_backend_name(ATTNFORGE_BACKEND_FLASH), "flash");
   EXPECT_STREQ(attnforge_version(), "0.1.0");
