@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <new>
 #include <string>
 
@@ -86,6 +87,44 @@ attnforge_status current_num_sms(int& num_sms) {
   return ATTNFORGE_OK;
 }
 
+// The library's scratch pool of a device: a stream-ordered memory pool of its own (the user's
+// default pool keeps its settings) that keeps freed memory for the next call instead of returning
+// it to the driver at every synchronisation, so repeated calls do not re-map their workspace.
+// Callers who want no retained memory pass their own workspace. Null: pools unsupported.
+cudaMemPool_t scratch_pool(int device) {
+  constexpr int kMaxDevices = 64;
+  static std::mutex mutex;
+  static cudaMemPool_t pools[kMaxDevices] = {};
+  static bool failed[kMaxDevices] = {};
+  if (device < 0 || device >= kMaxDevices) return nullptr;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (pools[device] == nullptr && !failed[device]) {
+    cudaMemPoolProps props{};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.handleTypes = cudaMemHandleTypeNone;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = device;
+    cudaMemPool_t pool = nullptr;
+    if (cudaMemPoolCreate(&pool, &props) != cudaSuccess) {
+      (void)cudaGetLastError();
+      failed[device] = true;
+      return nullptr;
+    }
+    uint64_t keep = UINT64_MAX;  // never trim on synchronisation
+    (void)cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    pools[device] = pool;
+  }
+  return pools[device];
+}
+
+// Stream-ordered scratch allocation: the library's pool, else the device's default pool.
+cudaError_t allocate_scratch(void** ptr, size_t bytes, cudaStream_t stream) {
+  int device = 0;
+  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  if (cudaMemPool_t pool = scratch_pool(device)) return cudaMallocFromPoolAsync(ptr, bytes, pool, stream);
+  return cudaMallocAsync(ptr, bytes, stream);
+}
+
 attnforge_status run_call(const attnforge_args* args, Direction dir, void* stream_ptr) {
   Plan plan;
   if (attnforge_status s = plan_call(args, dir, plan); s != ATTNFORGE_OK) return s;
@@ -116,11 +155,11 @@ attnforge_status run_call(const attnforge_args* args, Direction dir, void* strea
       base = reinterpret_cast<char*>(user + pad);
     } else {
       void* ptr = nullptr;
-      if (cudaError_t e = cudaMallocAsync(&ptr, total, stream); e != cudaSuccess) {
+      if (cudaError_t e = allocate_scratch(&ptr, total, stream); e != cudaSuccess) {
         (void)cudaGetLastError();  // allocation failures are not sticky: clear them
         return fail(e == cudaErrorMemoryAllocation ? ATTNFORGE_OUT_OF_MEMORY : ATTNFORGE_CUDA_ERROR,
                     "could not allocate " + std::to_string(total) + " bytes of scratch for " + variant.name +
-                        " (cudaMallocAsync: " + cudaGetErrorString(e) + ")");
+                        " (stream-ordered allocation: " + cudaGetErrorString(e) + ")");
       }
       base = static_cast<char*>(ptr);
       allocated = true;
