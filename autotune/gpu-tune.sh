@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The autotune run on a GPU machine, in one command: build the tuner with the training grid's
+# variants only, run the selection / tune-cache / estimate host tests there, the select-overhead
+# benchmark, then attnforge-tune over the training grid with --verify (auto within 5% of the best
+# with the cache, within 25% on heuristics only). Everything lands in $OUT (at most 6 files).
+#
+#   OUT=/some/dir autotune/gpu-tune.sh          (device call: carry [".deps"], see bench/README.md)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+t0=$SECONDS
+export BUILD_DIR=${BUILD_DIR:-build-gpu}
+# bf16, D ∈ {64, 128}, none / causal: every backend's variants the training grid can use.
+export ATTNFORGE_VARIANT_FILTER=${ATTNFORGE_VARIANT_FILTER:-'unfused_*_bf16_hdany_none_*;unfused_*_bf16_hdany_causal_*;*_bf16_hd64_none_*;*_bf16_hd64_causal_*;*_bf16_hd128_none_*;*_bf16_hd128_causal_*'}
+export BUILD_TARGETS=${BUILD_TARGETS:-"attnforge-tune attnforge-select-bench attnforge_host_tests attnforge_tune_tests"}
+export GTEST_SUITES=host
+export GTEST_FILTER=${GTEST_FILTER:-'Select*:TuneCache*:TuneKey*:Estimate*'}
+OUT=$OUT scripts/gpu-check.sh deps build tests  # → $OUT/gpu-check.tar.gz (logs)
+unset GTEST_FILTER
+export LD_LIBRARY_PATH=/tmp/attnforge-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+B=$BUILD_DIR
+echo "== build + tests took $((SECONDS - t0)) s"
+
+{
+  echo "### attnforge_tune_tests"
+  "$(find "$B" -name attnforge_tune_tests -type f | head -n 1)" 2>&1 | tail -n 3
+  echo "### attnforge-select-bench (host overhead of a cached selection; target < 2 us)"
+  "$B/attnforge-select-bench" --benchmark_min_time=0.2 2>&1
+} | tee "$OUT/select_bench.txt"
+
+# The tuner writes its own cache file in $OUT (never the user's), and auto reads that one.
+export ATTNFORGE_TUNE_CACHE=$OUT/tune.json
+left=$((570 - SECONDS))
+echo "== attnforge-tune (training grid, --verify), ${left}s left"
+timeout "$left" "$B/attnforge-tune" --grid autotune/grids/training.toml --verify --reps "${REPS:-10}" \
+  --report "$OUT/tune_training.md" ${TUNE_ARGS:-} 2>&1 | tee "$OUT/tune_training.log"
+echo "== done in $((SECONDS - t0)) s"
