@@ -20,6 +20,15 @@ struct Elem : prim::Numeric<T> {
   static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
     return prim::Numeric<T>::pack2(lo, hi);
   }
+  // Inverse of pack: the two 16-bit values as fp32 (exact).
+  static __device__ __forceinline__ float2 unpack(uint32_t u) {
+    if constexpr (T == DType::bf16) {
+      return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
+    } else {
+      __half2 h = *reinterpret_cast<__half2*>(&u);
+      return __half22float2(h);
+    }
+  }
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
