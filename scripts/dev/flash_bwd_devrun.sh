@@ -17,7 +17,7 @@ timeout 60 python3 scripts/dev/torch_flash_bwd.py > $D/torch.log 2>&1; echo "tor
 cat $D/time.log; echo; grep "hd128_none_m64n128\|hd64_none_m64n128" $D/time_regp.log; cat $D/torch.log
 if [ "${WITH_LIB:-1}" = 1 ]; then
   ATTNFORGE_VARIANT_FILTER='flash_*_bf16_hd64_*;flash_*_f16_hd64_causal_*;flash_*_bf16_hd128_causal_*' \
-  GTEST_FILTER='FlashBwd.*' GTEST_SUITES=gpu OUT=$OUT/gc PACK=0 timeout ${LIB_TIMEOUT:-170} bash scripts/gpu-check.sh deps build tests
+  GTEST_FILTER="FlashBwd.*" GTEST_SUITES=gpu BUILD_TARGETS=attnforge_gpu_tests OUT=$OUT/gc PACK=0 timeout ${LIB_TIMEOUT:-170} bash scripts/gpu-check.sh deps build tests
   echo "gpu-check rc=$?"
   grep -E "^\[  (FAILED|PASSED|SKIPPED|  OK) |^\[==========\]|Expected|case:|dQ|dK|dV" $OUT/gc/gpu-check/tests*.log 2>/dev/null | head -60
 fi
