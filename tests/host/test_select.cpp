@@ -3,10 +3,10 @@
 // memory budget, memoization (thread-safe) and ATTNFORGE_LOG. Nothing here touches a GPU: the
 // tensors' addresses are never dereferenced by selection.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <set>
@@ -415,33 +415,32 @@ TEST_F(SelectTest, ConcurrentSelectionsAgree) {
 }
 
 TEST_F(SelectTest, LogPrintsEachDistinctDecisionOnce) {
-  int fds[2];
-  ASSERT_EQ(::pipe(fds), 0);
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::dup2(fds[1], 2);
-    ::close(fds[0]);
-    ::setenv("ATTNFORGE_LOG", "1", 1);
-    select_reset();
-    tune_lookup_disable("host test");
-    Shape other;
-    other.sq = 100;
-    for (int i = 0; i < 5; ++i) {
-      choose(make_args({}));
-      choose(make_args(other));
-    }
-    ::_exit(0);
+  // stderr into a temporary file for the duration (in-process: no fork after CUDA may be initialised).
+  char path[] = "/tmp/attnforge_select_log_XXXXXX";
+  const int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  std::fflush(stderr);
+  const int saved = ::dup(2);
+  ::dup2(fd, 2);
+  ::setenv("ATTNFORGE_LOG", "1", 1);
+  select_reset();
+  tune_lookup_disable("host test");
+  Shape other;
+  other.sq = 100;
+  for (int i = 0; i < 5; ++i) {
+    choose(make_args({}));
+    choose(make_args(other));
   }
-  ::close(fds[1]);
+  std::fflush(stderr);
+  ::dup2(saved, 2);
+  ::close(saved);
   std::string err;
   char buf[4096];
   ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) err.append(buf, size_t(n));
-  ::close(fds[0]);
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  ::lseek(fd, 0, SEEK_SET);
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) err.append(buf, size_t(n));
+  ::close(fd);
+  ::unlink(path);
   size_t lines = 0;
   for (size_t at = err.find("attnforge: select "); at != std::string::npos; at = err.find("attnforge: select ", at + 1))
     ++lines;
