@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -51,6 +52,8 @@ the tune cache that backend "auto" reads.
   --verify          after saving, time backend "auto" with the cache and with heuristics only;
                     exit 1 unless auto is within 5% of the best and heuristics within 25%
   --report FILE     also write the summary as a markdown table
+  --analyze FILE    offline (no GPU): for each shape, what heuristics alone would pick, priced with
+                    the times a cache FILE (tuned anywhere) measured, against its winner
   --device N        CUDA device (default 0)
   --seed N          seed of the numerics check's inputs (default 1)
 )";
@@ -62,7 +65,7 @@ struct Options {
   int reps = 10, warmup = 3, device = 0;
   double max_ms = 3000;
   uint64_t seed = 1;
-  std::string filter, cache, report;
+  std::string filter, cache, report, analyze;
 };
 
 struct Result {
@@ -111,6 +114,7 @@ Options parse_options(int argc, char** argv) {
       else if (a == "--no-check") o.check = false;
       else if (a == "--verify") o.verify = true;
       else if (a == "--report") o.report = value(i);
+      else if (a == "--analyze") o.analyze = value(i);
       else if (a == "--device") o.device = int(number(i));
       else if (a == "--seed") o.seed = uint64_t(number(i));
       else if (a == "-h" || a == "--help") {
@@ -172,6 +176,72 @@ int dry_run(const Options& o) {
     }
   }
   std::printf("%zu shapes, %d candidates to time (dry run: nothing timed, no GPU used)\n", o.shapes.size(), total);
+  return 0;
+}
+
+std::string ms_str(double ms);
+
+// ---- offline analysis of a cache measured elsewhere --------------------------------------------
+int analyze(const Options& o) {
+  std::ifstream in(o.analyze, std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "attnforge-tune: cannot open %s\n", o.analyze.c_str());
+    return 1;
+  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto meta = tune::read_metadata(text);
+  if (!meta) {
+    std::fprintf(stderr, "attnforge-tune: %s is not a tune cache\n", o.analyze.c_str());
+    return 1;
+  }
+  const auto exists = [](std::string_view n) {
+    for (int i = 0; i < attnforge_variant_count(); ++i)
+      if (n == attnforge_variant_name(i)) return true;
+    return false;
+  };
+  const tune::LoadResult lr = tune::parse(text, *meta, exists);
+  if (lr.status != tune::LoadStatus::ok) {
+    std::fprintf(stderr, "attnforge-tune: %s: %s (%s)\n", o.analyze.c_str(), tune::to_string(lr.status),
+                 lr.detail.c_str());
+    return 1;
+  }
+  std::printf("%s: tuned on %s, %zu entries; heuristics of this build priced with its times\n\n",
+              o.analyze.c_str(), meta->device.name.c_str(), lr.entries.size());
+  std::printf("%-58s  %-44s  %9s  %-44s  %9s  %6s\n", "shape", "tuned winner", "ms", "heuristic pick", "ms",
+              "ratio");
+  int n = 0, within = 0, untimed = 0;
+  for (const auto& s : o.shapes) {
+    const tune::Key key = tune::Key::of(s.backward ? Direction::bwd : Direction::fwd, DType(int(s.dtype)), s.batch,
+                                        s.seqlen_q, s.seqlen_k, s.heads_q, s.heads_kv, s.head_dim, s.mask);
+    auto it = lr.entries.find(key);
+    if (it == lr.entries.end()) {
+      std::printf("%-58s  (no entry %s)\n", s.label().c_str(), key.str().c_str());
+      continue;
+    }
+    const tune::Entry& e = it->second;
+    const double best = e.times_ms.count(e.winner) ? e.times_ms.at(e.winner) : -1;
+    select_reset();
+    tune_lookup_disable("attnforge-tune --analyze: heuristics only");
+    attnforge_args a = make_fake_args(s);
+    char variant[128] = {0};
+    attnforge_backend chosen{};
+    attnforge_select_backend(&a, s.backward ? 1 : 0, &chosen, variant, sizeof variant, nullptr, 0);
+    auto t = e.times_ms.find(variant);
+    const double ms = t != e.times_ms.end() ? t->second : -1;
+    char ratio[32] = "-";
+    ++n;
+    if (ms > 0 && best > 0) {
+      std::snprintf(ratio, sizeof ratio, "%.3f", ms / best);
+      within += ms <= 1.25 * best;
+    } else {
+      ++untimed;
+    }
+    std::printf("%-58s  %-44s  %9s  %-44s  %9s  %6s\n", s.label().c_str(), e.winner.c_str(), ms_str(best).c_str(),
+                variant, ms_str(ms).c_str(), ratio);
+  }
+  select_reset();
+  std::printf("\nheuristics only: within 25%% of the tuned winner on %d/%d shapes (%d picks not timed there)\n",
+              within, n, untimed);
   return 0;
 }
 
@@ -475,6 +545,7 @@ int main(int argc, char** argv) {
   using namespace attnforge::tuner;
   const Options o = parse_options(argc, argv);
   try {
+    if (!o.analyze.empty()) return analyze(o);
     return o.dry_run ? dry_run(o) : tune_all(o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "attnforge-tune: %s\n", e.what());

@@ -383,6 +383,39 @@ LoadResult parse(std::string_view text, const Metadata& expected, const VariantE
   return r;
 }
 
+std::optional<Metadata> read_metadata(std::string_view text) {
+  try {
+    json j = json::parse(text.begin(), text.end(), nullptr, false, false);
+    if (j.is_discarded() || !j.is_object()) return std::nullopt;
+    Metadata m;
+    auto str = [](const json& o, const char* k) {
+      auto it = o.find(k);
+      return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    auto num = [](const json& o, const char* k) {
+      auto it = o.find(k);
+      return it != o.end() && it->is_number_integer() ? int(it->get<int64_t>()) : 0;
+    };
+    m.schema_version = num(j, "schema_version");
+    m.library_version = str(j, "library_version");
+    m.manifest_hash = str(j, "manifest_hash");
+    if (auto d = j.find("device"); d != j.end() && d->is_object()) {
+      m.device.name = str(*d, "name");
+      const std::string cc = str(*d, "compute_capability");
+      if (auto dot = cc.find('.'); dot != std::string::npos) {
+        m.device.cc_major = std::atoi(cc.substr(0, dot).c_str());
+        m.device.cc_minor = std::atoi(cc.substr(dot + 1).c_str());
+      }
+      m.device.sm_count = num(*d, "sm_count");
+      m.device.cuda_runtime = num(*d, "cuda_runtime");
+      m.device.cuda_driver = num(*d, "cuda_driver");
+    }
+    return m;
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
 LoadResult load(const std::string& path, const Metadata& expected, const VariantExists& exists) {
   LoadResult r;
   try {

@@ -102,6 +102,10 @@ ATTNFORGE_API LoadResult load(const std::string& path, const Metadata& expected,
 // The same on text already in memory (the fuzzer and tests use it; no warning is printed).
 ATTNFORGE_API LoadResult parse(std::string_view text, const Metadata& expected, const VariantExists& exists);
 
+// The metadata a cache text declares (absent fields left empty / 0); nullopt if it is not a JSON
+// object. Offline analysis (attnforge-tune --analyze) reads another machine's cache with it.
+ATTNFORGE_API std::optional<Metadata> read_metadata(std::string_view text);
+
 struct SaveResult {
   bool ok = false;
   std::string message;  // why not, or what was done ("merged 3 new entries into 41 ...")
