@@ -7,6 +7,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "estimate.hpp"
 #include "tune_lookup.hpp"
@@ -77,22 +79,87 @@ bool fits_budget(const VariantInfo& v, const SelectContext& c, std::string* why)
   return false;
 }
 
-// The first candidate of backend b that runs the problem (and, with_budget, fits the budget), or
-// an error saying why none can.
+// ---- tile preferences of the heuristic ------------------------------------------------------------
+// Within a backend the generator's tile order is the default preference; a row here moves the
+// matching tile to the front for the problems it covers (0 = any). Rows come from measurements:
+// each says which.
+struct TilePreference {
+  Backend backend;
+  Direction direction;
+  int min_head_dim, max_head_dim;
+  int min_seqlen_k, max_seqlen_k;
+  int block_m, block_n, warps;
+  const char* why;
+};
+constexpr TilePreference kTilePreference[] = {
+    // (none yet: without measurements of this build the generator's order stands)
+    {Backend::flash, Direction::fwd, 0, 0, 0, 0, 0, 0, 0, nullptr},
+};
+
+bool preference_covers(const TilePreference& t, Backend b, const Problem& pr) {
+  return t.why != nullptr && t.backend == b && t.direction == pr.direction &&
+         (t.min_head_dim == 0 || pr.head_dim >= t.min_head_dim) &&
+         (t.max_head_dim == 0 || pr.head_dim <= t.max_head_dim) &&
+         (t.min_seqlen_k == 0 || pr.seqlen_k >= t.min_seqlen_k) &&
+         (t.max_seqlen_k == 0 || pr.seqlen_k <= t.max_seqlen_k);
+}
+bool tile_matches(const TilePreference& t, const VariantKey& k) {
+  return (t.block_m == 0 || k.block_m == t.block_m) && (t.block_n == 0 || k.block_n == t.block_n) &&
+         (t.warps == 0 || k.warps == t.warps);
+}
+
+// Backend b's candidates for the problem in heuristic order: preferred tiles first, then the
+// generator's order. `why` gets the preference that applied, if any.
+std::vector<const VariantInfo*> heuristic_order(Backend b, const Problem& pr, const char** why) {
+  auto cands = candidates(b, pr.direction, pr.dtype, pr.head_dim, pr.mask_id);
+  *why = nullptr;
+  for (const TilePreference& t : kTilePreference) {
+    if (!preference_covers(t, b, pr)) continue;
+    auto it = std::stable_partition(cands.begin(), cands.end(),
+                                    [&](const VariantInfo* v) { return tile_matches(t, v->key); });
+    if (it != cands.begin()) *why = t.why;
+    break;
+  }
+  return cands;
+}
+
+// The first candidate of backend b that runs the problem (and, with_budget, fits the budget and
+// follows the heuristic's tile preferences), or an error saying why none can.
 Selection pick_backend(Backend b, const SelectContext& c, const std::string& why, bool with_budget) {
   std::string missing;
   const VariantInfo* first = first_fitting_variant(b, c.problem, &missing);
   if (first == nullptr) return error(ATTNFORGE_UNSUPPORTED, missing);
   if (!with_budget) return ok(first, why + ": " + first->name);
   std::string over;
-  for (const VariantInfo* v : candidates(b, c.problem.direction, c.problem.dtype, c.problem.head_dim,
-                                         c.problem.mask_id)) {
+  const char* preferred = nullptr;
+  for (const VariantInfo* v : heuristic_order(b, c.problem, &preferred)) {
     if (!variant_fits(*v, c.problem, nullptr)) continue;
     std::string w;
-    if (fits_budget(*v, c, &w)) return ok(v, why + ": " + v->name);
+    if (fits_budget(*v, c, &w))
+      return ok(v, why + ": " + v->name + (preferred ? std::string(" (tile: ") + preferred + ")" : ""));
     if (over.empty()) over = w;
   }
   return error(ATTNFORGE_UNSUPPORTED, over);
+}
+
+// A backend forced by the caller or the environment: its fastest tile in the tune cache when the
+// cache has timed one for this class of problem, else the heuristic's tile order. No budget.
+Selection pick_forced_backend(Backend b, const SelectContext& c, const std::string& why) {
+  Selection s = pick_backend(b, c, why, false);
+  if (s.variant == nullptr) return s;
+  const TuneHit hit = tune_lookup(c.problem, c.device);
+  for (size_t i = 0; hit.found && i < hit.ranked.size(); ++i) {
+    const VariantInfo* v = find_variant(hit.ranked[i]);
+    if (v == nullptr || v->key.backend != b || !variant_fits(*v, c.problem, nullptr)) continue;
+    char t[48];
+    std::snprintf(t, sizeof t, "%.3f ms", hit.ms[i]);
+    return ok(v, why + ": " + v->name + " (its fastest tile in the " + hit.origin + ": " + t + ")");
+  }
+  const char* preferred = nullptr;
+  for (const VariantInfo* v : heuristic_order(b, c.problem, &preferred))
+    if (variant_fits(*v, c.problem, nullptr))
+      return ok(v, why + ": " + v->name + (preferred ? std::string(" (tile: ") + preferred + ")" : ""));
+  return s;
 }
 
 std::optional<Backend> parse_backend(std::string_view s) {
@@ -126,7 +193,7 @@ std::optional<Selection> rule_explicit_backend(SelectContext& c) {
     case ATTNFORGE_BACKEND_FUSED:
     case ATTNFORGE_BACKEND_FLASH: {
       const Backend b = Backend(int(c.requested));
-      return pick_backend(b, c, std::string("backend ") + to_string(b) + " requested explicitly", false);
+      return pick_forced_backend(b, c, std::string("backend ") + to_string(b) + " requested explicitly");
     }
   }
   return error(ATTNFORGE_INVALID_ARGUMENT,
@@ -142,7 +209,7 @@ std::optional<Selection> rule_env_backend(SelectContext& c) {
     return error(ATTNFORGE_INVALID_ARGUMENT,
                  "expected ATTNFORGE_BACKEND to be one of auto, unfused, fused, flash, got '" + env + "'");
   }
-  return pick_backend(*b, c, "ATTNFORGE_BACKEND=" + env, false);
+  return pick_forced_backend(*b, c, "ATTNFORGE_BACKEND=" + env);
 }
 
 // ---- rule 4: ATTNFORGE_DEBUG=1 → unfused (every intermediate, P included, is a plain tensor) ---

@@ -256,6 +256,26 @@ TEST_F(SelectTest, TuneCacheWinnerThatCannotRunIsPassedOver) {
   EXPECT_TRUE(contains(c.reason, "m999n1w1s1 is not in this build")) << c.reason;
 }
 
+TEST_F(SelectTest, TuneCacheGuidesTheTileOfAForcedBackend) {
+  require_all_three();
+  std::vector<std::string> flash_tiles;
+  for (const auto& n : variant_names())
+    if (n.rfind("flash_fwd_bf16_hd64_causal_", 0) == 0) flash_tiles.push_back(n);
+  if (flash_tiles.size() < 2) GTEST_SKIP() << "this build has one flash bf16 hd64 causal forward tile";
+  tune::Entry e;
+  e.winner = *unfused_;
+  e.times_ms = {{*unfused_, 0.5}, {flash_tiles[0], 0.9}, {flash_tiles[1], 0.7}};
+  tune_lookup_use_entries({{tune::Key::of(Direction::fwd, DType::bf16, 2, 3000, 3000, 4, 4, 64, "causal"), e}}, "t");
+  Shape s;
+  s.sq = s.sk = 3000;
+  attnforge_args a = make_args(s);
+  a.backend = ATTNFORGE_BACKEND_FLASH;
+  Choice c = choose(a);
+  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+  EXPECT_EQ(c.variant, flash_tiles[1]);  // the faster flash tile, not the generator's first
+  EXPECT_TRUE(contains(c.reason, "fastest tile")) << c.reason;
+}
+
 TEST_F(SelectTest, HeuristicReasonSaysWhyTheCacheDidNotDecide) {
   Choice c = choose(make_args({}));
   ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
