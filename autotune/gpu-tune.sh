@@ -13,9 +13,9 @@ t0=$SECONDS
 export BUILD_DIR=${BUILD_DIR:-build-gpu}
 # bf16, D ∈ {64, 128}, none / causal: every backend's variants the training grid can use.
 export ATTNFORGE_VARIANT_FILTER=${ATTNFORGE_VARIANT_FILTER:-'unfused_*_bf16_hdany_none_*;unfused_*_bf16_hdany_causal_*;*_bf16_hd64_none_*;*_bf16_hd64_causal_*;*_bf16_hd128_none_*;*_bf16_hd128_causal_*'}
-export BUILD_TARGETS=${BUILD_TARGETS:-"attnforge-tune attnforge-select-bench attnforge_host_tests attnforge_tune_tests"}
-export GTEST_SUITES=host
-export GTEST_FILTER=${GTEST_FILTER:-'Select*:TuneCache*:TuneKey*:Estimate*'}
+export BUILD_TARGETS=${BUILD_TARGETS:-"attnforge-tune attnforge-select-bench attnforge_host_tests attnforge_gpu_tests attnforge_tune_tests"}
+export GTEST_SUITES="host gpu"
+export GTEST_FILTER=${GTEST_FILTER:-'Select*:TuneCache*:TuneKey*:Estimate*:TuneSelectGpu*'}
 OUT=$OUT scripts/gpu-check.sh deps build tests  # → $OUT/gpu-check.tar.gz (logs)
 unset GTEST_FILTER
 export LD_LIBRARY_PATH=/tmp/attnforge-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
