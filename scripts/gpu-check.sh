@@ -17,6 +17,8 @@
 #   COMPARE_ARGS              compare_torch.py arguments (default --quick)
 #   EXPORT_BIN=1              also bring back libattnforge.so + attnforge-bench as $OUT/bin.tar.gz, so
 #                             a later call can carry them (BUILD_DIR=that folder) and skip the build
+#   TIME_BUDGET=SECONDS       stop starting sections after this many seconds and give each section
+#                             only what is left (timeout), so the results are still packed in time
 #   PACK=0                    leave the logs unpacked (default: pack them into one archive, since the
 #                             device tool brings back at most 8 files from $OUT)
 # Missing build dependencies (Boost headers, nlohmann-json, GTest, Google Benchmark) are unpacked
@@ -40,10 +42,20 @@ failed=0
 # the log's tail; records status, seconds and DETAIL_FN's one-line detail for the summary.
 run_section() {
   local name=$1 detail_fn=$2; shift 2
-  local t0=$SECONDS rc
+  local t0=$SECONDS rc limit=()
+  if [ -n "${TIME_BUDGET:-}" ]; then
+    local left=$((TIME_BUDGET - SECONDS - 20))  # 20 s kept for packing the results
+    if [ $left -lt 10 ]; then
+      summary+=("$(printf '%-8s %-5s %6ss  %s' "$name" SKIP 0 "TIME_BUDGET=$TIME_BUDGET s used up")")
+      echo "== $name: skipped, TIME_BUDGET used up"
+      return 0
+    fi
+    limit=(timeout -k 5 $left)
+  fi
   echo "== $name: $*"
-  "$@" >"$LOG/$name.log" 2>&1
+  "${limit[@]}" bash -c "$*" >"$LOG/$name.log" 2>&1
   rc=$?
+  [ $rc -eq 124 ] && echo "(timed out: TIME_BUDGET)" >>"$LOG/$name.log"
   local detail
   detail=$($detail_fn "$rc" 2>/dev/null | head -c 160)
   if [ $rc -eq 0 ]; then
@@ -180,6 +192,9 @@ plot() {
 plot_detail() { grep -c "^plot:" "$LOG/plot.log" | sed 's/$/ PNGs/'; }
 
 # ---- run ---------------------------------------------------------------------------------------
+# sections run in a child bash (so that TIME_BUDGET can time them out): it needs these
+export ROOT OUT LOG BUILD DEPS_PREFIX
+export -f deps build find_bin tests pytest_ bench compare plot
 deps_env
 export LD_LIBRARY_PATH="$ROOT/$BUILD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"  # carried binaries find the library
 for s in "${sections[@]}"; do
