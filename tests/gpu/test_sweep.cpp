@@ -410,7 +410,7 @@ Tensors make_tensors(const SweepCase& c) {
     if (c.bias_k_strided) {  // memory (B, H, Sk, Sq)
       st[2] = 1, st[3] = stored[2], st[1] = stored[2] * stored[3], st[0] = st[1] * stored[1];
     } else {
-      st[3] = 1, st[2] = stored[3], st[1] = stored[2] * stored[3], st[0] = st[1] * stored[2];
+      st[3] = 1, st[2] = stored[3], st[1] = stored[2] * stored[3], st[0] = st[1] * stored[1];
     }
     for (int i = 0; i < 4; ++i)
       if (c.bcast[i] == 2) st[i] = 0;
@@ -752,6 +752,84 @@ TEST(Sweep, RandomCasesMatchTheReference) {
     std::printf("[ sweep    ]   %-8s %4d cases, %d failed\n", b.c_str(), k, failed_by_backend[b]);
   if (failures > reported) ADD_FAILURE() << (failures - reported) << " more failing cases not shown";
   EXPECT_EQ(failures, 0) << "ATTNFORGE_SWEEP_SEED=" << base;
+}
+
+// Without a GPU: the fp64 reference evaluated directly on the strided views (padding NaN, packed and
+// transposed layouts) equals the one on the gathered contiguous copies — the views address exactly
+// the logical elements — and prints what the CPU side of a case costs.
+TEST(Sweep, ViewsAddressTheLogicalElements) {
+  const std::vector<Combo> combos = compiled_combos();
+  if (combos.empty()) GTEST_SKIP() << "no (backend, dtype, head dim, mask) with forward and backward compiled";
+  const int n = int(env_u64("ATTNFORGE_SWEEP_SELFCHECK_CASES").value_or(24));
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) {
+    const SweepCase c = make_case(combos, 777, i);
+    if (std::getenv("ATTNFORGE_SWEEP_VERBOSE")) std::printf("%s\n", c.describe().c_str()), std::fflush(stdout);
+    Tensors t = make_tensors(c);
+    if (std::getenv("ATTNFORGE_SWEEP_VERBOSE")) {
+      for (const View* v : {&t.q, &t.k, &t.v, &t.o, &t.bias})
+        std::printf("  view off %lld sizes %lld %lld %lld %lld strides %lld %lld %lld %lld extent %lld\n", (long long)v->offset,
+                    (long long)v->sizes[0], (long long)v->sizes[1], (long long)v->sizes[2], (long long)v->sizes[3],
+                    (long long)v->strides[0], (long long)v->strides[1], (long long)v->strides[2], (long long)v->strides[3],
+                    (long long)v->extent());
+      std::printf("  bufs %zu %zu %zu bias %zu\n", t.in_buf[0].size(), t.in_buf[1].size(), t.in_buf[2].size(), t.bias_buf.size());
+      std::fflush(stdout);
+    }
+    ReferenceProblem pr;
+    pr.batch = c.B, pr.seqlen_q = c.Sq, pr.seqlen_k = c.Sk, pr.heads_q = c.Hq, pr.heads_kv = c.Hkv, pr.head_dim = c.D;
+    pr.cu_seqlens_q = c.varlen ? t.cu_q.data() : nullptr;
+    pr.cu_seqlens_k = c.varlen ? t.cu_k.data() : nullptr;
+    pr.mask = c.mask;
+    pr.scale = c.scale;
+    for (int j = 0; j < 4; ++j) pr.scalars[j] = c.scalars[j];
+    if (c.has_bias) {
+      pr.bias.data = t.bias_buf.data(), pr.bias.rank = 4;
+      for (int j = 0; j < 4; ++j) pr.bias.sizes[j] = t.bias.sizes[j], pr.bias.strides[j] = t.bias.strides[j];
+      pr.bias_is_bool = c.bias_dtype == ATTNFORGE_BOOL;
+    }
+    auto strided = [](std::vector<double>& buf, const View& v) {
+      HostTensor h;
+      h.data = buf.data() + v.offset, h.rank = v.rank;
+      for (int j = 0; j < v.rank; ++j) h.sizes[j] = v.sizes[j], h.strides[j] = v.strides[j];
+      return h;
+    };
+    std::vector<double> o_buf(size_t(t.o_elems), 0.0);
+    std::vector<double>& kb = t.in_buf[t.packed_in ? 0 : 1];
+    std::vector<double>& vb = t.in_buf[t.packed_in ? 0 : 2];
+    reference_forward(pr, strided(t.in_buf[0], t.q), strided(kb, t.k), strided(vb, t.v), strided(o_buf, t.o));
+    const auto o_views = reliability::gather(o_buf, t.o);
+    Outcome fake;
+    fake.o = o_views;
+    auto q = reliability::gather(t.in_buf[0], t.q), k = reliability::gather(kb, t.k), v = reliability::gather(vb, t.v);
+    std::vector<double> o(q.size());
+    auto tok = [&](std::vector<double>& x, int64_t S, int64_t H) {
+      return c.varlen ? HostTensor::contiguous(x.data(), {S, H, c.D}) : HostTensor::contiguous(x.data(), {c.B, S, H, c.D});
+    };
+    const int64_t sq = c.varlen ? t.total_q : c.Sq, sk = c.varlen ? t.total_k : c.Sk;
+    reference_forward(pr, tok(q, sq, c.Hq), tok(k, sk, c.Hkv), tok(v, sk, c.Hkv), tok(o, sq, c.Hq));
+    ASSERT_EQ(o.size(), o_views.size());
+    for (size_t e = 0; e < o.size(); ++e) ASSERT_EQ(o[e], o_views[e]) << c.describe() << " element " << e;
+    // and the CPU side of the case end to end, with the reference itself standing in for the GPU
+    Outcome self;
+    self.o = o;
+    std::vector<double> lse(size_t(t.lse.numel()));
+    reference_forward(pr, tok(q, sq, c.Hq), tok(k, sk, c.Hkv), tok(v, sk, c.Hkv), tok(o, sq, c.Hq),
+                      c.varlen ? HostTensor::contiguous(lse.data(), {c.Hq, t.total_q})
+                               : HostTensor::contiguous(lse.data(), {c.B, c.Hq, c.Sq}));
+    self.lse = lse;
+    std::vector<double> dq(q.size()), dk(k.size()), dv(v.size()), d_o = reliability::gather(t.do_buf, t.d_o);
+    reference_backward(pr, tok(q, sq, c.Hq), tok(k, sk, c.Hkv), tok(v, sk, c.Hkv), tok(d_o, sq, c.Hq), tok(dq, sq, c.Hq),
+                       tok(dk, sk, c.Hkv), tok(dv, sk, c.Hkv));
+    self.dq = dq, self.dk = dk, self.dv = dv;
+    if (c.weights) {
+      self.p.assign(size_t(t.p.numel()), 0.0);
+      reference_forward(pr, tok(q, sq, c.Hq), tok(k, sk, c.Hkv), tok(v, sk, c.Hkv), tok(o, sq, c.Hq), {},
+                        HostTensor::contiguous(self.p.data(), {c.B, c.Hq, c.Sq, c.Sk}));
+    }
+    EXPECT_EQ(check_against_reference(c, t, self), "") << c.describe();
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("[ sweep    ] %d cases checked on the CPU in %.1f s (%.3f s per case)\n", n, secs, secs / n);
 }
 
 // The generator itself, without a GPU: every axis the issue lists shows up among 600 cases.
