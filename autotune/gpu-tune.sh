@@ -31,8 +31,20 @@ echo "== build + tests took $((SECONDS - t0)) s"
 
 # The tuner writes its own cache file in $OUT (never the user's), and auto reads that one.
 export ATTNFORGE_TUNE_CACHE=$OUT/tune.json
-left=$((570 - SECONDS))
-echo "== attnforge-tune (training grid, --verify), ${left}s left"
-timeout "$left" "$B/attnforge-tune" --grid autotune/grids/training.toml --verify --reps "${REPS:-10}" \
-  --report "$OUT/tune_training.md" ${TUNE_ARGS:-} 2>&1 | tee "$OUT/tune_training.log"
+# A variant that faults kills the CUDA context: the tuner then exits 3 naming it, having saved every
+# finished shape; the next attempt excludes it and resumes.
+excl=()
+for attempt in 1 2 3; do
+  left=$((570 - SECONDS))
+  echo "== attnforge-tune (training grid, --verify), attempt $attempt, ${left}s left"
+  timeout "$left" "$B/attnforge-tune" --grid autotune/grids/training.toml --verify --resume \
+    --reps "${REPS:-10}" --report "$OUT/tune_training.md" ${excl[@]+"${excl[@]}"} ${TUNE_ARGS:-} 2>&1 |
+    tee -a "$OUT/tune_training.log"
+  rc=${PIPESTATUS[0]}
+  echo "== attnforge-tune exit $rc"
+  [ "$rc" -eq 3 ] || break
+  crashed=$(grep -o "^CRASHED: [A-Za-z0-9_]*" "$OUT/tune_training.log" | tail -n 1 | cut -d' ' -f2)
+  [ -n "$crashed" ] || break
+  excl+=(--exclude "$crashed")
+done
 echo "== done in $((SECONDS - t0)) s"

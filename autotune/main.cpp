@@ -3,6 +3,7 @@
 // tune cache, and prints a summary. --verify then times backend "auto" with that cache and with
 // heuristics only against the best variant.
 #include <cuda_runtime_api.h>
+#include <fnmatch.h>
 
 #include <algorithm>
 #include <cmath>
@@ -44,6 +45,9 @@ the tune cache that backend "auto" reads.
   --warmup N        untimed runs first (default 3)
   --max-ms MS       stop timing a candidate after this much total time, once 3 runs exist (default 3000)
   --filter GLOB     only variants whose name matches
+  --exclude GLOB    never variants whose name matches (repeatable)
+  --resume          skip shapes the cache already holds for this GPU and build (their entries
+                    still count in the summary and --verify); every shape is saved as it finishes
   --cache PATH      tune cache to write (default: $ATTNFORGE_TUNE_CACHE, else $XDG_CACHE_HOME or
                     ~/.cache /attnforge/tune.json)
   --no-save         do not write the cache
@@ -61,7 +65,8 @@ the tune cache that backend "auto" reads.
 struct Options {
   std::vector<TuneShape> shapes;
   std::string dir_override;
-  bool dry_run = false, save = true, overwrite = false, check = true, verify = false;
+  bool dry_run = false, save = true, overwrite = false, check = true, verify = false, resume = false;
+  std::vector<std::string> exclude;
   int reps = 10, warmup = 3, device = 0;
   double max_ms = 3000;
   uint64_t seed = 1;
@@ -108,6 +113,8 @@ Options parse_options(int argc, char** argv) {
       else if (a == "--warmup") o.warmup = int(std::max(0LL, number(i)));
       else if (a == "--max-ms") o.max_ms = double(number(i));
       else if (a == "--filter") o.filter = value(i);
+      else if (a == "--exclude") o.exclude.push_back(value(i));
+      else if (a == "--resume") o.resume = true;
       else if (a == "--cache") o.cache = value(i);
       else if (a == "--no-save") o.save = false;
       else if (a == "--overwrite-foreign") o.overwrite = true;
@@ -159,11 +166,48 @@ double flops_of(const TuneShape& s) {
   return e[0].flops;
 }
 
+tune::Key key_of(const TuneShape& s) {
+  return tune::Key::of(s.backward ? Direction::bwd : Direction::fwd, DType(int(s.dtype)), s.batch, s.seqlen_q,
+                       s.seqlen_k, s.heads_q, s.heads_kv, s.head_dim, s.mask);
+}
+
+// The shape's candidates less --exclude.
+std::vector<Candidate> candidates_for(const TuneShape& s, const Options& o) {
+  std::vector<Candidate> out;
+  for (auto& c : enumerate_candidates(s, o.filter)) {
+    bool skip = false;
+    for (const auto& g : o.exclude) skip = skip || fnmatch(g.c_str(), c.name.c_str(), 0) == 0;
+    if (!skip) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+// False when the CUDA context is gone (a kernel faulted: every later call would fail too).
+bool context_alive() {
+  cudaError_t e = cudaDeviceSynchronize();
+  void* probe = nullptr;
+  if (e == cudaSuccess) e = cudaMalloc(&probe, 256);
+  if (e == cudaSuccess) e = cudaFree(probe);
+  if (e == cudaSuccess) return true;
+  std::fprintf(stderr, "\nattnforge-tune: CUDA context lost: %s\n", cudaGetErrorString(e));
+  return false;
+}
+
+constexpr int kExitCrashed = 3;
+int crashed(const std::string& variant, const TuneShape& s) {
+  std::fprintf(stderr,
+               "attnforge-tune: CRASHED in %s on %s; shapes finished so far are saved. Rerun with "
+               "--exclude %s --resume\n",
+               variant.c_str(), s.label().c_str(), variant.c_str());
+  std::printf("CRASHED: %s\n", variant.c_str());
+  return kExitCrashed;
+}
+
 // ---- dry run -----------------------------------------------------------------------------------
 int dry_run(const Options& o) {
   int total = 0;
   for (const auto& s : o.shapes) {
-    const auto cands = enumerate_candidates(s, o.filter);
+    const auto cands = candidates_for(s, o);
     std::printf("%s  (%.3g GFLOP)\n", s.label().c_str(), flops_of(s) / 1e9);
     if (cands.empty()) std::printf("    (no compiled variant for this dtype / head dim / mask)\n");
     for (const auto& c : cands) {
@@ -375,64 +419,106 @@ int tune_all(const Options& o) {
   RandomPool pool;
   DeviceBuffer ws;
 
+  const auto exists = [](std::string_view n) {
+    for (int i = 0; i < attnforge_variant_count(); ++i)
+      if (n == attnforge_variant_name(i)) return true;
+    return false;
+  };
+  // --resume: what this GPU and build already have in the cache.
+  tune::Entries done;
+  if (o.resume) {
+    tune::LoadResult lr = tune::load(o.cache, *meta, exists);
+    if (lr.status == tune::LoadStatus::ok) done = std::move(lr.entries);
+    std::fprintf(stderr, "attnforge-tune: --resume: %zu entries already in %s (%s)\n", done.size(),
+                 o.cache.c_str(), tune::to_string(lr.status));
+  }
+
   std::vector<Result> results(o.shapes.size());
+  std::vector<bool> from_cache(o.shapes.size(), false);
   int total_steps = 0;
   for (size_t i = 0; i < o.shapes.size(); ++i) {
-    results[i].shape = o.shapes[i];
-    results[i].candidates = enumerate_candidates(o.shapes[i], o.filter);
-    results[i].flops = flops_of(o.shapes[i]);
-    for (const auto& c : results[i].candidates) total_steps += c.runnable ? 1 : 0;
+    Result& r = results[i];
+    r.shape = o.shapes[i];
+    r.flops = flops_of(r.shape);
+    if (auto it = done.find(key_of(r.shape)); it != done.end() && it->second.times_ms.count(it->second.winner)) {
+      from_cache[i] = true;  // tuned by an earlier run: summary and --verify use its entry
+      r.times = it->second.times_ms;
+      r.rejected = it->second.rejected;
+      continue;
+    }
+    r.candidates = candidates_for(r.shape, o);
+    for (const auto& c : r.candidates) total_steps += c.runnable ? 1 : 0;
   }
   Progress progress(total_steps);
   std::map<std::string, CheckResult> checked;  // each variant is checked once per run
   int failures = 0;
+  std::string running;  // the variant on the GPU now, named if the CUDA context dies under it
 
-  for (auto& r : results) {
+  // Saves one shape's entry at once (merged under the lock): a run cut short keeps what it measured.
+  auto save_one = [&](const Result& r) {
+    if (!o.save || r.winner.empty()) return;
+    const auto res = tune::save_merged(o.cache, *meta, {{key_of(r.shape), tune::Entry{r.winner, r.times, r.rejected}}},
+                                       exists, o.overwrite);
+    if (!res.ok) {
+      ++failures;
+      std::fprintf(stderr, "\nattnforge-tune: cache: %s\n", res.message.c_str());
+    }
+  };
+
+  for (size_t i = 0; i < results.size(); ++i) {
+    Result& r = results[i];
     const TuneShape& s = r.shape;
-    std::unique_ptr<NumericsCase> numerics;
-    FullTensors f;
-    bool prepared = false;
-    for (const auto& c : r.candidates) {
-      if (!c.runnable) {
-        r.rejected[c.name] = "cannot run: " + c.why_not;
-        continue;
-      }
-      progress.note(s.label() + ": " + c.name);
-      if (o.check) {
-        auto it = checked.find(c.name);
-        if (it == checked.end()) {
-          if (!numerics) numerics = std::make_unique<NumericsCase>(s, o.seed);
-          it = checked.emplace(c.name, numerics->check(c.name)).first;
-          if (!it->second.pass)
-            std::fprintf(stderr, "\nattnforge-tune: %s FAILED the numerics check (%s): %s\n", c.name.c_str(),
-                         numerics->shape().label().c_str(), it->second.detail.c_str());
-        }
-        if (!it->second.pass) {
-          r.rejected[c.name] = "numerics: " + it->second.detail;
-          progress.step(s.label() + ": " + c.name + " rejected (numerics)");
+    if (!from_cache[i]) {
+      std::unique_ptr<NumericsCase> numerics;
+      FullTensors f;
+      bool prepared = false;
+      for (const auto& c : r.candidates) {
+        if (!c.runnable) {
+          r.rejected[c.name] = "cannot run: " + c.why_not;
           continue;
         }
-      }
-      try {
-        if (!prepared) {
-          prepare(s, f, pool, st);
-          prepared = true;
+        progress.note(s.label() + ": " + c.name);
+        running = c.name;
+        if (o.check) {
+          auto it = checked.find(c.name);
+          if (it == checked.end()) {
+            if (!numerics) numerics = std::make_unique<NumericsCase>(s, o.seed);
+            it = checked.emplace(c.name, numerics->check(c.name)).first;
+            if (!it->second.pass)
+              std::fprintf(stderr, "\nattnforge-tune: %s FAILED the numerics check (%s): %s\n", c.name.c_str(),
+                           numerics->shape().label().c_str(), it->second.detail.c_str());
+          }
+          if (!it->second.pass) {
+            r.rejected[c.name] = "numerics: " + it->second.detail;
+            progress.step(s.label() + ": " + c.name + " rejected (numerics)");
+            if (!context_alive()) return crashed(running, s);
+            continue;
+          }
         }
-        const size_t free_b = free_device_bytes() + ws.bytes();
-        if (c.workspace + (size_t(512) << 20) > free_b) {
-          r.rejected[c.name] = "needs " + std::to_string(c.workspace >> 20) + " MiB of workspace, " +
-                               std::to_string(free_b >> 20) + " MiB free";
-          progress.step(s.label() + ": " + c.name + " skipped (memory)");
-          continue;
+        try {
+          if (!prepared) {
+            running = "the forward that prepares O and LSE (backend auto)";
+            prepare(s, f, pool, st);
+            prepared = true;
+            running = c.name;
+          }
+          const size_t free_b = free_device_bytes() + ws.bytes();
+          if (c.workspace + (size_t(512) << 20) > free_b) {
+            r.rejected[c.name] = "needs " + std::to_string(c.workspace >> 20) + " MiB of workspace, " +
+                                 std::to_string(free_b >> 20) + " MiB free";
+            progress.step(s.label() + ": " + c.name + " skipped (memory)");
+            continue;
+          }
+          const Timing t = time_variant(s, f, c.name, o, ws, l2, st);
+          if (!t.ok) r.rejected[c.name] = "failed: " + t.error;
+          else r.times[c.name] = t.median_ms;
+        } catch (const std::exception& e) {
+          r.rejected[c.name] = std::string("failed: ") + e.what();
+          (void)cudaGetLastError();
         }
-        const Timing t = time_variant(s, f, c.name, o, ws, l2, st);
-        if (!t.ok) r.rejected[c.name] = "failed: " + t.error;
-        else r.times[c.name] = t.median_ms;
-      } catch (const std::exception& e) {
-        r.rejected[c.name] = std::string("failed: ") + e.what();
-        (void)cudaGetLastError();
+        if (r.rejected.count(c.name) && !context_alive()) return crashed(running, s);
+        progress.step(s.label() + ": " + c.name);
       }
-      progress.step(s.label() + ": " + c.name);
     }
     // Winner: the fastest timed variant; runner-up: the next.
     std::vector<std::pair<double, std::string>> order;
@@ -441,6 +527,7 @@ int tune_all(const Options& o) {
     if (!order.empty()) {
       r.winner = order[0].second, r.best_ms = order[0].first;
       if (order.size() > 1) r.runner_up = order[1].second, r.runner_ms = order[1].first;
+      if (!from_cache[i]) save_one(r);
     } else {
       ++failures;
       std::fprintf(stderr, "\nattnforge-tune: no variant could be timed for %s\n", s.label().c_str());
@@ -448,31 +535,8 @@ int tune_all(const Options& o) {
   }
   progress.finish();
   const double tune_s = progress.elapsed_s();
-  std::fprintf(stderr, "attnforge-tune: tuned %zu shapes in %.1f s\n", results.size(), tune_s);
-
-  // ---- the cache ----
-  if (o.save) {
-    tune::Entries fresh;
-    for (const auto& r : results) {
-      if (r.winner.empty()) continue;
-      const auto& s = r.shape;
-      tune::Key key = tune::Key::of(s.backward ? Direction::bwd : Direction::fwd, DType(int(s.dtype)), s.batch,
-                                    s.seqlen_q, s.seqlen_k, s.heads_q, s.heads_kv, s.head_dim, s.mask);
-      tune::Entry e{r.winner, r.times, r.rejected};
-      auto [it, inserted] = fresh.emplace(key, e);
-      // Two shapes of one bucket: keep the entry of the larger problem (it dominates the time).
-      if (!inserted && it->second.times_ms.at(it->second.winner) < r.best_ms) it->second = e;
-    }
-    const auto res = tune::save_merged(o.cache, *meta, fresh,
-                                       [](std::string_view n) {
-                                         for (int i = 0; i < attnforge_variant_count(); ++i)
-                                           if (n == attnforge_variant_name(i)) return true;
-                                         return false;
-                                       },
-                                       o.overwrite);
-    std::fprintf(stderr, "attnforge-tune: cache: %s\n", res.message.c_str());
-    if (!res.ok) ++failures;
-  }
+  std::fprintf(stderr, "attnforge-tune: tuned %zu shapes in %.1f s%s\n", results.size(), tune_s,
+               o.save ? (", each saved to " + o.cache).c_str() : "");
 
   // ---- verification: auto with the cache, auto with heuristics only ----
   int verify_failures = 0;
