@@ -40,6 +40,7 @@ def flash_bwd(dtype: str, d: int, m: int, n: int, w: int, s: int) -> dict:
 
 
 FUSED_MAX_ACC_FLOATS = 192  # fused: fp32 score row + O accumulators per thread (fused/config.cuh kMaxAccFloats)
+FUSED_MAX_S_FLOATS = 128  # fused: of which fp32 scores per thread (fused/config.cuh kMaxScoreFloats)
 FUSED_KEY_TILE = 64  # keys per warp tile
 
 
@@ -54,7 +55,8 @@ def fused_max_seqlen_k(dtype: str, d: int, m: int, w: int, direction: str = "fwd
     """Largest Sk the fused kernel (runtime/kernels/fused/) keeps on chip; returns (max_seqlen_k,
     smem bytes of the `direction` kernel). Warps form (m/16 row bands) × (wn key columns); each warp
     holds its 16 rows × (Sk / wn) keys as fp32 registers, 32 per 64-key tile, beside the O accumulator
-    (d/2 floats): steps = (FUSED_MAX_ACC_FLOATS − d/2) // 32 tiles per warp, Sk = steps · 64 · wn."""
+    (d/2 floats): steps = min((FUSED_MAX_ACC_FLOATS − d/2) // 32, FUSED_MAX_S_FLOATS // 32) tiles per
+    warp, Sk = steps · 64 · wn."""
     e = ELEM_BYTES[dtype]
     if m % 16 or m == 0:
         raise Unfit(f"block m={m} is not a multiple of 16")
@@ -63,7 +65,7 @@ def fused_max_seqlen_k(dtype: str, d: int, m: int, w: int, direction: str = "fwd
         raise Unfit(f"{w} warps do not split into {wm} bands of 16 rows")
     wn = w // wm
     key_block = FUSED_KEY_TILE * wn
-    steps = (FUSED_MAX_ACC_FLOATS - d // 2) // 32
+    steps = min((FUSED_MAX_ACC_FLOATS - d // 2) // 32, FUSED_MAX_S_FLOATS // 32)
     steps = min(steps, FUSED_MAX_SEQLEN_K_CAP // key_block)
     if steps < 1:
         raise Unfit(f"no room for a {key_block}-key score row beside a d={d} accumulator")

@@ -29,37 +29,37 @@ using unfused_bwd_bf16_hdany_none_w4 = Variant<Backend::unfused, Direction::bwd,
 using unfused_bwd_bf16_hdany_causal_w4 = Variant<Backend::unfused, Direction::bwd, DType::bf16, 0, mask::causal, Tile<0, 0, 4, 0>>;
 using unfused_bwd_bf16_hdany_window_w4 = Variant<Backend::unfused, Direction::bwd, DType::bf16, 0, mask::window, Tile<0, 0, 4, 0>>;
 using unfused_bwd_bf16_hdany_bias_w4 = Variant<Backend::unfused, Direction::bwd, DType::bf16, 0, mask::bias, Tile<0, 0, 4, 0>>;
-using fused_fwd_f16_hd32_none_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::none, Tile<64, 640, 8, 0>>;
+using fused_fwd_f16_hd32_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd32_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd32_causal_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::causal, Tile<64, 640, 8, 0>>;
+using fused_fwd_f16_hd32_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd32_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd32_window_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::window, Tile<64, 640, 8, 0>>;
+using fused_fwd_f16_hd32_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::window, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd32_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd32_bias_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::bias, Tile<64, 640, 8, 0>>;
+using fused_fwd_f16_hd32_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd32_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd32_none_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::none, Tile<64, 640, 8, 0>>;
+using fused_bwd_f16_hd32_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::none, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd32_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd32_causal_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::causal, Tile<64, 640, 8, 0>>;
+using fused_bwd_f16_hd32_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd32_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd32_window_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::window, Tile<64, 640, 8, 0>>;
+using fused_bwd_f16_hd32_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::window, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd32_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd32_bias_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 640, 8, 0>>;
+using fused_bwd_f16_hd32_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd32_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd64_none_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<64, 640, 8, 0>>;
+using fused_fwd_f16_hd64_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd64_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd64_causal_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<64, 640, 8, 0>>;
+using fused_fwd_f16_hd64_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd64_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd64_window_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<64, 640, 8, 0>>;
+using fused_fwd_f16_hd64_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd64_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_f16_hd64_bias_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<64, 640, 8, 0>>;
+using fused_fwd_f16_hd64_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd64_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd64_none_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 640, 8, 0>>;
+using fused_bwd_f16_hd64_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd64_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd64_causal_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 640, 8, 0>>;
+using fused_bwd_f16_hd64_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd64_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd64_window_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 640, 8, 0>>;
+using fused_bwd_f16_hd64_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd64_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_f16_hd64_bias_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 640, 8, 0>>;
+using fused_bwd_f16_hd64_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd64_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::bias, Tile<16, 1024, 4, 0>>;
 using fused_fwd_f16_hd96_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd96_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::none, Tile<16, 1024, 4, 0>>;
@@ -117,37 +117,37 @@ using fused_bwd_f16_hd256_none_m64n256w8 = Variant<Backend::fused, Direction::bw
 using fused_bwd_f16_hd256_causal_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::causal, Tile<64, 256, 8, 0>>;
 using fused_bwd_f16_hd256_window_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::window, Tile<64, 256, 8, 0>>;
 using fused_bwd_f16_hd256_bias_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::bias, Tile<64, 256, 8, 0>>;
-using fused_fwd_bf16_hd32_none_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::none, Tile<64, 640, 8, 0>>;
+using fused_fwd_bf16_hd32_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd32_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd32_causal_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::causal, Tile<64, 640, 8, 0>>;
+using fused_fwd_bf16_hd32_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd32_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd32_window_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::window, Tile<64, 640, 8, 0>>;
+using fused_fwd_bf16_hd32_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::window, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd32_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd32_bias_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::bias, Tile<64, 640, 8, 0>>;
+using fused_fwd_bf16_hd32_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd32_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd32_none_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::none, Tile<64, 640, 8, 0>>;
+using fused_bwd_bf16_hd32_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::none, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd32_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd32_causal_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::causal, Tile<64, 640, 8, 0>>;
+using fused_bwd_bf16_hd32_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd32_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd32_window_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::window, Tile<64, 640, 8, 0>>;
+using fused_bwd_bf16_hd32_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::window, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd32_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd32_bias_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 640, 8, 0>>;
+using fused_bwd_bf16_hd32_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd32_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd64_none_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<64, 640, 8, 0>>;
+using fused_fwd_bf16_hd64_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd64_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd64_causal_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<64, 640, 8, 0>>;
+using fused_fwd_bf16_hd64_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd64_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd64_window_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<64, 640, 8, 0>>;
+using fused_fwd_bf16_hd64_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd64_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_fwd_bf16_hd64_bias_m64n640w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<64, 640, 8, 0>>;
+using fused_fwd_bf16_hd64_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd64_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd64_none_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 640, 8, 0>>;
+using fused_bwd_bf16_hd64_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd64_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::none, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd64_causal_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 640, 8, 0>>;
+using fused_bwd_bf16_hd64_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd64_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::causal, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd64_window_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 640, 8, 0>>;
+using fused_bwd_bf16_hd64_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd64_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::window, Tile<16, 1024, 4, 0>>;
-using fused_bwd_bf16_hd64_bias_m64n640w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 640, 8, 0>>;
+using fused_bwd_bf16_hd64_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd64_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::bias, Tile<16, 1024, 4, 0>>;
 using fused_fwd_bf16_hd96_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd96_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::none, Tile<16, 1024, 4, 0>>;
@@ -471,37 +471,37 @@ using AllVariants = TypeList<
     unfused_bwd_bf16_hdany_causal_w4,
     unfused_bwd_bf16_hdany_window_w4,
     unfused_bwd_bf16_hdany_bias_w4,
-    fused_fwd_f16_hd32_none_m64n640w8,
+    fused_fwd_f16_hd32_none_m64n512w8,
     fused_fwd_f16_hd32_none_m16n1024w4,
-    fused_fwd_f16_hd32_causal_m64n640w8,
+    fused_fwd_f16_hd32_causal_m64n512w8,
     fused_fwd_f16_hd32_causal_m16n1024w4,
-    fused_fwd_f16_hd32_window_m64n640w8,
+    fused_fwd_f16_hd32_window_m64n512w8,
     fused_fwd_f16_hd32_window_m16n1024w4,
-    fused_fwd_f16_hd32_bias_m64n640w8,
+    fused_fwd_f16_hd32_bias_m64n512w8,
     fused_fwd_f16_hd32_bias_m16n1024w4,
-    fused_bwd_f16_hd32_none_m64n640w8,
+    fused_bwd_f16_hd32_none_m64n512w8,
     fused_bwd_f16_hd32_none_m16n1024w4,
-    fused_bwd_f16_hd32_causal_m64n640w8,
+    fused_bwd_f16_hd32_causal_m64n512w8,
     fused_bwd_f16_hd32_causal_m16n1024w4,
-    fused_bwd_f16_hd32_window_m64n640w8,
+    fused_bwd_f16_hd32_window_m64n512w8,
     fused_bwd_f16_hd32_window_m16n1024w4,
-    fused_bwd_f16_hd32_bias_m64n640w8,
+    fused_bwd_f16_hd32_bias_m64n512w8,
     fused_bwd_f16_hd32_bias_m16n1024w4,
-    fused_fwd_f16_hd64_none_m64n640w8,
+    fused_fwd_f16_hd64_none_m64n512w8,
     fused_fwd_f16_hd64_none_m16n1024w4,
-    fused_fwd_f16_hd64_causal_m64n640w8,
+    fused_fwd_f16_hd64_causal_m64n512w8,
     fused_fwd_f16_hd64_causal_m16n1024w4,
-    fused_fwd_f16_hd64_window_m64n640w8,
+    fused_fwd_f16_hd64_window_m64n512w8,
     fused_fwd_f16_hd64_window_m16n1024w4,
-    fused_fwd_f16_hd64_bias_m64n640w8,
+    fused_fwd_f16_hd64_bias_m64n512w8,
     fused_fwd_f16_hd64_bias_m16n1024w4,
-    fused_bwd_f16_hd64_none_m64n640w8,
+    fused_bwd_f16_hd64_none_m64n512w8,
     fused_bwd_f16_hd64_none_m16n1024w4,
-    fused_bwd_f16_hd64_causal_m64n640w8,
+    fused_bwd_f16_hd64_causal_m64n512w8,
     fused_bwd_f16_hd64_causal_m16n1024w4,
-    fused_bwd_f16_hd64_window_m64n640w8,
+    fused_bwd_f16_hd64_window_m64n512w8,
     fused_bwd_f16_hd64_window_m16n1024w4,
-    fused_bwd_f16_hd64_bias_m64n640w8,
+    fused_bwd_f16_hd64_bias_m64n512w8,
     fused_bwd_f16_hd64_bias_m16n1024w4,
     fused_fwd_f16_hd96_none_m64n512w8,
     fused_fwd_f16_hd96_none_m16n1024w4,
@@ -559,37 +559,37 @@ using AllVariants = TypeList<
     fused_bwd_f16_hd256_causal_m64n256w8,
     fused_bwd_f16_hd256_window_m64n256w8,
     fused_bwd_f16_hd256_bias_m64n256w8,
-    fused_fwd_bf16_hd32_none_m64n640w8,
+    fused_fwd_bf16_hd32_none_m64n512w8,
     fused_fwd_bf16_hd32_none_m16n1024w4,
-    fused_fwd_bf16_hd32_causal_m64n640w8,
+    fused_fwd_bf16_hd32_causal_m64n512w8,
     fused_fwd_bf16_hd32_causal_m16n1024w4,
-    fused_fwd_bf16_hd32_window_m64n640w8,
+    fused_fwd_bf16_hd32_window_m64n512w8,
     fused_fwd_bf16_hd32_window_m16n1024w4,
-    fused_fwd_bf16_hd32_bias_m64n640w8,
+    fused_fwd_bf16_hd32_bias_m64n512w8,
     fused_fwd_bf16_hd32_bias_m16n1024w4,
-    fused_bwd_bf16_hd32_none_m64n640w8,
+    fused_bwd_bf16_hd32_none_m64n512w8,
     fused_bwd_bf16_hd32_none_m16n1024w4,
-    fused_bwd_bf16_hd32_causal_m64n640w8,
+    fused_bwd_bf16_hd32_causal_m64n512w8,
     fused_bwd_bf16_hd32_causal_m16n1024w4,
-    fused_bwd_bf16_hd32_window_m64n640w8,
+    fused_bwd_bf16_hd32_window_m64n512w8,
     fused_bwd_bf16_hd32_window_m16n1024w4,
-    fused_bwd_bf16_hd32_bias_m64n640w8,
+    fused_bwd_bf16_hd32_bias_m64n512w8,
     fused_bwd_bf16_hd32_bias_m16n1024w4,
-    fused_fwd_bf16_hd64_none_m64n640w8,
+    fused_fwd_bf16_hd64_none_m64n512w8,
     fused_fwd_bf16_hd64_none_m16n1024w4,
-    fused_fwd_bf16_hd64_causal_m64n640w8,
+    fused_fwd_bf16_hd64_causal_m64n512w8,
     fused_fwd_bf16_hd64_causal_m16n1024w4,
-    fused_fwd_bf16_hd64_window_m64n640w8,
+    fused_fwd_bf16_hd64_window_m64n512w8,
     fused_fwd_bf16_hd64_window_m16n1024w4,
-    fused_fwd_bf16_hd64_bias_m64n640w8,
+    fused_fwd_bf16_hd64_bias_m64n512w8,
     fused_fwd_bf16_hd64_bias_m16n1024w4,
-    fused_bwd_bf16_hd64_none_m64n640w8,
+    fused_bwd_bf16_hd64_none_m64n512w8,
     fused_bwd_bf16_hd64_none_m16n1024w4,
-    fused_bwd_bf16_hd64_causal_m64n640w8,
+    fused_bwd_bf16_hd64_causal_m64n512w8,
     fused_bwd_bf16_hd64_causal_m16n1024w4,
-    fused_bwd_bf16_hd64_window_m64n640w8,
+    fused_bwd_bf16_hd64_window_m64n512w8,
     fused_bwd_bf16_hd64_window_m16n1024w4,
-    fused_bwd_bf16_hd64_bias_m64n640w8,
+    fused_bwd_bf16_hd64_bias_m64n512w8,
     fused_bwd_bf16_hd64_bias_m16n1024w4,
     fused_fwd_bf16_hd96_none_m64n512w8,
     fused_fwd_bf16_hd96_none_m16n1024w4,
@@ -889,6 +889,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "9b072154ba2964995d38ab959024f0cfe91d97df58a1b79513bb769ce3423c4e";
+inline constexpr const char* kManifestHash = "4ecfbf6dfe8a0ee21781822f37dcede5ccba1ef8e004511bb72805f4205d18d4";
 
 }  // namespace attnforge::generated

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -391,6 +392,69 @@ TEST(Fused, DeterministicBackwardIsRefused) {
   RunOptions o = kFused;
   o.deterministic = true;
   EXPECT_TRUE(check_case_fails(c, o, ATTNFORGE_UNSUPPORTED, "deterministic"));
+}
+
+// Enough heads (B·Hq ≥ the SM count) that each CTA of the wgmma kernel walks several query blocks of its
+// head (K resident, Q prefetched, V resident at D 64 / streamed at D 128), dense and varlen.
+TEST(Fused, ManyHeadsSeveralQueryBlocksPerCta) {
+  ATTNFORGE_REQUIRE_GPU();
+  int ran = 0;
+  for (int d : {64, 128})
+    for (const char* mask : {"none", "causal"}) {
+      if (fused_limit(ATTNFORGE_BF16, d, mask) < 500) continue;
+      Case c;
+      c.head_dim = d;
+      c.batch = 4;
+      c.seqlen_q = 200;
+      c.seqlen_k = mask[0] == 'n' ? 500 : 300;
+      c.heads_q = 40;
+      c.heads_kv = 8;
+      c.mask = mask;
+      c.return_weights = mask[0] == 'n';
+      c.backward = d == 64;
+      EXPECT_TRUE(check_case(c, kFused));
+      Case vl = c;
+      vl.varlen_q = {200, 0, 131, 64};
+      vl.varlen_k = {300, 17, 0, 499};
+      vl.return_weights = false;
+      vl.backward = false;
+      EXPECT_TRUE(check_case(vl, kFused));
+      ++ran;
+    }
+  if (ran == 0) GTEST_SKIP() << "no fused bf16 hd64/hd128 variant with Sk >= 500 compiled";
+}
+
+// The mma.sync kernel (the path of non-Hopper GPUs and of head dims the wgmma kernel does not take),
+// forced on this GPU with ATTNFORGE_FUSED_FWD_PATH=mma; the default run above took the wgmma kernel
+// wherever it applies.
+TEST(Fused, MmaSyncPathToo) {
+  ATTNFORGE_REQUIRE_GPU();
+  setenv("ATTNFORGE_FUSED_FWD_PATH", "mma", 1);
+  int ran = 0;
+  for (attnforge_dtype t : kDtypes)
+    for (int d : {64, 128})
+      for (const char* mask : {"causal", "bias"}) {
+        const int limit = fused_limit(t, d, mask);
+        if (limit == 0) continue;
+        for (int sk : {113, std::min(limit, 512)}) {
+          Case c;
+          c.dtype = t;
+          c.head_dim = d;
+          c.batch = 2;
+          c.seqlen_q = 130;
+          c.seqlen_k = sk;
+          c.heads_q = 4;
+          c.heads_kv = 1;
+          c.mask = mask;
+          set_bias(c, sk);
+          c.return_weights = true;
+          c.backward = false;
+          EXPECT_TRUE(check_case(c, kFused));
+          ++ran;
+        }
+      }
+  unsetenv("ATTNFORGE_FUSED_FWD_PATH");
+  if (ran == 0) GTEST_SKIP() << "no fused hd64/hd128 variant compiled";
 }
 
 }  // namespace

@@ -12,6 +12,8 @@ namespace attnforge::fused {
 
 // Must equal codegen/limits.py: FUSED_MAX_ACC_FLOATS (fp32 S + O accumulators per thread).
 constexpr int kMaxAccFloats = 192;
+// Must equal codegen/limits.py: FUSED_MAX_S_FLOATS (of which fp32 scores per thread).
+constexpr int kMaxScoreFloats = 128;
 constexpr int kSmemLimit = 227 * 1024;
 
 template <class V>
@@ -44,6 +46,7 @@ struct Config {
   // Registers: S (kSteps × 8 fragments × 4 floats) + O (kONTiles × 4) per thread — the rule in limits.py.
   static constexpr int kAccFloats = kSteps * 32 + kHeadDim / 2;
   static_assert(kAccFloats <= kMaxAccFloats, "score row + O exceed the per-thread fp32 register budget");
+  static_assert(kSteps * 32 <= kMaxScoreFloats, "score row exceeds the per-thread fp32 register budget");
   // The Q fragments of the warp (kKSteps × 4 regs) stay in registers when they fit beside S and O;
   // otherwise they are re-read with ldmatrix for every key tile.
   static constexpr bool kQInRegs = kAccFloats + kKSteps * 4 <= kMaxAccFloats;

@@ -5,7 +5,9 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "common/copy.cuh"
@@ -16,7 +18,9 @@
 #include "common/softmax.cuh"
 #include "common/variant.hpp"
 #include "fused/config.cuh"
+#include "fused/fwd_sm90.cuh"
 #include "fused/host_util.hpp"
+#include "fused/row_softmax.cuh"
 
 namespace attnforge::fused {
 
@@ -78,11 +82,10 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
   };
   uint32_t q_frag[Cfg::kQInRegs ? kKSteps : 1][4];
 
-  // ---- pass 1: S = Q·Kᵀ·scale_log2 for the whole key row, masked, and the row max ---------------
+  // ---- pass 1: S = Q·Kᵀ·scale_log2 for the whole key row, masked --------------------------------
   // s[i]: key tile kt = i·kWarpsN + wn of this warp, (16 rows × 64 keys) as 8 m16n8 C fragments.
   float s[kSteps][1][8][4];
   uint32_t live = 0;  // bit i: tile i has a visible element (else P = 0 there and P·V skips it)
-  float row_max[2] = {-INFINITY, -INFINITY};  // rows g and g + 8 of the warp band (log2 units)
   // Bias of kinds with a tensor, offset to this (batch, head); element (q, k) by its strides.
   prim::BiasView bias_here{};  // scores are in log2 units when the bias is added: bias·log2(e)
   bias_here.dtype = p.bias_dtype;
@@ -147,126 +150,24 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
         scale_scores(s[i], p.scale_log2);  // log2-domain scores: exp2 below
         if (cls == TileClass::kPartial)
           prim::apply_mask<Mask>(s[i], q_first + g, k_first + 2 * t4, sq, sk, p.mask, bias_here);
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-          row_max[0] = fmaxf(row_max[0], fmaxf(s[i][0][nt][0], s[i][0][nt][1]));
-          row_max[1] = fmaxf(row_max[1], fmaxf(s[i][0][nt][2], s[i][0][nt][3]));
-        }
       }
       __syncthreads();  // every warp is done with stage i % 2 before block i + 2 overwrites it
     }
   }
   if (n_steps == 0) prim::cp_async_wait<0>();  // only Q was in flight (sk = 0: every row is empty)
 
-  // ---- row max over the quad, then over the kWarpsN warps sharing the band ---------------------------
-  float* s_max = s_stats;                       // (kWarpsN, kBlockM)
-  float* s_sum = s_stats + kWarpsN * kBlockM;   // (kWarpsN, kBlockM)
-#pragma unroll
-  for (int r = 0; r < 2; ++r) row_max[r] = prim::quad_max(row_max[r]);
-  if constexpr (kWarpsN > 1) {
-    if (t4 == 0) {
-      s_max[wn * kBlockM + row0 + g] = row_max[0];
-      s_max[wn * kBlockM + row0 + g + 8] = row_max[1];
-    }
-    __syncthreads();
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float m = -INFINITY;
-#pragma unroll
-      for (int w = 0; w < kWarpsN; ++w) m = fmaxf(m, s_max[w * kBlockM + row0 + g + 8 * r]);
-      row_max[r] = m;
-    }
-  }
-
-  // ---- pass 2: P = exp2(s − max), row sum; exact: the max is final before any exponential ---------
-  // A row with no visible key keeps max = −inf: base 0 makes every P exactly 0, never NaN.
-  const float base[2] = {row_max[0] == -INFINITY ? 0.f : row_max[0], row_max[1] == -INFINITY ? 0.f : row_max[1]};
-  float row_sum[2] = {0.f, 0.f};
-#pragma unroll
-  for (int i = 0; i < kSteps; ++i) {
-    if (live & (1u << i)) {
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float pe = prim::exp2_approx(s[i][0][nt][e] - base[e >> 1]);
-          s[i][0][nt][e] = pe;
-          row_sum[e >> 1] += pe;
-        }
-    } else {
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[i][0][nt][e] = 0.f;
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < 2; ++r) row_sum[r] = prim::quad_sum(row_sum[r]);
-  if constexpr (kWarpsN > 1) {
-    if (t4 == 0) {
-      s_sum[wn * kBlockM + row0 + g] = row_sum[0];
-      s_sum[wn * kBlockM + row0 + g + 8] = row_sum[1];
-    }
-    __syncthreads();
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float l = 0.f;
-#pragma unroll
-      for (int w = 0; w < kWarpsN; ++w) l += s_sum[w * kBlockM + row0 + g + 8 * r];
-      row_sum[r] = l;
-    }
-  }
-
-  // LSE = (max + log2 Σ) · ln 2 in natural-log units; −inf for a row that sees no key.
-  float inv_sum[2];
+  // ---- pass 2: exact softmax over the whole row (max, then sum), LSE, optional weights ----------------
+  float* s_max = s_stats;                      // (kWarpsN, kBlockM)
+  float* s_sum = s_stats + kWarpsN * kBlockM;  // (kWarpsN, kBlockM)
+  float lse[2];
+  row_softmax<kSteps, kWarpsN, kBlockM>(s, live, s_max, s_sum, row0 + g, wn, t4, lse);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const bool any = row_sum[r] > 0.f;
-    inv_sum[r] = any ? 1.f / row_sum[r] : 0.f;
     const int row = q_first + g + 8 * r;
-    if (wn == 0 && t4 == 0 && row < sq) {
-      p.lse[b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + seq.q_start + row] =
-          any ? (row_max[r] + __log2f(row_sum[r])) * 0.69314718055994531f : -INFINITY;
-    }
+    if (wn == 0 && t4 == 0 && row < sq)
+      p.lse[b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + seq.q_start + row] = lse[r];
   }
-  // P = exp2(s − max) / Σ: normalised here, so the weights written and the P used in P·V are one tensor.
-#pragma unroll
-  for (int i = 0; i < kSteps; ++i)
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[i][0][nt][e] *= inv_sum[e >> 1];
-
-  // ---- optional: the attention weights, (B, Hq, Sq, Sk) contiguous, dtype of q --------------------
-  if (p.weights != nullptr) {
-    const int64_t sk_all = p.seqlen_k;  // dense only (validation rejects weights with varlen)
-    Element* w_ptr = static_cast<Element*>(p.weights) + ((int64_t(b) * p.heads_q + h) * p.seqlen_q) * sk_all;
-    const bool pairs = (sk_all & 1) == 0;  // 4-byte stores stay aligned
-#pragma unroll
-    for (int i = 0; i < kSteps; ++i) {
-      if (i < n_steps) {
-        const int k_first = (i * kWarpsN + wn) * Cfg::kKeyTile;
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const int row = q_first + g + 8 * r;
-          if (row < sq) {
-            Element* w_row = w_ptr + int64_t(row) * sk_all;
-#pragma unroll
-            for (int nt = 0; nt < 8; ++nt) {
-              const int col = k_first + nt * 8 + 2 * t4;
-              if (pairs) {
-                if (col < sk)
-                  *reinterpret_cast<uint32_t*>(w_row + col) = Num::pack2(s[i][0][nt][2 * r], s[i][0][nt][2 * r + 1]);
-              } else {
-                if (col < sk) w_row[col] = Num::from_float(s[i][0][nt][2 * r]);
-                if (col + 1 < sk) w_row[col + 1] = Num::from_float(s[i][0][nt][2 * r + 1]);
-              }
-            }
-          }
-        }
-      }
-    }
-  }
+  if (p.weights != nullptr) store_weights<Num, kSteps, kWarpsN>(p, s, n_steps, b, h, q_first, sq, sk, wn, g, t4);
 
   // ---- pass 3: O = P·V, P straight from the S registers (C fragment pairs = A fragments) ------------
   float o[kONTiles][4];
@@ -328,18 +229,25 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
   }
 
   // ---- O: (kBlockM, D) rows of this band; a row that saw nothing is exactly 0 -------------------------
-  Element* o_ptr = static_cast<Element*>(p.o) + b * p.o_batch_stride + (seq.q_start + m0) * p.o_row_stride +
+  Element* o_ptr = static_cast<Element*>(p.o) + b * p.o_batch_stride + (seq.q_start + q_first) * p.o_row_stride +
                    int64_t(h) * p.o_head_stride;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = row0 + g + 8 * r;
-    if (m0 + row < sq) {
-      Element* o_row = o_ptr + int64_t(row) * p.o_row_stride;
-#pragma unroll
-      for (int nt = 0; nt < kONTiles; ++nt)
-        *reinterpret_cast<uint32_t*>(o_row + nt * 8 + 2 * t4) = Num::pack2(o[nt][2 * r], o[nt][2 * r + 1]);
-    }
-  }
+  store_o<Num, kONTiles>(o_ptr, p.o_row_stride, o, sq - q_first, g, t4);
+}
+
+// Which kernel runs a forward: the wgmma kernel (fwd_sm90.cuh) on sm_90 devices when the variant fits
+// it, else the mma.sync kernel above. ATTNFORGE_FUSED_FWD_PATH=mma forces the mma.sync kernel (tests run
+// both paths on one GPU).
+inline bool use_sm90_path() {
+  const char* env = std::getenv("ATTNFORGE_FUSED_FWD_PATH");  // read per call: tests switch it
+  if (env != nullptr && std::string(env) == "mma") return false;
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  static int cached[64] = {};
+  if (dev >= 0 && dev < 64 && __atomic_load_n(&cached[dev], __ATOMIC_ACQUIRE) != 0)
+    return __atomic_load_n(&cached[dev], __ATOMIC_ACQUIRE) == 9;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+  if (dev >= 0 && dev < 64) __atomic_store_n(&cached[dev], major, __ATOMIC_RELEASE);
+  return major == 9;
 }
 
 // Host side: rejects what the kernel cannot run (Sk past the on-chip key row, misaligned rows), sizes
@@ -358,6 +266,21 @@ attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
     if (!rows_aligned(p, false)) return fail(ATTNFORGE_UNSUPPORTED, "fused needs 16-byte aligned q/k/v/o rows");
     if (p.heads_q > 65535 || p.batch > 65535)
       return fail(ATTNFORGE_UNSUPPORTED, "fused supports at most 65535 heads and 65535 sequences");
+    using Cfg90 = Sm90Config<V>;
+    if constexpr (Cfg90::kSupported) {
+      if (use_sm90_path()) {
+        // One CTA per (query-block group, head, batch): each walks blocks x, x + G, ... of its head, so K
+        // (and V) are read once per CTA; G just large enough to fill the SMs.
+        const int n_mblocks = (p.seqlen_q + 63) / 64;
+        const int64_t heads = int64_t(p.batch) * p.heads_q;
+        const int sms = p.num_sms > 0 ? p.num_sms : 132;
+        const int groups = int(std::max<int64_t>(1, std::min<int64_t>(n_mblocks, (sms + heads - 1) / heads)));
+        constexpr int smem90 = Cfg90::kSmemBytes;
+        if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90<V>, smem90); st != ATTNFORGE_OK) return st;
+        fwd_kernel_sm90<V><<<dim3(groups, p.heads_q, p.batch), Cfg::kThreads, smem90, stream>>>(p);
+        return check_launch("fused forward (sm90)");
+      }
+    }
     constexpr int smem = Cfg::kSmemBytes;
     if (attnforge_status st = raise_smem_limit(fwd_kernel<V>, smem); st != ATTNFORGE_OK) return st;
     const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
