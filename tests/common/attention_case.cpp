@@ -100,44 +100,58 @@ std::string index_string(const Layout& l, size_t logical) {
   return s + "]";
 }
 
-// The numerics rule on one tensor: max|out − ref| ≤ factor·max|lowp − ref| + abs_tol. Positions
-// where ref is −inf (LSE of a fully masked row) must be −inf in out, and are left out of the maxima.
+// The numerics rule on one tensor's logical elements (padding left out), logged by name.
 bool rule(std::ostringstream& log, const char* name, const Layout& l, const std::vector<double>& out,
           const std::vector<double>& ref, const std::vector<double>& lowp, double factor, double abs_tol) {
   const auto offs = offsets(l);
-  double err = 0.0, lerr = 0.0;
+  std::vector<double> o(offs.size()), r(offs.size()), w(offs.size());
+  for (size_t e = 0; e < offs.size(); ++e)
+    o[e] = out[size_t(offs[e])], r[e] = ref[size_t(offs[e])], w[e] = lowp[size_t(offs[e])];
+  const RuleCheck c = numerics_rule(o, r, w, factor, abs_tol);
+  log << "  " << name << ": max|out-ref| = " << c.err << ", max|lowp-ref| = " << c.lowp_err << ", bound = " << c.bound;
+  switch (c.failure) {
+    case RuleCheck::Failure::none: break;
+    case RuleCheck::Failure::nan: log << "  FAIL: NaN at " << index_string(l, c.at) << " (unwritten or invalid)"; break;
+    case RuleCheck::Failure::infinity_mismatch:
+      log << "  FAIL: reference is " << r[c.at] << " at " << index_string(l, c.at) << ", got " << o[c.at];
+      break;
+    case RuleCheck::Failure::too_far:
+      log << "  FAIL at " << index_string(l, c.at) << ": out " << o[c.at] << ", ref " << r[c.at];
+      break;
+  }
+  log << "\n";
+  return c.ok;
+}
+
+}  // namespace
+
+RuleCheck numerics_rule(const std::vector<double>& out, const std::vector<double>& ref,
+                        const std::vector<double>& lowp, double factor, double abs_tol) {
+  if (out.size() != ref.size() || lowp.size() != ref.size())
+    throw std::invalid_argument("numerics_rule: out, ref and lowp must have the same size");
+  RuleCheck c;
   size_t worst = 0;
-  bool bad_inf = false, nan = false;
-  size_t bad_at = 0;
-  for (size_t e = 0; e < offs.size(); ++e) {
-    const double o = out[size_t(offs[e])], r = ref[size_t(offs[e])], w = lowp[size_t(offs[e])];
-    if (std::isinf(r)) {
-      if (!(o == r) && !bad_inf && !nan) bad_inf = true, bad_at = e;
+  for (size_t e = 0; e < out.size(); ++e) {
+    const double o = out[e], r = ref[e], w = lowp[e];
+    if (std::isinf(r)) {  // −inf LSE of a fully masked row: must match exactly
+      if (!(o == r) && c.failure == RuleCheck::Failure::none) c.failure = RuleCheck::Failure::infinity_mismatch, c.at = e;
       continue;
     }
     if (std::isnan(o)) {
-      if (!nan) nan = true, bad_at = e;
+      if (c.failure == RuleCheck::Failure::none) c.failure = RuleCheck::Failure::nan, c.at = e;
       continue;
     }
     const double d = std::abs(o - r);
-    if (d > err) err = d, worst = e;
-    lerr = std::max(lerr, std::abs(w - r));
+    if (d > c.err) c.err = d, worst = e;
+    c.lowp_err = std::max(c.lowp_err, std::abs(w - r));
   }
-  const double bound = factor * lerr + abs_tol;
-  const bool ok = !nan && !bad_inf && err <= bound;
-  log << "  " << name << ": max|out-ref| = " << err << ", max|lowp-ref| = " << lerr << ", bound = " << bound;
-  if (nan) {
-    log << "  FAIL: NaN at " << index_string(l, bad_at) << " (unwritten or invalid)";
-  } else if (bad_inf) {
-    log << "  FAIL: reference is " << ref[size_t(offs[bad_at])] << " at " << index_string(l, bad_at) << ", got "
-        << out[size_t(offs[bad_at])];
-  } else if (!ok) {
-    log << "  FAIL at " << index_string(l, worst) << ": out " << out[size_t(offs[worst])] << ", ref "
-        << ref[size_t(offs[worst])];
-  }
-  log << "\n";
-  return ok;
+  c.bound = factor * c.lowp_err + abs_tol;
+  if (c.failure == RuleCheck::Failure::none && !(c.err <= c.bound)) c.failure = RuleCheck::Failure::too_far, c.at = worst;
+  c.ok = c.failure == RuleCheck::Failure::none;
+  return c;
 }
+
+namespace {
 
 uint64_t case_seed(const Case& c) {
   if (const char* env = std::getenv("ATTNFORGE_TEST_SEED")) return std::strtoull(env, nullptr, 10);

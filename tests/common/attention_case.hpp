@@ -30,6 +30,7 @@
 //   backward: dQ, dK, dV with factor 3, from the GPU's own O and LSE.
 //   Fully masked rows must give O = 0 exactly, LSE = −inf and zero gradients (the reference does,
 //   and the rule with a zero baseline error leaves only 1e-5 of slack).
+//   RunOptions::workspace also exercises caller-provided scratch (exact, misaligned, too small).
 #pragma once
 #include <gtest/gtest.h>
 
@@ -97,6 +98,21 @@ struct RunOptions {
   // which the library must refuse to use and allocate instead).
   enum class Workspace { library, exact, misaligned, too_small } workspace = Workspace::library;
 };
+
+// DESIGN.md's numerics rule on flat arrays: ok iff no NaN in out, out == ref wherever ref is ±inf
+// (−inf LSE of fully masked rows), and max|out − ref| ≤ factor·max|lowp − ref| + abs_tol over the
+// finite entries. Usable for any custom comparison (bench cross-checks, Python-free tools).
+struct RuleCheck {
+  enum class Failure { none, nan, infinity_mismatch, too_far };
+  bool ok = true;
+  double err = 0.0;       // max|out − ref|
+  double lowp_err = 0.0;  // max|lowp − ref|
+  double bound = 0.0;     // factor·lowp_err + abs_tol
+  Failure failure = Failure::none;
+  size_t at = 0;          // element of the (first) failure
+};
+RuleCheck numerics_rule(const std::vector<double>& out, const std::vector<double>& ref,
+                        const std::vector<double>& lowp, double factor, double abs_tol = 1e-5);
 
 // Runs the case through the C API and checks it; see the top of this file.
 ::testing::AssertionResult check_case(const Case& c, const RunOptions& opt = {});
