@@ -1,6 +1,6 @@
 // CPU reference attention (reference.hpp): one templated implementation serves both the exact
 // fp64 reference (Acc = double, no rounding) and the low-precision emulation (Acc = float,
-// every GEMM result and P rounded to the dtype). Parallel over (batch, kv-head) blocks.
+// every GEMM result and P rounded to the dtype). Rows (and key columns) of each block run in parallel.
 #include "attnforge/reference.hpp"
 
 #include <algorithm>
@@ -82,58 +82,62 @@ Context make_context(const ReferenceProblem& pr, const HostTensor& q, const Host
   return c;
 }
 
-// Runs f(b, kv_head) over all blocks on the machine's cores (blocks write disjoint outputs).
+// Runs f(i) for i in [0, n) on the machine's cores when the work is big enough to pay for threads
+// (each i writes its own outputs). Blocks of (sequence, head) run one after another; their rows
+// (or key columns) run in parallel.
 template <class F>
-void parallel_blocks(int batch, int heads_kv, F&& f) {
-  const int n = batch * heads_kv;
-  const int threads = std::max(1, std::min<int>(n, int(std::thread::hardware_concurrency())));
+void parallel_for(int n, double work_per_item, F&& f) {
+  static const int cores = std::max(1, int(std::thread::hardware_concurrency()));
+  const int threads = std::min(cores, int(std::min<double>(n, n * work_per_item / 32768.0)));
+  if (threads <= 1) {
+    for (int i = 0; i < n; ++i) f(i);
+    return;
+  }
   std::atomic<int> next{0};
   auto work = [&] {
-    for (int i = next++; i < n; i = next++) f(i / heads_kv, i % heads_kv);
+    for (int i = next++; i < n; i = next++) f(i);
   };
-  if (threads == 1) return work();
   std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back(work);
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
   for (auto& t : pool) t.join();
 }
 
-// P (sq × sk) and LSE (sq) of head h of sequence b, from Q (sq × D) and K (sk × D) of that block.
+// Row i of P (sk) and its LSE for head h of sequence b, from Q (sq × D) and K (sk × D) of that block.
 // S = Q·Kᵀ (rounded), ·scale (rounded), + additive bias (rounded); masked ⇒ −inf; P = softmax(S)
 // computed in Acc and rounded; a row with every key masked gets P = 0 and LSE = −inf.
 template <class Acc>
-void probabilities(const Context& c, const Rounding& r, int b, int h, int sq, int sk, const std::vector<Acc>& Q,
-                   const std::vector<Acc>& K, std::vector<double>& P, std::vector<double>& lse) {
+double probability_row(const Context& c, const Rounding& r, int b, int h, int i, int sq, int sk,
+                       const std::vector<Acc>& Q, const std::vector<Acc>& K, double* P) {
   const int D = c.pr.head_dim;
-  P.assign(size_t(sq) * sk, 0.0);
-  lse.assign(size_t(sq), kNegInf);
-  std::vector<double> s(static_cast<size_t>(sk));
-  for (int i = 0; i < sq; ++i) {
-    double m = kNegInf;
-    for (int j = 0; j < sk; ++j) {
-      bool visible = mask_visible(c.mask_id, i, j, sq, sk, c.scalars);
-      double add = 0.0;
-      if (visible && c.has_tensor) {
-        const double bv = c.bias(b, h, i, j);
-        if (c.pr.bias_is_bool) visible = bv != 0.0;
-        else add = bv;
-      }
-      double x = kNegInf;
-      if (visible) {
-        Acc dot = 0;
-        for (int d = 0; d < D; ++d) dot += Q[size_t(i) * D + d] * K[size_t(j) * D + d];
-        x = r(r(double(dot)) * c.scale);
-        if (c.has_tensor && !c.pr.bias_is_bool) x = r(x + add);
-        if (std::isnan(x)) x = kNegInf;  // −inf bias on top of a finite score stays masked
-      }
-      s[size_t(j)] = x;
-      m = std::max(m, x);
+  double m = kNegInf;
+  for (int j = 0; j < sk; ++j) {
+    bool visible = mask_visible(c.mask_id, i, j, sq, sk, c.scalars);
+    double add = 0.0;
+    if (visible && c.has_tensor) {
+      const double bv = c.bias(b, h, i, j);
+      if (c.pr.bias_is_bool) visible = bv != 0.0;
+      else add = bv;
     }
-    if (m == kNegInf) continue;  // fully masked row: P = 0, LSE = −inf
-    Acc l = 0;
-    for (int j = 0; j < sk; ++j) l += Acc(std::exp(Acc(s[size_t(j)] - m)));
-    for (int j = 0; j < sk; ++j) P[size_t(i) * sk + j] = r(double(Acc(std::exp(Acc(s[size_t(j)] - m))) / l));
-    lse[size_t(i)] = double(Acc(m) + Acc(std::log(l)));
+    double x = kNegInf;
+    if (visible) {
+      Acc dot = 0;
+      for (int d = 0; d < D; ++d) dot += Q[size_t(i) * D + d] * K[size_t(j) * D + d];
+      x = r(r(double(dot)) * c.scale);
+      if (c.has_tensor && !c.pr.bias_is_bool) x = r(x + add);
+      if (std::isnan(x)) x = kNegInf;  // −inf bias on top of a finite score stays masked
+    }
+    P[j] = x;  // the scores, for now
+    m = std::max(m, x);
   }
+  if (m == kNegInf) {  // fully masked row: P = 0, LSE = −inf
+    std::fill(P, P + sk, 0.0);
+    return kNegInf;
+  }
+  Acc l = 0;
+  for (int j = 0; j < sk; ++j) l += Acc(std::exp(Acc(P[j] - m)));
+  for (int j = 0; j < sk; ++j) P[j] = r(double(Acc(std::exp(Acc(P[j] - m))) / l));
+  return double(Acc(m) + Acc(std::log(l)));
 }
 
 // Copies head h of one sequence's token block (rows × D) into a contiguous Acc buffer.
@@ -152,34 +156,36 @@ void forward_impl(const Rounding& r, const ReferenceProblem& pr, const HostTenso
   require(o.data != nullptr && o.rank == q.rank, "o is required and must be shaped like q");
   require(!p_out.data || !c.varlen, "P is not available with varlen");
   const int D = pr.head_dim;
-  parallel_blocks(pr.batch, pr.heads_kv, [&](int b, int kvh) {
+  std::vector<Acc> Q, K, V;
+  for (int b = 0; b < pr.batch; ++b) {
     int64_t q0, k0;
     int sq, sk;
     c.seq(b, q0, k0, sq, sk);
-    std::vector<Acc> Q, K, V;
-    std::vector<double> P, lse;
-    gather(c, k, b, k0, sk, kvh, K);
-    gather(c, v, b, k0, sk, kvh, V);
-    for (int h = kvh * c.group; h < (kvh + 1) * c.group; ++h) {
+    for (int h = 0; h < pr.heads_q; ++h) {
+      const int kvh = h / c.group;
+      gather(c, k, b, k0, sk, kvh, K);
+      gather(c, v, b, k0, sk, kvh, V);
       gather(c, q, b, q0, sq, h, Q);
-      probabilities<Acc>(c, r, b, h, sq, sk, Q, K, P, lse);
-      for (int i = 0; i < sq; ++i) {
-        // O = P·V (a fully masked row has P = 0, hence O = 0 exactly)
-        for (int d = 0; d < D; ++d) {
-          Acc acc = 0;
-          for (int j = 0; j < sk; ++j) acc += Acc(P[size_t(i) * sk + j]) * V[size_t(j) * D + d];
-          o.data[c.tok(o, b, q0 + i, h, d)] = r(double(acc));
+      parallel_for(sq, double(sk) * D * 2, [&](int i) {
+        std::vector<double> P(static_cast<size_t>(sk));
+        const double lse = probability_row<Acc>(c, r, b, h, i, sq, sk, Q, K, P.data());
+        // O = P·V (a fully masked row has P = 0, hence O = 0 exactly); sums over j in order
+        std::vector<Acc> acc(size_t(D), Acc(0));
+        for (int j = 0; j < sk; ++j) {
+          const Acc pj = Acc(P[size_t(j)]);
+          for (int d = 0; d < D; ++d) acc[size_t(d)] += pj * V[size_t(j) * D + d];
         }
-        if (lse_out.data) lse_out.data[c.lse_at(lse_out, b, h, q0 + i)] = lse[size_t(i)];
+        for (int d = 0; d < D; ++d) o.data[c.tok(o, b, q0 + i, h, d)] = r(double(acc[size_t(d)]));
+        if (lse_out.data) lse_out.data[c.lse_at(lse_out, b, h, q0 + i)] = lse;
         if (p_out.data) {
           for (int j = 0; j < pr.seqlen_k; ++j) {
-            const double pv = j < sk ? P[size_t(i) * sk + j] : 0.0;
+            const double pv = j < sk ? P[size_t(j)] : 0.0;
             p_out.data[b * p_out.strides[0] + h * p_out.strides[1] + i * p_out.strides[2] + j * p_out.strides[3]] = pv;
           }
         }
-      }
+      });
     }
-  });
+  }
 }
 
 template <class Acc>
@@ -189,60 +195,63 @@ void backward_impl(const Rounding& r, const ReferenceProblem& pr, const HostTens
   const Context c = make_context(pr, q, k, v);
   require(d_o.data && dq.data && dk.data && dv.data, "d_o, dq, dk and dv are required");
   const int D = pr.head_dim;
-  parallel_blocks(pr.batch, pr.heads_kv, [&](int b, int kvh) {
+  std::vector<Acc> Q, K, V, dO;
+  std::vector<double> P, dS;
+  for (int b = 0; b < pr.batch; ++b) {
     int64_t q0, k0;
     int sq, sk;
     c.seq(b, q0, k0, sq, sk);
-    std::vector<Acc> Q, K, V, dO;
-    std::vector<double> P, lse, dS(size_t(sq) * sk);
-    std::vector<Acc> dK(size_t(sk) * D, Acc(0)), dV(size_t(sk) * D, Acc(0));  // summed over the group
-    gather(c, k, b, k0, sk, kvh, K);
-    gather(c, v, b, k0, sk, kvh, V);
-    for (int h = kvh * c.group; h < (kvh + 1) * c.group; ++h) {
-      gather(c, q, b, q0, sq, h, Q);
-      gather(c, d_o, b, q0, sq, h, dO);
-      probabilities<Acc>(c, r, b, h, sq, sk, Q, K, P, lse);
-      for (int i = 0; i < sq; ++i) {
-        // dP = dO·Vᵀ (rounded); Di = Σ_j P_ij·dP_ij (= rowsum(dO ∘ O)); dS = P ∘ (dP − Di), ·scale
-        std::vector<double> dP(static_cast<size_t>(sk));
-        Acc Di = 0;
-        for (int j = 0; j < sk; ++j) {
-          Acc acc = 0;
-          for (int d = 0; d < D; ++d) acc += dO[size_t(i) * D + d] * V[size_t(j) * D + d];
-          dP[size_t(j)] = r(double(acc));
-          Di += Acc(P[size_t(i) * sk + j]) * Acc(dP[size_t(j)]);
-        }
-        for (int j = 0; j < sk; ++j) {
-          const double pij = P[size_t(i) * sk + j];
-          dS[size_t(i) * sk + j] = r(r(double(Acc(pij) * (Acc(dP[size_t(j)]) - Di))) * c.scale);
-        }
-        // dQ = dS·K
-        for (int d = 0; d < D; ++d) {
-          Acc acc = 0;
-          for (int j = 0; j < sk; ++j) acc += Acc(dS[size_t(i) * sk + j]) * K[size_t(j) * D + d];
-          dq.data[c.tok(dq, b, q0 + i, h, d)] = r(double(acc));
-        }
+    for (int kvh = 0; kvh < pr.heads_kv; ++kvh) {
+      gather(c, k, b, k0, sk, kvh, K);
+      gather(c, v, b, k0, sk, kvh, V);
+      std::vector<Acc> dK(size_t(sk) * D, Acc(0)), dV(size_t(sk) * D, Acc(0));  // summed over the group
+      for (int h = kvh * c.group; h < (kvh + 1) * c.group; ++h) {
+        gather(c, q, b, q0, sq, h, Q);
+        gather(c, d_o, b, q0, sq, h, dO);
+        P.assign(size_t(sq) * sk, 0.0);
+        dS.assign(size_t(sq) * sk, 0.0);
+        // Rows: P, dP = dO·Vᵀ (rounded), Di = Σ_j P_ij·dP_ij (= rowsum(dO ∘ O)),
+        // dS = P ∘ (dP − Di) ·scale, dQ = dS·K.
+        parallel_for(sq, double(sk) * D * 4, [&](int i) {
+          double* Pi = &P[size_t(i) * sk];
+          double* dSi = &dS[size_t(i) * sk];
+          (void)probability_row<Acc>(c, r, b, h, i, sq, sk, Q, K, Pi);
+          Acc Di = 0;
+          for (int j = 0; j < sk; ++j) {
+            Acc acc = 0;
+            for (int d = 0; d < D; ++d) acc += dO[size_t(i) * D + d] * V[size_t(j) * D + d];
+            dSi[j] = r(double(acc));  // dP, for now
+            Di += Acc(Pi[j]) * Acc(dSi[j]);
+          }
+          for (int j = 0; j < sk; ++j) dSi[j] = r(r(double(Acc(Pi[j]) * (Acc(dSi[j]) - Di))) * c.scale);
+          std::vector<Acc> acc(size_t(D), Acc(0));
+          for (int j = 0; j < sk; ++j) {
+            const Acc a = Acc(dSi[j]);
+            for (int d = 0; d < D; ++d) acc[size_t(d)] += a * K[size_t(j) * D + d];
+          }
+          for (int d = 0; d < D; ++d) dq.data[c.tok(dq, b, q0 + i, h, d)] = r(double(acc[size_t(d)]));
+        });
+        // Key columns: dK += dSᵀ·Q, dV += Pᵀ·dO (this head's share of the kv head).
+        parallel_for(sk, double(sq) * D * 2, [&](int j) {
+          std::vector<Acc> ak(size_t(D), Acc(0)), av(size_t(D), Acc(0));  // sums over i in order
+          for (int i = 0; i < sq; ++i) {
+            const Acc s_ij = Acc(dS[size_t(i) * sk + j]), p_ij = Acc(P[size_t(i) * sk + j]);
+            for (int d = 0; d < D; ++d) {
+              ak[size_t(d)] += s_ij * Q[size_t(i) * D + d];
+              av[size_t(d)] += p_ij * dO[size_t(i) * D + d];
+            }
+          }
+          for (int d = 0; d < D; ++d) dK[size_t(j) * D + d] += ak[size_t(d)], dV[size_t(j) * D + d] += av[size_t(d)];
+        });
       }
-      // dK += dSᵀ·Q, dV += Pᵀ·dO (this head's share of the kv head)
       for (int j = 0; j < sk; ++j) {
         for (int d = 0; d < D; ++d) {
-          Acc ak = 0, av = 0;
-          for (int i = 0; i < sq; ++i) {
-            ak += Acc(dS[size_t(i) * sk + j]) * Q[size_t(i) * D + d];
-            av += Acc(P[size_t(i) * sk + j]) * dO[size_t(i) * D + d];
-          }
-          dK[size_t(j) * D + d] += ak;
-          dV[size_t(j) * D + d] += av;
+          dk.data[c.tok(dk, b, k0 + j, kvh, d)] = r(double(dK[size_t(j) * D + d]));
+          dv.data[c.tok(dv, b, k0 + j, kvh, d)] = r(double(dV[size_t(j) * D + d]));
         }
       }
     }
-    for (int j = 0; j < sk; ++j) {
-      for (int d = 0; d < D; ++d) {
-        dk.data[c.tok(dk, b, k0 + j, kvh, d)] = r(double(dK[size_t(j) * D + d]));
-        dv.data[c.tok(dv, b, k0 + j, kvh, d)] = r(double(dV[size_t(j) * D + d]));
-      }
-    }
-  });
+  }
 }
 
 }  // namespace
