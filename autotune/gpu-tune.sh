@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The autotune run on a GPU machine, in one command: build the tuner with the training grid's
-# variants only, run the selection / tune-cache / estimate host tests there, the select-overhead
+# variants only, run the selection / tune-cache / estimate tests there, the select-overhead
 # benchmark, then attnforge-tune over the training grid with --verify (auto within 5% of the best
 # with the cache, within 25% on heuristics only). Everything lands in $OUT (at most 6 files).
 #
@@ -11,13 +11,35 @@ OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 t0=$SECONDS
 export BUILD_DIR=${BUILD_DIR:-build-gpu}
+export PACK=0  # gpu-check.sh leaves its logs in $OUT/gpu-check; packed once at the end
 # bf16, D ∈ {64, 128}, none / causal: every backend's variants the training grid can use.
-export ATTNFORGE_VARIANT_FILTER=${ATTNFORGE_VARIANT_FILTER:-'unfused_*_bf16_hdany_none_*;unfused_*_bf16_hdany_causal_*;*_bf16_hd64_none_*;*_bf16_hd64_causal_*;*_bf16_hd128_none_*;*_bf16_hd128_causal_*'}
+filter_for() {  # backends... → ATTNFORGE_VARIANT_FILTER
+  local f="" b
+  for b in "$@"; do
+    if [ "$b" = unfused ]; then f+="unfused_*_bf16_hdany_none_*;unfused_*_bf16_hdany_causal_*;"
+    else f+="${b}_*_bf16_hd64_none_*;${b}_*_bf16_hd64_causal_*;${b}_*_bf16_hd128_none_*;${b}_*_bf16_hd128_causal_*;"; fi
+  done
+  echo "${f%;}"
+}
+backends=(unfused fused flash)
+export ATTNFORGE_VARIANT_FILTER=${ATTNFORGE_VARIANT_FILTER:-$(filter_for "${backends[@]}")}
 export BUILD_TARGETS=${BUILD_TARGETS:-"attnforge-tune attnforge-select-bench attnforge_host_tests attnforge_gpu_tests attnforge_tune_tests"}
+
+OUT=$OUT scripts/gpu-check.sh deps build
+if [ $? -ne 0 ]; then
+  # A backend whose work in progress does not compile must not stop the others being tuned.
+  bad=$(grep -oE "runtime/kernels/(fused|flash|unfused)/" "$OUT/gpu-check/build.log" | head -n 1 | cut -d/ -f3)
+  if [ -n "$bad" ]; then
+    keep=()
+    for b in "${backends[@]}"; do [ "$b" = "$bad" ] || keep+=("$b"); done
+    export ATTNFORGE_VARIANT_FILTER=$(filter_for "${keep[@]}")
+    echo "== build failed in $bad: building without it (${keep[*]})"
+    cp "$OUT/gpu-check/build.log" "$OUT/gpu-check/build-failed-$bad.log"
+    OUT=$OUT scripts/gpu-check.sh build
+  fi
+fi
 export GTEST_SUITES="host gpu"
-export GTEST_FILTER=${GTEST_FILTER:-'Select*:TuneCache*:TuneKey*:Estimate*:TuneSelectGpu*'}
-OUT=$OUT scripts/gpu-check.sh deps build tests  # → $OUT/gpu-check.tar.gz (logs)
-unset GTEST_FILTER
+GTEST_FILTER=${GTEST_FILTER:-'Select*:TuneCache*:TuneKey*:Estimate*:TuneSelectGpu*'} OUT=$OUT scripts/gpu-check.sh tests
 export LD_LIBRARY_PATH=/tmp/attnforge-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 B=$BUILD_DIR
 echo "== build + tests took $((SECONDS - t0)) s"
@@ -47,4 +69,5 @@ for attempt in 1 2 3; do
   [ -n "$crashed" ] || break
   excl+=(--exclude "$crashed")
 done
+tar czf "$OUT/gpu-check.tar.gz" -C "$OUT" gpu-check && rm -rf "$OUT/gpu-check"
 echo "== done in $((SECONDS - t0)) s"
