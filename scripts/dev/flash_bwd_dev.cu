@@ -164,6 +164,7 @@ struct Case {
   int bias_kind = 0;  // 0 none, 1 f32 additive, 2 bool
   bool deterministic = false;
   bool fully_masked_rows = false;  // bias: mask every key of some rows
+  bool nan_invisible_keys = false; // NaN in K and V rows no query can see (must change nothing)
 };
 
 template <class T>
@@ -231,6 +232,30 @@ static bool run_case(const Case& cs, const char* name, int det_runs = 0) {
   fill_random((T*)bf.v, nk, rng);
   fill_random((T*)bf.dO, nq, rng);
 
+  if (cs.nan_invisible_keys && !cs.varlen) {
+    MaskScalars ms{};
+    ms.v[0] = cs.window_left;
+    ms.v[1] = cs.window_right;
+    std::vector<T> hk(nk), hv(nk);
+    CK(cudaMemcpy(hk.data(), bf.k, nk * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hv.data(), bf.v, nk * 2, cudaMemcpyDeviceToHost));
+    int poisoned = 0;
+    for (int j = 0; j < cs.Sk; ++j) {
+      bool seen = false;
+      for (int i = 0; i < cs.Sq && !seen; ++i) seen = M::visible(i, j, cs.Sq, cs.Sk, ms);
+      if (seen) continue;
+      ++poisoned;
+      for (int b = 0; b < cs.B; ++b)
+        for (size_t e = 0; e < size_t(cs.Hkv) * D; ++e) {
+          const size_t idx = (size_t(b) * cs.Sk + j) * cs.Hkv * D + e;
+          hk[idx] = T(NAN);
+          hv[idx] = T(NAN);
+        }
+    }
+    CK(cudaMemcpy(bf.k, hk.data(), nk * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(bf.v, hv.data(), nk * 2, cudaMemcpyHostToDevice));
+    printf("  (NaN in K/V rows of %d never-visible keys)\n", poisoned);
+  }
   p.q = bf.q; p.k = bf.k; p.v = bf.v; p.o = bf.o; p.lse = bf.lse; p.d_o = bf.dO;
   p.dq = bf.dq; p.dk = bf.dk; p.dv = bf.dv;
   const int64_t rq = int64_t(cs.Hq) * D, rk = int64_t(cs.Hkv) * D;
@@ -506,6 +531,10 @@ int main(int argc, char** argv) {
     c2.window_left = -1;
     c2.window_right = 0;
     RUN(bf16_hd64_window_m64n64w4s2, c2);
+    Case cn = c;  // keys 0..27 are outside every window: NaN there changes nothing
+    cn.nan_invisible_keys = true;
+    RUN(bf16_hd64_window_m64n64w4s2, cn);
+    RUN(bf16_hd128_window_m64n128w8s2, cn);
     Case cb{2, 200, 150, 4, 2};
     cb.bias_kind = 1;
     cb.fully_masked_rows = true;
@@ -524,6 +553,14 @@ int main(int argc, char** argv) {
     RUN(bf16_hd192_causal_m64n64w8s2, Case{2, 300, 400, 2, 2});
     RUN(bf16_hd256_causal_m64n64w8s2, Case{2, 300, 400, 2, 2});
     RUN(bf16_hd256_none_m64n32w4s2, Case{2, 300, 400, 2, 1});
+  } else if (argc > 2 && std::string(argv[2]) == "prof") {  // one shape, for the profiler
+    time_case<bf16_hd128_none_m64n128w8s2>(4096, false, "hd128_none_m64n128w8s2");
+  } else if (argc > 2 && std::string(argv[2]) == "quick") {  // one shape per variant
+    time_case<bf16_hd64_none_m64n128w8s2>(4096, false, "hd64_none_m64n128w8s2");
+    time_case<bf16_hd64_none_m64n64w4s2>(4096, false, "hd64_none_m64n64w4s2");
+    time_case<bf16_hd128_none_m64n128w8s2>(4096, false, "hd128_none_m64n128w8s2");
+    time_case<bf16_hd128_causal_m64n128w8s2>(4096, true, "hd128_causal_m64n128w8s2");
+    time_case<bf16_hd128_none_m64n64w4s2>(4096, false, "hd128_none_m64n64w4s2");
   } else {
     for (int S : {512, 1024, 2048, 4096, 8192, 16384}) {
       time_case<bf16_hd64_none_m64n128w8s2>(S, false, "hd64_none_m64n128w8s2");

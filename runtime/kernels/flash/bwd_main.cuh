@@ -18,7 +18,7 @@ struct TileRange {
 // Position in the CTA's loop over (query head of the group, query tile).
 struct QIter {
   int hi;  // 0 … group-1: query head = kv head · group + hi
-  int mb;  // query tile index
+  int mb;  // position in the query-tile loop; the tile itself is BwdCta::tile(mb)
 };
 
 template <class Tr>
@@ -31,11 +31,19 @@ struct BwdCta {
   SeqInfo si;
   int b, hkv, n_block, n0;
   int m_blocks;       // query tiles of this sequence
+  int rot;            // the query-tile loop starts at tile `rot` and wraps around (see tile())
   int64_t row_base;   // token index of query 0 of this sequence in the (total_q, …) workspace
   T* smem;
   float* s_lse;   // kStages × kBlockM: forward LSE (natural log) of each query row
   float* s_dsum;  // kStages × kBlockM: D = rowsum(dO ∘ O)
 
+  // Query tile visited at loop position i. Without the deterministic mode each CTA starts at the
+  // tile level with its own keys, so the CTAs of one head do not all add into the same dQ rows at
+  // the same time; the deterministic mode keeps the natural order its dQ turns rely on.
+  __device__ int tile(int i) const {
+    const int t = i + rot;
+    return t >= m_blocks ? t - m_blocks : t;
+  }
   __device__ TileRange range(int mb) const {
     const int m0 = mb * Tr::kBlockM;
     return TileRange{m0, min(m0 + Tr::kBlockM, si.seqlen_q) - 1, n0,
@@ -50,7 +58,7 @@ struct BwdCta {
   // mask; false when the loop is over. The classification does not depend on the head.
   __device__ bool seek(QIter& it) const {
     while (it.hi < p.group()) {
-      while (it.mb < m_blocks && classify(it.mb) == TileClass::kEmpty) ++it.mb;
+      while (it.mb < m_blocks && classify(tile(it.mb)) == TileClass::kEmpty) ++it.mb;
       if (it.mb < m_blocks) return true;
       it.mb = 0;
       ++it.hi;
@@ -66,7 +74,7 @@ struct BwdCta {
   // past the sequence), the forward's LSE and D of those rows.
   __device__ void load_q_tile(const QIter& it, int slot) const {
     const int h = hkv * p.group() + it.hi;
-    const int m0 = it.mb * Tr::kBlockM;
+    const int m0 = tile(it.mb) * Tr::kBlockM;
     const T* q = static_cast<const T*>(p.q) + int64_t(b) * p.q_batch_stride +
                  si.q_start * p.q_row_stride + int64_t(h) * p.q_head_stride;
     const T* dO = static_cast<const T*>(p.d_o) + int64_t(b) * p.do_batch_stride +
@@ -150,6 +158,11 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1) flash_bwd_main_kern
   c.n0 = c.n_block * kBN;
   if (c.n0 >= c.si.seqlen_k) return;  // past this sequence's keys: no rows to write
   c.m_blocks = (c.si.seqlen_q + kBM - 1) / kBM;
+#if defined(ATTNFORGE_FLASH_BWD_NO_ROTATE)  // dev switch: every CTA starts at query tile 0
+  c.rot = 0;
+#else
+  c.rot = (p.deterministic || c.m_blocks == 0) ? 0 : int((int64_t(c.n0) / kBM) % c.m_blocks);
+#endif
   c.row_base = p.is_varlen() ? c.si.q_start : int64_t(c.b) * p.seqlen_q;
   c.smem = smem;
   c.s_lse = reinterpret_cast<float*>(smem_raw + Tr::kOffLseBytes);
@@ -165,7 +178,8 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1) flash_bwd_main_kern
   int* sems = reinterpret_cast<int*>(static_cast<char*>(p.workspace) + ws.sem_offset);
   const int sem_m_blocks = (p.seqlen_q + kBM - 1) / kBM;
 
-  // ---- K_j, V_j: (kBlockN, kD) each, zero rows past the sequence -------------------------------
+  // ---- K_j, V_j: (kBlockN, kD) each; zero rows past the sequence and rows of keys no query can
+  // see (the mask's classifier says so), so NaN there cannot reach dQ through 0·NaN in dS·K ------
   {
     const T* kg = static_cast<const T*>(p.k) + int64_t(c.b) * p.k_batch_stride +
                   c.si.k_start * p.k_row_stride + int64_t(c.hkv) * p.k_head_stride;
@@ -174,8 +188,11 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1) flash_bwd_main_kern
     constexpr int kChunks = kD / 8;
     for (int i = tid; i < kBN * kChunks; i += Tr::kThreads) {
       const int r = i / kChunks, cc = i % kChunks;
-      const bool ok = c.n0 + r < c.si.seqlen_k;
-      const int64_t row = ok ? c.n0 + r : 0;
+      const int key = c.n0 + r;
+      const bool ok = key < c.si.seqlen_k &&
+                      Mask::classify(0, c.si.seqlen_q - 1, key, key, c.si.seqlen_q, c.si.seqlen_k,
+                                     p.mask) != TileClass::kEmpty;
+      const int64_t row = ok ? key : 0;
       cp_async_16(smem_u32(smem + Tr::kOffK + r * kLd + cc * 8), kg + row * p.k_row_stride + cc * 8, ok);
       cp_async_16(smem_u32(smem + Tr::kOffV + r * kLd + cc * 8), vg + row * p.v_row_stride + cc * 8, ok);
     }
@@ -239,8 +256,9 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1) flash_bwd_main_kern
     }
 
     const int h = c.hkv * group + it.hi;
-    const int m0 = it.mb * kBM;
-    const TileClass cls = c.classify(it.mb);
+    const int mb = c.tile(it.mb);  // query tile of this step
+    const int m0 = mb * kBM;
+    const TileClass cls = c.classify(mb);
     // Per-element masking: partial tiles, tiles crossing the end of the queries or keys, bias.
     const bool need_mask = cls != TileClass::kFull || m0 + kBM > c.si.seqlen_q ||
                            c.n0 + kBN > c.si.seqlen_k || Mask::kHasTensor;
@@ -354,9 +372,9 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1) flash_bwd_main_kern
     // whole CTA enters the dQ phase in key-tile order.
     int* sem = nullptr;
     if (p.deterministic) {
-      sem = sems + (int64_t(c.b) * p.heads_q + h) * sem_m_blocks + it.mb;
+      sem = sems + (int64_t(c.b) * p.heads_q + h) * sem_m_blocks + mb;
       if (tid == 0) {
-        const int turn = dq_turn<Tr>(c, it.mb);
+        const int turn = dq_turn<Tr>(c, mb);
         while (ld_acquire(sem) != turn) {
         }
       }

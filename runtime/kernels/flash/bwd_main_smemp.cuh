@@ -58,7 +58,14 @@ struct BwdTraitsSmemP {
   static constexpr int bytes_for(int stages) {
     return 2 * (2 * kBlockN * kLd + stages * 2 * kBlockM * kLd + 2 * kBlockM * kLdP) + stages * kBlockM * 8;
   }
+#if defined(ATTNFORGE_FLASH_BWD_STAGES_MAX)  // dev switch: cap the Q/dO buffers (occupancy tests)
+  static constexpr int kStagesWanted =
+      V::TileT::kStages < 1 ? 1
+                            : (V::TileT::kStages < ATTNFORGE_FLASH_BWD_STAGES_MAX ? V::TileT::kStages
+                                                                                   : ATTNFORGE_FLASH_BWD_STAGES_MAX);
+#else
   static constexpr int kStagesWanted = V::TileT::kStages < 1 ? 1 : V::TileT::kStages;
+#endif
   static constexpr int kSmemLimit = 227 * 1024;
   // Fewer Q/dO buffers when the wanted ones do not fit (head dim 192 with 128-key tiles).
   static constexpr int kStages = bytes_for(kStagesWanted) <= kSmemLimit ? kStagesWanted : 1;
@@ -131,6 +138,11 @@ __global__ void __launch_bounds__(BwdTraitsSmemP<V>::kThreads, 1)
   c.n0 = c.n_block * kBN;
   if (c.n0 >= c.si.seqlen_k) return;  // past this sequence's keys: no rows to write
   c.m_blocks = (c.si.seqlen_q + kBM - 1) / kBM;
+#if defined(ATTNFORGE_FLASH_BWD_NO_ROTATE)  // dev switch: every CTA starts at query tile 0
+  c.rot = 0;
+#else
+  c.rot = (p.deterministic || c.m_blocks == 0) ? 0 : int((int64_t(c.n0) / kBM) % c.m_blocks);
+#endif
   c.row_base = p.is_varlen() ? c.si.q_start : int64_t(c.b) * p.seqlen_q;
   c.smem = smem;
   c.s_lse = reinterpret_cast<float*>(smem_raw + Tr::kOffLseBytes);
@@ -147,7 +159,8 @@ __global__ void __launch_bounds__(BwdTraitsSmemP<V>::kThreads, 1)
   int* sems = reinterpret_cast<int*>(static_cast<char*>(p.workspace) + ws.sem_offset);
   const int sem_m_blocks = (p.seqlen_q + kBM - 1) / kBM;
 
-  // ---- K_j, V_j: (kBlockN, kD) each, zero rows past the sequence -------------------------------
+  // ---- K_j, V_j: (kBlockN, kD) each; zero rows past the sequence and rows of keys no query can
+  // see (the mask's classifier says so), so NaN there cannot reach dQ through 0·NaN in dS·K ------
   {
     const T* kg = static_cast<const T*>(p.k) + int64_t(c.b) * p.k_batch_stride +
                   c.si.k_start * p.k_row_stride + int64_t(c.hkv) * p.k_head_stride;
@@ -156,8 +169,11 @@ __global__ void __launch_bounds__(BwdTraitsSmemP<V>::kThreads, 1)
     constexpr int kChunks = kD / 8;
     for (int i = tid; i < kBN * kChunks; i += Tr::kThreads) {
       const int r = i / kChunks, cc = i % kChunks;
-      const bool ok = c.n0 + r < c.si.seqlen_k;
-      const int64_t row = ok ? c.n0 + r : 0;
+      const int key = c.n0 + r;
+      const bool ok = key < c.si.seqlen_k &&
+                      Mask::classify(0, c.si.seqlen_q - 1, key, key, c.si.seqlen_q, c.si.seqlen_k,
+                                     p.mask) != TileClass::kEmpty;
+      const int64_t row = ok ? key : 0;
       cp_async_16(smem_u32(smem + Tr::kOffK + r * kLd + cc * 8), kg + row * p.k_row_stride + cc * 8, ok);
       cp_async_16(smem_u32(smem + Tr::kOffV + r * kLd + cc * 8), vg + row * p.v_row_stride + cc * 8, ok);
     }
@@ -222,8 +238,9 @@ __global__ void __launch_bounds__(BwdTraitsSmemP<V>::kThreads, 1)
     }
 
     const int h = c.hkv * group + it.hi;
-    const int m0 = it.mb * kBM;
-    const TileClass cls = c.classify(it.mb);
+    const int mb = c.tile(it.mb);  // query tile of this step
+    const int m0 = mb * kBM;
+    const TileClass cls = c.classify(mb);
     // Per-element masking: partial tiles, tiles crossing the end of the queries or keys, bias.
     const bool need_mask = cls != TileClass::kFull || m0 + kBM > c.si.seqlen_q ||
                            c.n0 + kBN > c.si.seqlen_k || Mask::kHasTensor;
@@ -306,9 +323,9 @@ __global__ void __launch_bounds__(BwdTraitsSmemP<V>::kThreads, 1)
     // whole CTA adds its dQ share in key-tile order.
     int* sem = nullptr;
     if (p.deterministic) {
-      sem = sems + (int64_t(c.b) * p.heads_q + h) * sem_m_blocks + it.mb;
+      sem = sems + (int64_t(c.b) * p.heads_q + h) * sem_m_blocks + mb;
       if (tid == 0) {
-        const int turn = dq_turn<Tr>(c, it.mb);
+        const int turn = dq_turn<Tr>(c, mb);
         while (ld_acquire(sem) != turn) {
         }
       }
@@ -349,6 +366,9 @@ __global__ void __launch_bounds__(BwdTraitsSmemP<V>::kThreads, 1)
         }
       }
       // Add into the fp32 accumulator (total_q, Hq, D); rows past the sequence are dropped.
+#if defined(ATTNFORGE_FLASH_BWD_DEV_SKIP_DQ_ADD)  // dev measurement only: dQ wrong, MMAs kept
+      if (acc[0][0][0] == 1.2345e-30f) dq_acc[tid] = acc[Tr::kMdq / 16 - 1][Tr::kDdq / 8 - 1][3];
+#else
 #pragma unroll
       for (int i = 0; i < Tr::kMdq / 16; ++i) {
 #pragma unroll
@@ -376,6 +396,7 @@ __global__ void __launch_bounds__(BwdTraitsSmemP<V>::kThreads, 1)
           }
         }
       }
+#endif
       if (p.deterministic) {
         __threadfence();
         pending_sem = sem;  // released after the next barrier, once every thread has written
