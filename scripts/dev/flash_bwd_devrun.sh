@@ -13,6 +13,7 @@ $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_REGP $SRC -o /tmp/fbd2r > $D/build2r.log 2>&
 $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_STAGES_MAX=1 $SRC -o /tmp/fbd2s1 > $D/build2s1.log 2>&1 &
 $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_DEV_SKIP_DQ_ADD $SRC -o /tmp/fbd2nd > $D/build2nd.log 2>&1 &
 $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_NO_ROTATE $SRC -o /tmp/fbd2nr > $D/build2nr.log 2>&1 &
+$NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_DQ_LAST $SRC -o /tmp/fbd2dl > $D/build2dl.log 2>&1 &
 wait
 echo "== registers/spills (smemp kernel, group 2 build)"
 grep -A2 "smemp" $D/build2.log | grep -E "Compiling|Used|spill" | sed 's/.*DTypeE\(.*\)EEEEEEvNS.*/\1/; s/ptxas info    : //' | paste -d' ' - - -
@@ -22,10 +23,10 @@ grep -h "FAIL\|GROUP\|NaN in" $D/fbd*.log
 echo "== timings"
 timeout 60 /tmp/fbd2 time > $D/time.log 2>&1; echo "time rc=$?"
 timeout 60 /tmp/fbd2r time > $D/time_regp.log 2>&1; echo "time regp rc=$?"
-for v in s1 nd nr; do timeout 30 /tmp/fbd2$v time quick > $D/time_$v.log 2>&1; echo "time $v rc=$?"; done
+for v in s1 nd nr dl; do timeout 30 /tmp/fbd2$v time quick > $D/time_$v.log 2>&1; echo "time $v rc=$?"; done
 timeout 60 python3 scripts/dev/torch_flash_bwd.py > $D/torch.log 2>&1; echo "torch rc=$?"
 cat $D/time.log; echo "-- regp"; cat $D/time_regp.log
-for v in s1 nd nr; do echo "-- $v"; cat $D/time_$v.log; done
+for v in s1 nd nr dl; do echo "-- $v"; cat $D/time_$v.log; done
 cat $D/torch.log
 if [ "${WITH_LIB:-1}" = 1 ]; then
   ATTNFORGE_VARIANT_FILTER='flash_*_bf16_hd64_*;flash_*_f16_hd64_causal_*;flash_*_bf16_hd128_causal_*' \

@@ -333,7 +333,7 @@ __global__ void __launch_bounds__(BwdTraitsSmemP<V>::kThreads, 1)
     __syncthreads();  // [B] P and dS complete in shared memory
 
     // ===== phase 2: dQ(tile) += dS·K  (kBlockM, kD), contraction over the kBlockN keys ==========
-    {
+    auto phase_dq = [&]() {
       float acc[Tr::kMdq / 16][Tr::kDdq / 8][4];
 #pragma unroll
       for (int i = 0; i < Tr::kMdq / 16; ++i)
@@ -401,9 +401,10 @@ __global__ void __launch_bounds__(BwdTraitsSmemP<V>::kThreads, 1)
         __threadfence();
         pending_sem = sem;  // released after the next barrier, once every thread has written
       }
-    }
+    };
 
     // ===== phase 3: dV += Pᵀ·dO, dK += dSᵀ·Q on the warp's (kKvN keys × kKvD), over kBlockM ======
+    auto phase_dkdv = [&]() {
 #pragma unroll
     for (int mm = 0; mm < kBM / 16; ++mm) {
       uint32_t ap[Tr::kKvN / 16][4], ads[Tr::kKvN / 16][4];
@@ -432,6 +433,15 @@ __global__ void __launch_bounds__(BwdTraitsSmemP<V>::kThreads, 1)
         }
       }
     }
+    };
+
+#if defined(ATTNFORGE_FLASH_BWD_DQ_LAST)  // dev switch: dK/dV first, dQ atomics last
+    phase_dkdv();
+    phase_dq();
+#else
+    phase_dq();  // atomics early: their latency hides under the dK/dV MMAs
+    phase_dkdv();
+#endif
 
     c.next(it);
     ok_it = it.hi < group;
