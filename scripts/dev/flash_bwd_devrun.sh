@@ -18,7 +18,7 @@ wait
 echo "== registers/spills (smemp kernel, group 2 build)"
 grep -A2 "smemp" $D/build2.log | grep -E "Compiling|Used|spill" | sed 's/.*DTypeE\(.*\)EEEEEEvNS.*/\1/; s/ptxas info    : //' | paste -d' ' - - -
 echo "== correctness"
-for b in fbd0 fbd1 fbd2 fbd0r fbd2r; do timeout 60 /tmp/$b > $D/$b.log 2>&1; echo "$b rc=$?"; done
+for b in fbd0 fbd1 fbd2 fbd0r fbd2r fbd2s1 fbd2dl; do timeout 60 /tmp/$b > $D/$b.log 2>&1; echo "$b rc=$?"; done
 grep -h "FAIL\|GROUP\|NaN in" $D/fbd*.log
 echo "== timings"
 timeout 60 /tmp/fbd2 time > $D/time.log 2>&1; echo "time rc=$?"
