@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -34,11 +35,28 @@ std::string strides_of(const attnforge_tensor& t) { return join(t.strides, t.ran
 
 bool present(const attnforge_tensor& t) { return t.data != nullptr; }
 
+// a·b, saturated at INT64_MAX (sizes are positive here), so that limit checks never overflow.
+int64_t sat_mul(int64_t a, int64_t b) {
+  int64_t r = 0;
+  return __builtin_mul_overflow(a, b, &r) ? std::numeric_limits<int64_t>::max() : r;
+}
+
 void require_present(const attnforge_tensor& t, const char* name, const char* why) {
   if (!present(t)) fail(std::string("expected ") + name + " to be a device pointer (" + why + "), got " + name + ".data = NULL");
 }
 
-bool is_float_dtype(attnforge_dtype t) { return t == ATTNFORGE_F32 || t == ATTNFORGE_F16 || t == ATTNFORGE_BF16; }
+// A C caller may store any int in an enum field: read it as an int (loading an out-of-range enum
+// value is undefined in C++), and only convert back once it is known to be valid.
+template <class E>
+int raw(const E& e) {
+  static_assert(sizeof(E) == sizeof(int), "attnforge enums are int-sized");
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+int dt(const attnforge_tensor& t) { return raw(t.dtype); }
+
+bool is_float_dtype(int t) { return t == ATTNFORGE_F32 || t == ATTNFORGE_F16 || t == ATTNFORGE_BF16; }
 
 // Rank, dtype, positive sizes, non-negative strides, unit stride in the last dim, and element
 // offsets that fit int64. `layout` names the dims for the rank message, e.g. "(B, Sq, Hq, D)".
@@ -69,14 +87,14 @@ void check_tensor(const attnforge_tensor& t, const char* name, int rank, const c
 }
 
 void check_float_dtype(const attnforge_tensor& t, const char* name) {
-  if (!is_float_dtype(t.dtype))
-    fail(std::string("expected ") + name + " to have dtype f32, f16 or bf16, got " + dtype_string(t.dtype));
+  if (!is_float_dtype(dt(t)))
+    fail(std::string("expected ") + name + " to have dtype f32, f16 or bf16, got " + dtype_string(dt(t)));
 }
 
 void check_same_dtype(const attnforge_tensor& a, const char* an, const attnforge_tensor& b, const char* bn) {
-  if (a.dtype != b.dtype) {
-    fail(std::string("expected ") + an + " and " + bn + " to have the same dtype, got " + dtype_string(a.dtype) +
-         " and " + dtype_string(b.dtype));
+  if (dt(a) != dt(b)) {
+    fail(std::string("expected ") + an + " and " + bn + " to have the same dtype, got " + dtype_string(dt(a)) +
+         " and " + dtype_string(dt(b)));
   }
 }
 
@@ -97,7 +115,7 @@ void check_fits_int32(int64_t value, const std::string& what) {
 
 // The (B, Hq, Sq) / (Hq, total_q) LSE, fp32, unit stride along the query dim.
 void check_lse(const attnforge_tensor& lse, bool varlen, int64_t B, int64_t Hq, int64_t Sq, int64_t total_q) {
-  if (lse.dtype != ATTNFORGE_F32) fail(std::string("expected lse to have dtype f32, got ") + dtype_string(lse.dtype));
+  if (dt(lse) != ATTNFORGE_F32) fail(std::string("expected lse to have dtype f32, got ") + dtype_string(dt(lse)));
   if (varlen) {
     check_tensor(lse, "lse", 2, "(Hq, total_q)", true);
     if (lse.sizes[0] != Hq || lse.sizes[1] != total_q) {
@@ -115,7 +133,7 @@ void check_lse(const attnforge_tensor& lse, bool varlen, int64_t B, int64_t Hq, 
 
 }  // namespace
 
-ATTNFORGE_API const char* dtype_string(attnforge_dtype t) {
+ATTNFORGE_API const char* dtype_string(int t) {
   switch (t) {
     case ATTNFORGE_F32: return "f32";
     case ATTNFORGE_F16: return "f16";
@@ -147,6 +165,11 @@ ATTNFORGE_API attnforge_status validate_args(const attnforge_args& a, Direction 
   try {
     const bool bwd = dir == Direction::bwd;
     Params p{};
+    // ---- the backend choice (an int from C) --------------------------------------------------
+    const int backend = raw(a.backend);
+    if (backend < ATTNFORGE_BACKEND_AUTO || backend > ATTNFORGE_BACKEND_FLASH)
+      fail("expected backend to be one of AUTO, UNFUSED, FUSED, FLASH, got " + std::to_string(backend));
+
     // ---- required pointers ------------------------------------------------------------------
     require_present(a.q, "q", "the queries");
     require_present(a.k, "k", "the keys");
@@ -208,8 +231,8 @@ ATTNFORGE_API attnforge_status validate_args(const attnforge_args& a, Direction 
     const int64_t B = varlen ? a.batch_varlen : a.q.sizes[0];
     const int64_t Sq = varlen ? a.max_seqlen_q : a.q.sizes[1];
     const int64_t Sk = varlen ? a.max_seqlen_k : a.k.sizes[1];
-    const int64_t total_q = varlen ? a.q.sizes[0] : B * Sq;
-    const int64_t total_k = varlen ? a.k.sizes[0] : B * Sk;
+    const int64_t total_q = varlen ? a.q.sizes[0] : sat_mul(B, Sq);
+    const int64_t total_k = varlen ? a.k.sizes[0] : sat_mul(B, Sk);
     if (!varlen && a.k.sizes[0] != B) {
       fail("expected q and k to have the same batch size, got " + std::to_string(B) + " and " +
            std::to_string(a.k.sizes[0]));
@@ -238,7 +261,7 @@ ATTNFORGE_API attnforge_status validate_args(const attnforge_args& a, Direction 
     check_fits_int32(Hq, "Hq");
     check_fits_int32(total_q, varlen ? "total_q" : "the number of query rows B*Sq");
     check_fits_int32(total_k, varlen ? "total_k" : "the number of key rows B*Sk");
-    check_fits_int32(B * Hq, "B*Hq");
+    check_fits_int32(sat_mul(B, Hq), "B*Hq");
 
     // ---- lse ------------------------------------------------------------------------------------
     const bool has_lse = present(a.lse);
@@ -251,7 +274,7 @@ ATTNFORGE_API attnforge_status validate_args(const attnforge_args& a, Direction 
       check_same_dtype(a.q, "q", a.weights, "weights");
       check_tensor(a.weights, "weights", 4, "(B, Hq, Sq, Sk)", false);
       const int64_t want[4] = {B, Hq, Sq, Sk};
-      const int64_t contiguous[4] = {Hq * Sq * Sk, Sq * Sk, Sk, 1};
+      const int64_t contiguous[4] = {sat_mul(Hq, sat_mul(Sq, Sk)), sat_mul(Sq, Sk), Sk, 1};
       for (int i = 0; i < 4; ++i) {
         if (a.weights.sizes[i] != want[i])
           fail("expected weights to have shape (B, Hq, Sq, Sk) = " + join(want, 4) + ", got " + sizes_of(a.weights));
@@ -284,9 +307,9 @@ ATTNFORGE_API attnforge_status validate_args(const attnforge_args& a, Direction 
     if (mask_has_tensor(mask_id)) {
       if (!present(bias))
         fail(std::string("mask kind '") + kind + "' reads a tensor, but mask.bias.data is NULL");
-      if (bias.dtype != ATTNFORGE_F32 && bias.dtype != ATTNFORGE_BOOL && bias.dtype != a.q.dtype) {
-        fail(std::string("expected mask.bias to have dtype f32, bool or the dtype of q (") + dtype_string(a.q.dtype) +
-             "), got " + dtype_string(bias.dtype));
+      if (dt(bias) != ATTNFORGE_F32 && dt(bias) != ATTNFORGE_BOOL && dt(bias) != dt(a.q)) {
+        fail(std::string("expected mask.bias to have dtype f32, bool or the dtype of q (") + dtype_string(dt(a.q)) +
+             "), got " + dtype_string(dt(bias)));
       }
       if (bias.rank != 4)
         fail("expected mask.bias to have rank 4 (B, Hq, Sq, Sk), got rank " + std::to_string(bias.rank));
@@ -312,7 +335,7 @@ ATTNFORGE_API attnforge_status validate_args(const attnforge_args& a, Direction 
                strides_of(bias) + ")");
       }
       p.bias = bias.data;
-      p.bias_dtype = int(bias.dtype);
+      p.bias_dtype = dt(bias);
       p.bias_stride_b = bias.sizes[0] == 1 ? 0 : bias.strides[0];
       p.bias_stride_h = bias.sizes[1] == 1 ? 0 : bias.strides[1];
       p.bias_stride_q = bias.sizes[2] == 1 ? 0 : bias.strides[2];
@@ -381,7 +404,7 @@ ATTNFORGE_API attnforge_status validate_args(const attnforge_args& a, Direction 
 
     Problem pr{};
     pr.direction = dir;
-    pr.dtype = DType(a.q.dtype);
+    pr.dtype = DType(dt(a.q));
     pr.batch = p.batch;
     pr.seqlen_q = p.seqlen_q;
     pr.seqlen_k = p.seqlen_k;

@@ -28,6 +28,6 @@ size_t temporary_lse_bytes(const Params& p);
 // Points p.lse at a contiguous temporary of temporary_lse_bytes(p) bytes and sets its strides.
 void use_temporary_lse(Params& p, float* lse);
 
-const char* dtype_string(attnforge_dtype t);  // "f32", "f16", "bf16", "bool", or "dtype(<n>)"
+const char* dtype_string(int t);  // attnforge_dtype → "f32", "f16", "bf16", "bool", or "dtype(<n>)"
 
 }  // namespace attnforge
