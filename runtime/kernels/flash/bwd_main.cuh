@@ -91,8 +91,7 @@ struct BwdCta {
     }
     const float* lse = p.lse + int64_t(b) * p.lse_batch_stride + int64_t(h) * p.lse_head_stride +
                        si.q_start;
-    const float* dsum = static_cast<const float*>(p.workspace) +
-                        flash_bwd_workspace_layout(Tr::kBlockM, Tr::kBlockN, p).dsum_offset / 4 +
+    const float* dsum = static_cast<const float*>(p.workspace) +  // dsum_offset == 0
                         int64_t(h) * p.total_q + row_base;
     for (int r = threadIdx.x; r < Tr::kBlockM; r += Tr::kThreads) {
       const bool ok = m0 + r < si.seqlen_q;

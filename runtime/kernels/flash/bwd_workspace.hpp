@@ -27,7 +27,7 @@ ATTNFORGE_HD BwdWorkspaceLayout flash_bwd_workspace_layout(int block_m, int bloc
   const size_t tq = size_t(p.total_q > 0 ? p.total_q : 0);
   const size_t hq = size_t(p.heads_q);
   const size_t m_blocks = p.seqlen_q > 0 ? size_t((p.seqlen_q + block_m - 1) / block_m) : 0;
-  w.dsum_offset = 0;
+  w.dsum_offset = 0;  // kernels rely on this (D sits at the start of the workspace)
   w.dq_acc_offset = bwd_align256(w.dsum_offset + tq * hq * sizeof(float));
   w.sem_offset = bwd_align256(w.dq_acc_offset + tq * hq * size_t(p.head_dim) * sizeof(float));
   const size_t sem_bytes = p.deterministic ? size_t(p.batch) * hq * m_blocks * sizeof(int32_t) : 0;
