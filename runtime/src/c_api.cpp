@@ -260,7 +260,9 @@ ATTNFORGE_API attnforge_status attnforge_select_backend(const attnforge_args* ar
 ATTNFORGE_API const char* attnforge_last_error(void) { return last_error().c_str(); }
 
 ATTNFORGE_API const char* attnforge_status_string(attnforge_status status) {
-  switch (status) {
+  int v;  // read as int: a C caller may pass any value (an out-of-range enum load is UB in C++)
+  std::memcpy(&v, &status, sizeof v);
+  switch (v) {
     case ATTNFORGE_OK: return "ATTNFORGE_OK";
     case ATTNFORGE_INVALID_ARGUMENT: return "ATTNFORGE_INVALID_ARGUMENT";
     case ATTNFORGE_UNSUPPORTED: return "ATTNFORGE_UNSUPPORTED";
@@ -272,7 +274,9 @@ ATTNFORGE_API const char* attnforge_status_string(attnforge_status status) {
 }
 
 ATTNFORGE_API const char* attnforge_backend_name(attnforge_backend backend) {
-  switch (backend) {
+  int v;
+  std::memcpy(&v, &backend, sizeof v);
+  switch (v) {
     case ATTNFORGE_BACKEND_AUTO: return "auto";
     case ATTNFORGE_BACKEND_UNFUSED: return "unfused";
     case ATTNFORGE_BACKEND_FUSED: return "fused";
