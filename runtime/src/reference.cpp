@@ -254,7 +254,61 @@ void backward_impl(const Rounding& r, const ReferenceProblem& pr, const HostTens
   }
 }
 
+// A double copy of a float view, with the same strides (so every layout rule carries over).
+struct Widened {
+  std::vector<double> buffer;
+  HostTensor view;
+  const HostTensorF* source = nullptr;
+  explicit Widened(const HostTensorF& t) : source(&t) {
+    if (t.data == nullptr) return;
+    int64_t extent = 1;
+    for (int i = 0; i < t.rank; ++i) extent += (t.sizes[i] - 1) * t.strides[i];
+    buffer.assign(size_t(std::max<int64_t>(extent, 1)), 0.0);
+    view.data = buffer.data();
+    view.rank = t.rank;
+    for (int i = 0; i < t.rank; ++i) view.sizes[i] = t.sizes[i], view.strides[i] = t.strides[i];
+    for_each_offset([&](int64_t off) { buffer[size_t(off)] = t.data[off]; });
+  }
+  template <class F>
+  void for_each_offset(F&& f) const {
+    const HostTensorF& t = *source;
+    int64_t n = 1;
+    for (int i = 0; i < t.rank; ++i) n *= t.sizes[i];
+    int64_t idx[4] = {0, 0, 0, 0};
+    for (int64_t e = 0; e < n; ++e) {
+      int64_t off = 0;
+      for (int i = 0; i < t.rank; ++i) off += idx[i] * t.strides[i];
+      f(off);
+      for (int i = t.rank - 1; i >= 0; --i) {
+        if (++idx[i] < t.sizes[i]) break;
+        idx[i] = 0;
+      }
+    }
+  }
+  void write_back() const {  // results → the float tensor
+    if (source->data == nullptr) return;
+    for_each_offset([&](int64_t off) { source->data[off] = float(buffer[size_t(off)]); });
+  }
+};
+
 }  // namespace
+
+ATTNFORGE_API void reference_forward(const ReferenceProblem& pr, const HostTensorF& q, const HostTensorF& k,
+                                     const HostTensorF& v, const HostTensorF& o, const HostTensorF& lse,
+                                     const HostTensorF& p) {
+  const Widened wq(q), wk(k), wv(v), wo(o), wl(lse), wp(p);
+  forward_impl<double>(Rounding{true, ATTNFORGE_F32}, pr, wq.view, wk.view, wv.view, wo.view, wl.view, wp.view);
+  wo.write_back(), wl.write_back(), wp.write_back();
+}
+
+ATTNFORGE_API void reference_backward(const ReferenceProblem& pr, const HostTensorF& q, const HostTensorF& k,
+                                      const HostTensorF& v, const HostTensorF& d_o, const HostTensorF& dq,
+                                      const HostTensorF& dk, const HostTensorF& dv) {
+  const Widened wq(q), wk(k), wv(v), wdo(d_o), wdq(dq), wdk(dk), wdv(dv);
+  backward_impl<double>(Rounding{true, ATTNFORGE_F32}, pr, wq.view, wk.view, wv.view, wdo.view, wdq.view, wdk.view,
+                        wdv.view);
+  wdq.write_back(), wdk.write_back(), wdv.write_back();
+}
 
 ATTNFORGE_API void reference_forward(const ReferenceProblem& pr, const HostTensor& q, const HostTensor& k,
                                      const HostTensor& v, const HostTensor& o, const HostTensor& lse,

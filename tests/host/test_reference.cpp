@@ -372,3 +372,30 @@ TEST(Reference, RejectsBadInput) {
 
 }  // namespace
 }  // namespace attnforge
+
+namespace attnforge {
+namespace {
+
+TEST(Reference, FloatOverloadsMatchDouble) {
+  Dense t(2, 5, 7, 4, 2, 8);
+  t.pr.mask = "causal";
+  t.forward();
+  t.backward();
+  auto f = [](const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); };
+  std::vector<float> q = f(t.q), k = f(t.k), v = f(t.v), d_o = f(t.d_o);
+  std::vector<float> o(q.size()), lse(t.lse.size()), dq(q.size()), dk(k.size()), dv(v.size());
+  Dense w = t;  // same problem, inputs rounded to float
+  for (auto* x : {&w.q, &w.k, &w.v, &w.d_o})
+    for (double& e : *x) e = float(e);
+  w.forward(), w.backward();
+  auto T = [&](std::vector<float>& x, int s, int h) { return HostTensorF::contiguous(x.data(), {2, s, h, 8}); };
+  reference_forward(t.pr, T(q, 5, 4), T(k, 7, 2), T(v, 7, 2), T(o, 5, 4), HostTensorF::contiguous(lse.data(), {2, 4, 5}));
+  reference_backward(t.pr, T(q, 5, 4), T(k, 7, 2), T(v, 7, 2), T(d_o, 5, 4), T(dq, 5, 4), T(dk, 7, 2), T(dv, 7, 2));
+  for (size_t i = 0; i < o.size(); ++i) EXPECT_EQ(o[i], float(w.o[i]));
+  for (size_t i = 0; i < lse.size(); ++i) EXPECT_EQ(lse[i], float(w.lse[i]));
+  for (size_t i = 0; i < dk.size(); ++i) EXPECT_EQ(dk[i], float(w.dk[i]));
+  for (size_t i = 0; i < dq.size(); ++i) EXPECT_EQ(dq[i], float(w.dq[i]));
+}
+
+}  // namespace
+}  // namespace attnforge

@@ -98,6 +98,24 @@ struct HostTensor {
   }
 };
 
+// The same view over float data (what users usually have after copying device tensors back).
+struct HostTensorF {
+  float* data = nullptr;  // null = absent
+  int rank = 0;
+  int64_t sizes[4] = {0, 0, 0, 0};
+  int64_t strides[4] = {0, 0, 0, 0};
+  static HostTensorF contiguous(float* data, std::initializer_list<int64_t> sizes) {
+    HostTensorF t;
+    t.data = data;
+    t.rank = int(sizes.size());
+    int i = 0;
+    for (int64_t s : sizes) t.sizes[i++] = s;
+    int64_t stride = 1;
+    for (int d = t.rank - 1; d >= 0; --d) t.strides[d] = stride, stride *= t.sizes[d];
+    return t;
+  }
+};
+
 // The problem, as in attnforge_args (host copies of cu_seqlens for varlen).
 struct ReferenceProblem {
   int batch = 1;
@@ -125,6 +143,14 @@ ATTNFORGE_API void reference_forward(const ReferenceProblem& pr, const HostTenso
 ATTNFORGE_API void reference_backward(const ReferenceProblem& pr, const HostTensor& q, const HostTensor& k,
                                       const HostTensor& v, const HostTensor& d_o, const HostTensor& dq,
                                       const HostTensor& dk, const HostTensor& dv);
+
+// float overloads: computed in fp64 all the same (inputs widened, results rounded to float once).
+ATTNFORGE_API void reference_forward(const ReferenceProblem& pr, const HostTensorF& q, const HostTensorF& k,
+                                     const HostTensorF& v, const HostTensorF& o, const HostTensorF& lse = {},
+                                     const HostTensorF& p = {});
+ATTNFORGE_API void reference_backward(const ReferenceProblem& pr, const HostTensorF& q, const HostTensorF& k,
+                                      const HostTensorF& v, const HostTensorF& d_o, const HostTensorF& dq,
+                                      const HostTensorF& dk, const HostTensorF& dv);
 
 // The plain low-precision implementation in `dtype` (what PyTorch's math backend does): inputs
 // taken as dtype values, S = Q·Kᵀ rounded to dtype, scaled and biased in dtype, softmax in fp32,
