@@ -1,7 +1,9 @@
-// Flash forward (FlashAttention-2 class, mma.sync path): one CTA per (kBlockM query rows, head, batch);
-// the Q tile stays in shared memory, K/V tiles stream through a kStages-deep cp.async ring, S = Q·Kᵀ and
-// O += P·V run on tensor cores with fp32 accumulators, and an online softmax (fp32, exp2) keeps O exact.
-// Writes O and LSE once; no O(N²) buffer. Entry point: run_fwd<V>(params, stream).
+// Flash forward (FlashAttention-2 class): one CTA per (kBlockM query rows, head, batch); the Q tile stays
+// in shared memory, K/V tiles stream through a kStages-deep cp.async ring, S = Q·Kᵀ and O += P·V run on
+// tensor cores with fp32 accumulators, and an online softmax (fp32, exp2) keeps O exact. Writes O and LSE
+// once; no O(N²) buffer. This file holds the mma.sync (sm_80+) kernel and the entry point
+// run_fwd<V>(params, stream), which runs the Hopper wgmma kernel of flash/fwd_sm90.cuh instead on
+// sm_90 devices when the variant fits it (see FwdPath).
 #pragma once
 #include <cuda_runtime.h>
 
