@@ -1,6 +1,6 @@
 # Device run of the flash backward dev driver: build variants in parallel, correctness, timings
-# (default kernel, the registers-only kernel, and dev-switch experiments), PyTorch flash backward
-# in the same run, the library's FlashBwd GTest suite (scripts/gpu-check.sh), an ncu summary.
+# (default kernel and dev-switch experiments), PyTorch flash backward in the same run, the
+# library's FlashBwd GTest suite (scripts/gpu-check.sh), an ncu summary.
 # Logs: $OUT/all.tar.gz.
 set -u
 mkdir -p $OUT/dev
@@ -8,25 +8,22 @@ D=$OUT/dev
 NV="nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-constexpr -Xptxas -v -Iruntime/include -Iruntime/kernels -Igenerated"
 SRC=scripts/dev/flash_bwd_dev.cu
 for g in 0 1 2; do $NV -DGROUP=$g $SRC -o /tmp/fbd$g > $D/build$g.log 2>&1 & done
-$NV -DGROUP=0 -DATTNFORGE_FLASH_BWD_REGP $SRC -o /tmp/fbd0r > $D/build0r.log 2>&1 &
-$NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_REGP $SRC -o /tmp/fbd2r > $D/build2r.log 2>&1 &
 $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_STAGES_MAX=1 $SRC -o /tmp/fbd2s1 > $D/build2s1.log 2>&1 &
 $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_DEV_SKIP_DQ_ADD $SRC -o /tmp/fbd2nd > $D/build2nd.log 2>&1 &
 $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_NO_ROTATE $SRC -o /tmp/fbd2nr > $D/build2nr.log 2>&1 &
-$NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_DQ_LAST $SRC -o /tmp/fbd2dl > $D/build2dl.log 2>&1 &
+$NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_DQ_FIRST $SRC -o /tmp/fbd2df > $D/build2df.log 2>&1 &
 wait
-echo "== registers/spills (smemp kernel, group 2 build)"
-grep -A2 "smemp" $D/build2.log | grep -E "Compiling|Used|spill" | sed 's/.*DTypeE\(.*\)EEEEEEvNS.*/\1/; s/ptxas info    : //' | paste -d' ' - - -
+echo "== registers/spills (main kernel, group 2 build)"
+grep -A2 "flash_bwd_main_kernel" $D/build2.log | grep -E "Compiling|Used|spill" | sed 's/.*DTypeE\(.*\)EEEEEEvNS.*/\1/; s/ptxas info    : //' | paste -d' ' - - -
 echo "== correctness"
-for b in fbd0 fbd1 fbd2 fbd0r fbd2r fbd2s1 fbd2dl; do timeout 60 /tmp/$b > $D/$b.log 2>&1; echo "$b rc=$?"; done
+for b in fbd0 fbd1 fbd2 fbd2s1 fbd2df; do timeout 60 /tmp/$b > $D/$b.log 2>&1; echo "$b rc=$?"; done
 grep -h "FAIL\|GROUP\|NaN in" $D/fbd*.log
 echo "== timings"
 timeout 60 /tmp/fbd2 time > $D/time.log 2>&1; echo "time rc=$?"
-timeout 60 /tmp/fbd2r time > $D/time_regp.log 2>&1; echo "time regp rc=$?"
-for v in s1 nd nr dl; do timeout 30 /tmp/fbd2$v time quick > $D/time_$v.log 2>&1; echo "time $v rc=$?"; done
+for v in s1 nd nr df; do timeout 30 /tmp/fbd2$v time quick > $D/time_$v.log 2>&1; echo "time $v rc=$?"; done
 timeout 60 python3 scripts/dev/torch_flash_bwd.py > $D/torch.log 2>&1; echo "torch rc=$?"
-cat $D/time.log; echo "-- regp"; cat $D/time_regp.log
-for v in s1 nd nr dl; do echo "-- $v"; cat $D/time_$v.log; done
+cat $D/time.log
+for v in s1 nd nr df; do echo "-- $v"; cat $D/time_$v.log; done
 cat $D/torch.log
 if [ "${WITH_LIB:-1}" = 1 ]; then
   ATTNFORGE_VARIANT_FILTER='flash_*_bf16_hd64_*;flash_*_f16_hd64_causal_*;flash_*_bf16_hd128_causal_*' \
@@ -35,7 +32,7 @@ if [ "${WITH_LIB:-1}" = 1 ]; then
   grep -E "^\[  (FAILED|PASSED|SKIPPED|  OK) |^\[==========\]|Failure|case:" $OUT/gc/gpu-check/tests*.log 2>/dev/null | head -40
 fi
 if command -v ncu >/dev/null; then
-  timeout 60 ncu --section SpeedOfLight --section WarpStateStats --section Occupancy -k regex:smemp -c 1 /tmp/fbd2 time prof > $D/ncu.log 2>&1
+  timeout 60 ncu --section SpeedOfLight --section WarpStateStats --section Occupancy -k regex:flash_bwd_main -c 1 /tmp/fbd2 time prof > $D/ncu.log 2>&1
   echo "ncu rc=$?"; grep -E "Throughput|Duration|Stall|Warp Cycles|Issued|Occupancy|Registers|Block Limit|L1|Memory" $D/ncu.log | head -50
 fi
 cd $OUT && tar czf all.tar.gz dev gc 2>/dev/null; rm -rf dev gc

@@ -7,7 +7,6 @@
 #include "common/params.hpp"
 #include "common/variant.hpp"
 #include "flash/bwd_main.cuh"
-#include "flash/bwd_main_smemp.cuh"
 #include "flash/bwd_prepost.cuh"
 #include "flash/bwd_workspace.hpp"
 
@@ -49,18 +48,12 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
   }
 
   if (p.seqlen_k > 0 && p.batch > 0) {
-#if defined(ATTNFORGE_FLASH_BWD_REGP)  // dev switch: the registers-only kernel (bwd_main.cuh)
-    using TrM = Tr;
     auto kernel = flash_bwd_main_kernel<V>;
-#else
-    using TrM = BwdTraitsSmemP<V>;
-    auto kernel = flash_bwd_main_smemp_kernel<V>;
-#endif
-    const cudaError_t attr = cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TrM::kSmemBytes);
+    const cudaError_t attr =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes);
     if (attr != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
-    const dim3 grid((p.seqlen_k + TrM::kBlockN - 1) / TrM::kBlockN, p.heads_kv, p.batch);
-    kernel<<<grid, TrM::kThreads, TrM::kSmemBytes, stream>>>(p);
+    const dim3 grid((p.seqlen_k + Tr::kBlockN - 1) / Tr::kBlockN, p.heads_kv, p.batch);
+    kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
   }
 
   if (rows > 0) {

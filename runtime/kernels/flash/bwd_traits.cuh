@@ -1,5 +1,6 @@
-// Compile-time shape of the flash backward main kernel for a variant V: warp grids of its three
-// phases and the shared-memory layout (padded rows, so ldmatrix row addresses hit distinct banks).
+// Compile-time shape of the flash backward main kernel for a variant V: the warp grids of its
+// three phases (S/dP, dQ, dK/dV), the Q/dO buffering, and the shared-memory layout (rows padded
+// by 16 bytes so that the 8 row addresses of every ldmatrix fall in distinct bank groups).
 #pragma once
 #include "flash/bwd_primitives.cuh"
 
@@ -13,63 +14,72 @@ struct BwdTraits {
   using Mask = typename V::Mask;
 
   static constexpr int kD = V::kHeadDim;
-  static constexpr int kBlockM = V::TileT::kBlockM;  // query rows per step of the Q loop
-  static constexpr int kBlockN = V::TileT::kBlockN;  // keys owned by one CTA
+  static constexpr int kBlockM = V::TileT::kBlockM;
+  static constexpr int kBlockN = V::TileT::kBlockN;
   static constexpr int kWarps = V::TileT::kWarps;
-  static constexpr int kStages = V::TileT::kStages < 1 ? 1 : V::TileT::kStages;  // Q/dO buffers
   static constexpr int kThreads = kWarps * 32;
+  static_assert(kBlockM % 16 == 0 && kBlockN % 16 == 0 && kD % 16 == 0);
 
-  // Phase 1 (Sᵀ, dPᵀ, dV, dK): warp (wn, wd) owns keys wn·16 … +16 of the tile and the head-dim
-  // slice wd·kDkv … +kDkv of dK/dV. Warps sharing wn compute the same Sᵀ (kWarpsDkv-fold
-  // redundancy, only for the large head dims whose accumulators would not fit otherwise).
-  static constexpr int kWarpsN = kBlockN / 16;
-  static constexpr int kWarpsDkv = kWarps / kWarpsN;
-  static constexpr int kDkv = kD / kWarpsDkv;
-  static_assert(kBlockN % 16 == 0 && kBlockM % 16 == 0, "flash bwd: tiles are multiples of 16");
-  static_assert(kWarps % kWarpsN == 0, "flash bwd: warps must be a multiple of block_n / 16");
-  static_assert(kD % 16 == 0 && kDkv % 16 == 0, "flash bwd: head-dim slice per warp % 16");
-  // Query columns of Sᵀ a warp holds in registers at once (fp32 Sᵀ and dPᵀ: 2·kMChunk/8·4 regs).
-#ifndef ATTNFORGE_FLASH_BWD_MCHUNK_D128  // (dev hook: chunk for head-dim slices of 65..128)
-#define ATTNFORGE_FLASH_BWD_MCHUNK_D128 32
-#endif
-  static constexpr int kMChunk = kDkv <= 64 ? (kBlockM < 64 ? kBlockM : 64)
-                                            : (kDkv <= 128 ? ATTNFORGE_FLASH_BWD_MCHUNK_D128 : 16);
-  static_assert(kBlockM % kMChunk == 0);
-
-  // Phase 2 (dQ = dS·K): warp (wm, wd) owns rows wm·kMdq … of the M tile, columns wd·kDdq ….
-  // The most square warp tile: per 16-key step a warp loads kMdq/16 A and kDdq/16 B fragments.
-  static constexpr int dq_cost(int wm) {
-    return (wm > kWarps || kWarps % wm || (kBlockM / 16) % wm || (kD / (kWarps / wm)) % 16)
+  // A warp grid (a × kWarps/a) over a (rows × cols) output: valid when both warp-tile sides are
+  // multiples of 16; cost = warp-tile rows + cols (fragments loaded per 16-deep step), lowest wins.
+  static constexpr int grid_cost(int a, int rows, int cols) {
+    return (a > kWarps || kWarps % a || (rows / a) * a != rows || (rows / a) % 16 ||
+            (cols / (kWarps / a)) * (kWarps / a) != cols || (cols / (kWarps / a)) % 16)
                ? 1 << 30
-               : kBlockM / wm + kD / (kWarps / wm);
+               : rows / a + cols / (kWarps / a);
   }
-  static constexpr int pick_warps_mdq() {
+  static constexpr int pick_grid(int rows, int cols) {
     int best = 1;
-    for (int wm = 2; wm <= kWarps; wm *= 2)
-      if (dq_cost(wm) < dq_cost(best)) best = wm;
+    for (int a = 2; a <= kWarps; a *= 2)
+      if (grid_cost(a, rows, cols) <= grid_cost(best, rows, cols)) best = a;  // ties: fewer A regs
     return best;
   }
-  static constexpr int kWarpsMdq = pick_warps_mdq();
+  // Phase 1: S, dP (kBlockM × kBlockN) — warp tile kSM × kSN.
+  static constexpr int kSWarpsM = pick_grid(kBlockM, kBlockN);
+  static constexpr int kSWarpsN = kWarps / kSWarpsM;
+  static constexpr int kSM = kBlockM / kSWarpsM, kSN = kBlockN / kSWarpsN;
+  // Phase 2: dQ (kBlockM × kD) — warp tile kMdq × kDdq.
+  static constexpr int kWarpsMdq = pick_grid(kBlockM, kD);
   static constexpr int kWarpsDdq = kWarps / kWarpsMdq;
-  static constexpr int kMdq = kBlockM / kWarpsMdq;
-  static constexpr int kDdq = kD / kWarpsDdq;
-  static_assert(kWarps % kWarpsMdq == 0 && kMdq % 16 == 0 && kDdq % 16 == 0,
-                "flash bwd: dQ warp grid does not divide the tile");
+  static constexpr int kMdq = kBlockM / kWarpsMdq, kDdq = kD / kWarpsDdq;
+  // Phase 3: dK, dV (kBlockN × kD) — warp tile kKvN × kKvD, accumulators live for the whole CTA.
+  static constexpr int kKvWarpsN = pick_grid(kBlockN, kD);
+  static constexpr int kKvWarpsD = kWarps / kKvWarpsN;
+  static constexpr int kKvN = kBlockN / kKvWarpsN, kKvD = kD / kKvWarpsD;
+  static_assert(grid_cost(kSWarpsM, kBlockM, kBlockN) < (1 << 30), "flash bwd: no S warp grid");
+  static_assert(grid_cost(kWarpsMdq, kBlockM, kD) < (1 << 30), "flash bwd: no dQ warp grid");
+  static_assert(grid_cost(kKvWarpsN, kBlockN, kD) < (1 << 30), "flash bwd: no dK/dV warp grid");
 
-  // Shared memory (elements of T unless noted). Rows padded by 8 elements (16 B): with an odd
-  // number of 16-byte chunks per row, the 8 rows of one ldmatrix land in 8 distinct bank groups.
-  static constexpr int kLd = kD + 8;        // pitch of K, V, Q, dO tiles
-  static constexpr int kLdS = kBlockM + 8;  // pitch of the dSᵀ tile (kBlockN, kBlockM)
-  static constexpr int kOffK = 0;                                   // (kBlockN, kD)
-  static constexpr int kOffV = kOffK + kBlockN * kLd;               // (kBlockN, kD)
-  static constexpr int kOffQ = kOffV + kBlockN * kLd;               // kStages × (kBlockM, kD)
-  static constexpr int kOffDO = kOffQ + kStages * kBlockM * kLd;    // kStages × (kBlockM, kD)
-  static constexpr int kOffDS = kOffDO + kStages * kBlockM * kLd;   // (kBlockN, kBlockM)
-  static constexpr int kElems = kOffDS + kBlockN * kLdS;
-  static constexpr int kOffLseBytes = kElems * 2;                    // fp32 kStages × kBlockM
-  static constexpr int kOffDsumBytes = kOffLseBytes + kStages * kBlockM * 4;  // fp32 likewise
+  // Shared memory: K, V (kBlockN, kD); kStages × Q, dO (kBlockM, kD); P, dS (kBlockM, kBlockN);
+  // fp32 LSE and D per stage. Rows padded by 8 elements (odd count of 16-byte chunks per row).
+  static constexpr int kLd = kD + 8;
+  static constexpr int kLdP = kBlockN + 8;
+  static constexpr int bytes_for(int stages) {
+    return 2 * (2 * kBlockN * kLd + stages * 2 * kBlockM * kLd + 2 * kBlockM * kLdP) + stages * kBlockM * 8;
+  }
+#if defined(ATTNFORGE_FLASH_BWD_STAGES_MAX)  // dev switch: cap the Q/dO buffers (occupancy tests)
+  static constexpr int kStagesWanted =
+      V::TileT::kStages < 1 ? 1
+                            : (V::TileT::kStages < ATTNFORGE_FLASH_BWD_STAGES_MAX ? V::TileT::kStages
+                                                                                   : ATTNFORGE_FLASH_BWD_STAGES_MAX);
+#else
+  static constexpr int kStagesWanted = V::TileT::kStages < 1 ? 1 : V::TileT::kStages;
+#endif
+  static constexpr int kSmemLimit = 227 * 1024;
+  // Fewer Q/dO buffers when the wanted ones do not fit (head dim 192 with 128-key tiles).
+  static constexpr int kStages = bytes_for(kStagesWanted) <= kSmemLimit ? kStagesWanted : 1;
+  static constexpr int kOffK = 0;
+  static constexpr int kOffV = kOffK + kBlockN * kLd;
+  static constexpr int kOffQ = kOffV + kBlockN * kLd;
+  static constexpr int kOffDO = kOffQ + kStages * kBlockM * kLd;
+  static constexpr int kOffP = kOffDO + kStages * kBlockM * kLd;
+  static constexpr int kOffDS = kOffP + kBlockM * kLdP;
+  static constexpr int kElems = kOffDS + kBlockM * kLdP;
+  static constexpr int kOffLseBytes = kElems * 2;
+  static constexpr int kOffDsumBytes = kOffLseBytes + kStages * kBlockM * 4;
   static constexpr int kSmemBytes = kOffDsumBytes + kStages * kBlockM * 4;
-  static_assert(kSmemBytes <= 227 * 1024, "flash bwd: shared memory over the sm_90 budget");
+  static_assert(kSmemBytes == bytes_for(kStages));
+  static_assert(kSmemBytes <= kSmemLimit, "flash bwd: shared memory over the sm_90 budget");
 };
 
 }  // namespace attnforge::flash::bwd_detail
