@@ -56,7 +56,12 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
     kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
   }
 
-  if (rows > 0) {
+  if constexpr (DqAcc<Tr>::kTiled) {
+    const int m_tiles = (p.seqlen_q + Tr::kBlockM - 1) / Tr::kBlockM;
+    if (m_tiles > 0 && p.batch > 0)
+      flash_bwd_convert_dq_tiled_kernel<Tr>
+          <<<dim3(m_tiles, p.heads_q, p.batch), Tr::kThreads, 0, stream>>>(p, ws.dq_acc_offset);
+  } else if (rows > 0) {
     const int64_t n = rows * (Tr::kD / 8);
     const int64_t blocks = (n + kPrepostThreads - 1) / kPrepostThreads;
     flash_bwd_convert_dq_kernel<V::kDType, Tr::kD>

@@ -2,6 +2,7 @@
 // D = rowsum(dO ∘ O) per (query token, head) in fp32; the postprocess turns the fp32 dQ
 // accumulator into dQ = scale · acc in the output dtype, written with dQ's strides.
 #pragma once
+#include "flash/bwd_dq_acc.cuh"
 #include "flash/bwd_primitives.cuh"
 #include "flash/bwd_workspace.hpp"
 
@@ -77,6 +78,38 @@ __global__ void __launch_bounds__(kPrepostThreads) flash_bwd_convert_dq_kernel(c
   T* dq = static_cast<T*>(p.dq) + q_token_offset(p, t, p.dq_batch_stride, p.dq_row_stride) +
           int64_t(h) * p.dq_head_stride + c * 8;
   *reinterpret_cast<uint4*>(dq) = out;
+}
+
+// Tiled accumulator (bwd_dq_acc.cuh): one CTA per (query tile, head, batch) with the main
+// kernel's thread count reads the tile block in fragment order (coalesced) and writes
+// dQ = scale · acc for the rows inside the sequence.
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads) flash_bwd_convert_dq_tiled_kernel(const __grid_constant__ Params p,
+                                                                                 size_t dq_acc_offset) {
+  using Acc = DqAcc<Tr>;
+  using E = typename Tr::E;
+  using T = typename Tr::T;
+  const int mb = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x;
+  const SeqInfo si = seq_info(p, b);
+  const int m0 = mb * Tr::kBlockM;
+  if (m0 >= si.seqlen_q) return;
+  const float* tile = reinterpret_cast<const float*>(static_cast<const char*>(p.workspace) + dq_acc_offset) +
+                      Acc::tile_base(p, b, h, mb);
+  T* dq = static_cast<T*>(p.dq) + int64_t(b) * p.dq_batch_stride + si.q_start * p.dq_row_stride +
+          int64_t(h) * p.dq_head_stride;
+#pragma unroll
+  for (int i = 0; i < Acc::kI; ++i)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int q = m0 + Acc::row(tid, i, r);
+      if (q >= si.seqlen_q) continue;
+#pragma unroll
+      for (int j = 0; j < Acc::kJ; ++j) {
+        const float2 a = *reinterpret_cast<const float2*>(tile + Acc::tiled_offset(tid, i, j, r));
+        *reinterpret_cast<uint32_t*>(dq + int64_t(q) * p.dq_row_stride + Acc::col(tid, j)) =
+            E::pack(a.x * p.scale, a.y * p.scale);
+      }
+    }
 }
 
 }  // namespace attnforge::flash::bwd_detail
