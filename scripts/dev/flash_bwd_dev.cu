@@ -1,7 +1,6 @@
-// Standalone development driver for the flash backward (not part of the library): random inputs,
-// an fp32 GPU reference (forward O/LSE and the backward), error report, determinism check and
-// CUDA-event timing on the training grid. Build: nvcc -std=c++17 -O3 -gencode=... -DGROUP=n
-//   -Iruntime/include -Iruntime/kernels -Igenerated scripts/dev/flash_bwd_dev.cu
+// Standalone dev driver for the flash backward (not part of the library): random inputs, fp32 GPU
+// reference (forward O/LSE and backward), error report, determinism, CUDA-event timing on the
+// training grid. Build and run: scripts/dev/flash_bwd_devrun.sh (nvcc ... -DGROUP=n this file).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 

@@ -1,7 +1,6 @@
-// GPU tests of the flash backward through the C API (tests/common/attention_case.hpp: fp64 CPU
-// reference, DESIGN.md's numerics rule with factor 3 on gradients, poisoned outputs): the boundary
-// (Sq, Sk) pairs under every mask kind, head dims, GQA/MQA, varlen with empty sequences, fully
-// masked rows, strided tensors, and the deterministic mode bitwise equal over 100 runs.
+// GPU tests of the flash backward through the C API (attention_case.hpp: fp64 reference, numerics
+// rule with factor 3, poisoned outputs): boundary (Sq, Sk) pairs × masks, head dims, GQA/MQA, varlen
+// with empty sequences, fully masked rows, strides, deterministic mode bitwise equal over 100 runs.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime.h>

@@ -1,7 +1,6 @@
-// Per-CTA bookkeeping of the flash backward main kernel: which sequence, kv head and key tile
-// a CTA owns, its loop over (query head of the group, query tile) with empty tiles skipped, the
-// cp.async loads of one query tile (Q, dO, LSE, D), the bias tensor, and the deterministic mode's
-// ordering helpers.
+// Per-CTA bookkeeping of the flash backward main kernel: its (sequence, kv head, key tile), the loop
+// over (query head, query tile) skipping empty tiles, the cp.async loads of one query tile (Q, dO,
+// LSE, D), the bias tensor, and the deterministic mode's ordering helpers.
 #pragma once
 #include "flash/bwd_traits.cuh"
 #include "flash/bwd_workspace.hpp"

@@ -1,8 +1,6 @@
 // The flash backward main kernel (FlashAttention-2's algorithm and warp partition): one CTA per
-// (K/V tile, kv head, batch) keeps K_j, V_j in shared memory and dK_j, dV_j in registers, and loops
-// over the query heads of its group and the query tiles the mask leaves non-empty. Per query tile:
-// S = Q·Kᵀ → P (recomputed from the forward's LSE), dP = dO·Vᵀ → dS = P ∘ (dP − D), both staged
-// 16-bit in shared memory; dV += Pᵀ·dO, dK += dSᵀ·Q; dQ += dS·K added into an fp32 workspace.
+// (K/V tile, kv head, batch) keeps K_j, V_j in shared memory and dK_j, dV_j in registers and loops
+// over query tiles: P, dS recomputed and staged in shared memory, dQ added into fp32 scratch.
 #pragma once
 #include "flash/bwd_cta.cuh"
 #include "flash/bwd_dq_acc.cuh"

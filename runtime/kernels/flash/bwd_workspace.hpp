@@ -1,7 +1,6 @@
-// Scratch layout of the flash backward (host- and device-visible, no CUDA needed): the fp32
-// row sums D = rowsum(dO ∘ O), the fp32 dQ accumulator, and (deterministic mode) the per-tile
-// ordering counters. runtime/src/workspace_flash.cpp calls flash_bwd_workspace_bytes() for a
-// backward variant with the variant's (block_m, block_n); run_bwd<V> reads the same layout.
+// Scratch layout of the flash backward (host and device, no CUDA needed): fp32 D = rowsum(dO ∘ O),
+// the fp32 dQ accumulator, deterministic-mode counters. runtime/src/workspace_flash.cpp calls
+// flash_bwd_workspace_bytes(block_m, block_n, p); run_bwd<V> reads the same layout.
 #pragma once
 #include <cstddef>
 #include <cstdint>
