@@ -250,4 +250,82 @@ TEST(FlashBwd, DeterministicBitwiseOver100Runs) {
   }
 }
 
+// Offsets past 2³¹ elements: every token tensor with a batch stride of 2³¹ + 64 elements, the same
+// data in both batch entries; with the deterministic mode batch 1's gradients must equal batch 0's
+// bitwise (int32 offsets would wrap). Skipped when the device cannot hold the 8 × 4 GiB buffers.
+TEST(FlashBwd, OffsetsBeyondInt32) {
+  ATTNFORGE_REQUIRE_GPU();
+  using attnforge::test::DeviceBuffer;
+  if (!flash_built(ATTNFORGE_BF16, 64, "causal")) GTEST_SKIP() << "no flash bf16 hd64 causal";
+  const attnforge_dtype t = ATTNFORGE_BF16;
+  const int Sq = 300, Sk = 517, H = 2, D = 64;
+  const int64_t stride_b = (int64_t(1) << 31) + 64;
+  const size_t nq = size_t(Sq) * H * D, nk = size_t(Sk) * H * D;
+  const size_t bytes_q = size_t(stride_b + nq) * 2, bytes_k = size_t(stride_b + nk) * 2;
+  size_t free_b = 0, total_b = 0;
+  ATTNFORGE_TEST_CUDA(cudaMemGetInfo(&free_b, &total_b));
+  const size_t need = 4 * bytes_q + 4 * bytes_k;
+  if (free_b < need + (size_t(2) << 30)) GTEST_SKIP() << "needs " << (need >> 30) << " GiB of device memory";
+  DeviceBuffer q(bytes_q, false), o(bytes_q, false), d_o(bytes_q, false), dq(bytes_q, false);
+  DeviceBuffer k(bytes_k, false), v(bytes_k, false), dk(bytes_k, false), dv(bytes_k, false);
+  auto fill = [&](DeviceBuffer& buf, size_t n, uint64_t seed) {
+    DeviceBuffer src = attnforge::test::upload(attnforge::test::random_normal(n, seed, t), t);
+    ATTNFORGE_TEST_CUDA(cudaMemcpy(buf.get(), src.get(), n * 2, cudaMemcpyDeviceToDevice));
+    ATTNFORGE_TEST_CUDA(cudaMemcpy(buf.as<char>() + stride_b * 2, src.get(), n * 2, cudaMemcpyDeviceToDevice));
+  };
+  fill(q, nq, 31);
+  fill(k, nk, 32);
+  fill(v, nk, 33);
+  fill(d_o, nq, 34);
+  for (DeviceBuffer* b : {&dq, &dk, &dv}) {  // poison both batch entries (NaN)
+    const size_t n = b == &dq ? nq : nk;
+    ATTNFORGE_TEST_CUDA(cudaMemset(b->get(), 0xFF, n * 2));
+    ATTNFORGE_TEST_CUDA(cudaMemset(b->as<char>() + stride_b * 2, 0xFF, n * 2));
+  }
+  DeviceBuffer lse(size_t(2) * H * Sq * sizeof(float));
+  auto tensor = [&](const DeviceBuffer& buf, int64_t s) {
+    attnforge_tensor x{};
+    x.data = buf.get();
+    x.dtype = t;
+    x.rank = 4;
+    const int64_t sizes[4] = {2, s, H, D}, strides[4] = {stride_b, int64_t(H) * D, D, 1};
+    for (int i = 0; i < 4; ++i) x.sizes[i] = sizes[i], x.strides[i] = strides[i];
+    return x;
+  };
+  attnforge_args a;
+  attnforge_args_init(&a);
+  a.q = tensor(q, Sq);
+  a.k = tensor(k, Sk);
+  a.v = tensor(v, Sk);
+  a.o = tensor(o, Sq);
+  a.lse.data = lse.get();
+  a.lse.dtype = ATTNFORGE_F32;
+  a.lse.rank = 3;
+  const int64_t ls[3] = {2, H, Sq}, lst[3] = {int64_t(H) * Sq, Sq, 1};
+  for (int i = 0; i < 3; ++i) a.lse.sizes[i] = ls[i], a.lse.strides[i] = lst[i];
+  a.mask.kind = "causal";
+  a.backend = ATTNFORGE_BACKEND_FLASH;
+  ASSERT_EQ(attnforge_forward(&a, nullptr), ATTNFORGE_OK) << attnforge_last_error();
+  a.d_o = tensor(d_o, Sq);
+  a.dq = tensor(dq, Sq);
+  a.dk = tensor(dk, Sk);
+  a.dv = tensor(dv, Sk);
+  a.deterministic = 1;
+  ASSERT_EQ(attnforge_backward(&a, nullptr), ATTNFORGE_OK) << attnforge_last_error();
+  ATTNFORGE_TEST_CUDA(cudaDeviceSynchronize());
+  const std::pair<DeviceBuffer*, size_t> grads[3] = {{&dq, nq}, {&dk, nk}, {&dv, nk}};
+  const char* names[3] = {"dQ", "dK", "dV"};
+  for (int g = 0; g < 3; ++g) {
+    const auto [buf, n] = grads[g];
+    std::vector<uint16_t> b0(n), b1(n);
+    ATTNFORGE_TEST_CUDA(cudaMemcpy(b0.data(), buf->get(), n * 2, cudaMemcpyDeviceToHost));
+    ATTNFORGE_TEST_CUDA(cudaMemcpy(b1.data(), buf->as<char>() + stride_b * 2, n * 2, cudaMemcpyDeviceToHost));
+    EXPECT_EQ(std::memcmp(b0.data(), b1.data(), n * 2), 0) << names[g] << ": batch 1 (offsets > 2^31) differs";
+    size_t bad = 0, nonzero = 0;
+    for (uint16_t x : b0) bad += (x & 0x7F80) == 0x7F80, nonzero += (x & 0x7FFF) != 0;  // bf16 NaN/inf
+    EXPECT_EQ(bad, 0u) << names[g] << ": non-finite values";
+    EXPECT_GT(nonzero, 0u) << names[g] << ": all zero";
+  }
+}
+
 }  // namespace
