@@ -1,6 +1,6 @@
 // GPU tests of the flash backward through the C API (attention_case.hpp: fp64 reference, numerics
 // rule with factor 3, poisoned outputs): boundary (Sq, Sk) pairs × masks, head dims, GQA/MQA, varlen
-// with empty sequences, fully masked rows, strides, deterministic mode bitwise equal over 100 runs.
+// with empty sequences, fully masked rows, strides, offsets past 2³¹, deterministic mode bitwise ×100.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime.h>
