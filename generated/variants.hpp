@@ -30,85 +30,81 @@ using unfused_bwd_bf16_hdany_causal_w4 = Variant<Backend::unfused, Direction::bw
 using unfused_bwd_bf16_hdany_window_w4 = Variant<Backend::unfused, Direction::bwd, DType::bf16, 0, mask::window, Tile<0, 0, 4, 0>>;
 using unfused_bwd_bf16_hdany_bias_w4 = Variant<Backend::unfused, Direction::bwd, DType::bf16, 0, mask::bias, Tile<0, 0, 4, 0>>;
 using fused_fwd_f16_hd32_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::none, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd32_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd32_none_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd32_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd32_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd32_causal_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd32_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::window, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd32_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd32_window_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd32_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd32_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd32_bias_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 32, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd32_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::none, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd32_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd32_none_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd32_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd32_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd32_causal_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd32_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::window, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd32_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd32_window_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd32_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd32_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd32_bias_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd64_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd64_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd64_none_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd64_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd64_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd64_causal_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd64_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd64_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd64_window_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd64_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd64_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd64_bias_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd64_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd64_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd64_none_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd64_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd64_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd64_causal_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd64_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd64_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd64_window_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd64_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd64_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd64_bias_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd96_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::none, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd96_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd96_none_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd96_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd96_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd96_causal_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd96_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::window, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd96_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd96_window_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd96_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd96_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd96_bias_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 96, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd96_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::none, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd96_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd96_none_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd96_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd96_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd96_causal_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd96_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::window, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd96_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd96_window_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd96_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd96_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd96_bias_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd128_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::none, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd128_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd128_none_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd128_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd128_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd128_causal_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd128_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::window, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd128_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd128_window_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd128_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_fwd_f16_hd128_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_fwd_f16_hd128_bias_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd128_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::none, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd128_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd128_none_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd128_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd128_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd128_causal_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd128_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::window, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd128_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd128_window_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd128_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_bwd_f16_hd128_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_bwd_f16_hd128_bias_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd192_none_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::none, Tile<64, 384, 8, 0>>;
-using fused_fwd_f16_hd192_none_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::none, Tile<16, 768, 4, 0>>;
+using fused_fwd_f16_hd192_none_m32n768w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::none, Tile<32, 768, 8, 0>>;
 using fused_fwd_f16_hd192_causal_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::causal, Tile<64, 384, 8, 0>>;
-using fused_fwd_f16_hd192_causal_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::causal, Tile<16, 768, 4, 0>>;
+using fused_fwd_f16_hd192_causal_m32n768w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::causal, Tile<32, 768, 8, 0>>;
 using fused_fwd_f16_hd192_window_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::window, Tile<64, 384, 8, 0>>;
-using fused_fwd_f16_hd192_window_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::window, Tile<16, 768, 4, 0>>;
+using fused_fwd_f16_hd192_window_m32n768w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::window, Tile<32, 768, 8, 0>>;
 using fused_fwd_f16_hd192_bias_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::bias, Tile<64, 384, 8, 0>>;
-using fused_fwd_f16_hd192_bias_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::bias, Tile<16, 768, 4, 0>>;
+using fused_fwd_f16_hd192_bias_m32n768w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 192, mask::bias, Tile<32, 768, 8, 0>>;
 using fused_bwd_f16_hd192_none_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::none, Tile<64, 384, 8, 0>>;
-using fused_bwd_f16_hd192_none_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::none, Tile<16, 768, 4, 0>>;
 using fused_bwd_f16_hd192_causal_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::causal, Tile<64, 384, 8, 0>>;
-using fused_bwd_f16_hd192_causal_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::causal, Tile<16, 768, 4, 0>>;
 using fused_bwd_f16_hd192_window_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::window, Tile<64, 384, 8, 0>>;
-using fused_bwd_f16_hd192_window_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::window, Tile<16, 768, 4, 0>>;
 using fused_bwd_f16_hd192_bias_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::bias, Tile<64, 384, 8, 0>>;
-using fused_bwd_f16_hd192_bias_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::f16, 192, mask::bias, Tile<16, 768, 4, 0>>;
 using fused_fwd_f16_hd256_none_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::none, Tile<64, 256, 8, 0>>;
 using fused_fwd_f16_hd256_causal_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::causal, Tile<64, 256, 8, 0>>;
 using fused_fwd_f16_hd256_window_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 256, mask::window, Tile<64, 256, 8, 0>>;
@@ -118,85 +114,81 @@ using fused_bwd_f16_hd256_causal_m64n256w8 = Variant<Backend::fused, Direction::
 using fused_bwd_f16_hd256_window_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::window, Tile<64, 256, 8, 0>>;
 using fused_bwd_f16_hd256_bias_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 256, mask::bias, Tile<64, 256, 8, 0>>;
 using fused_fwd_bf16_hd32_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::none, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd32_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd32_none_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd32_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd32_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd32_causal_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd32_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::window, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd32_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd32_window_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd32_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd32_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd32_bias_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 32, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd32_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::none, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd32_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd32_none_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd32_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd32_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd32_causal_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd32_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::window, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd32_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd32_window_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd32_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd32_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd32_bias_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd64_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd64_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd64_none_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd64_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd64_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd64_causal_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd64_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd64_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd64_window_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd64_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd64_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd64_bias_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd64_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd64_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd64_none_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd64_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd64_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd64_causal_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd64_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd64_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd64_window_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd64_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd64_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd64_bias_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd96_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::none, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd96_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd96_none_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd96_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd96_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd96_causal_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd96_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::window, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd96_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd96_window_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd96_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd96_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd96_bias_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 96, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd96_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::none, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd96_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd96_none_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd96_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd96_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd96_causal_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd96_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::window, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd96_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd96_window_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd96_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd96_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd96_bias_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd128_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::none, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd128_none_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd128_none_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd128_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd128_causal_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd128_causal_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd128_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::window, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd128_window_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd128_window_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd128_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_fwd_bf16_hd128_bias_m16n1024w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_fwd_bf16_hd128_bias_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd128_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::none, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd128_none_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::none, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd128_none_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd128_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::causal, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd128_causal_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::causal, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd128_causal_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::causal, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd128_window_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::window, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd128_window_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::window, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd128_window_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::window, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd128_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 512, 8, 0>>;
-using fused_bwd_bf16_hd128_bias_m16n1024w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::bias, Tile<16, 1024, 4, 0>>;
+using fused_bwd_bf16_hd128_bias_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd192_none_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::none, Tile<64, 384, 8, 0>>;
-using fused_fwd_bf16_hd192_none_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::none, Tile<16, 768, 4, 0>>;
+using fused_fwd_bf16_hd192_none_m32n768w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::none, Tile<32, 768, 8, 0>>;
 using fused_fwd_bf16_hd192_causal_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::causal, Tile<64, 384, 8, 0>>;
-using fused_fwd_bf16_hd192_causal_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::causal, Tile<16, 768, 4, 0>>;
+using fused_fwd_bf16_hd192_causal_m32n768w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::causal, Tile<32, 768, 8, 0>>;
 using fused_fwd_bf16_hd192_window_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::window, Tile<64, 384, 8, 0>>;
-using fused_fwd_bf16_hd192_window_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::window, Tile<16, 768, 4, 0>>;
+using fused_fwd_bf16_hd192_window_m32n768w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::window, Tile<32, 768, 8, 0>>;
 using fused_fwd_bf16_hd192_bias_m64n384w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::bias, Tile<64, 384, 8, 0>>;
-using fused_fwd_bf16_hd192_bias_m16n768w4 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::bias, Tile<16, 768, 4, 0>>;
+using fused_fwd_bf16_hd192_bias_m32n768w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 192, mask::bias, Tile<32, 768, 8, 0>>;
 using fused_bwd_bf16_hd192_none_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::none, Tile<64, 384, 8, 0>>;
-using fused_bwd_bf16_hd192_none_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::none, Tile<16, 768, 4, 0>>;
 using fused_bwd_bf16_hd192_causal_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::causal, Tile<64, 384, 8, 0>>;
-using fused_bwd_bf16_hd192_causal_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::causal, Tile<16, 768, 4, 0>>;
 using fused_bwd_bf16_hd192_window_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::window, Tile<64, 384, 8, 0>>;
-using fused_bwd_bf16_hd192_window_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::window, Tile<16, 768, 4, 0>>;
 using fused_bwd_bf16_hd192_bias_m64n384w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::bias, Tile<64, 384, 8, 0>>;
-using fused_bwd_bf16_hd192_bias_m16n768w4 = Variant<Backend::fused, Direction::bwd, DType::bf16, 192, mask::bias, Tile<16, 768, 4, 0>>;
 using fused_fwd_bf16_hd256_none_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::none, Tile<64, 256, 8, 0>>;
 using fused_fwd_bf16_hd256_causal_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::causal, Tile<64, 256, 8, 0>>;
 using fused_fwd_bf16_hd256_window_m64n256w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 256, mask::window, Tile<64, 256, 8, 0>>;
@@ -472,85 +464,81 @@ using AllVariants = TypeList<
     unfused_bwd_bf16_hdany_window_w4,
     unfused_bwd_bf16_hdany_bias_w4,
     fused_fwd_f16_hd32_none_m64n512w8,
-    fused_fwd_f16_hd32_none_m16n1024w4,
+    fused_fwd_f16_hd32_none_m32n1024w8,
     fused_fwd_f16_hd32_causal_m64n512w8,
-    fused_fwd_f16_hd32_causal_m16n1024w4,
+    fused_fwd_f16_hd32_causal_m32n1024w8,
     fused_fwd_f16_hd32_window_m64n512w8,
-    fused_fwd_f16_hd32_window_m16n1024w4,
+    fused_fwd_f16_hd32_window_m32n1024w8,
     fused_fwd_f16_hd32_bias_m64n512w8,
-    fused_fwd_f16_hd32_bias_m16n1024w4,
+    fused_fwd_f16_hd32_bias_m32n1024w8,
     fused_bwd_f16_hd32_none_m64n512w8,
-    fused_bwd_f16_hd32_none_m16n1024w4,
+    fused_bwd_f16_hd32_none_m32n1024w8,
     fused_bwd_f16_hd32_causal_m64n512w8,
-    fused_bwd_f16_hd32_causal_m16n1024w4,
+    fused_bwd_f16_hd32_causal_m32n1024w8,
     fused_bwd_f16_hd32_window_m64n512w8,
-    fused_bwd_f16_hd32_window_m16n1024w4,
+    fused_bwd_f16_hd32_window_m32n1024w8,
     fused_bwd_f16_hd32_bias_m64n512w8,
-    fused_bwd_f16_hd32_bias_m16n1024w4,
+    fused_bwd_f16_hd32_bias_m32n1024w8,
     fused_fwd_f16_hd64_none_m64n512w8,
-    fused_fwd_f16_hd64_none_m16n1024w4,
+    fused_fwd_f16_hd64_none_m32n1024w8,
     fused_fwd_f16_hd64_causal_m64n512w8,
-    fused_fwd_f16_hd64_causal_m16n1024w4,
+    fused_fwd_f16_hd64_causal_m32n1024w8,
     fused_fwd_f16_hd64_window_m64n512w8,
-    fused_fwd_f16_hd64_window_m16n1024w4,
+    fused_fwd_f16_hd64_window_m32n1024w8,
     fused_fwd_f16_hd64_bias_m64n512w8,
-    fused_fwd_f16_hd64_bias_m16n1024w4,
+    fused_fwd_f16_hd64_bias_m32n1024w8,
     fused_bwd_f16_hd64_none_m64n512w8,
-    fused_bwd_f16_hd64_none_m16n1024w4,
+    fused_bwd_f16_hd64_none_m32n1024w8,
     fused_bwd_f16_hd64_causal_m64n512w8,
-    fused_bwd_f16_hd64_causal_m16n1024w4,
+    fused_bwd_f16_hd64_causal_m32n1024w8,
     fused_bwd_f16_hd64_window_m64n512w8,
-    fused_bwd_f16_hd64_window_m16n1024w4,
+    fused_bwd_f16_hd64_window_m32n1024w8,
     fused_bwd_f16_hd64_bias_m64n512w8,
-    fused_bwd_f16_hd64_bias_m16n1024w4,
+    fused_bwd_f16_hd64_bias_m32n1024w8,
     fused_fwd_f16_hd96_none_m64n512w8,
-    fused_fwd_f16_hd96_none_m16n1024w4,
+    fused_fwd_f16_hd96_none_m32n1024w8,
     fused_fwd_f16_hd96_causal_m64n512w8,
-    fused_fwd_f16_hd96_causal_m16n1024w4,
+    fused_fwd_f16_hd96_causal_m32n1024w8,
     fused_fwd_f16_hd96_window_m64n512w8,
-    fused_fwd_f16_hd96_window_m16n1024w4,
+    fused_fwd_f16_hd96_window_m32n1024w8,
     fused_fwd_f16_hd96_bias_m64n512w8,
-    fused_fwd_f16_hd96_bias_m16n1024w4,
+    fused_fwd_f16_hd96_bias_m32n1024w8,
     fused_bwd_f16_hd96_none_m64n512w8,
-    fused_bwd_f16_hd96_none_m16n1024w4,
+    fused_bwd_f16_hd96_none_m32n1024w8,
     fused_bwd_f16_hd96_causal_m64n512w8,
-    fused_bwd_f16_hd96_causal_m16n1024w4,
+    fused_bwd_f16_hd96_causal_m32n1024w8,
     fused_bwd_f16_hd96_window_m64n512w8,
-    fused_bwd_f16_hd96_window_m16n1024w4,
+    fused_bwd_f16_hd96_window_m32n1024w8,
     fused_bwd_f16_hd96_bias_m64n512w8,
-    fused_bwd_f16_hd96_bias_m16n1024w4,
+    fused_bwd_f16_hd96_bias_m32n1024w8,
     fused_fwd_f16_hd128_none_m64n512w8,
-    fused_fwd_f16_hd128_none_m16n1024w4,
+    fused_fwd_f16_hd128_none_m32n1024w8,
     fused_fwd_f16_hd128_causal_m64n512w8,
-    fused_fwd_f16_hd128_causal_m16n1024w4,
+    fused_fwd_f16_hd128_causal_m32n1024w8,
     fused_fwd_f16_hd128_window_m64n512w8,
-    fused_fwd_f16_hd128_window_m16n1024w4,
+    fused_fwd_f16_hd128_window_m32n1024w8,
     fused_fwd_f16_hd128_bias_m64n512w8,
-    fused_fwd_f16_hd128_bias_m16n1024w4,
+    fused_fwd_f16_hd128_bias_m32n1024w8,
     fused_bwd_f16_hd128_none_m64n512w8,
-    fused_bwd_f16_hd128_none_m16n1024w4,
+    fused_bwd_f16_hd128_none_m32n1024w8,
     fused_bwd_f16_hd128_causal_m64n512w8,
-    fused_bwd_f16_hd128_causal_m16n1024w4,
+    fused_bwd_f16_hd128_causal_m32n1024w8,
     fused_bwd_f16_hd128_window_m64n512w8,
-    fused_bwd_f16_hd128_window_m16n1024w4,
+    fused_bwd_f16_hd128_window_m32n1024w8,
     fused_bwd_f16_hd128_bias_m64n512w8,
-    fused_bwd_f16_hd128_bias_m16n1024w4,
+    fused_bwd_f16_hd128_bias_m32n1024w8,
     fused_fwd_f16_hd192_none_m64n384w8,
-    fused_fwd_f16_hd192_none_m16n768w4,
+    fused_fwd_f16_hd192_none_m32n768w8,
     fused_fwd_f16_hd192_causal_m64n384w8,
-    fused_fwd_f16_hd192_causal_m16n768w4,
+    fused_fwd_f16_hd192_causal_m32n768w8,
     fused_fwd_f16_hd192_window_m64n384w8,
-    fused_fwd_f16_hd192_window_m16n768w4,
+    fused_fwd_f16_hd192_window_m32n768w8,
     fused_fwd_f16_hd192_bias_m64n384w8,
-    fused_fwd_f16_hd192_bias_m16n768w4,
+    fused_fwd_f16_hd192_bias_m32n768w8,
     fused_bwd_f16_hd192_none_m64n384w8,
-    fused_bwd_f16_hd192_none_m16n768w4,
     fused_bwd_f16_hd192_causal_m64n384w8,
-    fused_bwd_f16_hd192_causal_m16n768w4,
     fused_bwd_f16_hd192_window_m64n384w8,
-    fused_bwd_f16_hd192_window_m16n768w4,
     fused_bwd_f16_hd192_bias_m64n384w8,
-    fused_bwd_f16_hd192_bias_m16n768w4,
     fused_fwd_f16_hd256_none_m64n256w8,
     fused_fwd_f16_hd256_causal_m64n256w8,
     fused_fwd_f16_hd256_window_m64n256w8,
@@ -560,85 +548,81 @@ using AllVariants = TypeList<
     fused_bwd_f16_hd256_window_m64n256w8,
     fused_bwd_f16_hd256_bias_m64n256w8,
     fused_fwd_bf16_hd32_none_m64n512w8,
-    fused_fwd_bf16_hd32_none_m16n1024w4,
+    fused_fwd_bf16_hd32_none_m32n1024w8,
     fused_fwd_bf16_hd32_causal_m64n512w8,
-    fused_fwd_bf16_hd32_causal_m16n1024w4,
+    fused_fwd_bf16_hd32_causal_m32n1024w8,
     fused_fwd_bf16_hd32_window_m64n512w8,
-    fused_fwd_bf16_hd32_window_m16n1024w4,
+    fused_fwd_bf16_hd32_window_m32n1024w8,
     fused_fwd_bf16_hd32_bias_m64n512w8,
-    fused_fwd_bf16_hd32_bias_m16n1024w4,
+    fused_fwd_bf16_hd32_bias_m32n1024w8,
     fused_bwd_bf16_hd32_none_m64n512w8,
-    fused_bwd_bf16_hd32_none_m16n1024w4,
+    fused_bwd_bf16_hd32_none_m32n1024w8,
     fused_bwd_bf16_hd32_causal_m64n512w8,
-    fused_bwd_bf16_hd32_causal_m16n1024w4,
+    fused_bwd_bf16_hd32_causal_m32n1024w8,
     fused_bwd_bf16_hd32_window_m64n512w8,
-    fused_bwd_bf16_hd32_window_m16n1024w4,
+    fused_bwd_bf16_hd32_window_m32n1024w8,
     fused_bwd_bf16_hd32_bias_m64n512w8,
-    fused_bwd_bf16_hd32_bias_m16n1024w4,
+    fused_bwd_bf16_hd32_bias_m32n1024w8,
     fused_fwd_bf16_hd64_none_m64n512w8,
-    fused_fwd_bf16_hd64_none_m16n1024w4,
+    fused_fwd_bf16_hd64_none_m32n1024w8,
     fused_fwd_bf16_hd64_causal_m64n512w8,
-    fused_fwd_bf16_hd64_causal_m16n1024w4,
+    fused_fwd_bf16_hd64_causal_m32n1024w8,
     fused_fwd_bf16_hd64_window_m64n512w8,
-    fused_fwd_bf16_hd64_window_m16n1024w4,
+    fused_fwd_bf16_hd64_window_m32n1024w8,
     fused_fwd_bf16_hd64_bias_m64n512w8,
-    fused_fwd_bf16_hd64_bias_m16n1024w4,
+    fused_fwd_bf16_hd64_bias_m32n1024w8,
     fused_bwd_bf16_hd64_none_m64n512w8,
-    fused_bwd_bf16_hd64_none_m16n1024w4,
+    fused_bwd_bf16_hd64_none_m32n1024w8,
     fused_bwd_bf16_hd64_causal_m64n512w8,
-    fused_bwd_bf16_hd64_causal_m16n1024w4,
+    fused_bwd_bf16_hd64_causal_m32n1024w8,
     fused_bwd_bf16_hd64_window_m64n512w8,
-    fused_bwd_bf16_hd64_window_m16n1024w4,
+    fused_bwd_bf16_hd64_window_m32n1024w8,
     fused_bwd_bf16_hd64_bias_m64n512w8,
-    fused_bwd_bf16_hd64_bias_m16n1024w4,
+    fused_bwd_bf16_hd64_bias_m32n1024w8,
     fused_fwd_bf16_hd96_none_m64n512w8,
-    fused_fwd_bf16_hd96_none_m16n1024w4,
+    fused_fwd_bf16_hd96_none_m32n1024w8,
     fused_fwd_bf16_hd96_causal_m64n512w8,
-    fused_fwd_bf16_hd96_causal_m16n1024w4,
+    fused_fwd_bf16_hd96_causal_m32n1024w8,
     fused_fwd_bf16_hd96_window_m64n512w8,
-    fused_fwd_bf16_hd96_window_m16n1024w4,
+    fused_fwd_bf16_hd96_window_m32n1024w8,
     fused_fwd_bf16_hd96_bias_m64n512w8,
-    fused_fwd_bf16_hd96_bias_m16n1024w4,
+    fused_fwd_bf16_hd96_bias_m32n1024w8,
     fused_bwd_bf16_hd96_none_m64n512w8,
-    fused_bwd_bf16_hd96_none_m16n1024w4,
+    fused_bwd_bf16_hd96_none_m32n1024w8,
     fused_bwd_bf16_hd96_causal_m64n512w8,
-    fused_bwd_bf16_hd96_causal_m16n1024w4,
+    fused_bwd_bf16_hd96_causal_m32n1024w8,
     fused_bwd_bf16_hd96_window_m64n512w8,
-    fused_bwd_bf16_hd96_window_m16n1024w4,
+    fused_bwd_bf16_hd96_window_m32n1024w8,
     fused_bwd_bf16_hd96_bias_m64n512w8,
-    fused_bwd_bf16_hd96_bias_m16n1024w4,
+    fused_bwd_bf16_hd96_bias_m32n1024w8,
     fused_fwd_bf16_hd128_none_m64n512w8,
-    fused_fwd_bf16_hd128_none_m16n1024w4,
+    fused_fwd_bf16_hd128_none_m32n1024w8,
     fused_fwd_bf16_hd128_causal_m64n512w8,
-    fused_fwd_bf16_hd128_causal_m16n1024w4,
+    fused_fwd_bf16_hd128_causal_m32n1024w8,
     fused_fwd_bf16_hd128_window_m64n512w8,
-    fused_fwd_bf16_hd128_window_m16n1024w4,
+    fused_fwd_bf16_hd128_window_m32n1024w8,
     fused_fwd_bf16_hd128_bias_m64n512w8,
-    fused_fwd_bf16_hd128_bias_m16n1024w4,
+    fused_fwd_bf16_hd128_bias_m32n1024w8,
     fused_bwd_bf16_hd128_none_m64n512w8,
-    fused_bwd_bf16_hd128_none_m16n1024w4,
+    fused_bwd_bf16_hd128_none_m32n1024w8,
     fused_bwd_bf16_hd128_causal_m64n512w8,
-    fused_bwd_bf16_hd128_causal_m16n1024w4,
+    fused_bwd_bf16_hd128_causal_m32n1024w8,
     fused_bwd_bf16_hd128_window_m64n512w8,
-    fused_bwd_bf16_hd128_window_m16n1024w4,
+    fused_bwd_bf16_hd128_window_m32n1024w8,
     fused_bwd_bf16_hd128_bias_m64n512w8,
-    fused_bwd_bf16_hd128_bias_m16n1024w4,
+    fused_bwd_bf16_hd128_bias_m32n1024w8,
     fused_fwd_bf16_hd192_none_m64n384w8,
-    fused_fwd_bf16_hd192_none_m16n768w4,
+    fused_fwd_bf16_hd192_none_m32n768w8,
     fused_fwd_bf16_hd192_causal_m64n384w8,
-    fused_fwd_bf16_hd192_causal_m16n768w4,
+    fused_fwd_bf16_hd192_causal_m32n768w8,
     fused_fwd_bf16_hd192_window_m64n384w8,
-    fused_fwd_bf16_hd192_window_m16n768w4,
+    fused_fwd_bf16_hd192_window_m32n768w8,
     fused_fwd_bf16_hd192_bias_m64n384w8,
-    fused_fwd_bf16_hd192_bias_m16n768w4,
+    fused_fwd_bf16_hd192_bias_m32n768w8,
     fused_bwd_bf16_hd192_none_m64n384w8,
-    fused_bwd_bf16_hd192_none_m16n768w4,
     fused_bwd_bf16_hd192_causal_m64n384w8,
-    fused_bwd_bf16_hd192_causal_m16n768w4,
     fused_bwd_bf16_hd192_window_m64n384w8,
-    fused_bwd_bf16_hd192_window_m16n768w4,
     fused_bwd_bf16_hd192_bias_m64n384w8,
-    fused_bwd_bf16_hd192_bias_m16n768w4,
     fused_fwd_bf16_hd256_none_m64n256w8,
     fused_fwd_bf16_hd256_causal_m64n256w8,
     fused_fwd_bf16_hd256_window_m64n256w8,
@@ -889,6 +873,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "4ecfbf6dfe8a0ee21781822f37dcede5ccba1ef8e004511bb72805f4205d18d4";
+inline constexpr const char* kManifestHash = "3aa727c32d889af69b966a9d492f4a9b20d7d7172c1dccae008eeb5a1dbfc584";
 
 }  // namespace attnforge::generated

@@ -159,15 +159,15 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
   // ---- pass 2: exact softmax over the whole row (max, then sum), LSE, optional weights ----------------
   float* s_max = s_stats;                      // (kWarpsN, kBlockM)
   float* s_sum = s_stats + kWarpsN * kBlockM;  // (kWarpsN, kBlockM)
-  float lse[2];
-  row_softmax<kSteps, kWarpsN, kBlockM>(s, live, s_max, s_sum, row0 + g, wn, t4, lse);
+  float lse[2], inv[2];
+  row_softmax<kSteps, kWarpsN, kBlockM>(s, live, s_max, s_sum, row0 + g, wn, t4, p.weights != nullptr, lse, inv);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = q_first + g + 8 * r;
     if (wn == 0 && t4 == 0 && row < sq)
       p.lse[b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + seq.q_start + row] = lse[r];
   }
-  if (p.weights != nullptr) store_weights<Num, kSteps, kWarpsN>(p, s, n_steps, b, h, q_first, sq, sk, wn, g, t4);
+  if (p.weights != nullptr) store_weights<Num, kSteps, kWarpsN, false>(p, s, b, h, q_first, sq, sk, wn, g, t4);
 
   // ---- pass 3: O = P·V, P straight from the S registers (C fragment pairs = A fragments) ------------
   float o[kONTiles][4];
@@ -207,6 +207,7 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
     }
   }
   prim::cp_async_wait<0>();
+  scale_rows(o, inv);  // O = (Σ exp2(s − max)·V) / Σ unless P was normalised already (weights)
 
   // ---- O partials of the kWarpsN key columns summed through shared memory (ring reused) -------------
   if constexpr (kWarpsN > 1) {

@@ -1,7 +1,9 @@
 // The fused backend's exact two-pass softmax over a whole key row held in registers, and the stores
 // that follow it (LSE, the attention weights P, O). Shared by the mma.sync and the wgmma kernel: in
-// both, warp (wm, wn) holds rows [16·wm, 16·wm + 16) of the CTA block and its key tiles t = i·kWarpsN + wn
-// as s[i][0][8][4] (m16n8 C fragments: rows g and g + 8, cols 2t, 2t + 1 of each n8 tile).
+// both, warp (wm, wn) holds rows [16·wm, 16·wm + 16) of the CTA block and kSteps 64-key tiles as
+// s[i][0][8][4] (m16n8 C fragments: rows g and g + 8, cols 2t, 2t + 1 of each n8 tile): tile i is keys
+// [64·key_tile(i, wn), +64), interleaved t = i·kWarpsN + wn (mma.sync kernel) or contiguous t = wn·kSteps + i
+// (wgmma kernel: one long B operand per warpgroup).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -19,7 +21,8 @@ namespace attnforge::fused {
 // Contains __syncthreads() when kWarpsN > 1: every thread of the CTA must call it.
 template <int kSteps, int kWarpsN, int kBlockM>
 __device__ __forceinline__ void row_softmax(float (&s)[kSteps][1][8][4], uint32_t live, float* s_max, float* s_sum,
-                                            int band_row, int wn, int t4, float (&lse)[2]) {
+                                            int band_row, int wn, int t4, bool normalize, float (&lse)[2],
+                                            float (&inv)[2]) {
   float row_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int i = 0; i < kSteps; ++i)
@@ -76,36 +79,54 @@ __device__ __forceinline__ void row_softmax(float (&s)[kSteps][1][8][4], uint32_
       row_sum[r] = l;
     }
   }
-  // LSE = (max + log2 Σ)·ln 2 (natural log); P normalised here, so the weights written and the P of
-  // O = P·V are one tensor.
-  float inv[2];
+  // LSE = (max + log2 Σ)·ln 2 (natural log). With `normalize` (weights requested) P is divided by Σ here,
+  // so the weights written and the P of O = P·V are one tensor, and inv = 1; else P stays exp2(s − max)
+  // and the caller scales O by inv = 1/Σ (D/2 multiplies instead of one per score).
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const bool any = row_sum[r] > 0.f;
     inv[r] = any ? 1.f / row_sum[r] : 0.f;
     lse[r] = any ? (row_max[r] + __log2f(row_sum[r])) * 0.69314718055994531f : -INFINITY;
   }
+  if (normalize) {
 #pragma unroll
-  for (int i = 0; i < kSteps; ++i)
+    for (int i = 0; i < kSteps; ++i)
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+      for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s[i][0][nt][e] *= inv[e >> 1];
+        for (int e = 0; e < 4; ++e) s[i][0][nt][e] *= inv[e >> 1];
+    inv[0] = inv[1] = 1.f;
+  }
+}
+
+// o ← o·inv per row (rows g, g + 8 of the fragments).
+template <int kONTiles>
+__device__ __forceinline__ void scale_rows(float (&o)[kONTiles][4], const float (&inv)[2]) {
+#pragma unroll
+  for (int nt = 0; nt < kONTiles; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[nt][e] *= inv[e >> 1];
+}
+
+// Key tile (64 keys) of register tile i of key column wn: interleaved or contiguous (see the top).
+template <int kSteps, int kWarpsN, bool kContiguous>
+__device__ __forceinline__ constexpr int key_tile(int i, int wn) {
+  return kContiguous ? wn * kSteps + i : i * kWarpsN + wn;
 }
 
 // The attention weights (B, Hq, Sq, Sk) contiguous, dtype of q: this warp's 16 rows × its key tiles,
 // 16-byte chunks (quad transpose). Rows ≥ sq and columns ≥ sk are not written. All lanes must call it.
-template <class Num, int kSteps, int kWarpsN>
-__device__ __forceinline__ void store_weights(const Params& p, const float (&s)[kSteps][1][8][4], int n_steps,
-                                              int b, int h, int q_first, int sq, int sk, int wn, int g, int t4) {
+
+template <class Num, int kSteps, int kWarpsN, bool kContiguous>
+__device__ __forceinline__ void store_weights(const Params& p, const float (&s)[kSteps][1][8][4], int b, int h, int q_first, int sq, int sk, int wn, int g, int t4) {
   using Element = typename Num::Element;
   const int64_t sk_all = p.seqlen_k;  // dense only: validation rejects weights with varlen
   Element* w_ptr = static_cast<Element*>(p.weights) + ((int64_t(b) * p.heads_q + h) * p.seqlen_q) * sk_all;
   const bool vec = (sk_all & 7) == 0 && (reinterpret_cast<uintptr_t>(p.weights) & 15) == 0;
 #pragma unroll
   for (int i = 0; i < kSteps; ++i) {
-    if (i < n_steps) {
-      const int k_first = (i * kWarpsN + wn) * 64;
+    const int k_first = key_tile<kSteps, kWarpsN, kContiguous>(i, wn) * 64;
+    if (k_first < sk) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int row = q_first + g + 8 * r;
