@@ -8,7 +8,9 @@
 //   BM_HostPathNoKernel       attnforge_workspace_size(): validate + select + workspace sizing,
 //                             i.e. the host path of attnforge_forward() up to the launch
 //   BM_SelectVariantMemoMiss  the same decision with the memo cleared first (the cost the memo saves)
+//   BM_CudaGetDevice          one cudaGetDevice, for scale (selection avoids it with one device)
 #include <benchmark/benchmark.h>
+#include <cuda_runtime_api.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -124,6 +126,20 @@ void BM_SelectVariantMemoMiss(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_SelectVariantMemoMiss);
+
+void BM_CudaGetDevice(benchmark::State& state) {
+  int d = -1;
+  if (cudaGetDevice(&d) != cudaSuccess) {
+    (void)cudaGetLastError();
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  for (auto _ : state) {
+    cudaGetDevice(&d);
+    benchmark::DoNotOptimize(d);
+  }
+}
+BENCHMARK(BM_CudaGetDevice);
 
 }  // namespace
 

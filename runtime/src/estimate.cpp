@@ -227,7 +227,20 @@ extern "C" ATTNFORGE_API attnforge_status attnforge_estimate(const attnforge_arg
     int n = 0;
     for (Backend b : order) {
       if (n >= capacity) break;
-      const BackendEstimate e = estimate_backend(b, call.problem, call.params);
+      // The variant the selector runs when this backend is asked for (its fastest tuned tile, else
+      // the heuristic's tile order), so that the estimate describes what would really run.
+      const Selection sel = select_variant(call.problem, attnforge_backend(int(b)), nullptr, call.params);
+      BackendEstimate e;
+      if (sel.variant != nullptr) {
+        e = estimate_backend(b, call.problem, call.params, sel.variant);
+      } else {
+        e = estimate_backend(b, call.problem, call.params);
+        e.available = false;
+        e.variant = nullptr;
+        e.reason = sel.reason;
+        e.workspace_bytes = e.scratch_bytes = e.kernel_launches = 0;
+        e.device_bytes = e.tensor_bytes;
+      }
       attnforge_backend_estimate& o = out[n++];
       std::memset(&o, 0, sizeof o);
       o.backend = attnforge_backend(int(b));

@@ -92,8 +92,11 @@ struct TilePreference {
   const char* why;
 };
 constexpr TilePreference kTilePreference[] = {
-    // (none yet: without measurements of this build the generator's order stands)
-    {Backend::flash, Direction::fwd, 0, 0, 0, 0, 0, 0, 0, nullptr},
+    // Backward, D ≤ 64: m64n64w4 beat the generator's first bwd tile m64n128w8 on all 12 D = 64
+    // shapes of the H100 training grid (m64n128w8 was 1.00–1.12× its time). At D = 128 the order
+    // stands: m64n128w8 won all 12 (m64n64w4 1.16–1.50× slower). Forward: the first tile,
+    // m128n64w4, won 21 of the 24 forward shapes and was within 5% on the other 3 (D = 64, S ≤ 1024).
+    {Backend::flash, Direction::bwd, 0, 64, 0, 0, 64, 64, 4, "m64n64w4: fastest flash backward at D <= 64 on the H100"},
 };
 
 bool preference_covers(const TilePreference& t, Backend b, const Problem& pr) {
@@ -265,19 +268,22 @@ struct HeuristicRow {
   int count;
   const char* why;
 };
+// The measurements behind the rows: attnforge-tune over DESIGN.md's training grid on an H100 80GB
+// HBM3 (bf16, B·S = 16384, H·D = 2048, D ∈ {64, 128}, S = 512 … 16384, causal and not; 48 shapes,
+// every compiled tile of every backend timed, L2 flushed, median of 7; 2026-11-25, kernels as of
+// commit ~f50cca8; autotune/results/h100_training.md). Where the tuner has run, its cache decides.
+// flash won all 48. fused (only Sk ≤ 512–1024 fits on chip) was 1.7–2.3× slower than flash at
+// S = 512 forward and 1.4–1.9× backward; unfused 4.5–15× slower forward, 1.8–5.5× backward.
 constexpr HeuristicRow kHeuristic[] = {
     // P requested: flash never materialises P. fused writes it from the same kernel while the key
-    // row fits on chip; unfused always can (P is its intermediate anyway). Issue 4's target is
-    // fused ≥ 2× unfused's forward with weights at S ≤ 1024.
+    // row fits on chip; unfused always can (P is its intermediate anyway). Not on the training
+    // grid (no weights there); issue 4's target is fused ≥ 2× unfused's forward with weights at S ≤ 1024.
     {true, false, 0, {Backend::fused, Backend::unfused, Backend::unfused}, 2, "heuristic: attention weights requested"},
-    // Short keys, forward: fused keeps the whole (Br × Sk) score block on chip and does an exact
-    // two-pass softmax with no rescaling; issue 4's target is ≥ 1.2× flash for Sk ≤ 512 on the
-    // H100 (B·S = 16384, H·D = 2048). Not yet confirmed by a measurement of this build: the tune
-    // cache overrides this row wherever the tuner has run.
-    {false, true, 512, {Backend::fused, Backend::flash, Backend::unfused}, 3, "heuristic: short keys (Sk <= 512), forward"},
-    // Everything else: flash is O(N) memory and the fastest wherever it is built (FA2-class
-    // kernels, ~290-340 TFLOP/s class on the H100 per the team's anchors); fused when flash lacks
-    // this head dim or mask and the key row fits on chip; unfused runs everything else.
+    // Everything else: flash (O(N) memory; 199–543 TFLOP/s forward and 96–235 backward on the grid
+    // above, the fastest at every S from 512 up). A short-keys → fused row was here first (issue 4's target:
+    // ≥ 1.2× flash at Sk ≤ 512); measured, it chose a kernel 1.6–2.3× slower than flash on the 4
+    // forward S = 512 shapes, so it went. fused remains the fallback when flash lacks the head
+    // dim or mask and the key row fits on chip; unfused runs everything else.
     {false, false, 0, {Backend::flash, Backend::fused, Backend::unfused}, 3, "heuristic: default"},
 };
 
@@ -350,7 +356,22 @@ Memo& memo() {
   return *m;
 }
 
+// The device whose tune cache applies. With one visible device (the common case) that is device 0,
+// known after the first call, and a selection makes no CUDA call at all: on the H100 machine a
+// memoized selection took 2.0 µs with a cudaGetDevice per call, against 0.08 µs on a CPU-only host
+// where that call fails at once (autotune/results/h100_training.md) — the whole 2 µs budget. With
+// several devices it is asked each time, since the caller may switch devices between calls.
 int current_device() {
+  static const int count = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      (void)cudaGetLastError();
+      n = 0;
+    }
+    return n;
+  }();
+  if (count <= 0) return -1;
+  if (count == 1) return 0;
   int d = -1;
   if (cudaGetDevice(&d) != cudaSuccess) {
     (void)cudaGetLastError();

@@ -283,17 +283,49 @@ TEST_F(SelectTest, HeuristicReasonSaysWhyTheCacheDidNotDecide) {
   EXPECT_TRUE(contains(c.reason, "disabled (host test)")) << c.reason;
 }
 
-TEST_F(SelectTest, HeuristicShortKeysForwardPrefersFusedLongPrefersFlash) {
+// The measured rule (H100 training grid): flash at every length, forward and backward; fused only
+// where flash cannot serve (here: P requested) and the key row fits; unfused beyond that.
+TEST_F(SelectTest, HeuristicIsFlashAtEveryLengthThenFusedThenUnfused) {
   require_all_three();
+  for (int sk : {256, 4096}) {
+    Shape s;
+    s.sq = s.sk = sk;
+    Choice c = choose(make_args(s));
+    ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+    EXPECT_EQ(c.backend, ATTNFORGE_BACKEND_FLASH) << c.reason;
+    EXPECT_TRUE(contains(c.reason, "heuristic: default")) << c.reason;
+  }
   Shape s;
-  s.sq = s.sk = 256;
-  Choice c = choose(make_args(s));
+  attnforge_args a = make_args(s);  // Sk = 256: the fused key row fits
+  a.weights = dense(s.dtype, s.b, s.hq, s.sq, s.sk);
+  Choice w = choose(a);
+  EXPECT_EQ(w.backend, ATTNFORGE_BACKEND_FUSED) << w.reason;
+  s.sq = s.sk = 4096;  // beyond every fused variant's key row: unfused, saying why
+  a = make_args(s);
+  a.weights = dense(s.dtype, s.b, s.hq, s.sq, s.sk);
+  Choice u = choose(a);
+  EXPECT_EQ(u.backend, ATTNFORGE_BACKEND_UNFUSED) << u.reason;
+  EXPECT_TRUE(contains(u.reason, "supports seqlen_k up to")) << u.reason;
+}
+
+// The tile preference measured on the H100: flash backward at D <= 64 takes m64n64w4.
+TEST_F(SelectTest, HeuristicTilePreferenceForFlashBackward) {
+  std::vector<std::string> tiles;
+  for (const auto& n : variant_names())
+    if (n.rfind("flash_bwd_bf16_hd64_causal_", 0) == 0) tiles.push_back(n);
+  if (tiles.size() < 2 || !find_prefix("flash_bwd_bf16_hd64_causal_m64n64w4"))
+    GTEST_SKIP() << "this build lacks two flash bf16 hd64 causal backward tiles incl. m64n64w4";
+  Shape s;
+  s.bwd = true;
+  s.sq = s.sk = 2048;
+  Choice c = choose(make_args(s), true);
   ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
-  EXPECT_EQ(c.backend, ATTNFORGE_BACKEND_FUSED) << c.reason;
-  s.sq = s.sk = 4096;
-  c = choose(make_args(s));
-  ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
-  EXPECT_EQ(c.backend, ATTNFORGE_BACKEND_FLASH) << c.reason;
+  EXPECT_EQ(c.variant, *find_prefix("flash_bwd_bf16_hd64_causal_m64n64w4")) << c.reason;
+  EXPECT_TRUE(contains(c.reason, "tile: m64n64w4")) << c.reason;
+  // An explicit backend without a tune cache follows the same preference.
+  attnforge_args a = make_args(s);
+  a.backend = ATTNFORGE_BACKEND_FLASH;
+  EXPECT_EQ(choose(a, true).variant, c.variant);
 }
 
 TEST_F(SelectTest, WeightsNeverGoToFlash) {
