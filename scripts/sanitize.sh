@@ -19,6 +19,10 @@ out=${ATTNFORGE_SANITIZE_OUT:-$build/sanitize}
 mkdir -p "$out"
 export PATH="$PATH:/usr/local/cuda/bin"
 cs=$(command -v compute-sanitizer || true)
+for c in /usr/local/cuda/compute-sanitizer/compute-sanitizer /usr/local/cuda/bin/compute-sanitizer \
+         "$(dirname "$(command -v nvcc 2>/dev/null || echo /x/x)")/../compute-sanitizer/compute-sanitizer"; do
+  [ -z "$cs" ] && [ -x "$c" ] && cs=$c
+done
 [ -n "$cs" ] || { echo "sanitize: compute-sanitizer not found (CUDA toolkit bin/)"; exit 2; }
 
 # The driver: the CMake target when tests/CMakeLists.txt adds tests/sanitize, else built here
