@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # compute-sanitizer over every compiled variant (GPU machine): memcheck, racecheck, initcheck and
 # synccheck, each with --error-exitcode=1, on the two small shapes of tests/sanitize_driver.cpp.
-# The four tools run concurrently (one process each); logs and a summary go to $OUT_DIR.
+# The four tools run concurrently, each split over ATTNFORGE_SANITIZE_SHARDS processes (default 3);
+# logs and a summary (markdown) go to the output directory.
 #
 # Usage: scripts/sanitize.sh [build-dir] [name-substring]
 #   build-dir       a configured build with libattnforge (default build-gpu)
@@ -42,17 +43,31 @@ if [ ! -x "$driver" ]; then
 fi
 echo "sanitize: driver $driver, tools: $tools, filter '${filter}', ${limit}s per tool"
 
-declare -A pid
+# Each tool in $shards processes (every shards-th variant each), all concurrently.
+shards=${ATTNFORGE_SANITIZE_SHARDS:-3}
+pids=()
 for tool in $tools; do
-  extra=()
-  [ "$tool" = racecheck ] && extra=(--racecheck-report hazard)
-  ( start=$(date +%s)
-    timeout "$limit" "$cs" --tool "$tool" --error-exitcode=1 --print-limit 50 "${extra[@]}" "$driver" $filter \
-      >"$out/$tool.log" 2>&1
-    echo "$? $(( $(date +%s) - start ))" >"$out/$tool.rc" ) &
-  pid[$tool]=$!
+  for ((s = 0; s < shards; ++s)); do
+    extra=()
+    [ "$tool" = racecheck ] && extra=(--racecheck-report hazard)
+    ( start=$(date +%s)
+      timeout "$limit" "$cs" --tool "$tool" --error-exitcode=1 --print-limit 50 "${extra[@]}" "$driver" "$filter" \
+        "$s/$shards" >"$out/$tool.$s.log" 2>&1
+      echo "$? $(( $(date +%s) - start ))" >"$out/$tool.$s.rc" ) &
+    pids+=($!)
+  done
 done
-for tool in $tools; do wait "${pid[$tool]}"; done
+for p in "${pids[@]}"; do wait "$p"; done
+for tool in $tools; do  # one log and one status per tool: the worst shard's exit, the slowest shard's time
+  cat "$out/$tool".*.log >"$out/$tool.log"
+  rc=0; secs=0
+  for f in "$out/$tool".*.rc; do
+    read -r r t <"$f"
+    [ "$r" != 0 ] && { [ "$rc" = 0 ] || [ "$r" = 124 ]; } && rc=$r
+    [ "$t" -gt "$secs" ] && secs=$t
+  done
+  echo "$rc $secs" >"$out/$tool.rc"
+done
 
 status=0
 {
@@ -62,7 +77,8 @@ status=0
     read -r rc secs <"$out/$tool.rc"
     runs=$(grep -c '^ok ' "$out/$tool.log" || true)
     failed=$(grep -c '^FAIL ' "$out/$tool.log" || true)
-    summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/$tool.log" | tail -n 1 | sed 's/^========= //')
+    summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/$tool.log" | sed 's/^========= //' | sort | uniq -c |
+              sed 's/^ *//' | paste -sd ';' -)
     [ "$rc" = 124 ] && summary="TIMEOUT after ${limit}s ($summary)"
     echo "| $tool | $rc | $secs | $runs ok, $failed failed | ${summary:-no summary} |"
     [ "$rc" = 0 ] || status=1

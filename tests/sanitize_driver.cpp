@@ -156,15 +156,20 @@ bool run(const VariantInfo& v, Shape s) {
 
 }  // namespace
 
+// Usage: attnforge_sanitize_driver [name-substring] [shard/shards]   (e.g. "" 1/3: every third variant)
 int main(int argc, char** argv) {
   const std::string filter = argc > 1 ? argv[1] : "";
-  int n = 0, failed = 0;
+  int shard = 0, shards = 1;
+  if (argc > 2 && std::sscanf(argv[2], "%d/%d", &shard, &shards) != 2) shard = 0, shards = 1;
+  if (shards < 1 || shard < 0 || shard >= shards) shard = 0, shards = 1;
+  int n = 0, failed = 0, index = -1;
   const Shape shapes[2] = {
       {"dense(B2,Sq77,Sk129,Hq4,Hkv2)", 2, 77, 129, 4, 2, {}, {}, false},
       {"varlen(q{33,0,70},k{50,17,0},Hq2,Hkv1,det)", 3, 70, 50, 2, 1, {0, 33, 33, 103}, {0, 50, 67, 67}, true},
   };
   for (const VariantInfo& v : all_variants()) {
     if (!filter.empty() && std::string(v.name).find(filter) == std::string::npos) continue;
+    if (++index % shards != shard) continue;
     for (const Shape& s : shapes) {
       ++n;
       if (!run(v, s)) ++failed;
