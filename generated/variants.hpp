@@ -198,16 +198,16 @@ using fused_bwd_bf16_hd256_causal_m64n256w8 = Variant<Backend::fused, Direction:
 using fused_bwd_bf16_hd256_window_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::window, Tile<64, 256, 8, 0>>;
 using fused_bwd_bf16_hd256_bias_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::bias, Tile<64, 256, 8, 0>>;
 using flash_fwd_f16_hd32_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::none, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd32_none_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::none, Tile<128, 128, 8, 2>>;
+using flash_fwd_f16_hd32_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd32_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd32_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::causal, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd32_causal_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::causal, Tile<128, 128, 8, 2>>;
+using flash_fwd_f16_hd32_causal_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::causal, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd32_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd32_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::window, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd32_window_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::window, Tile<128, 128, 8, 2>>;
+using flash_fwd_f16_hd32_window_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::window, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd32_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd32_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::bias, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd32_bias_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::bias, Tile<128, 128, 8, 2>>;
+using flash_fwd_f16_hd32_bias_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::bias, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd32_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd32_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::none, Tile<64, 64, 4, 2>>;
@@ -218,16 +218,16 @@ using flash_bwd_f16_hd32_window_m64n64w4s2 = Variant<Backend::flash, Direction::
 using flash_bwd_f16_hd32_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd64_none_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 128, 8, 2>>;
+using flash_fwd_f16_hd64_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd64_causal_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 128, 8, 2>>;
+using flash_fwd_f16_hd64_causal_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd64_window_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 128, 8, 2>>;
+using flash_fwd_f16_hd64_window_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::bias, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd64_bias_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::bias, Tile<128, 128, 8, 2>>;
+using flash_fwd_f16_hd64_bias_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::bias, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd64_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 2>>;
@@ -238,16 +238,12 @@ using flash_bwd_f16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::
 using flash_bwd_f16_hd64_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd96_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::none, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd96_none_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::none, Tile<128, 128, 8, 2>>;
 using flash_fwd_f16_hd96_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd96_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::causal, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd96_causal_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::causal, Tile<128, 128, 8, 2>>;
 using flash_fwd_f16_hd96_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd96_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::window, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd96_window_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::window, Tile<128, 128, 8, 2>>;
 using flash_fwd_f16_hd96_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd96_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::bias, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd96_bias_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::bias, Tile<128, 128, 8, 2>>;
 using flash_fwd_f16_hd96_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd96_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 96, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd96_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 96, mask::none, Tile<64, 64, 4, 2>>;
@@ -258,16 +254,12 @@ using flash_bwd_f16_hd96_window_m64n64w4s2 = Variant<Backend::flash, Direction::
 using flash_bwd_f16_hd96_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 96, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd96_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 96, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd128_none_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<128, 128, 8, 2>>;
 using flash_fwd_f16_hd128_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd128_causal_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<128, 128, 8, 2>>;
 using flash_fwd_f16_hd128_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd128_window_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<128, 128, 8, 2>>;
 using flash_fwd_f16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::bias, Tile<128, 64, 4, 2>>;
-using flash_fwd_f16_hd128_bias_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::bias, Tile<128, 128, 8, 2>>;
 using flash_fwd_f16_hd128_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd128_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd128_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::none, Tile<64, 64, 4, 2>>;
@@ -318,16 +310,16 @@ using flash_bwd_f16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction:
 using flash_bwd_f16_hd256_bias_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 256, mask::bias, Tile<64, 64, 8, 2>>;
 using flash_bwd_f16_hd256_bias_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 256, mask::bias, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd32_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::none, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd32_none_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::none, Tile<128, 128, 8, 2>>;
+using flash_fwd_bf16_hd32_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd32_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd32_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::causal, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd32_causal_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::causal, Tile<128, 128, 8, 2>>;
+using flash_fwd_bf16_hd32_causal_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::causal, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd32_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd32_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::window, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd32_window_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::window, Tile<128, 128, 8, 2>>;
+using flash_fwd_bf16_hd32_window_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::window, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd32_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd32_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::bias, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd32_bias_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::bias, Tile<128, 128, 8, 2>>;
+using flash_fwd_bf16_hd32_bias_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::bias, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd32_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd32_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::none, Tile<64, 64, 4, 2>>;
@@ -338,16 +330,16 @@ using flash_bwd_bf16_hd32_window_m64n64w4s2 = Variant<Backend::flash, Direction:
 using flash_bwd_bf16_hd32_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd64_none_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 128, 8, 2>>;
+using flash_fwd_bf16_hd64_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd64_causal_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 128, 8, 2>>;
+using flash_fwd_bf16_hd64_causal_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd64_window_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 128, 8, 2>>;
+using flash_fwd_bf16_hd64_window_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::bias, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd64_bias_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::bias, Tile<128, 128, 8, 2>>;
+using flash_fwd_bf16_hd64_bias_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::bias, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd64_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 2>>;
@@ -358,16 +350,12 @@ using flash_bwd_bf16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction:
 using flash_bwd_bf16_hd64_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd96_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::none, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd96_none_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::none, Tile<128, 128, 8, 2>>;
 using flash_fwd_bf16_hd96_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd96_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::causal, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd96_causal_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::causal, Tile<128, 128, 8, 2>>;
 using flash_fwd_bf16_hd96_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd96_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::window, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd96_window_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::window, Tile<128, 128, 8, 2>>;
 using flash_fwd_bf16_hd96_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd96_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::bias, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd96_bias_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::bias, Tile<128, 128, 8, 2>>;
 using flash_fwd_bf16_hd96_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd96_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 96, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd96_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 96, mask::none, Tile<64, 64, 4, 2>>;
@@ -378,16 +366,12 @@ using flash_bwd_bf16_hd96_window_m64n64w4s2 = Variant<Backend::flash, Direction:
 using flash_bwd_bf16_hd96_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 96, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd96_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 96, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd128_none_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<128, 128, 8, 2>>;
 using flash_fwd_bf16_hd128_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd128_causal_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<128, 128, 8, 2>>;
 using flash_fwd_bf16_hd128_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd128_window_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<128, 128, 8, 2>>;
 using flash_fwd_bf16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::bias, Tile<128, 64, 4, 2>>;
-using flash_fwd_bf16_hd128_bias_m128n128w8s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::bias, Tile<128, 128, 8, 2>>;
 using flash_fwd_bf16_hd128_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd128_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd128_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::none, Tile<64, 64, 4, 2>>;
@@ -632,16 +616,16 @@ using AllVariants = TypeList<
     fused_bwd_bf16_hd256_window_m64n256w8,
     fused_bwd_bf16_hd256_bias_m64n256w8,
     flash_fwd_f16_hd32_none_m128n64w4s2,
-    flash_fwd_f16_hd32_none_m128n128w8s2,
+    flash_fwd_f16_hd32_none_m128n128w4s2,
     flash_fwd_f16_hd32_none_m64n64w4s2,
     flash_fwd_f16_hd32_causal_m128n64w4s2,
-    flash_fwd_f16_hd32_causal_m128n128w8s2,
+    flash_fwd_f16_hd32_causal_m128n128w4s2,
     flash_fwd_f16_hd32_causal_m64n64w4s2,
     flash_fwd_f16_hd32_window_m128n64w4s2,
-    flash_fwd_f16_hd32_window_m128n128w8s2,
+    flash_fwd_f16_hd32_window_m128n128w4s2,
     flash_fwd_f16_hd32_window_m64n64w4s2,
     flash_fwd_f16_hd32_bias_m128n64w4s2,
-    flash_fwd_f16_hd32_bias_m128n128w8s2,
+    flash_fwd_f16_hd32_bias_m128n128w4s2,
     flash_fwd_f16_hd32_bias_m64n64w4s2,
     flash_bwd_f16_hd32_none_m64n128w8s2,
     flash_bwd_f16_hd32_none_m64n64w4s2,
@@ -652,16 +636,16 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd32_bias_m64n128w8s2,
     flash_bwd_f16_hd32_bias_m64n64w4s2,
     flash_fwd_f16_hd64_none_m128n64w4s2,
-    flash_fwd_f16_hd64_none_m128n128w8s2,
+    flash_fwd_f16_hd64_none_m128n128w4s2,
     flash_fwd_f16_hd64_none_m64n64w4s2,
     flash_fwd_f16_hd64_causal_m128n64w4s2,
-    flash_fwd_f16_hd64_causal_m128n128w8s2,
+    flash_fwd_f16_hd64_causal_m128n128w4s2,
     flash_fwd_f16_hd64_causal_m64n64w4s2,
     flash_fwd_f16_hd64_window_m128n64w4s2,
-    flash_fwd_f16_hd64_window_m128n128w8s2,
+    flash_fwd_f16_hd64_window_m128n128w4s2,
     flash_fwd_f16_hd64_window_m64n64w4s2,
     flash_fwd_f16_hd64_bias_m128n64w4s2,
-    flash_fwd_f16_hd64_bias_m128n128w8s2,
+    flash_fwd_f16_hd64_bias_m128n128w4s2,
     flash_fwd_f16_hd64_bias_m64n64w4s2,
     flash_bwd_f16_hd64_none_m64n128w8s2,
     flash_bwd_f16_hd64_none_m64n64w4s2,
@@ -672,16 +656,12 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd64_bias_m64n128w8s2,
     flash_bwd_f16_hd64_bias_m64n64w4s2,
     flash_fwd_f16_hd96_none_m128n64w4s2,
-    flash_fwd_f16_hd96_none_m128n128w8s2,
     flash_fwd_f16_hd96_none_m64n64w4s2,
     flash_fwd_f16_hd96_causal_m128n64w4s2,
-    flash_fwd_f16_hd96_causal_m128n128w8s2,
     flash_fwd_f16_hd96_causal_m64n64w4s2,
     flash_fwd_f16_hd96_window_m128n64w4s2,
-    flash_fwd_f16_hd96_window_m128n128w8s2,
     flash_fwd_f16_hd96_window_m64n64w4s2,
     flash_fwd_f16_hd96_bias_m128n64w4s2,
-    flash_fwd_f16_hd96_bias_m128n128w8s2,
     flash_fwd_f16_hd96_bias_m64n64w4s2,
     flash_bwd_f16_hd96_none_m64n128w8s2,
     flash_bwd_f16_hd96_none_m64n64w4s2,
@@ -692,16 +672,12 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd96_bias_m64n128w8s2,
     flash_bwd_f16_hd96_bias_m64n64w4s2,
     flash_fwd_f16_hd128_none_m128n64w4s2,
-    flash_fwd_f16_hd128_none_m128n128w8s2,
     flash_fwd_f16_hd128_none_m64n64w4s2,
     flash_fwd_f16_hd128_causal_m128n64w4s2,
-    flash_fwd_f16_hd128_causal_m128n128w8s2,
     flash_fwd_f16_hd128_causal_m64n64w4s2,
     flash_fwd_f16_hd128_window_m128n64w4s2,
-    flash_fwd_f16_hd128_window_m128n128w8s2,
     flash_fwd_f16_hd128_window_m64n64w4s2,
     flash_fwd_f16_hd128_bias_m128n64w4s2,
-    flash_fwd_f16_hd128_bias_m128n128w8s2,
     flash_fwd_f16_hd128_bias_m64n64w4s2,
     flash_bwd_f16_hd128_none_m64n128w8s2,
     flash_bwd_f16_hd128_none_m64n64w4s2,
@@ -752,16 +728,16 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd256_bias_m64n64w8s2,
     flash_bwd_f16_hd256_bias_m64n32w4s2,
     flash_fwd_bf16_hd32_none_m128n64w4s2,
-    flash_fwd_bf16_hd32_none_m128n128w8s2,
+    flash_fwd_bf16_hd32_none_m128n128w4s2,
     flash_fwd_bf16_hd32_none_m64n64w4s2,
     flash_fwd_bf16_hd32_causal_m128n64w4s2,
-    flash_fwd_bf16_hd32_causal_m128n128w8s2,
+    flash_fwd_bf16_hd32_causal_m128n128w4s2,
     flash_fwd_bf16_hd32_causal_m64n64w4s2,
     flash_fwd_bf16_hd32_window_m128n64w4s2,
-    flash_fwd_bf16_hd32_window_m128n128w8s2,
+    flash_fwd_bf16_hd32_window_m128n128w4s2,
     flash_fwd_bf16_hd32_window_m64n64w4s2,
     flash_fwd_bf16_hd32_bias_m128n64w4s2,
-    flash_fwd_bf16_hd32_bias_m128n128w8s2,
+    flash_fwd_bf16_hd32_bias_m128n128w4s2,
     flash_fwd_bf16_hd32_bias_m64n64w4s2,
     flash_bwd_bf16_hd32_none_m64n128w8s2,
     flash_bwd_bf16_hd32_none_m64n64w4s2,
@@ -772,16 +748,16 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd32_bias_m64n128w8s2,
     flash_bwd_bf16_hd32_bias_m64n64w4s2,
     flash_fwd_bf16_hd64_none_m128n64w4s2,
-    flash_fwd_bf16_hd64_none_m128n128w8s2,
+    flash_fwd_bf16_hd64_none_m128n128w4s2,
     flash_fwd_bf16_hd64_none_m64n64w4s2,
     flash_fwd_bf16_hd64_causal_m128n64w4s2,
-    flash_fwd_bf16_hd64_causal_m128n128w8s2,
+    flash_fwd_bf16_hd64_causal_m128n128w4s2,
     flash_fwd_bf16_hd64_causal_m64n64w4s2,
     flash_fwd_bf16_hd64_window_m128n64w4s2,
-    flash_fwd_bf16_hd64_window_m128n128w8s2,
+    flash_fwd_bf16_hd64_window_m128n128w4s2,
     flash_fwd_bf16_hd64_window_m64n64w4s2,
     flash_fwd_bf16_hd64_bias_m128n64w4s2,
-    flash_fwd_bf16_hd64_bias_m128n128w8s2,
+    flash_fwd_bf16_hd64_bias_m128n128w4s2,
     flash_fwd_bf16_hd64_bias_m64n64w4s2,
     flash_bwd_bf16_hd64_none_m64n128w8s2,
     flash_bwd_bf16_hd64_none_m64n64w4s2,
@@ -792,16 +768,12 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd64_bias_m64n128w8s2,
     flash_bwd_bf16_hd64_bias_m64n64w4s2,
     flash_fwd_bf16_hd96_none_m128n64w4s2,
-    flash_fwd_bf16_hd96_none_m128n128w8s2,
     flash_fwd_bf16_hd96_none_m64n64w4s2,
     flash_fwd_bf16_hd96_causal_m128n64w4s2,
-    flash_fwd_bf16_hd96_causal_m128n128w8s2,
     flash_fwd_bf16_hd96_causal_m64n64w4s2,
     flash_fwd_bf16_hd96_window_m128n64w4s2,
-    flash_fwd_bf16_hd96_window_m128n128w8s2,
     flash_fwd_bf16_hd96_window_m64n64w4s2,
     flash_fwd_bf16_hd96_bias_m128n64w4s2,
-    flash_fwd_bf16_hd96_bias_m128n128w8s2,
     flash_fwd_bf16_hd96_bias_m64n64w4s2,
     flash_bwd_bf16_hd96_none_m64n128w8s2,
     flash_bwd_bf16_hd96_none_m64n64w4s2,
@@ -812,16 +784,12 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd96_bias_m64n128w8s2,
     flash_bwd_bf16_hd96_bias_m64n64w4s2,
     flash_fwd_bf16_hd128_none_m128n64w4s2,
-    flash_fwd_bf16_hd128_none_m128n128w8s2,
     flash_fwd_bf16_hd128_none_m64n64w4s2,
     flash_fwd_bf16_hd128_causal_m128n64w4s2,
-    flash_fwd_bf16_hd128_causal_m128n128w8s2,
     flash_fwd_bf16_hd128_causal_m64n64w4s2,
     flash_fwd_bf16_hd128_window_m128n64w4s2,
-    flash_fwd_bf16_hd128_window_m128n128w8s2,
     flash_fwd_bf16_hd128_window_m64n64w4s2,
     flash_fwd_bf16_hd128_bias_m128n64w4s2,
-    flash_fwd_bf16_hd128_bias_m128n128w8s2,
     flash_fwd_bf16_hd128_bias_m64n64w4s2,
     flash_bwd_bf16_hd128_none_m64n128w8s2,
     flash_bwd_bf16_hd128_none_m64n64w4s2,
@@ -873,6 +841,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "3aa727c32d889af69b966a9d492f4a9b20d7d7172c1dccae008eeb5a1dbfc584";
+inline constexpr const char* kManifestHash = "3108bdaffd635523fd8b4201286e1befa7ab5b85aa7ed6834f0e3f2fb0d22583";
 
 }  // namespace attnforge::generated
