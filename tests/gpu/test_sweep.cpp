@@ -649,6 +649,27 @@ std::string check_against_reference(const SweepCase& c, const Tensors& t, const 
   return ok ? "" : log.str();
 }
 
+// The axes a case exercises, for the end-of-run tally.
+std::vector<std::string> axis_tags(const SweepCase& c) {
+  std::vector<std::string> t = {std::string(test::dtype_name(c.dtype)), "D" + std::to_string(c.D), c.mask,
+                                std::string("in:") + layout_names[c.in_layout],
+                                std::string("grads:") + layout_names[c.grad_layout]};
+  if (c.varlen) t.push_back("varlen");
+  if (c.varlen && std::count(c.lens_q.begin(), c.lens_q.end(), 0) + std::count(c.lens_k.begin(), c.lens_k.end(), 0))
+    t.push_back("empty-seq");
+  if (c.Hq != c.Hkv) t.push_back("gqa");
+  if (c.Sq != c.Sk) t.push_back("sq!=sk");
+  if (c.has_bias) t.push_back(std::string("bias:") + test::dtype_name(c.bias_dtype));
+  if (c.has_bias && (c.bcast[0] || c.bcast[1] || c.bcast[2] || c.bcast[3])) t.push_back("bias-broadcast");
+  if (c.bias_masked_rows) t.push_back("masked-rows");
+  if (c.weights) t.push_back("weights");
+  if (c.workspace) t.push_back("caller-workspace");
+  if (!c.pass_lse) t.push_back("no-lse");
+  if (c.deterministic) t.push_back("deterministic");
+  if (c.misaligned) t.push_back("misaligned");
+  return t;
+}
+
 std::optional<uint64_t> env_u64(const char* name) {
   const char* s = std::getenv(name);
   if (s == nullptr || *s == '\0') return std::nullopt;
@@ -682,7 +703,7 @@ TEST(Sweep, RandomCasesMatchTheReference) {
   // reference (the reference dominates the time; memory stays bounded).
   const unsigned workers = std::max(1u, std::thread::hardware_concurrency());
   const size_t chunk = std::max<size_t>(32, 2 * workers);
-  std::map<std::string, int> ran, failed_by_backend;
+  std::map<std::string, int> ran, failed_by_backend, axes;
   int rejected = 0, failures = 0, reported = 0;
   bool context_lost = false;
   const auto start = std::chrono::steady_clock::now();
@@ -733,6 +754,7 @@ TEST(Sweep, RandomCasesMatchTheReference) {
       const SweepCase& c = cases[i];
       const std::string backend = to_string(c.backend);
       ++ran[backend];
+      for (const std::string& tag : axis_tags(c)) ++axes[tag];
       if (outcomes[i].rejected) ++rejected;
       const std::string why = !outcomes[i].failure.empty() ? outcomes[i].failure + "\n" : verdict[i];
       if (why.empty()) continue;
@@ -750,6 +772,9 @@ TEST(Sweep, RandomCasesMatchTheReference) {
                              << " cases ran";
   for (const auto& [b, k] : ran)
     std::printf("[ sweep    ]   %-8s %4d cases, %d failed\n", b.c_str(), k, failed_by_backend[b]);
+  std::string drawn;
+  for (const auto& [tag, k] : axes) drawn += " " + tag + "=" + std::to_string(k);
+  std::printf("[ sweep    ] drawn:%s\n", drawn.c_str());
   if (failures > reported) ADD_FAILURE() << (failures - reported) << " more failing cases not shown";
   EXPECT_EQ(failures, 0) << "ATTNFORGE_SWEEP_SEED=" << base;
 }
