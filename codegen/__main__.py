@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         name = Path(args.config).resolve().relative_to(ROOT).as_posix()
     except ValueError:
         name = Path(args.config).name
-    files = emit.render(cfg, name)
+    files = emit.render(cfg, name, args.filter)
     out = Path(args.out)
     if args.check:
         diffs = emit.check(out, files)

@@ -21,10 +21,11 @@ def _env() -> jinja2.Environment:
                               keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
 
 
-def manifest(cfg: Config, config_name: str) -> dict:
+def manifest(cfg: Config, config_name: str, filters: list[str]) -> dict:
     body = {
         "schema": 1,
         "config": config_name,
+        "filter": filters,  # --filter globs: a subset of the config was generated
         "masks": [{"name": m.name, "id": m.id, "scalars": list(m.scalars), "tensor": m.tensor,
                    "predicate": m.predicate, "full": m.full, "empty": m.empty, "doc": m.doc} for m in cfg.masks],
         "variants": [{"name": v.name, **v.key(), "limits": v.limits} for v in cfg.variants],
@@ -33,10 +34,10 @@ def manifest(cfg: Config, config_name: str) -> dict:
     return {"hash": digest, **body}
 
 
-def render(cfg: Config, config_name: str) -> dict[str, str]:
+def render(cfg: Config, config_name: str, filters: list[str]) -> dict[str, str]:
     """File name -> content for everything the config generates."""
     env = _env()
-    man = manifest(cfg, config_name)
+    man = manifest(cfg, config_name, filters)
     ctx = {"banner": f"{BANNER_TAG} from {config_name}; do not edit", "cfg": cfg, "cpp_dtype": CPP_DTYPE,
            "hash": man["hash"]}
     files = {

@@ -841,6 +841,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "3108bdaffd635523fd8b4201286e1befa7ab5b85aa7ed6834f0e3f2fb0d22583";
+inline constexpr const char* kManifestHash = "6baacd55c7646231979921102c0bc6ae8afd4430fc963179a93678819d45ac82";
 
 }  // namespace attnforge::generated
