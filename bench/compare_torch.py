@@ -18,6 +18,7 @@ import datetime
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -250,14 +251,12 @@ def markdown(result):
     errors = [r for r in rows if r.get("error")]
     if errors:
         out += ["## Not measured", ""]
-        seen = set()
+        groups = {}  # same backend and message up to its numbers and mask/direction words: one line
         for r in errors:
-            key = (r["impl"], r["error"])
-            if key in seen:
-                continue
-            seen.add(key)
-            n = sum(1 for x in errors if (x["impl"], x["error"]) == key)
-            out.append(f"- {r['impl']} ({n}×): {r['error']}")
+            shape = re.sub(r"\d+|\b(fwd|bwd|none|causal)\b", "#", r["error"])
+            groups.setdefault((r["impl"], shape), []).append(r)
+        for (impl, _), rs in groups.items():
+            out.append(f"- {impl} ({len(rs)}×, e.g. {rs[0]['dir']} S={rs[0]['Sq']}x{rs[0]['Sk']}): {rs[0]['error']}")
         out.append("")
     diffs = [r for r in rows if r.get("max_diff") is not None and r["impl"].startswith("af-")]
     if diffs:
@@ -338,14 +337,19 @@ def main(argv=None):
             del ref
         del sets
         torch.cuda.empty_cache()
-    with open(os.path.join(args.out, "compare.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    md = markdown(result)
-    with open(os.path.join(args.out, "compare.md"), "w") as f:
-        f.write(md)
+        md = write(result, args.out)  # after every problem: a run cut short keeps what it measured
     print()
     print(md)
     return 0
+
+
+def write(result, out_dir):
+    with open(os.path.join(out_dir, "compare.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    md = markdown(result)
+    with open(os.path.join(out_dir, "compare.md"), "w") as f:
+        f.write(md)
+    return md
 
 
 if __name__ == "__main__":
