@@ -46,6 +46,12 @@ def training_grid(ds, ss, causals):
             for d in ds for s in ss for c in causals]
 
 
+def memory_grid(ss):
+    """Fixed batch (B = 1, H = 16, D = 128): the call's memory against S — linear for flash,
+    quadratic for unfused (the training grid fixes B·S, which makes flash's memory flat)."""
+    return [dict(grid="memory", B=1, Sq=s, Sk=s, H=16, D=128, causal=False) for s in ss]
+
+
 def decode_grid(sks):
     return [dict(grid="decode", B=16, Sq=1, Sk=sk, H=32, D=128, causal=False) for sk in sks]
 
@@ -280,7 +286,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="D=128, S in {1024, 4096}, causal and not, "
                     "fwd+bwd, plus decode Sk=8192 (about a minute)")
-    ap.add_argument("--grid", default="train,decode", help="comma list of train, decode, classic")
+    ap.add_argument("--grid", default="train,decode", help="comma list of train, memory, decode, classic")
     ap.add_argument("--head-dims", default="64,128")
     ap.add_argument("--seqlens", default="512,1024,2048,4096,8192,16384")
     ap.add_argument("--dirs", default="fwd,bwd")
@@ -305,6 +311,8 @@ def main(argv=None):
         if "train" in grids:
             problems += training_grid([int(d) for d in args.head_dims.split(",")],
                                       [int(s) for s in args.seqlens.split(",")], [False, True])
+        if "memory" in grids:
+            problems += memory_grid([int(s) for s in args.seqlens.split(",")])
         if "decode" in grids:
             problems += decode_grid([1024, 8192, 32768])
         if "classic" in grids:

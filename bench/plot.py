@@ -2,7 +2,8 @@
 """Pictures of the measured comparison (matplotlib): for each (head dim, causal, direction) of the
 training grid, the classic four panels — time vs S, peak memory vs S, speedup over the unfused
 backend, memory saving over the unfused backend — for attnforge's three backends and PyTorch
-SDPA's; plus TFLOP/s vs S, one panel per head dim. Device and date in every title; S on a log scale.
+SDPA's (also for the fixed-batch "memory" grid, where flash's memory is linear in S and unfused's
+quadratic); plus TFLOP/s vs S, one panel per head dim. Device and date in every title; S on a log scale.
 
 Inputs: compare_torch.py's compare.json and/or attnforge-bench's Google Benchmark JSON
 (--benchmark_out), any number of each. PNGs go to --out (default bench/results/).
@@ -62,7 +63,11 @@ def load(paths):
             device = device or data.get("device")
             date = date or data.get("date")
             rows += [dict(r, source="compare_torch") for r in data["rows"] if "ms" in r]
-    return rows, device or "unknown device", date or ""
+    latest = {}  # the same measurement in several files: the last file wins
+    for r in rows:
+        latest[(r["source"], r["grid"], r["impl"], r["dir"], r["D"], r["Sq"], r["Sk"], r["B"], r["H"],
+                r["causal"])] = r
+    return list(latest.values()), device or "unknown device", date or ""
 
 
 def series(rows, impl, key):
@@ -89,8 +94,8 @@ def ratio_series(rows, impl, key, base="af-unfused", invert=True):
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def four_panel(rows, device, date, d, causal, direction, out_dir, source):
-    sel = [r for r in rows if r["grid"] == "train" and r["D"] == d and r["causal"] == causal
+def four_panel(rows, device, date, grid, d, causal, direction, out_dir, source):
+    sel = [r for r in rows if r["grid"] == grid and r["D"] == d and r["causal"] == causal
            and r["dir"] == direction and r.get("source") == source]
     if not sel:
         return None
@@ -117,11 +122,14 @@ def four_panel(rows, device, date, d, causal, direction, out_dir, source):
         ax.axhline(1.0, color="k", linewidth=0.8)
     handles, labels = a_t.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), frameon=False)
+    shape = ("B·S = 16384 tokens, H·D = 2048" if grid == "train" else
+             f"fixed batch B = {sel[0]['B']}, H = {sel[0]['H']}")
     fig.suptitle(f"attnforge vs PyTorch SDPA — {device}, {date}\n"
-                 f"bf16, B·S = 16384 tokens, H·D = 2048, D = {d}, {'causal' if causal else 'no mask'}, "
+                 f"bf16, {shape}, D = {d}, {'causal' if causal else 'no mask'}, "
                  f"{'forward' if direction == 'fwd' else 'backward'}  (source: {source})", fontsize=12)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95))
-    name = f"four_panel_D{d}_{'causal' if causal else 'nomask'}_{direction}{'' if source == 'compare_torch' else '_bench'}.png"
+    name = (f"four_panel{'' if grid == 'train' else '_' + grid}_D{d}_{'causal' if causal else 'nomask'}_"
+            f"{direction}{'' if source == 'compare_torch' else '_bench'}.png")
     path = os.path.join(out_dir, name)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -173,10 +181,10 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     written = []
     for source in ("compare_torch", "attnforge-bench"):
-        keys = sorted({(r["D"], r["causal"], r["dir"]) for r in rows
-                       if r["grid"] == "train" and r.get("source") == source})
-        for d, causal, direction in keys:
-            written.append(four_panel(rows, device, date, d, causal, direction, args.out, source))
+        keys = sorted({(r["grid"], r["D"], r["causal"], r["dir"]) for r in rows
+                       if r["grid"] in ("train", "memory") and r.get("source") == source})
+        for grid, d, causal, direction in keys:
+            written.append(four_panel(rows, device, date, grid, d, causal, direction, args.out, source))
         written.append(tflops_panels(rows, device, date, args.out, source))
     written = [w for w in written if w]
     for w in written:

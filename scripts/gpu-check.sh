@@ -216,7 +216,7 @@ if [ -f "$LOG/compare/compare.md" ]; then
   cp "$LOG/compare/compare.md" "$OUT/compare.md"
   echo; cat "$LOG/compare/compare.md"
 fi
-for png in four_panel_D128_nomask_fwd.png four_panel_D128_causal_fwd.png tflops_vs_S.png; do
+for png in four_panel_D128_nomask_fwd.png four_panel_D128_causal_fwd.png four_panel_memory_D128_nomask_fwd.png tflops_vs_S.png; do
   [ -f "$LOG/plots/$png" ] && cp "$LOG/plots/$png" "$OUT/$png"
 done
 {
