@@ -169,6 +169,38 @@ bool passes_rule(const Problem& pr, const Result& g, std::ostringstream& log, bo
   return ok;
 }
 
+// The rule for the gradients of a problem with huge logits. Every backend forms dS = P ∘ (dP − D)
+// with D = rowsum(dO ∘ O) (the flash identity) and dP = dO·Vᵀ, two fp32 sums in different orders;
+// for a one-hot row they agree only to fp32 summation error, |dP − D| ≤ 2·D·2⁻²⁴·Σ_d|dO_d|·|O_d|
+// (the classic forward-error bound), which dQ = scale·dS·K and dK = scale·dSᵀ·Q amplify by
+// scale·|K| and Sq·scale·|Q|. The plain baseline takes D = Σ_j P·dP from the same dP, which cancels
+// exactly, so its error does not cover this; the bound is added to the rule's absolute slack.
+// (Device run of 17:23: all three backends gave dQ 1.6e-4 where fp64 gives 0, the baseline 7.8e-7.)
+bool passes_rule_large_logits(const Problem& pr, const Result& g, std::ostringstream& log) {
+  const Reference ref = reference(pr, false), low = reference(pr, true);
+  bool ok = reliability::numerics_rule(log, "O", pr.qv(), g.o, ref.o, low.o, 2.0);
+  ok &= reliability::numerics_rule(log, "LSE", pr.lsev(), g.lse, ref.lse, low.lse, 2.0);
+  double row = 0;  // max_i Σ_d |dO_id|·|O_id|
+  for (size_t i = 0; i < pr.d_o.size(); i += size_t(pr.D)) {
+    double sum = 0;
+    for (int d = 0; d < pr.D; ++d) sum += std::abs(pr.d_o[i + size_t(d)]) * std::abs(ref.o[i + size_t(d)]);
+    row = std::max(row, sum);
+  }
+  auto max_abs = [](const std::vector<double>& x) {
+    double m = 0;
+    for (double e : x) m = std::max(m, std::abs(e));
+    return m;
+  };
+  const double scale = pr.scale != 0.0f ? double(pr.scale) : 1.0 / std::sqrt(double(pr.D));
+  const double dd = 2.0 * pr.D * std::ldexp(1.0, -24) * row;  // bound on |dP − D| of one row
+  const double tol_q = scale * max_abs(pr.k) * dd + 1e-5, tol_k = pr.Sq * scale * max_abs(pr.q) * dd + 1e-5;
+  log << "  fp32 summation slack: |dP - D| <= " << dd << ", dQ +" << tol_q << ", dK +" << tol_k << "\n";
+  ok &= reliability::numerics_rule(log, "dQ", pr.qv(), g.dq, ref.dq, low.dq, 3.0, tol_q);
+  ok &= reliability::numerics_rule(log, "dK", pr.kv(), g.dk, ref.dk, low.dk, 3.0, tol_k);
+  ok &= reliability::numerics_rule(log, "dV", pr.kv(), g.dv, ref.dv, low.dv, 3.0);
+  return ok;
+}
+
 bool any_nan(const std::vector<double>& x) {
   return std::any_of(x.begin(), x.end(), [](double e) { return std::isnan(e); });
 }
@@ -374,7 +406,8 @@ TEST(EdgeCases, NanInMaskedKeysChangesNothing) {
 }
 
 // ---- large logits ----------------------------------------------------------------------------------
-// q·k ≈ 1e4 (scale 1): the softmax is nearly one-hot; exp2 of huge differences must not overflow.
+// q·k ≈ 1e4 (scale 1): the softmax is nearly one-hot; exp2 of huge differences must not overflow;
+// the gradients are held to the rule plus the fp32 summation slack of passes_rule_large_logits.
 TEST(EdgeCases, LargeLogitsStayFinite) {
   ATTNFORGE_REQUIRE_GPU();
   int ran = 0;
@@ -402,7 +435,7 @@ TEST(EdgeCases, LargeLogitsStayFinite) {
       ++ran;
       for (const auto* x : {&g.o, &g.lse, &g.dq, &g.dk, &g.dv}) EXPECT_TRUE(all_finite(*x)) << "non-finite output";
       std::ostringstream log;
-      EXPECT_TRUE(passes_rule(p, g, log)) << "max |q·k| = " << max_logit << "\n" << log.str();
+      EXPECT_TRUE(passes_rule_large_logits(p, g, log)) << "max |q·k| = " << max_logit << "\n" << log.str();
     }
   if (ran == 0) GTEST_SKIP() << "nothing compiled";
 }
