@@ -51,7 +51,7 @@ for tool in $tools; do
     extra=()
     [ "$tool" = racecheck ] && extra=(--racecheck-report hazard)
     ( start=$(date +%s)
-      timeout "$limit" "$cs" --tool "$tool" --error-exitcode=1 --print-limit 50 "${extra[@]}" "$driver" "$filter" \
+      timeout "$limit" "$cs" --tool "$tool" --error-exitcode=1 --print-limit 2000 "${extra[@]}" "$driver" "$filter" \
         "$s/$shards" >"$out/$tool.$s.log" 2>&1
       echo "$? $(( $(date +%s) - start ))" >"$out/$tool.$s.rc" ) &
     pids+=($!)
@@ -84,6 +84,16 @@ status=0
     [ "$rc" = 0 ] || status=1
   done
 } | tee "$out/summary.md"
+# Distinct (finding, kernel) pairs: one flooding kernel must not hide the others.
+for tool in $tools; do
+  if grep -qE "^========= (Invalid|Uninitialized|Race|Barrier|Error|Program hit)" "$out/$tool.log"; then
+    echo "--- $tool: distinct findings (count, kind, kernel) ---"
+    awk '/^========= (Invalid|Uninitialized|Race|Barrier|Error|Program hit)/ { kind = $0; sub(/^========= /, "", kind); next }
+         kind != "" && /^=========     at / { k = $0; sub(/^=========     at /, "", k); sub(/\(attnforge::Params.*/, "", k);
+                                               sub(/^void /, "", k); print kind " | " substr(k, 1, 280); kind = "" }' \
+      "$out/$tool.log" | sed -E 's/ of size [0-9]+ bytes//' | sort | uniq -c | sort -rn | head -n 20
+  fi
+done
 for tool in $tools; do
   if grep -qE "^========= (Invalid|Uninitialized|Race|Barrier|Error|Program hit)" "$out/$tool.log"; then
     echo "--- $tool: first findings ---"
