@@ -882,6 +882,17 @@ TEST(Sweep, ViewsAddressTheLogicalElements) {
   std::printf("[ sweep    ] %d cases checked on the CPU in %.1f s (%.3f s per case)\n", n, secs, secs / n);
 }
 
+// Without a GPU: ATTNFORGE_SWEEP_LIST=1 prints the cases a seed draws (ATTNFORGE_SWEEP_SEED, _CASES)
+// on this build's table, e.g. to see which axes a failing run covered. Skipped otherwise.
+TEST(Sweep, ListCases) {
+  if (!std::getenv("ATTNFORGE_SWEEP_LIST")) GTEST_SKIP() << "set ATTNFORGE_SWEEP_LIST=1 to list the cases of a seed";
+  const std::vector<Combo> combos = compiled_combos();
+  if (combos.empty()) GTEST_SKIP() << "no (backend, dtype, head dim, mask) with forward and backward compiled";
+  const uint64_t base = env_u64("ATTNFORGE_SWEEP_SEED").value_or(0);
+  const int count = int(env_u64("ATTNFORGE_SWEEP_CASES").value_or(kDefaultCases));
+  for (int i = 0; i < count; ++i) std::printf("%s\n", make_case(combos, base, i).describe().c_str());
+}
+
 // The generator itself, without a GPU: every axis the issue lists shows up among 600 cases.
 TEST(Sweep, GeneratorCoversEveryAxis) {
   const std::vector<Combo> combos = compiled_combos();
