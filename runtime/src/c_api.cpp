@@ -49,6 +49,10 @@ attnforge_status guarded(F&& f) noexcept {
   }
 }
 
+// Larger workspaces are refused before any allocation (2⁵⁰ bytes = 1 PiB: no device holds it, and
+// sizes this large mean the backend's O(N²) scratch cannot work for the call).
+constexpr size_t kMaxWorkspaceBytes = size_t(1) << 50;
+
 // Validated + selected: everything short of memory and launch.
 struct Plan {
   ValidatedCall call;
@@ -65,6 +69,11 @@ attnforge_status plan_call(const attnforge_args* args, Direction dir, Plan& plan
   plan.selection = select_variant(plan.call.problem, args->backend, args->variant, plan.call.params);
   if (plan.selection.variant == nullptr) return fail(plan.selection.status, plan.selection.reason);
   plan.kernel_bytes = workspace_bytes(plan.selection.variant->key, plan.call.params);
+  if (plan.kernel_bytes >= kMaxWorkspaceBytes)  // saturated or absurd: no device holds it
+    return fail(ATTNFORGE_UNSUPPORTED, std::string(plan.selection.variant->name) + " would need " +
+                                           (plan.kernel_bytes == ~size_t(0) ? std::string("more than 2^64")
+                                                                            : std::to_string(plan.kernel_bytes)) +
+                                           " bytes of workspace for these sizes; use the flash backend (O(N) memory)");
   plan.lse_bytes = (dir == Direction::fwd && !plan.call.lse_supplied) ? temporary_lse_bytes(plan.call.params) : 0;
   return ATTNFORGE_OK;
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "attnforge/attnforge.h"
@@ -95,29 +96,35 @@ size_t scratch_bytes(const VariantInfo& v, const Problem& pr, const Params& p) {
   return bytes;
 }
 
+// Σ_{x=0}^{n−1} min(x, sk), n ≥ 0 (closed form, exact in 128 bits).
+__int128 clamp_prefix(int64_t n, int64_t sk) {
+  if (n <= 0) return 0;
+  if (n <= sk + 1) return __int128(n) * (n - 1) / 2;
+  return __int128(sk) * (sk + 1) / 2 + __int128(n - sk - 1) * sk;
+}
+
+// #{(i, j) ∈ [0, Sq) × [0, Sk) : j − i ≤ t}: row i contributes min(Sk, max(0, i + t + 1)).
+__int128 pairs_at_most(int64_t t, int64_t sq, int64_t sk) {
+  const int64_t u = t + 1;
+  return clamp_prefix(std::max<int64_t>(0, u + sq), sk) - clamp_prefix(std::max<int64_t>(0, u), sk);
+}
+
 double visible_pairs(int mask_id, int seqlen_q, int seqlen_k, const MaskScalars& s) {
-  const double sq = seqlen_q, sk = seqlen_k;
   const char* name = mask_name(mask_id);
   const std::string m = name ? name : "";
   if (seqlen_q <= 0 || seqlen_k <= 0) return 0;
-  // Query i sees keys [lo(i), hi(i)] ∩ [0, Sk−1] with the diagonal at i + Sk − Sq (bottom-right).
-  auto rows = [&](auto lo_of, auto hi_of) {
-    double n = 0;
-    for (int i = 0; i < seqlen_q; ++i) {
-      const int64_t lo = std::max<int64_t>(0, lo_of(i));
-      const int64_t hi = std::min<int64_t>(seqlen_k - 1, hi_of(i));
-      if (hi >= lo) n += double(hi - lo + 1);
-    }
-    return n;
+  // Query i sees keys j with a ≤ j − i ≤ b, the diagonal at j − i = Sk − Sq (bottom-right):
+  // visible = #{j − i ≤ b} − #{j − i ≤ a − 1}, in closed form (O(1) even for Sq near 2³¹).
+  const int64_t sq = seqlen_q, sk = seqlen_k, off = sk - sq;
+  auto band = [&](int64_t a, int64_t b) {
+    return b < a ? 0.0 : double(pairs_at_most(b, sq, sk) - pairs_at_most(a - 1, sq, sk));
   };
-  const int64_t off = int64_t(seqlen_k) - seqlen_q;
-  if (m == "causal") return rows([](int) { return int64_t(0); }, [&](int i) { return i + off; });
+  if (m == "causal") return band(-sq, off);
   if (m == "window") {
     const int left = s.v[0], right = s.v[1];
-    return rows([&](int i) { return left < 0 ? int64_t(0) : i + off - left; },
-                [&](int i) { return right < 0 ? int64_t(seqlen_k - 1) : i + off + right; });
+    return band(left < 0 ? -sq : off - left, right < 0 ? sk : off + right);
   }
-  return sq * sk;  // none, bias (every pair is computed), user-defined kinds (upper bound)
+  return double(sq) * double(sk);  // none, bias (every pair is computed), user-defined kinds (upper bound)
 }
 
 double attention_flops(const Problem& pr, const Params& p) {
@@ -145,9 +152,10 @@ int kernel_launches(const VariantKey& key, const Problem& pr, const Params& p) {
       // per batch chunk (dense: one chunk; varlen: one per sequence). Forward: S = Q·Kᵀ, O = P·V
       // (2G GEMMs) + the softmax kernel. Backward: S, dV = Pᵀ·dO, dP = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q
       // (5G GEMMs) + P recompute, D = rowsum(dO ∘ O), 2 accumulator memsets, dS, 2 dK/dV stores.
-      const int g = pr.heads_kv > 0 ? pr.heads_q / pr.heads_kv : 1;
-      const int chunks = pr.varlen ? std::max(pr.batch, 1) : 1;
-      return fwd ? 2 * g * chunks + 1 : 5 * g * chunks + 7;
+      const int64_t g = pr.heads_kv > 0 ? pr.heads_q / pr.heads_kv : 1;
+      const int64_t chunks = pr.varlen ? std::max(pr.batch, 1) : 1;
+      const int64_t n = fwd ? 2 * g * chunks + 1 : 5 * g * chunks + 7;  // g, chunks < 2³¹: no overflow
+      return int(std::min<int64_t>(n, std::numeric_limits<int>::max()));  // saturate the int field
     }
   }
   return 0;

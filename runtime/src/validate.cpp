@@ -347,6 +347,9 @@ ATTNFORGE_API attnforge_status validate_args(const attnforge_args& a, Direction 
     // ---- scale ----------------------------------------------------------------------------------
     float scale = a.scale;
     if (std::isinf(scale)) fail("expected scale to be finite, got " + std::to_string(scale));
+    // Kernels use scale·log2(e) (exp2): it must stay finite too (|scale| ≤ FLT_MAX / log2(e)).
+    if (std::isinf(scale * 1.4426950408889634f))
+      fail("expected |scale| * log2(e) to be finite, got scale = " + std::to_string(scale));
     if (scale == 0.0f || std::isnan(scale)) scale = float(1.0 / std::sqrt(double(D)));  // default 1/√D
 
     // ---- Params ---------------------------------------------------------------------------------

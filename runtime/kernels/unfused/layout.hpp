@@ -15,6 +15,19 @@ constexpr size_t kAlign = 256;  // every buffer starts 256-byte aligned (vector 
 inline constexpr size_t elem_bytes(DType t) { return t == DType::f32 ? 4 : 2; }
 inline constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// Byte counts saturate at kOverflow instead of wrapping: varlen max lengths are only capped at
+// int32, so B·Hq·Sq·Sk·4 can pass 2⁶⁴, and a wrapped (small) size would under-allocate. The runtime
+// refuses any call whose workspace reaches kOverflow (c_api.cpp) before anything is launched.
+constexpr size_t kOverflow = ~size_t(0);
+inline size_t sat_mul(size_t a, size_t b) {
+  size_t r;
+  return __builtin_mul_overflow(a, b, &r) ? kOverflow : r;
+}
+inline size_t sat_add(size_t a, size_t b) {
+  size_t r;
+  return __builtin_add_overflow(a, b, &r) ? kOverflow : r;
+}
+
 // Buffers, as byte offsets into Params::workspace (kNone = not in the workspace).
 // Rows of the score-shaped buffers are the (B, Hq, Sq) rows in that order; Sq, Sk are the
 // (maximum) lengths of Params, so varlen sequences use the top-left (sq × sk) corner of theirs.
@@ -37,7 +50,7 @@ inline Layout make_layout(DType t, Direction dir, const Params& p) {
   size_t at = 0;
   auto take = [&](size_t bytes) {
     const size_t off = at;
-    at += size_t(round_up(int64_t(bytes), kAlign));
+    at = bytes >= kOverflow - kAlign ? kOverflow : sat_add(at, (bytes + kAlign - 1) / kAlign * kAlign);
     return off;
   };
   const int64_t sq = p.seqlen_q, sk = p.seqlen_k;
@@ -45,7 +58,7 @@ inline Layout make_layout(DType t, Direction dir, const Params& p) {
   L.rows = int64_t(p.batch) * p.heads_q * sq;
   L.ld_s = round_up(sk, 4);
   const int64_t ld_p_ws = round_up(sk, int64_t(16 / es));  // 16-byte rows in the workspace
-  L.s = take(size_t(L.rows * L.ld_s) * sizeof(float));
+  L.s = take(sat_mul(sat_mul(size_t(L.rows), size_t(L.ld_s)), sizeof(float)));
   if (dir == Direction::fwd) {
     if (p.weights != nullptr) {
       L.ld_p = sk;  // P goes straight to the caller's contiguous (B, Hq, Sq, Sk)
@@ -54,13 +67,13 @@ inline Layout make_layout(DType t, Direction dir, const Params& p) {
       L.p_aliases_s = true;
     } else {
       L.ld_p = ld_p_ws;
-      L.p = take(size_t(L.rows * L.ld_p) * es);
+      L.p = take(sat_mul(sat_mul(size_t(L.rows), size_t(L.ld_p)), es));
     }
   } else {
     L.ld_p = ld_p_ws;
-    L.p = take(size_t(L.rows * L.ld_p) * es);
-    L.delta = take(size_t(L.rows) * sizeof(float));
-    const size_t acc = size_t(p.total_k) * p.heads_kv * p.head_dim * sizeof(float);
+    L.p = take(sat_mul(sat_mul(size_t(L.rows), size_t(L.ld_p)), es));
+    L.delta = take(sat_mul(size_t(L.rows), sizeof(float)));
+    const size_t acc = sat_mul(sat_mul(sat_mul(size_t(p.total_k), size_t(p.heads_kv)), size_t(p.head_dim)), sizeof(float));
     L.dk_acc = take(acc);
     L.dv_acc = take(acc);
   }
