@@ -48,10 +48,13 @@ python3 -m codegen --config codegen/variants/ci.toml --out "$build/generated" >/
 san="-fsanitize=address,undefined"
 flags="-std=c++20 -O1 -g -fno-omit-frame-pointer $san -Iruntime/include -Iruntime/src -Iruntime/kernels -I$build/generated -isystem $cuda_inc"
 objs=()
+# An object is rebuilt when its source, or any header it may include, is newer (no dep files).
+newest_header=$(ls -t runtime/include/attnforge/*.h* runtime/src/*.hpp runtime/kernels/*/*.hpp runtime/kernels/*/*.cuh \
+                  "$build/generated/variants.hpp" 2>/dev/null | head -n 1)
 for src in runtime/src/*.cpp fuzz/cuda_stub.cpp fuzz/launch_stub.cpp; do
   obj=$build/obj/$(basename "${src%.cpp}").o
   objs+=("$obj")
-  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$build/generated/variants.hpp" -nt "$obj" ]; then
+  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_header" -nt "$obj" ]; then
     echo "$CXX -c $src"
     # shellcheck disable=SC2086
     $CXX $flags -fsanitize=fuzzer-no-link -c "$src" -o "$obj" &
