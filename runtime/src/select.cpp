@@ -63,7 +63,9 @@ std::string describe(const Problem& pr) {
          std::to_string(pr.head_dim) + " mask " + (mask_name(pr.mask_id) ? mask_name(pr.mask_id) : "?");
 }
 
+// Human-readable size: exact bytes below 1 MiB (so small budgets never read "0.0 MiB > 0.0 MiB").
 std::string mib(size_t bytes) {
+  if (bytes < (size_t(1) << 20)) return std::to_string(bytes) + " B";
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / (1 << 20));
   return buf;
