@@ -13,7 +13,7 @@
 #include "attnforge/attnforge.h"
 #include "cublas_handle.hpp"
 #include "select.hpp"
-#include "unfused/error.hpp"
+#include "common/launch_checks.hpp"
 #include "validate.hpp"
 #include "variant_key.hpp"
 #include "workspace.hpp"
@@ -180,7 +180,7 @@ attnforge_status run_call(const attnforge_args* args, Direction dir, void* strea
 
   // ---- launch ---------------------------------------------------------------------------------
   (void)cudaGetLastError();  // errors of earlier, unrelated work must not be reported as ours
-  unfused::last_error().clear();
+  launch_detail().clear();
   const attnforge_status status = variant.launch(p, stream);
   const cudaError_t launch_error = cudaGetLastError();
   if (allocated) {
@@ -189,7 +189,7 @@ attnforge_status run_call(const attnforge_args* args, Direction dir, void* strea
       return fail(ATTNFORGE_CUDA_ERROR, std::string("cudaFreeAsync failed: ") + cudaGetErrorString(e));
   }
   if (status != ATTNFORGE_OK) {
-    std::string detail = unfused::last_error();
+    std::string detail = launch_detail();
     if (detail.empty() && launch_error != cudaSuccess) detail = cudaGetErrorString(launch_error);
     return fail(status, std::string(variant.name) + " failed (" + attnforge_status_string(status) + ")" +
                             (detail.empty() ? "" : ": " + detail));

@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include "common/launch_checks.hpp"
 #include "common/params.hpp"
 #include "common/variant.hpp"
 #include "flash/bwd_main.cuh"
@@ -12,27 +13,12 @@
 
 namespace attnforge::flash {
 
-namespace bwd_detail {
-// 16-byte vector access needs 16-byte aligned rows: base pointers and batch/row/head strides.
-inline bool aligned16(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
-  return (reinterpret_cast<uintptr_t>(ptr) % 16 == 0) && s0 % 8 == 0 && s1 % 8 == 0 && s2 % 8 == 0;
-}
-}  // namespace bwd_detail
-
 template <class V>
 attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
   using namespace bwd_detail;
   using Tr = BwdTraits<V>;
   if (p.head_dim != Tr::kD) return ATTNFORGE_INTERNAL;
-  if (!aligned16(p.q, p.q_batch_stride, p.q_row_stride, p.q_head_stride) ||
-      !aligned16(p.k, p.k_batch_stride, p.k_row_stride, p.k_head_stride) ||
-      !aligned16(p.v, p.v_batch_stride, p.v_row_stride, p.v_head_stride) ||
-      !aligned16(p.o, p.o_batch_stride, p.o_row_stride, p.o_head_stride) ||
-      !aligned16(p.d_o, p.do_batch_stride, p.do_row_stride, p.do_head_stride) ||
-      !aligned16(p.dq, p.dq_batch_stride, p.dq_row_stride, p.dq_head_stride) ||
-      !aligned16(p.dk, p.dk_batch_stride, p.dk_row_stride, p.dk_head_stride) ||
-      !aligned16(p.dv, p.dv_batch_stride, p.dv_row_stride, p.dv_head_stride))
-    return ATTNFORGE_UNSUPPORTED;  // flash needs 16-byte aligned rows (strides % 8 elements)
+  if (!rows_aligned16(p, /*backward=*/true)) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", kNeedsAlignedRows);
   const BwdWorkspaceLayout ws = flash_bwd_workspace_layout(Tr::kBlockM, Tr::kBlockN, p);
   if (p.workspace == nullptr || p.workspace_bytes < ws.total_bytes) return ATTNFORGE_INTERNAL;
 

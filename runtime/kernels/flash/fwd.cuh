@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "common/copy.cuh"
+#include "common/launch_checks.hpp"
 #include "common/mask_apply.cuh"
 #include "common/mma.cuh"
 #include "common/numeric.cuh"
@@ -287,17 +288,6 @@ enum class FwdPath { kAuto, kMma, kWgmma };
 
 namespace detail {
 
-inline int device_cc_major(int dev) {  // cached per device (0 until queried)
-  static int major[64] = {};
-  if (dev < 0 || dev >= 64) return 0;
-  int m = __atomic_load_n(&major[dev], __ATOMIC_ACQUIRE);
-  if (m == 0) {
-    if (cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
-    __atomic_store_n(&major[dev], m, __ATOMIC_RELEASE);
-  }
-  return m;
-}
-
 // Raises a kernel's dynamic shared-memory limit once per device (the attribute lives with the context).
 template <class Kernel>
 bool allow_smem(Kernel kernel, int bytes, int dev, int (&raised_for)[64]) {
@@ -319,14 +309,7 @@ attnforge_status run_fwd_path(const Params& p, cudaStream_t stream, FwdPath path
   using Cfg90 = FwdSm90Config<V>;
   if (p.head_dim != Cfg::kHeadDim) return ATTNFORGE_INVALID_ARGUMENT;
   if (p.batch == 0 || p.seqlen_q == 0 || p.heads_q == 0) return ATTNFORGE_OK;  // nothing to write
-  auto aligned = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; };
-  auto aligned8 = [](int64_t stride) { return stride % 8 == 0; };  // 8 elements = 16 bytes
-  if (!aligned(p.q) || !aligned(p.k) || !aligned(p.v) || !aligned(p.o) ||
-      !aligned8(p.q_row_stride) || !aligned8(p.q_head_stride) || !aligned8(p.q_batch_stride) ||
-      !aligned8(p.k_row_stride) || !aligned8(p.k_head_stride) || !aligned8(p.k_batch_stride) ||
-      !aligned8(p.v_row_stride) || !aligned8(p.v_head_stride) || !aligned8(p.v_batch_stride) ||
-      !aligned8(p.o_row_stride) || !aligned8(p.o_head_stride) || !aligned8(p.o_batch_stride))
-    return ATTNFORGE_UNSUPPORTED;  // flash needs 16-byte aligned rows
+  if (!rows_aligned16(p, /*backward=*/false)) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", kNeedsAlignedRows);
   if (p.heads_q > 65535 || p.batch > 65535) return ATTNFORGE_UNSUPPORTED;
 
   int dev = 0;
@@ -335,7 +318,7 @@ attnforge_status run_fwd_path(const Params& p, cudaStream_t stream, FwdPath path
     const char* env = std::getenv("ATTNFORGE_FLASH_FWD_PATH");
     path = (env && std::strcmp(env, "mma") == 0) ? FwdPath::kMma : FwdPath::kWgmma;
   }
-  const bool hopper = Cfg90::kSupported && detail::device_cc_major(dev) == 9;
+  const bool hopper = Cfg90::kSupported && device_cc_major(dev) == 9;
   const dim3 block(Cfg::kThreads);
   bool launched = false;
   if constexpr (Cfg90::kSupported) {

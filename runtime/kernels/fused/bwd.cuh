@@ -365,7 +365,7 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
       return fail(ATTNFORGE_UNSUPPORTED, "fused backward accumulates dK/dV with fp32 atomics and is not "
                                          "bitwise deterministic; use backend flash or unfused for deterministic=1");
     if (p.batch == 0 || p.heads_q == 0) return ATTNFORGE_OK;
-    if (!rows_aligned(p, true)) return fail(ATTNFORGE_UNSUPPORTED, "fused needs 16-byte aligned rows");
+    if (!rows_aligned16(p, true)) return fail(ATTNFORGE_UNSUPPORTED, kNeedsAlignedRows);
     if (p.heads_q > 65535 || p.batch > 65535)
       return fail(ATTNFORGE_UNSUPPORTED, "fused supports at most 65535 heads and 65535 sequences");
     const int64_t acc_elems = p.total_k * p.heads_kv * Cfg::kHeadDim;

@@ -241,14 +241,9 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
 inline bool use_sm90_path() {
   const char* env = std::getenv("ATTNFORGE_FUSED_FWD_PATH");  // read per call: tests switch it
   if (env != nullptr && std::string(env) == "mma") return false;
-  int dev = 0, major = 0;
+  int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return false;
-  static int cached[64] = {};
-  if (dev >= 0 && dev < 64 && __atomic_load_n(&cached[dev], __ATOMIC_ACQUIRE) != 0)
-    return __atomic_load_n(&cached[dev], __ATOMIC_ACQUIRE) == 9;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
-  if (dev >= 0 && dev < 64) __atomic_store_n(&cached[dev], major, __ATOMIC_RELEASE);
-  return major == 9;
+  return device_cc_major(dev) == 9;
 }
 
 // Host side: rejects what the kernel cannot run (Sk past the on-chip key row, misaligned rows), sizes
@@ -264,7 +259,7 @@ attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
                                                   ", got " + std::to_string(p.head_dim));
     if (p.seqlen_k > Cfg::kMaxSeqlenK) return fail_seqlen(Cfg::kMaxSeqlenK, p.seqlen_k);
     if (p.batch == 0 || p.seqlen_q == 0 || p.heads_q == 0) return ATTNFORGE_OK;  // nothing to write
-    if (!rows_aligned(p, false)) return fail(ATTNFORGE_UNSUPPORTED, "fused needs 16-byte aligned q/k/v/o rows");
+    if (!rows_aligned16(p, false)) return fail(ATTNFORGE_UNSUPPORTED, kNeedsAlignedRows);
     if (p.heads_q > 65535 || p.batch > 65535)
       return fail(ATTNFORGE_UNSUPPORTED, "fused supports at most 65535 heads and 65535 sequences");
     using Cfg90 = Sm90Config<V>;

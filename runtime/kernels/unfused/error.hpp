@@ -1,23 +1,15 @@
 // Failure reporting of the unfused backend: a failed CUDA / cuBLAS check records a message naming
-// the call and the error in last_error() and returns ATTNFORGE_CUDA_ERROR (or INTERNAL).
+// the call and the error in launch_detail() and returns ATTNFORGE_CUDA_ERROR (or INTERNAL).
 #pragma once
 #include <string>
 
 #include "attnforge/attnforge.h"
-
-// Host-only, nvcc- and g++-safe; the runtime (c_api.cpp) reads last_error() after a failed launch
-// to fill attnforge_last_error() (one thread-local slot, shared by every TU through inline linkage).
+#include "common/launch_checks.hpp"  // launch_detail(): the slot the C API reads after a failed launch
 
 namespace attnforge::unfused {
 
-inline std::string& last_error() {
-  thread_local std::string message;
-  return message;
-}
-
-inline attnforge_status fail(attnforge_status status, std::string message) {
-  last_error() = "unfused: " + std::move(message);
-  return status;
+inline attnforge_status fail(attnforge_status status, const std::string& message) {
+  return launch_fail(status, "unfused", message);
 }
 
 }  // namespace attnforge::unfused

@@ -1,0 +1,65 @@
+// Host-side pieces every backend's launcher shares: the detail message a failed launch leaves for
+// attnforge_last_error(), the 16-byte row alignment vectorised kernels assume beyond validation,
+// and the device's compute capability (which kernel path can run).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "attnforge/attnforge.h"
+#include "common/params.hpp"
+
+namespace attnforge {
+
+// The thread-local detail slot c_api.cpp clears before a launch and reads after a failed one
+// (inline: one slot per thread for the whole library).
+inline std::string& launch_detail() {
+  thread_local std::string message;
+  return message;
+}
+
+// Records "<backend>: <message>" for attnforge_last_error() and returns status.
+inline attnforge_status launch_fail(attnforge_status status, const char* backend, const std::string& message) {
+  launch_detail() = std::string(backend) + ": " + message;
+  return status;
+}
+
+// cp.async, ldmatrix staging and 16-byte stores need 16-byte aligned rows: the base pointer
+// 16-byte aligned and the batch/row/head strides multiples of 8 elements (16-bit dtypes).
+inline bool rows_aligned16(const void* ptr, int64_t batch_stride, int64_t row_stride, int64_t head_stride) {
+  return ptr == nullptr || ((reinterpret_cast<uintptr_t>(ptr) & 15) == 0 && batch_stride % 8 == 0 &&
+                            row_stride % 8 == 0 && head_stride % 8 == 0);
+}
+
+// q, k, v, o (forward) and also d_o, dq, dk, dv (backward) have 16-byte aligned rows.
+inline bool rows_aligned16(const Params& p, bool backward) {
+  bool ok = rows_aligned16(p.q, p.q_batch_stride, p.q_row_stride, p.q_head_stride) &&
+            rows_aligned16(p.k, p.k_batch_stride, p.k_row_stride, p.k_head_stride) &&
+            rows_aligned16(p.v, p.v_batch_stride, p.v_row_stride, p.v_head_stride) &&
+            rows_aligned16(p.o, p.o_batch_stride, p.o_row_stride, p.o_head_stride);
+  if (backward)
+    ok = ok && rows_aligned16(p.d_o, p.do_batch_stride, p.do_row_stride, p.do_head_stride) &&
+         rows_aligned16(p.dq, p.dq_batch_stride, p.dq_row_stride, p.dq_head_stride) &&
+         rows_aligned16(p.dk, p.dk_batch_stride, p.dk_row_stride, p.dk_head_stride) &&
+         rows_aligned16(p.dv, p.dv_batch_stride, p.dv_row_stride, p.dv_head_stride);
+  return ok;
+}
+
+inline constexpr const char* kNeedsAlignedRows =
+    "needs 16-byte aligned rows (base pointers 16-byte aligned, batch/row/head strides multiples of 8 "
+    "elements); use the unfused backend for other layouts";
+
+// Compute-capability major of device `dev`, cached per device; 0 if it cannot be read.
+inline int device_cc_major(int dev) {
+  static int major[64] = {};
+  if (dev < 0 || dev >= 64) return 0;
+  int m = __atomic_load_n(&major[dev], __ATOMIC_ACQUIRE);
+  if (m == 0) {
+    if (cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
+    __atomic_store_n(&major[dev], m, __ATOMIC_RELEASE);
+  }
+  return m;
+}
+
+}  // namespace attnforge
