@@ -1,4 +1,4 @@
-// Standalone development driver of the unfused backend (not committed): hand-written masks and
+// Standalone development driver of the unfused backend (scripts/dev, outside the library): hand-written masks and
 // variants, a CPU fp64 reference and a PyTorch-style low-precision emulation, the numerics rule,
 // and a timing mode. nvcc -std=c++17 -O2 -arch=sm_90a -Iruntime/include -Iruntime/kernels -lcublas
 #include <cublas_v2.h>
