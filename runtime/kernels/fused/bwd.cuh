@@ -17,6 +17,7 @@
 #include "common/params.hpp"
 #include "common/softmax.cuh"
 #include "common/variant.hpp"
+#include "fused/column_partials.cuh"
 #include "fused/config.cuh"
 #include "fused/host_util.hpp"
 
@@ -287,22 +288,10 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) bwd_kernel(const __gri
   (void)kSteps;
 
   // dQ: sum the kWarpsN key-column partials through shared memory (K/V region), scale, write.
-  if constexpr (kWarpsN > 1) {
-    float4* red = reinterpret_cast<float4*>(smem + Cfg::kOffK);
-    if (wn > 0) {
-#pragma unroll
-      for (int nt = 0; nt < kONTiles; ++nt)
-        red[(((wn - 1) * kWarpsM + wm) * kONTiles + nt) * 32 + lane] = make_float4(dq[nt][0], dq[nt][1], dq[nt][2], dq[nt][3]);
-    }
-    __syncthreads();
-    if (wn > 0) return;
-#pragma unroll
-    for (int w = 1; w < kWarpsN; ++w)
-#pragma unroll
-      for (int nt = 0; nt < kONTiles; ++nt) {
-        const float4 x = red[(((w - 1) * kWarpsM + wm) * kONTiles + nt) * 32 + lane];
-        dq[nt][0] += x.x, dq[nt][1] += x.y, dq[nt][2] += x.z, dq[nt][3] += x.w;
-      }
+  if constexpr (kWarpsN > 1) {  // the loop ended on a barrier: the K region is free
+    if (!sum_column_partials<kWarpsM, kWarpsN, kONTiles>(dq, reinterpret_cast<float4*>(smem + Cfg::kOffK), wm,
+                                                         wn, lane))
+      return;
   }
   prim::cp_async_wait<0>();
   Element* dq_ptr = static_cast<Element*>(p.dq) + b * p.dq_batch_stride + (seq.q_start + m0) * p.dq_row_stride +

@@ -17,6 +17,7 @@
 #include "common/params.hpp"
 #include "common/softmax.cuh"
 #include "common/variant.hpp"
+#include "fused/column_partials.cuh"
 #include "fused/config.cuh"
 #include "fused/fwd_sm90.cuh"
 #include "fused/host_util.hpp"
@@ -211,22 +212,10 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
 
   // ---- O partials of the kWarpsN key columns summed through shared memory (ring reused) -------------
   if constexpr (kWarpsN > 1) {
-    float4* red = reinterpret_cast<float4*>(smem + Cfg::kSmemQ);  // (kWarpsN−1, kWarpsM, kONTiles, 32) float4
-    __syncthreads();
-    if (wn > 0) {
-#pragma unroll
-      for (int nt = 0; nt < kONTiles; ++nt)
-        red[(((wn - 1) * kWarpsM + wm) * kONTiles + nt) * 32 + lane] = make_float4(o[nt][0], o[nt][1], o[nt][2], o[nt][3]);
-    }
-    __syncthreads();
-    if (wn > 0) return;
-#pragma unroll
-    for (int w = 1; w < kWarpsN; ++w)
-#pragma unroll
-      for (int nt = 0; nt < kONTiles; ++nt) {
-        const float4 x = red[(((w - 1) * kWarpsM + wm) * kONTiles + nt) * 32 + lane];
-        o[nt][0] += x.x, o[nt][1] += x.y, o[nt][2] += x.z, o[nt][3] += x.w;
-      }
+    __syncthreads();  // the K/V ring becomes the reduction buffer
+    if (!sum_column_partials<kWarpsM, kWarpsN, kONTiles>(o, reinterpret_cast<float4*>(smem + Cfg::kSmemQ), wm,
+                                                         wn, lane))
+      return;
   }
 
   // ---- O: (kBlockM, D) rows of this band; a row that saw nothing is exactly 0 -------------------------
