@@ -210,12 +210,16 @@ using flash_fwd_f16_hd32_bias_m128n64w4s2 = Variant<Backend::flash, Direction::f
 using flash_fwd_f16_hd32_bias_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::bias, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd32_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::none, Tile<64, 128, 8, 2>>;
+using flash_bwd_f16_hd32_none_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::none, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd32_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::none, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd32_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::causal, Tile<64, 128, 8, 2>>;
+using flash_bwd_f16_hd32_causal_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::causal, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd32_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd32_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::window, Tile<64, 128, 8, 2>>;
+using flash_bwd_f16_hd32_window_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::window, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd32_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::window, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd32_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 128, 8, 2>>;
+using flash_bwd_f16_hd32_bias_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 128, 4, 2>>;
@@ -230,12 +234,16 @@ using flash_fwd_f16_hd64_bias_m128n64w4s2 = Variant<Backend::flash, Direction::f
 using flash_fwd_f16_hd64_bias_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::bias, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd64_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 128, 8, 2>>;
+using flash_bwd_f16_hd64_none_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd64_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 128, 8, 2>>;
+using flash_bwd_f16_hd64_causal_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd64_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 128, 8, 2>>;
+using flash_bwd_f16_hd64_window_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd64_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 128, 8, 2>>;
+using flash_bwd_f16_hd64_bias_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd96_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd96_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::none, Tile<64, 64, 4, 2>>;
@@ -262,13 +270,13 @@ using flash_fwd_f16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction:
 using flash_fwd_f16_hd128_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::bias, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd128_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd128_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::none, Tile<64, 128, 8, 2>>;
-using flash_bwd_f16_hd128_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::none, Tile<64, 64, 4, 2>>;
+using flash_bwd_f16_hd128_none_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::none, Tile<64, 64, 4, 1>>;
 using flash_bwd_f16_hd128_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::causal, Tile<64, 128, 8, 2>>;
-using flash_bwd_f16_hd128_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::causal, Tile<64, 64, 4, 2>>;
+using flash_bwd_f16_hd128_causal_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::causal, Tile<64, 64, 4, 1>>;
 using flash_bwd_f16_hd128_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::window, Tile<64, 128, 8, 2>>;
-using flash_bwd_f16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::window, Tile<64, 64, 4, 2>>;
+using flash_bwd_f16_hd128_window_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::window, Tile<64, 64, 4, 1>>;
 using flash_bwd_f16_hd128_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 128, 8, 2>>;
-using flash_bwd_f16_hd128_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 64, 4, 2>>;
+using flash_bwd_f16_hd128_bias_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 64, 4, 1>>;
 using flash_fwd_f16_hd192_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd192_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd192_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::causal, Tile<64, 64, 4, 2>>;
@@ -322,12 +330,16 @@ using flash_fwd_bf16_hd32_bias_m128n64w4s2 = Variant<Backend::flash, Direction::
 using flash_fwd_bf16_hd32_bias_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::bias, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd32_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::none, Tile<64, 128, 8, 2>>;
+using flash_bwd_bf16_hd32_none_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::none, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd32_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::none, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd32_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::causal, Tile<64, 128, 8, 2>>;
+using flash_bwd_bf16_hd32_causal_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::causal, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd32_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd32_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::window, Tile<64, 128, 8, 2>>;
+using flash_bwd_bf16_hd32_window_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::window, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd32_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::window, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd32_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 128, 8, 2>>;
+using flash_bwd_bf16_hd32_bias_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 128, 4, 2>>;
@@ -342,12 +354,16 @@ using flash_fwd_bf16_hd64_bias_m128n64w4s2 = Variant<Backend::flash, Direction::
 using flash_fwd_bf16_hd64_bias_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::bias, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd64_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 128, 8, 2>>;
+using flash_bwd_bf16_hd64_none_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd64_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 128, 8, 2>>;
+using flash_bwd_bf16_hd64_causal_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd64_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 128, 8, 2>>;
+using flash_bwd_bf16_hd64_window_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd64_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 128, 8, 2>>;
+using flash_bwd_bf16_hd64_bias_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd96_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd96_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::none, Tile<64, 64, 4, 2>>;
@@ -374,13 +390,13 @@ using flash_fwd_bf16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction
 using flash_fwd_bf16_hd128_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::bias, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd128_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::none, Tile<64, 128, 8, 2>>;
-using flash_bwd_bf16_hd128_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::none, Tile<64, 64, 4, 2>>;
+using flash_bwd_bf16_hd128_none_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::none, Tile<64, 64, 4, 1>>;
 using flash_bwd_bf16_hd128_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::causal, Tile<64, 128, 8, 2>>;
-using flash_bwd_bf16_hd128_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::causal, Tile<64, 64, 4, 2>>;
+using flash_bwd_bf16_hd128_causal_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::causal, Tile<64, 64, 4, 1>>;
 using flash_bwd_bf16_hd128_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::window, Tile<64, 128, 8, 2>>;
-using flash_bwd_bf16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::window, Tile<64, 64, 4, 2>>;
+using flash_bwd_bf16_hd128_window_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::window, Tile<64, 64, 4, 1>>;
 using flash_bwd_bf16_hd128_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 128, 8, 2>>;
-using flash_bwd_bf16_hd128_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 64, 4, 2>>;
+using flash_bwd_bf16_hd128_bias_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 64, 4, 1>>;
 using flash_fwd_bf16_hd192_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd192_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd192_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::causal, Tile<64, 64, 4, 2>>;
@@ -628,12 +644,16 @@ using AllVariants = TypeList<
     flash_fwd_f16_hd32_bias_m128n128w4s2,
     flash_fwd_f16_hd32_bias_m64n64w4s2,
     flash_bwd_f16_hd32_none_m64n128w8s2,
+    flash_bwd_f16_hd32_none_m64n128w4s2,
     flash_bwd_f16_hd32_none_m64n64w4s2,
     flash_bwd_f16_hd32_causal_m64n128w8s2,
+    flash_bwd_f16_hd32_causal_m64n128w4s2,
     flash_bwd_f16_hd32_causal_m64n64w4s2,
     flash_bwd_f16_hd32_window_m64n128w8s2,
+    flash_bwd_f16_hd32_window_m64n128w4s2,
     flash_bwd_f16_hd32_window_m64n64w4s2,
     flash_bwd_f16_hd32_bias_m64n128w8s2,
+    flash_bwd_f16_hd32_bias_m64n128w4s2,
     flash_bwd_f16_hd32_bias_m64n64w4s2,
     flash_fwd_f16_hd64_none_m128n64w4s2,
     flash_fwd_f16_hd64_none_m128n128w4s2,
@@ -648,12 +668,16 @@ using AllVariants = TypeList<
     flash_fwd_f16_hd64_bias_m128n128w4s2,
     flash_fwd_f16_hd64_bias_m64n64w4s2,
     flash_bwd_f16_hd64_none_m64n128w8s2,
+    flash_bwd_f16_hd64_none_m64n128w4s2,
     flash_bwd_f16_hd64_none_m64n64w4s2,
     flash_bwd_f16_hd64_causal_m64n128w8s2,
+    flash_bwd_f16_hd64_causal_m64n128w4s2,
     flash_bwd_f16_hd64_causal_m64n64w4s2,
     flash_bwd_f16_hd64_window_m64n128w8s2,
+    flash_bwd_f16_hd64_window_m64n128w4s2,
     flash_bwd_f16_hd64_window_m64n64w4s2,
     flash_bwd_f16_hd64_bias_m64n128w8s2,
+    flash_bwd_f16_hd64_bias_m64n128w4s2,
     flash_bwd_f16_hd64_bias_m64n64w4s2,
     flash_fwd_f16_hd96_none_m128n64w4s2,
     flash_fwd_f16_hd96_none_m64n64w4s2,
@@ -680,13 +704,13 @@ using AllVariants = TypeList<
     flash_fwd_f16_hd128_bias_m128n64w4s2,
     flash_fwd_f16_hd128_bias_m64n64w4s2,
     flash_bwd_f16_hd128_none_m64n128w8s2,
-    flash_bwd_f16_hd128_none_m64n64w4s2,
+    flash_bwd_f16_hd128_none_m64n64w4s1,
     flash_bwd_f16_hd128_causal_m64n128w8s2,
-    flash_bwd_f16_hd128_causal_m64n64w4s2,
+    flash_bwd_f16_hd128_causal_m64n64w4s1,
     flash_bwd_f16_hd128_window_m64n128w8s2,
-    flash_bwd_f16_hd128_window_m64n64w4s2,
+    flash_bwd_f16_hd128_window_m64n64w4s1,
     flash_bwd_f16_hd128_bias_m64n128w8s2,
-    flash_bwd_f16_hd128_bias_m64n64w4s2,
+    flash_bwd_f16_hd128_bias_m64n64w4s1,
     flash_fwd_f16_hd192_none_m64n64w4s2,
     flash_fwd_f16_hd192_none_m64n32w4s2,
     flash_fwd_f16_hd192_causal_m64n64w4s2,
@@ -740,12 +764,16 @@ using AllVariants = TypeList<
     flash_fwd_bf16_hd32_bias_m128n128w4s2,
     flash_fwd_bf16_hd32_bias_m64n64w4s2,
     flash_bwd_bf16_hd32_none_m64n128w8s2,
+    flash_bwd_bf16_hd32_none_m64n128w4s2,
     flash_bwd_bf16_hd32_none_m64n64w4s2,
     flash_bwd_bf16_hd32_causal_m64n128w8s2,
+    flash_bwd_bf16_hd32_causal_m64n128w4s2,
     flash_bwd_bf16_hd32_causal_m64n64w4s2,
     flash_bwd_bf16_hd32_window_m64n128w8s2,
+    flash_bwd_bf16_hd32_window_m64n128w4s2,
     flash_bwd_bf16_hd32_window_m64n64w4s2,
     flash_bwd_bf16_hd32_bias_m64n128w8s2,
+    flash_bwd_bf16_hd32_bias_m64n128w4s2,
     flash_bwd_bf16_hd32_bias_m64n64w4s2,
     flash_fwd_bf16_hd64_none_m128n64w4s2,
     flash_fwd_bf16_hd64_none_m128n128w4s2,
@@ -760,12 +788,16 @@ using AllVariants = TypeList<
     flash_fwd_bf16_hd64_bias_m128n128w4s2,
     flash_fwd_bf16_hd64_bias_m64n64w4s2,
     flash_bwd_bf16_hd64_none_m64n128w8s2,
+    flash_bwd_bf16_hd64_none_m64n128w4s2,
     flash_bwd_bf16_hd64_none_m64n64w4s2,
     flash_bwd_bf16_hd64_causal_m64n128w8s2,
+    flash_bwd_bf16_hd64_causal_m64n128w4s2,
     flash_bwd_bf16_hd64_causal_m64n64w4s2,
     flash_bwd_bf16_hd64_window_m64n128w8s2,
+    flash_bwd_bf16_hd64_window_m64n128w4s2,
     flash_bwd_bf16_hd64_window_m64n64w4s2,
     flash_bwd_bf16_hd64_bias_m64n128w8s2,
+    flash_bwd_bf16_hd64_bias_m64n128w4s2,
     flash_bwd_bf16_hd64_bias_m64n64w4s2,
     flash_fwd_bf16_hd96_none_m128n64w4s2,
     flash_fwd_bf16_hd96_none_m64n64w4s2,
@@ -792,13 +824,13 @@ using AllVariants = TypeList<
     flash_fwd_bf16_hd128_bias_m128n64w4s2,
     flash_fwd_bf16_hd128_bias_m64n64w4s2,
     flash_bwd_bf16_hd128_none_m64n128w8s2,
-    flash_bwd_bf16_hd128_none_m64n64w4s2,
+    flash_bwd_bf16_hd128_none_m64n64w4s1,
     flash_bwd_bf16_hd128_causal_m64n128w8s2,
-    flash_bwd_bf16_hd128_causal_m64n64w4s2,
+    flash_bwd_bf16_hd128_causal_m64n64w4s1,
     flash_bwd_bf16_hd128_window_m64n128w8s2,
-    flash_bwd_bf16_hd128_window_m64n64w4s2,
+    flash_bwd_bf16_hd128_window_m64n64w4s1,
     flash_bwd_bf16_hd128_bias_m64n128w8s2,
-    flash_bwd_bf16_hd128_bias_m64n64w4s2,
+    flash_bwd_bf16_hd128_bias_m64n64w4s1,
     flash_fwd_bf16_hd192_none_m64n64w4s2,
     flash_fwd_bf16_hd192_none_m64n32w4s2,
     flash_fwd_bf16_hd192_causal_m64n64w4s2,
@@ -841,6 +873,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "6baacd55c7646231979921102c0bc6ae8afd4430fc963179a93678819d45ac82";
+inline constexpr const char* kManifestHash = "3eabdc9818d5878bf4bbb49849bebcacc68e64a620c26e0ee9f83b42d60473e4";
 
 }  // namespace attnforge::generated

@@ -94,11 +94,13 @@ struct TilePreference {
   const char* why;
 };
 constexpr TilePreference kTilePreference[] = {
-    // Backward, D ≤ 64: m64n64w4 beat the generator's first bwd tile m64n128w8 on all 12 D = 64
-    // shapes of the H100 training grid (m64n128w8 was 1.00–1.12× its time). At D = 128 the order
-    // stands: m64n128w8 won all 12 (m64n64w4 1.16–1.50× slower). Forward: the first tile,
-    // m128n64w4, won 21 of the 24 forward shapes and was within 5% on the other 3 (D = 64, S ≤ 1024).
-    {Backend::flash, Direction::bwd, 0, 64, 0, 0, 64, 64, 4, "m64n64w4: fastest flash backward at D <= 64 on the H100"},
+    // Backward, D ≤ 64: m64n128w4 beat the generator's first bwd tile m64n128w8 and m64n64w4 on the
+    // H200 (2026-11-29, S = 4096, bf16, scripts/dev/flash_bwd_devrun.sh TILES=1): 244 / 208 TFLOP/s
+    // non-causal / causal against 187 / 163 (m64n128w8) and 204 / 163 (m64n64w4). At D = 128 the
+    // order stands: m64n128w8 247 / 209, m64n64w4s1 230 / 213 (within 2% causal), m64n64w4s2 159.
+    // Forward (H100, 2026-11-25): the first tile, m128n64w4, won 21 of the 24 forward shapes and
+    // was within 5% on the other 3 (D = 64, S ≤ 1024).
+    {Backend::flash, Direction::bwd, 0, 64, 0, 0, 64, 128, 4, "m64n128w4: fastest flash backward at D <= 64 on the H200"},
 };
 
 bool preference_covers(const TilePreference& t, Backend b, const Problem& pr) {

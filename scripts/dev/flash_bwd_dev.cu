@@ -570,6 +570,28 @@ int main(int argc, char** argv) {
       time_case<bf16_hd128_none_m64n64w4s2>(S, false, "hd128_none_m64n64w4s2");
     }
   }
+#elif GROUP == 3  // tile candidates not in default.toml: checked once, then timed at S = 4096
+#define TILE(D, BM, BN, W, S)                                                                     \
+  {                                                                                              \
+    using Vn = FB<DType::bf16, D, generated::mask::none, BM, BN, W, S>;                         \
+    using Vc = FB<DType::bf16, D, generated::mask::causal, BM, BN, W, S>;                       \
+    const char* nm = "hd" #D "_m" #BM "n" #BN "w" #W "s" #S;                                     \
+    if (!do_time) {                                                                              \
+      all &= run_case<Vn>(Case{2, 500, 700, 4, 2}, nm);                                          \
+      all &= run_case<Vc>(Case{2, 1023, 1024, 4, 4}, nm);                                        \
+    } else {                                                                                     \
+      time_case<Vn>(4096, false, nm);                                                            \
+      time_case<Vc>(4096, true, nm);                                                             \
+    }                                                                                            \
+  }
+  TILE(64, 128, 128, 8, 2)
+  TILE(64, 128, 64, 8, 2)
+  TILE(64, 64, 128, 4, 2)
+  TILE(64, 64, 64, 4, 1)
+  TILE(128, 64, 128, 8, 1)
+  TILE(128, 128, 64, 8, 1)
+  TILE(128, 64, 64, 4, 1)
+  TILE(128, 64, 128, 4, 1)
 #endif
   printf("GROUP %d %s\n", GROUP, all ? "ALL PASS" : "SOME FAILED");
   return all ? 0 : 1;

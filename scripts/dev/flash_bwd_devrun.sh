@@ -1,21 +1,18 @@
 # Device run of the flash backward (one `run` call, ~3-4 min on an H100): dev-driver builds in
 # parallel, correctness groups, training-grid timings, PyTorch's flash backward in the same run,
 # then the library's FlashBwd GTest suite through scripts/gpu-check.sh. Logs: $OUT/all.tar.gz.
-#   TILED=1        also build/check/time the tiled dQ accumulator (ATTNFORGE_FLASH_BWD_TILED_DQ_ACC=1),
-#                  and run the library tests with it
 #   EXPERIMENTS=1  dev-switch timings: stage cap 1, no dQ adds (measurement only), no rotation, dQ first
+#   TILES=1        also check and time the tile candidates of GROUP 3 (not in default.toml) at S = 4096
 #   WITH_LIB=0     skip the library build and tests
 set -u
 mkdir -p $OUT/dev
 D=$OUT/dev
 NV="nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-constexpr -Xptxas -v -Iruntime/include -Iruntime/kernels -Igenerated"
 SRC=scripts/dev/flash_bwd_dev.cu
-TILED=${TILED:-0}
 EXPERIMENTS=${EXPERIMENTS:-0}
+TILES=${TILES:-0}
+[ "$TILES" = 1 ] && $NV -DGROUP=3 $SRC -o /tmp/fbd3 > $D/build3.log 2>&1 &
 for g in 0 1 2; do $NV -DGROUP=$g $SRC -o /tmp/fbd$g > $D/build$g.log 2>&1 & done
-if [ "$TILED" = 1 ]; then
-  for g in 0 1 2; do $NV -DGROUP=$g -DATTNFORGE_FLASH_BWD_TILED_DQ_ACC=1 $SRC -o /tmp/fbd${g}t > $D/build${g}t.log 2>&1 & done
-fi
 if [ "$EXPERIMENTS" = 1 ]; then
   $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_STAGES_MAX=1 $SRC -o /tmp/fbd2s1 > $D/build2s1.log 2>&1 &
   $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_DEV_SKIP_DQ_ADD $SRC -o /tmp/fbd2nd > $D/build2nd.log 2>&1 &
@@ -27,25 +24,25 @@ echo "== registers/spills (main kernel, group 2 build)"
 grep -A2 "flash_bwd_main_kernel" $D/build2.log | grep -E "Compiling|Used|spill" | sed 's/.*DTypeE\(.*\)EEEEEEvNS.*/\1/; s/ptxas info    : //' | paste -d' ' - - -
 echo "== correctness"
 bins="fbd0 fbd1 fbd2"
-[ "$TILED" = 1 ] && bins="$bins fbd0t fbd1t fbd2t"
+[ "$TILES" = 1 ] && bins="$bins fbd3"
 [ "$EXPERIMENTS" = 1 ] && bins="$bins fbd2s1 fbd2df"
 for b in $bins; do timeout 60 /tmp/$b > $D/$b.log 2>&1; echo "$b rc=$?"; done
 grep -h "FAIL\|GROUP\|NaN in" $D/fbd*.log
 echo "== timings"
 timeout 60 /tmp/fbd2 time > $D/time.log 2>&1; echo "time rc=$?"
-[ "$TILED" = 1 ] && { timeout 60 /tmp/fbd2t time > $D/time_tiled.log 2>&1; echo "time tiled rc=$?"; }
 if [ "$EXPERIMENTS" = 1 ]; then
   for v in s1 nd nr df; do timeout 30 /tmp/fbd2$v time quick > $D/time_$v.log 2>&1; echo "time $v rc=$?"; done
 fi
 timeout 60 python3 scripts/dev/torch_flash_bwd.py > $D/torch.log 2>&1; echo "torch rc=$?"
 cat $D/time.log
-[ "$TILED" = 1 ] && { echo "-- tiled dQ accumulator"; cat $D/time_tiled.log; }
 if [ "$EXPERIMENTS" = 1 ]; then for v in s1 nd nr df; do echo "-- $v"; cat $D/time_$v.log; done; fi
+if [ "$TILES" = 1 ]; then
+  grep -A2 "flash_bwd_main_kernel" $D/build3.log | grep -E "Used|spill" | sed 's/ptxas info    : //' | paste -d' ' - - > $D/regs3.log
+  timeout 90 /tmp/fbd3 time > $D/time3.log 2>&1; echo "time tiles rc=$?"; cat $D/time3.log
+fi
 cat $D/torch.log
 if [ "${WITH_LIB:-1}" = 1 ]; then
-  extra=""
-  [ "$TILED" = 1 ] && extra="-DCMAKE_CUDA_FLAGS=-DATTNFORGE_FLASH_BWD_TILED_DQ_ACC=1"
-  ATTNFORGE_CMAKE_ARGS="$extra" ATTNFORGE_VARIANT_FILTER='flash_*_bf16_hd64_*;flash_*_f16_hd64_causal_*;flash_*_bf16_hd128_causal_*' \
+  ATTNFORGE_VARIANT_FILTER='flash_*_bf16_hd64_*;flash_*_f16_hd64_causal_*;flash_*_bf16_hd128_causal_*' \
   GTEST_FILTER="FlashBwd.*" GTEST_SUITES=gpu BUILD_TARGETS=attnforge_gpu_tests OUT=$OUT/gc PACK=0 timeout ${LIB_TIMEOUT:-150} bash scripts/gpu-check.sh deps build tests
   echo "gpu-check rc=$?"
   grep -E "^\[  (FAILED|PASSED|SKIPPED|  OK) |^\[==========\]|Failure|case:" $OUT/gc/gpu-check/tests*.log 2>/dev/null | head -40

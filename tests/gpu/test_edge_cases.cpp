@@ -345,13 +345,16 @@ TEST(EdgeCases, FullyMaskedRows) {
 // ---- garbage in masked key/value rows -------------------------------------------------------------
 // Keys that no query sees (outside a sliding window; or masked for every row by a boolean bias)
 // may hold anything: the outputs must not change at all (bitwise), and their dK/dV stay 0.
-// NaN/Inf is promised by the mask-aware kernels (flash, fused) only: unfused multiplies P = 0 by
-// such V rows inside cuBLAS (0 × NaN = NaN), a documented limitation (README, Known issues).
+// NaN/Inf is promised by the mask-aware kernels (flash, fused) for keys the mask kind's classifier
+// hides (window here; causal and user predicates alike), which they never read. Keys hidden only
+// by a bias tensor are read and weighted by P = 0, and unfused multiplies P = 0 by V inside cuBLAS:
+// there 0 × NaN = NaN, as in PyTorch's math path (README, Known issues); finite garbage still
+// changes nothing.
 void masked_garbage_changes_nothing(double garbage) {
   int ran = 0;
   for (const std::string mask : {"window", "bias"}) {
     for (auto [t, p] : targets(mask, {ATTNFORGE_BF16, ATTNFORGE_F32, ATTNFORGE_F16})) {
-      if (!std::isfinite(garbage) && t.backend == Backend::unfused) continue;
+      if (!std::isfinite(garbage) && (t.backend == Backend::unfused || mask == "bias")) continue;
       SCOPED_TRACE(name_of(t, p) + " garbage " + std::to_string(garbage));
       p.B = 2, p.Hq = 4, p.Hkv = 2, p.Sq = 48, p.Sk = std::min(200, sk_limit(t, p, Direction::fwd));
       std::vector<bool> masked_key(size_t(p.Sk), false);

@@ -308,20 +308,20 @@ TEST_F(SelectTest, HeuristicIsFlashAtEveryLengthThenFusedThenUnfused) {
   EXPECT_TRUE(contains(u.reason, "supports seqlen_k up to")) << u.reason;
 }
 
-// The tile preference measured on the H100: flash backward at D <= 64 takes m64n64w4.
+// The tile preference measured on the H200: flash backward at D <= 64 takes m64n128w4.
 TEST_F(SelectTest, HeuristicTilePreferenceForFlashBackward) {
   std::vector<std::string> tiles;
   for (const auto& n : variant_names())
     if (n.rfind("flash_bwd_bf16_hd64_causal_", 0) == 0) tiles.push_back(n);
-  if (tiles.size() < 2 || !find_prefix("flash_bwd_bf16_hd64_causal_m64n64w4"))
-    GTEST_SKIP() << "this build lacks two flash bf16 hd64 causal backward tiles incl. m64n64w4";
+  if (tiles.size() < 2 || !find_prefix("flash_bwd_bf16_hd64_causal_m64n128w4"))
+    GTEST_SKIP() << "this build lacks two flash bf16 hd64 causal backward tiles incl. m64n128w4";
   Shape s;
   s.bwd = true;
   s.sq = s.sk = 2048;
   Choice c = choose(make_args(s), true);
   ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
-  EXPECT_EQ(c.variant, *find_prefix("flash_bwd_bf16_hd64_causal_m64n64w4")) << c.reason;
-  EXPECT_TRUE(contains(c.reason, "tile: m64n64w4")) << c.reason;
+  EXPECT_EQ(c.variant, *find_prefix("flash_bwd_bf16_hd64_causal_m64n128w4")) << c.reason;
+  EXPECT_TRUE(contains(c.reason, "tile: m64n128w4")) << c.reason;
   // An explicit backend without a tune cache follows the same preference.
   attnforge_args a = make_args(s);
   a.backend = ATTNFORGE_BACKEND_FLASH;

@@ -76,4 +76,12 @@ __device__ __forceinline__ bool key_seen_by_rows(int q_first, int q_last, int k,
   return Mask::classify(q_first, q_last, k, k, seqlen_q, seqlen_k, ms) != TileClass::kEmpty;
 }
 
+// Key k exists (k < seqlen_k) and some query row in [q_first, q_last] may see it: the rows of K/V
+// tiles worth reading; the others are zero-filled.
+template <class Mask>
+__device__ __forceinline__ bool key_live(int q_first, int q_last, int k, int seqlen_q, int seqlen_k,
+                                         const MaskScalars& ms) {
+  return k < seqlen_k && key_seen_by_rows<Mask>(q_first, q_last, k, seqlen_q, seqlen_k, ms);
+}
+
 }  // namespace attnforge::prim

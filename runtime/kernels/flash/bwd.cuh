@@ -29,7 +29,8 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
 
   const int64_t rows = p.total_q * p.heads_q;
   if (rows > 0) {
-    const int64_t blocks = (rows * kRowThreads + kPrepostThreads - 1) / kPrepostThreads;
+    constexpr int64_t kRowsPerBlock = kPrepostThreads / 32 * 16;  // a warp per 16 rows
+    const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
     flash_bwd_dot_do_o_kernel<V::kDType, Tr::kD><<<unsigned(blocks), kPrepostThreads, 0, stream>>>(p);
   }
 
@@ -42,17 +43,9 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
     kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
   }
 
-  if constexpr (DqAcc<Tr>::kTiled) {
-    const int m_tiles = (p.seqlen_q + Tr::kBlockM - 1) / Tr::kBlockM;
-    if (m_tiles > 0 && p.batch > 0)
-      flash_bwd_convert_dq_tiled_kernel<Tr>
-          <<<dim3(m_tiles, p.heads_q, p.batch), Tr::kThreads, 0, stream>>>(p, ws.dq_acc_offset);
-  } else if (rows > 0) {
-    const int64_t n = rows * (Tr::kD / 8);
-    const int64_t blocks = (n + kPrepostThreads - 1) / kPrepostThreads;
-    flash_bwd_convert_dq_kernel<V::kDType, Tr::kD>
-        <<<unsigned(blocks), kPrepostThreads, 0, stream>>>(p, ws.dq_acc_offset);
-  }
+  const int m_tiles = (p.seqlen_q + Tr::kBlockM - 1) / Tr::kBlockM;  // dQ = scale · acc, per query tile
+  if (m_tiles > 0 && p.batch > 0)
+    flash_bwd_convert_dq_kernel<Tr><<<dim3(m_tiles, p.heads_q, p.batch), Tr::kThreads, 0, stream>>>(p, ws.dq_acc_offset);
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
 }
 

@@ -1,5 +1,5 @@
 // Where the main kernel adds its dQ fragments and where the conversion kernel reads them: the
-// fp32 dQ accumulator, linear (t, h, d) or tiled in register-fragment order (bwd_workspace.hpp).
+// fp32 dQ accumulator, tiled per (b, h, query tile) in register-fragment order (bwd_workspace.hpp).
 // Fragment (i, j, r) of thread tid in the dQ phase holds rows row(i, r), columns col(j) .. +1.
 #pragma once
 #include "flash/bwd_traits.cuh"
@@ -10,7 +10,6 @@ namespace attnforge::flash::bwd_detail {
 template <class Tr>
 struct DqAcc {
   static constexpr int kI = Tr::kMdq / 16, kJ = Tr::kDdq / 8;  // fragments per thread: kI × kJ × 2
-  static constexpr bool kTiled = ATTNFORGE_FLASH_BWD_TILED_DQ_ACC != 0;
 
   // Row (inside the query tile) and first column of fragment (i, j, r) of thread tid.
   ATTNFORGE_HD static int row(int tid, int i, int r) {
@@ -19,12 +18,12 @@ struct DqAcc {
   ATTNFORGE_HD static int col(int tid, int j) {
     return (tid / 32 % Tr::kWarpsDdq) * Tr::kDdq + j * 8 + 2 * (tid % 4);
   }
-  // Tiled layout: float offset of fragment (i, j, r) of thread tid inside its tile's block; for a
+  // Float offset of fragment (i, j, r) of thread tid inside its tile's block; for a
   // fixed fragment the 32 lanes of a warp cover 64 consecutive floats.
   ATTNFORGE_HD static int tiled_offset(int tid, int i, int j, int r) {
     return ((i * kJ + j) * 2 + r) * (Tr::kThreads * 2) + tid * 2;
   }
-  // First float of the tile block of (b, h, query tile mb), tiled layout.
+  // First float of the tile block of (b, h, query tile mb).
   __device__ static int64_t tile_base(const Params& p, int b, int h, int mb) {
     const int64_t m_tiles = (p.seqlen_q + Tr::kBlockM - 1) / Tr::kBlockM;
     return ((int64_t(b) * p.heads_q + h) * m_tiles + mb) * int64_t(Tr::kBlockM) * Tr::kD;

@@ -313,9 +313,9 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1)
 #if defined(ATTNFORGE_FLASH_BWD_DEV_SKIP_DQ_ADD)  // dev measurement only: dQ wrong, MMAs kept
       if (acc[0][0][0] == 1.2345e-30f) dq_acc[tid] = acc[Tr::kMdq / 16 - 1][Tr::kDdq / 8 - 1][3];
 #else
-      if constexpr (Acc::kTiled) {
-        // Tiled layout: every row of the tile has a slot; rows past the sequence add zeros (their
-        // dS is 0) and are never read back.
+      {
+        // Tiled layout (bwd_dq_acc.cuh): one warp instruction adds 256 contiguous bytes. Every row
+        // of the tile has a slot; rows past the sequence add zeros (their dS is 0), never read back.
         float* tile = dq_acc + Acc::tile_base(p, c.b, h, mb);
 #pragma unroll
         for (int i = 0; i < Tr::kMdq / 16; ++i)
@@ -324,35 +324,6 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1)
 #pragma unroll
             for (int r = 0; r < 2; ++r)
               add2(tile + Acc::tiled_offset(tid, i, j, r), acc[i][j][r * 2], acc[i][j][r * 2 + 1]);
-      } else {
-        // Linear layout (total_q, Hq, D); rows past the sequence are dropped.
-#pragma unroll
-        for (int i = 0; i < Tr::kMdq / 16; ++i) {
-#pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            const int q = m0 + wmq * Tr::kMdq + i * 16 + g + r * 8;
-            if (q >= c.si.seqlen_q) continue;
-            float* dst = dq_acc + ((c.row_base + q) * p.heads_q + h) * int64_t(kD);
-#pragma unroll
-            for (int j = 0; j < Tr::kDdq / 8; ++j) {
-              const int col = wdq * Tr::kDdq + j * 8 + 2 * t4;
-              float2* d2 = reinterpret_cast<float2*>(dst + col);
-              if (p.deterministic) {
-                float2 old = __ldcg(d2);
-                old.x += acc[i][j][r * 2];
-                old.y += acc[i][j][r * 2 + 1];
-                __stcg(d2, old);
-              } else {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-                atomicAdd(d2, make_float2(acc[i][j][r * 2], acc[i][j][r * 2 + 1]));
-#else
-                atomicAdd(dst + col, acc[i][j][r * 2]);
-                atomicAdd(dst + col + 1, acc[i][j][r * 2 + 1]);
-#endif
-              }
-            }
-          }
-        }
       }
 #endif
       if (p.deterministic) {

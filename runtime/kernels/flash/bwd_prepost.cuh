@@ -9,7 +9,6 @@
 namespace attnforge::flash::bwd_detail {
 
 constexpr int kPrepostThreads = 256;
-constexpr int kRowThreads = 8;  // threads that share one (token, head) row
 
 // Offset of query token t (packed index into total_q) in a tensor laid out like q.
 __device__ __forceinline__ int64_t q_token_offset(const Params& p, int64_t t, int64_t bs, int64_t rs) {
@@ -18,73 +17,57 @@ __device__ __forceinline__ int64_t q_token_offset(const Params& p, int64_t t, in
   return b * bs + i * rs;
 }
 
-// D[h, t] = Σ_d dO[t, h, d] · O[t, h, d]   (fp32; one group of kRowThreads per row)
+// D[h, t] = Σ_d dO[t, h, d] · O[t, h, d], fp32, as the diagonal of dO·Oᵀ computed with the same
+// m16n8k16 MMAs, in the same k order from a zero accumulator, as the main kernel's dP = dO·Vᵀ. So
+// where O_i is a row of V (a query that sees one key: P = 1) dP − D is exactly 0, as in exact
+// arithmetic, rather than fp32 noise that dS = P ∘ (dP − D) would carry into dQ and dK.
+// One warp per 16 consecutive rows (token, head) = t·Hq + h; lane (g, t4) holds rows g and g + 8.
 template <DType DT, int kD>
 __global__ void __launch_bounds__(kPrepostThreads) flash_bwd_dot_do_o_kernel(const __grid_constant__ Params p) {
-  using E = Elem<DT>;
-  using T = typename E::type;
-  const int64_t row = (int64_t(blockIdx.x) * kPrepostThreads + threadIdx.x) / kRowThreads;
-  const int sub = threadIdx.x % kRowThreads;
+  using T = typename Elem<DT>::type;
+  const int lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
+  const int64_t row0 = (int64_t(blockIdx.x) * kPrepostThreads + threadIdx.x) / 32 * 16;
   const int64_t rows = p.total_q * p.heads_q;
-  float sum = 0.f;
-  if (row < rows) {
-    const int64_t t = row / p.heads_q;
-    const int h = int(row % p.heads_q);
-    const T* o = static_cast<const T*>(p.o) + q_token_offset(p, t, p.o_batch_stride, p.o_row_stride) +
-                 int64_t(h) * p.o_head_stride;
-    const T* dO = static_cast<const T*>(p.d_o) +
-                  q_token_offset(p, t, p.do_batch_stride, p.do_row_stride) + int64_t(h) * p.do_head_stride;
-    for (int c = sub; c < kD / 8; c += kRowThreads) {
-      const uint4 ov = *reinterpret_cast<const uint4*>(o + c * 8);
-      const uint4 dv = *reinterpret_cast<const uint4*>(dO + c * 8);
-      const T* oe = reinterpret_cast<const T*>(&ov);
-      const T* de = reinterpret_cast<const T*>(&dv);
+  if (row0 >= rows) return;  // the whole warp
+  auto row_ptr = [&](int64_t row, const void* base, int64_t bs, int64_t rs, int64_t hs) -> const T* {
+    if (row >= rows) return nullptr;  // past the end: reads as zeros
+    return static_cast<const T*>(base) + q_token_offset(p, row / p.heads_q, bs, rs) + int64_t(row % p.heads_q) * hs;
+  };
+  const T* d_o[2];  // rows row0 + g, row0 + g + 8: (kD,)
+  const T* o[2];
 #pragma unroll
-      for (int e = 0; e < 8; ++e) sum += E::to_float(oe[e]) * E::to_float(de[e]);
+  for (int r = 0; r < 2; ++r) {
+    d_o[r] = row_ptr(row0 + g + 8 * r, p.d_o, p.do_batch_stride, p.do_row_stride, p.do_head_stride);
+    o[r] = row_ptr(row0 + g + 8 * r, p.o, p.o_batch_stride, p.o_row_stride, p.o_head_stride);
+  }
+  auto ld2 = [](const T* row, int col) {  // two 16-bit elements (4-byte aligned: rows are 16-byte aligned)
+    return row ? *reinterpret_cast<const uint32_t*>(row + col) : 0u;
+  };
+  // c_lo = dO(16 rows)·O(rows 0..7)ᵀ, c_hi = dO(16 rows)·O(rows 8..15)ᵀ, (16, 8) C fragments each.
+  float c_lo[4] = {0.f, 0.f, 0.f, 0.f}, c_hi[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+  for (int kk = 0; kk < kD / 16; ++kk) {
+    const int k0 = kk * 16 + 2 * t4;
+    const uint32_t a[4] = {ld2(d_o[0], k0), ld2(d_o[1], k0), ld2(d_o[0], k0 + 8), ld2(d_o[1], k0 + 8)};
+    mma_16816<DT == DType::bf16>(c_lo, a, ld2(o[0], k0), ld2(o[0], k0 + 8));
+    mma_16816<DT == DType::bf16>(c_hi, a, ld2(o[1], k0), ld2(o[1], k0 + 8));
+  }
+  // The diagonal: row g is c_lo[g][g], row g + 8 is c_hi[g + 8][g]; column g = 2·t4 + (g % 2).
+  if (t4 == g / 2) {
+    float* dsum = reinterpret_cast<float*>(static_cast<char*>(p.workspace));  // dsum_offset == 0
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int64_t row = row0 + g + 8 * r;
+      if (row < rows) dsum[(row % p.heads_q) * p.total_q + row / p.heads_q] = r == 0 ? c_lo[g % 2] : c_hi[2 + g % 2];
     }
   }
-#pragma unroll
-  for (int off = kRowThreads / 2; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-  if (row < rows && sub == 0) {
-    const int64_t t = row / p.heads_q;
-    const int h = int(row % p.heads_q);
-    float* dsum = reinterpret_cast<float*>(static_cast<char*>(p.workspace));  // dsum_offset == 0
-    dsum[int64_t(h) * p.total_q + t] = sum;
-  }
 }
 
-// dQ[t, h, :] = scale · acc[t, h, :] in the output dtype (8 elements per thread).
-template <DType DT, int kD>
-__global__ void __launch_bounds__(kPrepostThreads) flash_bwd_convert_dq_kernel(const __grid_constant__ Params p,
-                                                                             size_t dq_acc_offset) {
-  using E = Elem<DT>;
-  using T = typename E::type;
-  constexpr int kChunks = kD / 8;
-  const int64_t idx = int64_t(blockIdx.x) * kPrepostThreads + threadIdx.x;
-  if (idx >= p.total_q * p.heads_q * kChunks) return;
-  const int c = int(idx % kChunks);
-  const int64_t row = idx / kChunks;
-  const int64_t t = row / p.heads_q;
-  const int h = int(row % p.heads_q);
-  const float* acc = reinterpret_cast<const float*>(static_cast<const char*>(p.workspace) + dq_acc_offset) +
-                     row * kD + c * 8;
-  const float4 a = *reinterpret_cast<const float4*>(acc);
-  const float4 b = *reinterpret_cast<const float4*>(acc + 4);
-  uint4 out;
-  out.x = E::pack(a.x * p.scale, a.y * p.scale);
-  out.y = E::pack(a.z * p.scale, a.w * p.scale);
-  out.z = E::pack(b.x * p.scale, b.y * p.scale);
-  out.w = E::pack(b.z * p.scale, b.w * p.scale);
-  T* dq = static_cast<T*>(p.dq) + q_token_offset(p, t, p.dq_batch_stride, p.dq_row_stride) +
-          int64_t(h) * p.dq_head_stride + c * 8;
-  *reinterpret_cast<uint4*>(dq) = out;
-}
-
-// Tiled accumulator (bwd_dq_acc.cuh): one CTA per (query tile, head, batch) with the main
-// kernel's thread count reads the tile block in fragment order (coalesced) and writes
-// dQ = scale · acc for the rows inside the sequence.
+// dQ = scale · acc: one CTA per (query tile, head, batch) with the main kernel's thread count reads
+// the tile's accumulator block in fragment order (bwd_dq_acc.cuh; coalesced) and writes the rows
+// inside the sequence with dQ's strides.
 template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads) flash_bwd_convert_dq_tiled_kernel(const __grid_constant__ Params p,
+__global__ void __launch_bounds__(Tr::kThreads) flash_bwd_convert_dq_kernel(const __grid_constant__ Params p,
                                                                                  size_t dq_acc_offset) {
   using Acc = DqAcc<Tr>;
   using E = typename Tr::E;

@@ -126,9 +126,7 @@ __global__ void __launch_bounds__(FwdConfig<V>::kThreads, 1) fwd_kernel(const __
   auto load_kv = [&](int j, int slot) {
     const int k0 = j * kBlockN;
     const bool partial = j < n_tiles && tile_class(j) != TileClass::kFull;
-    auto row_ok = [&](int r) {
-      return k0 + r < sk && (!partial || prim::key_seen_by_rows<Mask>(m0, q_last, k0 + r, sq, sk, p.mask));
-    };
+    auto row_ok = [&](int r) { return partial ? prim::key_live<Mask>(m0, q_last, k0 + r, sq, sk, p.mask) : k0 + r < sk; };
     if (j < n_tiles)
       prim::load_tile_async_if<KVL, Cfg::kThreads>(sK(slot), k_ptr + k0 * p.k_row_stride, p.k_row_stride, row_ok, tid);
     prim::cp_async_commit();

@@ -145,12 +145,14 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) bwd_kernel(const __gri
     for (int e = 0; e < 4; ++e) dq[nt][e] = 0.f;
 
   const int n_steps = (sk + kKeyBlock - 1) / kKeyBlock;
+  const int q_last = min(m0 + kBlockM, sq) - 1;
   for (int i = 0; i < n_steps; ++i) {
-    // K and V blocks i: (kKeyBlock, D) each; rows past sk zero-filled.
-    prim::load_tile_async<KVL, kThreads>(s_k, k_ptr + int64_t(i) * kKeyBlock * p.k_row_stride, p.k_row_stride,
-                                         sk - i * kKeyBlock, tid);
-    prim::load_tile_async<KVL, kThreads>(s_v, v_ptr + int64_t(i) * kKeyBlock * p.v_row_stride, p.v_row_stride,
-                                         sk - i * kKeyBlock, tid);
+    // K and V blocks i: (kKeyBlock, D) each; rows past sk, and keys no query of this CTA sees, are
+    // zero-filled: dS and P are 0 there, but 0·NaN would carry garbage into dQ and dP.
+    const int k0 = i * kKeyBlock;
+    auto key_ok = [&](int r) { return prim::key_live<Mask>(m0, q_last, k0 + r, sq, sk, p.mask); };
+    prim::load_tile_async_if<KVL, kThreads>(s_k, k_ptr + int64_t(k0) * p.k_row_stride, p.k_row_stride, key_ok, tid);
+    prim::load_tile_async_if<KVL, kThreads>(s_v, v_ptr + int64_t(k0) * p.v_row_stride, p.v_row_stride, key_ok, tid);
     prim::cp_async_commit();
     prim::cp_async_wait<0>();
     __syncthreads();

@@ -63,14 +63,19 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
   auto stage_addr = [&](int stage) { return s_ring + uint32_t(stage * KVL::kBytes); };
 
   // The CTA streams 2·n_steps blocks of kKeyBlock keys: K blocks 0..n−1, then V blocks 0..n−1;
-  // block i lands in ring stage i % 2. Rows past sk are zero-filled (never NaN garbage under P = 0).
+  // block i lands in ring stage i % 2. Rows past sk, and keys no query of this CTA sees, are
+  // zero-filled instead of read: P is 0 there, but 0·NaN (garbage in masked-out V) would poison O.
   const int n_steps = (sk + kKeyBlock - 1) / kKeyBlock;
+  const int q_last = min(m0 + kBlockM, sq) - 1;
   auto issue_block = [&](int i) {
     const bool is_k = i < n_steps;
     const int kb = is_k ? i : i - n_steps;
     const Element* src = is_k ? k_ptr + kb * kKeyBlock * p.k_row_stride : v_ptr + kb * kKeyBlock * p.v_row_stride;
     const int64_t stride = is_k ? p.k_row_stride : p.v_row_stride;
-    prim::load_tile_async<KVL, kThreads>(stage_addr(i & 1), src, stride, sk - kb * kKeyBlock, tid);
+    const int k0 = kb * kKeyBlock;
+    prim::load_tile_async_if<KVL, kThreads>(
+        stage_addr(i & 1), src, stride,
+        [&](int r) { return prim::key_live<Mask>(m0, q_last, k0 + r, sq, sk, p.mask); }, tid);
   };
 
   prim::load_tile_async<QL, kThreads>(s_q, q_ptr, p.q_row_stride, sq - m0, tid);

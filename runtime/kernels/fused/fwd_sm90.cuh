@@ -99,9 +99,13 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel_sm90(const 
   // serialized, C7520): the CTA always walks all kMaxBlocks key blocks; blocks past sk are zero-filled
   // in shared memory (no global reads), their tiles are dead (P = 0) and contribute exact zeros.
   constexpr bool kResident = kVSlots >= Cfg::kMaxBlocks;  // V fits beside K: loaded once too
+  // Keys no query of the sequence sees are zero-filled too (this CTA walks several query blocks
+  // over resident K/V): P is 0 there, but 0·NaN (garbage in masked-out V) would poison O.
   auto load_block = [&](uint32_t dst, const Element* src, int64_t stride, int i) {
-    const int rows = sk - i * kKeyBlock;  // ≤ 0: the whole block is zero-filled, src is not read
-    prim::load_tile_async<BL, kThreads>(dst, rows > 0 ? src + int64_t(i) * kKeyBlock * stride : src, stride, rows, tid);
+    const int k0 = i * kKeyBlock;  // ≥ sk: the whole block is zero-filled, src is not read
+    prim::load_tile_async_if<BL, kThreads>(
+        dst, k0 < sk ? src + int64_t(k0) * stride : src, stride,
+        [&](int r) { return prim::key_live<Mask>(0, sq - 1, k0 + r, sq, sk, p.mask); }, tid);
   };
   auto load_q = [&](int m) {
     prim::load_tile_async<QL, kThreads>(s_q, q_ptr + int64_t(m) * 64 * p.q_row_stride, p.q_row_stride, sq - m * 64, tid);

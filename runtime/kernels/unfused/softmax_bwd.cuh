@@ -27,15 +27,15 @@ __global__ void __launch_bounds__(V::TileT::kWarps * 32)
   const int seen = lse == -INFINITY ? 0 : row.seq.seqlen_k;
   const float* s_row = S + r * ld_s;
   auto* p_row = P + r * ld_p;
-  for (int c = 4 * lane; c < p.seqlen_k; c += 4 * kRowThreads) {
+  for (int c = 4 * lane; c < ld_p; c += 4 * kRowThreads) {  // zeros past Sk: the pitch's padding
     float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (c < seen) {
-      const float4 s4 = *reinterpret_cast<const float4*>(s_row + c);
-      const float s[4] = {s4.x, s4.y, s4.z, s4.w};
+      float s[4];
+      load4(s_row + c, /*vec=*/true, seen - c, s);
 #pragma unroll
       for (int j = 0; j < 4; ++j) x[j] = exp2f(logit2<typename V::Mask>(p, row, c + j, s[j]) - lse2);
     }
-    store4(p_row + c, /*vec=*/true, p.seqlen_k - c, x);  // workspace P: 16-byte rows
+    store4(p_row + c, /*vec=*/true, int(ld_p - c), x);  // workspace P: 16-byte rows
   }
 }
 
@@ -77,17 +77,17 @@ __global__ void __launch_bounds__(V::TileT::kWarps * 32)
   const float d = delta[r];
   const float* dp_row = dP + r * ld_s;
   auto* p_row = P + r * ld_p;
-  for (int c = 4 * lane; c < p.seqlen_k; c += 4 * kRowThreads) {
+  for (int c = 4 * lane; c < ld_p; c += 4 * kRowThreads) {  // zeros past Sk: the pitch's padding
     float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (c < seen) {
       float pr[4];
-      load4(p_row + c, /*vec=*/true, pr);
-      const float4 g4 = *reinterpret_cast<const float4*>(dp_row + c);
-      const float g[4] = {g4.x, g4.y, g4.z, g4.w};
+      float g[4];
+      load4(p_row + c, /*vec=*/true, seen - c, pr);
+      load4(dp_row + c, /*vec=*/true, seen - c, g);
 #pragma unroll
       for (int j = 0; j < 4; ++j) x[j] = c + j < seen ? pr[j] * (g[j] - d) * p.scale : 0.0f;
     }
-    store4(p_row + c, /*vec=*/true, p.seqlen_k - c, x);
+    store4(p_row + c, /*vec=*/true, int(ld_p - c), x);
   }
 }
 

@@ -16,7 +16,7 @@
 
 namespace attnforge::unfused {
 
-// S: fp32 (rows, ld_s) raw scores Q·Kᵀ; P: (rows, ld_p) of width Sk (= Params::seqlen_k).
+// S: fp32 (rows, ld_s) raw scores Q·Kᵀ; P: (rows, ld_p), Sk (= Params::seqlen_k) weights then zeros.
 // kVecs > 0: each thread keeps kVecs groups of 4 columns in registers (capacity 4·kVecs·kRowThreads);
 // kVecs == 0: any width, two passes over S.
 template <class V, int kRowThreads, int kVecs>
@@ -36,7 +36,9 @@ __global__ void __launch_bounds__(V::TileT::kWarps * 32)
   if (r >= rows) return;  // whole groups leave together (a block group has one row)
 
   const ScoreRow row = locate_row(p, r);
-  const int width = p.seqlen_k;                                // columns of P
+  // Columns of P written: the Sk weights, then zeros up to the row pitch, so that the GEMM reading P
+  // (whole 16-byte vectors) never reads uninitialized padding (user weights have ld_p = Sk).
+  const int width = int(ld_p);
   const int seen = row.live ? row.seq.seqlen_k : 0;            // columns that hold scores
   const float* s_row = S + r * ld_s;                           // (Sk,) fp32, 16-byte aligned
   E* p_row = P + r * ld_p;                                     // (Sk,) dtype
@@ -44,8 +46,8 @@ __global__ void __launch_bounds__(V::TileT::kWarps * 32)
   // x[c] = logit2 of the 4 columns starting at c (−∞ past the scores).
   auto logits4 = [&](int c, float (&x)[4]) {
     if (c < seen) {
-      const float4 s4 = *reinterpret_cast<const float4*>(s_row + c);
-      const float s[4] = {s4.x, s4.y, s4.z, s4.w};
+      float s[4];
+      load4(s_row + c, /*vec=*/true, seen - c, s);
 #pragma unroll
       for (int j = 0; j < 4; ++j) x[j] = logit2<Mask>(p, row, c + j, s[j]);
     } else {

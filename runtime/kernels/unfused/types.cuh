@@ -52,25 +52,24 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
 
 // Four consecutive elements in and out of a row. `vec` says the address is aligned to 4 elements
 // (16 bytes for fp32, 8 for 16-bit), which the caller knows from the row pitch and base pointer.
+// Loads the first n (≤ 4) into x and sets the rest to 0; the vector path only when all four are in
+// the row, so a row's padding (never written) is never read.
 template <class E>
-__device__ __forceinline__ void load4(const E* src, bool vec, float (&x)[4]) {
-  if constexpr (sizeof(E) == 4) {
-    if (vec) {
+__device__ __forceinline__ void load4(const E* src, bool vec, int n, float (&x)[4]) {
+  if (vec && n >= 4) {
+    if constexpr (sizeof(E) == 4) {
       const float4 v = *reinterpret_cast<const float4*>(src);
       x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
-      return;
-    }
-  } else {
-    if (vec) {
+    } else {
       const uint2 raw = *reinterpret_cast<const uint2*>(src);
       const E* e = reinterpret_cast<const E*>(&raw);
 #pragma unroll
       for (int j = 0; j < 4; ++j) x[j] = to_float(e[j]);
-      return;
     }
+    return;
   }
 #pragma unroll
-  for (int j = 0; j < 4; ++j) x[j] = to_float(src[j]);
+  for (int j = 0; j < 4; ++j) x[j] = j < n ? to_float(src[j]) : 0.0f;
 }
 
 // Stores the first n (≤ 4) of x; the vector path only when all four are in the row.
