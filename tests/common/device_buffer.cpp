@@ -84,6 +84,9 @@ void upload_into(DeviceBuffer& dst, const std::vector<double>& host, attnforge_d
   const auto bytes = encode(host, dtype);
   if (bytes.size() > dst.bytes()) throw std::runtime_error("upload_into: destination too small");
   ATTNFORGE_TEST_CUDA(cudaMemcpy(dst.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+  // From pageable memory cudaMemcpy may return before the DMA lands; a call on a non-blocking
+  // stream does not wait for it (CApi.NonDefaultStream read half-uploaded inputs under load).
+  ATTNFORGE_TEST_CUDA(cudaDeviceSynchronize());
 }
 
 DeviceBuffer upload(const std::vector<double>& host, attnforge_dtype dtype) {
@@ -95,6 +98,7 @@ DeviceBuffer upload(const std::vector<double>& host, attnforge_dtype dtype) {
 DeviceBuffer upload_int32(const std::vector<int32_t>& host) {
   DeviceBuffer buf(host.size() * sizeof(int32_t), /*poison=*/false);
   ATTNFORGE_TEST_CUDA(cudaMemcpy(buf.get(), host.data(), host.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+  ATTNFORGE_TEST_CUDA(cudaDeviceSynchronize());  // as in upload_into
   return buf;
 }
 

@@ -172,6 +172,8 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1)
                            c.n0 + kBN > c.si.seqlen_k || Mask::kHasTensor;
     const uint32_t sQ = smem_u32(smem + Tr::kOffQ + slot * kBM * kLd);
     const uint32_t sDO = smem_u32(smem + Tr::kOffDO + slot * kBM * kLd);
+    // The sequence's keys all lie in this tile (CTA-uniform): D comes from the tile (phase 1).
+    const bool whole_rows = c.n0 == 0 && c.si.seqlen_k <= kBN;
     const float* lse_s = c.s_lse + slot * kBM;
     const float* dsum_s = c.s_dsum + slot * kBM;
 
@@ -224,6 +226,36 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1)
       {
         float dp[Tr::kSM / 16][Tr::kSN / 8][4];
         warp_gemm_nt<Tr>(dp, sDO, sV, wsm, wsn, lane);  // dP = dO·Vᵀ
+        if (whole_rows) {
+          // Every key of the sequence is in this tile: D_i = Σ_j P_ij·dP_ij from the tile itself
+          // replaces the preprocess's rowsum(dO ∘ O), whose O is rounded to the dtype — the error
+          // that dominates dS when a row sees only a few keys. Per-warp partial rows meet in the
+          // dS staging area (free until dS is written below), summed in a fixed order.
+          float* part = reinterpret_cast<float*>(smem + Tr::kOffDS);  // (kSWarpsN, kBM) fp32
+#pragma unroll
+          for (int i = 0; i < Tr::kSM / 16; ++i) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              float acc = 0.f;
+#pragma unroll
+              for (int j = 0; j < Tr::kSN / 8; ++j) {
+                const float2 pf = E::unpack(pp[i][j][r]);  // P == 0 selects 0 (NaN in masked V)
+                acc += (pf.x != 0.f ? pf.x * dp[i][j][r * 2] : 0.f) + (pf.y != 0.f ? pf.y * dp[i][j][r * 2 + 1] : 0.f);
+              }
+              acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+              acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+              if (t4 == 0) part[wsn * kBM + wsm * Tr::kSM + i * 16 + g + r * 8] = acc;
+            }
+          }
+          __syncthreads();
+          if (tid < kBM) {
+            float d = 0.f;
+#pragma unroll
+            for (int w = 0; w < Tr::kSWarpsN; ++w) d += part[w * kBM + tid];
+            c.s_dsum[slot * kBM + tid] = d;
+          }
+          __syncthreads();  // D published; the staging area is free for dS again
+        }
         // dS = P ∘ (dP − D), from the 16-bit P; P == 0 (masked, or underflow where dS is 0
         // anyway) selects 0 so that NaN in masked V cannot leak through dP.
 #pragma unroll

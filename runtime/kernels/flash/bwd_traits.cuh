@@ -19,6 +19,7 @@ struct BwdTraits {
   static constexpr int kWarps = V::TileT::kWarps;
   static constexpr int kThreads = kWarps * 32;
   static_assert(kBlockM % 16 == 0 && kBlockN % 16 == 0 && kD % 16 == 0);
+  static_assert(kThreads >= kBlockM, "flash bwd: a thread per query row sums the in-tile D");
 
   // A warp grid (a × kWarps/a) over a (rows × cols) output: valid when both warp-tile sides are
   // multiples of 16; cost = warp-tile rows + cols (fragments loaded per 16-deep step), lowest wins.

@@ -38,7 +38,6 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
   char* ws = static_cast<char*>(p.workspace);
   float* S = reinterpret_cast<float*>(ws + L.s);           // (B, Hq, Sq, ld_s) fp32: S, then dP
   E* P = reinterpret_cast<E*>(ws + L.p);                   // (B, Hq, Sq, ld_p): P, then dS
-  float* delta = reinterpret_cast<float*>(ws + L.delta);   // (B, Hq, Sq)
   float* dk_acc = reinterpret_cast<float*>(ws + L.dk_acc);  // (B, Hkv, Sk, D) fp32
   float* dv_acc = reinterpret_cast<float*>(ws + L.dv_acc);  // (B, Hkv, Sk, D) fp32
   const Operands<E> op{p, kType};
@@ -75,9 +74,8 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
                                     K(b, s), 0.0f, op.scores(S, CUDA_R_32F, L.ld_s, b, j), batch,
                                     kCompute));
   }
-  // P from S and the forward's LSE; δ = rowsum(dO ∘ O).
+  // P from S and the forward's LSE.
   ATTNFORGE_UNFUSED_TRY(softmax_recompute<V>(p, S, L.ld_s, P, L.ld_p, stream));
-  ATTNFORGE_UNFUSED_TRY(softmax_delta<V>(p, delta, stream));
   const size_t acc_bytes = size_t(p.total_k) * p.heads_kv * D * sizeof(float);
   ATTNFORGE_UNFUSED_CUDA(cudaMemsetAsync(dk_acc, 0, acc_bytes, stream));
   ATTNFORGE_UNFUSED_CUDA(cudaMemsetAsync(dv_acc, 0, acc_bytes, stream));
@@ -96,8 +94,8 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
                                     kCompute));
     }
   }
-  // dS = P ∘ (dP − δ) · scale, over P.
-  ATTNFORGE_UNFUSED_TRY(softmax_grad<V>(p, S, L.ld_s, delta, P, L.ld_p, stream));
+  // dS = P ∘ (dP − δ) · scale with δ = rowsum(dO ∘ O) = Σ_j P·dP, over P.
+  ATTNFORGE_UNFUSED_TRY(softmax_grad<V>(p, S, L.ld_s, P, L.ld_p, stream));
 
   for (int b = 0; b < p.batch; b += nb) {
     const HostSeq& s = seqs[b];

@@ -39,7 +39,6 @@ struct Layout {
   size_t s = kNone;           // fp32 (rows, ld_s): S = Q·Kᵀ, later dP = dO·Vᵀ (backward)
   size_t p = kNone;           // dtype (rows, ld_p): P, later dS (backward); kNone ⇒ weights / alias
   bool p_aliases_s = false;   // forward f32 without weights: P overwrites S in place
-  size_t delta = kNone;       // backward: fp32 (rows): δ = rowsum(dO ∘ O)
   size_t dk_acc = kNone;      // backward: fp32 (B, Hkv, Sk, D) (varlen: (1, Hkv, total_k, D)):
   size_t dv_acc = kNone;      //   dK, dV summed over the query heads of each kv head's group
   size_t total = 0;           // bytes
@@ -72,7 +71,6 @@ inline Layout make_layout(DType t, Direction dir, const Params& p) {
   } else {
     L.ld_p = ld_p_ws;
     L.p = take(sat_mul(sat_mul(size_t(L.rows), size_t(L.ld_p)), es));
-    L.delta = take(sat_mul(size_t(L.rows), sizeof(float)));
     const size_t acc = sat_mul(sat_mul(sat_mul(size_t(p.total_k), size_t(p.heads_kv)), size_t(p.head_dim)), sizeof(float));
     L.dk_acc = take(acc);
     L.dv_acc = take(acc);

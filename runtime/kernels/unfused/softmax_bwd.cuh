@@ -1,5 +1,5 @@
 // The backward softmax of the unfused backend, per (dtype, mask kind): recompute P from the raw
-// scores and the forward's LSE, δ = rowsum(dO ∘ O), and the full softmax Jacobian
+// scores and the forward's LSE, and the full softmax Jacobian with δ = rowsum(dO ∘ O) = Σ_j P·dP:
 // dS = P ∘ (dP − δ) · scale, written over P in the dtype for the dQ / dK GEMMs.
 #pragma once
 #include <cuda_runtime.h>
@@ -39,44 +39,35 @@ __global__ void __launch_bounds__(V::TileT::kWarps * 32)
   }
 }
 
-// δ(b, h, i) = Σ_d dO(b, i, h, d) · O(b, i, h, d) in fp32, one warp per row (rows, like LSE).
-template <class E>
-__global__ void softmax_delta_kernel(const Params p, float* __restrict__ delta) {
-  const int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int lane = threadIdx.x % 32;
-  if (r >= int64_t(p.batch) * p.heads_q * p.seqlen_q) return;
-  const ScoreRow row = locate_row(p, r);
-  float acc = 0.0f;
-  if (row.live) {
-    const int64_t tok = row.seq.q_start + row.i;
-    const E* o = static_cast<const E*>(p.o) + row.b * p.o_batch_stride + tok * p.o_row_stride +
-                 row.h * p.o_head_stride;  // (D,)
-    const E* d_o = static_cast<const E*>(p.d_o) + row.b * p.do_batch_stride +
-                   tok * p.do_row_stride + row.h * p.do_head_stride;  // (D,)
-    for (int d = lane; d < p.head_dim; d += 32) acc += to_float(d_o[d]) * to_float(o[d]);
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-  if (lane == 0) delta[r] = acc;
-}
-
 // dS = P ∘ (dP − δ) · scale — the softmax Jacobian applied to dP = dO·Vᵀ (fp32), written over P.
 // Masked entries have P = 0, so dS = 0 there; columns past the sequence are never read from dP
 // (cuBLAS did not write them) and get 0.
 template <class V, int kRowThreads>
 __global__ void __launch_bounds__(V::TileT::kWarps * 32)
     softmax_grad_kernel(const Params p, const float* __restrict__ dP, int64_t ld_s,
-                        const float* __restrict__ delta, elem_t<V::kDType>* __restrict__ P,
-                        int64_t ld_p) {
+                        elem_t<V::kDType>* __restrict__ P, int64_t ld_p) {
   constexpr int kThreads = V::TileT::kWarps * 32;
   const int lane = threadIdx.x % kRowThreads;
   const int64_t r = int64_t(blockIdx.x) * (kThreads / kRowThreads) + threadIdx.x / kRowThreads;
   if (r >= int64_t(p.batch) * p.heads_q * p.seqlen_q) return;
   const ScoreRow row = locate_row(p, r);
   const int seen = row.live ? row.seq.seqlen_k : 0;
-  const float d = delta[r];
   const float* dp_row = dP + r * ld_s;
   auto* p_row = P + r * ld_p;
+  // δ = rowsum(dO ∘ O) with O = P·V as the forward formed it, i.e. Σ_j P_ij·dP_ij over this row,
+  // rather than from the stored O: its rounding to the dtype dominates dS when a row sees only a
+  // few keys or the head dim is small. P == 0 selects 0 (dP may hold garbage from masked V).
+  __shared__ float smem[kThreads / 32];
+  const RowReduce<kRowThreads, kThreads> red{smem};
+  float part = 0.0f;
+  for (int c = 4 * lane; c < seen; c += 4 * kRowThreads) {
+    float pr[4], g[4];
+    load4(p_row + c, /*vec=*/true, seen - c, pr);
+    load4(dp_row + c, /*vec=*/true, seen - c, g);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) part += pr[j] != 0.0f ? pr[j] * g[j] : 0.0f;
+  }
+  const float d = red.sum(part);
   for (int c = 4 * lane; c < ld_p; c += 4 * kRowThreads) {  // zeros past Sk: the pitch's padding
     float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (c < seen) {
@@ -127,18 +118,9 @@ attnforge_status softmax_recompute(const Params& p, const float* S, int64_t ld_s
 }
 
 template <class V>
-attnforge_status softmax_delta(const Params& p, float* delta, cudaStream_t stream) {
-  const int64_t rows = int64_t(p.batch) * p.heads_q * p.seqlen_q;
-  if (rows == 0) return ATTNFORGE_OK;
-  softmax_delta_kernel<elem_t<V::kDType>><<<dim3(unsigned((rows + 7) / 8)), 256, 0, stream>>>(p, delta);
-  ATTNFORGE_UNFUSED_CUDA(cudaGetLastError());
-  return ATTNFORGE_OK;
-}
-
-template <class V>
-attnforge_status softmax_grad(const Params& p, const float* dP, int64_t ld_s, const float* delta,
-                              elem_t<V::kDType>* P, int64_t ld_p, cudaStream_t stream) {
-  return launch_rows<V, GradLaunch>(p, stream, dP, ld_s, delta, P, ld_p);
+attnforge_status softmax_grad(const Params& p, const float* dP, int64_t ld_s, elem_t<V::kDType>* P,
+                              int64_t ld_p, cudaStream_t stream) {
+  return launch_rows<V, GradLaunch>(p, stream, dP, ld_s, P, ld_p);
 }
 
 }  // namespace attnforge::unfused
