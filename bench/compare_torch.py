@@ -276,7 +276,8 @@ def git_commit():
     if os.environ.get("ATTNFORGE_COMMIT"):
         return os.environ["ATTNFORGE_COMMIT"]
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        # "-dirty" when the tree differs from HEAD (a device copy may carry older git metadata)
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
                               cwd=os.path.dirname(os.path.abspath(__file__)), check=True).stdout.strip()
     except Exception:  # noqa: BLE001
         return "unknown"

@@ -72,7 +72,7 @@ run_section() {
 
 # ---- info (always) -----------------------------------------------------------------------------
 {
-  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  commit: ${ATTNFORGE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  commit: ${ATTNFORGE_COMMIT:-$(git describe --always --dirty 2>/dev/null || echo unknown)}"
   nvidia-smi -L 2>&1 | head -4
   nvcc --version 2>&1 | tail -n 1
   cmake --version 2>&1 | head -n 1
