@@ -14,6 +14,12 @@
 #include <vector>
 
 #include "flash/bwd.cuh"
+#if defined(ATTNFORGE_FLASH_BWD_SM90_PROTO)  // the wgmma prototype in place of the library's kernel
+#include "flash_bwd_sm90_proto.cuh"
+#define ATTNFORGE_DEV_RUN_BWD flash::sm90proto::run_bwd
+#else
+#define ATTNFORGE_DEV_RUN_BWD flash::run_bwd
+#endif
 #include "masks.hpp"
 
 using namespace attnforge;
@@ -337,7 +343,7 @@ static bool run_case(const Case& cs, const char* name, int det_runs = 0) {
   CK(cudaMemset(bf.dq, 0xff, nq * 2));
   CK(cudaMemset(bf.dk, 0xff, nk * 2));
   CK(cudaMemset(bf.dv, 0xff, nk * 2));
-  attnforge_status st = flash::run_bwd<V>(p, 0);
+  attnforge_status st = ATTNFORGE_DEV_RUN_BWD<V>(p, 0);
   CK(cudaDeviceSynchronize());
   if (st != ATTNFORGE_OK) {
     printf("FAIL %s: status %d\n", name, int(st));
@@ -377,7 +383,7 @@ static bool run_case(const Case& cs, const char* name, int det_runs = 0) {
     auto h0v = to_host_f((const T*)bf.dv, nk);
     for (int r = 0; r < det_runs && det_ok; ++r) {
       CK(cudaMemset(bf.dq, 0xff, nq * 2));
-      flash::run_bwd<V>(p, 0);
+      ATTNFORGE_DEV_RUN_BWD<V>(p, 0);
       CK(cudaDeviceSynchronize());
       auto hq = to_host_f((const T*)bf.dq, nq);
       auto hk = to_host_f((const T*)bf.dk, nk);
@@ -450,11 +456,11 @@ static void time_case(int S, bool causal_flag, const char* name) {
   cudaEvent_t e0, e1;
   CK(cudaEventCreate(&e0));
   CK(cudaEventCreate(&e1));
-  for (int i = 0; i < 3; ++i) flash::run_bwd<V>(p, 0);
+  for (int i = 0; i < 3; ++i) ATTNFORGE_DEV_RUN_BWD<V>(p, 0);
   CK(cudaDeviceSynchronize());
   const int iters = 10;
   CK(cudaEventRecord(e0));
-  for (int i = 0; i < iters; ++i) flash::run_bwd<V>(p, 0);
+  for (int i = 0; i < iters; ++i) ATTNFORGE_DEV_RUN_BWD<V>(p, 0);
   CK(cudaEventRecord(e1));
   CK(cudaEventSynchronize(e1));
   CK(cudaGetLastError());
@@ -592,6 +598,46 @@ int main(int argc, char** argv) {
   TILE(128, 128, 64, 8, 1)
   TILE(128, 64, 64, 4, 1)
   TILE(128, 64, 128, 4, 1)
+#elif GROUP == 4  // the wgmma prototype (build with -DATTNFORGE_FLASH_BWD_SM90_PROTO): tile m64n128
+  using P128n = FB<DType::bf16, 128, generated::mask::none, 64, 128, 8, 2>;
+  using P128c = FB<DType::bf16, 128, generated::mask::causal, 64, 128, 8, 2>;
+  using P64n = FB<DType::bf16, 64, generated::mask::none, 64, 128, 8, 2>;
+  using P64c = FB<DType::bf16, 64, generated::mask::causal, 64, 128, 8, 2>;
+  using P128w = FB<DType::bf16, 128, generated::mask::window, 64, 128, 8, 2>;
+  using F128c = FB<DType::f16, 128, generated::mask::causal, 64, 128, 8, 2>;
+  if (!do_time) {
+    RUN(P128n, Case{1, 64, 128, 1, 1});  // one tile each way: the first thing to get right
+    RUN(P64n, Case{1, 64, 128, 1, 1});
+    for (auto [sq, sk] : pairs) {
+      RUN(P128n, Case{2, sq, sk, 4, 2});
+      RUN(P128c, Case{2, sq, sk, 4, 2});
+      RUN(P64c, Case{2, sq, sk, 4, 4});
+    }
+    RUN(P64n, Case{1, 300, 300, 8, 1});  // MQA
+    RUN(F128c, Case{2, 500, 700, 4, 4});
+    {
+      Case c{0, 0, 0, 4, 2};
+      c.varlen = true;
+      c.lens_q = {100, 0, 257, 64, 1};
+      c.lens_k = {130, 50, 257, 0, 1};
+      RUN(P128c, c);
+      RUN(P64n, c);
+    }
+    {
+      Case c{2, 333, 411, 4, 2};
+      c.window_left = 50;
+      c.window_right = 7;
+      c.nan_invisible_keys = true;
+      RUN(P128w, c);
+    }
+  } else {
+    for (int S : {1024, 4096, 16384}) {
+      time_case<P64n>(S, false, "proto_hd64_none");
+      time_case<P64c>(S, true, "proto_hd64_causal");
+      time_case<P128n>(S, false, "proto_hd128_none");
+      time_case<P128c>(S, true, "proto_hd128_causal");
+    }
+  }
 #endif
   printf("GROUP %d %s\n", GROUP, all ? "ALL PASS" : "SOME FAILED");
   return all ? 0 : 1;

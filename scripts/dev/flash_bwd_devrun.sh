@@ -3,6 +3,7 @@
 # then the library's FlashBwd GTest suite through scripts/gpu-check.sh. Logs: $OUT/all.tar.gz.
 #   EXPERIMENTS=1  dev-switch timings: stage cap 1, no dQ adds (measurement only), no rotation, dQ first
 #   TILES=1        also check and time the tile candidates of GROUP 3 (not in default.toml) at S = 4096
+#   PROTO=1        also check and time the wgmma prototype (scripts/dev/flash_bwd_sm90_proto.cuh, GROUP 4)
 #   WITH_LIB=0     skip the library build and tests
 set -u
 mkdir -p $OUT/dev
@@ -11,7 +12,9 @@ NV="nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-con
 SRC=scripts/dev/flash_bwd_dev.cu
 EXPERIMENTS=${EXPERIMENTS:-0}
 TILES=${TILES:-0}
+PROTO=${PROTO:-0}
 [ "$TILES" = 1 ] && $NV -DGROUP=3 $SRC -o /tmp/fbd3 > $D/build3.log 2>&1 &
+[ "$PROTO" = 1 ] && $NV -Iscripts/dev -DGROUP=4 -DATTNFORGE_FLASH_BWD_SM90_PROTO $SRC -o /tmp/fbd4 > $D/build4.log 2>&1 &
 for g in 0 1 2; do $NV -DGROUP=$g $SRC -o /tmp/fbd$g > $D/build$g.log 2>&1 & done
 if [ "$EXPERIMENTS" = 1 ]; then
   $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_STAGES_MAX=1 $SRC -o /tmp/fbd2s1 > $D/build2s1.log 2>&1 &
@@ -25,6 +28,7 @@ grep -A2 "flash_bwd_main_kernel" $D/build2.log | grep -E "Compiling|Used|spill" 
 echo "== correctness"
 bins="fbd0 fbd1 fbd2"
 [ "$TILES" = 1 ] && bins="$bins fbd3"
+[ "$PROTO" = 1 ] && bins="$bins fbd4"
 [ "$EXPERIMENTS" = 1 ] && bins="$bins fbd2s1 fbd2df"
 for b in $bins; do timeout 60 /tmp/$b > $D/$b.log 2>&1; echo "$b rc=$?"; done
 grep -h "FAIL\|GROUP\|NaN in" $D/fbd*.log
@@ -39,6 +43,11 @@ if [ "$EXPERIMENTS" = 1 ]; then for v in s1 nd nr df; do echo "-- $v"; cat $D/ti
 if [ "$TILES" = 1 ]; then
   grep -A2 "flash_bwd_main_kernel" $D/build3.log | grep -E "Used|spill" | sed 's/ptxas info    : //' | paste -d' ' - - > $D/regs3.log
   timeout 90 /tmp/fbd3 time > $D/time3.log 2>&1; echo "time tiles rc=$?"; cat $D/time3.log
+fi
+if [ "$PROTO" = 1 ]; then
+  grep -A2 "sm90proto10bwd_kernel" $D/build4.log | grep -E "Used|spill" | sed 's/ptxas info    : //' | paste -d' ' - - > $D/regs4.log
+  grep -h "FAIL\|GROUP" $D/fbd4.log | head -20
+  timeout 90 /tmp/fbd4 time > $D/time4.log 2>&1; echo "time proto rc=$?"; cat $D/time4.log
 fi
 cat $D/torch.log
 if [ "${WITH_LIB:-1}" = 1 ]; then
