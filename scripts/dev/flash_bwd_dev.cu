@@ -494,6 +494,15 @@ using bf16_hd128_none_m64n64w4s2 = FB<DType::bf16, 128, generated::mask::none, 6
 #define GROUP 0
 #endif
 
+// Varlen batch of five sequences, empty query and key sequences among them (Hq 4, Hkv 2).
+static Case varlen_case() {
+  Case c{0, 0, 0, 4, 2};
+  c.varlen = true;
+  c.lens_q = {100, 0, 257, 64, 1};
+  c.lens_k = {130, 50, 257, 0, 1};
+  return c;
+}
+
 int main(int argc, char** argv) {
   const bool do_time = argc > 1 && std::string(argv[1]) == "time";
   setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -510,14 +519,8 @@ int main(int argc, char** argv) {
       RUN(bf16_hd64_causal_m64n64w4s2, Case{2, sq, sk, 4, 2});
     }
     RUN(bf16_hd64_causal_m64n64w4s2, Case{1, 300, 300, 8, 1});  // MQA
-    {
-      Case c{0, 0, 0, 4, 2};
-      c.varlen = true;
-      c.lens_q = {100, 0, 257, 64, 1};
-      c.lens_k = {130, 50, 257, 0, 1};
-      RUN(bf16_hd64_causal_m64n64w4s2, c);
-      RUN(bf16_hd64_none_m64n64w4s2, c);
-    }
+    RUN(bf16_hd64_causal_m64n64w4s2, varlen_case());
+    RUN(bf16_hd64_none_m64n64w4s2, varlen_case());
     {
       Case c{2, 517, 700, 4, 2};
       c.deterministic = true;
@@ -615,14 +618,8 @@ int main(int argc, char** argv) {
     }
     RUN(P64n, Case{1, 300, 300, 8, 1});  // MQA
     RUN(F128c, Case{2, 500, 700, 4, 4});
-    {
-      Case c{0, 0, 0, 4, 2};
-      c.varlen = true;
-      c.lens_q = {100, 0, 257, 64, 1};
-      c.lens_k = {130, 50, 257, 0, 1};
-      RUN(P128c, c);
-      RUN(P64n, c);
-    }
+    RUN(P128c, varlen_case());
+    RUN(P64n, varlen_case());
     {
       Case c{2, 333, 411, 4, 2};
       c.window_left = 50;
