@@ -365,9 +365,9 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
   if (cudaMemsetAsync(wsp + ws.dq_acc_offset, 0, ws.zero_bytes, stream) != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
   const int64_t rows = p.total_q * p.heads_q;
   if (rows > 0) {
-    constexpr int64_t kRowsPerBlock = bwd_detail::kPrepostThreads / 32 * 16;
+    constexpr int64_t kRows = bwd_detail::kDotRowsPerBlock;
     bwd_detail::flash_bwd_dot_do_o_kernel<V::kDType, C::kD>
-        <<<unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock), bwd_detail::kPrepostThreads, 0, stream>>>(p);
+        <<<unsigned((rows + kRows - 1) / kRows), bwd_detail::kPrepostThreads, 0, stream>>>(p);
   }
   if (p.seqlen_k > 0 && p.batch > 0) {
     auto kernel = bwd_kernel<V>;

@@ -78,15 +78,20 @@ std::vector<unsigned char> encode(const std::vector<double>& host, attnforge_dty
   }
   return bytes;
 }
+
+// Host → device, finished before return: from pageable memory cudaMemcpy may return before the DMA
+// lands, and a call on a non-blocking stream does not wait for it (CApi.NonDefaultStream read
+// half-uploaded inputs under load).
+void copy_to_device(void* dst, const void* src, size_t bytes) {
+  ATTNFORGE_TEST_CUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+  ATTNFORGE_TEST_CUDA(cudaDeviceSynchronize());
+}
 }  // namespace
 
 void upload_into(DeviceBuffer& dst, const std::vector<double>& host, attnforge_dtype dtype) {
   const auto bytes = encode(host, dtype);
   if (bytes.size() > dst.bytes()) throw std::runtime_error("upload_into: destination too small");
-  ATTNFORGE_TEST_CUDA(cudaMemcpy(dst.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
-  // From pageable memory cudaMemcpy may return before the DMA lands; a call on a non-blocking
-  // stream does not wait for it (CApi.NonDefaultStream read half-uploaded inputs under load).
-  ATTNFORGE_TEST_CUDA(cudaDeviceSynchronize());
+  copy_to_device(dst.get(), bytes.data(), bytes.size());
 }
 
 DeviceBuffer upload(const std::vector<double>& host, attnforge_dtype dtype) {
@@ -97,8 +102,7 @@ DeviceBuffer upload(const std::vector<double>& host, attnforge_dtype dtype) {
 
 DeviceBuffer upload_int32(const std::vector<int32_t>& host) {
   DeviceBuffer buf(host.size() * sizeof(int32_t), /*poison=*/false);
-  ATTNFORGE_TEST_CUDA(cudaMemcpy(buf.get(), host.data(), host.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-  ATTNFORGE_TEST_CUDA(cudaDeviceSynchronize());  // as in upload_into
+  copy_to_device(buf.get(), host.data(), host.size() * sizeof(int32_t));
   return buf;
 }
 

@@ -29,8 +29,7 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
 
   const int64_t rows = p.total_q * p.heads_q;
   if (rows > 0) {
-    constexpr int64_t kRowsPerBlock = kPrepostThreads / 32 * 16;  // a warp per 16 rows
-    const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+    const int64_t blocks = (rows + kDotRowsPerBlock - 1) / kDotRowsPerBlock;
     flash_bwd_dot_do_o_kernel<V::kDType, Tr::kD><<<unsigned(blocks), kPrepostThreads, 0, stream>>>(p);
   }
 

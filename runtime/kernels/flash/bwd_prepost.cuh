@@ -9,6 +9,7 @@
 namespace attnforge::flash::bwd_detail {
 
 constexpr int kPrepostThreads = 256;
+constexpr int kDotRowsPerBlock = kPrepostThreads / 32 * 16;  // flash_bwd_dot_do_o_kernel: a warp per 16 rows
 
 // Offset of query token t (packed index into total_q) in a tensor laid out like q.
 __device__ __forceinline__ int64_t q_token_offset(const Params& p, int64_t t, int64_t bs, int64_t rs) {

@@ -116,7 +116,7 @@ __global__ void __launch_bounds__(V::TileT::kWarps * 32)
   if (row.live && lane == 0) p.lse[row.lse_index] = sum > 0.0f ? (row_max + log2f(sum)) * kLn2 : -INFINITY;
 }
 
-// Launches the forward softmax over all (B, Hq, Sq) rows; P has ld_p and width Params::seqlen_k.
+// Launches the forward softmax over all (B, Hq, Sq) rows; P rows are ld_p wide (Sk weights, then zeros).
 template <class V>
 attnforge_status softmax_fwd(const Params& p, const float* S, int64_t ld_s, elem_t<V::kDType>* P,
                              int64_t ld_p, cudaStream_t stream) {
@@ -125,7 +125,7 @@ attnforge_status softmax_fwd(const Params& p, const float* S, int64_t ld_s, elem
   const int64_t rows = int64_t(p.batch) * p.heads_q * p.seqlen_q;
   if (rows == 0) return ATTNFORGE_OK;
   const bool p_vec = ld_p % 4 == 0 && reinterpret_cast<uintptr_t>(P) % (4 * sizeof(*P)) == 0;
-  const int width = p.seqlen_k;
+  const int64_t width = ld_p;  // the columns each row writes: the register path must hold them all
   if (width <= 4 * 8 * 32) {
     const int64_t blocks = (rows + kThreads / 32 - 1) / (kThreads / 32);
     softmax_fwd_kernel<V, 32, 8><<<dim3(unsigned(blocks)), kThreads, 0, stream>>>(p, S, ld_s, P, ld_p, p_vec);
