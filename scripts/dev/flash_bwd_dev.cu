@@ -608,31 +608,36 @@ int main(int argc, char** argv) {
   using P64c = FB<DType::bf16, 64, generated::mask::causal, 64, 128, 8, 2>;
   using P128w = FB<DType::bf16, 128, generated::mask::window, 64, 128, 8, 2>;
   using F128c = FB<DType::f16, 128, generated::mask::causal, 64, 128, 8, 2>;
-  if (!do_time) {
-    RUN(P128n, Case{1, 64, 128, 1, 1});  // one tile each way: the first thing to get right
-    RUN(P64n, Case{1, 64, 128, 1, 1});
-    for (auto [sq, sk] : pairs) {
-      RUN(P128n, Case{2, sq, sk, 4, 2});
-      RUN(P128c, Case{2, sq, sk, 4, 2});
-      RUN(P64c, Case{2, sq, sk, 4, 4});
-    }
-    RUN(P64n, Case{1, 300, 300, 8, 1});  // MQA
-    RUN(F128c, Case{2, 500, 700, 4, 4});
-    RUN(P128c, varlen_case());
-    RUN(P64n, varlen_case());
-    {
-      Case c{2, 333, 411, 4, 2};
-      c.window_left = 50;
-      c.window_right = 7;
-      c.nan_invisible_keys = true;
-      RUN(P128w, c);
-    }
-  } else {
-    for (int S : {1024, 4096, 16384}) {
-      time_case<P64n>(S, false, "proto_hd64_none");
-      time_case<P64c>(S, true, "proto_hd64_causal");
-      time_case<P128n>(S, false, "proto_hd128_none");
-      time_case<P128c>(S, true, "proto_hd128_causal");
+  for (int ver : {1, 0}) {  // version 1 first: the one to keep if it is right
+    flash::sm90proto::g_version = ver;
+    printf("-- prototype version %d\n", ver);
+    if (!do_time) {
+      RUN(P128n, Case{1, 64, 128, 1, 1});  // one tile each way: the first thing to get right
+      RUN(P64n, Case{1, 64, 128, 1, 1});
+      RUN(P128n, Case{1, 64, 256, 1, 1});  // two CTAs add into one dQ tile
+      for (auto [sq, sk] : pairs) {
+        RUN(P128n, Case{2, sq, sk, 4, 2});
+        RUN(P128c, Case{2, sq, sk, 4, 2});
+        RUN(P64c, Case{2, sq, sk, 4, 4});
+      }
+      RUN(P64n, Case{1, 300, 300, 8, 1});  // MQA
+      RUN(F128c, Case{2, 500, 700, 4, 4});
+      RUN(P128c, varlen_case());
+      RUN(P64n, varlen_case());
+      {
+        Case c{2, 333, 411, 4, 2};
+        c.window_left = 50;
+        c.window_right = 7;
+        c.nan_invisible_keys = true;
+        RUN(P128w, c);
+      }
+    } else {
+      for (int S : {1024, 4096, 16384}) {
+        time_case<P64n>(S, false, ver ? "proto1_hd64_none" : "proto0_hd64_none");
+        time_case<P64c>(S, true, ver ? "proto1_hd64_causal" : "proto0_hd64_causal");
+        time_case<P128n>(S, false, ver ? "proto1_hd128_none" : "proto0_hd128_none");
+        time_case<P128c>(S, true, ver ? "proto1_hd128_causal" : "proto0_hd128_causal");
+      }
     }
   }
 #endif

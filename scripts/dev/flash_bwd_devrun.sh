@@ -5,6 +5,8 @@
 #   TILES=1        also check and time the tile candidates of GROUP 3 (not in default.toml) at S = 4096
 #   PROTO=1        also check and time the wgmma prototype (scripts/dev/flash_bwd_sm90_proto.cuh, GROUP 4)
 #   WITH_LIB=0     skip the library build and tests
+#   GROUPS="2"     which of the groups 0 1 2 to build and check (default all three)
+#   QUICK=1        time one shape per variant (S = 4096) and PyTorch at S 1024/4096/16384 with cuDNN
 set -u
 mkdir -p $OUT/dev
 D=$OUT/dev
@@ -15,7 +17,9 @@ TILES=${TILES:-0}
 PROTO=${PROTO:-0}
 [ "$TILES" = 1 ] && $NV -DGROUP=3 $SRC -o /tmp/fbd3 > $D/build3.log 2>&1 &
 [ "$PROTO" = 1 ] && $NV -Iscripts/dev -DGROUP=4 -DATTNFORGE_FLASH_BWD_SM90_PROTO $SRC -o /tmp/fbd4 > $D/build4.log 2>&1 &
-for g in 0 1 2; do $NV -DGROUP=$g $SRC -o /tmp/fbd$g > $D/build$g.log 2>&1 & done
+GROUPS=${GROUPS:-0 1 2}
+QUICK=${QUICK:-0}
+for g in $GROUPS; do $NV -DGROUP=$g $SRC -o /tmp/fbd$g > $D/build$g.log 2>&1 & done
 if [ "$EXPERIMENTS" = 1 ]; then
   $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_STAGES_MAX=1 $SRC -o /tmp/fbd2s1 > $D/build2s1.log 2>&1 &
   $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_DEV_SKIP_DQ_ADD $SRC -o /tmp/fbd2nd > $D/build2nd.log 2>&1 &
@@ -26,18 +30,20 @@ wait
 echo "== registers/spills (main kernel, group 2 build)"
 grep -A2 "flash_bwd_main_kernel" $D/build2.log | grep -E "Compiling|Used|spill" | sed 's/.*DTypeE\(.*\)EEEEEEvNS.*/\1/; s/ptxas info    : //' | paste -d' ' - - -
 echo "== correctness"
-bins="fbd0 fbd1 fbd2"
+bins=""
+for g in $GROUPS; do bins="$bins fbd$g"; done
 [ "$TILES" = 1 ] && bins="$bins fbd3"
 [ "$PROTO" = 1 ] && bins="$bins fbd4"
 [ "$EXPERIMENTS" = 1 ] && bins="$bins fbd2s1 fbd2df"
 for b in $bins; do timeout 60 /tmp/$b > $D/$b.log 2>&1; echo "$b rc=$?"; done
 grep -h "FAIL\|GROUP\|NaN in" $D/fbd*.log
 echo "== timings"
-timeout 60 /tmp/fbd2 time > $D/time.log 2>&1; echo "time rc=$?"
+if [ "$QUICK" = 1 ]; then tmode="time quick"; tq=quick; else tmode=time; tq=; fi
+timeout 60 /tmp/fbd2 $tmode > $D/time.log 2>&1; echo "time rc=$?"
 if [ "$EXPERIMENTS" = 1 ]; then
   for v in s1 nd nr df; do timeout 30 /tmp/fbd2$v time quick > $D/time_$v.log 2>&1; echo "time $v rc=$?"; done
 fi
-timeout 60 python3 scripts/dev/torch_flash_bwd.py > $D/torch.log 2>&1; echo "torch rc=$?"
+timeout 90 python3 scripts/dev/torch_flash_bwd.py $tq > $D/torch.log 2>&1; echo "torch rc=$?"
 cat $D/time.log
 if [ "$EXPERIMENTS" = 1 ]; then for v in s1 nd nr df; do echo "-- $v"; cat $D/time_$v.log; done; fi
 if [ "$TILES" = 1 ]; then
@@ -46,7 +52,7 @@ if [ "$TILES" = 1 ]; then
 fi
 if [ "$PROTO" = 1 ]; then
   grep -A2 "sm90proto10bwd_kernel" $D/build4.log | grep -E "Used|spill" | sed 's/ptxas info    : //' | paste -d' ' - - > $D/regs4.log
-  grep -h "FAIL\|GROUP" $D/fbd4.log | head -20
+  grep -h "FAIL\|GROUP\|version" $D/fbd4.log | head -40
   timeout 90 /tmp/fbd4 time > $D/time4.log 2>&1; echo "time proto rc=$?"; cat $D/time4.log
 fi
 cat $D/torch.log

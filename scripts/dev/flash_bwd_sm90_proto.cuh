@@ -84,11 +84,26 @@ struct Cfg {
   static constexpr int kOffDS = kOffDO + 2 * QL::kBytes;
   static constexpr int kOffLse = kOffDS + SL::kBytes;
   static constexpr int kOffDsum = kOffLse + 2 * kBlockM * 4;
-  static constexpr int kSmemBytes = kOffDsum + 2 * kBlockM * 4 + 1024;  // + 1024: base alignment
-  static_assert(kSmemBytes <= 227 * 1024);
+  // Version 1 only: two dQ staging buffers of (64 queries, D) fp32 in fragment order (dq_frag_offset).
+  static constexpr int kDqBufBytes = 2 * 64 * 64 * 4;  // per step: a 64 × 64 block per warpgroup
+  static constexpr int kOffDq = kOffDsum + 2 * kBlockM * 4;
+  static constexpr int kSmemBytesV0 = kOffDq + 1024;  // + 1024: base alignment
+  static constexpr int kSmemBytesV1 = kOffDq + 2 * kDqBufBytes + 1024;
+  static_assert(kSmemBytesV1 <= 227 * 1024);
 };
 
-template <class V>
+// Version 1's dQ accumulator: per (b, h, 64-query tile) a block of 64·D floats; warpgroup wg's
+// (64 queries, 64 columns) part (head dim 128: columns 64·wg…; head dim 64: both warpgroups add
+// their partial sums into the one block) in accumulator-fragment order, so that a warp's
+// fragment (nt, hh) is 256 contiguous bytes and a warpgroup's part one contiguous 16 KiB run.
+__host__ __device__ __forceinline__ int dq_frag_offset(int nt, int hh, int tid128) {
+  return ((nt * 2 + hh) * 128 + tid128) * 2;
+}
+
+// kVer 0: every wgmma group waited for at once, dQ by float2 atomics into a linear accumulator.
+// kVer 1: dSᵀ stored before dV/dK are issued, dV, dK and dQ run back to back (one wait), dQ staged
+// in shared memory and added by one bulk reduce-add (cp.reduce.async.bulk) per warpgroup.
+template <class V, int kVer>
 __global__ void __launch_bounds__(256, 1) bwd_kernel(const __grid_constant__ Params p, size_t dq_acc_offset) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = Cfg<V>;
@@ -175,6 +190,8 @@ __global__ void __launch_bounds__(256, 1) bwd_kernel(const __grid_constant__ Par
 #pragma unroll
     for (int e = 0; e < 4; ++e) dv[nt][e] = 0.f, dk[nt][e] = 0.f;
   float* dq_acc = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + dq_acc_offset);
+  const bool bulk_issuer = (tid & 127) == 0;  // kVer 1: the thread that issues its warpgroup's reduce-add
+  const int64_t m_tiles = (p.seqlen_q + kBM - 1) / kBM;
 
   int hi = 0, mb = 0, st = 0;
   bool have = seek(hi, mb);
@@ -184,6 +201,9 @@ __global__ void __launch_bounds__(256, 1) bwd_kernel(const __grid_constant__ Par
     const int h = hkv * group + hi, m0 = mb * kBM;
     const TileClass cls = tile_class(mb);
     prim::cp_async_wait<0>();
+    if constexpr (kVer == 1) {  // the dQ buffer this step writes was last read by the reduce-add of step − 2
+      if (bulk_issuer) asm volatile("cp.async.bulk.wait_group.read 1;\n" ::: "memory");
+    }
     w::fence_proxy_async();
     __syncthreads();  // [A] this tile (and K, V) in shared memory; the previous step is done
     int nhi = hi, nmb = mb + 1;
@@ -245,6 +265,20 @@ __global__ void __launch_bounds__(256, 1) bwd_kernel(const __grid_constant__ Par
       da[kk][3] = C::Num::pack2(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
     }
 
+    // ---- dSᵀ → shared (key rows, query columns, 16-bit), for dQ = dS·K --------------------------
+    // kVer 1 stores it before dV/dK are issued: da is their A operand, not to be touched in flight.
+    auto store_ds = [&] {
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int kl = wg * 64 + wrow + g + 8 * hh;
+          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sDS + SL::offset(kl, nt * 8 + 2 * t)),
+                       "r"(da[nt / 2][(nt % 2) * 2 + hh]));
+        }
+    };
+    if constexpr (kVer == 1) store_ds();
+
     // ---- dV_w += Pᵀ·dO, dK_w += dSᵀ·Q: B = dO / Q (64 queries = k, D = n), MN-major --------------
     w::fence();
 #pragma unroll
@@ -253,17 +287,10 @@ __global__ void __launch_bounds__(256, 1) bwd_kernel(const __grid_constant__ Par
       MmaKV::rs(dk, da[kk], w::desc_sw128(sQ(st) + kk * 2048, QL::kSlabBytes, kSbo));
     }
     w::commit();
-    w::wait<0>();
-
-    // ---- dSᵀ → shared (key rows, query columns, 16-bit), then dQ = dS·K --------------------------
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const int kl = wg * 64 + wrow + g + 8 * hh;
-        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sDS + SL::offset(kl, nt * 8 + 2 * t)),
-                     "r"(da[nt / 2][(nt % 2) * 2 + hh]));
-      }
+    if constexpr (kVer == 0) {
+      w::wait<0>();
+      store_ds();
+    }
     w::fence_proxy_async();
     __syncthreads();  // [B] dSᵀ of both warpgroups complete
 
@@ -294,19 +321,43 @@ __global__ void __launch_bounds__(256, 1) bwd_kernel(const __grid_constant__ Par
     w::wait<0>();
     // dQ rows are queries: element (nt, e) is query wrow + g + 8·(e / 2), column c0 + 8·nt + 2t + e % 2.
     const int c0 = kD == 128 ? wg * 64 : 0;
+    if constexpr (kVer == 0) {
 #pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const int ql = wrow + g + 8 * hh;
-      if (m0 + ql >= sq) continue;
-      float* dst = dq_acc + ((row_base + m0 + ql) * p.heads_q + h) * int64_t(kD) + c0 + 2 * t;
+      for (int hh = 0; hh < 2; ++hh) {
+        const int ql = wrow + g + 8 * hh;
+        if (m0 + ql >= sq) continue;
+        float* dst = dq_acc + ((row_base + m0 + ql) * p.heads_q + h) * int64_t(kD) + c0 + 2 * t;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+          atomicAdd(reinterpret_cast<float2*>(dst + nt * 8), make_float2(dq[nt][2 * hh], dq[nt][2 * hh + 1]));
+      }
+    } else {
+      // Stage (64, 64) of this warpgroup in fragment order, then one bulk reduce-add into the tile's
+      // block (rows past the sequence carry dS = 0, so the whole block is added).
+      const uint32_t buf = base + C::kOffDq + uint32_t(st * C::kDqBufBytes + wg * (C::kDqBufBytes / 2));
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt)
-        atomicAdd(reinterpret_cast<float2*>(dst + nt * 8), make_float2(dq[nt][2 * hh], dq[nt][2 * hh + 1]));
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh)
+          asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(buf + 4u * dq_frag_offset(nt, hh, tid & 127)),
+                       "f"(dq[nt][2 * hh]), "f"(dq[nt][2 * hh + 1]));
+      w::fence_proxy_async();
+      asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");  // this warpgroup's part staged
+      if (bulk_issuer) {
+        float* dst = dq_acc + ((int64_t(b) * p.heads_q + h) * m_tiles + mb) * int64_t(kBM * kD) + c0 * kBM;
+        asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
+                     "r"(buf), "r"(C::kDqBufBytes / 2)
+                     : "memory");
+        asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+      }
     }
 
     hi = nhi, mb = nmb, have = nhave, st ^= 1;
   }
   prim::cp_async_wait<0>();
+  if constexpr (kVer == 1) {
+    if (bulk_issuer) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+  }
 
   // ---- dK = scale · Σ dSᵀ·Q, dV = Σ Pᵀ·dO: rows are keys --------------------------------------------
   Element* dkg = static_cast<Element*>(p.dk) + b * p.dk_batch_stride + (si.k_start + n0) * p.dk_row_stride +
@@ -353,6 +404,36 @@ __global__ void convert_dq_kernel(const __grid_constant__ Params p, size_t dq_ac
   *reinterpret_cast<uint4*>(dq) = make_uint4(out[0], out[1], out[2], out[3]);
 }
 
+// kVer 1: dQ = scale · acc from the tiled accumulator (dq_frag_offset), a CTA per (query tile, head,
+// batch); thread pair index pi → (column half cg, fragment (nt, hh), warpgroup thread) → (row, column).
+template <class V>
+__global__ void __launch_bounds__(256) convert_dq_tiled_kernel(const __grid_constant__ Params p, size_t dq_acc_offset) {
+  using C = Cfg<V>;
+  constexpr int kPairs = C::kBlockM * C::kD / 2;
+  const int mb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const SeqInfo si = seq_info(p, b);
+  const int m0 = mb * C::kBlockM;
+  if (m0 >= si.seqlen_q) return;
+  const int64_t m_tiles = (p.seqlen_q + C::kBlockM - 1) / C::kBlockM;
+  const float* tile = reinterpret_cast<const float*>(static_cast<const char*>(p.workspace) + dq_acc_offset) +
+                      ((int64_t(b) * p.heads_q + h) * m_tiles + mb) * int64_t(C::kBlockM * C::kD);
+  typename C::Element* dq = static_cast<typename C::Element*>(p.dq) + int64_t(b) * p.dq_batch_stride +
+                            si.q_start * p.dq_row_stride + int64_t(h) * p.dq_head_stride;
+  for (int pi = threadIdx.x; pi < kPairs; pi += 256) {
+    const int cg = pi / 2048, rem = pi % 2048, fh = rem / 128, tt = rem % 128;
+    const int lane = tt & 31;
+    const int row = (tt >> 5) * 16 + (lane >> 2) + 8 * (fh & 1);
+    const int col = cg * 64 + (fh >> 1) * 8 + 2 * (lane & 3);
+    if (m0 + row >= si.seqlen_q) continue;
+    const float2 a = *reinterpret_cast<const float2*>(tile + 2 * pi);
+    *reinterpret_cast<uint32_t*>(dq + int64_t(m0 + row) * p.dq_row_stride + col) =
+        C::Num::pack2(a.x * p.scale, a.y * p.scale);
+  }
+}
+
+// Which version run_bwd launches (the dev driver sets it).
+inline int g_version = 1;
+
 // Entry, like flash::run_bwd<V>: zero the accumulator, D = rowsum(dO ∘ O), the main kernel, dQ.
 // Uses the workspace of flash_bwd_workspace_bytes(64, 128, p) (its tiled dQ region holds the
 // linear accumulator: B·Hq·⌈Sq/64⌉·64·D ≥ total_q·Hq·D).
@@ -370,13 +451,18 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
         <<<unsigned((rows + kRows - 1) / kRows), bwd_detail::kPrepostThreads, 0, stream>>>(p);
   }
   if (p.seqlen_k > 0 && p.batch > 0) {
-    auto kernel = bwd_kernel<V>;
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes) != cudaSuccess)
+    auto kernel = g_version == 1 ? bwd_kernel<V, 1> : bwd_kernel<V, 0>;
+    const int smem = g_version == 1 ? C::kSmemBytesV1 : C::kSmemBytesV0;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess)
       return ATTNFORGE_CUDA_ERROR;
-    kernel<<<dim3((p.seqlen_k + C::kBlockN - 1) / C::kBlockN, p.heads_kv, p.batch), C::kThreads, C::kSmemBytes,
-             stream>>>(p, ws.dq_acc_offset);
+    kernel<<<dim3((p.seqlen_k + C::kBlockN - 1) / C::kBlockN, p.heads_kv, p.batch), C::kThreads, smem, stream>>>(
+        p, ws.dq_acc_offset);
   }
-  if (rows > 0) {
+  if (g_version == 1) {
+    const int m_tiles = (p.seqlen_q + C::kBlockM - 1) / C::kBlockM;
+    if (m_tiles > 0 && p.batch > 0)
+      convert_dq_tiled_kernel<V><<<dim3(m_tiles, p.heads_q, p.batch), 256, 0, stream>>>(p, ws.dq_acc_offset);
+  } else if (rows > 0) {
     const int64_t n = rows * (C::kD / 8);
     convert_dq_kernel<V><<<unsigned((n + 255) / 256), 256, 0, stream>>>(p, ws.dq_acc_offset);
   }
