@@ -14,12 +14,7 @@
 #include <vector>
 
 #include "flash/bwd.cuh"
-#if defined(ATTNFORGE_FLASH_BWD_SM90_PROTO)  // the wgmma prototype in place of the library's kernel
-#include "flash_bwd_sm90_proto.cuh"
-#define ATTNFORGE_DEV_RUN_BWD flash::sm90proto::run_bwd
-#else
 #define ATTNFORGE_DEV_RUN_BWD flash::run_bwd
-#endif
 #include "masks.hpp"
 
 using namespace attnforge;
@@ -601,45 +596,62 @@ int main(int argc, char** argv) {
   TILE(128, 128, 64, 8, 1)
   TILE(128, 64, 64, 4, 1)
   TILE(128, 64, 128, 4, 1)
-#elif GROUP == 4  // the wgmma prototype (build with -DATTNFORGE_FLASH_BWD_SM90_PROTO): tile m64n128
+#elif GROUP == 4  // the Hopper kernel (flash/bwd_sm90.cuh; run_bwd takes it on sm_90), then the mma.sync one
   using P128n = FB<DType::bf16, 128, generated::mask::none, 64, 128, 8, 2>;
   using P128c = FB<DType::bf16, 128, generated::mask::causal, 64, 128, 8, 2>;
   using P64n = FB<DType::bf16, 64, generated::mask::none, 64, 128, 8, 2>;
   using P64c = FB<DType::bf16, 64, generated::mask::causal, 64, 128, 8, 2>;
+  using P64n1 = FB<DType::bf16, 64, generated::mask::none, 64, 64, 4, 2>;   // one warpgroup, 2 CTAs/SM
+  using P64c1 = FB<DType::bf16, 64, generated::mask::causal, 64, 64, 4, 2>;
   using P128w = FB<DType::bf16, 128, generated::mask::window, 64, 128, 8, 2>;
+  using P64w1 = FB<DType::bf16, 64, generated::mask::window, 64, 64, 4, 2>;
   using F128c = FB<DType::f16, 128, generated::mask::causal, 64, 128, 8, 2>;
-  for (int ver : {1, 0}) {  // version 1 first: the one to keep if it is right
-    flash::sm90proto::g_version = ver;
-    printf("-- prototype version %d\n", ver);
+  for (const char* path : {"wgmma", "mma"}) {
+    setenv("ATTNFORGE_FLASH_BWD_PATH", path, 1);
+    printf("-- path %s\n", path);
     if (!do_time) {
-      RUN(P128n, Case{1, 64, 128, 1, 1});  // one tile each way: the first thing to get right
+      RUN(P128n, Case{1, 64, 128, 1, 1});  // one tile each way
       RUN(P64n, Case{1, 64, 128, 1, 1});
+      RUN(P64n1, Case{1, 64, 64, 1, 1});
       RUN(P128n, Case{1, 64, 256, 1, 1});  // two CTAs add into one dQ tile
       for (auto [sq, sk] : pairs) {
         RUN(P128n, Case{2, sq, sk, 4, 2});
         RUN(P128c, Case{2, sq, sk, 4, 2});
         RUN(P64c, Case{2, sq, sk, 4, 4});
+        RUN(P64c1, Case{2, sq, sk, 4, 2});
       }
       RUN(P64n, Case{1, 300, 300, 8, 1});  // MQA
+      RUN(P64n1, Case{1, 300, 300, 8, 1});
       RUN(F128c, Case{2, 500, 700, 4, 4});
       RUN(P128c, varlen_case());
       RUN(P64n, varlen_case());
+      RUN(P64c1, varlen_case());
       {
         Case c{2, 333, 411, 4, 2};
         c.window_left = 50;
         c.window_right = 7;
         c.nan_invisible_keys = true;
         RUN(P128w, c);
+        RUN(P64w1, c);
+      }
+      {
+        Case c{2, 517, 700, 4, 2};  // deterministic mode takes the mma.sync kernel on every path
+        c.deterministic = true;
+        all &= run_case<P128c>(c, "det causal", 20);
       }
     } else {
+      const bool w = std::strcmp(path, "wgmma") == 0;
       for (int S : {1024, 4096, 16384}) {
-        time_case<P64n>(S, false, ver ? "proto1_hd64_none" : "proto0_hd64_none");
-        time_case<P64c>(S, true, ver ? "proto1_hd64_causal" : "proto0_hd64_causal");
-        time_case<P128n>(S, false, ver ? "proto1_hd128_none" : "proto0_hd128_none");
-        time_case<P128c>(S, true, ver ? "proto1_hd128_causal" : "proto0_hd128_causal");
+        time_case<P64n>(S, false, w ? "wgmma_hd64_none_m64n128w8" : "mma_hd64_none_m64n128w8");
+        time_case<P64c>(S, true, w ? "wgmma_hd64_causal_m64n128w8" : "mma_hd64_causal_m64n128w8");
+        time_case<P64n1>(S, false, w ? "wgmma_hd64_none_m64n64w4" : "mma_hd64_none_m64n64w4");
+        time_case<P64c1>(S, true, w ? "wgmma_hd64_causal_m64n64w4" : "mma_hd64_causal_m64n64w4");
+        time_case<P128n>(S, false, w ? "wgmma_hd128_none_m64n128w8" : "mma_hd128_none_m64n128w8");
+        time_case<P128c>(S, true, w ? "wgmma_hd128_causal_m64n128w8" : "mma_hd128_causal_m64n128w8");
       }
     }
   }
+  unsetenv("ATTNFORGE_FLASH_BWD_PATH");
 #endif
   printf("GROUP %d %s\n", GROUP, all ? "ALL PASS" : "SOME FAILED");
   return all ? 0 : 1;

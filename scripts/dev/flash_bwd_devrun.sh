@@ -3,9 +3,9 @@
 # then the library's FlashBwd GTest suite through scripts/gpu-check.sh. Logs: $OUT/all.tar.gz.
 #   EXPERIMENTS=1  dev-switch timings: stage cap 1, no dQ adds (measurement only), no rotation, dQ first
 #   TILES=1        also check and time the tile candidates of GROUP 3 (not in default.toml) at S = 4096
-#   PROTO=1        also check and time the wgmma prototype (scripts/dev/flash_bwd_sm90_proto.cuh, GROUP 4)
+#   SM90=1         also check and time the Hopper kernel against the mma.sync one (GROUP 4)
 #   WITH_LIB=0     skip the library build and tests
-#   GROUPS="2"     which of the groups 0 1 2 to build and check (default all three)
+#   DEV_GROUPS="2" which of the groups 0 1 2 to build and check (default all three)
 #   QUICK=1        time one shape per variant (S = 4096) and PyTorch at S 1024/4096/16384 with cuDNN
 set -u
 mkdir -p $OUT/dev
@@ -14,12 +14,12 @@ NV="nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-con
 SRC=scripts/dev/flash_bwd_dev.cu
 EXPERIMENTS=${EXPERIMENTS:-0}
 TILES=${TILES:-0}
-PROTO=${PROTO:-0}
+SM90=${SM90:-0}
 [ "$TILES" = 1 ] && $NV -DGROUP=3 $SRC -o /tmp/fbd3 > $D/build3.log 2>&1 &
-[ "$PROTO" = 1 ] && $NV -Iscripts/dev -DGROUP=4 -DATTNFORGE_FLASH_BWD_SM90_PROTO $SRC -o /tmp/fbd4 > $D/build4.log 2>&1 &
-GROUPS=${GROUPS:-0 1 2}
+[ "$SM90" = 1 ] && $NV -DGROUP=4 $SRC -o /tmp/fbd4 > $D/build4.log 2>&1 &
+DEV_GROUPS=${DEV_GROUPS:-0 1 2}
 QUICK=${QUICK:-0}
-for g in $GROUPS; do $NV -DGROUP=$g $SRC -o /tmp/fbd$g > $D/build$g.log 2>&1 & done
+for g in $DEV_GROUPS; do $NV -DGROUP=$g $SRC -o /tmp/fbd$g > $D/build$g.log 2>&1 & done
 if [ "$EXPERIMENTS" = 1 ]; then
   $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_STAGES_MAX=1 $SRC -o /tmp/fbd2s1 > $D/build2s1.log 2>&1 &
   $NV -DGROUP=2 -DATTNFORGE_FLASH_BWD_DEV_SKIP_DQ_ADD $SRC -o /tmp/fbd2nd > $D/build2nd.log 2>&1 &
@@ -31,9 +31,9 @@ echo "== registers/spills (main kernel, group 2 build)"
 grep -A2 "flash_bwd_main_kernel" $D/build2.log | grep -E "Compiling|Used|spill" | sed 's/.*DTypeE\(.*\)EEEEEEvNS.*/\1/; s/ptxas info    : //' | paste -d' ' - - -
 echo "== correctness"
 bins=""
-for g in $GROUPS; do bins="$bins fbd$g"; done
+for g in $DEV_GROUPS; do bins="$bins fbd$g"; done
 [ "$TILES" = 1 ] && bins="$bins fbd3"
-[ "$PROTO" = 1 ] && bins="$bins fbd4"
+[ "$SM90" = 1 ] && bins="$bins fbd4"
 [ "$EXPERIMENTS" = 1 ] && bins="$bins fbd2s1 fbd2df"
 for b in $bins; do timeout 60 /tmp/$b > $D/$b.log 2>&1; echo "$b rc=$?"; done
 grep -h "FAIL\|GROUP\|NaN in" $D/fbd*.log
@@ -50,15 +50,15 @@ if [ "$TILES" = 1 ]; then
   grep -A2 "flash_bwd_main_kernel" $D/build3.log | grep -E "Used|spill" | sed 's/ptxas info    : //' | paste -d' ' - - > $D/regs3.log
   timeout 90 /tmp/fbd3 time > $D/time3.log 2>&1; echo "time tiles rc=$?"; cat $D/time3.log
 fi
-if [ "$PROTO" = 1 ]; then
-  grep -A2 "sm90proto10bwd_kernel" $D/build4.log | grep -E "Used|spill" | sed 's/ptxas info    : //' | paste -d' ' - - > $D/regs4.log
+if [ "$SM90" = 1 ]; then
+  grep -A2 "flash_bwd_sm90_kernel" $D/build4.log | grep -E "Used|spill" | sed 's/ptxas info    : //' | paste -d' ' - - > $D/regs4.log
   grep -h "FAIL\|GROUP\|version" $D/fbd4.log | head -40
-  timeout 90 /tmp/fbd4 time > $D/time4.log 2>&1; echo "time proto rc=$?"; cat $D/time4.log
+  timeout 90 /tmp/fbd4 time > $D/time4.log 2>&1; echo "time sm90 rc=$?"; cat $D/time4.log
 fi
 cat $D/torch.log
 if [ "${WITH_LIB:-1}" = 1 ]; then
   ATTNFORGE_VARIANT_FILTER='flash_*_bf16_hd64_*;flash_*_f16_hd64_causal_*;flash_*_bf16_hd128_causal_*' \
-  GTEST_FILTER="FlashBwd.*" GTEST_SUITES=gpu BUILD_TARGETS=attnforge_gpu_tests OUT=$OUT/gc PACK=0 timeout ${LIB_TIMEOUT:-150} bash scripts/gpu-check.sh deps build tests
+  GTEST_FILTER="${LIB_GTEST_FILTER:-FlashBwd.*:*FlashBwdPath*}" GTEST_SUITES=gpu BUILD_TARGETS=attnforge_gpu_tests OUT=$OUT/gc PACK=0 timeout ${LIB_TIMEOUT:-150} bash scripts/gpu-check.sh deps build tests
   echo "gpu-check rc=$?"
   grep -E "^\[  (FAILED|PASSED|SKIPPED|  OK) |^\[==========\]|Failure|case:" $OUT/gc/gpu-check/tests*.log 2>/dev/null | head -40
 fi

@@ -420,6 +420,7 @@ std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.descr
       d.args.dq = device_tensor(d.dq, c.dtype, s.lq);
       d.args.dk = device_tensor(d.dk, c.dtype, s.lk);
       d.args.dv = device_tensor(d.dv, c.dtype, s.lk);
+      if (opt.backward_variant) d.args.variant = opt.backward_variant;
       sync(opt);  // the forward's buffers (workspace) are free again
       provide_workspace(d.args, 1, opt, workspace);
       if (attnforge_status st = attnforge_backward(&d.args, opt.stream); st != ATTNFORGE_OK)

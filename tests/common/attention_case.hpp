@@ -89,6 +89,7 @@ std::ostream& operator<<(std::ostream& os, const Case& c);  // for TEST_P parame
 struct RunOptions {
   attnforge_backend backend = ATTNFORGE_BACKEND_UNFUSED;
   const char* variant = nullptr;   // exact variant name (overrides backend)
+  const char* backward_variant = nullptr;  // exact backward variant (the forward keeps variant/backend)
   double forward_factor = 2.0;     // the numerics rule's factors
   double gradient_factor = 3.0;
   double abs_tol = 1e-5;

@@ -252,4 +252,28 @@ struct Wgmma<DType::f16, 256> {
   }
 };
 
+// D (64, 64) += A (64, 16) · B (16, 64) with A and B both MN-major in shared memory (A stored
+// k-row by k-row, i.e. transposed; 16-bit types only). The flash backward's dQ = dS·K reads dS from
+// the dSᵀ tile the other GEMMs wrote and K from its (keys, D) tile with it.
+#define ATTNFORGE_WGMMA_MN64(TYPE) \
+  template <bool kAccumulate = true> \
+  __device__ __forceinline__ static void ss(float (&d)[8][4], uint64_t da, uint64_t db) { \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE \
+                 " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 1, 1;\n}\n" \
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) \
+                 : "l"(da), "l"(db), "n"(int(kAccumulate))); \
+  }
+template <DType T>
+struct WgmmaMN64;
+template <>
+struct WgmmaMN64<DType::bf16> {
+  ATTNFORGE_WGMMA_MN64("bf16")
+};
+template <>
+struct WgmmaMN64<DType::f16> {
+  ATTNFORGE_WGMMA_MN64("f16")
+};
+#undef ATTNFORGE_WGMMA_MN64
+
 }  // namespace attnforge::prim::sm90

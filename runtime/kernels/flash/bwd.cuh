@@ -1,14 +1,20 @@
 // Flash backward entry run_bwd<V>: zero the dQ accumulator (and ordering counters), compute
 // D = rowsum(dO ∘ O), run the main kernel over (key tile, kv head, batch), convert dQ.
-// Kernels: flash/bwd_prepost.cuh, flash/bwd_main.cuh; scratch layout: flash/bwd_workspace.hpp.
+// Kernels: flash/bwd_prepost.cuh, flash/bwd_main.cuh (mma.sync), flash/bwd_sm90.cuh (wgmma: taken on
+// sm_90 devices for the tiles it fits, not in deterministic mode; ATTNFORGE_FLASH_BWD_PATH=mma
+// forces the mma.sync kernel, read per call so tests run both); scratch layout: flash/bwd_workspace.hpp.
 #pragma once
 #include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <cstring>
 
 #include "common/launch_checks.hpp"
 #include "common/params.hpp"
 #include "common/variant.hpp"
 #include "flash/bwd_main.cuh"
 #include "flash/bwd_prepost.cuh"
+#include "flash/bwd_sm90.cuh"
 #include "flash/bwd_workspace.hpp"
 
 namespace attnforge::flash {
@@ -31,6 +37,16 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
   if (rows > 0) {
     const int64_t blocks = (rows + kDotRowsPerBlock - 1) / kDotRowsPerBlock;
     flash_bwd_dot_do_o_kernel<V::kDType, Tr::kD><<<unsigned(blocks), kPrepostThreads, 0, stream>>>(p);
+  }
+
+  if constexpr (BwdSm90Config<V>::kSupported) {
+    const char* env = std::getenv("ATTNFORGE_FLASH_BWD_PATH");
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
+    if (!p.deterministic && !(env && std::strcmp(env, "mma") == 0) && device_cc_major(dev) == 9) {
+      if (p.batch > 0 && !launch_bwd_sm90<V>(p, ws, stream)) return ATTNFORGE_CUDA_ERROR;
+      return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
+    }
   }
 
   if (p.seqlen_k > 0 && p.batch > 0) {

@@ -1,0 +1,390 @@
+// Flash backward, Hopper path (sm_90a): FlashAttention-2's algorithm with all five GEMMs on warpgroup
+// MMA, in the transposed form (FA3's) where Pᵀ and dSᵀ leave the accumulators already laid out as
+// wgmma A operands. run_bwd<V> (flash/bwd.cuh) takes it on sm_90 devices for the tiles it fits.
+//
+// A CTA owns kBlockN = 64·kWarpgroups keys of one (sequence, kv head); warpgroup wg owns 64 of them.
+// It loops over the query heads of the kv head's group and the 64-query tiles the mask leaves
+// non-empty (Q, dO, LSE, D double-buffered by cp.async). Per query tile:
+//   Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ                 wgmma SS, (64 keys, 64 queries) per warpgroup
+//   Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e)      registers; dSᵀ = Pᵀ ∘ (dPᵀ − D); masked → 0
+//   dSᵀ → shared memory (keys, queries)
+//   dV_w += Pᵀ·dO, dK_w += dSᵀ·Q                wgmma RS: A = Pᵀ / dSᵀ from registers, B MN-major
+//   dQ += dS·K                                   wgmma SS, A (dS) and B (K) both MN-major; head dim
+//                                                128: warpgroup wg computes columns 64·wg…, over all
+//                                                keys; head dim 64: each warpgroup its own keys
+//   dQ (64, 64) per warpgroup → shared memory in fragment order → one bulk reduce-add
+//   (cp.reduce.async.bulk .add.f32) into the tile's block of the fp32 accumulator
+// dV, dK and dQ are issued back to back and waited for once. Not deterministic (the reduce-adds of
+// the key tiles land in any order): deterministic mode takes the mma.sync kernel.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/copy.cuh"
+#include "common/mask_apply.cuh"
+#include "common/numeric.cuh"
+#include "common/params.hpp"
+#include "common/smem_layout.cuh"
+#include "common/variant.hpp"
+#include "common/wgmma.cuh"
+#include "flash/bwd_prepost.cuh"
+#include "flash/bwd_primitives.cuh"
+#include "flash/bwd_workspace.hpp"
+
+namespace attnforge::flash {
+
+template <class V>
+struct BwdSm90Config {
+  static constexpr DType kDType = V::kDType;
+  using Num = prim::Numeric<kDType>;
+  using Element = typename Num::Element;
+  using Mask = typename V::Mask;
+  static constexpr int kD = V::kHeadDim;
+  static constexpr int kBlockM = 64;                                // queries per step
+  static constexpr int kWarpgroups = V::TileT::kWarps / 4;          // consumer warpgroups, 64 keys each
+  static constexpr int kBlockN = 64 * kWarpgroups;                  // keys per CTA
+  static constexpr int kThreads = 128 * kWarpgroups;
+
+  // Tiles this kernel implements: m64 n64 w4 (head dim 64) and m64 n128 w8 (64 or 128); 16-bit
+  // types; masks without a tensor (bias goes to the mma.sync kernel).
+  static constexpr bool kSupported =
+      (kDType == DType::f16 || kDType == DType::bf16) && V::TileT::kBlockM == 64 &&
+      V::TileT::kWarps % 4 == 0 && V::TileT::kBlockN == kBlockN &&
+      ((kD == 64 && (kWarpgroups == 1 || kWarpgroups == 2)) || (kD == 128 && kWarpgroups == 2)) &&
+      !Mask::kHasTensor;
+
+  using QL = prim::SmemTileSw128<kBlockM, kD>;        // Q or dO tile: (64 queries, D)
+  using KL = prim::SmemTileSw128<kBlockN, kD>;        // K or V: (kBlockN keys, D)
+  using SL = prim::SmemTileSw128<kBlockN, kBlockM>;   // dSᵀ: (kBlockN keys, 64 queries)
+  static constexpr int kDqPartFloats = 64 * 64;        // one warpgroup's (64 queries, 64 columns) of dQ
+  static constexpr int kDqBufBytes = kWarpgroups * kDqPartFloats * 4;
+  // [K][V][Q × 2][dO × 2][dSᵀ][LSE × 2][D × 2][dQ × 2]; tiles 1024-byte aligned (the swizzle atom).
+  static constexpr int kOffK = 0;
+  static constexpr int kOffV = kOffK + KL::kBytes;
+  static constexpr int kOffQ = kOffV + KL::kBytes;
+  static constexpr int kOffDO = kOffQ + 2 * QL::kBytes;
+  static constexpr int kOffDS = kOffDO + 2 * QL::kBytes;
+  static constexpr int kOffLse = kOffDS + SL::kBytes;
+  static constexpr int kOffDsum = kOffLse + 2 * kBlockM * 4;
+  static constexpr int kOffDq = kOffDsum + 2 * kBlockM * 4;
+  static constexpr int kSmemBytes = kOffDq + 2 * kDqBufBytes + 1024;  // + 1024: base alignment
+  static constexpr int kMinBlocks = kWarpgroups == 1 ? 2 : 1;        // head dim 64, n64: two CTAs per SM
+  static_assert(!kSupported || kSmemBytes * kMinBlocks <= 227 * 1024);
+};
+
+namespace bwd_sm90_detail {
+
+// The fp32 dQ accumulator of this kernel: per (b, h, 64-query tile) a block of 64·D floats
+// (flash_bwd_workspace_layout with block_m 64). Warpgroup part cg (columns 64·cg…) is one
+// contiguous run of 64·64 floats in accumulator-fragment order: fragment (nt, hh) of thread tid128
+// (rows 16·warp + g + 8·hh, columns 64·cg + 8·nt + 2t, +1) at 2·((2·nt + hh)·128 + tid128).
+__host__ __device__ __forceinline__ int dq_frag_offset(int nt, int hh, int tid128) {
+  return ((nt * 2 + hh) * 128 + tid128) * 2;
+}
+__device__ __forceinline__ int64_t dq_tile_base(const Params& p, int b, int h, int mb, int d) {
+  const int64_t m_tiles = (p.seqlen_q + 63) / 64;
+  return ((int64_t(b) * p.heads_q + h) * m_tiles + mb) * int64_t(64 * d);
+}
+
+}  // namespace bwd_sm90_detail
+
+template <class V>
+__global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::kMinBlocks)
+    flash_bwd_sm90_kernel(const __grid_constant__ Params p, size_t dq_acc_offset) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = BwdSm90Config<V>;
+  using Element = typename C::Element;
+  using Mask = typename C::Mask;
+  using QL = typename C::QL;
+  using KL = typename C::KL;
+  using SL = typename C::SL;
+  using MmaS = prim::sm90::Wgmma<C::kDType, 64>;     // Sᵀ, dPᵀ: (64 keys, 64 queries)
+  using MmaKV = prim::sm90::Wgmma<C::kDType, C::kD>;  // dV, dK: (64 keys, D)
+  using MmaQ = prim::sm90::WgmmaMN64<C::kDType>;      // dQ: (64 queries, 64 columns)
+  namespace w = prim::sm90;
+  namespace sd = bwd_sm90_detail;
+  constexpr int kD = C::kD, kBM = C::kBlockM, kBN = C::kBlockN, kThreads = C::kThreads;
+  constexpr uint32_t kSbo = 1024;  // 8 rows × 128 bytes between core-matrix groups
+  constexpr float kLog2e = 1.4426950408889634f;
+
+  const int b = blockIdx.z, hkv = blockIdx.y;
+  const SeqInfo si = seq_info(p, b);
+  const int sq = si.seqlen_q, sk = si.seqlen_k;
+  const int n0 = blockIdx.x * kBN;
+  if (n0 >= sk) return;  // past this sequence's keys (the whole CTA)
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int wg = warp >> 2;          // warpgroup: keys n0 + 64·wg …
+  const int wrow = (warp & 3) * 16;  // this warp's first row of every m64 accumulator
+  const bool bulk_issuer = (tid & 127) == 0;
+  const int group = p.group();
+  const int64_t row_base = p.is_varlen() ? si.q_start : int64_t(b) * p.seqlen_q;
+
+  extern __shared__ __align__(128) char smem_bwd90[];
+  const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(smem_bwd90));
+  const uint32_t base = (raw + 1023u) & ~1023u;
+  char* gen = smem_bwd90 + (base - raw);
+  const uint32_t sK = base + C::kOffK, sV = base + C::kOffV, sDS = base + C::kOffDS;
+  auto sQ = [&](int st) { return base + C::kOffQ + uint32_t(st * QL::kBytes); };
+  auto sDO = [&](int st) { return base + C::kOffDO + uint32_t(st * QL::kBytes); };
+  float* s_lse = reinterpret_cast<float*>(gen + C::kOffLse);    // (2, 64)
+  float* s_dsum = reinterpret_cast<float*>(gen + C::kOffDsum);  // (2, 64)
+
+  // K, V (kBN keys, D), once; keys past the sequence or seen by no query are zero-filled, so NaN
+  // there cannot reach dQ through 0·NaN.
+  const Element* k_ptr = static_cast<const Element*>(p.k) + b * p.k_batch_stride +
+                         (si.k_start + n0) * p.k_row_stride + int64_t(hkv) * p.k_head_stride;
+  const Element* v_ptr = static_cast<const Element*>(p.v) + b * p.v_batch_stride +
+                         (si.k_start + n0) * p.v_row_stride + int64_t(hkv) * p.v_head_stride;
+  auto key_ok = [&](int r) { return sq > 0 && prim::key_live<Mask>(0, sq - 1, n0 + r, sq, sk, p.mask); };
+  prim::load_tile_async_if<KL, kThreads>(sK, k_ptr, p.k_row_stride, key_ok, tid);
+  prim::load_tile_async_if<KL, kThreads>(sV, v_ptr, p.v_row_stride, key_ok, tid);
+  prim::cp_async_commit();
+
+  // The (query head, query tile) sequence, empty tiles skipped.
+  const int m_blocks = (sq + kBM - 1) / kBM;
+  auto tile_class = [&](int mb) { return prim::classify_tile<Mask>(mb * kBM, kBM, n0, kBN, sq, sk, p.mask); };
+  auto seek = [&](int& hi, int& mb) {
+    while (hi < group) {
+      while (mb < m_blocks && tile_class(mb) == TileClass::kEmpty) ++mb;
+      if (mb < m_blocks) return true;
+      mb = 0;
+      ++hi;
+    }
+    return false;
+  };
+  // Q, dO (64 queries, D) of (hi, mb) into stage st, zero-filled past the sequence; LSE and D.
+  auto load_q = [&](int hi, int mb, int st) {
+    const int h = hkv * group + hi, m0 = mb * kBM;
+    const Element* q = static_cast<const Element*>(p.q) + b * p.q_batch_stride +
+                       (si.q_start + m0) * p.q_row_stride + int64_t(h) * p.q_head_stride;
+    const Element* d_o = static_cast<const Element*>(p.d_o) + b * p.do_batch_stride +
+                         (si.q_start + m0) * p.do_row_stride + int64_t(h) * p.do_head_stride;
+    prim::load_tile_async<QL, kThreads>(sQ(st), q, p.q_row_stride, sq - m0, tid);
+    prim::load_tile_async<QL, kThreads>(sDO(st), d_o, p.do_row_stride, sq - m0, tid);
+    if (tid < kBM) {
+      const bool ok = m0 + tid < sq;
+      const int64_t row = ok ? m0 + tid : 0;
+      const float* lse = p.lse + b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + si.q_start;
+      const float* dsum = static_cast<const float*>(p.workspace) + int64_t(h) * p.total_q + row_base;  // dsum_offset 0
+      bwd_detail::cp_async_4(static_cast<uint32_t>(__cvta_generic_to_shared(s_lse + st * kBM + tid)), lse + row, ok);
+      bwd_detail::cp_async_4(static_cast<uint32_t>(__cvta_generic_to_shared(s_dsum + st * kBM + tid)), dsum + row, ok);
+    }
+  };
+
+  float dv[kD / 8][4], dk[kD / 8][4];  // (64 keys, D) of this warpgroup, fp32
+#pragma unroll
+  for (int nt = 0; nt < kD / 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dv[nt][e] = 0.f, dk[nt][e] = 0.f;
+  float* dq_acc = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + dq_acc_offset);
+
+  int hi = 0, mb = 0, st = 0;
+  bool have = seek(hi, mb);
+  if (have) load_q(hi, mb, 0);
+  prim::cp_async_commit();
+  while (have) {
+    const int h = hkv * group + hi, m0 = mb * kBM;
+    const TileClass cls = tile_class(mb);
+    prim::cp_async_wait<0>();
+    // The dQ buffer this step writes was last read by the reduce-add of two steps back.
+    if (bulk_issuer) asm volatile("cp.async.bulk.wait_group.read 1;\n" ::: "memory");
+    w::fence_proxy_async();
+    __syncthreads();  // [A] this tile (and K, V) in shared memory; the previous step is done
+    int nhi = hi, nmb = mb + 1;
+    const bool nhave = seek(nhi, nmb);
+    if (nhave) load_q(nhi, nmb, st ^ 1);
+    prim::cp_async_commit();
+
+    // ---- Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ: (64 keys, 64 queries), K-major operands --------------------
+    float s[8][4], dp[8][4];
+    w::fence();
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      const uint32_t koff = (ks / 4) * KL::kSlabBytes + wg * 64 * 128 + (ks % 4) * 32;
+      const uint32_t qoff = (ks / 4) * QL::kSlabBytes + (ks % 4) * 32;
+      const uint64_t dK = w::desc_sw128(sK + koff, 16, kSbo), dQ = w::desc_sw128(sQ(st) + qoff, 16, kSbo);
+      const uint64_t dV = w::desc_sw128(sV + koff, 16, kSbo), dO = w::desc_sw128(sDO(st) + qoff, 16, kSbo);
+      if (ks == 0) {
+        MmaS::template ss<false>(s, dK, dQ);
+        MmaS::template ss<false>(dp, dV, dO);
+      } else {
+        MmaS::template ss<true>(s, dK, dQ);
+        MmaS::template ss<true>(dp, dV, dO);
+      }
+    }
+    w::commit();
+    w::wait<0>();
+
+    // ---- Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e), dSᵀ = Pᵀ ∘ (dPᵀ − D); masked: selected to 0 ------
+    // Element (nt, e): key row 64·wg + wrow + g + 8·(e / 2), query column 8·nt + 2t + e % 2.
+    const bool need_mask = cls != TileClass::kFull || m0 + kBM > sq || n0 + kBN > sk;
+    const float* lse_s = s_lse + st * kBM;
+    const float* dsum_s = s_dsum + st * kBM;
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int kl = wg * 64 + wrow + g + 8 * (e >> 1), ql = nt * 8 + 2 * t + (e & 1);
+        const float lse = lse_s[ql];
+        const float lse2 = lse == -INFINITY ? INFINITY : lse * kLog2e;  // a row that saw nothing: P = 0
+        bool vis = true;
+        if (need_mask) {
+          const int q = m0 + ql, k = n0 + kl;
+          vis = q < sq && k < sk && Mask::visible(q, k, sq, sk, p.mask);
+        }
+        const float pv = vis ? prim::exp2_approx(s[nt][e] * p.scale_log2 - lse2) : 0.f;
+        s[nt][e] = pv;
+        dp[nt][e] = pv != 0.f ? pv * (dp[nt][e] - dsum_s[ql]) : 0.f;
+      }
+    uint32_t pa[4][4], da[4][4];  // Pᵀ, dSᵀ as m64k16 A fragments, one per 16 queries
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      pa[kk][0] = C::Num::pack2(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = C::Num::pack2(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = C::Num::pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = C::Num::pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      da[kk][0] = C::Num::pack2(dp[2 * kk][0], dp[2 * kk][1]);
+      da[kk][1] = C::Num::pack2(dp[2 * kk][2], dp[2 * kk][3]);
+      da[kk][2] = C::Num::pack2(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
+      da[kk][3] = C::Num::pack2(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+    }
+
+    // ---- dSᵀ → shared (key rows, query columns, 16-bit), before da becomes an in-flight operand ----
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int kl = wg * 64 + wrow + g + 8 * hh;
+        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sDS + SL::offset(kl, nt * 8 + 2 * t)),
+                     "r"(da[nt / 2][(nt % 2) * 2 + hh]));
+      }
+
+    // ---- dV_w += Pᵀ·dO, dK_w += dSᵀ·Q: B = dO / Q (64 queries = k, D = n), MN-major --------------
+    w::fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      MmaKV::rs(dv, pa[kk], w::desc_sw128(sDO(st) + kk * 2048, QL::kSlabBytes, kSbo));
+      MmaKV::rs(dk, da[kk], w::desc_sw128(sQ(st) + kk * 2048, QL::kSlabBytes, kSbo));
+    }
+    w::commit();
+    w::fence_proxy_async();
+    __syncthreads();  // [B] dSᵀ of every warpgroup in shared memory
+
+    // ---- dQ = dS·K: A = dS (64 queries = m, keys = k) MN-major from dSᵀ; B = K (keys, D) MN-major --
+    float dq[8][4];  // (64 queries, 64 columns): columns c0 …
+    const int c0 = kD == 128 ? wg * 64 : 0;
+    w::fence();
+    if constexpr (kD == 128) {  // columns 64·wg … over all kBN keys
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        const uint64_t a = w::desc_sw128(sDS + kk * 2048, SL::kSlabBytes, kSbo);
+        const uint64_t bk = w::desc_sw128(sK + wg * KL::kSlabBytes + kk * 2048, KL::kSlabBytes, kSbo);
+        if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
+        else MmaQ::template ss<true>(dq, a, bk);
+      }
+    } else {  // all 64 columns over this warpgroup's 64 keys (the partial sums meet in the reduce-add)
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        const uint32_t off = uint32_t(wg * 64 + kk * 16) * 128;
+        const uint64_t a = w::desc_sw128(sDS + off, SL::kSlabBytes, kSbo);
+        const uint64_t bk = w::desc_sw128(sK + off, KL::kSlabBytes, kSbo);
+        if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
+        else MmaQ::template ss<true>(dq, a, bk);
+      }
+    }
+    w::commit();
+    w::wait<0>();  // dV, dK and dQ
+
+    // ---- dQ part → shared in fragment order → one bulk reduce-add into the tile's block ------------
+    // Rows past the sequence carry dS = 0, so the whole block is added.
+    const uint32_t buf = base + C::kOffDq + uint32_t(st * C::kDqBufBytes + wg * C::kDqPartFloats * 4);
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh)
+        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(buf + 4u * sd::dq_frag_offset(nt, hh, tid & 127)),
+                     "f"(dq[nt][2 * hh]), "f"(dq[nt][2 * hh + 1]));
+    w::fence_proxy_async();
+    asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");  // this warpgroup's part staged
+    if (bulk_issuer) {
+      float* dst = dq_acc + sd::dq_tile_base(p, b, h, mb, kD) + c0 * kBM;
+      asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
+                   "r"(buf), "r"(C::kDqPartFloats * 4)
+                   : "memory");
+      asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+    }
+
+    hi = nhi, mb = nmb, have = nhave, st ^= 1;
+  }
+  prim::cp_async_wait<0>();
+  if (bulk_issuer) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+
+  // ---- dK = scale · Σ dSᵀ·Q, dV = Σ Pᵀ·dO: rows are keys -------------------------------------------
+  Element* dkg = static_cast<Element*>(p.dk) + b * p.dk_batch_stride + (si.k_start + n0) * p.dk_row_stride +
+                 int64_t(hkv) * p.dk_head_stride;
+  Element* dvg = static_cast<Element*>(p.dv) + b * p.dv_batch_stride + (si.k_start + n0) * p.dv_row_stride +
+                 int64_t(hkv) * p.dv_head_stride;
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int kl = wg * 64 + wrow + g + 8 * hh;
+    if (n0 + kl >= sk) continue;
+#pragma unroll
+    for (int nt = 0; nt < kD / 8; ++nt) {
+      const int col = nt * 8 + 2 * t;
+      *reinterpret_cast<uint32_t*>(dkg + int64_t(kl) * p.dk_row_stride + col) =
+          C::Num::pack2(dk[nt][2 * hh] * p.scale, dk[nt][2 * hh + 1] * p.scale);
+      *reinterpret_cast<uint32_t*>(dvg + int64_t(kl) * p.dv_row_stride + col) =
+          C::Num::pack2(dv[nt][2 * hh], dv[nt][2 * hh + 1]);
+    }
+  }
+#else
+  __trap();  // run_bwd<V> takes this kernel only on sm_90 devices, built for sm_90a
+#endif
+}
+
+// dQ = scale · acc from this kernel's accumulator, a CTA per (query tile, head, batch): float pair pi
+// of the tile's block → (column part cg, fragment (nt, hh), thread) → (row, column), as dq_frag_offset.
+template <class V>
+__global__ void __launch_bounds__(256) flash_bwd_sm90_convert_dq_kernel(const __grid_constant__ Params p,
+                                                                          size_t dq_acc_offset) {
+  using C = BwdSm90Config<V>;
+  constexpr int kPairs = 64 * C::kD / 2;
+  const int mb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const SeqInfo si = seq_info(p, b);
+  const int m0 = mb * 64;
+  if (m0 >= si.seqlen_q) return;
+  const float* tile = reinterpret_cast<const float*>(static_cast<const char*>(p.workspace) + dq_acc_offset) +
+                      bwd_sm90_detail::dq_tile_base(p, b, h, mb, C::kD);
+  typename C::Element* dq = static_cast<typename C::Element*>(p.dq) + int64_t(b) * p.dq_batch_stride +
+                            si.q_start * p.dq_row_stride + int64_t(h) * p.dq_head_stride;
+  for (int pi = threadIdx.x; pi < kPairs; pi += 256) {
+    const int cg = pi / 2048, fh = pi % 2048 / 128, tt = pi % 128, lane = tt & 31;
+    const int row = (tt >> 5) * 16 + (lane >> 2) + 8 * (fh & 1);
+    const int col = cg * 64 + (fh >> 1) * 8 + 2 * (lane & 3);
+    if (m0 + row >= si.seqlen_q) continue;
+    const float2 a = *reinterpret_cast<const float2*>(tile + 2 * pi);
+    *reinterpret_cast<uint32_t*>(dq + int64_t(m0 + row) * p.dq_row_stride + col) =
+        C::Num::pack2(a.x * p.scale, a.y * p.scale);
+  }
+}
+
+// The main kernel and the dQ conversion of this path (run_bwd<V> zeroes the accumulator and runs the
+// D pass before). Returns false if the shared-memory opt-in failed.
+template <class V>
+bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t stream) {
+  using C = BwdSm90Config<V>;
+  if (p.seqlen_k > 0) {
+    auto kernel = flash_bwd_sm90_kernel<V>;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes) != cudaSuccess)
+      return false;
+    const dim3 grid((p.seqlen_k + C::kBlockN - 1) / C::kBlockN, p.heads_kv, p.batch);
+    kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset);
+  }
+  const int m_tiles = (p.seqlen_q + 63) / 64;
+  if (m_tiles > 0)
+    flash_bwd_sm90_convert_dq_kernel<V><<<dim3(m_tiles, p.heads_q, p.batch), 256, 0, stream>>>(p, ws.dq_acc_offset);
+  return true;
+}
+
+}  // namespace attnforge::flash
