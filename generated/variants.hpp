@@ -236,15 +236,19 @@ using flash_fwd_f16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fw
 using flash_bwd_f16_hd64_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd64_none_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 2>>;
+using flash_bwd_f16_hd64_none_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 1>>;
 using flash_bwd_f16_hd64_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd64_causal_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 64, 4, 2>>;
+using flash_bwd_f16_hd64_causal_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 64, 4, 1>>;
 using flash_bwd_f16_hd64_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd64_window_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 64, 4, 2>>;
+using flash_bwd_f16_hd64_window_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 64, 4, 1>>;
 using flash_bwd_f16_hd64_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd64_bias_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 64, 4, 2>>;
+using flash_bwd_f16_hd64_bias_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::bias, Tile<64, 64, 4, 1>>;
 using flash_fwd_f16_hd96_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd96_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd96_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 96, mask::causal, Tile<128, 64, 4, 2>>;
@@ -356,15 +360,19 @@ using flash_fwd_bf16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::f
 using flash_bwd_bf16_hd64_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd64_none_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 2>>;
+using flash_bwd_bf16_hd64_none_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 1>>;
 using flash_bwd_bf16_hd64_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd64_causal_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 64, 4, 2>>;
+using flash_bwd_bf16_hd64_causal_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 64, 4, 1>>;
 using flash_bwd_bf16_hd64_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd64_window_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 64, 4, 2>>;
+using flash_bwd_bf16_hd64_window_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 64, 4, 1>>;
 using flash_bwd_bf16_hd64_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd64_bias_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 64, 4, 2>>;
+using flash_bwd_bf16_hd64_bias_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::bias, Tile<64, 64, 4, 1>>;
 using flash_fwd_bf16_hd96_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd96_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd96_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 96, mask::causal, Tile<128, 64, 4, 2>>;
@@ -670,15 +678,19 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd64_none_m64n128w8s2,
     flash_bwd_f16_hd64_none_m64n128w4s2,
     flash_bwd_f16_hd64_none_m64n64w4s2,
+    flash_bwd_f16_hd64_none_m64n64w4s1,
     flash_bwd_f16_hd64_causal_m64n128w8s2,
     flash_bwd_f16_hd64_causal_m64n128w4s2,
     flash_bwd_f16_hd64_causal_m64n64w4s2,
+    flash_bwd_f16_hd64_causal_m64n64w4s1,
     flash_bwd_f16_hd64_window_m64n128w8s2,
     flash_bwd_f16_hd64_window_m64n128w4s2,
     flash_bwd_f16_hd64_window_m64n64w4s2,
+    flash_bwd_f16_hd64_window_m64n64w4s1,
     flash_bwd_f16_hd64_bias_m64n128w8s2,
     flash_bwd_f16_hd64_bias_m64n128w4s2,
     flash_bwd_f16_hd64_bias_m64n64w4s2,
+    flash_bwd_f16_hd64_bias_m64n64w4s1,
     flash_fwd_f16_hd96_none_m128n64w4s2,
     flash_fwd_f16_hd96_none_m64n64w4s2,
     flash_fwd_f16_hd96_causal_m128n64w4s2,
@@ -790,15 +802,19 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd64_none_m64n128w8s2,
     flash_bwd_bf16_hd64_none_m64n128w4s2,
     flash_bwd_bf16_hd64_none_m64n64w4s2,
+    flash_bwd_bf16_hd64_none_m64n64w4s1,
     flash_bwd_bf16_hd64_causal_m64n128w8s2,
     flash_bwd_bf16_hd64_causal_m64n128w4s2,
     flash_bwd_bf16_hd64_causal_m64n64w4s2,
+    flash_bwd_bf16_hd64_causal_m64n64w4s1,
     flash_bwd_bf16_hd64_window_m64n128w8s2,
     flash_bwd_bf16_hd64_window_m64n128w4s2,
     flash_bwd_bf16_hd64_window_m64n64w4s2,
+    flash_bwd_bf16_hd64_window_m64n64w4s1,
     flash_bwd_bf16_hd64_bias_m64n128w8s2,
     flash_bwd_bf16_hd64_bias_m64n128w4s2,
     flash_bwd_bf16_hd64_bias_m64n64w4s2,
+    flash_bwd_bf16_hd64_bias_m64n64w4s1,
     flash_fwd_bf16_hd96_none_m128n64w4s2,
     flash_fwd_bf16_hd96_none_m64n64w4s2,
     flash_fwd_bf16_hd96_causal_m128n64w4s2,
@@ -873,6 +889,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "3eabdc9818d5878bf4bbb49849bebcacc68e64a620c26e0ee9f83b42d60473e4";
+inline constexpr const char* kManifestHash = "e2a6bb6c6c90b4b3104eee768549e282307f2d53a0e90cd2f097b3520ef42bc3";
 
 }  // namespace attnforge::generated

@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/launch_checks.hpp"
 #include "estimate.hpp"
 #include "tune_lookup.hpp"
 
@@ -83,16 +84,20 @@ bool fits_budget(const VariantInfo& v, const SelectContext& c, std::string* why)
 
 // ---- tile preferences of the heuristic ------------------------------------------------------------
 // Within a backend the generator's tile order is the default preference; a row here moves the
-// matching tile to the front for the problems it covers (0 = any). Rows come from measurements:
-// each says which.
+// matching tile to the front for the problems it covers (0 = any; the first covering row applies).
+// Rows come from measurements: each says which.
 struct TilePreference {
   Backend backend;
   Direction direction;
+  int cc_major;             // the device's compute-capability major (9: Hopper, where other kernels run)
+  bool tensor_free_masks;   // only for mask kinds without a tensor (the Hopper backward's domain)
   int min_head_dim, max_head_dim;
   int min_seqlen_k, max_seqlen_k;
-  int block_m, block_n, warps;
+  int block_m, block_n, warps, stages;
   const char* why;
 };
+// Backward on Hopper (flash/bwd_sm90.cuh), D <= 64, masks without a tensor: see the row's text.
+constexpr const char* kHopperBwdD64 = "m64n64w4s1: the Hopper backward kernel with three CTAs per SM";
 constexpr TilePreference kTilePreference[] = {
     // Backward, D ≤ 64: m64n128w4 beat the generator's first bwd tile m64n128w8 and m64n64w4 on the
     // H200 (2026-11-29, S = 4096, bf16, scripts/dev/flash_bwd_devrun.sh TILES=1): 244 / 208 TFLOP/s
@@ -100,11 +105,14 @@ constexpr TilePreference kTilePreference[] = {
     // order stands: m64n128w8 247 / 209, m64n64w4s1 230 / 213 (within 2% causal), m64n64w4s2 159.
     // Forward (H100, 2026-11-25): the first tile, m128n64w4, won 21 of the 24 forward shapes and
     // was within 5% on the other 3 (D = 64, S ≤ 1024).
-    {Backend::flash, Direction::bwd, 0, 64, 0, 0, 64, 128, 4, "m64n128w4: fastest flash backward at D <= 64 on the H200"},
+    {Backend::flash, Direction::bwd, 9, true, 0, 64, 0, 0, 64, 64, 4, 1, kHopperBwdD64},
+    {Backend::flash, Direction::bwd, 0, false, 0, 64, 0, 0, 64, 128, 4, 0,
+     "m64n128w4: fastest flash backward at D <= 64 on the H200"},
 };
 
-bool preference_covers(const TilePreference& t, Backend b, const Problem& pr) {
+bool preference_covers(const TilePreference& t, Backend b, const Problem& pr, int cc_major) {
   return t.why != nullptr && t.backend == b && t.direction == pr.direction &&
+         (t.cc_major == 0 || t.cc_major == cc_major) && (!t.tensor_free_masks || !mask_has_tensor(pr.mask_id)) &&
          (t.min_head_dim == 0 || pr.head_dim >= t.min_head_dim) &&
          (t.max_head_dim == 0 || pr.head_dim <= t.max_head_dim) &&
          (t.min_seqlen_k == 0 || pr.seqlen_k >= t.min_seqlen_k) &&
@@ -112,16 +120,17 @@ bool preference_covers(const TilePreference& t, Backend b, const Problem& pr) {
 }
 bool tile_matches(const TilePreference& t, const VariantKey& k) {
   return (t.block_m == 0 || k.block_m == t.block_m) && (t.block_n == 0 || k.block_n == t.block_n) &&
-         (t.warps == 0 || k.warps == t.warps);
+         (t.warps == 0 || k.warps == t.warps) && (t.stages == 0 || k.stages == t.stages);
 }
 
 // Backend b's candidates for the problem in heuristic order: preferred tiles first, then the
 // generator's order. `why` gets the preference that applied, if any.
-std::vector<const VariantInfo*> heuristic_order(Backend b, const Problem& pr, const char** why) {
+std::vector<const VariantInfo*> heuristic_order(Backend b, const Problem& pr, int device, const char** why) {
   auto cands = candidates(b, pr.direction, pr.dtype, pr.head_dim, pr.mask_id);
   *why = nullptr;
+  const int cc_major = device >= 0 ? device_cc_major(device) : 0;
   for (const TilePreference& t : kTilePreference) {
-    if (!preference_covers(t, b, pr)) continue;
+    if (!preference_covers(t, b, pr, cc_major)) continue;
     auto it = std::stable_partition(cands.begin(), cands.end(),
                                     [&](const VariantInfo* v) { return tile_matches(t, v->key); });
     if (it != cands.begin()) *why = t.why;
@@ -139,7 +148,7 @@ Selection pick_backend(Backend b, const SelectContext& c, const std::string& why
   if (!with_budget) return ok(first, why + ": " + first->name);
   std::string over;
   const char* preferred = nullptr;
-  for (const VariantInfo* v : heuristic_order(b, c.problem, &preferred)) {
+  for (const VariantInfo* v : heuristic_order(b, c.problem, c.device, &preferred)) {
     if (!variant_fits(*v, c.problem, nullptr)) continue;
     std::string w;
     if (fits_budget(*v, c, &w))
@@ -163,7 +172,7 @@ Selection pick_forced_backend(Backend b, const SelectContext& c, const std::stri
     return ok(v, why + ": " + v->name + " (its fastest tile in the " + hit.origin + ": " + t + ")");
   }
   const char* preferred = nullptr;
-  for (const VariantInfo* v : heuristic_order(b, c.problem, &preferred))
+  for (const VariantInfo* v : heuristic_order(b, c.problem, c.device, &preferred))
     if (variant_fits(*v, c.problem, nullptr))
       return ok(v, why + ": " + v->name + (preferred ? std::string(" (tile: ") + preferred + ")" : ""));
   return s;

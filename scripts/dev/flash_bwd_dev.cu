@@ -603,6 +603,8 @@ int main(int argc, char** argv) {
   using P64c = FB<DType::bf16, 64, generated::mask::causal, 64, 128, 8, 2>;
   using P64n1 = FB<DType::bf16, 64, generated::mask::none, 64, 64, 4, 2>;   // one warpgroup, 2 CTAs/SM
   using P64c1 = FB<DType::bf16, 64, generated::mask::causal, 64, 64, 4, 2>;
+  using P64n1s1 = FB<DType::bf16, 64, generated::mask::none, 64, 64, 4, 1>;  // one dQ buffer, 3 CTAs/SM
+  using P64c1s1 = FB<DType::bf16, 64, generated::mask::causal, 64, 64, 4, 1>;
   using P128w = FB<DType::bf16, 128, generated::mask::window, 64, 128, 8, 2>;
   using P64w1 = FB<DType::bf16, 64, generated::mask::window, 64, 64, 4, 2>;
   using F128c = FB<DType::f16, 128, generated::mask::causal, 64, 128, 8, 2>;
@@ -619,9 +621,11 @@ int main(int argc, char** argv) {
         RUN(P128c, Case{2, sq, sk, 4, 2});
         RUN(P64c, Case{2, sq, sk, 4, 4});
         RUN(P64c1, Case{2, sq, sk, 4, 2});
+        RUN(P64c1s1, Case{2, sq, sk, 4, 2});
       }
       RUN(P64n, Case{1, 300, 300, 8, 1});  // MQA
       RUN(P64n1, Case{1, 300, 300, 8, 1});
+      RUN(P64n1s1, varlen_case());
       RUN(F128c, Case{2, 500, 700, 4, 4});
       RUN(P128c, varlen_case());
       RUN(P64n, varlen_case());
@@ -646,6 +650,8 @@ int main(int argc, char** argv) {
         time_case<P64c>(S, true, w ? "wgmma_hd64_causal_m64n128w8" : "mma_hd64_causal_m64n128w8");
         time_case<P64n1>(S, false, w ? "wgmma_hd64_none_m64n64w4" : "mma_hd64_none_m64n64w4");
         time_case<P64c1>(S, true, w ? "wgmma_hd64_causal_m64n64w4" : "mma_hd64_causal_m64n64w4");
+        time_case<P64n1s1>(S, false, w ? "wgmma_hd64_none_m64n64w4s1" : "mma_hd64_none_m64n64w4s1");
+        time_case<P64c1s1>(S, true, w ? "wgmma_hd64_causal_m64n64w4s1" : "mma_hd64_causal_m64n64w4s1");
         time_case<P128n>(S, false, w ? "wgmma_hd128_none_m64n128w8" : "mma_hd128_none_m64n128w8");
         time_case<P128c>(S, true, w ? "wgmma_hd128_causal_m64n128w8" : "mma_hd128_causal_m64n128w8");
       }

@@ -54,12 +54,18 @@ struct BwdSm90Config {
       ((kD == 64 && (kWarpgroups == 1 || kWarpgroups == 2)) || (kD == 128 && kWarpgroups == 2)) &&
       !Mask::kHasTensor;
 
-  using QL = prim::SmemTileSw128<kBlockM, kD>;        // Q or dO tile: (64 queries, D)
-  using KL = prim::SmemTileSw128<kBlockN, kD>;        // K or V: (kBlockN keys, D)
-  using SL = prim::SmemTileSw128<kBlockN, kBlockM>;   // dSᵀ: (kBlockN keys, 64 queries)
-  static constexpr int kDqPartFloats = 64 * 64;        // one warpgroup's (64 queries, 64 columns) of dQ
+  // Stages of the dQ staging buffer: tile stages 2 → two (a reduce-add may still read the last one
+  // while the next is written), 1 → one, which lets head dim 64, n64 fit three CTAs per SM.
+  static constexpr int kDqStages = V::TileT::kStages >= 2 ? 2 : 1;
+  static constexpr int kMinBlocks = kWarpgroups == 1 ? (kDqStages == 1 ? 3 : 2) : 1;
+
+  static constexpr int kLayoutD = kSupported ? kD : 64;  // layouts of unsupported variants: never used
+  using QL = prim::SmemTileSw128<kBlockM, kLayoutD>;    // Q or dO tile: (64 queries, D)
+  using KL = prim::SmemTileSw128<kBlockN, kLayoutD>;    // K or V: (kBlockN keys, D)
+  using SL = prim::SmemTileSw128<kBlockN, kBlockM>;     // dSᵀ: (kBlockN keys, 64 queries)
+  static constexpr int kDqPartFloats = 64 * 64;          // one warpgroup's (64 queries, 64 columns) of dQ
   static constexpr int kDqBufBytes = kWarpgroups * kDqPartFloats * 4;
-  // [K][V][Q × 2][dO × 2][dSᵀ][LSE × 2][D × 2][dQ × 2]; tiles 1024-byte aligned (the swizzle atom).
+  // [K][V][Q × 2][dO × 2][dSᵀ][LSE × 2][D × 2][dQ × kDqStages]; tiles 1024-byte aligned (the swizzle atom).
   static constexpr int kOffK = 0;
   static constexpr int kOffV = kOffK + KL::kBytes;
   static constexpr int kOffQ = kOffV + KL::kBytes;
@@ -68,9 +74,8 @@ struct BwdSm90Config {
   static constexpr int kOffLse = kOffDS + SL::kBytes;
   static constexpr int kOffDsum = kOffLse + 2 * kBlockM * 4;
   static constexpr int kOffDq = kOffDsum + 2 * kBlockM * 4;
-  static constexpr int kSmemBytes = kOffDq + 2 * kDqBufBytes + 1024;  // + 1024: base alignment
-  static constexpr int kMinBlocks = kWarpgroups == 1 ? 2 : 1;        // head dim 64, n64: two CTAs per SM
-  static_assert(!kSupported || kSmemBytes * kMinBlocks <= 227 * 1024);
+  static constexpr int kSmemBytes = kOffDq + kDqStages * kDqBufBytes + 1024;  // + 1024: base alignment
+  static_assert(!kSupported || (kSmemBytes + 1024) * kMinBlocks <= 228 * 1024);  // + 1 KiB reserved per CTA
 };
 
 namespace bwd_sm90_detail {
@@ -187,8 +192,11 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     const int h = hkv * group + hi, m0 = mb * kBM;
     const TileClass cls = tile_class(mb);
     prim::cp_async_wait<0>();
-    // The dQ buffer this step writes was last read by the reduce-add of two steps back.
-    if (bulk_issuer) asm volatile("cp.async.bulk.wait_group.read 1;\n" ::: "memory");
+    // The dQ buffer this step writes was last read by the reduce-add kDqStages steps back.
+    if (bulk_issuer) {
+      if constexpr (C::kDqStages == 2) asm volatile("cp.async.bulk.wait_group.read 1;\n" ::: "memory");
+      else asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    }
     w::fence_proxy_async();
     __syncthreads();  // [A] this tile (and K, V) in shared memory; the previous step is done
     int nhi = hi, nmb = mb + 1;
@@ -298,7 +306,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 
     // ---- dQ part → shared in fragment order → one bulk reduce-add into the tile's block ------------
     // Rows past the sequence carry dS = 0, so the whole block is added.
-    const uint32_t buf = base + C::kOffDq + uint32_t(st * C::kDqBufBytes + wg * C::kDqPartFloats * 4);
+    const uint32_t buf =
+        base + C::kOffDq + uint32_t((C::kDqStages == 2 ? st : 0) * C::kDqBufBytes + wg * C::kDqPartFloats * 4);
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
