@@ -96,8 +96,11 @@ struct TilePreference {
   int block_m, block_n, warps, stages;
   const char* why;
 };
-// Backward on Hopper (flash/bwd_sm90.cuh), D <= 64, masks without a tensor: see the row's text.
-constexpr const char* kHopperBwdD64 = "m64n64w4s1: the Hopper backward kernel with three CTAs per SM";
+// Backward on Hopper (flash/bwd_sm90.cuh), D <= 64, masks without a tensor. H200, 2026-11-29, bf16,
+// B·S = 16384, scripts/dev/flash_bwd_devrun.sh SM90=1, TFLOP/s non-causal / causal at S = 4096:
+// m64n64w4s1 (one dQ staging buffer, three CTAs per SM) 311 / 222, m64n64w4s2 (two CTAs) 253 / 223,
+// m64n128w8 216 / 190; the mma.sync kernel's best (m64n128w4) 244 / 208 in an earlier run.
+constexpr const char* kHopperBwdD64 = "m64n64w4s1: fastest flash backward at D <= 64 on Hopper (wgmma kernel)";
 constexpr TilePreference kTilePreference[] = {
     // Backward, D ≤ 64: m64n128w4 beat the generator's first bwd tile m64n128w8 and m64n64w4 on the
     // H200 (2026-11-29, S = 4096, bf16, scripts/dev/flash_bwd_devrun.sh TILES=1): 244 / 208 TFLOP/s
