@@ -608,7 +608,13 @@ int main(int argc, char** argv) {
   using P128w = FB<DType::bf16, 128, generated::mask::window, 64, 128, 8, 2>;
   using P64w1 = FB<DType::bf16, 64, generated::mask::window, 64, 64, 4, 2>;
   using F128c = FB<DType::f16, 128, generated::mask::causal, 64, 128, 8, 2>;
+  if (do_time && argc > 2 && std::string(argv[2]) == "prof") {  // two launches, for the profiler
+    time_case<P64c1s1>(4096, true, "wgmma_hd64_causal_m64n64w4s1");
+    time_case<P64n1s1>(4096, false, "wgmma_hd64_none_m64n64w4s1");
+    return 0;
+  }
   for (const char* path : {"wgmma", "mma"}) {
+    if (do_time && std::getenv("DEV_WGMMA_ONLY") && std::strcmp(path, "mma") == 0) continue;
     setenv("ATTNFORGE_FLASH_BWD_PATH", path, 1);
     printf("-- path %s\n", path);
     if (!do_time) {

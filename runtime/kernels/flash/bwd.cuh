@@ -43,7 +43,8 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
     const char* env = std::getenv("ATTNFORGE_FLASH_BWD_PATH");
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
-    if (!p.deterministic && !(env && std::strcmp(env, "mma") == 0) && device_cc_major(dev) == 9) {
+    const bool grid_fits = (p.seqlen_k + BwdSm90Config<V>::kBlockN - 1) / BwdSm90Config<V>::kBlockN <= 65535;
+    if (!p.deterministic && grid_fits && !(env && std::strcmp(env, "mma") == 0) && device_cc_major(dev) == 9) {
       if (p.batch > 0 && !launch_bwd_sm90<V>(p, ws, stream)) return ATTNFORGE_CUDA_ERROR;
       return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
     }

@@ -113,10 +113,13 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   constexpr uint32_t kSbo = 1024;  // 8 rows × 128 bytes between core-matrix groups
   constexpr float kLog2e = 1.4426950408889634f;
 
-  const int b = blockIdx.z, hkv = blockIdx.y;
+#ifdef ATTNFORGE_DEV_BWD_SM90_KEY_TILE_FAST  // dev comparison: grid (key tiles, kv heads, batch)
+  const int b = blockIdx.z, hkv = blockIdx.y, n0 = blockIdx.x * kBN;
+#else
+  const int b = blockIdx.z, hkv = blockIdx.x, n0 = blockIdx.y * kBN;
+#endif
   const SeqInfo si = seq_info(p, b);
   const int sq = si.seqlen_q, sk = si.seqlen_k;
-  const int n0 = blockIdx.x * kBN;
   if (n0 >= sk) return;  // past this sequence's keys (the whole CTA)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int wg = warp >> 2;          // warpgroup: keys n0 + 64·wg …
@@ -387,7 +390,13 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     auto kernel = flash_bwd_sm90_kernel<V>;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes) != cudaSuccess)
       return false;
+    // (kv heads, key tiles, batch): heads vary fastest, so under a causal mask the longest CTAs (key
+    // tile 0 sees every query tile) of every head start first and the shortest fill the tail.
+#ifdef ATTNFORGE_DEV_BWD_SM90_KEY_TILE_FAST
     const dim3 grid((p.seqlen_k + C::kBlockN - 1) / C::kBlockN, p.heads_kv, p.batch);
+#else
+    const dim3 grid(p.heads_kv, (p.seqlen_k + C::kBlockN - 1) / C::kBlockN, p.batch);
+#endif
     kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset);
   }
   const int m_tiles = (p.seqlen_q + 63) / 64;
