@@ -19,6 +19,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "common/copy.cuh"
@@ -96,7 +97,7 @@ __device__ __forceinline__ int64_t dq_tile_base(const Params& p, int b, int h, i
 
 template <class V>
 __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::kMinBlocks)
-    flash_bwd_sm90_kernel(const __grid_constant__ Params p, size_t dq_acc_offset) {
+    flash_bwd_sm90_kernel(const __grid_constant__ Params p, size_t dq_acc_offset, bool heads_fastest) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = BwdSm90Config<V>;
   using Element = typename C::Element;
@@ -113,11 +114,9 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   constexpr uint32_t kSbo = 1024;  // 8 rows × 128 bytes between core-matrix groups
   constexpr float kLog2e = 1.4426950408889634f;
 
-#ifdef ATTNFORGE_DEV_BWD_SM90_KEY_TILE_FAST  // dev comparison: grid (key tiles, kv heads, batch)
-  const int b = blockIdx.z, hkv = blockIdx.y, n0 = blockIdx.x * kBN;
-#else
-  const int b = blockIdx.z, hkv = blockIdx.x, n0 = blockIdx.y * kBN;
-#endif
+  const int b = blockIdx.z;
+  const int hkv = heads_fastest ? blockIdx.x : blockIdx.y;           // see launch_bwd_sm90
+  const int n0 = (heads_fastest ? blockIdx.y : blockIdx.x) * kBN;
   const SeqInfo si = seq_info(p, b);
   const int sq = si.seqlen_q, sk = si.seqlen_k;
   if (n0 >= sk) return;  // past this sequence's keys (the whole CTA)
@@ -319,7 +318,11 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
                      "f"(dq[nt][2 * hh]), "f"(dq[nt][2 * hh + 1]));
     w::fence_proxy_async();
     asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");  // this warpgroup's part staged
+#ifdef ATTNFORGE_DEV_BWD_SM90_SKIP_DQ_ADD  // measurement only (dev driver): dQ is wrong
+    if (false) {
+#else
     if (bulk_issuer) {
+#endif
       float* dst = dq_acc + sd::dq_tile_base(p, b, h, mb, kD) + c0 * kBM;
       asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
                    "r"(buf), "r"(C::kDqPartFloats * 4)
@@ -390,14 +393,22 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     auto kernel = flash_bwd_sm90_kernel<V>;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes) != cudaSuccess)
       return false;
-    // (kv heads, key tiles, batch): heads vary fastest, so under a causal mask the longest CTAs (key
-    // tile 0 sees every query tile) of every head start first and the shortest fill the tail.
-#ifdef ATTNFORGE_DEV_BWD_SM90_KEY_TILE_FAST
-    const dim3 grid((p.seqlen_k + C::kBlockN - 1) / C::kBlockN, p.heads_kv, p.batch);
-#else
-    const dim3 grid(p.heads_kv, (p.seqlen_k + C::kBlockN - 1) / C::kBlockN, p.batch);
-#endif
-    kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset);
+    // Grid order. When the mask empties some tiles (causal: the first query tile sees no key of the
+    // last key tile; a window: the last query tile none of the first), key tiles differ in work:
+    // (kv heads, key tiles, batch) starts the longest CTAs of every head first and lets the
+    // shortest fill the tail (H200, bf16, S 4096, hd128 causal: 301 against 286 TFLOP/s). Else
+    // (key tiles, kv heads, batch) keeps the CTAs of one head, which read the same Q/dO tiles in
+    // step, running together (hd64 none, S 16384: 322 against 221 TFLOP/s heads-first).
+    const int key_tiles = (p.seqlen_k + C::kBlockN - 1) / C::kBlockN;
+    const int sq = p.seqlen_q, sk = p.seqlen_k, last_q = (sq - 1) / C::kBlockM * C::kBlockM;
+    auto empty = [&](int q0, int k0) {
+      return C::Mask::classify(q0, std::min(q0 + C::kBlockM, sq) - 1, k0, std::min(k0 + C::kBlockN, sk) - 1, sq, sk,
+                               p.mask) == TileClass::kEmpty;
+    };
+    const bool uneven = sq > 0 && (empty(0, (key_tiles - 1) * C::kBlockN) || empty(last_q, 0));
+    const bool heads_fastest = uneven && key_tiles <= 65535;
+    const dim3 grid = heads_fastest ? dim3(p.heads_kv, key_tiles, p.batch) : dim3(key_tiles, p.heads_kv, p.batch);
+    kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest);
   }
   const int m_tiles = (p.seqlen_q + 63) / 64;
   if (m_tiles > 0)
