@@ -652,6 +652,7 @@ int main(int argc, char** argv) {
     } else {
       const bool w = std::strcmp(path, "wgmma") == 0;
       for (int S : {1024, 4096, 16384}) {
+        if (std::getenv("DEV_S") && S != std::atoi(std::getenv("DEV_S"))) continue;
         time_case<P64n>(S, false, w ? "wgmma_hd64_none_m64n128w8" : "mma_hd64_none_m64n128w8");
         time_case<P64c>(S, true, w ? "wgmma_hd64_causal_m64n128w8" : "mma_hd64_causal_m64n128w8");
         time_case<P64n1>(S, false, w ? "wgmma_hd64_none_m64n64w4" : "mma_hd64_none_m64n64w4");
