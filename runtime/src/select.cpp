@@ -101,6 +101,11 @@ struct TilePreference {
 // m64n64w4s1 (one dQ staging buffer, three CTAs per SM) 311 / 222, m64n64w4s2 (two CTAs) 253 / 223,
 // m64n128w8 216 / 190; the mma.sync kernel's best (m64n128w4) 244 / 208 in an earlier run.
 constexpr const char* kHopperBwdD64 = "m64n64w4s1: fastest flash backward at D <= 64 on Hopper (wgmma kernel)";
+// Forward on Hopper (flash/fwd_sm90.cuh), D = 64: attnforge-tune on the H200 (2026-11-29, training
+// grid, bf16, none and causal, S 512 … 16384): m128n128w4s2 won all 12 D = 64 forward shapes, by
+// 3.9–16 % over m128n64w4s2 (autotune/results/h200_training.md); the H100 wgmma runs of 2026-11-25
+// (bench/NOTES-flash.md, v3) had it best at D = 64 too.
+constexpr const char* kHopperFwdD64 = "m128n128w4: fastest flash forward at D = 64 on Hopper (wgmma kernel)";
 constexpr TilePreference kTilePreference[] = {
     // Backward, D ≤ 64: m64n128w4 beat the generator's first bwd tile m64n128w8 and m64n64w4 on the
     // H200 (2026-11-29, S = 4096, bf16, scripts/dev/flash_bwd_devrun.sh TILES=1): 244 / 208 TFLOP/s
@@ -108,6 +113,7 @@ constexpr TilePreference kTilePreference[] = {
     // order stands: m64n128w8 247 / 209, m64n64w4s1 230 / 213 (within 2% causal), m64n64w4s2 159.
     // Forward (H100, 2026-11-25): the first tile, m128n64w4, won 21 of the 24 forward shapes and
     // was within 5% on the other 3 (D = 64, S ≤ 1024).
+    {Backend::flash, Direction::fwd, 9, false, 64, 64, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
     {Backend::flash, Direction::bwd, 9, true, 0, 64, 0, 0, 64, 64, 4, 1, kHopperBwdD64},
     {Backend::flash, Direction::bwd, 0, false, 0, 64, 0, 0, 64, 128, 4, 0,
      "m64n128w4: fastest flash backward at D <= 64 on the H200"},
