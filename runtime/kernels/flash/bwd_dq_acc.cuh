@@ -25,8 +25,7 @@ struct DqAcc {
   }
   // First float of the tile block of (b, h, query tile mb).
   __device__ static int64_t tile_base(const Params& p, int b, int h, int mb) {
-    const int64_t m_tiles = (p.seqlen_q + Tr::kBlockM - 1) / Tr::kBlockM;
-    return ((int64_t(b) * p.heads_q + h) * m_tiles + mb) * int64_t(Tr::kBlockM) * Tr::kD;
+    return dq_acc_tile_base(p, b, h, mb, Tr::kBlockM, Tr::kD);
   }
 };
 

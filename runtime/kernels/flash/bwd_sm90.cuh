@@ -88,10 +88,6 @@ namespace bwd_sm90_detail {
 __host__ __device__ __forceinline__ int dq_frag_offset(int nt, int hh, int tid128) {
   return ((nt * 2 + hh) * 128 + tid128) * 2;
 }
-__device__ __forceinline__ int64_t dq_tile_base(const Params& p, int b, int h, int mb, int d) {
-  const int64_t m_tiles = (p.seqlen_q + 63) / 64;
-  return ((int64_t(b) * p.heads_q + h) * m_tiles + mb) * int64_t(64 * d);
-}
 
 }  // namespace bwd_sm90_detail
 
@@ -323,7 +319,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 #else
     if (bulk_issuer) {
 #endif
-      float* dst = dq_acc + sd::dq_tile_base(p, b, h, mb, kD) + c0 * kBM;
+      float* dst = dq_acc + dq_acc_tile_base(p, b, h, mb, kBM, kD) + c0 * kBM;
       asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
                    "r"(buf), "r"(C::kDqPartFloats * 4)
                    : "memory");
@@ -370,7 +366,7 @@ __global__ void __launch_bounds__(256) flash_bwd_sm90_convert_dq_kernel(const __
   const int m0 = mb * 64;
   if (m0 >= si.seqlen_q) return;
   const float* tile = reinterpret_cast<const float*>(static_cast<const char*>(p.workspace) + dq_acc_offset) +
-                      bwd_sm90_detail::dq_tile_base(p, b, h, mb, C::kD);
+                      dq_acc_tile_base(p, b, h, mb, 64, C::kD);
   typename C::Element* dq = static_cast<typename C::Element*>(p.dq) + int64_t(b) * p.dq_batch_stride +
                             si.q_start * p.dq_row_stride + int64_t(h) * p.dq_head_stride;
   for (int pi = threadIdx.x; pi < kPairs; pi += 256) {

@@ -40,6 +40,14 @@ ATTNFORGE_HD BwdWorkspaceLayout flash_bwd_workspace_layout(int block_m, int bloc
   return w;
 }
 
+// First float of the dQ accumulator block of (b, h, query tile mb): blocks of block_m·D floats in
+// (b, h, tile) order. Each kernel orders the floats inside a block its own way (bwd_dq_acc.cuh,
+// bwd_sm90.cuh); the conversion kernel that reads them back uses the same order.
+ATTNFORGE_HD int64_t dq_acc_tile_base(const Params& p, int b, int h, int mb, int block_m, int head_dim) {
+  const int64_t m_tiles = (p.seqlen_q + block_m - 1) / block_m;
+  return ((int64_t(b) * p.heads_q + h) * m_tiles + mb) * int64_t(block_m) * head_dim;
+}
+
 // Bytes of scratch a flash backward variant with tile (block_m, block_n) needs for p.
 ATTNFORGE_HD size_t flash_bwd_workspace_bytes(int block_m, int block_n, const Params& p) {
   return flash_bwd_workspace_layout(block_m, block_n, p).total_bytes;
