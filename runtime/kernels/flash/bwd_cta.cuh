@@ -20,6 +20,20 @@ struct QIter {
   int mb;  // position in the query-tile loop; the tile itself is BwdCta::tile(mb)
 };
 
+// Advance (hi, mb) — query head of the group, position in the query-tile loop — to the first pair
+// at or after it whose tile is not empty (empty(mb); it does not depend on the head); false when
+// the loop is over.
+template <class IsEmpty>
+__device__ __forceinline__ bool seek_nonempty(int& hi, int& mb, int group, int m_blocks, IsEmpty empty) {
+  while (hi < group) {
+    while (mb < m_blocks && empty(mb)) ++mb;
+    if (mb < m_blocks) return true;
+    mb = 0;
+    ++hi;
+  }
+  return false;
+}
+
 template <class Tr>
 struct BwdCta {
   using T = typename Tr::T;
@@ -56,13 +70,8 @@ struct BwdCta {
   // Advance `it` to the first (head, tile) at or after it whose tile is not empty under the
   // mask; false when the loop is over. The classification does not depend on the head.
   __device__ bool seek(QIter& it) const {
-    while (it.hi < p.group()) {
-      while (it.mb < m_blocks && classify(tile(it.mb)) == TileClass::kEmpty) ++it.mb;
-      if (it.mb < m_blocks) return true;
-      it.mb = 0;
-      ++it.hi;
-    }
-    return false;
+    return seek_nonempty(it.hi, it.mb, p.group(), m_blocks,
+                         [&](int mb) { return classify(tile(mb)) == TileClass::kEmpty; });
   }
   __device__ void next(QIter& it) const {
     ++it.mb;

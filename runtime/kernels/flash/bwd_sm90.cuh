@@ -29,6 +29,7 @@
 #include "common/smem_layout.cuh"
 #include "common/variant.hpp"
 #include "common/wgmma.cuh"
+#include "flash/bwd_cta.cuh"
 #include "flash/bwd_prepost.cuh"
 #include "flash/bwd_primitives.cuh"
 #include "flash/bwd_workspace.hpp"
@@ -148,13 +149,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   const int m_blocks = (sq + kBM - 1) / kBM;
   auto tile_class = [&](int mb) { return prim::classify_tile<Mask>(mb * kBM, kBM, n0, kBN, sq, sk, p.mask); };
   auto seek = [&](int& hi, int& mb) {
-    while (hi < group) {
-      while (mb < m_blocks && tile_class(mb) == TileClass::kEmpty) ++mb;
-      if (mb < m_blocks) return true;
-      mb = 0;
-      ++hi;
-    }
-    return false;
+    return bwd_detail::seek_nonempty(hi, mb, group, m_blocks,
+                                     [&](int i) { return tile_class(i) == TileClass::kEmpty; });
   };
   // Q, dO (64 queries, D) of (hi, mb) into stage st, zero-filled past the sequence; LSE and D.
   auto load_q = [&](int hi, int mb, int st) {
