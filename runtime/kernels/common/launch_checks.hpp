@@ -5,6 +5,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "attnforge/attnforge.h"
@@ -60,6 +62,17 @@ inline int device_cc_major(int dev) {
     __atomic_store_n(&major[dev], m, __ATOMIC_RELEASE);
   }
   return m;
+}
+
+// Whether a launcher with a Hopper (wgmma) kernel takes it: the current device is sm_90 and the
+// environment variable `path_env` (ATTNFORGE_<BACKEND>_<DIR>_PATH) does not say "mma". Read per call:
+// tests switch it to run both kernels on one GPU.
+inline bool hopper_path(const char* path_env) {
+  const char* env = std::getenv(path_env);
+  if (env != nullptr && std::strcmp(env, "mma") == 0) return false;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  return device_cc_major(dev) == 9;
 }
 
 }  // namespace attnforge

@@ -6,9 +6,6 @@
 #pragma once
 #include <cuda_runtime.h>
 
-#include <cstdlib>
-#include <cstring>
-
 #include "common/launch_checks.hpp"
 #include "common/params.hpp"
 #include "common/variant.hpp"
@@ -40,11 +37,8 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
   }
 
   if constexpr (BwdSm90Config<V>::kSupported) {
-    const char* env = std::getenv("ATTNFORGE_FLASH_BWD_PATH");
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
     const bool grid_fits = p.heads_kv <= 65535 && p.batch <= 65535;  // grid y / z (launch_bwd_sm90)
-    if (!p.deterministic && grid_fits && !(env && std::strcmp(env, "mma") == 0) && device_cc_major(dev) == 9) {
+    if (!p.deterministic && grid_fits && hopper_path("ATTNFORGE_FLASH_BWD_PATH")) {
       if (p.batch > 0 && !launch_bwd_sm90<V>(p, ws, stream)) return ATTNFORGE_CUDA_ERROR;
       return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
     }

@@ -7,8 +7,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <string>
 
 #include "common/copy.cuh"
 #include "common/mask_apply.cuh"
@@ -229,17 +227,6 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
   store_o<Num, kONTiles>(o_ptr, p.o_row_stride, o, sq - q_first, g, t4);
 }
 
-// Which kernel runs a forward: the wgmma kernel (fwd_sm90.cuh) on sm_90 devices when the variant fits
-// it, else the mma.sync kernel above. ATTNFORGE_FUSED_FWD_PATH=mma forces the mma.sync kernel (tests run
-// both paths on one GPU).
-inline bool use_sm90_path() {
-  const char* env = std::getenv("ATTNFORGE_FUSED_FWD_PATH");  // read per call: tests switch it
-  if (env != nullptr && std::string(env) == "mma") return false;
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return false;
-  return device_cc_major(dev) == 9;
-}
-
 // Host side: rejects what the kernel cannot run (Sk past the on-chip key row, misaligned rows), sizes
 // the grid (kBlockM-row blocks × Hq × B), raises the shared-memory limit and launches — one kernel.
 template <class V>
@@ -258,7 +245,9 @@ attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
       return fail(ATTNFORGE_UNSUPPORTED, "fused supports at most 65535 heads and 65535 sequences");
     using Cfg90 = Sm90Config<V>;
     if constexpr (Cfg90::kSupported) {
-      if (use_sm90_path()) {
+      // The wgmma kernel (fwd_sm90.cuh) on sm_90 when the variant fits it, else the mma.sync one above;
+      // ATTNFORGE_FUSED_FWD_PATH=mma forces mma.sync.
+      if (hopper_path("ATTNFORGE_FUSED_FWD_PATH")) {
         // One CTA per (query-block group, head, batch): each walks blocks x, x + G, ... of its head, so K
         // (and V) are read once per CTA; G just large enough to fill the SMs.
         const int n_mblocks = (p.seqlen_q + 63) / 64;
