@@ -96,11 +96,12 @@ struct TilePreference {
   int block_m, block_n, warps, stages;
   const char* why;
 };
-// Backward on Hopper (flash/bwd_sm90.cuh), D <= 64, masks without a tensor. H200, 2026-11-29, bf16,
-// B·S = 16384, scripts/dev/flash_bwd_devrun.sh SM90=1, TFLOP/s non-causal / causal at S = 4096:
+// Backward on Hopper (flash/bwd_sm90.cuh), D = 64 (the kernel's smallest head dim; below it the
+// next row applies), masks without a tensor. H200, 2026-11-29, bf16, B·S = 16384,
+// scripts/dev/flash_bwd_devrun.sh SM90=1, TFLOP/s non-causal / causal at S = 4096:
 // m64n64w4s1 (one dQ staging buffer, three CTAs per SM) 311 / 222, m64n64w4s2 (two CTAs) 253 / 223,
 // m64n128w8 216 / 190; the mma.sync kernel's best (m64n128w4) 244 / 208 in an earlier run.
-constexpr const char* kHopperBwdD64 = "m64n64w4s1: fastest flash backward at D <= 64 on Hopper (wgmma kernel)";
+constexpr const char* kHopperBwdD64 = "m64n64w4s1: fastest flash backward at D = 64 on Hopper (wgmma kernel)";
 // Forward on Hopper (flash/fwd_sm90.cuh), D = 64: attnforge-tune on the H200 (2026-11-29, training
 // grid, bf16, none and causal, S 512 … 16384): m128n128w4s2 won all 12 D = 64 forward shapes, by
 // 3.9–16 % over m128n64w4s2 (autotune/results/h200_training.md); the H100 wgmma runs of 2026-11-25
@@ -114,7 +115,7 @@ constexpr TilePreference kTilePreference[] = {
     // Forward (H100, 2026-11-25): the first tile, m128n64w4, won 21 of the 24 forward shapes and
     // was within 5% on the other 3 (D = 64, S ≤ 1024).
     {Backend::flash, Direction::fwd, 9, false, 64, 64, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
-    {Backend::flash, Direction::bwd, 9, true, 0, 64, 0, 0, 64, 64, 4, 1, kHopperBwdD64},
+    {Backend::flash, Direction::bwd, 9, true, 64, 64, 0, 0, 64, 64, 4, 1, kHopperBwdD64},
     {Backend::flash, Direction::bwd, 0, false, 0, 64, 0, 0, 64, 128, 4, 0,
      "m64n128w4: fastest flash backward at D <= 64 on the H200"},
 };
