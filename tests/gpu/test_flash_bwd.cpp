@@ -12,12 +12,14 @@
 #include <vector>
 
 #include "attention_case.hpp"
+#include "flash_variants.hpp"
 
 namespace {
 
 using attnforge::test::BiasKind;
 using attnforge::test::Case;
 using attnforge::test::check_case;
+using attnforge::test::FlashVariant;
 using attnforge::test::RunOptions;
 
 const RunOptions kFlash{.backend = ATTNFORGE_BACKEND_FLASH};
@@ -344,40 +346,35 @@ class FlashBwdPath : public ::testing::TestWithParam<const char*> {
 
 TEST_P(FlashBwdPath, TilesTheHopperKernelTakes) {
   int ran = 0;
-  for (int i = 0; i < attnforge_variant_count(); ++i) {
-    const std::string name = attnforge_variant_name(i);
-    const bool hd64 = name.find("_hd64_") != std::string::npos, hd128 = name.find("_hd128_") != std::string::npos;
-    const bool n64w4 = name.find("_m64n64w4") != std::string::npos, n128w8 = name.find("_m64n128w8") != std::string::npos;
-    if (name.rfind("flash_bwd_", 0) != 0 || name.find("_bias_") != std::string::npos) continue;
-    if (!((hd64 && (n64w4 || n128w8)) || (hd128 && n128w8))) continue;
-    const attnforge_dtype t = name.find("_f16_") != std::string::npos ? ATTNFORGE_F16 : ATTNFORGE_BF16;
-    const std::string mask = name.substr(name.find("_hd") + (hd64 ? 6 : 7), name.find("_m64") - name.find("_hd") - (hd64 ? 6 : 7));
-    if (!flash_built(t, hd64 ? 64 : 128, mask)) continue;
-    const RunOptions opt{.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = name.c_str()};
+  for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
+    const bool n64w4 = v.block_n == 64 && v.warps == 4, n128w8 = v.block_n == 128 && v.warps == 8;
+    const bool tile_ok = v.block_m == 64 && ((v.head_dim == 64 && (n64w4 || n128w8)) || (v.head_dim == 128 && n128w8));
+    if (!tile_ok || v.mask == "bias" || !flash_built(v.dtype, v.head_dim, v.mask)) continue;
+    const RunOptions opt{.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = v.name.c_str()};
     int k = 0;
     for (auto [sq, sk] : {std::pair{1, 1}, {239, 1}, {113, 203}, {128, 217}, {300, 300}, {515, 777}}) {
       Case c;
-      c.dtype = t;
-      c.head_dim = hd64 ? 64 : 128;
-      c.mask = mask;
+      c.dtype = v.dtype;
+      c.head_dim = v.head_dim;
+      c.mask = v.mask;
       c.seqlen_q = sq;
       c.seqlen_k = sk;
       c.batch = 2;
       c.heads_q = k % 2 ? 8 : 4;
       c.heads_kv = k % 3 == 2 ? 1 : 2;  // GQA and MQA
       mask_setup(c, k++);
-      EXPECT_TRUE(check_case(c, opt)) << name;
+      EXPECT_TRUE(check_case(c, opt)) << v.name;
     }
     Case c;
-    c.dtype = t;
-    c.head_dim = hd64 ? 64 : 128;
-    c.mask = mask;
+    c.dtype = v.dtype;
+    c.head_dim = v.head_dim;
+    c.mask = v.mask;
     mask_setup(c, 0);
     c.heads_q = 4;
     c.heads_kv = 2;
     c.varlen_q = {100, 0, 257, 64, 1};
     c.varlen_k = {130, 50, 257, 0, 1};
-    EXPECT_TRUE(check_case(c, opt)) << name << " varlen";
+    EXPECT_TRUE(check_case(c, opt)) << v.name << " varlen";
     ++ran;
   }
   if (ran == 0) GTEST_SKIP() << "no flash backward variant with a tile the Hopper kernel takes compiled";

@@ -14,11 +14,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <regex>
 #include <string>
 #include <vector>
 
 #include "attention_case.hpp"
+#include "flash_variants.hpp"
 
 namespace {
 
@@ -26,28 +26,8 @@ using attnforge::test::BiasKind;
 using attnforge::test::Case;
 using attnforge::test::check_case;
 using attnforge::test::DeviceBuffer;
+using attnforge::test::FlashVariant;
 using attnforge::test::RunOptions;
-
-// A compiled flash forward variant, parsed from its canonical name flash_fwd_{dt}_hd{D}_{mask}_m{M}n{N}w{W}s{S}.
-struct FlashFwdVariant {
-  std::string name;
-  attnforge_dtype dtype;
-  int head_dim, block_m, block_n;
-  std::string mask;
-};
-
-std::vector<FlashFwdVariant> compiled_flash_forward() {
-  static const std::regex re(R"(flash_fwd_(f16|bf16)_hd(\d+)_(\w+)_m(\d+)n(\d+)w(\d+)s(\d+))");
-  std::vector<FlashFwdVariant> out;
-  for (int i = 0; i < attnforge_variant_count(); ++i) {
-    const std::string name = attnforge_variant_name(i);
-    std::smatch m;
-    if (!std::regex_match(name, m, re)) continue;
-    out.push_back({name, m[1] == "f16" ? ATTNFORGE_F16 : ATTNFORGE_BF16, std::stoi(m[2]), std::stoi(m[4]),
-                   std::stoi(m[5]), m[3]});
-  }
-  return out;
-}
 
 // Fills what a mask kind needs: window scalars, a bias tensor (cycling through the kinds).
 void prepare_mask(Case& c, int i) {
@@ -61,17 +41,17 @@ class FlashFwd : public ::testing::TestWithParam<const char*> {
   void SetUp() override {
     if (!attnforge::test::has_cuda_device()) GTEST_SKIP() << "no CUDA device";
     setenv("ATTNFORGE_FLASH_FWD_PATH", GetParam(), 1);
-    variants_ = compiled_flash_forward();
+    variants_ = attnforge::test::compiled_flash_variants("fwd");
     if (variants_.empty()) GTEST_SKIP() << "no flash forward variant compiled (build filter)";
   }
   void TearDown() override { unsetenv("ATTNFORGE_FLASH_FWD_PATH"); }
-  RunOptions on(const FlashFwdVariant& v) const { return RunOptions{.variant = v.name.c_str()}; }
-  const FlashFwdVariant* first_with(const std::string& mask, int head_dim = 0) const {
+  RunOptions on(const FlashVariant& v) const { return RunOptions{.variant = v.name.c_str()}; }
+  const FlashVariant* first_with(const std::string& mask, int head_dim = 0) const {
     for (const auto& v : variants_)
       if (v.mask == mask && (head_dim == 0 || v.head_dim == head_dim)) return &v;
     return nullptr;
   }
-  std::vector<FlashFwdVariant> variants_;
+  std::vector<FlashVariant> variants_;
 };
 
 // The issue's boundary pairs on every compiled variant, GQA (the 4224² pair on the first variant only,
@@ -79,7 +59,7 @@ class FlashFwd : public ::testing::TestWithParam<const char*> {
 TEST_P(FlashFwd, BoundaryPairsEveryVariant) {
   const int pairs[][2] = {{1, 1}, {239, 1}, {799, 3}, {113, 203}, {128, 217}, {1023, 1024}, {1024, 1023}};
   int i = 0;
-  for (const FlashFwdVariant& v : variants_) {
+  for (const FlashVariant& v : variants_) {
     SCOPED_TRACE(v.name);
     for (const auto& pr : pairs) {
       Case c;
@@ -97,7 +77,7 @@ TEST_P(FlashFwd, BoundaryPairsEveryVariant) {
       EXPECT_TRUE(check_case(c, on(v)));
     }
   }
-  const FlashFwdVariant& v = variants_.front();
+  const FlashVariant& v = variants_.front();
   SCOPED_TRACE(v.name);
   Case c;
   c.dtype = v.dtype;
@@ -114,7 +94,7 @@ TEST_P(FlashFwd, BoundaryPairsEveryVariant) {
 // MQA, GQA and MHA, Sq ≠ Sk both ways, strided (padded) rows, on every variant.
 TEST_P(FlashFwd, HeadsAndStrides) {
   int i = 0;
-  for (const FlashFwdVariant& v : variants_) {
+  for (const FlashVariant& v : variants_) {
     SCOPED_TRACE(v.name);
     for (int hkv : {1, 2, 6}) {
       Case c;
@@ -137,7 +117,7 @@ TEST_P(FlashFwd, HeadsAndStrides) {
 // Packed sequences with zero-length queries or keys (rows with no key: O = 0, LSE = −inf).
 TEST_P(FlashFwd, VarlenWithEmptySequences) {
   int i = 0;
-  for (const FlashFwdVariant& v : variants_) {
+  for (const FlashVariant& v : variants_) {
     SCOPED_TRACE(v.name);
     Case c;
     c.dtype = v.dtype;
@@ -157,7 +137,7 @@ TEST_P(FlashFwd, VarlenWithEmptySequences) {
 // empty, bias rows fully masked. O = 0 exactly, LSE = −inf, no NaN (the rule's 1e-5 slack only).
 TEST_P(FlashFwd, FullyMaskedRows) {
   int ran = 0;
-  if (const FlashFwdVariant* v = first_with("causal")) {
+  if (const FlashVariant* v = first_with("causal")) {
     Case c;
     c.dtype = v->dtype;
     c.head_dim = v->head_dim;
@@ -170,7 +150,7 @@ TEST_P(FlashFwd, FullyMaskedRows) {
     EXPECT_TRUE(check_case(c, on(*v)));
     ++ran;
   }
-  if (const FlashFwdVariant* v = first_with("window")) {
+  if (const FlashVariant* v = first_with("window")) {
     Case c;
     c.dtype = v->dtype;
     c.head_dim = v->head_dim;
@@ -183,7 +163,7 @@ TEST_P(FlashFwd, FullyMaskedRows) {
     EXPECT_TRUE(check_case(c, on(*v)));
     ++ran;
   }
-  if (const FlashFwdVariant* v = first_with("bias")) {
+  if (const FlashVariant* v = first_with("bias")) {
     Case c;
     c.dtype = v->dtype;
     c.head_dim = v->head_dim;
@@ -202,7 +182,7 @@ TEST_P(FlashFwd, FullyMaskedRows) {
 
 // Bias tensors broadcast over B, Hq, Sq.
 TEST_P(FlashFwd, BiasBroadcast) {
-  const FlashFwdVariant* v = first_with("bias");
+  const FlashVariant* v = first_with("bias");
   if (!v) GTEST_SKIP() << "no bias flash forward variant compiled";
   const std::array<bool, 4> bcs[] = {{true, false, false, false}, {false, true, true, false}, {true, true, false, false}};
   int i = 0;
@@ -226,7 +206,7 @@ TEST_P(FlashFwd, BiasBroadcast) {
 // Logits near 1e4 (scale 1000 on unit normals): exp2 of (s − max) never overflows, result finite and
 // within the rule. Also a negative scale (folded into Q).
 TEST_P(FlashFwd, LargeLogitsAndNegativeScale) {
-  for (const FlashFwdVariant& v : variants_) {
+  for (const FlashVariant& v : variants_) {
     SCOPED_TRACE(v.name);
     for (float scale : {1000.0f, -0.3f}) {
       Case c;
@@ -249,7 +229,7 @@ TEST_P(FlashFwd, LargeLogitsAndNegativeScale) {
 // the end of K/V inside a larger allocation (every variant), and with a window variant also keys left
 // of every query's window (Sq = 200, Sk = 1000, window (100, 0): keys < 700 are dead for all rows).
 TEST_P(FlashFwd, GarbageInMaskedKeysChangesNothing) {
-  const FlashFwdVariant* v = first_with("window");
+  const FlashVariant* v = first_with("window");
   const bool window = v != nullptr;
   if (!v) v = first_with("causal");
   if (!v) v = first_with("none");
@@ -321,7 +301,7 @@ TEST_P(FlashFwd, GarbageInMaskedKeysChangesNothing) {
 // same data in both batch entries; batch 1 must reproduce batch 0 bitwise (int32 offsets would wrap
 // and read or write the wrong place). Skipped when the device cannot hold the 4 × 4 GiB buffers.
 TEST_P(FlashFwd, OffsetsBeyondInt32) {
-  const FlashFwdVariant& v = variants_.front();
+  const FlashVariant& v = variants_.front();
   const int Sq = 300, Sk = 517, H = 2, D = v.head_dim;
   const int64_t stride_b = (int64_t(1) << 31) + 64;
   const size_t rows_q = size_t(Sq) * H * D, rows_k = size_t(Sk) * H * D;
