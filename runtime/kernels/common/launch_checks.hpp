@@ -75,4 +75,16 @@ inline bool hopper_path(const char* path_env) {
   return device_cc_major(dev) == 9;
 }
 
+// Raises a kernel's dynamic shared-memory limit to `bytes` once per device (the attribute lives with
+// the context; raised_for is the caller's per-kernel flag array). False if the runtime refused.
+template <class Kernel>
+bool allow_smem(Kernel kernel, int bytes, int dev, int (&raised_for)[64]) {
+  if (bytes <= 48 * 1024) return true;
+  if (dev >= 0 && dev < 64 && __atomic_load_n(&raised_for[dev], __ATOMIC_ACQUIRE)) return true;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess)
+    return false;
+  if (dev >= 0 && dev < 64) __atomic_store_n(&raised_for[dev], 1, __ATOMIC_RELEASE);
+  return true;
+}
+
 }  // namespace attnforge

@@ -45,12 +45,12 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
   }
 
   if (p.seqlen_k > 0 && p.batch > 0) {
-    auto kernel = flash_bwd_main_kernel<V>;
-    const cudaError_t attr =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSmemBytes);
-    if (attr != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
+    static int raised[64] = {};
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || !allow_smem(flash_bwd_main_kernel<V>, Tr::kSmemBytes, dev, raised))
+      return ATTNFORGE_CUDA_ERROR;
     const dim3 grid((p.seqlen_k + Tr::kBlockN - 1) / Tr::kBlockN, p.heads_kv, p.batch);
-    kernel<<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
+    flash_bwd_main_kernel<V><<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
   }
 
   const int m_tiles = (p.seqlen_q + Tr::kBlockM - 1) / Tr::kBlockM;  // dQ = scale · acc, per query tile

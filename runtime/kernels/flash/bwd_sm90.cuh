@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "common/copy.cuh"
+#include "common/launch_checks.hpp"
 #include "common/mask_apply.cuh"
 #include "common/numeric.cuh"
 #include "common/params.hpp"
@@ -382,8 +383,9 @@ template <class V>
 bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t stream) {
   using C = BwdSm90Config<V>;
   if (p.seqlen_k > 0) {
-    auto kernel = flash_bwd_sm90_kernel<V>;
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes) != cudaSuccess)
+    static int raised[64] = {};
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || !allow_smem(flash_bwd_sm90_kernel<V>, C::kSmemBytes, dev, raised))
       return false;
     // Grid order. When the mask empties some tiles (causal: the first query tile sees no key of the
     // last key tile; a window: the last query tile none of the first), key tiles differ in work:
@@ -400,7 +402,7 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     const bool uneven = sq > 0 && (empty(0, (key_tiles - 1) * C::kBlockN) || empty(last_q, 0));
     const bool heads_fastest = uneven && key_tiles <= 65535;
     const dim3 grid = heads_fastest ? dim3(p.heads_kv, key_tiles, p.batch) : dim3(key_tiles, p.heads_kv, p.batch);
-    kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest);
+    flash_bwd_sm90_kernel<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest);
   }
   const int m_tiles = (p.seqlen_q + 63) / 64;
   if (m_tiles > 0)

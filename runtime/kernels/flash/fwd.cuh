@@ -284,20 +284,6 @@ __global__ void __launch_bounds__(FwdConfig<V>::kThreads, 1) fwd_kernel(const __
 // both paths on one GPU; wgmma is honoured only where it can run).
 enum class FwdPath { kAuto, kMma, kWgmma };
 
-namespace detail {
-
-// Raises a kernel's dynamic shared-memory limit once per device (the attribute lives with the context).
-template <class Kernel>
-bool allow_smem(Kernel kernel, int bytes, int dev, int (&raised_for)[64]) {
-  if (bytes <= 48 * 1024) return true;
-  if (dev >= 0 && dev < 64 && __atomic_load_n(&raised_for[dev], __ATOMIC_ACQUIRE)) return true;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess)
-    return false;
-  if (dev >= 0 && dev < 64) __atomic_store_n(&raised_for[dev], 1, __ATOMIC_RELEASE);
-  return true;
-}
-
-}  // namespace detail
 
 // Host side: checks what the kernels assume beyond validation (16-byte aligned rows for cp.async and
 // vector stores; grid limits), picks the kernel, sizes the grid, launches.
@@ -323,7 +309,7 @@ attnforge_status run_fwd_path(const Params& p, cudaStream_t stream, FwdPath path
     if (path == FwdPath::kWgmma && hopper) {
       static int raised90[64] = {};
       const dim3 grid((p.seqlen_q + Cfg90::kBlockM - 1) / Cfg90::kBlockM, p.heads_q, p.batch);
-      if (!detail::allow_smem(fwd_kernel_sm90<V>, Cfg90::kSmemBytes, dev, raised90)) return ATTNFORGE_CUDA_ERROR;
+      if (!allow_smem(fwd_kernel_sm90<V>, Cfg90::kSmemBytes, dev, raised90)) return ATTNFORGE_CUDA_ERROR;
       fwd_kernel_sm90<V><<<grid, block, Cfg90::kSmemBytes, stream>>>(p);
       launched = true;
     }
@@ -331,7 +317,7 @@ attnforge_status run_fwd_path(const Params& p, cudaStream_t stream, FwdPath path
   if (!launched) {
     static int raised80[64] = {};
     const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
-    if (!detail::allow_smem(fwd_kernel<V>, Cfg::kSmemBytes, dev, raised80)) return ATTNFORGE_CUDA_ERROR;
+    if (!allow_smem(fwd_kernel<V>, Cfg::kSmemBytes, dev, raised80)) return ATTNFORGE_CUDA_ERROR;
     fwd_kernel<V><<<grid, block, Cfg::kSmemBytes, stream>>>(p);
   }
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
