@@ -498,6 +498,12 @@ static Case varlen_case() {
   return c;
 }
 
+// Whether the comma-separated list in environment variable `env` names n.
+static bool listed(const char* env, int n) {
+  const std::string list = std::string(",") + std::getenv(env) + ",";
+  return list.find("," + std::to_string(n) + ",") != std::string::npos;
+}
+
 int main(int argc, char** argv) {
   const bool do_time = argc > 1 && std::string(argv[1]) == "time";
   setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -651,8 +657,14 @@ int main(int argc, char** argv) {
       }
     } else {
       const bool w = std::strcmp(path, "wgmma") == 0;
-      for (int S : {1024, 4096, 16384}) {
-        if (std::getenv("DEV_S") && S != std::atoi(std::getenv("DEV_S"))) continue;
+      for (int S : {1024, 2048, 4096, 8192, 16384}) {
+        if (!std::getenv("DEV_S") ? (S == 2048 || S == 8192) : !listed("DEV_S", S)) continue;
+        if (std::getenv("DEV_CAUSAL_ONLY")) {
+          time_case<P64c1s1>(S, true, w ? "wgmma_hd64_causal_m64n64w4s1" : "mma_hd64_causal_m64n64w4s1");
+          time_case<P64c>(S, true, w ? "wgmma_hd64_causal_m64n128w8" : "mma_hd64_causal_m64n128w8");
+          time_case<P128c>(S, true, w ? "wgmma_hd128_causal_m64n128w8" : "mma_hd128_causal_m64n128w8");
+          continue;
+        }
         time_case<P64n>(S, false, w ? "wgmma_hd64_none_m64n128w8" : "mma_hd64_none_m64n128w8");
         time_case<P64c>(S, true, w ? "wgmma_hd64_causal_m64n128w8" : "mma_hd64_causal_m64n128w8");
         time_case<P64n1>(S, false, w ? "wgmma_hd64_none_m64n64w4" : "mma_hd64_none_m64n64w4");
