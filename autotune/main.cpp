@@ -53,8 +53,9 @@ the tune cache that backend "auto" reads.
   --no-save         do not write the cache
   --overwrite-foreign  replace a cache tuned on another GPU or build (normally refused)
   --no-check        skip the numerics gate (not recommended: a wrong variant could win)
-  --verify          after saving, time backend "auto" with the cache and with heuristics only;
-                    exit 1 unless auto is within 5% of the best and heuristics within 25%
+  --verify          after saving, time backend "auto" with the cache and with heuristics only, and
+                    the winner again beside them; exit 1 unless auto is within 5% of that winner
+                    time and heuristics within 25%
   --report FILE     also write the summary as a markdown table
   --analyze FILE    offline (no GPU): for each shape, what heuristics alone would pick, priced with
                     the times a cache FILE (tuned anywhere) measured, against its winner
@@ -82,6 +83,12 @@ struct Result {
   double best_ms = 0, runner_ms = 0, flops = 0;
   std::string auto_variant, heur_variant;
   double auto_ms = -1, heur_ms = -1;
+  double winner_again_ms = -1;  // the winner timed again in the verify pass, beside auto
+
+  // What auto and heuristics are held to: the winner timed in the same pass as they are. The tuning
+  // pass's best_ms is the minimum over many noisy medians, biased low (on the H200 the same variant
+  // called through auto timed 6–12 % above it on small shapes).
+  double verify_ref_ms() const { return winner_again_ms > 0 ? winner_again_ms : best_ms; }
 };
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -367,11 +374,11 @@ void print_summary(const std::vector<Result>& results, bool verify, FILE* out, b
   const char* sep = markdown ? " | " : "  ";
   if (markdown) {
     std::fprintf(out, "| shape | winner | ms | TFLOP/s | runner-up | ms | runner-up +%% |%s\n",
-                 verify ? " auto | auto/best | heuristic | heur/best |" : "");
-    std::fprintf(out, "|---|---|---|---|---|---|---|%s\n", verify ? "---|---|---|---|" : "");
+                 verify ? " winner again | auto | auto/winner | heuristic | heur/winner |" : "");
+    std::fprintf(out, "|---|---|---|---|---|---|---|%s\n", verify ? "---|---|---|---|---|" : "");
   } else {
     std::fprintf(out, "%-58s  %-44s  %9s  %7s  %-44s  %9s  %6s%s\n", "shape", "winner", "ms", "TFLOP/s", "runner-up",
-                 "ms", "+%", verify ? "  auto/best  heur/best" : "");
+                 "ms", "+%", verify ? "  auto/winner  heur/winner" : "");
   }
   for (const auto& r : results) {
     const double plus = r.runner_ms > 0 && r.best_ms > 0 ? 100.0 * (r.runner_ms / r.best_ms - 1) : 0;
@@ -390,13 +397,14 @@ void print_summary(const std::vector<Result>& results, bool verify, FILE* out, b
     }
     if (verify) {
       char ar[32] = "-", hr[32] = "-";
-      if (r.auto_ms > 0 && r.best_ms > 0) std::snprintf(ar, sizeof ar, "%.3f", r.auto_ms / r.best_ms);
-      if (r.heur_ms > 0 && r.best_ms > 0) std::snprintf(hr, sizeof hr, "%.3f", r.heur_ms / r.best_ms);
+      const double ref = r.verify_ref_ms();
+      if (r.auto_ms > 0 && ref > 0) std::snprintf(ar, sizeof ar, "%.3f", r.auto_ms / ref);
+      if (r.heur_ms > 0 && ref > 0) std::snprintf(hr, sizeof hr, "%.3f", r.heur_ms / ref);
       if (markdown)
-        std::fprintf(out, " %s %s | %s | %s %s | %s |", r.auto_variant.c_str(), ms_str(r.auto_ms).c_str(), ar,
-                     r.heur_variant.c_str(), ms_str(r.heur_ms).c_str(), hr);
+        std::fprintf(out, " %s | %s %s | %s | %s %s | %s |", ms_str(r.winner_again_ms).c_str(), r.auto_variant.c_str(),
+                     ms_str(r.auto_ms).c_str(), ar, r.heur_variant.c_str(), ms_str(r.heur_ms).c_str(), hr);
       else
-        std::fprintf(out, "  %9s  %9s", ar, hr);
+        std::fprintf(out, "  %11s  %11s", ar, hr);
     }
     std::fprintf(out, "\n");
   }
@@ -561,11 +569,13 @@ int tune_all(const Options& o) {
           (mode == 0 ? r.auto_ms : r.heur_ms) = t.ok ? t.median_ms : -1;
         }
         select_reset();
+        const Timing w = time_variant(r.shape, f, r.winner, o, ws, l2, st);
+        r.winner_again_ms = w.ok ? w.median_ms : -1;
       } catch (const std::exception& e) {
         std::fprintf(stderr, "\nattnforge-tune: verify %s: %s\n", r.shape.label().c_str(), e.what());
       }
-      if (r.auto_ms < 0 || r.auto_ms > 1.05 * r.best_ms) ++verify_failures;
-      if (r.heur_ms < 0 || r.heur_ms > 1.25 * r.best_ms) ++verify_failures;
+      if (r.auto_ms < 0 || r.auto_ms > 1.05 * r.verify_ref_ms()) ++verify_failures;
+      if (r.heur_ms < 0 || r.heur_ms > 1.25 * r.verify_ref_ms()) ++verify_failures;
       vp.step(r.shape.label());
     }
     vp.finish();
@@ -582,10 +592,11 @@ int tune_all(const Options& o) {
     for (const auto& r : results) {
       if (r.winner.empty()) continue;
       ++n;
-      auto_ok += r.auto_ms > 0 && r.auto_ms <= 1.05 * r.best_ms;
-      heur_ok += r.heur_ms > 0 && r.heur_ms <= 1.25 * r.best_ms;
+      auto_ok += r.auto_ms > 0 && r.auto_ms <= 1.05 * r.verify_ref_ms();
+      heur_ok += r.heur_ms > 0 && r.heur_ms <= 1.25 * r.verify_ref_ms();
     }
-    std::printf("verify: auto within 5%% of the best on %d/%d shapes; heuristics only within 25%% on %d/%d\n",
+    std::printf("verify: auto within 5%% of the winner (timed again beside it) on %d/%d shapes; heuristics only "
+                "within 25%% on %d/%d\n",
                 auto_ok, n, heur_ok, n);
   }
   if (!o.report.empty()) {
