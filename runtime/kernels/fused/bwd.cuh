@@ -1,6 +1,7 @@
 // Fused backward: TWO launches. (1) One CTA per (kBlockM query rows, head, batch) walks the whole key
 // row of its block: recomputes S, P = exp2(S·scale_log2 − LSE·log2e) exactly from the forward's LSE,
-// dP = dO·Vᵀ, dS = P∘(dP − rowsum(dO∘O)); dQ = scale·dS·K stays in registers and is written once;
+// dP = dO·Vᵀ, dS = P∘(dP − Di) with Di = rowsum(dO∘O), or Σ_j P·dP when the key row fits one block;
+// dQ = scale·dS·K stays in registers and is written once;
 // dV += Pᵀ·dO and dK += scale·dSᵀ·Q go into fp32 accumulators (workspace) by atomics, shared by all
 // query blocks and the heads of a KV group. (2) A conversion kernel rounds the accumulators into dk, dv.
 #pragma once
@@ -190,20 +191,56 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) bwd_kernel(const __gri
       scale_scores(s, p.scale_log2);
       if (cls == TileClass::kPartial)
         prim::apply_mask<Mask>(s, q_first + g, k_first + 2 * t4, sq, sk, p.mask, bias_here);
-      // P = exp2(s − LSE·log2e) exactly as the forward normalised it; dS = P∘(dP − Di).
+      // P = exp2(s − LSE·log2e) exactly as the forward normalised it.
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const float lse2 = s_lse2[row0 + g + 8 * r];
-        const float di = s_di[row0 + g + 8 * r];
         const bool row_live = lse2 != -INFINITY;  // a row that saw nothing has P = 0 (and no NaN)
 #pragma unroll
         for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
+          for (int c = 0; c < 2; ++c)
+            s[0][nt][2 * r + c] = row_live ? prim::exp2_approx(s[0][nt][2 * r + c] - lse2) : 0.f;
+      }
+    }
+    if (n_steps == 1) {
+      // The whole key row is in this block: Di = Σ_j P_ij·dP_ij from the tile replaces rowsum(dO∘O),
+      // whose O is rounded to the dtype — the error that dominates dS = P∘(dP − Di) when a row sees
+      // few keys (Sk = 1: P = 1 and dS must be exactly 0). Per-warp partial rows meet in the P staging
+      // area (free until P is staged below) and are summed in a fixed order (deterministic).
+      float* part = reinterpret_cast<float*>(smem + Cfg::kOffP);  // (kWarpsN, kBlockM) fp32
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float acc = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
           for (int c = 0; c < 2; ++c) {
-            const float pe = row_live ? prim::exp2_approx(s[0][nt][2 * r + c] - lse2) : 0.f;
-            s[0][nt][2 * r + c] = pe;
-            dp[nt][2 * r + c] = pe * (dp[nt][2 * r + c] - di);
+            const float pe = s[0][nt][2 * r + c];
+            acc += pe != 0.f ? pe * dp[nt][2 * r + c] : 0.f;  // P == 0 selects 0 (NaN in masked V)
           }
+        acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+        acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+        if (t4 == 0) part[wn * kBlockM + row0 + g + 8 * r] = acc;
+      }
+      __syncthreads();
+      if (tid < kBlockM) {
+        float d = 0.f;
+#pragma unroll
+        for (int w = 0; w < kWarpsN; ++w) d += part[w * kBlockM + tid];
+        s_di[tid] = d;
+      }
+      __syncthreads();  // Di published; the staging area is free for P again
+    }
+    if (cls != TileClass::kEmpty) {
+      // dS = P∘(dP − Di).
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float di = s_di[row0 + g + 8 * r];
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int c = 0; c < 2; ++c) dp[nt][2 * r + c] = s[0][nt][2 * r + c] * (dp[nt][2 * r + c] - di);
       }
       // dQ(16 × D) += dS(16 × 64)·K_tile(64 × D): dS C fragments are the A fragments; K via ldmatrix.trans.
 #pragma unroll
