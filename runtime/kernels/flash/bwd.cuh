@@ -1,7 +1,8 @@
 // Flash backward entry run_bwd<V>: zero the dQ accumulator (and ordering counters), compute
 // D = rowsum(dO ∘ O), run the main kernel over (key tile, kv head, batch), convert dQ.
 // Kernels: flash/bwd_prepost.cuh, flash/bwd_main.cuh (mma.sync), flash/bwd_sm90.cuh (wgmma: taken on
-// sm_90 devices for the tiles it fits, not in deterministic mode; ATTNFORGE_FLASH_BWD_PATH=mma
+// sm_90 devices for the tiles it fits, not in deterministic mode nor when all keys fit one key tile
+// (see below); ATTNFORGE_FLASH_BWD_PATH=mma
 // forces the mma.sync kernel, read per call so tests run both); scratch layout: flash/bwd_workspace.hpp.
 #pragma once
 #include <cuda_runtime.h>
@@ -38,7 +39,11 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
 
   if constexpr (BwdSm90Config<V>::kSupported) {
     const bool grid_fits = p.heads_kv <= 65535 && p.batch <= 65535;  // grid y / z (launch_bwd_sm90)
-    if (!p.deterministic && grid_fits && hopper_path("ATTNFORGE_FLASH_BWD_PATH")) {
+    // A key row that fits one key tile goes to the mma.sync kernel, which then takes D = Σ_j P·dP from
+    // the tile instead of rowsum(dO ∘ O), whose O is rounded to the dtype: that error dominates dS when
+    // a row sees few keys (H200 sweep, Sq 1, Sk 3 and 5: 1.01–1.11× the numerics bound on this kernel).
+    const bool one_key_tile = p.seqlen_k <= Tr::kBlockN;
+    if (!p.deterministic && !one_key_tile && grid_fits && hopper_path("ATTNFORGE_FLASH_BWD_PATH")) {
       if (p.batch > 0 && !launch_bwd_sm90<V>(p, ws, stream)) return ATTNFORGE_CUDA_ERROR;
       return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
     }
