@@ -290,6 +290,8 @@ def main(argv=None):
     ap.add_argument("--grid", default="train,decode", help="comma list of train, memory, decode, classic")
     ap.add_argument("--head-dims", default="64,128")
     ap.add_argument("--seqlens", default="512,1024,2048,4096,8192,16384")
+    ap.add_argument("--memory-seqlens", default="512,1024,2048,4096,8192,16384,65536",
+                    help="S of the fixed-batch memory grid (B = 1, H = 16, D = 128); 65536 for issue 3's 4k/16k/64k")
     ap.add_argument("--dirs", default="fwd,bwd")
     ap.add_argument("--impls", default=",".join(ALL_IMPLS))
     ap.add_argument("--math-max-s", type=int, default=4096, help="skip torch-math above this S")
@@ -313,7 +315,7 @@ def main(argv=None):
             problems += training_grid([int(d) for d in args.head_dims.split(",")],
                                       [int(s) for s in args.seqlens.split(",")], [False, True])
         if "memory" in grids:
-            problems += memory_grid([int(s) for s in args.seqlens.split(",")])
+            problems += memory_grid([int(s) for s in args.memory_seqlens.split(",")])
         if "decode" in grids:
             problems += decode_grid([1024, 8192, 32768])
         if "classic" in grids:
