@@ -52,30 +52,59 @@ struct OnlineSoftmax {
     for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        float tile_max = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < kNS; ++nt)
-          tile_max = fmaxf(tile_max, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
-        const float mx = fmaxf(row_max[mt][h], quad_max(tile_max) * c);  // −inf·c = −inf (c > 0)
-        const float base = (mx == -INFINITY) ? 0.f : mx;         // nothing visible yet: keep P = 0
-        const float alpha = exp2_approx(row_max[mt][h] - base);   // old max −inf ⇒ 0 (O, l are 0)
-        row_max[mt][h] = mx;
-        float sum = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < kNS; ++nt)
-#pragma unroll
-          for (int j = 0; j < 2; ++j) {
-            const float p = exp2_approx(fmaf(s[mt][nt][2 * h + j], c, -base));
-            s[mt][nt][2 * h + j] = p;
-            sum += p;
-          }
-        row_sum[mt][h] = row_sum[mt][h] * alpha + sum;
+        const float alpha = row_to_p(mt, h, s[mt], c);
 #pragma unroll
         for (int nt = 0; nt < kNO; ++nt) {
           o[mt][nt][2 * h] *= alpha;
           o[mt][nt][2 * h + 1] *= alpha;
         }
       }
+  }
+
+  // update() in two halves, for kernels whose O accumulators are still in flight on the tensor cores
+  // while the new scores become P: alpha = exp2(m − m') per row now, applied to O by rescale() later.
+  template <int kNS>
+  __device__ __forceinline__ void scores_to_p(float (&s)[kMTiles][kNS][4], float c, float (&alpha)[kMTiles][2]) {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) alpha[mt][h] = row_to_p(mt, h, s[mt], c);
+  }
+  template <int kNO>
+  __device__ __forceinline__ void rescale(float (&o)[kMTiles][kNO][4], const float (&alpha)[kMTiles][2]) {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int nt = 0; nt < kNO; ++nt) {
+          o[mt][nt][2 * h] *= alpha[mt][h];
+          o[mt][nt][2 * h + 1] *= alpha[mt][h];
+        }
+  }
+
+  // Row h (0: g, 1: g + 8) of m-tile mt: new running max, P = exp2(s·c − m') in place, l updated;
+  // returns alpha = exp2(m − m').
+  template <int kNS>
+  __device__ __forceinline__ float row_to_p(int mt, int h, float (&s)[kNS][4], float c) {
+    float tile_max = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < kNS; ++nt) tile_max = fmaxf(tile_max, fmaxf(s[nt][2 * h], s[nt][2 * h + 1]));
+    const float mx = fmaxf(row_max[mt][h], quad_max(tile_max) * c);  // −inf·c = −inf (c > 0)
+    const float base = (mx == -INFINITY) ? 0.f : mx;                   // nothing visible yet: keep P = 0
+    const float alpha = exp2_approx(row_max[mt][h] - base);            // old max −inf ⇒ 0 (O, l are 0)
+    row_max[mt][h] = mx;
+    float sum = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < kNS; ++nt)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const float p = exp2_approx(fmaf(s[nt][2 * h + j], c, -base));
+        s[nt][2 * h + j] = p;
+        sum += p;
+      }
+    row_sum[mt][h] = row_sum[mt][h] * alpha + sum;
+    return alpha;
   }
 
   // O ← O / l (exactly 0 for rows with l = 0), lse[mt][h] = natural-log LSE of the row (−inf if none).
