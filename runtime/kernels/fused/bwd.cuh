@@ -408,7 +408,8 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
     }
     if (p.seqlen_q > 0) {
       constexpr int smem = Cfg::kSmemBytes;
-      if (attnforge_status st = raise_smem_limit(bwd_kernel<V>, smem); st != ATTNFORGE_OK) return st;
+      static int raised[64] = {};
+      if (attnforge_status st = raise_smem_limit(bwd_kernel<V>, smem, raised); st != ATTNFORGE_OK) return st;
       const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
       bwd_kernel<V><<<grid, Cfg::kThreads, smem, stream>>>(p);
       if (attnforge_status st = check_launch("fused backward"); st != ATTNFORGE_OK) return st;

@@ -255,13 +255,16 @@ attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
         const int sms = p.num_sms > 0 ? p.num_sms : 132;
         const int groups = int(std::max<int64_t>(1, std::min<int64_t>(n_mblocks, (sms + heads - 1) / heads)));
         constexpr int smem90 = Cfg90::kSmemBytes;
-        if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90<V>, smem90); st != ATTNFORGE_OK) return st;
+        static int raised90[64] = {};
+        if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90<V>, smem90, raised90); st != ATTNFORGE_OK)
+          return st;
         fwd_kernel_sm90<V><<<dim3(groups, p.heads_q, p.batch), Cfg::kThreads, smem90, stream>>>(p);
         return check_launch("fused forward (sm90)");
       }
     }
     constexpr int smem = Cfg::kSmemBytes;
-    if (attnforge_status st = raise_smem_limit(fwd_kernel<V>, smem); st != ATTNFORGE_OK) return st;
+    static int raised[64] = {};
+    if (attnforge_status st = raise_smem_limit(fwd_kernel<V>, smem, raised); st != ATTNFORGE_OK) return st;
     const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
     fwd_kernel<V><<<grid, Cfg::kThreads, smem, stream>>>(p);
     return check_launch("fused forward");

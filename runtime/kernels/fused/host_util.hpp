@@ -23,15 +23,14 @@ inline attnforge_status fail_seqlen(int limit, int seqlen_k) {
 }
 
 
-// Kernels over 48 KiB of dynamic shared memory must opt in, per device (idempotent, cheap).
+// Kernels over 48 KiB of dynamic shared memory must opt in, once per device (allow_smem in
+// launch_checks.hpp; raised_for: the call site's per-kernel flags); a refusal becomes a clear error.
 template <class Kernel>
-attnforge_status raise_smem_limit(Kernel kernel, int bytes) {
-  if (bytes <= 48 * 1024) return ATTNFORGE_OK;
-  const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  if (e != cudaSuccess)
-    return fail(ATTNFORGE_CUDA_ERROR, "cudaFuncSetAttribute(" + std::to_string(bytes) +
-                                          " B shared memory) failed: " + cudaGetErrorString(e));
-  return ATTNFORGE_OK;
+attnforge_status raise_smem_limit(Kernel kernel, int bytes, int (&raised_for)[64]) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) == cudaSuccess && allow_smem(kernel, bytes, dev, raised_for)) return ATTNFORGE_OK;
+  return fail(ATTNFORGE_CUDA_ERROR, "raising the dynamic shared-memory limit to " + std::to_string(bytes) +
+                                        " B failed: " + cudaGetErrorString(cudaGetLastError()));
 }
 
 inline attnforge_status check_launch(const char* what) {
