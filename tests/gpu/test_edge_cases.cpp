@@ -1,5 +1,5 @@
 // Edge cases, one test each, run on every compiled backend: fully masked rows, NaN / 1e10 in masked
-// key/value rows, large logits, fp16 inputs near its maximum, batch invariance (batches of 12, 17,
+// key/value rows, large logits, rows that see 1–5 keys (backward), fp16 inputs near its maximum, batch invariance (batches of 12, 17,
 // 128), CUDA-graph capture and replay on a non-default stream, and tensors over 2³¹ elements.
 #include <gtest/gtest.h>
 
@@ -11,6 +11,7 @@
 #include <map>
 #include <random>
 #include <sstream>
+#include <utility>
 
 #include "attnforge/reference.hpp"
 #include "attention_case.hpp"
@@ -444,6 +445,31 @@ TEST(EdgeCases, LargeLogitsStayFinite) {
       EXPECT_TRUE(passes_rule_large_logits(p, g, log)) << "max |q·k| = " << max_logit << "\n" << log.str();
     }
   if (ran == 0) GTEST_SKIP() << "nothing compiled";
+}
+
+// ---- rows that see only a few keys --------------------------------------------------------------------
+// With one key P = 1 and dS = P∘(dP − δ) is exactly 0; with a few keys δ = rowsum(dO ∘ O) from the O
+// rounded to the dtype is the largest error term of dS. Flash and fused take δ = Σ_j P·dP from the
+// tile when the key row fits one tile (flash: the mma.sync kernel) or one key block (fused). These are
+// the shapes the randomized sweep caught on the H200 (fused f16 D128 Sk 1 with Sq 190–255; flash D64
+// Sq 1 with Sk 3 and 5), over a few seeds each, GQA.
+TEST(EdgeCases, ShortKeyRowsBackward) {
+  ATTNFORGE_REQUIRE_GPU();
+  for (attnforge_backend backend : {ATTNFORGE_BACKEND_FLASH, ATTNFORGE_BACKEND_FUSED})
+    for (attnforge_dtype t : {ATTNFORGE_F16, ATTNFORGE_BF16})
+      for (int d : {64, 128})
+        for (auto [sq, sk] : {std::pair{1, 1}, {1, 3}, {1, 5}, {202, 1}, {255, 1}, {64, 5}})
+          for (uint64_t seed : {11u, 12u, 13u}) {
+            test::Case c;
+            c.dtype = t;
+            c.head_dim = d;
+            c.seqlen_q = sq;
+            c.seqlen_k = sk;
+            c.heads_q = 6;
+            c.heads_kv = 2;
+            c.seed = seed;
+            EXPECT_TRUE(test::check_case(c, {.backend = backend}));
+          }
 }
 
 // ---- fp16 near its maximum --------------------------------------------------------------------------
