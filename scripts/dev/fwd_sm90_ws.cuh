@@ -17,6 +17,7 @@
 #include "common/numeric.cuh"
 #include "common/params.hpp"
 #include "common/smem_layout.cuh"
+#include "common/smem_tile_ops.cuh"
 #include "common/softmax.cuh"
 #include "common/variant.hpp"
 #include "common/wgmma.cuh"
@@ -199,12 +200,7 @@ __global__ void __launch_bounds__(384, 1) fwd_ws_kernel(const __grid_constant__ 
   if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
     for (int i = tid & 127; i < 64 * QL::kChunksPerRow; i += 128) {
       const int r = wg_row0 + i / QL::kChunksPerRow, ch = i % QL::kChunksPerRow;
-      const uint32_t addr = sQ + QL::chunk_offset(r, ch);
-      uint32_t x0, x1, x2, x3;
-      asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3) : "r"(addr));
-      constexpr uint32_t kSigns = 0x80008000u;
-      asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(x0 ^ kSigns), "r"(x1 ^ kSigns),
-                   "r"(x2 ^ kSigns), "r"(x3 ^ kSigns));
+      prim::negate_chunk16(sQ + QL::chunk_offset(r, ch));
     }
     w::fence_proxy_async();
     d::bar_sync(3 + cw, 128);
@@ -315,20 +311,7 @@ __global__ void __launch_bounds__(384, 1) fwd_ws_kernel(const __grid_constant__ 
     if (t == 0 && q < sq) p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + seq.q_start + q] = lse[0][hh];
   }
   __syncwarp();
-  constexpr int kOutChunks = 16 * QL::kChunksPerRow;  // this warp's 16 rows
-#pragma unroll
-  for (int it2 = 0; it2 < kOutChunks / 32; ++it2) {
-    const int idx = it2 * 32 + lane;
-    const int r = warp_row0 + idx / QL::kChunksPerRow, ch = idx % QL::kChunksPerRow;
-    const int q = m0 + r;
-    if (q < sq) {
-      uint32_t x0, x1, x2, x3;
-      asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                   : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3)
-                   : "r"(sQ + QL::chunk_offset(r, ch)));
-      *reinterpret_cast<uint4*>(o_ptr + int64_t(q) * p.o_row_stride + ch * 8) = make_uint4(x0, x1, x2, x3);
-    }
-  }
+  prim::store_staged_rows<QL, 16>(sQ, warp_row0, o_ptr, p.o_row_stride, m0, sq, lane);  // this warp's 16 rows
 #else
   __trap();  // sm_90a only
 #endif

@@ -18,6 +18,7 @@
 #include "common/numeric.cuh"
 #include "common/params.hpp"
 #include "common/smem_layout.cuh"
+#include "common/smem_tile_ops.cuh"
 #include "common/softmax.cuh"
 #include "common/variant.hpp"
 #include "flash/fwd_sm90.cuh"
@@ -142,14 +143,8 @@ __global__ void __launch_bounds__(FwdConfig<V>::kThreads, 1) fwd_kernel(const __
     // S·scale = (−Q)·Kᵀ·|scale|: flip the sign bits of the chunks this thread copied (exact), so the
     // softmax always sees c > 0. The first barrier of the main loop publishes them.
     prim::cp_async_wait<0>();
-    prim::for_each_own_chunk<QL, Cfg::kThreads>(tid, [&](int row, int chunk) {
-      const uint32_t addr = sQ + QL::chunk_offset(row, chunk);
-      uint32_t x0, x1, x2, x3;
-      asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3) : "r"(addr));
-      constexpr uint32_t kSigns = 0x80008000u;
-      asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(x0 ^ kSigns), "r"(x1 ^ kSigns),
-                   "r"(x2 ^ kSigns), "r"(x3 ^ kSigns));
-    });
+    prim::for_each_own_chunk<QL, Cfg::kThreads>(
+        tid, [&](int row, int chunk) { prim::negate_chunk16(sQ + QL::chunk_offset(row, chunk)); });
   }
   int load_j = next_tile(0);
 #pragma unroll
@@ -260,23 +255,7 @@ __global__ void __launch_bounds__(FwdConfig<V>::kThreads, 1) fwd_kernel(const __
         p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + seq.q_start + q] = lse[mt][hh];
     }
   __syncwarp();
-  constexpr int kOutChunks = Cfg::kRowsPerWarp * QL::kChunksPerRow;
-#pragma unroll
-  for (int it = 0; it < (kOutChunks + 31) / 32; ++it) {
-    const int idx = it * 32 + lane;
-    if (kOutChunks % 32 == 0 || idx < kOutChunks) {
-      const int r = warp_row0 + idx / QL::kChunksPerRow;
-      const int c = idx % QL::kChunksPerRow;
-      const int q = m0 + r;
-      if (q < sq) {
-        uint32_t x0, x1, x2, x3;
-        asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                     : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3)
-                     : "r"(sQ + QL::chunk_offset(r, c)));
-        *reinterpret_cast<uint4*>(o_ptr + q * p.o_row_stride + c * 8) = make_uint4(x0, x1, x2, x3);
-      }
-    }
-  }
+  prim::store_staged_rows<QL, Cfg::kRowsPerWarp>(sQ, warp_row0, o_ptr, p.o_row_stride, m0, sq, lane);
 }
 
 // Which kernel runs a forward: kAuto = the Hopper (wgmma) kernel on sm_90 devices when the variant

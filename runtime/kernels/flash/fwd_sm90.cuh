@@ -14,6 +14,7 @@
 #include "common/numeric.cuh"
 #include "common/params.hpp"
 #include "common/smem_layout.cuh"
+#include "common/smem_tile_ops.cuh"
 #include "common/softmax.cuh"
 #include "common/variant.hpp"
 #include "common/wgmma.cuh"
@@ -143,14 +144,8 @@ __global__ void __launch_bounds__(FwdSm90Config<V>::kThreads, FwdSm90Config<V>::
   prim::cp_async_commit();
   if (p.scale_log2 < 0.f) {  // fold a negative scale into Q (exact sign flips), see fwd.cuh
     prim::cp_async_wait<0>();
-    prim::for_each_own_chunk<QL, Cfg::kThreads>(tid, [&](int row, int chunk) {
-      const uint32_t addr = sQ + QL::chunk_offset(row, chunk);
-      uint32_t x0, x1, x2, x3;
-      asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3) : "r"(addr));
-      constexpr uint32_t kSigns = 0x80008000u;
-      asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(x0 ^ kSigns), "r"(x1 ^ kSigns),
-                   "r"(x2 ^ kSigns), "r"(x3 ^ kSigns));
-    });
+    prim::for_each_own_chunk<QL, Cfg::kThreads>(
+        tid, [&](int row, int chunk) { prim::negate_chunk16(sQ + QL::chunk_offset(row, chunk)); });
   }
   int load_j = next_tile(0);
 #pragma unroll
@@ -254,25 +249,9 @@ __global__ void __launch_bounds__(FwdSm90Config<V>::kThreads, FwdSm90Config<V>::
         p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + seq.q_start + q] = lse[mt][hh];
     }
   __syncwarp();
-  constexpr int kOutChunks = 16 * QL::kChunksPerRow;  // a warp's 16 rows of one m-tile
 #pragma unroll
-  for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-    for (int it = 0; it < (kOutChunks + 31) / 32; ++it) {
-      const int idx = it * 32 + lane;
-      if (kOutChunks % 32 == 0 || idx < kOutChunks) {
-        const int r = warp_row0 + mt * 64 + idx / QL::kChunksPerRow;
-        const int cch = idx % QL::kChunksPerRow;
-        const int q = m0 + r;
-        if (q < sq) {
-          uint32_t x0, x1, x2, x3;
-          asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                       : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3)
-                       : "r"(sQ + QL::chunk_offset(r, cch)));
-          *reinterpret_cast<uint4*>(o_ptr + q * p.o_row_stride + cch * 8) = make_uint4(x0, x1, x2, x3);
-        }
-      }
-    }
+  for (int mt = 0; mt < kMTiles; ++mt)  // a warp's 16 rows of each m-tile
+    prim::store_staged_rows<QL, 16>(sQ, warp_row0 + mt * 64, o_ptr, p.o_row_stride, m0, sq, lane);
 #else
   __trap();  // built without sm_90a: run_fwd never selects this kernel then (device check), so be loud
 #endif  // sm_90a

@@ -1,0 +1,43 @@
+// Operations on 16-bit tiles staged in shared memory (smem_layout.cuh layouts): the exact negation of
+// one 16-byte chunk in place, and a warp's store of staged rows to global memory, 16 bytes per lane.
+#pragma once
+#include <cstdint>
+
+#include "common/smem_layout.cuh"
+
+namespace attnforge::prim {
+
+// Flips the sign bits of the eight 16-bit values of the chunk at `addr` (exact: −x for f16/bf16).
+__device__ __forceinline__ void negate_chunk16(uint32_t addr) {
+  uint32_t x0, x1, x2, x3;
+  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3) : "r"(addr));
+  constexpr uint32_t kSigns = 0x80008000u;
+  asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(x0 ^ kSigns), "r"(x1 ^ kSigns),
+               "r"(x2 ^ kSigns), "r"(x3 ^ kSigns));
+}
+
+// One warp copies kRows staged rows row0 … of the tile at `tile` to out + q·row_stride (q = q_first +
+// row), skipping rows with q ≥ q_end; chunk idx = it·32 + lane, so consecutive lanes write one row.
+template <class Layout, int kRows, class Element>
+__device__ __forceinline__ void store_staged_rows(uint32_t tile, int row0, Element* out, int64_t row_stride,
+                                                  int q_first, int q_end, int lane) {
+  constexpr int kChunks = kRows * Layout::kChunksPerRow;
+#pragma unroll
+  for (int it = 0; it < (kChunks + 31) / 32; ++it) {
+    const int idx = it * 32 + lane;
+    if (kChunks % 32 == 0 || idx < kChunks) {
+      const int r = row0 + idx / Layout::kChunksPerRow;
+      const int c = idx % Layout::kChunksPerRow;
+      const int q = q_first + r;
+      if (q < q_end) {
+        uint32_t x0, x1, x2, x3;
+        asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3)
+                     : "r"(tile + Layout::chunk_offset(r, c)));
+        *reinterpret_cast<uint4*>(out + q * row_stride + c * 8) = make_uint4(x0, x1, x2, x3);
+      }
+    }
+  }
+}
+
+}  // namespace attnforge::prim
