@@ -79,8 +79,8 @@ attnforge_args make_fake_args(const TuneShape& s) {
 }
 
 std::vector<Candidate> enumerate_candidates(const TuneShape& s, const std::string& filter) {
-  // Canonical names: {backend}_{fwd|bwd}_{dtype}_hd{D|any}_{mask}_{tile}; the mask may itself
-  // contain '_' (user kinds), the tile never does.
+  // Canonical names: {backend}_{fwd|bwd}_{dtype}_hd{D|any}_{mask}_{tile}[_sm90a]; the mask may
+  // itself contain '_' (user kinds), the tile and the arch tag never do.
   const std::string dir = dir_name(s.backward), dt = dtype_name(s.dtype);
   const std::string hd = "hd" + std::to_string(s.head_dim);
   std::vector<Candidate> out;
@@ -94,6 +94,7 @@ std::vector<Candidate> enumerate_candidates(const TuneShape& s, const std::strin
       start = p + 1;
     }
     parts.push_back(name.substr(start));
+    if (parts.size() > 6 && parts.back() == "sm90a") parts.pop_back();  // the arch tag
     if (parts.size() < 6 || parts[1] != dir || parts[2] != dt) continue;
     if (parts[3] != hd && parts[3] != "hdany") continue;
     std::string mask = parts[4];

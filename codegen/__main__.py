@@ -18,7 +18,8 @@ def print_table(variants) -> None:
         hds, tiles = rows.setdefault((v.backend, v.direction, v.dtype, v.mask.name), ([], []))
         hd = "any" if v.head_dim == 0 else str(v.head_dim)
         hds.append(hd) if hd not in hds else None
-        tiles.append(v.tile.name) if v.tile.name not in tiles else None
+        label = v.tile.name + ("_" + v.tile.arch if v.tile.arch != "any" else "")
+        tiles.append(label) if label not in tiles else None
     print(f"{'backend':8} {'dir':4} {'dtype':5} {'mask':10} {'head dims':26} tiles")
     for (b, d, t, m), (hds, tiles) in rows.items():
         print(f"{b:8} {d:4} {t:5} {m:10} {','.join(hds):26} {','.join(tiles)}")

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import limits
-from .variant import BACKENDS, DIRECTIONS, DTYPES, HEAD_DIM_ANY, Mask, Tile, Variant
+from .variant import ARCHS, BACKENDS, DIRECTIONS, DTYPES, HEAD_DIM_ANY, Mask, Tile, Variant
 
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_SCALARS = 4
-TILE_KEYS = {"m", "n", "warps", "stages", "directions", "head_dims"}
+TILE_KEYS = {"m", "n", "warps", "stages", "arch", "directions", "head_dims"}
 MASK_KEYS = {"doc", "predicate", "full", "empty", "scalars", "tensor"}
 BACKEND_KEYS = {"dtypes", "head_dims", "directions", "masks", "tiles"}
 
@@ -142,6 +142,8 @@ def _tiles(file, key, v) -> list[dict]:
                 raise ConfigError(file, f"{k}.{kk}", f"expected a non-negative integer, got {x!r}")
         if "directions" in t:
             _choices(file, f"{k}.directions", t["directions"], DIRECTIONS)
+        if t.get("arch", "any") not in ARCHS:
+            raise ConfigError(file, f"{k}.arch", f"expected one of {', '.join(ARCHS)}, got {t['arch']!r}")
     return v
 
 
@@ -184,9 +186,10 @@ def load(path: str | Path) -> Config:
                         for t in tiles:
                             if dr not in t.get("directions", DIRECTIONS) or hd not in t.get("head_dims", [hd]):
                                 continue
-                            knobs = {"m": t.get("m", 0), "n": t.get("n", 0), "w": t.get("warps", 0), "s": t.get("stages", 0)}
+                            knobs = {"m": t.get("m", 0), "n": t.get("n", 0), "w": t.get("warps", 0), "s": t.get("stages", 0),
+                                     "arch": t.get("arch", "any")}
                             try:
-                                knobs, lim = limits.fit(name, dr, dt, hd, t)
+                                knobs, lim = limits.fit(name, dr, dt, hd, t, masks[mk])
                             except limits.Unfit as e:
                                 probe = Variant(name, dr, dt, hd, masks[mk], Tile(**knobs))
                                 dropped.append(Dropped(probe.name, str(e)))

@@ -84,13 +84,35 @@ def fused_max_seqlen_k(dtype: str, d: int, m: int, w: int, direction: str = "fwd
     return n, smem
 
 
-def fit(backend: str, direction: str, dtype: str, d: int, tile: dict) -> tuple[dict, dict]:
+def flash_fwd_sm90a(dtype: str, d: int, m: int, n: int, w: int, s: int, mask) -> dict:
+    """The warp-specialized TMA forward (runtime/kernels/flash/fwd_sm90_ws.cuh, FwdWsConfig): a
+    producer warpgroup and two consumer warpgroups of 64 rows, 128-byte-swizzled 64-column slabs."""
+    if (m, w) != (128, 12):
+        raise Unfit(f"the sm90a forward is m=128 with 12 warps (producer + two consumer warpgroups), got m={m} w={w}")
+    if d not in (64, 128):
+        raise Unfit(f"the sm90a forward has head dims 64 and 128, got {d}")
+    if n not in (64, 128) or s < 2:
+        raise Unfit(f"the sm90a forward streams 64 or 128 keys through >= 2 stages, got n={n} s={s}")
+    if mask.tensor:
+        raise Unfit(f"the sm90a forward has no mask tensor path (mask {mask.name})")
+    smem = (m * d + s * 2 * n * d) * ELEM_BYTES[dtype] + (1 + 4 * s) * 8 + 1024
+    if smem > SMEM_BYTES_PER_BLOCK:
+        raise Unfit(f"shared memory {smem} B > {SMEM_BYTES_PER_BLOCK} B")
+    return {"smem_bytes": smem}
+
+
+def fit(backend: str, direction: str, dtype: str, d: int, tile: dict, mask) -> tuple[dict, dict]:
     """Returns (tile knobs as built, limits) or raises Unfit."""
     m, n, w, s = (tile.get(k, 0) for k in ("m", "n", "warps", "stages"))
+    arch = tile.get("arch", "any")
+    if arch != "any" and (backend, direction) != ("flash", "fwd"):
+        raise Unfit(f"arch {arch} exists for the flash forward only")
     if backend == "unfused":
-        return {"m": 0, "n": 0, "w": w, "s": 0}, {}
+        return {"m": 0, "n": 0, "w": w, "s": 0, "arch": arch}, {}
     if backend == "fused":
         max_sk, smem = fused_max_seqlen_k(dtype, d, m, w, direction)
-        return {"m": m, "n": max_sk, "w": w, "s": 0}, {"max_seqlen_k": max_sk, "smem_bytes": smem}
+        return {"m": m, "n": max_sk, "w": w, "s": 0, "arch": arch}, {"max_seqlen_k": max_sk, "smem_bytes": smem}
+    if arch == "sm90a":
+        return {"m": m, "n": n, "w": w, "s": s, "arch": arch}, flash_fwd_sm90a(dtype, d, m, n, w, s, mask)
     rule = flash_fwd if direction == "fwd" else flash_bwd
-    return {"m": m, "n": n, "w": w, "s": s}, rule(dtype, d, m, n, w, s)
+    return {"m": m, "n": n, "w": w, "s": s, "arch": arch}, rule(dtype, d, m, n, w, s)

@@ -7,6 +7,7 @@ BACKENDS = ("unfused", "fused", "flash")
 DIRECTIONS = ("fwd", "bwd")
 DTYPES = ("f32", "f16", "bf16")
 HEAD_DIM_ANY = 0  # a variant that serves every head dim in [1, 1024] (unfused only)
+ARCHS = {"any": 0, "sm90a": 90}  # a tile's `arch`: where its kernel runs (C++ Tile<..., kArch>)
 
 # C++ spellings, used by the templates.
 CPP_DTYPE = {"f32": "DType::f32", "f16": "DType::f16", "bf16": "DType::bf16"}
@@ -19,10 +20,15 @@ class Tile:
     n: int = 0  # key columns per step (fused: the whole on-chip key row = its max Sk)
     w: int = 0  # warps per CTA
     s: int = 0  # pipeline stages
+    arch: str = "any"  # "sm90a": a kernel only sm_90 devices run (name suffix _sm90a)
 
     @property
     def name(self) -> str:
         return "".join(f"{k}{v}" for k, v in (("m", self.m), ("n", self.n), ("w", self.w), ("s", self.s)) if v)
+
+    @property
+    def arch_code(self) -> int:
+        return ARCHS[self.arch]
 
 
 @dataclass(frozen=True)
@@ -55,11 +61,13 @@ class Variant:
         parts = [self.backend, self.direction, self.dtype, f"hd{hd}", self.mask.name]
         if self.tile.name:
             parts.append(self.tile.name)
+        if self.tile.arch != "any":
+            parts.append(self.tile.arch)
         return "_".join(parts)
 
     def key(self) -> dict:
         return {
             "backend": self.backend, "direction": self.direction, "dtype": self.dtype,
             "head_dim": self.head_dim, "mask": self.mask.name,
-            "tile": {"m": self.tile.m, "n": self.tile.n, "w": self.tile.w, "s": self.tile.s},
+            "tile": {"m": self.tile.m, "n": self.tile.n, "w": self.tile.w, "s": self.tile.s, "arch": self.tile.arch},
         }

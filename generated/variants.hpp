@@ -221,12 +221,15 @@ using flash_bwd_f16_hd32_window_m64n64w4s2 = Variant<Backend::flash, Direction::
 using flash_bwd_f16_hd32_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd32_bias_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 64, 4, 2>>;
+using flash_fwd_f16_hd64_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_f16_hd64_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 2>>;
+using flash_fwd_f16_hd64_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_f16_hd64_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<64, 64, 4, 2>>;
+using flash_fwd_f16_hd64_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_f16_hd64_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_window_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<64, 64, 4, 2>>;
@@ -265,10 +268,13 @@ using flash_bwd_f16_hd96_window_m64n128w8s2 = Variant<Backend::flash, Direction:
 using flash_bwd_f16_hd96_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 96, mask::window, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd96_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 96, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd96_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 96, mask::bias, Tile<64, 64, 4, 2>>;
+using flash_fwd_f16_hd128_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_f16_hd128_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd128_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<64, 64, 4, 2>>;
+using flash_fwd_f16_hd128_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_f16_hd128_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd128_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<64, 64, 4, 2>>;
+using flash_fwd_f16_hd128_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_f16_hd128_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::bias, Tile<128, 64, 4, 2>>;
@@ -345,12 +351,15 @@ using flash_bwd_bf16_hd32_window_m64n64w4s2 = Variant<Backend::flash, Direction:
 using flash_bwd_bf16_hd32_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd32_bias_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 64, 4, 2>>;
+using flash_fwd_bf16_hd64_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 2>>;
+using flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<64, 64, 4, 2>>;
+using flash_fwd_bf16_hd64_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_window_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<64, 64, 4, 2>>;
@@ -389,10 +398,13 @@ using flash_bwd_bf16_hd96_window_m64n128w8s2 = Variant<Backend::flash, Direction
 using flash_bwd_bf16_hd96_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 96, mask::window, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd96_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 96, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd96_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 96, mask::bias, Tile<64, 64, 4, 2>>;
+using flash_fwd_bf16_hd128_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_bf16_hd128_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<64, 64, 4, 2>>;
+using flash_fwd_bf16_hd128_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_bf16_hd128_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<64, 64, 4, 2>>;
+using flash_fwd_bf16_hd128_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_bf16_hd128_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::bias, Tile<128, 64, 4, 2>>;
@@ -663,12 +675,15 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd32_bias_m64n128w8s2,
     flash_bwd_f16_hd32_bias_m64n128w4s2,
     flash_bwd_f16_hd32_bias_m64n64w4s2,
+    flash_fwd_f16_hd64_none_m128n128w12s2_sm90a,
     flash_fwd_f16_hd64_none_m128n64w4s2,
     flash_fwd_f16_hd64_none_m128n128w4s2,
     flash_fwd_f16_hd64_none_m64n64w4s2,
+    flash_fwd_f16_hd64_causal_m128n128w12s2_sm90a,
     flash_fwd_f16_hd64_causal_m128n64w4s2,
     flash_fwd_f16_hd64_causal_m128n128w4s2,
     flash_fwd_f16_hd64_causal_m64n64w4s2,
+    flash_fwd_f16_hd64_window_m128n128w12s2_sm90a,
     flash_fwd_f16_hd64_window_m128n64w4s2,
     flash_fwd_f16_hd64_window_m128n128w4s2,
     flash_fwd_f16_hd64_window_m64n64w4s2,
@@ -707,10 +722,13 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd96_window_m64n64w4s2,
     flash_bwd_f16_hd96_bias_m64n128w8s2,
     flash_bwd_f16_hd96_bias_m64n64w4s2,
+    flash_fwd_f16_hd128_none_m128n128w12s2_sm90a,
     flash_fwd_f16_hd128_none_m128n64w4s2,
     flash_fwd_f16_hd128_none_m64n64w4s2,
+    flash_fwd_f16_hd128_causal_m128n128w12s2_sm90a,
     flash_fwd_f16_hd128_causal_m128n64w4s2,
     flash_fwd_f16_hd128_causal_m64n64w4s2,
+    flash_fwd_f16_hd128_window_m128n128w12s2_sm90a,
     flash_fwd_f16_hd128_window_m128n64w4s2,
     flash_fwd_f16_hd128_window_m64n64w4s2,
     flash_fwd_f16_hd128_bias_m128n64w4s2,
@@ -787,12 +805,15 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd32_bias_m64n128w8s2,
     flash_bwd_bf16_hd32_bias_m64n128w4s2,
     flash_bwd_bf16_hd32_bias_m64n64w4s2,
+    flash_fwd_bf16_hd64_none_m128n128w12s2_sm90a,
     flash_fwd_bf16_hd64_none_m128n64w4s2,
     flash_fwd_bf16_hd64_none_m128n128w4s2,
     flash_fwd_bf16_hd64_none_m64n64w4s2,
+    flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a,
     flash_fwd_bf16_hd64_causal_m128n64w4s2,
     flash_fwd_bf16_hd64_causal_m128n128w4s2,
     flash_fwd_bf16_hd64_causal_m64n64w4s2,
+    flash_fwd_bf16_hd64_window_m128n128w12s2_sm90a,
     flash_fwd_bf16_hd64_window_m128n64w4s2,
     flash_fwd_bf16_hd64_window_m128n128w4s2,
     flash_fwd_bf16_hd64_window_m64n64w4s2,
@@ -831,10 +852,13 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd96_window_m64n64w4s2,
     flash_bwd_bf16_hd96_bias_m64n128w8s2,
     flash_bwd_bf16_hd96_bias_m64n64w4s2,
+    flash_fwd_bf16_hd128_none_m128n128w12s2_sm90a,
     flash_fwd_bf16_hd128_none_m128n64w4s2,
     flash_fwd_bf16_hd128_none_m64n64w4s2,
+    flash_fwd_bf16_hd128_causal_m128n128w12s2_sm90a,
     flash_fwd_bf16_hd128_causal_m128n64w4s2,
     flash_fwd_bf16_hd128_causal_m64n64w4s2,
+    flash_fwd_bf16_hd128_window_m128n128w12s2_sm90a,
     flash_fwd_bf16_hd128_window_m128n64w4s2,
     flash_fwd_bf16_hd128_window_m64n64w4s2,
     flash_fwd_bf16_hd128_bias_m128n64w4s2,
@@ -889,6 +913,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "e2a6bb6c6c90b4b3104eee768549e282307f2d53a0e90cd2f097b3520ef42bc3";
+inline constexpr const char* kManifestHash = "5813e7cef5fa2c3f7d5951e6d786313137d5ca31dde135dcf6b7c25fdebd1e65";
 
 }  // namespace attnforge::generated

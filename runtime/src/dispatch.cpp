@@ -81,7 +81,7 @@ template <class V>
 constexpr VariantKey key_of() {
   using T = typename V::TileT;
   return VariantKey{V::kBackend, V::kDirection, V::kDType, V::kHeadDim, V::Mask::kId,
-                    T::kBlockM,  T::kBlockN,    T::kWarps, T::kStages};
+                    T::kBlockM,  T::kBlockN,    T::kWarps, T::kStages, T::kArch};
 }
 
 constexpr FixedName make_name(const VariantKey& k, const char* mask) {
@@ -105,6 +105,11 @@ constexpr FixedName make_name(const VariantKey& k, const char* mask) {
     n.put(tags[i]);
     n.put(parts[i]);
   }
+  if (k.arch != 0) {
+    n.put("_sm");
+    n.put(k.arch);
+    n.put("a");
+  }
   return n;
 }
 
@@ -125,11 +130,11 @@ constexpr auto make_table() {
 constexpr std::array<VariantInfo, kNumVariants> kTable = make_table();
 
 constexpr bool key_less(const VariantKey& a, const VariantKey& b) {
-  const int x[9] = {int(a.backend), int(a.direction), int(a.dtype), a.head_dim, a.mask_id,
-                    a.block_m,      a.block_n,        a.warps,       a.stages};
-  const int y[9] = {int(b.backend), int(b.direction), int(b.dtype), b.head_dim, b.mask_id,
-                    b.block_m,      b.block_n,        b.warps,       b.stages};
-  for (int i = 0; i < 9; ++i)
+  const int x[10] = {int(a.backend), int(a.direction), int(a.dtype), a.head_dim, a.mask_id,
+                     a.block_m,      a.block_n,        a.warps,       a.stages,   a.arch};
+  const int y[10] = {int(b.backend), int(b.direction), int(b.dtype), b.head_dim, b.mask_id,
+                     b.block_m,      b.block_n,        b.warps,       b.stages,   b.arch};
+  for (int i = 0; i < 10; ++i)
     if (x[i] != y[i]) return x[i] < y[i];
   return false;
 }

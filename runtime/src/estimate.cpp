@@ -9,6 +9,7 @@
 #include <string>
 
 #include "attnforge/attnforge.h"
+#include "common/launch_checks.hpp"
 #include "validate.hpp"
 #include "workspace.hpp"
 
@@ -43,6 +44,16 @@ size_t caller_tensor_bytes(const Problem& pr, const Params& p) {
   return bytes;
 }
 
+// Compute-capability major of the current device; 0 without one.
+int current_cc_major() {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device" error for the next CUDA call
+    return 0;
+  }
+  return device_cc_major(dev);
+}
+
 }  // namespace
 
 bool variant_fits(const VariantInfo& v, const Problem& pr, std::string* why) {
@@ -62,6 +73,9 @@ bool variant_fits(const VariantInfo& v, const Problem& pr, std::string* why) {
         std::to_string(pr.seqlen_k);
   else if (pr.wants_weights && k.backend == Backend::flash)
     w = "flash cannot return the attention weights";
+  else if (k.arch != 0 && current_cc_major() * 10 != k.arch)
+    w = "it is built for sm_" + std::to_string(k.arch) + "a, the device is " +
+        (current_cc_major() ? "sm_" + std::to_string(current_cc_major()) + "x" : std::string("absent"));
   if (why) *why = w;
   return w.empty();
 }

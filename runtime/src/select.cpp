@@ -113,7 +113,8 @@ constexpr TilePreference kTilePreference[] = {
     // non-causal / causal against 187 / 163 (m64n128w8) and 204 / 163 (m64n64w4). At D = 128 the
     // order stands: m64n128w8 247 / 209, m64n64w4s1 230 / 213 (within 2% causal), m64n64w4s2 159.
     // Forward (H100, 2026-11-25): the first tile, m128n64w4, won 21 of the 24 forward shapes and
-    // was within 5% on the other 3 (D = 64, S ≤ 1024).
+    // was within 5% on the other 3 (D = 64, S ≤ 1024). On sm_90 the generator's first tile is now the
+    // warp-specialized m128n128w12 (arch sm90a; other devices skip it), which leads at D = 128.
     {Backend::flash, Direction::fwd, 9, false, 64, 64, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
     {Backend::flash, Direction::bwd, 9, true, 64, 64, 0, 0, 64, 64, 4, 1, kHopperBwdD64},
     {Backend::flash, Direction::bwd, 0, false, 0, 64, 0, 0, 64, 128, 4, 0,

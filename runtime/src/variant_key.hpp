@@ -20,6 +20,7 @@ struct VariantKey {
   int head_dim;  // kHeadDimAny (0) for a variant that serves any head dim
   int mask_id;   // index into the generated MaskList
   int block_m, block_n, warps, stages;  // the Tile<...>; 0 where the backend has no such knob
+  int arch;                             // 0: any GPU; 90: sm_90a only (name suffix "_sm90a")
   friend constexpr bool operator==(const VariantKey&, const VariantKey&) = default;
 };
 

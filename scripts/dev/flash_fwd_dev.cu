@@ -6,35 +6,26 @@
 
 #include "flash/fwd.cuh"
 #include "flash_fwd_dev_masks.hpp"
-#ifdef DEV_WS
-#include "fwd_sm90_ws.cuh"  // the warp-specialized TMA prototype: -DDEV_WS lists its variants instead
-#endif
 
 using namespace attnforge;
 namespace m = attnforge::devmask;
 
-template <DType T, int D, class M, int BM, int BN, int W, int S>
-using FV = Variant<Backend::flash, Direction::fwd, T, D, M, Tile<BM, BN, W, S>>;
+template <DType T, int D, class M, int BM, int BN, int W, int S, int A = 0>
+using FV = Variant<Backend::flash, Direction::fwd, T, D, M, Tile<BM, BN, W, S, A>>;
 
 struct Entry {
   const char* name;
   attnforge_status (*fn)(const Params&, cudaStream_t, flash::FwdPath);
 };
 #define E(name, ...) {name, &flash::run_fwd_path<FV<__VA_ARGS__>>}
-#ifdef DEV_WS
-template <class V>
-attnforge_status run_ws(const Params& p, cudaStream_t stream, flash::FwdPath) {  // one path: the path argument is ignored
-  return flash::ws::run_fwd_ws<V>(p, stream);
-}
-#define EWS(name, ...) {name, &run_ws<FV<__VA_ARGS__>>}
-#endif
 static const Entry kEntries[] = {
-#if defined(DEV_WS)
-    EWS("bf16_hd128_none_m128n128w12s2", DType::bf16, 128, m::none, 128, 128, 12, 2),
-    EWS("bf16_hd128_causal_m128n128w12s2", DType::bf16, 128, m::causal, 128, 128, 12, 2),
-    EWS("bf16_hd64_none_m128n128w12s2", DType::bf16, 64, m::none, 128, 128, 12, 2),
-    EWS("bf16_hd64_causal_m128n128w12s2", DType::bf16, 64, m::causal, 128, 128, 12, 2),
-    EWS("f16_hd128_causal_m128n128w12s2", DType::f16, 128, m::causal, 128, 128, 12, 2),
+#if defined(DEV_WS)  // the warp-specialized sm_90a kernel (flash/fwd_sm90_ws.cuh; one path)
+    E("bf16_hd128_none_m128n128w12s2_sm90a", DType::bf16, 128, m::none, 128, 128, 12, 2, 90),
+    E("bf16_hd128_causal_m128n128w12s2_sm90a", DType::bf16, 128, m::causal, 128, 128, 12, 2, 90),
+    E("bf16_hd64_none_m128n128w12s2_sm90a", DType::bf16, 64, m::none, 128, 128, 12, 2, 90),
+    E("bf16_hd64_causal_m128n128w12s2_sm90a", DType::bf16, 64, m::causal, 128, 128, 12, 2, 90),
+    E("bf16_hd64_window_m128n128w12s2_sm90a", DType::bf16, 64, m::window, 128, 128, 12, 2, 90),
+    E("f16_hd128_causal_m128n128w12s2_sm90a", DType::f16, 128, m::causal, 128, 128, 12, 2, 90),
 #elif !defined(DEV_SET)
     E("bf16_hd64_none_m128n64w4s2", DType::bf16, 64, m::none, 128, 64, 4, 2),
     E("bf16_hd64_causal_m128n64w4s2", DType::bf16, 64, m::causal, 128, 64, 4, 2),

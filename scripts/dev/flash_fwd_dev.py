@@ -24,7 +24,7 @@ TORCH_DT = {"bf16": torch.bfloat16, "f16": torch.float16}
 MASK_ID = {"none": 0, "causal": 1, "window": 2, "bias": 3}
 
 def vparse(name):  # bf16_hd64_causal_m128n64w4s2
-    dt, hd, mask, tile = name.split("_")
+    dt, hd, mask, tile = name.split("_")[:4]  # an arch tag (_sm90a) may follow the tile
     return dt, int(hd[2:]), mask, tile
 
 def ll_array(xs):

@@ -1,7 +1,7 @@
 # Device run of the flash forward dev driver (scripts/dev/flash_fwd_dev.{cu,py}): build the ctypes library,
 # time the training grid beside PyTorch flash/cuDNN in one process, then check every dev variant on both paths.
 #   OUT=... [DEV_FLAGS=-DDEV_WS] [CHECK_T=seconds] [SAN=1] bash scripts/dev/flash_fwd_devrun.sh
-# DEV_FLAGS=-DDEV_WS builds the warp-specialized TMA prototype (scripts/dev/fwd_sm90_ws.cuh) instead of the
+# DEV_FLAGS=-DDEV_WS builds the warp-specialized sm_90a kernel (runtime/kernels/flash/fwd_sm90_ws.cuh) instead of the
 # library's kernels; SAN=1 adds compute-sanitizer memcheck / racecheck / synccheck over `check --quick`.
 set -u
 export PATH=$PATH:/usr/local/cuda/bin

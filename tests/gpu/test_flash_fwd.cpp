@@ -3,7 +3,8 @@
 // boundary pairs, GQA/MQA, varlen with empty sequences, every mask kind (fully masked rows included),
 // strided tensors, logits near 1e4, and NaN/1e10/inf in masked-out K/V changing nothing (bitwise).
 // Each test runs on both kernels of the forward: the Hopper wgmma kernel (default on sm_90 where the
-// variant fits) and the mma.sync kernel (ATTNFORGE_FLASH_FWD_PATH=mma).
+// variant fits) and the mma.sync kernel (ATTNFORGE_FLASH_FWD_PATH=mma); the sm_90a variants (the
+// warp-specialized TMA kernel) run in the first instance on sm_90 devices.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime.h>
@@ -42,6 +43,13 @@ class FlashFwd : public ::testing::TestWithParam<const char*> {
     if (!attnforge::test::has_cuda_device()) GTEST_SKIP() << "no CUDA device";
     setenv("ATTNFORGE_FLASH_FWD_PATH", GetParam(), 1);
     variants_ = attnforge::test::compiled_flash_variants("fwd");
+    // sm_90a variants have one kernel (the warp-specialized one): they run in the "wgmma" instance,
+    // on sm_90 devices only.
+    int dev = 0, major = 0;
+    ATTNFORGE_TEST_CUDA(cudaGetDevice(&dev));
+    ATTNFORGE_TEST_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    const bool mma = std::strcmp(GetParam(), "mma") == 0;
+    std::erase_if(variants_, [&](const FlashVariant& v) { return v.arch != 0 && (mma || major * 10 != v.arch); });
     if (variants_.empty()) GTEST_SKIP() << "no flash forward variant compiled (build filter)";
   }
   void TearDown() override { unsetenv("ATTNFORGE_FLASH_FWD_PATH"); }

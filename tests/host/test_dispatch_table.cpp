@@ -44,6 +44,7 @@ TEST(DispatchTable, MatchesManifest) {
     EXPECT_EQ(v.key.block_n, m.at("tile").at("n").get<int>());
     EXPECT_EQ(v.key.warps, m.at("tile").at("w").get<int>());
     EXPECT_EQ(v.key.stages, m.at("tile").at("s").get<int>());
+    EXPECT_EQ(v.key.arch, m.at("tile").at("arch").get<std::string>() == "sm90a" ? 90 : 0);
     const auto& limits = m.at("limits");
     EXPECT_EQ(max_seqlen_k(v.key), limits.contains("max_seqlen_k") ? limits.at("max_seqlen_k").get<int>() : 0);
     EXPECT_NE(v.launch, nullptr);

@@ -22,12 +22,15 @@ constexpr int kHeadDimAny = 0;
 //   flash:   BlockM query rows × BlockN key cols per step, Warps per CTA, Stages of K/V prefetch
 //   fused:   BlockM query rows per CTA, Warps per CTA (the whole key row stays on chip)
 //   unfused: Warps per CTA of the softmax kernels
-template <int BlockM_, int BlockN_, int Warps_, int Stages_>
+// Arch: 0 = runs on every supported GPU (sm_80+; Hopper kernels chosen at run time where they fit);
+// 90 = an sm_90a-only kernel (flash forward: the warp-specialized TMA kernel), picked on sm_90 only.
+template <int BlockM_, int BlockN_, int Warps_, int Stages_, int Arch_ = 0>
 struct Tile {
   static constexpr int kBlockM = BlockM_;
   static constexpr int kBlockN = BlockN_;
   static constexpr int kWarps = Warps_;
   static constexpr int kStages = Stages_;
+  static constexpr int kArch = Arch_;
 };
 
 template <Backend B, Direction Dir, DType T, int HeadDim, class Mask_, class Tile_>

@@ -3,7 +3,8 @@
 // tensor cores with fp32 accumulators, and an online softmax (fp32, exp2) keeps O exact. Writes O and LSE
 // once; no O(N²) buffer. This file holds the mma.sync (sm_80+) kernel and the entry point
 // run_fwd<V>(params, stream), which runs the Hopper wgmma kernel of flash/fwd_sm90.cuh instead on
-// sm_90 devices when the variant fits it (see FwdPath).
+// sm_90 devices when the variant fits it, and the warp-specialized one of flash/fwd_sm90_ws.cuh for
+// sm_90a variants (see FwdPath).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -22,6 +23,7 @@
 #include "common/softmax.cuh"
 #include "common/variant.hpp"
 #include "flash/fwd_sm90.cuh"
+#include "flash/fwd_sm90_ws.cuh"
 
 namespace attnforge::flash {
 
@@ -260,46 +262,62 @@ __global__ void __launch_bounds__(FwdConfig<V>::kThreads, 1) fwd_kernel(const __
 
 // Which kernel runs a forward: kAuto = the Hopper (wgmma) kernel on sm_90 devices when the variant
 // fits it, else the mma.sync kernel. ATTNFORGE_FLASH_FWD_PATH=mma|wgmma overrides kAuto (tests run
-// both paths on one GPU; wgmma is honoured only where it can run).
+// both paths on one GPU; wgmma is honoured only where it can run). sm_90a variants (tile arch) have
+// one kernel, the warp-specialized one of flash/fwd_sm90_ws.cuh, and ignore the path.
 enum class FwdPath { kAuto, kMma, kWgmma };
 
+template <class V>
+attnforge_status launch_fwd_wgmma(const Params& p, cudaStream_t stream, int dev) {
+  using Cfg90 = FwdSm90Config<V>;
+  static int raised90[64] = {};
+  const dim3 grid((p.seqlen_q + Cfg90::kBlockM - 1) / Cfg90::kBlockM, p.heads_q, p.batch);
+  if (!allow_smem(fwd_kernel_sm90<V>, Cfg90::kSmemBytes, dev, raised90)) return ATTNFORGE_CUDA_ERROR;
+  fwd_kernel_sm90<V><<<grid, Cfg90::kThreads, Cfg90::kSmemBytes, stream>>>(p);
+  return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
+}
 
-// Host side: checks what the kernels assume beyond validation (16-byte aligned rows for cp.async and
-// vector stores; grid limits), picks the kernel, sizes the grid, launches.
+// The wgmma kernel, or the mma.sync one where the variant, the device or the path does not fit it.
+template <class V>
+attnforge_status launch_fwd_mma_or_wgmma(const Params& p, cudaStream_t stream, FwdPath path, int dev) {
+  if (path == FwdPath::kAuto) {
+    const char* env = std::getenv("ATTNFORGE_FLASH_FWD_PATH");
+    path = (env && std::strcmp(env, "mma") == 0) ? FwdPath::kMma : FwdPath::kWgmma;
+  }
+  if constexpr (FwdSm90Config<V>::kSupported)
+    if (path == FwdPath::kWgmma && device_cc_major(dev) == 9) return launch_fwd_wgmma<V>(p, stream, dev);
+  using Cfg = FwdConfig<V>;
+  static int raised80[64] = {};
+  const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
+  if (!allow_smem(fwd_kernel<V>, Cfg::kSmemBytes, dev, raised80)) return ATTNFORGE_CUDA_ERROR;
+  fwd_kernel<V><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
+  return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
+}
+
+// Host side: checks what the kernels assume beyond validation (16-byte aligned rows for cp.async, TMA
+// and vector stores; grid limits), picks the kernel, sizes the grid, launches.
 template <class V>
 attnforge_status run_fwd_path(const Params& p, cudaStream_t stream, FwdPath path) {
-  using Cfg = FwdConfig<V>;
-  using Cfg90 = FwdSm90Config<V>;
-  if (p.head_dim != Cfg::kHeadDim) return ATTNFORGE_INVALID_ARGUMENT;
+  if (p.head_dim != V::kHeadDim) return ATTNFORGE_INVALID_ARGUMENT;
   if (p.batch == 0 || p.seqlen_q == 0 || p.heads_q == 0) return ATTNFORGE_OK;  // nothing to write
   if (!rows_aligned16(p, /*backward=*/false)) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", kNeedsAlignedRows);
   if (p.heads_q > 65535 || p.batch > 65535) return ATTNFORGE_UNSUPPORTED;
 
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
-  if (path == FwdPath::kAuto) {
-    const char* env = std::getenv("ATTNFORGE_FLASH_FWD_PATH");
-    path = (env && std::strcmp(env, "mma") == 0) ? FwdPath::kMma : FwdPath::kWgmma;
+  if constexpr (V::TileT::kArch == 90) {
+    if (device_cc_major(dev) != 9)
+      return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", "an sm_90a variant needs a compute capability 9.x device");
+    const attnforge_status st = launch_fwd_sm90_ws<V>(p, stream, dev);
+    if (st != ATTNFORGE_UNSUPPORTED) return st;
+    // No TMA descriptor for this layout: the wgmma kernel of the same block shape (8 warps).
+    using T = typename V::TileT;
+    using Fallback = Variant<Backend::flash, Direction::fwd, V::kDType, V::kHeadDim, typename V::Mask,
+                             Tile<T::kBlockM, T::kBlockN, 8, T::kStages>>;
+    static_assert(FwdSm90Config<Fallback>::kSupported);
+    return launch_fwd_wgmma<Fallback>(p, stream, dev);
+  } else {
+    return launch_fwd_mma_or_wgmma<V>(p, stream, path, dev);
   }
-  const bool hopper = Cfg90::kSupported && device_cc_major(dev) == 9;
-  const dim3 block(Cfg::kThreads);
-  bool launched = false;
-  if constexpr (Cfg90::kSupported) {
-    if (path == FwdPath::kWgmma && hopper) {
-      static int raised90[64] = {};
-      const dim3 grid((p.seqlen_q + Cfg90::kBlockM - 1) / Cfg90::kBlockM, p.heads_q, p.batch);
-      if (!allow_smem(fwd_kernel_sm90<V>, Cfg90::kSmemBytes, dev, raised90)) return ATTNFORGE_CUDA_ERROR;
-      fwd_kernel_sm90<V><<<grid, block, Cfg90::kSmemBytes, stream>>>(p);
-      launched = true;
-    }
-  }
-  if (!launched) {
-    static int raised80[64] = {};
-    const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
-    if (!allow_smem(fwd_kernel<V>, Cfg::kSmemBytes, dev, raised80)) return ATTNFORGE_CUDA_ERROR;
-    fwd_kernel<V><<<grid, block, Cfg::kSmemBytes, stream>>>(p);
-  }
-  return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
 }
 
 template <class V>

@@ -1,0 +1,336 @@
+// Flash forward, warp-specialized Hopper kernel (sm_90a variants: tile arch = "sm90a", 12 warps): a
+// producer warpgroup moves Q/K/V with the tensor memory accelerator (128-byte swizzle, kStages-deep K
+// and V rings completing on mbarriers) and gives its registers away (setmaxnreg); two consumer
+// warpgroups of 64 query rows each run S = Q·Kᵀ and O += P·V on wgmma, take turns on the tensor cores
+// (ping-pong: one warpgroup's softmax overlaps the other's GEMMs) and overlap their own softmax of tile
+// j with P_{j−1}·V_{j−1}. Head dim 64 or 128, f16/bf16, masks without a tensor (codegen/limits.py).
+#pragma once
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "common/launch_checks.hpp"
+#include "common/mask_apply.cuh"
+#include "common/numeric.cuh"
+#include "common/params.hpp"
+#include "common/smem_layout.cuh"
+#include "common/smem_tile_ops.cuh"
+#include "common/softmax.cuh"
+#include "common/tma.cuh"
+#include "common/variant.hpp"
+#include "common/wgmma.cuh"
+
+namespace attnforge::flash {
+
+template <class V>
+struct FwdWsConfig {
+  static constexpr DType kDType = V::kDType;
+  using Num = prim::Numeric<kDType>;
+  using Element = typename Num::Element;
+  using Mask = typename V::Mask;
+  static constexpr int kD = V::kHeadDim;
+  static constexpr int kBlockM = V::TileT::kBlockM;  // two consumer warpgroups × 64 query rows
+  static constexpr int kBlockN = V::TileT::kBlockN;  // keys per K/V tile
+  static constexpr int kStages = V::TileT::kStages;
+  static constexpr int kThreads = V::TileT::kWarps * 32;  // warpgroup 0: producer; 1, 2: consumers
+  static_assert(kBlockM == 128 && V::TileT::kWarps == 12, "producer + two consumer warpgroups of 64 rows");
+  static_assert(kD == 64 || kD == 128, "head dim 64 or 128");
+  static_assert(kBlockN % 64 == 0 && kBlockN <= 128 && kStages >= 2, "K/V tiles of 64 or 128 keys, >= 2 stages");
+  static_assert(kDType == DType::f16 || kDType == DType::bf16, "16-bit inputs");
+  static_assert(!Mask::kHasTensor, "masks without a tensor (the generator drops the others)");
+
+  using QL = prim::SmemTileSw128<kBlockM, kD>;  // (128 queries, D), reused to stage O
+  using KL = prim::SmemTileSw128<kBlockN, kD>;  // (kBlockN keys, D) per K or V stage
+  // [Q][K × kStages][V × kStages][mbarriers], tiles 1024-byte aligned (the swizzle atom).
+  static constexpr int kOffK = QL::kBytes;
+  static constexpr int kOffV = kOffK + kStages * KL::kBytes;
+  static constexpr int kOffBar = kOffV + kStages * KL::kBytes;
+  static constexpr int kNumBars = 1 + 4 * kStages;  // q_full; k_full, k_empty, v_full, v_empty per stage
+  static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + 1024: base alignment
+  static_assert(kSmemBytes <= 227 * 1024);
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // 128·24 + 256·240 ≤ 64 K registers
+};
+
+// The kernel's arguments: the library's Params and one TMA descriptor per input over the 4-D view
+// (D, heads, rows, batch) of the tensor (varlen: batch extent 1, rows = total tokens).
+struct FwdWsArgs {
+  Params p;
+  CUtensorMap tq, tk, tv;
+};
+
+// Named barriers (0 is __syncthreads): 1, 2 = "consumer warpgroup 0 / 1 may issue its GEMMs"
+// (ping-pong); 3, 4 = one consumer warpgroup; 5 = both consumer warpgroups.
+namespace ws_bar {
+constexpr int kTurn = 1, kWarpgroup = 3, kConsumers = 5;
+}
+
+template <class V>
+__global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_ws(const __grid_constant__ FwdWsArgs a) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = FwdWsConfig<V>;
+  using Mask = typename C::Mask;
+  using QL = typename C::QL;
+  using KL = typename C::KL;
+  using MmaS = prim::sm90::Wgmma<C::kDType, C::kBlockN>;  // S (64 queries, kBlockN keys)
+  using MmaO = prim::sm90::Wgmma<C::kDType, C::kD>;       // O (64 queries, D)
+  namespace w = prim::sm90;
+  namespace tma = prim::tma;
+  constexpr int kBM = C::kBlockM, kBN = C::kBlockN, kD = C::kD, kStages = C::kStages;
+  constexpr int kNS = kBN / 8, kNO = kD / 8;  // n8 tiles of S and of O
+  constexpr uint32_t kSbo = 1024;             // bytes between 8-row groups of a 128-byte-row slab
+  const Params& p = a.p;
+
+  const int m_block = int(gridDim.x) - 1 - int(blockIdx.x);  // heavy (causal) row blocks first
+  const int h = blockIdx.y, b = blockIdx.z;
+  const SeqInfo seq = seq_info(p, b);
+  const int sq = seq.seqlen_q, sk = seq.seqlen_k, m0 = m_block * kBM;
+  if (m0 >= sq) return;  // the whole CTA, before any barrier is initialised
+  const int h_kv = h / p.group();
+  const int q_row0 = int(seq.q_start) + m0, k_row0 = int(seq.k_start);  // rows of the TMA view
+  const int tb = p.is_varlen() ? 0 : b;                                  // its batch coordinate
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int wg = warp >> 2;
+
+  extern __shared__ __align__(128) char smem_ws[];
+  const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_ws)) + 1023u) & ~1023u;
+  const uint32_t sQ = base;
+  auto sK = [&](int st) { return base + C::kOffK + uint32_t(st * KL::kBytes); };
+  auto sV = [&](int st) { return base + C::kOffV + uint32_t(st * KL::kBytes); };
+  const uint32_t bar_q = base + C::kOffBar;
+  auto bar_k_full = [&](int st) { return bar_q + 8u * (1 + st); };
+  auto bar_k_empty = [&](int st) { return bar_q + 8u * (1 + kStages + st); };
+  auto bar_v_full = [&](int st) { return bar_q + 8u * (1 + 2 * kStages + st); };
+  auto bar_v_empty = [&](int st) { return bar_q + 8u * (1 + 3 * kStages + st); };
+
+  // Key tiles the mask leaves non-empty for this CTA's rows, in order (producer and consumers walk
+  // the same sequence).
+  const int n_tiles = (sk + kBN - 1) / kBN;
+  auto tile_class = [&](int j) { return prim::classify_tile<Mask>(m0, kBM, j * kBN, kBN, sq, sk, p.mask); };
+  auto next_tile = [&](int j) {
+    while (j < n_tiles && tile_class(j) == TileClass::kEmpty) ++j;
+    return j;
+  };
+
+  if (tid == 0) {
+    tma::mbar_init(bar_q, 1);
+    for (int st = 0; st < kStages; ++st) {
+      tma::mbar_init(bar_k_full(st), 1);
+      tma::mbar_init(bar_v_full(st), 1);
+      tma::mbar_init(bar_k_empty(st), 256);  // every consumer thread arrives once done with the stage
+      tma::mbar_init(bar_v_empty(st), 256);
+    }
+    tma::fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    // ---- producer: one thread issues every copy ------------------------------------------------------
+    tma::regs_dealloc<C::kProducerRegs>();
+    if (tid == 0) {
+      tma::mbar_expect_tx(bar_q, QL::kBytes);
+#pragma unroll
+      for (int slab = 0; slab < kD / 64; ++slab)
+        tma::load_4d(sQ + slab * QL::kSlabBytes, &a.tq, bar_q, slab * 64, h, q_row0, tb);
+      int it = 0;
+      for (int j = next_tile(0); j < n_tiles; j = next_tile(j + 1), ++it) {
+        const int st = it % kStages;
+        const uint32_t ph = (it / kStages) & 1;
+        tma::mbar_wait(bar_k_empty(st), ph ^ 1);
+        tma::mbar_expect_tx(bar_k_full(st), KL::kBytes);
+#pragma unroll
+        for (int slab = 0; slab < kD / 64; ++slab)
+          tma::load_4d(sK(st) + slab * KL::kSlabBytes, &a.tk, bar_k_full(st), slab * 64, h_kv, k_row0 + j * kBN, tb);
+        tma::mbar_wait(bar_v_empty(st), ph ^ 1);
+        tma::mbar_expect_tx(bar_v_full(st), KL::kBytes);
+#pragma unroll
+        for (int slab = 0; slab < kD / 64; ++slab)
+          tma::load_4d(sV(st) + slab * KL::kSlabBytes, &a.tv, bar_v_full(st), slab * 64, h_kv, k_row0 + j * kBN, tb);
+      }
+    }
+    return;
+  }
+
+  // ---- consumers: warpgroup cw owns query rows 64·cw … 64·cw + 63 of the block ---------------------
+  tma::regs_alloc<C::kConsumerRegs>();
+  const int cw = wg - 1, ctid = tid - 128;
+  const int wg_row0 = 64 * cw, warp_row0 = wg_row0 + (warp & 3) * 16;
+  const float c = fabsf(p.scale_log2);
+  // Ping-pong: warpgroup cw waits on its turn barrier before issuing GEMMs and opens the other's after.
+  // Warpgroup 1 opens the first turn for warpgroup 0.
+  auto my_turn = [&] { tma::bar_sync(ws_bar::kTurn + cw, 256); };
+  auto their_turn = [&] { tma::bar_arrive(ws_bar::kTurn + (cw ^ 1), 256); };
+  if (cw == 1) tma::bar_arrive(ws_bar::kTurn, 256);
+
+  tma::mbar_wait(bar_q, 0);
+  if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
+    for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128) {
+      const int r = wg_row0 + i / QL::kChunksPerRow, ch = i % QL::kChunksPerRow;
+      prim::negate_chunk16(sQ + QL::chunk_offset(r, ch));
+    }
+    w::fence_proxy_async();
+    tma::bar_sync(ws_bar::kWarpgroup + cw, 128);
+  }
+
+  // S = Q_w·K_jᵀ (64, kBN): A = this warpgroup's Q rows, B = K rows, both K-major. Issue only.
+  auto issue_s = [&](float (&s)[1][kNS][4], int st) {
+    w::fence();
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      const uint64_t dq = w::desc_sw128(sQ + (ks / 4) * QL::kSlabBytes + wg_row0 * 128 + (ks % 4) * 32, 16, kSbo);
+      const uint64_t dk = w::desc_sw128(sK(st) + (ks / 4) * KL::kSlabBytes + (ks % 4) * 32, 16, kSbo);
+      if (ks == 0) MmaS::template ss<false>(s[0], dq, dk);
+      else MmaS::template ss<true>(s[0], dq, dk);
+    }
+    w::commit();
+  };
+  float o[1][kNO][4];  // O (64 rows of this warpgroup, D), fp32
+#pragma unroll
+  for (int nt = 0; nt < kNO; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[0][nt][e] = 0.f;
+  uint32_t pa[kBN / 16][4];  // P of the previous tile in 16 bits: the A fragments of O += P·V
+  // O += P·V_j: P (64, kBN) from registers, V (kBN keys, D) MN-major. Issue only.
+  auto issue_pv = [&](int st) {
+    w::fence();
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) MmaO::rs(o[0], pa[kk], w::desc_sw128(sV(st) + kk * 2048, KL::kSlabBytes, kSbo));
+    w::commit();
+  };
+  auto pack_p = [&](const float (&s)[1][kNS][4]) {
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      pa[kk][0] = C::Num::pack2(s[0][2 * kk][0], s[0][2 * kk][1]);
+      pa[kk][1] = C::Num::pack2(s[0][2 * kk][2], s[0][2 * kk][3]);
+      pa[kk][2] = C::Num::pack2(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
+      pa[kk][3] = C::Num::pack2(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
+    }
+  };
+  auto mask = [&](float (&s)[1][kNS][4], int j) {
+    if (tile_class(j) != TileClass::kFull)
+      prim::apply_mask<Mask, 64>(s, m0 + warp_row0 + g, j * kBN + 2 * t, sq, sk, p.mask, prim::BiasView{});
+  };
+  // V_j arrived (stage st). On a partial tile, V rows no query of this CTA sees (past sk, outside a
+  // window, the next packed sequence) are zeroed before any P·V reads them: P is 0 there, but 0·NaN
+  // would reach O. Both consumer warpgroups split the rows, then meet on a barrier — outside their
+  // GEMM turns, so the ping-pong cannot deadlock on it.
+  const int q_last = min(m0 + kBM, sq) - 1;
+  auto v_ready = [&](int st, uint32_t ph, int j) {
+    tma::mbar_wait(bar_v_full(st), ph);
+    if (tile_class(j) == TileClass::kFull) return;
+    for (int r = ctid; r < kBN; r += 256) {
+      if (prim::key_live<Mask>(m0, q_last, j * kBN + r, sq, sk, p.mask)) continue;
+#pragma unroll
+      for (int slab = 0; slab < kD / 64; ++slab)
+#pragma unroll
+        for (int ch = 0; ch < 8; ++ch)  // a row's 128 bytes of a slab, in any swizzle order
+          asm volatile("st.shared.v4.u32 [%0], {%1,%1,%1,%1};\n" ::"r"(sV(st) + slab * KL::kSlabBytes + r * 128 + ch * 16),
+                       "r"(0u));
+    }
+    w::fence_proxy_async();
+    tma::bar_sync(ws_bar::kConsumers, 256);
+  };
+
+  prim::OnlineSoftmax<1> softmax;
+  softmax.init();
+  float alpha[1][2];
+
+  int j = next_tile(0);
+  if (j < n_tiles) {
+    // Tile 0: S_0 → P_0 (O is still 0, nothing to rescale).
+    float s[1][kNS][4];  // S, then P (64, kBN) of this warpgroup
+    tma::mbar_wait(bar_k_full(0), 0);
+    my_turn();
+    issue_s(s, 0);
+    their_turn();
+    w::wait<0>();
+    tma::mbar_arrive(bar_k_empty(0));
+    mask(s, j);
+    softmax.scores_to_p(s, c, alpha);
+    pack_p(s);
+    int prev_st = 0, prev_j = j;
+    uint32_t prev_ph = 0;
+    int it = 1;
+    for (j = next_tile(j + 1); j < n_tiles; j = next_tile(j + 1), ++it) {
+      const int st = it % kStages;
+      const uint32_t ph = (it / kStages) & 1;
+      v_ready(prev_st, prev_ph, prev_j);
+      tma::mbar_wait(bar_k_full(st), ph);
+      my_turn();
+      issue_s(s, st);    // S_j = Q·K_jᵀ ...
+      issue_pv(prev_st);  // ... and O += P_{j−1}·V_{j−1} behind it
+      their_turn();
+      w::wait<1>();  // S_j landed
+      tma::mbar_arrive(bar_k_empty(st));
+      mask(s, j);
+      softmax.scores_to_p(s, c, alpha);  // while P_{j−1}·V_{j−1} runs
+      w::wait<0>();                      // O complete up to tile j − 1
+      tma::mbar_arrive(bar_v_empty(prev_st));
+      softmax.rescale(o, alpha);  // O relative to the new row max
+      pack_p(s);
+      prev_st = st, prev_ph = ph, prev_j = j;
+    }
+    // The last tile's P·V.
+    v_ready(prev_st, prev_ph, prev_j);
+    my_turn();
+    issue_pv(prev_st);
+    their_turn();
+    w::wait<0>();
+    tma::mbar_arrive(bar_v_empty(prev_st));
+  }
+  if (cw == 0) my_turn();  // consumes warpgroup 1's last arrival (it opened the first turn)
+
+  // ---- epilogue: O /= l, LSE; O staged through this warpgroup's own Q rows (its S GEMMs are done) ---
+  float lse[1][2];
+  softmax.finalize(o, lse);
+  using Element = typename C::Element;
+  Element* o_ptr = static_cast<Element*>(p.o) + b * p.o_batch_stride + seq.q_start * p.o_row_stride +
+                   int64_t(h) * p.o_head_stride;  // (Sq, D)
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int r = warp_row0 + hh * 8 + g;
+#pragma unroll
+    for (int nt = 0; nt < kNO; ++nt)
+      asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sQ + QL::offset(r, nt * 8 + 2 * t)),
+                   "r"(C::Num::pack2(o[0][nt][2 * hh], o[0][nt][2 * hh + 1])));
+    const int q = m0 + r;
+    if (t == 0 && q < sq) p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + seq.q_start + q] = lse[0][hh];
+  }
+  __syncwarp();
+  prim::store_staged_rows<QL, 16>(sQ, warp_row0, o_ptr, p.o_row_stride, m0, sq, lane);  // this warp's 16 rows
+#else
+  __trap();  // sm_90a only: run_fwd launches it on sm_90 devices only
+#endif
+}
+
+// Host side: TMA descriptors of Q, K, V, then the launch. ATTNFORGE_UNSUPPORTED (nothing launched) when
+// the driver cannot describe a layout (e.g. a zero batch stride): run_fwd then takes the wgmma kernel.
+// Validation and the device check happened in run_fwd.
+template <class V>
+attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int dev) {
+  using C = FwdWsConfig<V>;
+  const bool varlen = p.is_varlen();
+  const int nb = varlen ? 1 : p.batch;
+  // Rows of the view; at least 1 (an empty key sequence reads no tile but needs a valid descriptor).
+  const int64_t rows_q = varlen ? p.total_q : p.seqlen_q;
+  const int64_t rows_k = std::max<int64_t>(varlen ? p.total_k : p.seqlen_k, 1);
+  FwdWsArgs a;
+  a.p = p;
+  namespace tma = prim::tma;
+  if (!tma::encode_rows_view(&a.tq, C::kDType, p.q, C::kD, p.heads_q, rows_q, nb, p.q_row_stride, p.q_head_stride,
+                             p.q_batch_stride, C::kBlockM) ||
+      !tma::encode_rows_view(&a.tk, C::kDType, p.k, C::kD, p.heads_kv, rows_k, nb, p.k_row_stride, p.k_head_stride,
+                             p.k_batch_stride, C::kBlockN) ||
+      !tma::encode_rows_view(&a.tv, C::kDType, p.v, C::kD, p.heads_kv, rows_k, nb, p.v_row_stride, p.v_head_stride,
+                             p.v_batch_stride, C::kBlockN))
+    return ATTNFORGE_UNSUPPORTED;
+  static int raised[64] = {};
+  if (!allow_smem(fwd_kernel_sm90_ws<V>, C::kSmemBytes, dev, raised)) return ATTNFORGE_CUDA_ERROR;
+  const dim3 grid((p.seqlen_q + C::kBlockM - 1) / C::kBlockM, p.heads_q, p.batch);
+  fwd_kernel_sm90_ws<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(a);
+  return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
+}
+
+}  // namespace attnforge::flash
