@@ -53,7 +53,11 @@ for tool in $tools; do
     ( start=$(date +%s)
       timeout "$limit" "$cs" --tool "$tool" --error-exitcode=1 --print-limit 2000 "${extra[@]}" "$driver" "$filter" \
         "$s/$shards" >"$out/$tool.$s.log" 2>&1
-      echo "$? $(( $(date +%s) - start ))" >"$out/$tool.$s.rc" ) &
+      rc=$?
+      # A shard the filter left empty makes no CUDA call, which the sanitizer reports as an error.
+      grep -q "^sanitize driver: 0 runs, 0 failed" "$out/$tool.$s.log" &&
+        { echo "shard $s/$shards: no variant of the filter (not run)" >"$out/$tool.$s.log"; rc=0; }
+      echo "$rc $(( $(date +%s) - start ))" >"$out/$tool.$s.rc" ) &
     pids+=($!)
   done
 done

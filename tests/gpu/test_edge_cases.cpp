@@ -470,6 +470,29 @@ TEST(EdgeCases, ShortKeyRowsBackward) {
             c.seed = seed;
             EXPECT_TRUE(test::check_case(c, {.backend = backend}));
           }
+  // With an additive bias (f16 tensor) and fully masked leading rows: the recomputed P of a one-key
+  // row is 1 − ε when |s + bias| is large (the sweep's fused f16 D128 Sq 233 Sk 1 case); the fused
+  // kernel renormalises P over the tile, so dK stays exactly 0.
+  for (attnforge_backend backend : {ATTNFORGE_BACKEND_FLASH, ATTNFORGE_BACKEND_FUSED})
+    for (attnforge_dtype t : {ATTNFORGE_F16, ATTNFORGE_BF16})
+      for (int d : {64, 128})
+        for (auto [sq, sk] : {std::pair{233, 1}, {97, 2}})
+          for (uint64_t seed : {21u, 22u, 23u}) {
+            SCOPED_TRACE(std::string(backend == ATTNFORGE_BACKEND_FLASH ? "flash" : "fused") + " bias Sq " +
+                         std::to_string(sq) + " Sk " + std::to_string(sk));
+            test::Case c;
+            c.dtype = t;
+            c.head_dim = d;
+            c.seqlen_q = sq;
+            c.seqlen_k = sk;
+            c.heads_q = 4;
+            c.heads_kv = 1;
+            c.mask = "bias";
+            c.bias = test::BiasKind::additive;
+            c.masked_rows = 3;
+            c.seed = seed;
+            EXPECT_TRUE(test::check_case(c, {.backend = backend}));
+          }
 }
 
 // ---- fp16 near its maximum --------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Fused backward: TWO launches. (1) One CTA per (kBlockM query rows, head, batch) walks the whole key
 // row of its block: recomputes S, P = exp2(S·scale_log2 − LSE·log2e) exactly from the forward's LSE,
-// dP = dO·Vᵀ, dS = P∘(dP − Di) with Di = rowsum(dO∘O), or Σ_j P·dP when the key row fits one block;
+// dP = dO·Vᵀ, dS = P∘(dP − Di) with Di = rowsum(dO∘O) — or, when the key row fits one block, P
+// renormalised by its row sum over the tile and Di = Σ_j P·dP;
 // dQ = scale·dS·K stays in registers and is written once;
 // dV += Pᵀ·dO and dK += scale·dSᵀ·Q go into fp32 accumulators (workspace) by atomics, shared by all
 // query blocks and the heads of a KV group. (2) A conversion kernel rounds the accumulators into dk, dv.
@@ -204,36 +205,69 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) bwd_kernel(const __gri
       }
     }
     if (n_steps == 1) {
-      // The whole key row is in this block: Di = Σ_j P_ij·dP_ij from the tile replaces rowsum(dO∘O),
-      // whose O is rounded to the dtype — the error that dominates dS = P∘(dP − Di) when a row sees
-      // few keys (Sk = 1: P = 1 and dS must be exactly 0). Per-warp partial rows meet in the P staging
-      // area (free until P is staged below) and are summed in a fixed order (deterministic).
+      // The whole key row is in this block: P and Di are finished from the tile itself. Row sums over
+      // the block: per-warp partial rows (quad shuffle) meet in the P staging area (free until P is
+      // staged below) and are summed in a fixed warp order (deterministic), then published in dst.
       float* part = reinterpret_cast<float*>(smem + Cfg::kOffP);  // (kWarpsN, kBlockM) fp32
+      float* s_l = part + kWarpsN * kBlockM;                       // (kBlockM) Σ_j P, beside the partials
+      static_assert((kWarpsN + 1) * kBlockM * 4 <= Cfg::kSmemP, "row-sum scratch exceeds the P staging area");
+      auto block_row_sum = [&](float (&acc)[2], float* dst) {  // acc: this thread's part of rows g, g + 8
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], 1);
+          acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], 2);
+          if (t4 == 0) part[wn * kBlockM + row0 + g + 8 * r] = acc[r];
+        }
+        __syncthreads();
+        if (tid < kBlockM) {
+          float d = 0.f;
+#pragma unroll
+          for (int w = 0; w < kWarpsN; ++w) d += part[w * kBlockM + tid];
+          dst[tid] = d;
+        }
+        __syncthreads();  // dst published; the partials are free again
+      };
+      float acc[2];
+      // P̂ = P / Σ_j P: exact row normalisation from the tile. The recomputed P = exp2(s − lse2) is a few
+      // ulps off (lse2 = LSE·log2e is rounded, worse when |s| is large, as with a bias), and with one key
+      // dS = P·dP·(1 − P) ≠ 0; the correctly rounded division gives P̂ = P/P = 1, so dS = 0 exactly.
+      // A row with Σ P = 0 (fully masked) keeps P = 0 (no 0/0).
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        float acc = 0.f;
+        acc[r] = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int c = 0; c < 2; ++c) acc[r] += s[0][nt][2 * r + c];
+      }
+      block_row_sum(acc, s_l);
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float l = s_l[row0 + g + 8 * r];
+        if (l != 0.f) {
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) s[0][nt][2 * r + c] = __fdiv_rn(s[0][nt][2 * r + c], l);
+        }
+      }
+      // Di = Σ_j P̂_ij·dP_ij from the tile replaces rowsum(dO∘O), whose O is rounded to the dtype — the
+      // error that dominates dS = P̂∘(dP − Di) when a row sees few keys (one key: P̂ = 1, Di = dP exactly).
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        acc[r] = 0.f;
 #pragma unroll
         for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
           for (int c = 0; c < 2; ++c) {
             const float pe = s[0][nt][2 * r + c];
-            acc += pe != 0.f ? pe * dp[nt][2 * r + c] : 0.f;  // P == 0 selects 0 (NaN in masked V)
+            acc[r] += pe != 0.f ? pe * dp[nt][2 * r + c] : 0.f;  // P == 0 selects 0 (NaN in masked V)
           }
-        acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-        acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-        if (t4 == 0) part[wn * kBlockM + row0 + g + 8 * r] = acc;
       }
-      __syncthreads();
-      if (tid < kBlockM) {
-        float d = 0.f;
-#pragma unroll
-        for (int w = 0; w < kWarpsN; ++w) d += part[w * kBlockM + tid];
-        s_di[tid] = d;
-      }
-      __syncthreads();  // Di published; the staging area is free for P again
+      block_row_sum(acc, s_di);  // ends on a barrier: the staging area is free for P again
     }
     if (cls != TileClass::kEmpty) {
-      // dS = P∘(dP − Di).
+      // dS = P∘(dP − Di) (P̂ when the key row fits one block; it is also what is staged for dV = Pᵀ·dO).
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const float di = s_di[row0 + g + 8 * r];
