@@ -107,6 +107,12 @@ constexpr const char* kHopperBwdD64 = "m64n64w4s1: fastest flash backward at D =
 // 3.9–16 % over m128n64w4s2 (autotune/results/h200_training.md); the H100 wgmma runs of 2026-11-25
 // (bench/NOTES-flash.md, v3) had it best at D = 64 too.
 constexpr const char* kHopperFwdD64 = "m128n128w4: fastest flash forward at D = 64 on Hopper (wgmma kernel)";
+// From S_k = 8192 on, the warp-specialized sm90a tile takes over at D = 64: attnforge-tune on the H200
+// (2026-11-29, fourth session, autotune/results/h200_training.md) timed m128n128w12s2_sm90a at 1.427 ms
+// against m128n128w4s2's 1.541 (causal, S 8192) and m128n128w12s3_sm90a 2.545–2.663 against 2.797–2.901
+// (causal, S 16384); non-causal the two are within the run-to-run noise (2.500 / 2.606 ms at S 8192).
+constexpr const char* kHopperFwdD64Long =
+    "m128n128w12 sm90a: fastest flash forward at D = 64 and S_k >= 8192 on Hopper (warp-specialized kernel)";
 constexpr TilePreference kTilePreference[] = {
     // Backward, D ≤ 64: m64n128w4 beat the generator's first bwd tile m64n128w8 and m64n64w4 on the
     // H200 (2026-11-29, S = 4096, bf16, scripts/dev/flash_bwd_devrun.sh TILES=1): 244 / 208 TFLOP/s
@@ -115,6 +121,7 @@ constexpr TilePreference kTilePreference[] = {
     // Forward (H100, 2026-11-25): the first tile, m128n64w4, won 21 of the 24 forward shapes and
     // was within 5% on the other 3 (D = 64, S ≤ 1024). On sm_90 the generator's first tile is now the
     // warp-specialized m128n128w12 (arch sm90a; other devices skip it), which leads at D = 128.
+    {Backend::flash, Direction::fwd, 9, true, 64, 64, 8192, 0, 128, 128, 12, 0, kHopperFwdD64Long},
     {Backend::flash, Direction::fwd, 9, false, 64, 64, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
     {Backend::flash, Direction::bwd, 9, true, 64, 64, 0, 0, 64, 64, 4, 1, kHopperBwdD64},
     {Backend::flash, Direction::bwd, 0, false, 0, 64, 0, 0, 64, 128, 4, 0,
