@@ -93,6 +93,32 @@ def test_fused_limit_is_in_name_and_manifest(tmp_path):
         assert f"n{v['tile']['n']}" in v["name"]
 
 
+def test_arch_axis_names_instantiates_and_drops(tmp_path):
+    """A tile with arch = "sm90a" is the flash forward's warp-specialized kernel: name suffix _sm90a,
+    Tile<..., 90> in the variant list, dropped with a reason where the kernel cannot go."""
+    cfg = tmp_path / "arch.toml"
+    cfg.write_text(f'include = ["{ROOT}/codegen/variants/masks.toml"]\n' + textwrap.dedent("""\
+        [backend.flash]
+        dtypes = ["bf16"]
+        head_dims = [64, 96]
+        directions = ["fwd", "bwd"]
+        masks = ["causal", "bias"]
+        tiles = [{ m = 128, n = 128, warps = 12, stages = 2, arch = "sm90a" }]
+        """))
+    out = tmp_path / "g"
+    r = codegen("--config", str(cfg), "--out", str(out), "--list", "--verbose")
+    assert r.stdout.split("\n")[0] == "flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a", r.stdout
+    dropped = r.stdout
+    assert "flash_fwd_bf16_hd64_bias_m128n128w12s2_sm90a: the sm90a forward has no mask tensor path" in dropped
+    assert "flash_fwd_bf16_hd96_causal_m128n128w12s2_sm90a: the sm90a forward has head dims 64 and 128" in dropped
+    assert "flash_bwd_bf16_hd64_causal_m128n128w12s2_sm90a: arch sm90a exists for the flash forward only" in dropped
+    codegen("--config", str(cfg), "--out", str(out))
+    man = json.loads((out / "manifest.json").read_text())
+    assert [v["name"] for v in man["variants"]] == ["flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a"]
+    assert man["variants"][0]["tile"]["arch"] == "sm90a"
+    assert "Tile<128, 128, 12, 2, 90>" in (out / "variants.hpp").read_text()
+
+
 @pytest.mark.parametrize("body, key", [
     ("[backend.flash]\ndtypes = [\"bf16\"]\nhead_dims = [\"abc\"]\ndirections = [\"fwd\"]\n"
      "masks = [\"none\"]\ntiles = [{ m = 64, n = 64, warps = 4, stages = 2 }]\n", "backend.flash.head_dims[0]"),
@@ -102,6 +128,9 @@ def test_fused_limit_is_in_name_and_manifest(tmp_path):
      "masks = [\"nope\"]\ntiles = [{ m = 64, n = 64, warps = 4, stages = 2 }]\n", "backend.flash.masks[0]"),
     ("[backend.flash]\ndtypes = [\"bf16\"]\nhead_dims = [64]\ndirections = [\"fwd\"]\n"
      "masks = [\"none\"]\ntiles = [{ m = 64, q = 64 }]\n", "backend.flash.tiles[0].q"),
+    ("[backend.flash]\ndtypes = [\"bf16\"]\nhead_dims = [64]\ndirections = [\"fwd\"]\n"
+     "masks = [\"none\"]\ntiles = [{ m = 128, n = 128, warps = 12, stages = 2, arch = \"sm100\" }]\n",
+     "backend.flash.tiles[0].arch"),
     ("[backend.warp]\n", "backend.warp"),
     ("[mask.prefix]\npredicate = \"true\"\nfull = \"true\"\n", "mask.prefix.empty"),
     ("[mask.prefix]\npredicate = \"true\"\nfull = \"true\"\nempty = \"false\"\nscalars = [\"a b\"]\n", "mask.prefix.scalars"),

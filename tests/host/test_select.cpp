@@ -87,10 +87,11 @@ std::vector<std::string> variant_names() {
   return v;
 }
 
-// The first compiled variant whose name starts with `prefix` (e.g. "flash_fwd_bf16_hd64_causal_").
+// The first compiled variant whose name starts with `prefix` (e.g. "flash_fwd_bf16_hd64_causal_") and
+// that runs on any device (not an sm_90a-only one).
 std::optional<std::string> find_prefix(const std::string& prefix) {
   for (const auto& n : variant_names())
-    if (n.rfind(prefix, 0) == 0) return n;
+    if (n.rfind(prefix, 0) == 0 && !n.ends_with("_sm90a")) return n;
   return std::nullopt;
 }
 
@@ -154,6 +155,29 @@ TEST_F(SelectTest, ExplicitVariantThatCannotRunSaysWhy) {
   EXPECT_TRUE(contains(c.reason, "head_dim is 64, the call's is 32")) << c.reason;
   a.variant = "flash_fwd_bf16_hd64_causal_m1n1w1s1";
   EXPECT_EQ(choose(a).status, ATTNFORGE_INVALID_ARGUMENT);
+}
+
+// An sm_90a-only variant (tile arch "sm90a") runs where the device is sm_90 and is refused, with the
+// reason, everywhere else (a host without a GPU included).
+TEST_F(SelectTest, Sm90aVariantRunsOnlyOnSm90) {
+  std::optional<std::string> ws;
+  for (const auto& n : variant_names())
+    if (n.rfind("flash_fwd_bf16_hd64_causal_", 0) == 0 && n.ends_with("_sm90a")) ws = n;
+  if (!ws) GTEST_SKIP() << "this build has no sm90a flash bf16 hd64 causal forward";
+  attnforge_args a = make_args({});
+  a.variant = ws->c_str();
+  const Choice c = choose(a);
+  int count = 0, major = 0;
+  const bool sm90 = cudaGetDeviceCount(&count) == cudaSuccess && count > 0 &&
+                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major == 9;
+  cudaGetLastError();
+  if (sm90) {
+    EXPECT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+    EXPECT_EQ(c.variant, *ws);
+  } else {
+    EXPECT_EQ(c.status, ATTNFORGE_UNSUPPORTED);
+    EXPECT_TRUE(contains(c.reason, "it is built for sm_90a")) << c.reason;
+  }
 }
 
 TEST_F(SelectTest, ExplicitBackendBeatsEnvironment) {
