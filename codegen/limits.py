@@ -86,11 +86,15 @@ def fused_max_seqlen_k(dtype: str, d: int, m: int, w: int, direction: str = "fwd
 
 def flash_fwd_sm90a(dtype: str, d: int, m: int, n: int, w: int, s: int, mask) -> dict:
     """The warp-specialized TMA forward (runtime/kernels/flash/fwd_sm90_ws.cuh, FwdWsConfig): a
-    producer warpgroup and two consumer warpgroups of 64 rows, 128-byte-swizzled 64-column slabs."""
-    if (m, w) != (128, 12):
-        raise Unfit(f"the sm90a forward is m=128 with 12 warps (producer + two consumer warpgroups), got m={m} w={w}")
+    producer warpgroup and two (m 128, 12 warps) or three (m 192, 16 warps; 160 registers per consumer
+    thread, so head dim 64 only) consumer warpgroups of 64 rows, 128-byte-swizzled 64-column slabs."""
+    if (m, w) not in ((128, 12), (192, 16)):
+        raise Unfit(f"the sm90a forward is m=128 with 12 warps or m=192 with 16 (a producer + 64-row consumer "
+                    f"warpgroups), got m={m} w={w}")
     if d not in (64, 128):
         raise Unfit(f"the sm90a forward has head dims 64 and 128, got {d}")
+    if m == 192 and d != 64:
+        raise Unfit(f"three consumer warpgroups hold 160 registers per thread: head dim 64 only, got {d}")
     if n not in (64, 128) or s < 2:
         raise Unfit(f"the sm90a forward streams 64 or 128 keys through >= 2 stages, got n={n} s={s}")
     if mask.tensor:

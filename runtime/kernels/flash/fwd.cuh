@@ -309,10 +309,11 @@ attnforge_status run_fwd_path(const Params& p, cudaStream_t stream, FwdPath path
       return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", "an sm_90a variant needs a compute capability 9.x device");
     const attnforge_status st = launch_fwd_sm90_ws<V>(p, stream, dev);
     if (st != ATTNFORGE_UNSUPPORTED) return st;
-    // No TMA descriptor for this layout: the wgmma kernel of the same block shape (8 warps).
+    // No TMA descriptor for this layout: the wgmma kernel of the same block shape, one warpgroup per
+    // 64 query rows (no producer).
     using T = typename V::TileT;
     using Fallback = Variant<Backend::flash, Direction::fwd, V::kDType, V::kHeadDim, typename V::Mask,
-                             Tile<T::kBlockM, T::kBlockN, 8, T::kStages>>;
+                             Tile<T::kBlockM, T::kBlockN, T::kBlockM / 16, T::kStages>>;
     static_assert(FwdSm90Config<Fallback>::kSupported);
     return launch_fwd_wgmma<Fallback>(p, stream, dev);
   } else {

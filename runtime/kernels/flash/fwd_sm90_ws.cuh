@@ -1,9 +1,10 @@
-// Flash forward, warp-specialized Hopper kernel (sm_90a variants: tile arch = "sm90a", 12 warps): a
-// producer warpgroup moves Q/K/V with the tensor memory accelerator (128-byte swizzle, kStages-deep K
-// and V rings completing on mbarriers) and gives its registers away (setmaxnreg); two consumer
-// warpgroups of 64 query rows each run S = Q·Kᵀ and O += P·V on wgmma, take turns on the tensor cores
-// (ping-pong: one warpgroup's softmax overlaps the other's GEMMs) and overlap their own softmax of tile
-// j with P_{j−1}·V_{j−1}. Head dim 64 or 128, f16/bf16, masks without a tensor (codegen/limits.py).
+// Flash forward, warp-specialized Hopper kernel (sm_90a variants: tile arch = "sm90a"): a producer
+// warpgroup moves Q/K/V with the tensor memory accelerator (128-byte swizzle, kStages-deep K and V
+// rings completing on mbarriers) and gives its registers away (setmaxnreg); kBlockM / 64 consumer
+// warpgroups of 64 query rows each run S = Q·Kᵀ and O += P·V on wgmma and overlap their own softmax of
+// tile j with P_{j−1}·V_{j−1}. With two consumers (m128, 12 warps) they also take turns on the tensor
+// cores (ping-pong: one warpgroup's softmax overlaps the other's GEMMs); three (m192, 16 warps) run
+// free. Head dim 64 or 128, f16/bf16, masks without a tensor (codegen/limits.py).
 #pragma once
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -31,11 +32,15 @@ struct FwdWsConfig {
   using Element = typename Num::Element;
   using Mask = typename V::Mask;
   static constexpr int kD = V::kHeadDim;
-  static constexpr int kBlockM = V::TileT::kBlockM;  // two consumer warpgroups × 64 query rows
+  static constexpr int kBlockM = V::TileT::kBlockM;  // kConsumers warpgroups × 64 query rows
   static constexpr int kBlockN = V::TileT::kBlockN;  // keys per K/V tile
   static constexpr int kStages = V::TileT::kStages;
-  static constexpr int kThreads = V::TileT::kWarps * 32;  // warpgroup 0: producer; 1, 2: consumers
-  static_assert(kBlockM == 128 && V::TileT::kWarps == 12, "producer + two consumer warpgroups of 64 rows");
+  static constexpr int kConsumers = kBlockM / 64;
+  static constexpr int kConsumerThreads = 128 * kConsumers;
+  static constexpr int kThreads = V::TileT::kWarps * 32;  // warpgroup 0: producer; 1 … kConsumers: consumers
+  static constexpr bool kPingPong = kConsumers == 2;      // two consumers take turns on the tensor cores
+  static_assert((kBlockM == 128 || kBlockM == 192) && V::TileT::kWarps == 4 * (kConsumers + 1),
+                "a producer warpgroup + two or three consumer warpgroups of 64 rows");
   static_assert(kD == 64 || kD == 128, "head dim 64 or 128");
   static_assert(kBlockN % 64 == 0 && kBlockN <= 128 && kStages >= 2, "K/V tiles of 64 or 128 keys, >= 2 stages");
   static_assert(kDType == DType::f16 || kDType == DType::bf16, "16-bit inputs");
@@ -50,7 +55,9 @@ struct FwdWsConfig {
   static constexpr int kNumBars = 1 + 4 * kStages;  // q_full; k_full, k_empty, v_full, v_empty per stage
   static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + 1024: base alignment
   static_assert(kSmemBytes <= 227 * 1024);
-  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // 128·24 + 256·240 ≤ 64 K registers
+  // Registers per thread after setmaxnreg: 128·24 + 256·240 and 128·32 + 384·160 fit the 64 K of an SM.
+  static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
+  static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
 };
 
 // The kernel's arguments: the library's Params and one TMA descriptor per input over the 4-D view
@@ -61,9 +68,9 @@ struct FwdWsArgs {
 };
 
 // Named barriers (0 is __syncthreads): 1, 2 = "consumer warpgroup 0 / 1 may issue its GEMMs"
-// (ping-pong); 3, 4 = one consumer warpgroup; 5 = both consumer warpgroups.
+// (ping-pong); 3, 4, 5 = one consumer warpgroup; 6 = every consumer warpgroup.
 namespace ws_bar {
-constexpr int kTurn = 1, kWarpgroup = 3, kConsumers = 5;
+constexpr int kTurn = 1, kWarpgroup = 3, kConsumers = 6;
 }
 
 template <class V>
@@ -119,8 +126,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     for (int st = 0; st < kStages; ++st) {
       tma::mbar_init(bar_k_full(st), 1);
       tma::mbar_init(bar_v_full(st), 1);
-      tma::mbar_init(bar_k_empty(st), 256);  // every consumer thread arrives once done with the stage
-      tma::mbar_init(bar_v_empty(st), 256);
+      tma::mbar_init(bar_k_empty(st), C::kConsumerThreads);  // every consumer thread arrives once done
+      tma::mbar_init(bar_v_empty(st), C::kConsumerThreads);
     }
     tma::fence_barrier_init();
   }
@@ -160,9 +167,13 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   const float c = fabsf(p.scale_log2);
   // Ping-pong: warpgroup cw waits on its turn barrier before issuing GEMMs and opens the other's after.
   // Warpgroup 1 opens the first turn for warpgroup 0.
-  auto my_turn = [&] { tma::bar_sync(ws_bar::kTurn + cw, 256); };
-  auto their_turn = [&] { tma::bar_arrive(ws_bar::kTurn + (cw ^ 1), 256); };
-  if (cw == 1) tma::bar_arrive(ws_bar::kTurn, 256);
+  auto my_turn = [&] {
+    if constexpr (C::kPingPong) tma::bar_sync(ws_bar::kTurn + cw, 256);
+  };
+  auto their_turn = [&] {
+    if constexpr (C::kPingPong) tma::bar_arrive(ws_bar::kTurn + (cw ^ 1), 256);
+  };
+  if (C::kPingPong && cw == 1) tma::bar_arrive(ws_bar::kTurn, 256);
 
   tma::mbar_wait(bar_q, 0);
   if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
@@ -214,13 +225,13 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   };
   // V_j arrived (stage st). On a partial tile, V rows no query of this CTA sees (past sk, outside a
   // window, the next packed sequence) are zeroed before any P·V reads them: P is 0 there, but 0·NaN
-  // would reach O. Both consumer warpgroups split the rows, then meet on a barrier — outside their
+  // would reach O. The consumer warpgroups split the rows, then meet on a barrier — outside their
   // GEMM turns, so the ping-pong cannot deadlock on it.
   const int q_last = min(m0 + kBM, sq) - 1;
   auto v_ready = [&](int st, uint32_t ph, int j) {
     tma::mbar_wait(bar_v_full(st), ph);
     if (tile_class(j) == TileClass::kFull) return;
-    for (int r = ctid; r < kBN; r += 256) {
+    for (int r = ctid; r < kBN; r += C::kConsumerThreads) {
       if (prim::key_live<Mask>(m0, q_last, j * kBN + r, sq, sk, p.mask)) continue;
 #pragma unroll
       for (int slab = 0; slab < kD / 64; ++slab)
@@ -230,7 +241,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
                        "r"(0u));
     }
     w::fence_proxy_async();
-    tma::bar_sync(ws_bar::kConsumers, 256);
+    tma::bar_sync(ws_bar::kConsumers, C::kConsumerThreads);
   };
 
   prim::OnlineSoftmax<1> softmax;
@@ -280,7 +291,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     w::wait<0>();
     tma::mbar_arrive(bar_v_empty(prev_st));
   }
-  if (cw == 0) my_turn();  // consumes warpgroup 1's last arrival (it opened the first turn)
+  if (C::kPingPong && cw == 0) my_turn();  // consumes warpgroup 1's last arrival (it opened the first turn)
 
   // ---- epilogue: O /= l, LSE; O staged through this warpgroup's own Q rows (its S GEMMs are done) ---
   float lse[1][2];
