@@ -105,18 +105,31 @@ def flash_fwd_sm90a(dtype: str, d: int, m: int, n: int, w: int, s: int, mask) ->
     return {"smem_bytes": smem}
 
 
+def flash_bwd_sm90a(dtype: str, d: int, m: int, n: int, w: int, s: int, mask) -> dict:
+    """The warp-specialized form of the Hopper backward (runtime/kernels/flash/bwd_sm90.cuh, kWS): a TMA
+    producer warpgroup and two consumer warpgroups of 64 keys; falls back to the same tile with 8 warps."""
+    if (m, n, w, s) != (64, 128, 12, 2):
+        raise Unfit(f"the sm90a backward is m=64 n=128 with 12 warps and 2 stages, got m={m} n={n} w={w} s={s}")
+    if d not in (64, 128):
+        raise Unfit(f"the sm90a backward has head dims 64 and 128, got {d}")
+    if mask.tensor:
+        raise Unfit(f"the sm90a backward has no mask tensor path (mask {mask.name})")
+    return flash_bwd(dtype, d, m, n, w - 4, s)
+
+
 def fit(backend: str, direction: str, dtype: str, d: int, tile: dict, mask) -> tuple[dict, dict]:
     """Returns (tile knobs as built, limits) or raises Unfit."""
     m, n, w, s = (tile.get(k, 0) for k in ("m", "n", "warps", "stages"))
     arch = tile.get("arch", "any")
-    if arch != "any" and (backend, direction) != ("flash", "fwd"):
-        raise Unfit(f"arch {arch} exists for the flash forward only")
+    if arch != "any" and backend != "flash":
+        raise Unfit(f"arch {arch} exists for the flash backend only")
     if backend == "unfused":
         return {"m": 0, "n": 0, "w": w, "s": 0, "arch": arch}, {}
     if backend == "fused":
         max_sk, smem = fused_max_seqlen_k(dtype, d, m, w, direction)
         return {"m": m, "n": max_sk, "w": w, "s": 0, "arch": arch}, {"max_seqlen_k": max_sk, "smem_bytes": smem}
     if arch == "sm90a":
-        return {"m": m, "n": n, "w": w, "s": s, "arch": arch}, flash_fwd_sm90a(dtype, d, m, n, w, s, mask)
+        rule90 = flash_fwd_sm90a if direction == "fwd" else flash_bwd_sm90a
+        return {"m": m, "n": n, "w": w, "s": s, "arch": arch}, rule90(dtype, d, m, n, w, s, mask)
     rule = flash_fwd if direction == "fwd" else flash_bwd
     return {"m": m, "n": n, "w": w, "s": s, "arch": arch}, rule(dtype, d, m, n, w, s)

@@ -20,8 +20,18 @@
 using namespace attnforge;
 
 // Hand-written variants (independent of the committed generated/variants.hpp).
+template <DType T, int D, class M, int BM, int BN, int W, int S, int A = 0>
+using FB = Variant<Backend::flash, Direction::bwd, T, D, M, Tile<BM, BN, W, S, A>>;
+// The variant whose mma.sync traits give a variant's element type and workspace layout: itself, or for
+// an sm90a tile (a producer warpgroup on top) the same tile with 8 warps, which run_bwd falls back to.
+template <class V>
+struct LayoutOf {
+  using type = V;
+};
 template <DType T, int D, class M, int BM, int BN, int W, int S>
-using FB = Variant<Backend::flash, Direction::bwd, T, D, M, Tile<BM, BN, W, S>>;
+struct LayoutOf<FB<T, D, M, BM, BN, W, S, 90>> {
+  using type = FB<T, D, M, BM, BN, W - 4, S>;
+};
 
 #define CK(x)                                                                             \
   do {                                                                                    \
@@ -192,7 +202,7 @@ struct Buffers {
 
 template <class V>
 static bool run_case(const Case& cs, const char* name, int det_runs = 0) {
-  using Tr = flash::bwd_detail::BwdTraits<V>;
+  using Tr = flash::bwd_detail::BwdTraits<typename LayoutOf<V>::type>;
   using T = typename Tr::T;
   using M = typename V::Mask;
   constexpr int D = V::kHeadDim;
@@ -415,7 +425,7 @@ __global__ void fill_kernel(__nv_bfloat16* x, size_t n, uint32_t seed) {
 // Timing on the training grid: random O/LSE (the backward's cost does not depend on them).
 template <class V>
 static void time_case(int S, bool causal_flag, const char* name) {
-  using Tr = flash::bwd_detail::BwdTraits<V>;
+  using Tr = flash::bwd_detail::BwdTraits<typename LayoutOf<V>::type>;
   constexpr int D = V::kHeadDim;
   const int B = 16384 / S, H = 2048 / D;
   Params p{};
@@ -614,6 +624,13 @@ int main(int argc, char** argv) {
   using P128w = FB<DType::bf16, 128, generated::mask::window, 64, 128, 8, 2>;
   using P64w1 = FB<DType::bf16, 64, generated::mask::window, 64, 64, 4, 2>;
   using F128c = FB<DType::f16, 128, generated::mask::causal, 64, 128, 8, 2>;
+  // sm90a tiles: the warp-specialized form (TMA producer warpgroup) on the wgmma path; the 8-warp tile on mma
+  using W128n = FB<DType::bf16, 128, generated::mask::none, 64, 128, 12, 2, 90>;
+  using W128c = FB<DType::bf16, 128, generated::mask::causal, 64, 128, 12, 2, 90>;
+  using W64n = FB<DType::bf16, 64, generated::mask::none, 64, 128, 12, 2, 90>;
+  using W64c = FB<DType::bf16, 64, generated::mask::causal, 64, 128, 12, 2, 90>;
+  using W128w = FB<DType::bf16, 128, generated::mask::window, 64, 128, 12, 2, 90>;
+  using WF128c = FB<DType::f16, 128, generated::mask::causal, 64, 128, 12, 2, 90>;
   if (do_time && argc > 2 && std::string(argv[2]) == "prof") {  // two launches, for the profiler
     time_case<P64c1s1>(4096, true, "wgmma_hd64_causal_m64n64w4s1");
     time_case<P64n1s1>(4096, false, "wgmma_hd64_none_m64n64w4s1");
@@ -628,13 +645,21 @@ int main(int argc, char** argv) {
       RUN(P64n, Case{1, 64, 128, 1, 1});
       RUN(P64n1, Case{1, 64, 64, 1, 1});
       RUN(P128n, Case{1, 64, 256, 1, 1});  // two CTAs add into one dQ tile
+      RUN(W128n, Case{1, 64, 256, 1, 1});
       for (auto [sq, sk] : pairs) {
         RUN(P128n, Case{2, sq, sk, 4, 2});
         RUN(P128c, Case{2, sq, sk, 4, 2});
         RUN(P64c, Case{2, sq, sk, 4, 4});
         RUN(P64c1, Case{2, sq, sk, 4, 2});
         RUN(P64c1s1, Case{2, sq, sk, 4, 2});
+        RUN(W128n, Case{2, sq, sk, 4, 2});
+        RUN(W128c, Case{2, sq, sk, 4, 2});
+        RUN(W64c, Case{2, sq, sk, 4, 4});
       }
+      RUN(W64n, Case{1, 300, 300, 8, 1});  // MQA
+      RUN(W128c, varlen_case());
+      RUN(W64n, varlen_case());
+      RUN(WF128c, Case{2, 500, 700, 4, 4});
       RUN(P64n, Case{1, 300, 300, 8, 1});  // MQA
       RUN(P64n1, Case{1, 300, 300, 8, 1});
       RUN(P64n1s1, varlen_case());
@@ -649,6 +674,7 @@ int main(int argc, char** argv) {
         c.nan_invisible_keys = true;
         RUN(P128w, c);
         RUN(P64w1, c);
+        RUN(W128w, c);
       }
       {
         Case c{2, 517, 700, 4, 2};  // deterministic mode takes the mma.sync kernel on every path
@@ -673,6 +699,12 @@ int main(int argc, char** argv) {
         time_case<P64c1s1>(S, true, w ? "wgmma_hd64_causal_m64n64w4s1" : "mma_hd64_causal_m64n64w4s1");
         time_case<P128n>(S, false, w ? "wgmma_hd128_none_m64n128w8" : "mma_hd128_none_m64n128w8");
         time_case<P128c>(S, true, w ? "wgmma_hd128_causal_m64n128w8" : "mma_hd128_causal_m64n128w8");
+        if (w) {
+          time_case<W64n>(S, false, "ws_hd64_none_m64n128w12_sm90a");
+          time_case<W64c>(S, true, "ws_hd64_causal_m64n128w12_sm90a");
+          time_case<W128n>(S, false, "ws_hd128_none_m64n128w12_sm90a");
+          time_case<W128c>(S, true, "ws_hd128_causal_m64n128w12_sm90a");
+        }
       }
     }
   }

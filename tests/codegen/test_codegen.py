@@ -111,7 +111,7 @@ def test_arch_axis_names_instantiates_and_drops(tmp_path):
     dropped = r.stdout
     assert "flash_fwd_bf16_hd64_bias_m128n128w12s2_sm90a: the sm90a forward has no mask tensor path" in dropped
     assert "flash_fwd_bf16_hd96_causal_m128n128w12s2_sm90a: the sm90a forward has head dims 64 and 128" in dropped
-    assert "flash_bwd_bf16_hd64_causal_m128n128w12s2_sm90a: arch sm90a exists for the flash forward only" in dropped
+    assert "flash_bwd_bf16_hd64_causal_m128n128w12s2_sm90a: the sm90a backward is m=64 n=128 with 12 warps" in dropped
     codegen("--config", str(cfg), "--out", str(out))
     man = json.loads((out / "manifest.json").read_text())
     assert [v["name"] for v in man["variants"]] == ["flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a"]

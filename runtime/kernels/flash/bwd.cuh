@@ -2,7 +2,7 @@
 // D = rowsum(dO ∘ O), run the main kernel over (key tile, kv head, batch), convert dQ.
 // Kernels: flash/bwd_prepost.cuh, flash/bwd_main.cuh (mma.sync), flash/bwd_sm90.cuh (wgmma: taken on
 // sm_90 devices for the tiles it fits, not in deterministic mode nor when all keys fit one key tile
-// (see below); ATTNFORGE_FLASH_BWD_PATH=mma
+// (see below); its warp-specialized form for sm90a tiles, run_bwd_sm90_ws; ATTNFORGE_FLASH_BWD_PATH=mma
 // forces the mma.sync kernel, read per call so tests run both); scratch layout: flash/bwd_workspace.hpp.
 #pragma once
 #include <cuda_runtime.h>
@@ -17,50 +17,88 @@
 
 namespace attnforge::flash {
 
+// Zero the dQ accumulator (and ordering counters) and compute D = rowsum(dO ∘ O) into the workspace.
 template <class V>
-attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
+attnforge_status run_bwd_prologue(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t stream) {
   using namespace bwd_detail;
-  using Tr = BwdTraits<V>;
-  if (p.head_dim != Tr::kD) return ATTNFORGE_INTERNAL;
-  if (!rows_aligned16(p, /*backward=*/true)) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", kNeedsAlignedRows);
-  const BwdWorkspaceLayout ws = flash_bwd_workspace_layout(Tr::kBlockM, Tr::kBlockN, p);
-  if (p.workspace == nullptr || p.workspace_bytes < ws.total_bytes) return ATTNFORGE_INTERNAL;
-
   char* wsp = static_cast<char*>(p.workspace);
   if (ws.zero_bytes > 0 &&
       cudaMemsetAsync(wsp + ws.dq_acc_offset, 0, ws.zero_bytes, stream) != cudaSuccess)
     return ATTNFORGE_CUDA_ERROR;
-
   const int64_t rows = p.total_q * p.heads_q;
   if (rows > 0) {
     const int64_t blocks = (rows + kDotRowsPerBlock - 1) / kDotRowsPerBlock;
-    flash_bwd_dot_do_o_kernel<V::kDType, Tr::kD><<<unsigned(blocks), kPrepostThreads, 0, stream>>>(p);
+    flash_bwd_dot_do_o_kernel<V::kDType, V::kHeadDim><<<unsigned(blocks), kPrepostThreads, 0, stream>>>(p);
   }
+  return ATTNFORGE_OK;
+}
 
-  if constexpr (BwdSm90Config<V>::kSupported) {
-    const bool grid_fits = p.heads_kv <= 65535 && p.batch <= 65535;  // grid y / z (launch_bwd_sm90)
-    // A key row that fits one key tile goes to the mma.sync kernel, which then takes D = Σ_j P·dP from
-    // the tile instead of rowsum(dO ∘ O), whose O is rounded to the dtype: that error dominates dS when
-    // a row sees few keys (H200 sweep, Sq 1, Sk 3 and 5: 1.01–1.11× the numerics bound on this kernel).
-    const bool one_key_tile = p.seqlen_k <= Tr::kBlockN;
-    if (!p.deterministic && !one_key_tile && grid_fits && hopper_path("ATTNFORGE_FLASH_BWD_PATH")) {
-      if (p.batch > 0 && !launch_bwd_sm90<V>(p, ws, stream)) return ATTNFORGE_CUDA_ERROR;
-      return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
+template <class V>
+attnforge_status run_bwd_sm90_ws(const Params& p, cudaStream_t stream);
+
+template <class V>
+attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
+  if constexpr (V::TileT::kArch == 90) {
+    return run_bwd_sm90_ws<V>(p, stream);
+  } else {
+    using namespace bwd_detail;
+    using Tr = BwdTraits<V>;
+    if (p.head_dim != Tr::kD) return ATTNFORGE_INTERNAL;
+    if (!rows_aligned16(p, /*backward=*/true)) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", kNeedsAlignedRows);
+    const BwdWorkspaceLayout ws = flash_bwd_workspace_layout(Tr::kBlockM, Tr::kBlockN, p);
+    if (p.workspace == nullptr || p.workspace_bytes < ws.total_bytes) return ATTNFORGE_INTERNAL;
+    if (const attnforge_status st = run_bwd_prologue<V>(p, ws, stream); st != ATTNFORGE_OK) return st;
+
+    if constexpr (BwdSm90Config<V>::kSupported) {
+      const bool grid_fits = p.heads_kv <= 65535 && p.batch <= 65535;  // grid y / z (launch_bwd_sm90)
+      // A key row that fits one key tile goes to the mma.sync kernel, which then takes D = Σ_j P·dP from
+      // the tile instead of rowsum(dO ∘ O), whose O is rounded to the dtype: that error dominates dS when
+      // a row sees few keys (H200 sweep, Sq 1, Sk 3 and 5: 1.01–1.11× the numerics bound on this kernel).
+      const bool one_key_tile = p.seqlen_k <= Tr::kBlockN;
+      if (!p.deterministic && !one_key_tile && grid_fits && hopper_path("ATTNFORGE_FLASH_BWD_PATH")) {
+        if (p.batch > 0 && !launch_bwd_sm90<V>(p, ws, stream)) return ATTNFORGE_CUDA_ERROR;
+        return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
+      }
     }
-  }
 
-  if (p.seqlen_k > 0 && p.batch > 0) {
-    static int raised[64] = {};
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || !allow_smem(flash_bwd_main_kernel<V>, Tr::kSmemBytes, dev, raised))
-      return ATTNFORGE_CUDA_ERROR;
-    const dim3 grid((p.seqlen_k + Tr::kBlockN - 1) / Tr::kBlockN, p.heads_kv, p.batch);
-    flash_bwd_main_kernel<V><<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
-  }
+    if (p.seqlen_k > 0 && p.batch > 0) {
+      static int raised[64] = {};
+      int dev = 0;
+      if (cudaGetDevice(&dev) != cudaSuccess || !allow_smem(flash_bwd_main_kernel<V>, Tr::kSmemBytes, dev, raised))
+        return ATTNFORGE_CUDA_ERROR;
+      const dim3 grid((p.seqlen_k + Tr::kBlockN - 1) / Tr::kBlockN, p.heads_kv, p.batch);
+      flash_bwd_main_kernel<V><<<grid, Tr::kThreads, Tr::kSmemBytes, stream>>>(p);
+    }
 
-  const int m_tiles = (p.seqlen_q + Tr::kBlockM - 1) / Tr::kBlockM;  // dQ = scale · acc, per query tile
-  if (m_tiles > 0 && p.batch > 0)
-    flash_bwd_convert_dq_kernel<Tr><<<dim3(m_tiles, p.heads_q, p.batch), Tr::kThreads, 0, stream>>>(p, ws.dq_acc_offset);
+    const int m_tiles = (p.seqlen_q + Tr::kBlockM - 1) / Tr::kBlockM;  // dQ = scale · acc, per query tile
+    if (m_tiles > 0 && p.batch > 0)
+      flash_bwd_convert_dq_kernel<Tr><<<dim3(m_tiles, p.heads_q, p.batch), Tr::kThreads, 0, stream>>>(p, ws.dq_acc_offset);
+    return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
+  }
+}
+
+// sm90a backward variants (12 warps): the warp-specialized form of the Hopper kernel where run_bwd
+// would take the Hopper kernel; everywhere else — another device, deterministic mode, keys in one key
+// tile, ATTNFORGE_FLASH_BWD_PATH=mma, a layout TMA cannot describe — the same tile with 8 warps.
+template <class V>
+attnforge_status run_bwd_sm90_ws(const Params& p, cudaStream_t stream) {
+  using T = typename V::TileT;
+  using Fallback = Variant<Backend::flash, Direction::bwd, V::kDType, V::kHeadDim, typename V::Mask,
+                           Tile<T::kBlockM, T::kBlockN, T::kWarps - 4, T::kStages>>;
+  static_assert(BwdSm90Config<V>::kSupported && BwdSm90Config<Fallback>::kSupported);
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
+  const bool grid_fits = p.heads_kv <= 65535 && p.batch <= 65535;
+  const bool one_key_tile = p.seqlen_k <= T::kBlockN;
+  BwdSm90Maps maps{};
+  if (p.head_dim != V::kHeadDim || !rows_aligned16(p, /*backward=*/true) || device_cc_major(dev) != 9 ||
+      p.deterministic || one_key_tile || !grid_fits || !hopper_path("ATTNFORGE_FLASH_BWD_PATH") ||
+      p.batch == 0 || !encode_bwd_sm90_maps<V>(p, &maps))
+    return run_bwd<Fallback>(p, stream);
+  const BwdWorkspaceLayout ws = flash_bwd_workspace_layout(T::kBlockM, T::kBlockN, p);
+  if (p.workspace == nullptr || p.workspace_bytes < ws.total_bytes) return ATTNFORGE_INTERNAL;
+  if (const attnforge_status st = run_bwd_prologue<V>(p, ws, stream); st != ATTNFORGE_OK) return st;
+  if (!launch_bwd_sm90<V>(p, ws, stream, maps)) return ATTNFORGE_CUDA_ERROR;
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
 }
 

@@ -16,6 +16,10 @@
 //   (cp.reduce.async.bulk .add.f32) into the tile's block of the fp32 accumulator
 // dV, dK and dQ are issued back to back and waited for once. Not deterministic (the reduce-adds of
 // the key tiles land in any order): deterministic mode takes the mma.sync kernel.
+// Warp-specialized form (tile arch "sm90a", 12 warps; not in any variant set until measured): an extra
+// producer warpgroup moves K, V (once) and Q, dO (per step) by TMA and LSE, D by one warp's loads, all
+// completing on mbarriers; the two consumer warpgroups run the same step with named barriers in place
+// of __syncthreads, and give each Q/dO stage back through an "empty" mbarrier.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -28,6 +32,7 @@
 #include "common/numeric.cuh"
 #include "common/params.hpp"
 #include "common/smem_layout.cuh"
+#include "common/tma.cuh"
 #include "common/variant.hpp"
 #include "common/wgmma.cuh"
 #include "flash/bwd_cta.cuh"
@@ -44,10 +49,12 @@ struct BwdSm90Config {
   using Element = typename Num::Element;
   using Mask = typename V::Mask;
   static constexpr int kD = V::kHeadDim;
+  static constexpr bool kWS = V::TileT::kArch == 90;                // + a TMA producer warpgroup
   static constexpr int kBlockM = 64;                                // queries per step
-  static constexpr int kWarpgroups = V::TileT::kWarps / 4;          // consumer warpgroups, 64 keys each
+  static constexpr int kWarpgroups = V::TileT::kWarps / 4 - (kWS ? 1 : 0);  // consumer warpgroups, 64 keys each
   static constexpr int kBlockN = 64 * kWarpgroups;                  // keys per CTA
-  static constexpr int kThreads = 128 * kWarpgroups;
+  static constexpr int kConsumerThreads = 128 * kWarpgroups;
+  static constexpr int kThreads = kConsumerThreads + (kWS ? 128 : 0);
 
   // Tiles this kernel implements: m64 n64 w4 (head dim 64) and m64 n128 w8 (64 or 128); 16-bit
   // types; masks without a tensor (bias goes to the mma.sync kernel).
@@ -55,12 +62,13 @@ struct BwdSm90Config {
       (kDType == DType::f16 || kDType == DType::bf16) && V::TileT::kBlockM == 64 &&
       V::TileT::kWarps % 4 == 0 && V::TileT::kBlockN == kBlockN &&
       ((kD == 64 && (kWarpgroups == 1 || kWarpgroups == 2)) || (kD == 128 && kWarpgroups == 2)) &&
-      !Mask::kHasTensor;
+      !Mask::kHasTensor && (!kWS || (kWarpgroups == 2 && V::TileT::kStages == 2));
 
   // Stages of the dQ staging buffer: tile stages 2 → two (a reduce-add may still read the last one
   // while the next is written), 1 → one, which lets head dim 64, n64 fit three CTAs per SM.
   static constexpr int kDqStages = V::TileT::kStages >= 2 ? 2 : 1;
   static constexpr int kMinBlocks = kWarpgroups == 1 ? (kDqStages == 1 ? 3 : 2) : 1;
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // kWS: 128·24 + 256·240 ≤ 64 K
 
   static constexpr int kLayoutD = kSupported ? kD : 64;  // layouts of unsupported variants: never used
   using QL = prim::SmemTileSw128<kBlockM, kLayoutD>;    // Q or dO tile: (64 queries, D)
@@ -77,7 +85,9 @@ struct BwdSm90Config {
   static constexpr int kOffLse = kOffDS + SL::kBytes;
   static constexpr int kOffDsum = kOffLse + 2 * kBlockM * 4;
   static constexpr int kOffDq = kOffDsum + 2 * kBlockM * 4;
-  static constexpr int kSmemBytes = kOffDq + kDqStages * kDqBufBytes + 1024;  // + 1024: base alignment
+  // kWS: mbarriers kv_full, q_full × 2, q_empty × 2 after the dQ buffers.
+  static constexpr int kOffBar = kOffDq + kDqStages * kDqBufBytes;
+  static constexpr int kSmemBytes = kOffBar + (kWS ? 5 * 8 : 0) + 1024;  // + 1024: base alignment
   static_assert(!kSupported || (kSmemBytes + 1024) * kMinBlocks <= 228 * 1024);  // + 1 KiB reserved per CTA
 };
 
@@ -93,9 +103,16 @@ __host__ __device__ __forceinline__ int dq_frag_offset(int nt, int hh, int tid12
 
 }  // namespace bwd_sm90_detail
 
+// TMA descriptors of the warp-specialized form (zero otherwise): Q and dO in boxes of 64 rows, K and V
+// in boxes of kBlockN rows, each over the 4-D view (D, heads, rows, batch) of common/tma.cuh.
+struct BwdSm90Maps {
+  CUtensorMap q, d_o, k, v;
+};
+
 template <class V>
 __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::kMinBlocks)
-    flash_bwd_sm90_kernel(const __grid_constant__ Params p, size_t dq_acc_offset, bool heads_fastest) {
+    flash_bwd_sm90_kernel(const __grid_constant__ Params p, size_t dq_acc_offset, bool heads_fastest,
+                          const __grid_constant__ BwdSm90Maps maps) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = BwdSm90Config<V>;
   using Element = typename C::Element;
@@ -119,7 +136,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   const int sq = si.seqlen_q, sk = si.seqlen_k;
   if (n0 >= sk) return;  // past this sequence's keys (the whole CTA)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  const int wg = warp >> 2;          // warpgroup: keys n0 + 64·wg …
+  const int wg = (warp >> 2) - (C::kWS ? 1 : 0);  // consumer warpgroup: keys n0 + 64·wg … (kWS: −1 = producer)
   const int wrow = (warp & 3) * 16;  // this warp's first row of every m64 accumulator
   const bool bulk_issuer = (tid & 127) == 0;
   const int group = p.group();
@@ -134,6 +151,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   auto sDO = [&](int st) { return base + C::kOffDO + uint32_t(st * QL::kBytes); };
   float* s_lse = reinterpret_cast<float*>(gen + C::kOffLse);    // (2, 64)
   float* s_dsum = reinterpret_cast<float*>(gen + C::kOffDsum);  // (2, 64)
+  namespace tma = prim::tma;
+  const uint32_t bar_kv = base + C::kOffBar;  // kWS: K and V landed
+  auto bar_q_full = [&](int st) { return bar_kv + 8u * (1 + st); };   // kWS: Q, dO, LSE, D of stage st landed
+  auto bar_q_empty = [&](int st) { return bar_kv + 8u * (3 + st); };  // kWS: stage st free again
 
   // K, V (kBN keys, D), once; keys past the sequence or seen by no query are zero-filled, so NaN
   // there cannot reach dQ through 0·NaN.
@@ -142,9 +163,11 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   const Element* v_ptr = static_cast<const Element*>(p.v) + b * p.v_batch_stride +
                          (si.k_start + n0) * p.v_row_stride + int64_t(hkv) * p.v_head_stride;
   auto key_ok = [&](int r) { return sq > 0 && prim::key_live<Mask>(0, sq - 1, n0 + r, sq, sk, p.mask); };
-  prim::load_tile_async_if<KL, kThreads>(sK, k_ptr, p.k_row_stride, key_ok, tid);
-  prim::load_tile_async_if<KL, kThreads>(sV, v_ptr, p.v_row_stride, key_ok, tid);
-  prim::cp_async_commit();
+  if constexpr (!C::kWS) {
+    prim::load_tile_async_if<KL, kThreads>(sK, k_ptr, p.k_row_stride, key_ok, tid);
+    prim::load_tile_async_if<KL, kThreads>(sV, v_ptr, p.v_row_stride, key_ok, tid);
+    prim::cp_async_commit();
+  }
 
   // The (query head, query tile) sequence, empty tiles skipped.
   const int m_blocks = (sq + kBM - 1) / kBM;
@@ -172,6 +195,74 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     }
   };
 
+  if constexpr (C::kWS) {
+    if (tid == 0) {
+      tma::mbar_init(bar_kv, 1);
+      for (int i = 0; i < 2; ++i) {
+        tma::mbar_init(bar_q_full(i), 1 + 32);  // the TMA expect-tx arrival + the 32 lanes that stored LSE, D
+        tma::mbar_init(bar_q_empty(i), C::kConsumerThreads);
+      }
+      tma::fence_barrier_init();
+    }
+    __syncthreads();
+    if (wg < 0) {
+      // ---- producer: lane 0 of warp 0 issues the TMA copies, warp 0 stores LSE and D ---------------
+      tma::regs_dealloc<C::kProducerRegs>();
+      if (warp != 0) return;
+      const int tb = p.is_varlen() ? 0 : b, q_row0 = int(si.q_start), k_row0 = int(si.k_start);
+      if (lane == 0) {
+        tma::mbar_expect_tx(bar_kv, 2 * KL::kBytes);
+#pragma unroll
+        for (int slab = 0; slab < kD / 64; ++slab) {
+          tma::load_4d(sK + slab * KL::kSlabBytes, &maps.k, bar_kv, slab * 64, hkv, k_row0 + n0, tb);
+          tma::load_4d(sV + slab * KL::kSlabBytes, &maps.v, bar_kv, slab * 64, hkv, k_row0 + n0, tb);
+        }
+      }
+      int phi = 0, pmb = 0;
+      bool more = seek(phi, pmb);
+      for (int it = 0; more; ++it) {
+        const int pst = it & 1, h = hkv * group + phi, m0 = pmb * kBM;
+        tma::mbar_wait(bar_q_empty(pst), ((it >> 1) & 1) ^ 1);
+        if (lane == 0) {
+          tma::mbar_expect_tx(bar_q_full(pst), 2 * QL::kBytes);
+#pragma unroll
+          for (int slab = 0; slab < kD / 64; ++slab) {
+            tma::load_4d(sQ(pst) + slab * QL::kSlabBytes, &maps.q, bar_q_full(pst), slab * 64, h, q_row0 + m0, tb);
+            tma::load_4d(sDO(pst) + slab * QL::kSlabBytes, &maps.d_o, bar_q_full(pst), slab * 64, h, q_row0 + m0, tb);
+          }
+        }
+        // LSE and D of the 64 rows (0 past the sequence, as the cp.async zero-fill of the other form).
+        const float* lse = p.lse + b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + si.q_start;
+        const float* dsum = static_cast<const float*>(p.workspace) + int64_t(h) * p.total_q + row_base;
+        for (int r = lane; r < kBM; r += 32) {
+          const bool ok = m0 + r < sq;
+          s_lse[pst * kBM + r] = ok ? lse[m0 + r] : 0.f;
+          s_dsum[pst * kBM + r] = ok ? dsum[m0 + r] : 0.f;
+        }
+        tma::mbar_arrive(bar_q_full(pst));
+        ++pmb;
+        more = seek(phi, pmb);
+      }
+      return;
+    }
+    // ---- consumers --------------------------------------------------------------------------------
+    tma::regs_alloc<C::kConsumerRegs>();
+    tma::mbar_wait(bar_kv, 0);
+    // TMA cannot skip rows: K/V rows no query sees (past the sequence, outside a window, the next
+    // packed sequence) are zeroed here, before the first step's barrier orders them before any GEMM.
+    for (int r = tid - 128; r < kBN; r += C::kConsumerThreads) {
+      if (key_ok(r)) continue;
+#pragma unroll
+      for (int slab = 0; slab < kD / 64; ++slab)
+#pragma unroll
+        for (int ch = 0; ch < 8; ++ch) {  // a row's 128 bytes of a slab, in any swizzle order
+          const uint32_t off = slab * KL::kSlabBytes + r * 128 + ch * 16;
+          asm volatile("st.shared.v4.u32 [%0], {%1,%1,%1,%1};\n" ::"r"(sK + off), "r"(0u));
+          asm volatile("st.shared.v4.u32 [%0], {%1,%1,%1,%1};\n" ::"r"(sV + off), "r"(0u));
+        }
+    }
+  }
+
   float dv[kD / 8][4], dk[kD / 8][4];  // (64 keys, D) of this warpgroup, fp32
 #pragma unroll
   for (int nt = 0; nt < kD / 8; ++nt)
@@ -180,24 +271,32 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   float* dq_acc = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + dq_acc_offset);
 
   int hi = 0, mb = 0, st = 0;
+  uint32_t phase = 0;  // kWS: parity of stage st's full barrier
   bool have = seek(hi, mb);
-  if (have) load_q(hi, mb, 0);
-  prim::cp_async_commit();
+  if constexpr (!C::kWS) {
+    if (have) load_q(hi, mb, 0);
+    prim::cp_async_commit();
+  }
   while (have) {
     const int h = hkv * group + hi, m0 = mb * kBM;
     const TileClass cls = tile_class(mb);
-    prim::cp_async_wait<0>();
+    if constexpr (C::kWS) tma::mbar_wait(bar_q_full(st), phase);
+    else prim::cp_async_wait<0>();
     // The dQ buffer this step writes was last read by the reduce-add kDqStages steps back.
     if (bulk_issuer) {
       if constexpr (C::kDqStages == 2) asm volatile("cp.async.bulk.wait_group.read 1;\n" ::: "memory");
       else asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
     }
     w::fence_proxy_async();
-    __syncthreads();  // [A] this tile (and K, V) in shared memory; the previous step is done
+    // [A] this tile (and K, V) in shared memory; the previous step is done
+    if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
+    else __syncthreads();
     int nhi = hi, nmb = mb + 1;
     const bool nhave = seek(nhi, nmb);
-    if (nhave) load_q(nhi, nmb, st ^ 1);
-    prim::cp_async_commit();
+    if constexpr (!C::kWS) {
+      if (nhave) load_q(nhi, nmb, st ^ 1);
+      prim::cp_async_commit();
+    }
 
     // ---- Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ: (64 keys, 64 queries), K-major operands --------------------
     float s[8][4], dp[8][4];
@@ -283,7 +382,9 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     }
     w::commit();
     w::fence_proxy_async();
-    __syncthreads();  // [B] dSᵀ of every warpgroup in shared memory
+    // [B] dSᵀ of every warpgroup in shared memory
+    if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
+    else __syncthreads();
 
     // ---- dQ = dS·K: A = dS (64 queries = m, keys = k) MN-major from dSᵀ; B = K (keys, D) MN-major --
     float dq[8][4];  // (64 queries, 64 columns): columns c0 …
@@ -309,6 +410,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     }
     w::commit();
     w::wait<0>();  // dV, dK and dQ
+    if constexpr (C::kWS) tma::mbar_arrive(bar_q_empty(st));  // Q, dO, LSE, D of this stage are read
 
     // ---- dQ part → shared in fragment order → one bulk reduce-add into the tile's block ------------
     // Rows past the sequence carry dS = 0, so the whole block is added.
@@ -335,8 +437,9 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     }
 
     hi = nhi, mb = nmb, have = nhave, st ^= 1;
+    phase ^= st == 0 ? 1u : 0u;
   }
-  prim::cp_async_wait<0>();
+  if constexpr (!C::kWS) prim::cp_async_wait<0>();
   if (bulk_issuer) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
 
   // ---- dK = scale · Σ dSᵀ·Q, dV = Σ Pᵀ·dO: rows are keys -------------------------------------------
@@ -388,10 +491,30 @@ __global__ void __launch_bounds__(256) flash_bwd_sm90_convert_dq_kernel(const __
   }
 }
 
+// The TMA descriptors of the warp-specialized form; false when the driver cannot describe a layout
+// (run_bwd then takes the variant's 8-warp tile).
+template <class V>
+bool encode_bwd_sm90_maps(const Params& p, BwdSm90Maps* maps) {
+  using C = BwdSm90Config<V>;
+  namespace tma = prim::tma;
+  const bool varlen = p.is_varlen();
+  const int nb = varlen ? 1 : p.batch;
+  const int64_t rows_q = varlen ? p.total_q : p.seqlen_q, rows_k = varlen ? p.total_k : p.seqlen_k;
+  return tma::encode_rows_view(&maps->q, C::kDType, p.q, C::kD, p.heads_q, rows_q, nb, p.q_row_stride,
+                               p.q_head_stride, p.q_batch_stride, C::kBlockM) &&
+         tma::encode_rows_view(&maps->d_o, C::kDType, p.d_o, C::kD, p.heads_q, rows_q, nb, p.do_row_stride,
+                               p.do_head_stride, p.do_batch_stride, C::kBlockM) &&
+         tma::encode_rows_view(&maps->k, C::kDType, p.k, C::kD, p.heads_kv, rows_k, nb, p.k_row_stride,
+                               p.k_head_stride, p.k_batch_stride, C::kBlockN) &&
+         tma::encode_rows_view(&maps->v, C::kDType, p.v, C::kD, p.heads_kv, rows_k, nb, p.v_row_stride,
+                               p.v_head_stride, p.v_batch_stride, C::kBlockN);
+}
+
 // The main kernel and the dQ conversion of this path (run_bwd<V> zeroes the accumulator and runs the
 // D pass before). Returns false if the shared-memory opt-in failed.
 template <class V>
-bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t stream) {
+bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t stream,
+                     const BwdSm90Maps& maps = BwdSm90Maps{}) {
   using C = BwdSm90Config<V>;
   if (p.seqlen_k > 0) {
     static int raised[64] = {};
@@ -413,7 +536,7 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     const bool uneven = sq > 0 && (empty(0, (key_tiles - 1) * C::kBlockN) || empty(last_q, 0));
     const bool heads_fastest = uneven && key_tiles <= 65535;
     const dim3 grid = heads_fastest ? dim3(p.heads_kv, key_tiles, p.batch) : dim3(key_tiles, p.heads_kv, p.batch);
-    flash_bwd_sm90_kernel<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest);
+    flash_bwd_sm90_kernel<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest, maps);
   }
   const int m_tiles = (p.seqlen_q + 63) / 64;
   if (m_tiles > 0)
