@@ -7,6 +7,7 @@
 #   WITH_LIB=0     skip the library build and tests
 #   DEV_GROUPS="2" which of the groups 0 1 2 to build and check (default all three)
 #   QUICK=1        time one shape per variant (S = 4096) and PyTorch at S 1024/4096/16384 with cuDNN
+#   CHECK_T=60     seconds each correctness binary may run
 set -u
 mkdir -p $OUT/dev
 D=$OUT/dev
@@ -35,7 +36,7 @@ for g in $DEV_GROUPS; do bins="$bins fbd$g"; done
 [ "$TILES" = 1 ] && bins="$bins fbd3"
 [ "$SM90" = 1 ] && bins="$bins fbd4"
 [ "$EXPERIMENTS" = 1 ] && bins="$bins fbd2s1 fbd2df"
-for b in $bins; do timeout 60 /tmp/$b > $D/$b.log 2>&1; echo "$b rc=$?"; done
+for b in $bins; do timeout ${CHECK_T:-60} /tmp/$b > $D/$b.log 2>&1; echo "$b rc=$?"; done
 grep -h "FAIL\|GROUP\|NaN in" $D/fbd*.log
 echo "== timings"
 if [ "$QUICK" = 1 ]; then tmode="time quick"; tq=quick; else tmode=time; tq=; fi
