@@ -119,6 +119,28 @@ def test_arch_axis_names_instantiates_and_drops(tmp_path):
     assert "Tile<128, 128, 12, 2, 90>" in (out / "variants.hpp").read_text()
 
 
+def test_arch_axis_tiles_beyond_the_shipped_one(tmp_path):
+    """The fit rules' other sm90a shapes: three consumer warpgroups (m192 w16) at head dim 64 only, and
+    the backward's warp-specialized form (m64 n128 w12 s2)."""
+    cfg = tmp_path / "arch2.toml"
+    cfg.write_text(f'include = ["{ROOT}/codegen/variants/masks.toml"]\n' + textwrap.dedent("""\
+        [backend.flash]
+        dtypes = ["bf16"]
+        head_dims = [64, 128]
+        directions = ["fwd", "bwd"]
+        masks = ["none"]
+        tiles = [
+          { m = 192, n = 128, warps = 16, stages = 2, arch = "sm90a", directions = ["fwd"] },
+          { m = 64, n = 128, warps = 12, stages = 2, arch = "sm90a", directions = ["bwd"] },
+        ]
+        """))
+    r = codegen("--config", str(cfg), "--list", "--verbose")
+    built = [line for line in r.stdout.split("\n") if line and not line.startswith("#")]
+    assert built == ["flash_fwd_bf16_hd64_none_m192n128w16s2_sm90a", "flash_bwd_bf16_hd64_none_m64n128w12s2_sm90a",
+                     "flash_bwd_bf16_hd128_none_m64n128w12s2_sm90a"], r.stdout
+    assert "flash_fwd_bf16_hd128_none_m192n128w16s2_sm90a: three consumer warpgroups" in r.stdout
+
+
 @pytest.mark.parametrize("body, key", [
     ("[backend.flash]\ndtypes = [\"bf16\"]\nhead_dims = [\"abc\"]\ndirections = [\"fwd\"]\n"
      "masks = [\"none\"]\ntiles = [{ m = 64, n = 64, warps = 4, stages = 2 }]\n", "backend.flash.head_dims[0]"),
