@@ -46,7 +46,7 @@ struct FwdWsConfig {
   static_assert(kDType == DType::f16 || kDType == DType::bf16, "16-bit inputs");
   static_assert(!Mask::kHasTensor, "masks without a tensor (the generator drops the others)");
 
-  using QL = prim::SmemTileSw128<kBlockM, kD>;  // (128 queries, D), reused to stage O
+  using QL = prim::SmemTileSw128<kBlockM, kD>;  // (kBlockM queries, D), reused to stage O
   using KL = prim::SmemTileSw128<kBlockN, kD>;  // (kBlockN keys, D) per K or V stage
   // [Q][K × kStages][V × kStages][mbarriers], tiles 1024-byte aligned (the swizzle atom).
   static constexpr int kOffK = QL::kBytes;
