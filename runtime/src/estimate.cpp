@@ -44,16 +44,6 @@ size_t caller_tensor_bytes(const Problem& pr, const Params& p) {
   return bytes;
 }
 
-// Compute-capability major of the current device; 0 without one.
-int current_cc_major() {
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no device" error for the next CUDA call
-    return 0;
-  }
-  return device_cc_major(dev);
-}
-
 }  // namespace
 
 bool variant_fits(const VariantInfo& v, const Problem& pr, std::string* why) {

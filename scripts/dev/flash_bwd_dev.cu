@@ -22,16 +22,7 @@ using namespace attnforge;
 // Hand-written variants (independent of the committed generated/variants.hpp).
 template <DType T, int D, class M, int BM, int BN, int W, int S, int A = 0>
 using FB = Variant<Backend::flash, Direction::bwd, T, D, M, Tile<BM, BN, W, S, A>>;
-// The variant whose mma.sync traits give a variant's element type and workspace layout: itself, or for
-// an sm90a tile (a producer warpgroup on top) the same tile with 8 warps, which run_bwd falls back to.
-template <class V>
-struct LayoutOf {
-  using type = V;
-};
-template <DType T, int D, class M, int BM, int BN, int W, int S>
-struct LayoutOf<FB<T, D, M, BM, BN, W, S, 90>> {
-  using type = FB<T, D, M, BM, BN, W - 4, S>;
-};
+
 
 #define CK(x)                                                                             \
   do {                                                                                    \
@@ -202,7 +193,7 @@ struct Buffers {
 
 template <class V>
 static bool run_case(const Case& cs, const char* name, int det_runs = 0) {
-  using Tr = flash::bwd_detail::BwdTraits<typename LayoutOf<V>::type>;
+  using Tr = flash::bwd_detail::BwdTraits<typename flash::BwdSm90Fallback<V>::type>;  // element type, workspace layout
   using T = typename Tr::T;
   using M = typename V::Mask;
   constexpr int D = V::kHeadDim;
@@ -425,7 +416,7 @@ __global__ void fill_kernel(__nv_bfloat16* x, size_t n, uint32_t seed) {
 // Timing on the training grid: random O/LSE (the backward's cost does not depend on them).
 template <class V>
 static void time_case(int S, bool causal_flag, const char* name) {
-  using Tr = flash::bwd_detail::BwdTraits<typename LayoutOf<V>::type>;
+  using Tr = flash::bwd_detail::BwdTraits<typename flash::BwdSm90Fallback<V>::type>;  // element type, workspace layout
   constexpr int D = V::kHeadDim;
   const int B = 16384 / S, H = 2048 / D;
   Params p{};

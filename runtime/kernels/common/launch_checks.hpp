@@ -64,15 +64,24 @@ inline int device_cc_major(int dev) {
   return m;
 }
 
+// Compute-capability major of the current device; 0 without one (the failed query's error is
+// cleared, so that it is not reported by the next CUDA call).
+inline int current_cc_major() {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return device_cc_major(dev);
+}
+
 // Whether a launcher with a Hopper (wgmma) kernel takes it: the current device is sm_90 and the
 // environment variable `path_env` (ATTNFORGE_<BACKEND>_<DIR>_PATH) does not say "mma". Read per call:
 // tests switch it to run both kernels on one GPU.
 inline bool hopper_path(const char* path_env) {
   const char* env = std::getenv(path_env);
   if (env != nullptr && std::strcmp(env, "mma") == 0) return false;
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return false;
-  return device_cc_major(dev) == 9;
+  return current_cc_major() == 9;
 }
 
 // Raises a kernel's dynamic shared-memory limit to `bytes` once per device (the attribute lives with

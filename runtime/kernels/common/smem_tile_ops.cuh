@@ -1,11 +1,24 @@
 // Operations on 16-bit tiles staged in shared memory (smem_layout.cuh layouts): the exact negation of
-// one 16-byte chunk in place, and a warp's store of staged rows to global memory, 16 bytes per lane.
+// one 16-byte chunk in place, zeroing one row of a 128-byte-swizzled tile, and a warp's store of
+// staged rows to global memory, 16 bytes per lane.
 #pragma once
 #include <cstdint>
 
 #include "common/smem_layout.cuh"
 
 namespace attnforge::prim {
+
+// Zeroes row `row` of the SmemTileSw128-layout tile at `tile`: its 128 bytes in every 64-column slab
+// (all eight chunks, so the swizzle order does not matter).
+template <class Layout>
+__device__ __forceinline__ void zero_row_sw128(uint32_t tile, int row) {
+#pragma unroll
+  for (int slab = 0; slab < Layout::kCols / 64; ++slab)
+#pragma unroll
+    for (int ch = 0; ch < 8; ++ch)
+      asm volatile("st.shared.v4.u32 [%0], {%1,%1,%1,%1};\n" ::"r"(tile + slab * Layout::kSlabBytes + row * 128 + ch * 16),
+                   "r"(0u));
+}
 
 // Flips the sign bits of the eight 16-bit values of the chunk at `addr` (exact: −x for f16/bf16).
 __device__ __forceinline__ void negate_chunk16(uint32_t addr) {

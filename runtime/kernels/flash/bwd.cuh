@@ -17,10 +17,12 @@
 
 namespace attnforge::flash {
 
-// Zero the dQ accumulator (and ordering counters) and compute D = rowsum(dO ∘ O) into the workspace.
+// Zero the dQ accumulator (and ordering counters) and compute D = rowsum(dO ∘ O) into the workspace,
+// which must hold the layout `ws`.
 template <class V>
 attnforge_status run_bwd_prologue(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t stream) {
   using namespace bwd_detail;
+  if (p.workspace == nullptr || p.workspace_bytes < ws.total_bytes) return ATTNFORGE_INTERNAL;
   char* wsp = static_cast<char*>(p.workspace);
   if (ws.zero_bytes > 0 &&
       cudaMemsetAsync(wsp + ws.dq_acc_offset, 0, ws.zero_bytes, stream) != cudaSuccess)
@@ -31,6 +33,17 @@ attnforge_status run_bwd_prologue(const Params& p, const BwdWorkspaceLayout& ws,
     flash_bwd_dot_do_o_kernel<V::kDType, V::kHeadDim><<<unsigned(blocks), kPrepostThreads, 0, stream>>>(p);
   }
   return ATTNFORGE_OK;
+}
+
+// Whether a call takes the Hopper kernel (or its warp-specialized form) rather than the mma.sync one:
+// an sm_90 device (unless ATTNFORGE_FLASH_BWD_PATH=mma), not deterministic, a grid within limits, and
+// keys beyond one key tile. A key row that fits one key tile goes to the mma.sync kernel, which then
+// takes D = Σ_j P·dP from the tile instead of rowsum(dO ∘ O), whose O is rounded to the dtype: that
+// error dominates dS when a row sees few keys (H200 sweep, Sq 1, Sk 3 and 5: 1.01–1.11× the numerics
+// bound on the Hopper kernel).
+inline bool takes_hopper_bwd(const Params& p, int block_n) {
+  const bool grid_fits = p.heads_kv <= 65535 && p.batch <= 65535;  // grid y / z (launch_bwd_sm90)
+  return !p.deterministic && p.seqlen_k > block_n && grid_fits && hopper_path("ATTNFORGE_FLASH_BWD_PATH");
 }
 
 template <class V>
@@ -46,16 +59,10 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
     if (p.head_dim != Tr::kD) return ATTNFORGE_INTERNAL;
     if (!rows_aligned16(p, /*backward=*/true)) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", kNeedsAlignedRows);
     const BwdWorkspaceLayout ws = flash_bwd_workspace_layout(Tr::kBlockM, Tr::kBlockN, p);
-    if (p.workspace == nullptr || p.workspace_bytes < ws.total_bytes) return ATTNFORGE_INTERNAL;
     if (const attnforge_status st = run_bwd_prologue<V>(p, ws, stream); st != ATTNFORGE_OK) return st;
 
     if constexpr (BwdSm90Config<V>::kSupported) {
-      const bool grid_fits = p.heads_kv <= 65535 && p.batch <= 65535;  // grid y / z (launch_bwd_sm90)
-      // A key row that fits one key tile goes to the mma.sync kernel, which then takes D = Σ_j P·dP from
-      // the tile instead of rowsum(dO ∘ O), whose O is rounded to the dtype: that error dominates dS when
-      // a row sees few keys (H200 sweep, Sq 1, Sk 3 and 5: 1.01–1.11× the numerics bound on this kernel).
-      const bool one_key_tile = p.seqlen_k <= Tr::kBlockN;
-      if (!p.deterministic && !one_key_tile && grid_fits && hopper_path("ATTNFORGE_FLASH_BWD_PATH")) {
+      if (takes_hopper_bwd(p, Tr::kBlockN)) {
         if (p.batch > 0 && !launch_bwd_sm90<V>(p, ws, stream)) return ATTNFORGE_CUDA_ERROR;
         return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
       }
@@ -83,20 +90,13 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
 template <class V>
 attnforge_status run_bwd_sm90_ws(const Params& p, cudaStream_t stream) {
   using T = typename V::TileT;
-  using Fallback = Variant<Backend::flash, Direction::bwd, V::kDType, V::kHeadDim, typename V::Mask,
-                           Tile<T::kBlockM, T::kBlockN, T::kWarps - 4, T::kStages>>;
+  using Fallback = typename BwdSm90Fallback<V>::type;
   static_assert(BwdSm90Config<V>::kSupported && BwdSm90Config<Fallback>::kSupported);
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
-  const bool grid_fits = p.heads_kv <= 65535 && p.batch <= 65535;
-  const bool one_key_tile = p.seqlen_k <= T::kBlockN;
   BwdSm90Maps maps{};
-  if (p.head_dim != V::kHeadDim || !rows_aligned16(p, /*backward=*/true) || device_cc_major(dev) != 9 ||
-      p.deterministic || one_key_tile || !grid_fits || !hopper_path("ATTNFORGE_FLASH_BWD_PATH") ||
+  if (p.head_dim != V::kHeadDim || !rows_aligned16(p, /*backward=*/true) || !takes_hopper_bwd(p, T::kBlockN) ||
       p.batch == 0 || !encode_bwd_sm90_maps<V>(p, &maps))
     return run_bwd<Fallback>(p, stream);
   const BwdWorkspaceLayout ws = flash_bwd_workspace_layout(T::kBlockM, T::kBlockN, p);
-  if (p.workspace == nullptr || p.workspace_bytes < ws.total_bytes) return ATTNFORGE_INTERNAL;
   if (const attnforge_status st = run_bwd_prologue<V>(p, ws, stream); st != ATTNFORGE_OK) return st;
   if (!launch_bwd_sm90<V>(p, ws, stream, maps)) return ATTNFORGE_CUDA_ERROR;
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;

@@ -32,6 +32,7 @@
 #include "common/numeric.cuh"
 #include "common/params.hpp"
 #include "common/smem_layout.cuh"
+#include "common/smem_tile_ops.cuh"
 #include "common/tma.cuh"
 #include "common/variant.hpp"
 #include "common/wgmma.cuh"
@@ -89,6 +90,17 @@ struct BwdSm90Config {
   static constexpr int kOffBar = kOffDq + kDqStages * kDqBufBytes;
   static constexpr int kSmemBytes = kOffBar + (kWS ? 5 * 8 : 0) + 1024;  // + 1024: base alignment
   static_assert(!kSupported || (kSmemBytes + 1024) * kMinBlocks <= 228 * 1024);  // + 1 KiB reserved per CTA
+};
+
+// The variant an sm90a backward variant falls back to where its warp-specialized form does not run:
+// the same tile without the producer warpgroup. Any other variant is its own.
+template <class V>
+struct BwdSm90Fallback {
+  using type = V;
+};
+template <DType T, int D, class M, int BM, int BN, int W, int S>
+struct BwdSm90Fallback<Variant<Backend::flash, Direction::bwd, T, D, M, Tile<BM, BN, W, S, 90>>> {
+  using type = Variant<Backend::flash, Direction::bwd, T, D, M, Tile<BM, BN, W - 4, S>>;
 };
 
 namespace bwd_sm90_detail {
@@ -252,14 +264,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     // packed sequence) are zeroed here, before the first step's barrier orders them before any GEMM.
     for (int r = tid - 128; r < kBN; r += C::kConsumerThreads) {
       if (key_ok(r)) continue;
-#pragma unroll
-      for (int slab = 0; slab < kD / 64; ++slab)
-#pragma unroll
-        for (int ch = 0; ch < 8; ++ch) {  // a row's 128 bytes of a slab, in any swizzle order
-          const uint32_t off = slab * KL::kSlabBytes + r * 128 + ch * 16;
-          asm volatile("st.shared.v4.u32 [%0], {%1,%1,%1,%1};\n" ::"r"(sK + off), "r"(0u));
-          asm volatile("st.shared.v4.u32 [%0], {%1,%1,%1,%1};\n" ::"r"(sV + off), "r"(0u));
-        }
+      prim::zero_row_sw128<KL>(sK, r);
+      prim::zero_row_sw128<KL>(sV, r);
     }
   }
 

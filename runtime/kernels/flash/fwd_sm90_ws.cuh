@@ -232,13 +232,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     tma::mbar_wait(bar_v_full(st), ph);
     if (tile_class(j) == TileClass::kFull) return;
     for (int r = ctid; r < kBN; r += C::kConsumerThreads) {
-      if (prim::key_live<Mask>(m0, q_last, j * kBN + r, sq, sk, p.mask)) continue;
-#pragma unroll
-      for (int slab = 0; slab < kD / 64; ++slab)
-#pragma unroll
-        for (int ch = 0; ch < 8; ++ch)  // a row's 128 bytes of a slab, in any swizzle order
-          asm volatile("st.shared.v4.u32 [%0], {%1,%1,%1,%1};\n" ::"r"(sV(st) + slab * KL::kSlabBytes + r * 128 + ch * 16),
-                       "r"(0u));
+      if (!prim::key_live<Mask>(m0, q_last, j * kBN + r, sq, sk, p.mask)) prim::zero_row_sw128<KL>(sV(st), r);
     }
     w::fence_proxy_async();
     tma::bar_sync(ws_bar::kConsumers, C::kConsumerThreads);
