@@ -222,28 +222,34 @@ using flash_bwd_f16_hd32_bias_m64n128w8s2 = Variant<Backend::flash, Direction::b
 using flash_bwd_f16_hd32_bias_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 128, 12, 2, 90>>;
+using flash_fwd_f16_hd64_none_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<192, 128, 16, 2, 90>>;
 using flash_fwd_f16_hd64_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 128, 12, 2, 90>>;
+using flash_fwd_f16_hd64_causal_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<192, 128, 16, 2, 90>>;
 using flash_fwd_f16_hd64_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 128, 12, 2, 90>>;
+using flash_fwd_f16_hd64_window_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<192, 128, 16, 2, 90>>;
 using flash_fwd_f16_hd64_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_window_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::bias, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_bias_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::bias, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::bias, Tile<64, 64, 4, 2>>;
+using flash_bwd_f16_hd64_none_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 128, 12, 2, 90>>;
 using flash_bwd_f16_hd64_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd64_none_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd64_none_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 1>>;
+using flash_bwd_f16_hd64_causal_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 128, 12, 2, 90>>;
 using flash_bwd_f16_hd64_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd64_causal_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd64_causal_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 64, 4, 1>>;
+using flash_bwd_f16_hd64_window_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 128, 12, 2, 90>>;
 using flash_bwd_f16_hd64_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd64_window_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 64, 4, 2>>;
@@ -279,10 +285,13 @@ using flash_fwd_f16_hd128_window_m128n64w4s2 = Variant<Backend::flash, Direction
 using flash_fwd_f16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::bias, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd128_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::bias, Tile<64, 64, 4, 2>>;
+using flash_bwd_f16_hd128_none_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::none, Tile<64, 128, 12, 2, 90>>;
 using flash_bwd_f16_hd128_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd128_none_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::none, Tile<64, 64, 4, 1>>;
+using flash_bwd_f16_hd128_causal_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::causal, Tile<64, 128, 12, 2, 90>>;
 using flash_bwd_f16_hd128_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::causal, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd128_causal_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::causal, Tile<64, 64, 4, 1>>;
+using flash_bwd_f16_hd128_window_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::window, Tile<64, 128, 12, 2, 90>>;
 using flash_bwd_f16_hd128_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::window, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd128_window_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::window, Tile<64, 64, 4, 1>>;
 using flash_bwd_f16_hd128_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 128, 8, 2>>;
@@ -352,28 +361,34 @@ using flash_bwd_bf16_hd32_bias_m64n128w8s2 = Variant<Backend::flash, Direction::
 using flash_bwd_bf16_hd32_bias_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 128, 12, 2, 90>>;
+using flash_fwd_bf16_hd64_none_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<192, 128, 16, 2, 90>>;
 using flash_fwd_bf16_hd64_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 128, 12, 2, 90>>;
+using flash_fwd_bf16_hd64_causal_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<192, 128, 16, 2, 90>>;
 using flash_fwd_bf16_hd64_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 128, 12, 2, 90>>;
+using flash_fwd_bf16_hd64_window_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<192, 128, 16, 2, 90>>;
 using flash_fwd_bf16_hd64_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_window_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::bias, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_bias_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::bias, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::bias, Tile<64, 64, 4, 2>>;
+using flash_bwd_bf16_hd64_none_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 128, 12, 2, 90>>;
 using flash_bwd_bf16_hd64_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd64_none_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd64_none_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 1>>;
+using flash_bwd_bf16_hd64_causal_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 128, 12, 2, 90>>;
 using flash_bwd_bf16_hd64_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd64_causal_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd64_causal_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 64, 4, 1>>;
+using flash_bwd_bf16_hd64_window_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 128, 12, 2, 90>>;
 using flash_bwd_bf16_hd64_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd64_window_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 64, 4, 2>>;
@@ -409,10 +424,13 @@ using flash_fwd_bf16_hd128_window_m128n64w4s2 = Variant<Backend::flash, Directio
 using flash_fwd_bf16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::bias, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::bias, Tile<64, 64, 4, 2>>;
+using flash_bwd_bf16_hd128_none_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::none, Tile<64, 128, 12, 2, 90>>;
 using flash_bwd_bf16_hd128_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd128_none_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::none, Tile<64, 64, 4, 1>>;
+using flash_bwd_bf16_hd128_causal_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::causal, Tile<64, 128, 12, 2, 90>>;
 using flash_bwd_bf16_hd128_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::causal, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd128_causal_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::causal, Tile<64, 64, 4, 1>>;
+using flash_bwd_bf16_hd128_window_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::window, Tile<64, 128, 12, 2, 90>>;
 using flash_bwd_bf16_hd128_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::window, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd128_window_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::window, Tile<64, 64, 4, 1>>;
 using flash_bwd_bf16_hd128_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 128, 8, 2>>;
@@ -676,28 +694,34 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd32_bias_m64n128w4s2,
     flash_bwd_f16_hd32_bias_m64n64w4s2,
     flash_fwd_f16_hd64_none_m128n128w12s2_sm90a,
+    flash_fwd_f16_hd64_none_m192n128w16s2_sm90a,
     flash_fwd_f16_hd64_none_m128n64w4s2,
     flash_fwd_f16_hd64_none_m128n128w4s2,
     flash_fwd_f16_hd64_none_m64n64w4s2,
     flash_fwd_f16_hd64_causal_m128n128w12s2_sm90a,
+    flash_fwd_f16_hd64_causal_m192n128w16s2_sm90a,
     flash_fwd_f16_hd64_causal_m128n64w4s2,
     flash_fwd_f16_hd64_causal_m128n128w4s2,
     flash_fwd_f16_hd64_causal_m64n64w4s2,
     flash_fwd_f16_hd64_window_m128n128w12s2_sm90a,
+    flash_fwd_f16_hd64_window_m192n128w16s2_sm90a,
     flash_fwd_f16_hd64_window_m128n64w4s2,
     flash_fwd_f16_hd64_window_m128n128w4s2,
     flash_fwd_f16_hd64_window_m64n64w4s2,
     flash_fwd_f16_hd64_bias_m128n64w4s2,
     flash_fwd_f16_hd64_bias_m128n128w4s2,
     flash_fwd_f16_hd64_bias_m64n64w4s2,
+    flash_bwd_f16_hd64_none_m64n128w12s2_sm90a,
     flash_bwd_f16_hd64_none_m64n128w8s2,
     flash_bwd_f16_hd64_none_m64n128w4s2,
     flash_bwd_f16_hd64_none_m64n64w4s2,
     flash_bwd_f16_hd64_none_m64n64w4s1,
+    flash_bwd_f16_hd64_causal_m64n128w12s2_sm90a,
     flash_bwd_f16_hd64_causal_m64n128w8s2,
     flash_bwd_f16_hd64_causal_m64n128w4s2,
     flash_bwd_f16_hd64_causal_m64n64w4s2,
     flash_bwd_f16_hd64_causal_m64n64w4s1,
+    flash_bwd_f16_hd64_window_m64n128w12s2_sm90a,
     flash_bwd_f16_hd64_window_m64n128w8s2,
     flash_bwd_f16_hd64_window_m64n128w4s2,
     flash_bwd_f16_hd64_window_m64n64w4s2,
@@ -733,10 +757,13 @@ using AllVariants = TypeList<
     flash_fwd_f16_hd128_window_m64n64w4s2,
     flash_fwd_f16_hd128_bias_m128n64w4s2,
     flash_fwd_f16_hd128_bias_m64n64w4s2,
+    flash_bwd_f16_hd128_none_m64n128w12s2_sm90a,
     flash_bwd_f16_hd128_none_m64n128w8s2,
     flash_bwd_f16_hd128_none_m64n64w4s1,
+    flash_bwd_f16_hd128_causal_m64n128w12s2_sm90a,
     flash_bwd_f16_hd128_causal_m64n128w8s2,
     flash_bwd_f16_hd128_causal_m64n64w4s1,
+    flash_bwd_f16_hd128_window_m64n128w12s2_sm90a,
     flash_bwd_f16_hd128_window_m64n128w8s2,
     flash_bwd_f16_hd128_window_m64n64w4s1,
     flash_bwd_f16_hd128_bias_m64n128w8s2,
@@ -806,28 +833,34 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd32_bias_m64n128w4s2,
     flash_bwd_bf16_hd32_bias_m64n64w4s2,
     flash_fwd_bf16_hd64_none_m128n128w12s2_sm90a,
+    flash_fwd_bf16_hd64_none_m192n128w16s2_sm90a,
     flash_fwd_bf16_hd64_none_m128n64w4s2,
     flash_fwd_bf16_hd64_none_m128n128w4s2,
     flash_fwd_bf16_hd64_none_m64n64w4s2,
     flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a,
+    flash_fwd_bf16_hd64_causal_m192n128w16s2_sm90a,
     flash_fwd_bf16_hd64_causal_m128n64w4s2,
     flash_fwd_bf16_hd64_causal_m128n128w4s2,
     flash_fwd_bf16_hd64_causal_m64n64w4s2,
     flash_fwd_bf16_hd64_window_m128n128w12s2_sm90a,
+    flash_fwd_bf16_hd64_window_m192n128w16s2_sm90a,
     flash_fwd_bf16_hd64_window_m128n64w4s2,
     flash_fwd_bf16_hd64_window_m128n128w4s2,
     flash_fwd_bf16_hd64_window_m64n64w4s2,
     flash_fwd_bf16_hd64_bias_m128n64w4s2,
     flash_fwd_bf16_hd64_bias_m128n128w4s2,
     flash_fwd_bf16_hd64_bias_m64n64w4s2,
+    flash_bwd_bf16_hd64_none_m64n128w12s2_sm90a,
     flash_bwd_bf16_hd64_none_m64n128w8s2,
     flash_bwd_bf16_hd64_none_m64n128w4s2,
     flash_bwd_bf16_hd64_none_m64n64w4s2,
     flash_bwd_bf16_hd64_none_m64n64w4s1,
+    flash_bwd_bf16_hd64_causal_m64n128w12s2_sm90a,
     flash_bwd_bf16_hd64_causal_m64n128w8s2,
     flash_bwd_bf16_hd64_causal_m64n128w4s2,
     flash_bwd_bf16_hd64_causal_m64n64w4s2,
     flash_bwd_bf16_hd64_causal_m64n64w4s1,
+    flash_bwd_bf16_hd64_window_m64n128w12s2_sm90a,
     flash_bwd_bf16_hd64_window_m64n128w8s2,
     flash_bwd_bf16_hd64_window_m64n128w4s2,
     flash_bwd_bf16_hd64_window_m64n64w4s2,
@@ -863,10 +896,13 @@ using AllVariants = TypeList<
     flash_fwd_bf16_hd128_window_m64n64w4s2,
     flash_fwd_bf16_hd128_bias_m128n64w4s2,
     flash_fwd_bf16_hd128_bias_m64n64w4s2,
+    flash_bwd_bf16_hd128_none_m64n128w12s2_sm90a,
     flash_bwd_bf16_hd128_none_m64n128w8s2,
     flash_bwd_bf16_hd128_none_m64n64w4s1,
+    flash_bwd_bf16_hd128_causal_m64n128w12s2_sm90a,
     flash_bwd_bf16_hd128_causal_m64n128w8s2,
     flash_bwd_bf16_hd128_causal_m64n64w4s1,
+    flash_bwd_bf16_hd128_window_m64n128w12s2_sm90a,
     flash_bwd_bf16_hd128_window_m64n128w8s2,
     flash_bwd_bf16_hd128_window_m64n64w4s1,
     flash_bwd_bf16_hd128_bias_m64n128w8s2,
@@ -913,6 +949,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "5813e7cef5fa2c3f7d5951e6d786313137d5ca31dde135dcf6b7c25fdebd1e65";
+inline constexpr const char* kManifestHash = "a976a5887f67933a875ac641b2783044a695e15785c809d25dcb2fe41e94cd39";
 
 }  // namespace attnforge::generated

@@ -107,12 +107,20 @@ constexpr const char* kHopperBwdD64 = "m64n64w4s1: fastest flash backward at D =
 // 3.9–16 % over m128n64w4s2 (autotune/results/h200_training.md); the H100 wgmma runs of 2026-11-25
 // (bench/NOTES-flash.md, v3) had it best at D = 64 too.
 constexpr const char* kHopperFwdD64 = "m128n128w4: fastest flash forward at D = 64 on Hopper (wgmma kernel)";
-// From S_k = 8192 on, the warp-specialized sm90a tile takes over at D = 64: attnforge-tune on the H200
-// (2026-11-29, fourth session, autotune/results/h200_training.md) timed m128n128w12s2_sm90a at 1.427 ms
-// against m128n128w4s2's 1.541 (causal, S 8192) and m128n128w12s3_sm90a 2.545–2.663 against 2.797–2.901
-// (causal, S 16384); non-causal the two are within the run-to-run noise (2.500 / 2.606 ms at S 8192).
+// From S_k = 8192 on, the warp-specialized sm90a tile with three consumer warpgroups (m192 w16, FA3's
+// D = 64 shape) takes over at D = 64. H200, 2026-11-29 (fifth session), scripts/dev/flash_fwd_devrun.sh DEV_FLAGS=-DDEV_WS,
+// bf16, B·S = 16384, TFLOP/s non-causal / causal: S 8192 m192n128w16 468.5 / 396.2 against m128n128w12's
+// 420.7 / 375.2; S 16384 468.8 / 420.9 against 428.4 / 398.8. Below 8192 causal, m128 leads (S 4096:
+// 342.0 against 333.7), and the tuner had m128n128w12 within noise of or behind m128n128w4 there.
 constexpr const char* kHopperFwdD64Long =
-    "m128n128w12 sm90a: fastest flash forward at D = 64 and S_k >= 8192 on Hopper (warp-specialized kernel)";
+    "m192n128w16 sm90a: fastest flash forward at D = 64 and S_k >= 8192 on Hopper (warp-specialized kernel)";
+// The warp-specialized backward (sm90a, m64n128w12: a TMA producer warpgroup, two consumer warpgroups)
+// takes over at D = 64 from S_k = 8192. H200, 2026-11-29 (fifth session), scripts/dev/flash_bwd_devrun.sh SM90=1, bf16,
+// B·S = 16384, TFLOP/s non-causal / causal: S 16384 370.2 / 346.8 against m64n64w4s1's 355.4 / 304.5;
+// S 4096 357.6 / 311.7 against 353.8 / 314.6 (a tie); S 1024 278.7 / 198.3 against 288.4 / 219.7.
+// At D = 128 it is the generator's first bwd tile: 500.5 / 476.2 against m64n128w8's 392.0 / 375.7 (S 16384).
+constexpr const char* kHopperBwdD64Long =
+    "m64n128w12 sm90a: fastest flash backward at D = 64 and S_k >= 8192 on Hopper (warp-specialized kernel)";
 constexpr TilePreference kTilePreference[] = {
     // Backward, D ≤ 64: m64n128w4 beat the generator's first bwd tile m64n128w8 and m64n64w4 on the
     // H200 (2026-11-29, S = 4096, bf16, scripts/dev/flash_bwd_devrun.sh TILES=1): 244 / 208 TFLOP/s
@@ -120,9 +128,11 @@ constexpr TilePreference kTilePreference[] = {
     // order stands: m64n128w8 247 / 209, m64n64w4s1 230 / 213 (within 2% causal), m64n64w4s2 159.
     // Forward (H100, 2026-11-25): the first tile, m128n64w4, won 21 of the 24 forward shapes and
     // was within 5% on the other 3 (D = 64, S ≤ 1024). On sm_90 the generator's first tile is now the
-    // warp-specialized m128n128w12 (arch sm90a; other devices skip it), which leads at D = 128.
-    {Backend::flash, Direction::fwd, 9, true, 64, 64, 8192, 0, 128, 128, 12, 0, kHopperFwdD64Long},
+    // warp-specialized m128n128w12 (arch sm90a; other devices skip it), which leads at D = 128, and its
+    // first bwd tile the warp-specialized m64n128w12 (sm90a), which leads at D = 128 (kHopperBwdD64Long).
+    {Backend::flash, Direction::fwd, 9, true, 64, 64, 8192, 0, 192, 128, 16, 0, kHopperFwdD64Long},
     {Backend::flash, Direction::fwd, 9, false, 64, 64, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
+    {Backend::flash, Direction::bwd, 9, true, 64, 64, 8192, 0, 64, 128, 12, 0, kHopperBwdD64Long},
     {Backend::flash, Direction::bwd, 9, true, 64, 64, 0, 0, 64, 64, 4, 1, kHopperBwdD64},
     {Backend::flash, Direction::bwd, 0, false, 0, 64, 0, 0, 64, 128, 4, 0,
      "m64n128w4: fastest flash backward at D <= 64 on the H200"},

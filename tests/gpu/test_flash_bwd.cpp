@@ -332,7 +332,8 @@ TEST(FlashBwd, OffsetsBeyondInt32) {
 
 
 // Both backward kernels on every compiled tile the Hopper kernel takes (flash/bwd_sm90.cuh:
-// m64n64w4 at head dim 64, m64n128w8 at 64 and 128; masks without a tensor), by name:
+// m64n64w4 at head dim 64, m64n128w8 at 64 and 128, and the warp-specialized m64n128w12 sm90a at
+// 64 and 128, whose "mma" path is the 8-warp tile; masks without a tensor), by name:
 // boundary pairs, GQA, varlen with empty sequences. ATTNFORGE_FLASH_BWD_PATH = "wgmma" is the
 // default choice (the Hopper kernel on sm_90, the mma.sync one elsewhere), "mma" forces mma.sync.
 class FlashBwdPath : public ::testing::TestWithParam<const char*> {
@@ -347,8 +348,9 @@ class FlashBwdPath : public ::testing::TestWithParam<const char*> {
 TEST_P(FlashBwdPath, TilesTheHopperKernelTakes) {
   int ran = 0;
   for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
-    const bool n64w4 = v.block_n == 64 && v.warps == 4, n128w8 = v.block_n == 128 && v.warps == 8;
-    const bool tile_ok = v.block_m == 64 && ((v.head_dim == 64 && (n64w4 || n128w8)) || (v.head_dim == 128 && n128w8));
+    const bool n64w4 = v.block_n == 64 && v.warps == 4;
+    const bool n128 = v.block_n == 128 && (v.warps == 8 || v.warps == 12);
+    const bool tile_ok = v.block_m == 64 && ((v.head_dim == 64 && (n64w4 || n128)) || (v.head_dim == 128 && n128));
     if (!tile_ok || v.mask == "bias" || !flash_built(v.dtype, v.head_dim, v.mask)) continue;
     const RunOptions opt{.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = v.name.c_str()};
     int k = 0;
