@@ -16,10 +16,11 @@
 //   (cp.reduce.async.bulk .add.f32) into the tile's block of the fp32 accumulator
 // dV, dK and dQ are issued back to back and waited for once. Not deterministic (the reduce-adds of
 // the key tiles land in any order): deterministic mode takes the mma.sync kernel.
-// Warp-specialized form (tile arch "sm90a", 12 warps; not in any variant set until measured): an extra
-// producer warpgroup moves K, V (once) and Q, dO (per step) by TMA and LSE, D by one warp's loads, all
-// completing on mbarriers; the two consumer warpgroups run the same step with named barriers in place
-// of __syncthreads, and give each Q/dO stage back through an "empty" mbarrier.
+// Warp-specialized form (tile arch "sm90a", 12 warps; the first bwd tile at head dims 64 and 128): an
+// extra producer warpgroup moves K, V (once) and Q, dO (per step) by TMA and LSE, D by one warp's
+// loads, all completing on mbarriers; the two consumer warpgroups run the same step, meet once per
+// step on a named barrier (dSᵀ complete), alternate two dSᵀ buffers so that they may drift one step
+// apart, and give each Q/dO stage back through an "empty" mbarrier.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -77,13 +78,16 @@ struct BwdSm90Config {
   using SL = prim::SmemTileSw128<kBlockN, kBlockM>;     // dSᵀ: (kBlockN keys, 64 queries)
   static constexpr int kDqPartFloats = 64 * 64;          // one warpgroup's (64 queries, 64 columns) of dQ
   static constexpr int kDqBufBytes = kWarpgroups * kDqPartFloats * 4;
-  // [K][V][Q × 2][dO × 2][dSᵀ][LSE × 2][D × 2][dQ × kDqStages]; tiles 1024-byte aligned (the swizzle atom).
+  // dSᵀ buffers: kWS has no per-step barrier before the first GEMMs, so one warpgroup may start step
+  // i + 1 (and write its dSᵀ) while the other still reads step i's in its dQ GEMM.
+  static constexpr int kDsStages = kWS ? 2 : 1;
+  // [K][V][Q × 2][dO × 2][dSᵀ × kDsStages][LSE × 2][D × 2][dQ × kDqStages]; tiles 1024-byte aligned (the swizzle atom).
   static constexpr int kOffK = 0;
   static constexpr int kOffV = kOffK + KL::kBytes;
   static constexpr int kOffQ = kOffV + KL::kBytes;
   static constexpr int kOffDO = kOffQ + 2 * QL::kBytes;
   static constexpr int kOffDS = kOffDO + 2 * QL::kBytes;
-  static constexpr int kOffLse = kOffDS + SL::kBytes;
+  static constexpr int kOffLse = kOffDS + kDsStages * SL::kBytes;
   static constexpr int kOffDsum = kOffLse + 2 * kBlockM * 4;
   static constexpr int kOffDq = kOffDsum + 2 * kBlockM * 4;
   // kWS: mbarriers kv_full, q_full × 2, q_empty × 2 after the dQ buffers.
@@ -158,7 +162,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(smem_bwd90));
   const uint32_t base = (raw + 1023u) & ~1023u;
   char* gen = smem_bwd90 + (base - raw);
-  const uint32_t sK = base + C::kOffK, sV = base + C::kOffV, sDS = base + C::kOffDS;
+  const uint32_t sK = base + C::kOffK, sV = base + C::kOffV;
+  auto sDS = [&](int st) { return base + C::kOffDS + uint32_t((C::kDsStages == 2 ? st : 0) * SL::kBytes); };
   auto sQ = [&](int st) { return base + C::kOffQ + uint32_t(st * QL::kBytes); };
   auto sDO = [&](int st) { return base + C::kOffDO + uint32_t(st * QL::kBytes); };
   float* s_lse = reinterpret_cast<float*>(gen + C::kOffLse);    // (2, 64)
@@ -267,6 +272,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       prim::zero_row_sw128<KL>(sK, r);
       prim::zero_row_sw128<KL>(sV, r);
     }
+    w::fence_proxy_async();
+    tma::bar_sync(3, C::kConsumerThreads);  // the zeroed rows, before any GEMM reads K or V
   }
 
   float dv[kD / 8][4], dk[kD / 8][4];  // (64 keys, D) of this warpgroup, fp32
@@ -294,9 +301,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       else asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
     }
     w::fence_proxy_async();
-    // [A] this tile (and K, V) in shared memory; the previous step is done
-    if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
-    else __syncthreads();
+    // [A] (cp.async form) this tile (and K, V) in shared memory; the previous step is done. The kWS
+    // form has the full barrier for the tile, and its warpgroups may drift one step apart: they meet
+    // only at [B], and dSᵀ alternates between two buffers.
+    if constexpr (!C::kWS) __syncthreads();
     int nhi = hi, nmb = mb + 1;
     const bool nhave = seek(nhi, nmb);
     if constexpr (!C::kWS) {
@@ -375,7 +383,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         const int kl = wg * 64 + wrow + g + 8 * hh;
-        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sDS + SL::offset(kl, nt * 8 + 2 * t)),
+        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sDS(st) + SL::offset(kl, nt * 8 + 2 * t)),
                      "r"(da[nt / 2][(nt % 2) * 2 + hh]));
       }
 
@@ -399,7 +407,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     if constexpr (kD == 128) {  // columns 64·wg … over all kBN keys
 #pragma unroll
       for (int kk = 0; kk < kBN / 16; ++kk) {
-        const uint64_t a = w::desc_sw128(sDS + kk * 2048, SL::kSlabBytes, kSbo);
+        const uint64_t a = w::desc_sw128(sDS(st) + kk * 2048, SL::kSlabBytes, kSbo);
         const uint64_t bk = w::desc_sw128(sK + wg * KL::kSlabBytes + kk * 2048, KL::kSlabBytes, kSbo);
         if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
         else MmaQ::template ss<true>(dq, a, bk);
@@ -408,7 +416,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         const uint32_t off = uint32_t(wg * 64 + kk * 16) * 128;
-        const uint64_t a = w::desc_sw128(sDS + off, SL::kSlabBytes, kSbo);
+        const uint64_t a = w::desc_sw128(sDS(st) + off, SL::kSlabBytes, kSbo);
         const uint64_t bk = w::desc_sw128(sK + off, KL::kSlabBytes, kSbo);
         if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
         else MmaQ::template ss<true>(dq, a, bk);
