@@ -108,8 +108,9 @@ deps_detail() { grep -m1 -E "missing|all build" "$LOG/deps.log"; }
 
 build() {
   local args=(-S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release)
-  [ -n "${ATTNFORGE_VARIANTS:-}" ] && args+=("-DATTNFORGE_VARIANTS=$ATTNFORGE_VARIANTS")
-  [ -n "${ATTNFORGE_VARIANT_FILTER:-}" ] && args+=("-DATTNFORGE_VARIANT_FILTER=$ATTNFORGE_VARIANT_FILTER")
+  # Always passed, empty when unset: CMake caches both, and a filter left by an earlier call on a warm
+  # machine would otherwise shrink this build silently.
+  args+=("-DATTNFORGE_VARIANTS=${ATTNFORGE_VARIANTS:-}" "-DATTNFORGE_VARIANT_FILTER=${ATTNFORGE_VARIANT_FILTER:-}")
   # shellcheck disable=SC2206
   args+=(${ATTNFORGE_CMAKE_ARGS:-})
   cmake "${args[@]}" || return $?

@@ -312,8 +312,10 @@ bool variant_not_built(attnforge_status st) {
 void provide_workspace(attnforge_args& args, int is_backward, const RunOptions& opt, DeviceBuffer& holder) {
   if (opt.workspace == RunOptions::Workspace::library) return;
   size_t bytes = 0;
-  if (attnforge_status st = attnforge_workspace_size(&args, is_backward, &bytes); st != ATTNFORGE_OK)
+  if (attnforge_status st = attnforge_workspace_size(&args, is_backward, &bytes); st != ATTNFORGE_OK) {
+    if (variant_not_built(st)) return;  // the call is refused the same way and reported as skipped
     throw std::runtime_error(std::string("attnforge_workspace_size failed: ") + attnforge_last_error());
+  }
   holder = DeviceBuffer(bytes + 256);
   char* base = holder.as<char>();
   switch (opt.workspace) {
