@@ -622,6 +622,11 @@ int main(int argc, char** argv) {
   using W64c = FB<DType::bf16, 64, generated::mask::causal, 64, 128, 12, 2, 90>;
   using W128w = FB<DType::bf16, 128, generated::mask::window, 64, 128, 12, 2, 90>;
   using WF128c = FB<DType::f16, 128, generated::mask::causal, 64, 128, 12, 2, 90>;
+  if (do_time && argc > 2 && std::string(argv[2]) == "profws") {  // the warp-specialized tile at D 128
+    time_case<W128c>(4096, true, "ws_hd128_causal_m64n128w12_sm90a");
+    time_case<W128n>(4096, false, "ws_hd128_none_m64n128w12_sm90a");
+    return 0;
+  }
   if (do_time && argc > 2 && std::string(argv[2]) == "prof") {  // two launches, for the profiler
     time_case<P64c1s1>(4096, true, "wgmma_hd64_causal_m64n64w4s1");
     time_case<P64n1s1>(4096, false, "wgmma_hd64_none_m64n64w4s1");
