@@ -1,12 +1,14 @@
 // Hopper's tensor memory accelerator and the barriers around it (sm_90a): mbarrier init / arrive /
 // expect-tx / parity wait, the 4-D tiled bulk copy global → shared, named barriers for warpgroups,
-// and the host side that encodes a (B, S, H, D)-strided tensor as a TMA descriptor.
+// and the host side that encodes a (B, S, H, D)-strided tensor of the call as a TMA descriptor.
 #pragma once
 #include <cuda.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
+#include "common/params.hpp"
 #include "common/variant.hpp"
 
 namespace attnforge::prim::tma {
@@ -96,6 +98,18 @@ inline bool encode_rows_view(CUtensorMap* map, DType dt, const void* ptr, int he
             const_cast<void*>(ptr), dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// One of the call's tensors as encode_rows_view's view: query side (Q, O, dO: heads_q heads, Sq rows,
+// varlen total_q) or key side (K, V: heads_kv, Sk, total_k); varlen is one batch of packed tokens. At
+// least one row: an empty sequence reads no tile but needs a valid descriptor.
+enum class Side { queries, keys };
+inline bool encode_tensor_view(CUtensorMap* map, const Params& p, Side side, DType dt, int head_dim, const void* ptr,
+                               int64_t row_stride, int64_t head_stride, int64_t batch_stride, int box_rows) {
+  const bool q = side == Side::queries, varlen = p.is_varlen();
+  const int64_t rows = varlen ? (q ? p.total_q : p.total_k) : (q ? p.seqlen_q : p.seqlen_k);
+  return encode_rows_view(map, dt, ptr, head_dim, q ? p.heads_q : p.heads_kv, std::max<int64_t>(rows, 1),
+                          varlen ? 1 : p.batch, row_stride, head_stride, batch_stride, box_rows);
 }
 
 }  // namespace attnforge::prim::tma

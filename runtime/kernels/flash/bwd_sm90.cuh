@@ -42,6 +42,12 @@
 #include "flash/bwd_primitives.cuh"
 #include "flash/bwd_workspace.hpp"
 
+// Dev A/B switch (scripts/dev/flash_bwd_ab.sh), off until measured on the device: head dim 64 sums
+// the two warpgroups' dQ partials in shared memory and sends one reduce-add (BwdSm90Config::kDqSum).
+#ifndef ATTNFORGE_FLASH_BWD_DQ_SUM
+#define ATTNFORGE_FLASH_BWD_DQ_SUM 0
+#endif
+
 namespace attnforge::flash {
 
 template <class V>
@@ -70,6 +76,9 @@ struct BwdSm90Config {
   // while the next is written), 1 → one, which lets head dim 64, n64 fit three CTAs per SM.
   static constexpr int kDqStages = V::TileT::kStages >= 2 ? 2 : 1;
   static constexpr int kMinBlocks = kWarpgroups == 1 ? (kDqStages == 1 ? 3 : 2) : 1;
+  // Head dim 64 with two warpgroups: both hold partials of the same (64 queries, 64 columns) dQ block;
+  // summed in shared memory they go out as one reduce-add instead of two (half the L2 reduce traffic).
+  static constexpr bool kDqSum = ATTNFORGE_FLASH_BWD_DQ_SUM && kD == 64 && kWarpgroups == 2 && kDqStages == 2;
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // kWS: 128·24 + 256·240 ≤ 64 K
 
   static constexpr int kLayoutD = kSupported ? kD : 64;  // layouts of unsupported variants: never used
@@ -430,24 +439,51 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     // Rows past the sequence carry dS = 0, so the whole block is added.
     const uint32_t buf =
         base + C::kOffDq + uint32_t((C::kDqStages == 2 ? st : 0) * C::kDqBufBytes + wg * C::kDqPartFloats * 4);
+    auto stage_dq = [&] {
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+      for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh)
-        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(buf + 4u * sd::dq_frag_offset(nt, hh, tid & 127)),
-                     "f"(dq[nt][2 * hh]), "f"(dq[nt][2 * hh + 1]));
-    w::fence_proxy_async();
-    asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");  // this warpgroup's part staged
+        for (int hh = 0; hh < 2; ++hh)
+          asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(buf + 4u * sd::dq_frag_offset(nt, hh, tid & 127)),
+                       "f"(dq[nt][2 * hh]), "f"(dq[nt][2 * hh + 1]));
+    };
+    if constexpr (C::kDqSum) {
+      // dQ_0 += dQ_1: warpgroup 1 stages its part and signals; warpgroup 0 (thread i holds the same
+      // elements as thread i of warpgroup 1) adds it and sends the sum below. Warpgroup 1 cannot stage
+      // into this buffer again before warpgroup 0 has read it: that is two steps on, past [B].
+      if (wg == 1) {
+        stage_dq();
+        tma::bar_arrive(4, C::kConsumerThreads);
+      } else {
+        tma::bar_sync(4, C::kConsumerThreads);
+        const uint32_t part1 = buf + C::kDqPartFloats * 4;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh) {
+            float x, y;
+            asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n"
+                         : "=f"(x), "=f"(y)
+                         : "r"(part1 + 4u * sd::dq_frag_offset(nt, hh, tid & 127)));
+            dq[nt][2 * hh] += x, dq[nt][2 * hh + 1] += y;
+          }
+      }
+    }
+    if (!C::kDqSum || wg == 0) {
+      stage_dq();
+      w::fence_proxy_async();
+      asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");  // this warpgroup's part staged
 #ifdef ATTNFORGE_DEV_BWD_SM90_SKIP_DQ_ADD  // measurement only (dev driver): dQ is wrong
-    if (false) {
+      if (false) {
 #else
-    if (bulk_issuer) {
+      if (bulk_issuer) {
 #endif
-      float* dst = dq_acc + dq_acc_tile_base(p, b, h, mb, kBM, kD) + c0 * kBM;
-      asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
-                   "r"(buf), "r"(C::kDqPartFloats * 4)
-                   : "memory");
-      asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+        float* dst = dq_acc + dq_acc_tile_base(p, b, h, mb, kBM, kD) + c0 * kBM;
+        asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
+                     "r"(buf), "r"(C::kDqPartFloats * 4)
+                     : "memory");
+        asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+      }
     }
 
     hi = nhi, mb = nmb, have = nhave, st ^= 1;
@@ -511,17 +547,15 @@ template <class V>
 bool encode_bwd_sm90_maps(const Params& p, BwdSm90Maps* maps) {
   using C = BwdSm90Config<V>;
   namespace tma = prim::tma;
-  const bool varlen = p.is_varlen();
-  const int nb = varlen ? 1 : p.batch;
-  const int64_t rows_q = varlen ? p.total_q : p.seqlen_q, rows_k = varlen ? p.total_k : p.seqlen_k;
-  return tma::encode_rows_view(&maps->q, C::kDType, p.q, C::kD, p.heads_q, rows_q, nb, p.q_row_stride,
-                               p.q_head_stride, p.q_batch_stride, C::kBlockM) &&
-         tma::encode_rows_view(&maps->d_o, C::kDType, p.d_o, C::kD, p.heads_q, rows_q, nb, p.do_row_stride,
-                               p.do_head_stride, p.do_batch_stride, C::kBlockM) &&
-         tma::encode_rows_view(&maps->k, C::kDType, p.k, C::kD, p.heads_kv, rows_k, nb, p.k_row_stride,
-                               p.k_head_stride, p.k_batch_stride, C::kBlockN) &&
-         tma::encode_rows_view(&maps->v, C::kDType, p.v, C::kD, p.heads_kv, rows_k, nb, p.v_row_stride,
-                               p.v_head_stride, p.v_batch_stride, C::kBlockN);
+  constexpr auto kQ = tma::Side::queries, kK = tma::Side::keys;
+  return tma::encode_tensor_view(&maps->q, p, kQ, C::kDType, C::kD, p.q, p.q_row_stride, p.q_head_stride,
+                                 p.q_batch_stride, C::kBlockM) &&
+         tma::encode_tensor_view(&maps->d_o, p, kQ, C::kDType, C::kD, p.d_o, p.do_row_stride, p.do_head_stride,
+                                 p.do_batch_stride, C::kBlockM) &&
+         tma::encode_tensor_view(&maps->k, p, kK, C::kDType, C::kD, p.k, p.k_row_stride, p.k_head_stride,
+                                 p.k_batch_stride, C::kBlockN) &&
+         tma::encode_tensor_view(&maps->v, p, kK, C::kDType, C::kD, p.v, p.v_row_stride, p.v_head_stride,
+                                 p.v_batch_stride, C::kBlockN);
 }
 
 // The main kernel and the dQ conversion of this path (run_bwd<V> zeroes the accumulator and runs the

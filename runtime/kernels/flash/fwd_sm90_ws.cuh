@@ -316,20 +316,16 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
 template <class V>
 attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int dev) {
   using C = FwdWsConfig<V>;
-  const bool varlen = p.is_varlen();
-  const int nb = varlen ? 1 : p.batch;
-  // Rows of the view; at least 1 (an empty key sequence reads no tile but needs a valid descriptor).
-  const int64_t rows_q = varlen ? p.total_q : p.seqlen_q;
-  const int64_t rows_k = std::max<int64_t>(varlen ? p.total_k : p.seqlen_k, 1);
   FwdWsArgs a;
   a.p = p;
   namespace tma = prim::tma;
-  if (!tma::encode_rows_view(&a.tq, C::kDType, p.q, C::kD, p.heads_q, rows_q, nb, p.q_row_stride, p.q_head_stride,
-                             p.q_batch_stride, C::kBlockM) ||
-      !tma::encode_rows_view(&a.tk, C::kDType, p.k, C::kD, p.heads_kv, rows_k, nb, p.k_row_stride, p.k_head_stride,
-                             p.k_batch_stride, C::kBlockN) ||
-      !tma::encode_rows_view(&a.tv, C::kDType, p.v, C::kD, p.heads_kv, rows_k, nb, p.v_row_stride, p.v_head_stride,
-                             p.v_batch_stride, C::kBlockN))
+  constexpr auto kQ = tma::Side::queries, kK = tma::Side::keys;
+  if (!tma::encode_tensor_view(&a.tq, p, kQ, C::kDType, C::kD, p.q, p.q_row_stride, p.q_head_stride, p.q_batch_stride,
+                               C::kBlockM) ||
+      !tma::encode_tensor_view(&a.tk, p, kK, C::kDType, C::kD, p.k, p.k_row_stride, p.k_head_stride, p.k_batch_stride,
+                               C::kBlockN) ||
+      !tma::encode_tensor_view(&a.tv, p, kK, C::kDType, C::kD, p.v, p.v_row_stride, p.v_head_stride, p.v_batch_stride,
+                               C::kBlockN))
     return ATTNFORGE_UNSUPPORTED;
   static int raised[64] = {};
   if (!allow_smem(fwd_kernel_sm90_ws<V>, C::kSmemBytes, dev, raised)) return ATTNFORGE_CUDA_ERROR;
