@@ -9,6 +9,7 @@
 #include "check.hpp"
 #include "grid.hpp"
 #include "problem.hpp"
+#include "verify.hpp"
 
 namespace attnforge::tuner {
 namespace {
@@ -151,3 +152,16 @@ TEST(TuneCandidates, OnlyVariantsOfTheShapeAndTheirLimits) {
 
 }  // namespace
 }  // namespace attnforge::tuner
+
+// --verify's rule: the winner itself always holds (a second timing measures the device's spread);
+// another variant holds within the slack; a pick that did not run never does.
+TEST(TuneVerify, WinnerHoldsOthersWithinTheSlack) {
+  using attnforge::tuner::pick_holds;
+  EXPECT_TRUE(pick_holds("flash_a", 1.20, "flash_a", 1.00, 0.05));   // the winner, timed 20 % slower
+  EXPECT_TRUE(pick_holds("flash_b", 1.04, "flash_a", 1.00, 0.05));   // within 5 %
+  EXPECT_FALSE(pick_holds("flash_b", 1.06, "flash_a", 1.00, 0.05));  // 6 % behind
+  EXPECT_TRUE(pick_holds("flash_b", 1.24, "flash_a", 1.00, 0.25));   // heuristics' slack
+  EXPECT_FALSE(pick_holds("flash_a", -1.0, "flash_a", 1.00, 0.05));  // did not run
+  EXPECT_TRUE(pick_holds("", 0.9, "", 1.00, 0.05));                  // no names: judged by time alone
+  EXPECT_FALSE(pick_holds("flash_b", 1.00, "flash_a", -1.0, 0.05));  // no winner time to compare with
+}
