@@ -227,20 +227,25 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) bwd_kernel(const __gri
         }
         __syncthreads();  // dst published; the partials are free again
       };
-      float acc[2];
+      // Σ_j term(nt, e) over this thread's elements of rows g (e = 0, 1) and g + 8 (e = 2, 3), then over
+      // the block into dst.
+      auto row_sum = [&](auto term, float* dst) {
+        float acc[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          acc[r] = 0.f;
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) acc[r] += term(nt, 2 * r + c);
+        }
+        block_row_sum(acc, dst);
+      };
       // P̂ = P / Σ_j P: exact row normalisation from the tile. The recomputed P = exp2(s − lse2) is a few
       // ulps off (lse2 = LSE·log2e is rounded, worse when |s| is large, as with a bias), and with one key
       // dS = P·dP·(1 − P) ≠ 0; the correctly rounded division gives P̂ = P/P = 1, so dS = 0 exactly.
       // A row with Σ P = 0 (fully masked) keeps P = 0 (no 0/0).
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        acc[r] = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-          for (int c = 0; c < 2; ++c) acc[r] += s[0][nt][2 * r + c];
-      }
-      block_row_sum(acc, s_l);
+      row_sum([&](int nt, int e) { return s[0][nt][e]; }, s_l);
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const float l = s_l[row0 + g + 8 * r];
@@ -253,18 +258,8 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) bwd_kernel(const __gri
       }
       // Di = Σ_j P̂_ij·dP_ij from the tile replaces rowsum(dO∘O), whose O is rounded to the dtype — the
       // error that dominates dS = P̂∘(dP − Di) when a row sees few keys (one key: P̂ = 1, Di = dP exactly).
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        acc[r] = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const float pe = s[0][nt][2 * r + c];
-            acc[r] += pe != 0.f ? pe * dp[nt][2 * r + c] : 0.f;  // P == 0 selects 0 (NaN in masked V)
-          }
-      }
-      block_row_sum(acc, s_di);  // ends on a barrier: the staging area is free for P again
+      // P == 0 selects 0 (NaN in masked V). Ends on a barrier: the staging area is free for P again.
+      row_sum([&](int nt, int e) { return s[0][nt][e] != 0.f ? s[0][nt][e] * dp[nt][e] : 0.f; }, s_di);
     }
     if (cls != TileClass::kEmpty) {
       // dS = P∘(dP − Di) (P̂ when the key row fits one block; it is also what is staged for dV = Pᵀ·dO).
