@@ -9,8 +9,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "common/copy.cuh"
 #include "common/launch_checks.hpp"
@@ -279,10 +277,7 @@ attnforge_status launch_fwd_wgmma(const Params& p, cudaStream_t stream, int dev)
 // The wgmma kernel, or the mma.sync one where the variant, the device or the path does not fit it.
 template <class V>
 attnforge_status launch_fwd_mma_or_wgmma(const Params& p, cudaStream_t stream, FwdPath path, int dev) {
-  if (path == FwdPath::kAuto) {
-    const char* env = std::getenv("ATTNFORGE_FLASH_FWD_PATH");
-    path = (env && std::strcmp(env, "mma") == 0) ? FwdPath::kMma : FwdPath::kWgmma;
-  }
+  if (path == FwdPath::kAuto) path = hopper_path("ATTNFORGE_FLASH_FWD_PATH") ? FwdPath::kWgmma : FwdPath::kMma;
   if constexpr (FwdSm90Config<V>::kSupported)
     if (path == FwdPath::kWgmma && device_cc_major(dev) == 9) return launch_fwd_wgmma<V>(p, stream, dev);
   using Cfg = FwdConfig<V>;
