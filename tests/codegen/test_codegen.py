@@ -94,7 +94,7 @@ def test_fused_limit_is_in_name_and_manifest(tmp_path):
 
 
 def test_arch_axis_names_instantiates_and_drops(tmp_path):
-    """A tile with arch = "sm90a" is the flash forward's warp-specialized kernel: name suffix _sm90a,
+    """A tile with arch = "sm90a" is a warp-specialized flash kernel: name suffix _sm90a,
     Tile<..., 90> in the variant list, dropped with a reason where the kernel cannot go."""
     cfg = tmp_path / "arch.toml"
     cfg.write_text(f'include = ["{ROOT}/codegen/variants/masks.toml"]\n' + textwrap.dedent("""\
@@ -119,7 +119,7 @@ def test_arch_axis_names_instantiates_and_drops(tmp_path):
     assert "Tile<128, 128, 12, 2, 90>" in (out / "variants.hpp").read_text()
 
 
-def test_arch_axis_tiles_beyond_the_shipped_one(tmp_path):
+def test_arch_axis_forward_m192_and_backward_tiles(tmp_path):
     """The fit rules' other sm90a shapes: three consumer warpgroups (m192 w16) at head dim 64 only, and
     the backward's warp-specialized form (m64 n128 w12 s2)."""
     cfg = tmp_path / "arch2.toml"

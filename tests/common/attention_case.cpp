@@ -287,16 +287,6 @@ void upload_inputs(DeviceCase& d, const Setup& s) {
   if (c.bias != BiasKind::none) d.bias = upload(s.bias_values, s.bias_dtype);
 }
 
-// A call refused because the build lacks the variant (describe_missing's "X has no ...; built: ...",
-// or "X has no compiled variants in this build" under a variant filter) is not a failure of the
-// case: the test is marked SKIPPED with the library's message. Any other refusal fails.
-bool variant_not_built(attnforge_status st) {
-  const std::string msg = attnforge_last_error();
-  return st == ATTNFORGE_UNSUPPORTED && msg.find(" has no ") != std::string::npos &&
-         (msg.find("built: ") != std::string::npos ||
-          msg.find("has no compiled variants in this build") != std::string::npos);
-}
-
 ::testing::AssertionResult call_failed(const char* what, attnforge_status st, const Case& c, uint64_t seed) {
   if (variant_not_built(st)) {
     const std::string msg = attnforge_last_error();
@@ -364,6 +354,13 @@ std::string Case::describe() const {
 }
 
 std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.describe(); }
+
+bool variant_not_built(attnforge_status st) {
+  const std::string msg = attnforge_last_error();
+  return st == ATTNFORGE_UNSUPPORTED && msg.find(" has no ") != std::string::npos &&
+         (msg.find("built: ") != std::string::npos ||
+          msg.find("has no compiled variants in this build") != std::string::npos);
+}
 
 ::testing::AssertionResult check_case(const Case& c, const RunOptions& opt) {
   try {

@@ -116,6 +116,11 @@ struct RuleCheck {
 RuleCheck numerics_rule(const std::vector<double>& out, const std::vector<double>& ref,
                         const std::vector<double>& lowp, double factor, double abs_tol = 1e-5);
 
+// Whether status `st` (with attnforge_last_error()) is a refusal because the build lacks the variant
+// (describe_missing's "X has no ...; built: ...", or "X has no compiled variants in this build" under
+// a variant filter): check_case and the tests report that as SKIPPED, never as a pass or a failure.
+bool variant_not_built(attnforge_status st);
+
 // Runs the case through the C API and checks it; see the top of this file.
 ::testing::AssertionResult check_case(const Case& c, const RunOptions& opt = {});
 
