@@ -26,6 +26,9 @@ static const Entry kEntries[] = {
     E("bf16_hd64_causal_m128n128w12s2_sm90a", DType::bf16, 64, m::causal, 128, 128, 12, 2, 90),
     E("bf16_hd64_window_m128n128w12s2_sm90a", DType::bf16, 64, m::window, 128, 128, 12, 2, 90),
     E("f16_hd128_causal_m128n128w12s2_sm90a", DType::f16, 128, m::causal, 128, 128, 12, 2, 90),
+    // three stages: O staged in Q's rows (no room for its own buffer)
+    E("bf16_hd128_none_m128n128w12s3_sm90a", DType::bf16, 128, m::none, 128, 128, 12, 3, 90),
+    E("bf16_hd128_causal_m128n128w12s3_sm90a", DType::bf16, 128, m::causal, 128, 128, 12, 3, 90),
     // three consumer warpgroups (FA3's D = 64 shape): not in any variant set until measured
     E("bf16_hd64_none_m192n128w16s2_sm90a", DType::bf16, 64, m::none, 192, 128, 16, 2, 90),
     E("bf16_hd64_causal_m192n128w16s2_sm90a", DType::bf16, 64, m::causal, 192, 128, 16, 2, 90),

@@ -52,17 +52,20 @@ inline constexpr const char* kNeedsAlignedRows =
     "needs 16-byte aligned rows (base pointers 16-byte aligned, batch/row/head strides multiples of 8 "
     "elements); use the unfused backend for other layouts";
 
-// Compute-capability major of device `dev`, cached per device; 0 if it cannot be read.
-inline int device_cc_major(int dev) {
-  static int major[64] = {};
+// Attribute `kAttr` of device `dev`, cached per device; 0 if it cannot be read.
+template <cudaDeviceAttr kAttr>
+inline int cached_device_attribute(int dev) {
+  static int value[64] = {};
   if (dev < 0 || dev >= 64) return 0;
-  int m = __atomic_load_n(&major[dev], __ATOMIC_ACQUIRE);
-  if (m == 0) {
-    if (cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return 0;
-    __atomic_store_n(&major[dev], m, __ATOMIC_RELEASE);
+  int v = __atomic_load_n(&value[dev], __ATOMIC_ACQUIRE);
+  if (v == 0) {
+    if (cudaDeviceGetAttribute(&v, kAttr, dev) != cudaSuccess) return 0;
+    __atomic_store_n(&value[dev], v, __ATOMIC_RELEASE);
   }
-  return m;
+  return v;
 }
+inline int device_cc_major(int dev) { return cached_device_attribute<cudaDevAttrComputeCapabilityMajor>(dev); }
+inline int device_sm_count(int dev) { return cached_device_attribute<cudaDevAttrMultiProcessorCount>(dev); }
 
 // Compute-capability major of the current device; 0 without one (the failed query's error is
 // cleared, so that it is not reported by the next CUDA call).

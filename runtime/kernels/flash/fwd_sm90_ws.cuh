@@ -4,13 +4,16 @@
 // warpgroups of 64 query rows each run S = Q·Kᵀ and O += P·V on wgmma and overlap their own softmax of
 // tile j with P_{j−1}·V_{j−1}. With two consumers (m128, 12 warps) they also take turns on the tensor
 // cores (ping-pong: one warpgroup's softmax overlaps the other's GEMMs); three (m192, 16 warps) run
-// free. Head dim 64 or 128, f16/bf16, masks without a tensor (codegen/limits.py).
+// free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer loads
+// the next block's Q and first K while the consumers finish the last one. Head dim 64 or 128, f16/bf16,
+// masks without a tensor (codegen/limits.py).
 #pragma once
 #include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <string_view>
 
 #include "common/launch_checks.hpp"
 #include "common/mask_apply.cuh"
@@ -39,6 +42,13 @@ struct FwdWsConfig {
   static constexpr int kConsumerThreads = 128 * kConsumers;
   static constexpr int kThreads = V::TileT::kWarps * 32;  // warpgroup 0: producer; 1 … kConsumers: consumers
   static constexpr bool kPingPong = kConsumers == 2;      // two consumers take turns on the tensor cores
+  // Row blocks differ in work under every mask kind but "none" (causal: the last block reads all keys).
+  static constexpr bool kUnevenRows = std::string_view(Mask::kName) != "none";
+  // Under such a mask the persistent grid's static split leaves a tail at long key lengths, where each
+  // block's set-up is a small share anyway: from this S_k on, every row block gets its own CTA and the
+  // hardware balances them. H200, bf16 causal, persistent against one CTA per block (flash_fwd_ab.sh,
+  // NOTES-flash v9): S_k 1024 +6–12 %, 2048 −3…+9 %, 4096 −5…+7 %, 8192 +1–3 %, 16384 −4…+1 %.
+  static constexpr int kPersistentMaxSkUneven = 8192;
   static_assert((kBlockM == 128 || kBlockM == 192) && V::TileT::kWarps == 4 * (kConsumers + 1),
                 "a producer warpgroup + two or three consumer warpgroups of 64 rows");
   static_assert(kD == 64 || kD == 128, "head dim 64 or 128");
@@ -46,13 +56,17 @@ struct FwdWsConfig {
   static_assert(kDType == DType::f16 || kDType == DType::bf16, "16-bit inputs");
   static_assert(!Mask::kHasTensor, "masks without a tensor (the generator drops the others)");
 
-  using QL = prim::SmemTileSw128<kBlockM, kD>;  // (kBlockM queries, D), reused to stage O
+  using QL = prim::SmemTileSw128<kBlockM, kD>;  // (kBlockM queries, D); O is staged in the same layout
   using KL = prim::SmemTileSw128<kBlockN, kD>;  // (kBlockN keys, D) per K or V stage
-  // [Q][K × kStages][V × kStages][mbarriers], tiles 1024-byte aligned (the swizzle atom).
+  // [Q][K × kStages][V × kStages]([O])[mbarriers], tiles 1024-byte aligned (the swizzle atom). O gets
+  // its own buffer where it fits, so that the next block's Q can land during this block's epilogue;
+  // otherwise (D 128 with three stages) O is staged in Q's rows and the next Q waits for the epilogue.
+  static constexpr int kNumBars = 2 + 4 * kStages;  // q_full, q_empty; k_full, k_empty, v_full, v_empty per stage
   static constexpr int kOffK = QL::kBytes;
   static constexpr int kOffV = kOffK + kStages * KL::kBytes;
-  static constexpr int kOffBar = kOffV + kStages * KL::kBytes;
-  static constexpr int kNumBars = 1 + 4 * kStages;  // q_full; k_full, k_empty, v_full, v_empty per stage
+  static constexpr int kOffO = kOffV + kStages * KL::kBytes;
+  static constexpr bool kOwnO = kOffO + QL::kBytes + kNumBars * 8 + 1024 <= 227 * 1024;
+  static constexpr int kOffBar = kOwnO ? kOffO + QL::kBytes : kOffO;
   static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + 1024: base alignment
   static_assert(kSmemBytes <= 227 * 1024);
   // Registers per thread after setmaxnreg: 128·24 + 256·240 and 128·32 + 384·160 fit the 64 K of an SM.
@@ -65,6 +79,25 @@ struct FwdWsConfig {
 struct FwdWsArgs {
   Params p;
   CUtensorMap tq, tk, tv;
+  bool paired;  // WsSchedule's units: two row blocks (heavy, light) or one
+};
+
+// The row blocks of a CTA, walked in units; CTA i takes units i, i + G, … (a static round-robin when
+// the grid is persistent, G = SMs; one unit per CTA when G = units). Units of one head are consecutive,
+// so CTAs running together share its K/V in L2. `paired` (a persistent grid under a mask that makes row
+// blocks differ in work): a unit is two row blocks k and n_m − 1 − k of one (batch, head), heavy first
+// (the middle one alone when n_m is odd), so that under a causal mask every unit carries about the
+// same work. Otherwise a unit is one row block, the heavy ones first.
+struct WsSchedule {
+  bool paired;
+  int n_m, per_head, heads, n_units;  // row blocks per sequence; units per (batch, head); Hq; all units
+  __host__ __device__ WsSchedule(int seqlen_q, int block_m, int heads_q, int batch, bool pair_blocks)
+      : paired(pair_blocks), n_m((seqlen_q + block_m - 1) / block_m), per_head(paired ? (n_m + 1) / 2 : n_m),
+        heads(heads_q), n_units(per_head * heads_q * batch) {}
+  __device__ int blocks(int u) const { return paired && u % per_head < n_m - 1 - u % per_head ? 2 : 1; }
+  __device__ int m_block(int u, int k) const { return k == 0 ? n_m - 1 - u % per_head : u % per_head; }
+  __device__ int head(int u) const { return (u / per_head) % heads; }
+  __device__ int batch(int u) const { return u / (per_head * heads); }
 };
 
 // Named barriers (0 is __syncthreads): 1, 2 = "consumer warpgroup 0 / 1 may issue its GEMMs"
@@ -88,41 +121,47 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   constexpr int kNS = kBN / 8, kNO = kD / 8;  // n8 tiles of S and of O
   constexpr uint32_t kSbo = 1024;             // bytes between 8-row groups of a 128-byte-row slab
   const Params& p = a.p;
-
-  const int m_block = int(gridDim.x) - 1 - int(blockIdx.x);  // heavy (causal) row blocks first
-  const int h = blockIdx.y, b = blockIdx.z;
-  const SeqInfo seq = seq_info(p, b);
-  const int sq = seq.seqlen_q, sk = seq.seqlen_k, m0 = m_block * kBM;
-  if (m0 >= sq) return;  // the whole CTA, before any barrier is initialised
-  const int h_kv = h / p.group();
-  const int q_row0 = int(seq.q_start) + m0, k_row0 = int(seq.k_start);  // rows of the TMA view
-  const int tb = p.is_varlen() ? 0 : b;                                  // its batch coordinate
+  const WsSchedule sched(p.seqlen_q, kBM, p.heads_q, p.batch, a.paired);
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int wg = warp >> 2;
 
   extern __shared__ __align__(128) char smem_ws[];
   const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_ws)) + 1023u) & ~1023u;
-  const uint32_t sQ = base;
+  const uint32_t sQ = base, sO = C::kOwnO ? base + C::kOffO : base;
   auto sK = [&](int st) { return base + C::kOffK + uint32_t(st * KL::kBytes); };
   auto sV = [&](int st) { return base + C::kOffV + uint32_t(st * KL::kBytes); };
-  const uint32_t bar_q = base + C::kOffBar;
-  auto bar_k_full = [&](int st) { return bar_q + 8u * (1 + st); };
-  auto bar_k_empty = [&](int st) { return bar_q + 8u * (1 + kStages + st); };
-  auto bar_v_full = [&](int st) { return bar_q + 8u * (1 + 2 * kStages + st); };
-  auto bar_v_empty = [&](int st) { return bar_q + 8u * (1 + 3 * kStages + st); };
+  const uint32_t bar_q = base + C::kOffBar, bar_q_empty = bar_q + 8u;
+  auto bar_k_full = [&](int st) { return bar_q + 8u * (2 + st); };
+  auto bar_k_empty = [&](int st) { return bar_q + 8u * (2 + kStages + st); };
+  auto bar_v_full = [&](int st) { return bar_q + 8u * (2 + 2 * kStages + st); };
+  auto bar_v_empty = [&](int st) { return bar_q + 8u * (2 + 3 * kStages + st); };
 
-  // Key tiles the mask leaves non-empty for this CTA's rows, in order (producer and consumers walk
-  // the same sequence).
-  const int n_tiles = (sk + kBN - 1) / kBN;
-  auto tile_class = [&](int j) { return prim::classify_tile<Mask>(m0, kBM, j * kBN, kBN, sq, sk, p.mask); };
-  auto next_tile = [&](int j) {
-    while (j < n_tiles && tile_class(j) == TileClass::kEmpty) ++j;
+  // One row block of the schedule: where its rows and keys live, and which key tiles the mask leaves
+  // non-empty (producer and consumers walk the same sequence).
+  struct Block {
+    int m0, h, b, sq, sk, n_tiles;
+    SeqInfo seq;
+  };
+  auto block_at = [&](int u, int k) {
+    Block blk;
+    blk.m0 = sched.m_block(u, k) * kBM, blk.h = sched.head(u), blk.b = sched.batch(u);
+    blk.seq = seq_info(p, blk.b);
+    blk.sq = blk.seq.seqlen_q, blk.sk = blk.seq.seqlen_k;
+    blk.n_tiles = (blk.sk + kBN - 1) / kBN;
+    return blk;
+  };
+  auto tile_class = [&](const Block& blk, int j) {
+    return prim::classify_tile<Mask>(blk.m0, kBM, j * kBN, kBN, blk.sq, blk.sk, p.mask);
+  };
+  auto next_tile = [&](const Block& blk, int j) {
+    while (j < blk.n_tiles && tile_class(blk, j) == TileClass::kEmpty) ++j;
     return j;
   };
 
   if (tid == 0) {
     tma::mbar_init(bar_q, 1);
+    tma::mbar_init(bar_q_empty, C::kConsumerThreads);  // every consumer thread arrives once done with Q
     for (int st = 0; st < kStages; ++st) {
       tma::mbar_init(bar_k_full(st), 1);
       tma::mbar_init(bar_v_full(st), 1);
@@ -134,39 +173,55 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   __syncthreads();
 
   if (wg == 0) {
-    // ---- producer: one thread issues every copy ------------------------------------------------------
+    // ---- producer: one thread issues every copy; stages and Q loads counted over all blocks ----------
     tma::regs_dealloc<C::kProducerRegs>();
     if (tid == 0) {
-      tma::mbar_expect_tx(bar_q, QL::kBytes);
+      int it = 0, n_q = 0;
+      for (int u = blockIdx.x; u < sched.n_units; u += gridDim.x) {
+        for (int kb = 0; kb < sched.blocks(u); ++kb) {
+          const Block blk = block_at(u, kb);
+          if (blk.m0 >= blk.sq) continue;
+          const int h_kv = blk.h / p.group(), tb = p.is_varlen() ? 0 : blk.b;
+          const int q_row0 = int(blk.seq.q_start) + blk.m0, k_row0 = int(blk.seq.k_start);  // rows of the TMA view
+          auto load_q = [&] {  // once the consumers are done with the previous block's Q
+            tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);
+            tma::mbar_expect_tx(bar_q, QL::kBytes);
 #pragma unroll
-      for (int slab = 0; slab < kD / 64; ++slab)
-        tma::load_4d(sQ + slab * QL::kSlabBytes, &a.tq, bar_q, slab * 64, h, q_row0, tb);
-      int it = 0;
-      for (int j = next_tile(0); j < n_tiles; j = next_tile(j + 1), ++it) {
-        const int st = it % kStages;
-        const uint32_t ph = (it / kStages) & 1;
-        tma::mbar_wait(bar_k_empty(st), ph ^ 1);
-        tma::mbar_expect_tx(bar_k_full(st), KL::kBytes);
+            for (int slab = 0; slab < kD / 64; ++slab)
+              tma::load_4d(sQ + slab * QL::kSlabBytes, &a.tq, bar_q, slab * 64, blk.h, q_row0, tb);
+            ++n_q;
+          };
+          bool q_loaded = false;
+          for (int j = next_tile(blk, 0); j < blk.n_tiles; j = next_tile(blk, j + 1), ++it) {
+            const int st = it % kStages;
+            const uint32_t ph = (it / kStages) & 1;
+            tma::mbar_wait(bar_k_empty(st), ph ^ 1);
+            tma::mbar_expect_tx(bar_k_full(st), KL::kBytes);
 #pragma unroll
-        for (int slab = 0; slab < kD / 64; ++slab)
-          tma::load_4d(sK(st) + slab * KL::kSlabBytes, &a.tk, bar_k_full(st), slab * 64, h_kv, k_row0 + j * kBN, tb);
-        tma::mbar_wait(bar_v_empty(st), ph ^ 1);
-        tma::mbar_expect_tx(bar_v_full(st), KL::kBytes);
+            for (int slab = 0; slab < kD / 64; ++slab)
+              tma::load_4d(sK(st) + slab * KL::kSlabBytes, &a.tk, bar_k_full(st), slab * 64, h_kv, k_row0 + j * kBN, tb);
+            if (!q_loaded) load_q(), q_loaded = true;  // K_0 first: it does not wait for the epilogue
+            tma::mbar_wait(bar_v_empty(st), ph ^ 1);
+            tma::mbar_expect_tx(bar_v_full(st), KL::kBytes);
 #pragma unroll
-        for (int slab = 0; slab < kD / 64; ++slab)
-          tma::load_4d(sV(st) + slab * KL::kSlabBytes, &a.tv, bar_v_full(st), slab * 64, h_kv, k_row0 + j * kBN, tb);
+            for (int slab = 0; slab < kD / 64; ++slab)
+              tma::load_4d(sV(st) + slab * KL::kSlabBytes, &a.tv, bar_v_full(st), slab * 64, h_kv, k_row0 + j * kBN, tb);
+          }
+          if (!q_loaded) load_q();  // no key tile: the consumers still wait for Q
+        }
       }
     }
     return;
   }
 
-  // ---- consumers: warpgroup cw owns query rows 64·cw … 64·cw + 63 of the block ---------------------
+  // ---- consumers: warpgroup cw owns query rows 64·cw … 64·cw + 63 of each block ---------------------
   tma::regs_alloc<C::kConsumerRegs>();
   const int cw = wg - 1, ctid = tid - 128;
   const int wg_row0 = 64 * cw, warp_row0 = wg_row0 + (warp & 3) * 16;
   const float c = fabsf(p.scale_log2);
   // Ping-pong: warpgroup cw waits on its turn barrier before issuing GEMMs and opens the other's after.
-  // Warpgroup 1 opens the first turn for warpgroup 0.
+  // Warpgroup 1 opens the first turn for warpgroup 0; both take the same number of turns per block, so
+  // the turns alternate across blocks too, and warpgroup 0 consumes the last one after the last block.
   auto my_turn = [&] {
     if constexpr (C::kPingPong) tma::bar_sync(ws_bar::kTurn + cw, 256);
   };
@@ -174,16 +229,6 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     if constexpr (C::kPingPong) tma::bar_arrive(ws_bar::kTurn + (cw ^ 1), 256);
   };
   if (C::kPingPong && cw == 1) tma::bar_arrive(ws_bar::kTurn, 256);
-
-  tma::mbar_wait(bar_q, 0);
-  if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
-    for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128) {
-      const int r = wg_row0 + i / QL::kChunksPerRow, ch = i % QL::kChunksPerRow;
-      prim::negate_chunk16(sQ + QL::chunk_offset(r, ch));
-    }
-    w::fence_proxy_async();
-    tma::bar_sync(ws_bar::kWarpgroup + cw, 128);
-  }
 
   // S = Q_w·K_jᵀ (64, kBN): A = this warpgroup's Q rows, B = K rows, both K-major. Issue only.
   auto issue_s = [&](float (&s)[1][kNS][4], int st) {
@@ -197,11 +242,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     }
     w::commit();
   };
-  float o[1][kNO][4];  // O (64 rows of this warpgroup, D), fp32
-#pragma unroll
-  for (int nt = 0; nt < kNO; ++nt)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) o[0][nt][e] = 0.f;
+  float o[1][kNO][4];        // O (64 rows of this warpgroup, D), fp32
   uint32_t pa[kBN / 16][4];  // P of the previous tile in 16 bits: the A fragments of O += P·V
   // O += P·V_j: P (64, kBN) from registers, V (kBN keys, D) MN-major. Issue only.
   auto issue_pv = [&](int st) {
@@ -219,92 +260,121 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       pa[kk][3] = C::Num::pack2(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
     }
   };
-  auto mask = [&](float (&s)[1][kNS][4], int j) {
-    if (tile_class(j) != TileClass::kFull)
-      prim::apply_mask<Mask, 64>(s, m0 + warp_row0 + g, j * kBN + 2 * t, sq, sk, p.mask, prim::BiasView{});
-  };
-  // V_j arrived (stage st). On a partial tile, V rows no query of this CTA sees (past sk, outside a
-  // window, the next packed sequence) are zeroed before any P·V reads them: P is 0 there, but 0·NaN
-  // would reach O. The consumer warpgroups split the rows, then meet on a barrier — outside their
-  // GEMM turns, so the ping-pong cannot deadlock on it.
-  const int q_last = min(m0 + kBM, sq) - 1;
-  auto v_ready = [&](int st, uint32_t ph, int j) {
-    tma::mbar_wait(bar_v_full(st), ph);
-    if (tile_class(j) == TileClass::kFull) return;
-    for (int r = ctid; r < kBN; r += C::kConsumerThreads) {
-      if (!prim::key_live<Mask>(m0, q_last, j * kBN + r, sq, sk, p.mask)) prim::zero_row_sw128<KL>(sV(st), r);
-    }
-    w::fence_proxy_async();
-    tma::bar_sync(ws_bar::kConsumers, C::kConsumerThreads);
-  };
 
-  prim::OnlineSoftmax<1> softmax;
-  softmax.init();
-  float alpha[1][2];
+  int it = 0, n_q = 0;  // K/V stages and Q loads consumed so far, as the producer counts them
+  for (int u = blockIdx.x; u < sched.n_units; u += gridDim.x) {
+    for (int kb = 0; kb < sched.blocks(u); ++kb) {
+      const Block blk = block_at(u, kb);
+      const int m0 = blk.m0, sq = blk.sq, sk = blk.sk;
+      if (m0 >= sq) continue;
+      auto mask = [&](float (&s)[1][kNS][4], int j) {
+        if (tile_class(blk, j) != TileClass::kFull)
+          prim::apply_mask<Mask, 64>(s, m0 + warp_row0 + g, j * kBN + 2 * t, sq, sk, p.mask, prim::BiasView{});
+      };
+      // V_j arrived (stage st). On a partial tile, V rows no query of this block sees (past sk, outside a
+      // window, the next packed sequence) are zeroed before any P·V reads them: P is 0 there, but 0·NaN
+      // would reach O. The consumer warpgroups split the rows, then meet on a barrier — outside their
+      // GEMM turns, so the ping-pong cannot deadlock on it.
+      const int q_last = min(m0 + kBM, sq) - 1;
+      auto v_ready = [&](int st, uint32_t ph, int j) {
+        tma::mbar_wait(bar_v_full(st), ph);
+        if (tile_class(blk, j) == TileClass::kFull) return;
+        for (int r = ctid; r < kBN; r += C::kConsumerThreads) {
+          if (!prim::key_live<Mask>(m0, q_last, j * kBN + r, sq, sk, p.mask)) prim::zero_row_sw128<KL>(sV(st), r);
+        }
+        w::fence_proxy_async();
+        tma::bar_sync(ws_bar::kConsumers, C::kConsumerThreads);
+      };
 
-  int j = next_tile(0);
-  if (j < n_tiles) {
-    // Tile 0: S_0 → P_0 (O is still 0, nothing to rescale).
-    float s[1][kNS][4];  // S, then P (64, kBN) of this warpgroup
-    tma::mbar_wait(bar_k_full(0), 0);
-    my_turn();
-    issue_s(s, 0);
-    their_turn();
-    w::wait<0>();
-    tma::mbar_arrive(bar_k_empty(0));
-    mask(s, j);
-    softmax.scores_to_p(s, c, alpha);
-    pack_p(s);
-    int prev_st = 0, prev_j = j;
-    uint32_t prev_ph = 0;
-    int it = 1;
-    for (j = next_tile(j + 1); j < n_tiles; j = next_tile(j + 1), ++it) {
-      const int st = it % kStages;
-      const uint32_t ph = (it / kStages) & 1;
-      v_ready(prev_st, prev_ph, prev_j);
-      tma::mbar_wait(bar_k_full(st), ph);
-      my_turn();
-      issue_s(s, st);    // S_j = Q·K_jᵀ ...
-      issue_pv(prev_st);  // ... and O += P_{j−1}·V_{j−1} behind it
-      their_turn();
-      w::wait<1>();  // S_j landed
-      tma::mbar_arrive(bar_k_empty(st));
-      mask(s, j);
-      softmax.scores_to_p(s, c, alpha);  // while P_{j−1}·V_{j−1} runs
-      w::wait<0>();                      // O complete up to tile j − 1
-      tma::mbar_arrive(bar_v_empty(prev_st));
-      softmax.rescale(o, alpha);  // O relative to the new row max
-      pack_p(s);
-      prev_st = st, prev_ph = ph, prev_j = j;
+      tma::mbar_wait(bar_q, n_q & 1);
+      if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
+        for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128) {
+          const int r = wg_row0 + i / QL::kChunksPerRow, ch = i % QL::kChunksPerRow;
+          prim::negate_chunk16(sQ + QL::chunk_offset(r, ch));
+        }
+        w::fence_proxy_async();
+        tma::bar_sync(ws_bar::kWarpgroup + cw, 128);
+      }
+
+#pragma unroll
+      for (int nt = 0; nt < kNO; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[0][nt][e] = 0.f;
+      prim::OnlineSoftmax<1> softmax;
+      softmax.init();
+      float alpha[1][2];
+
+      int j = next_tile(blk, 0);
+      if (j < blk.n_tiles) {
+        // Tile 0: S_0 → P_0 (O is still 0, nothing to rescale).
+        float s[1][kNS][4];  // S, then P (64, kBN) of this warpgroup
+        int st = it % kStages;
+        uint32_t ph = (it / kStages) & 1;
+        tma::mbar_wait(bar_k_full(st), ph);
+        my_turn();
+        issue_s(s, st);
+        their_turn();
+        w::wait<0>();
+        tma::mbar_arrive(bar_k_empty(st));
+        mask(s, j);
+        softmax.scores_to_p(s, c, alpha);
+        pack_p(s);
+        int prev_st = st, prev_j = j;
+        uint32_t prev_ph = ph;
+        for (j = next_tile(blk, j + 1), ++it; j < blk.n_tiles; j = next_tile(blk, j + 1), ++it) {
+          st = it % kStages;
+          ph = (it / kStages) & 1;
+          v_ready(prev_st, prev_ph, prev_j);
+          tma::mbar_wait(bar_k_full(st), ph);
+          my_turn();
+          issue_s(s, st);     // S_j = Q·K_jᵀ ...
+          issue_pv(prev_st);  // ... and O += P_{j−1}·V_{j−1} behind it
+          their_turn();
+          w::wait<1>();  // S_j landed
+          tma::mbar_arrive(bar_k_empty(st));
+          mask(s, j);
+          softmax.scores_to_p(s, c, alpha);  // while P_{j−1}·V_{j−1} runs
+          w::wait<0>();                      // O complete up to tile j − 1
+          tma::mbar_arrive(bar_v_empty(prev_st));
+          softmax.rescale(o, alpha);  // O relative to the new row max
+          pack_p(s);
+          prev_st = st, prev_ph = ph, prev_j = j;
+        }
+        // The last tile's P·V.
+        v_ready(prev_st, prev_ph, prev_j);
+        my_turn();
+        issue_pv(prev_st);
+        their_turn();
+        w::wait<0>();
+        tma::mbar_arrive(bar_v_empty(prev_st));
+      }
+      if constexpr (C::kOwnO) tma::mbar_arrive(bar_q_empty);  // every GEMM reading Q is done
+
+      // ---- epilogue: O /= l, LSE; O staged through sO (this warp's own 16 rows) ---------------------
+      float lse[1][2];
+      softmax.finalize(o, lse);
+      using Element = typename C::Element;
+      Element* o_ptr = static_cast<Element*>(p.o) + blk.b * p.o_batch_stride + blk.seq.q_start * p.o_row_stride +
+                       int64_t(blk.h) * p.o_head_stride;  // (Sq, D)
+      __syncwarp();  // the previous block's staged rows are read out
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int r = warp_row0 + hh * 8 + g;
+#pragma unroll
+        for (int nt = 0; nt < kNO; ++nt)
+          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sO + QL::offset(r, nt * 8 + 2 * t)),
+                       "r"(C::Num::pack2(o[0][nt][2 * hh], o[0][nt][2 * hh + 1])));
+        const int q = m0 + r;
+        if (t == 0 && q < sq)
+          p.lse[blk.b * p.lse_batch_stride + blk.h * p.lse_head_stride + blk.seq.q_start + q] = lse[0][hh];
+      }
+      __syncwarp();
+      prim::store_staged_rows<QL, 16>(sO, warp_row0, o_ptr, p.o_row_stride, m0, sq, lane);  // this warp's 16 rows
+      if constexpr (!C::kOwnO) tma::mbar_arrive(bar_q_empty);  // O was staged in Q's rows
+      ++n_q;
     }
-    // The last tile's P·V.
-    v_ready(prev_st, prev_ph, prev_j);
-    my_turn();
-    issue_pv(prev_st);
-    their_turn();
-    w::wait<0>();
-    tma::mbar_arrive(bar_v_empty(prev_st));
   }
   if (C::kPingPong && cw == 0) my_turn();  // consumes warpgroup 1's last arrival (it opened the first turn)
-
-  // ---- epilogue: O /= l, LSE; O staged through this warpgroup's own Q rows (its S GEMMs are done) ---
-  float lse[1][2];
-  softmax.finalize(o, lse);
-  using Element = typename C::Element;
-  Element* o_ptr = static_cast<Element*>(p.o) + b * p.o_batch_stride + seq.q_start * p.o_row_stride +
-                   int64_t(h) * p.o_head_stride;  // (Sq, D)
-#pragma unroll
-  for (int hh = 0; hh < 2; ++hh) {
-    const int r = warp_row0 + hh * 8 + g;
-#pragma unroll
-    for (int nt = 0; nt < kNO; ++nt)
-      asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sQ + QL::offset(r, nt * 8 + 2 * t)),
-                   "r"(C::Num::pack2(o[0][nt][2 * hh], o[0][nt][2 * hh + 1])));
-    const int q = m0 + r;
-    if (t == 0 && q < sq) p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + seq.q_start + q] = lse[0][hh];
-  }
-  __syncwarp();
-  prim::store_staged_rows<QL, 16>(sQ, warp_row0, o_ptr, p.o_row_stride, m0, sq, lane);  // this warp's 16 rows
 #else
   __trap();  // sm_90a only: run_fwd launches it on sm_90 devices only
 #endif
@@ -329,7 +399,15 @@ attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int de
     return ATTNFORGE_UNSUPPORTED;
   static int raised[64] = {};
   if (!allow_smem(fwd_kernel_sm90_ws<V>, C::kSmemBytes, dev, raised)) return ATTNFORGE_CUDA_ERROR;
-  const dim3 grid((p.seqlen_q + C::kBlockM - 1) / C::kBlockM, p.heads_q, p.batch);
+  // Persistent: one CTA per SM (the shared memory allows no second), never more than the units.
+  const bool persistent = !C::kUnevenRows || p.seqlen_k < C::kPersistentMaxSkUneven;
+  a.paired = persistent && C::kUnevenRows;
+  const int64_t n_m = (p.seqlen_q + C::kBlockM - 1) / C::kBlockM;
+  const int64_t units = (a.paired ? (n_m + 1) / 2 : n_m) * p.heads_q * p.batch;  // WsSchedule::n_units
+  if (units > INT32_MAX) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", "more than 2^31 query row blocks");
+  const int sms = device_sm_count(dev);
+  if (sms <= 0) return ATTNFORGE_CUDA_ERROR;
+  const int grid = int(persistent ? std::min<int64_t>(units, sms) : units);
   fwd_kernel_sm90_ws<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(a);
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
 }
