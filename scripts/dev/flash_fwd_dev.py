@@ -8,6 +8,7 @@ check: fp64 reference on the GPU, the numerics rule of DESIGN.md against a plain
 implementation, outputs NaN-poisoned before each run, fully masked rows, NaN in masked K/V, varlen, GQA.
 time: the training grid (bf16, B*S=16384, H*D=2048), TFLOP/s of each dev variant and of SDPA flash/cudnn.
 """
+import os
 import ctypes
 import math
 import sys
@@ -227,6 +228,8 @@ def run_checks(quick):
         check_varlen(vname, [0, 37, 300, 129], [5, 0, 290, 129], 4, 2)
 
 def time_grid():
+    # DEV_SS: comma-separated sequence lengths (default the training grid's 1024 … 16384)
+    SS = [int(x) for x in os.environ.get("DEV_SS", "1024,2048,4096,8192,16384").split(",")]
     from torch.nn.attention import SDPBackend, sdpa_kernel
     def bench(fn, reps=9, inner=8):
         # inner back-to-back calls per event pair: host launch cost (ctypes) hides behind the GPU
@@ -245,7 +248,7 @@ def time_grid():
         return ts[len(ts) // 2]
     rows = []
     for D in (64, 128):
-        for S in (1024, 2048, 4096, 8192, 16384):
+        for S in SS:
             for causal in (False, True):
                 B, H = 16384 // S, 2048 // D
                 flops = 4 * B * H * S * S * D / (2 if causal else 1)

@@ -44,11 +44,6 @@ struct FwdWsConfig {
   static constexpr bool kPingPong = kConsumers == 2;      // two consumers take turns on the tensor cores
   // Row blocks differ in work under every mask kind but "none" (causal: the last block reads all keys).
   static constexpr bool kUnevenRows = std::string_view(Mask::kName) != "none";
-  // Under such a mask the persistent grid's static split leaves a tail at long key lengths, where each
-  // block's set-up is a small share anyway: from this S_k on, every row block gets its own CTA and the
-  // hardware balances them. H200, bf16 causal, persistent against one CTA per block (flash_fwd_ab.sh,
-  // NOTES-flash v9): S_k 1024 +6–12 %, 2048 −3…+9 %, 4096 −5…+7 %, 8192 +1–3 %, 16384 −4…+1 %.
-  static constexpr int kPersistentMaxSkUneven = 8192;
   static_assert((kBlockM == 128 || kBlockM == 192) && V::TileT::kWarps == 4 * (kConsumers + 1),
                 "a producer warpgroup + two or three consumer warpgroups of 64 rows");
   static_assert(kD == 64 || kD == 128, "head dim 64 or 128");
@@ -79,15 +74,14 @@ struct FwdWsConfig {
 struct FwdWsArgs {
   Params p;
   CUtensorMap tq, tk, tv;
-  bool paired;  // WsSchedule's units: two row blocks (heavy, light) or one
+  bool paired;  // WsSchedule's units: two row blocks (heavy, light) under a mask with uneven rows, or one
 };
 
-// The row blocks of a CTA, walked in units; CTA i takes units i, i + G, … (a static round-robin when
-// the grid is persistent, G = SMs; one unit per CTA when G = units). Units of one head are consecutive,
-// so CTAs running together share its K/V in L2. `paired` (a persistent grid under a mask that makes row
-// blocks differ in work): a unit is two row blocks k and n_m − 1 − k of one (batch, head), heavy first
-// (the middle one alone when n_m is odd), so that under a causal mask every unit carries about the
-// same work. Otherwise a unit is one row block, the heavy ones first.
+// The row blocks of a persistent CTA, walked in units; CTA i takes units i, i + G, … (static
+// round-robin, G = min(SMs, units)). Units of one head are consecutive, so CTAs running together share
+// its K/V in L2. `paired` (a mask that makes row blocks differ in work): a unit is two row blocks k and
+// n_m − 1 − k of one (batch, head), heavy first (the middle one alone when n_m is odd), so that under
+// a causal mask every unit carries about the same work. Otherwise a unit is one row block.
 struct WsSchedule {
   bool paired;
   int n_m, per_head, heads, n_units;  // row blocks per sequence; units per (batch, head); Hq; all units
@@ -400,15 +394,13 @@ attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int de
   static int raised[64] = {};
   if (!allow_smem(fwd_kernel_sm90_ws<V>, C::kSmemBytes, dev, raised)) return ATTNFORGE_CUDA_ERROR;
   // Persistent: one CTA per SM (the shared memory allows no second), never more than the units.
-  const bool persistent = !C::kUnevenRows || p.seqlen_k < C::kPersistentMaxSkUneven;
-  a.paired = persistent && C::kUnevenRows;
+  a.paired = C::kUnevenRows;
   const int64_t n_m = (p.seqlen_q + C::kBlockM - 1) / C::kBlockM;
   const int64_t units = (a.paired ? (n_m + 1) / 2 : n_m) * p.heads_q * p.batch;  // WsSchedule::n_units
   if (units > INT32_MAX) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", "more than 2^31 query row blocks");
   const int sms = device_sm_count(dev);
   if (sms <= 0) return ATTNFORGE_CUDA_ERROR;
-  const int grid = int(persistent ? std::min<int64_t>(units, sms) : units);
-  fwd_kernel_sm90_ws<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(a);
+  fwd_kernel_sm90_ws<V><<<int(std::min<int64_t>(units, sms)), C::kThreads, C::kSmemBytes, stream>>>(a);
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
 }
 
