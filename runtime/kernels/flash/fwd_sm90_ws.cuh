@@ -25,6 +25,7 @@
 #include "common/tma.cuh"
 #include "common/variant.hpp"
 #include "common/wgmma.cuh"
+#include "flash/ws_schedule.hpp"
 
 namespace attnforge::flash {
 
@@ -75,23 +76,6 @@ struct FwdWsArgs {
   Params p;
   CUtensorMap tq, tk, tv;
   bool paired;  // WsSchedule's units: two row blocks (heavy, light) under a mask with uneven rows, or one
-};
-
-// The row blocks of a persistent CTA, walked in units; CTA i takes units i, i + G, … (static
-// round-robin, G = min(SMs, units)). Units of one head are consecutive, so CTAs running together share
-// its K/V in L2. `paired` (a mask that makes row blocks differ in work): a unit is two row blocks k and
-// n_m − 1 − k of one (batch, head), heavy first (the middle one alone when n_m is odd), so that under
-// a causal mask every unit carries about the same work. Otherwise a unit is one row block.
-struct WsSchedule {
-  bool paired;
-  int n_m, per_head, heads, n_units;  // row blocks per sequence; units per (batch, head); Hq; all units
-  __host__ __device__ WsSchedule(int seqlen_q, int block_m, int heads_q, int batch, bool pair_blocks)
-      : paired(pair_blocks), n_m((seqlen_q + block_m - 1) / block_m), per_head(paired ? (n_m + 1) / 2 : n_m),
-        heads(heads_q), n_units(per_head * heads_q * batch) {}
-  __device__ int blocks(int u) const { return paired && u % per_head < n_m - 1 - u % per_head ? 2 : 1; }
-  __device__ int m_block(int u, int k) const { return k == 0 ? n_m - 1 - u % per_head : u % per_head; }
-  __device__ int head(int u) const { return (u / per_head) % heads; }
-  __device__ int batch(int u) const { return u / (per_head * heads); }
 };
 
 // Named barriers (0 is __syncthreads): 1, 2 = "consumer warpgroup 0 / 1 may issue its GEMMs"
@@ -395,9 +379,8 @@ attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int de
   if (!allow_smem(fwd_kernel_sm90_ws<V>, C::kSmemBytes, dev, raised)) return ATTNFORGE_CUDA_ERROR;
   // Persistent: one CTA per SM (the shared memory allows no second), never more than the units.
   a.paired = C::kUnevenRows;
-  const int64_t n_m = (p.seqlen_q + C::kBlockM - 1) / C::kBlockM;
-  const int64_t units = (a.paired ? (n_m + 1) / 2 : n_m) * p.heads_q * p.batch;  // WsSchedule::n_units
-  if (units > INT32_MAX) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", "more than 2^31 query row blocks");
+  const int64_t units = WsSchedule::count(p.seqlen_q, C::kBlockM, p.heads_q, p.batch, a.paired);
+  if (units > INT32_MAX) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", "more than 2^31 - 1 units of query row blocks");
   const int sms = device_sm_count(dev);
   if (sms <= 0) return ATTNFORGE_CUDA_ERROR;
   fwd_kernel_sm90_ws<V><<<int(std::min<int64_t>(units, sms)), C::kThreads, C::kSmemBytes, stream>>>(a);
