@@ -95,11 +95,20 @@ def flash_fwd_sm90a(dtype: str, d: int, m: int, n: int, w: int, s: int, mask) ->
         raise Unfit(f"the sm90a forward has head dims 64 and 128, got {d}")
     if m == 192 and d != 64:
         raise Unfit(f"three consumer warpgroups hold 160 registers per thread: head dim 64 only, got {d}")
-    if n not in (64, 128) or s < 2:
-        raise Unfit(f"the sm90a forward streams 64 or 128 keys through >= 2 stages, got n={n} s={s}")
+    if n not in (64, 128, 176, 192) or s < 2:
+        raise Unfit(f"the sm90a forward streams 64, 128, 176 or 192 keys through >= 2 stages, got n={n} s={s}")
+    # Accumulator registers per consumer thread: S (n/2), P in 16 bits (n/4), O (d/2). ptxas, sm_90a:
+    # m128 d128 n176 (196) and m192 d64 n128 (128) do not spill, m128 d128 n192 (208) does.
+    acc = n // 2 + n // 4 + d // 2
+    if acc > (200 if m == 128 else 128):
+        raise Unfit(f"{acc} accumulator registers per consumer thread (S, P, O) for m={m} d={d} n={n}: it would spill")
     if mask.tensor:
         raise Unfit(f"the sm90a forward has no mask tensor path (mask {mask.name})")
-    smem = (m * d + s * 2 * n * d) * ELEM_BYTES[dtype] + (1 + 4 * s) * 8 + 1024
+    # [Q][K, V × s]([O])[mbarriers] + 1 KiB alignment; O gets its own buffer where it fits (kOwnO).
+    e = ELEM_BYTES[dtype]
+    tiles, bars = (m * d + s * 2 * n * d) * e, (2 + 4 * s) * 8
+    own_o = tiles + m * d * e + bars + 1024 <= SMEM_BYTES_PER_BLOCK
+    smem = tiles + (m * d * e if own_o else 0) + bars + 1024
     if smem > SMEM_BYTES_PER_BLOCK:
         raise Unfit(f"shared memory {smem} B > {SMEM_BYTES_PER_BLOCK} B")
     return {"smem_bytes": smem}

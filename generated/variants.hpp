@@ -949,6 +949,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "a976a5887f67933a875ac641b2783044a695e15785c809d25dcb2fe41e94cd39";
+inline constexpr const char* kManifestHash = "5d3df357cf4918dd6d2071f4836a027810ec28c7147d8c916d8f6b93c872ada7";
 
 }  // namespace attnforge::generated

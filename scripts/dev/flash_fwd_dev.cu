@@ -26,6 +26,11 @@ static const Entry kEntries[] = {
     E("bf16_hd64_causal_m128n128w12s2_sm90a", DType::bf16, 64, m::causal, 128, 128, 12, 2, 90),
     E("bf16_hd64_window_m128n128w12s2_sm90a", DType::bf16, 64, m::window, 128, 128, 12, 2, 90),
     E("f16_hd128_causal_m128n128w12s2_sm90a", DType::f16, 128, m::causal, 128, 128, 12, 2, 90),
+    // 176 / 192-key tiles (FA3 streams 176 at D 128 non-causal; 192 spills there): in no variant set until measured
+    E("bf16_hd128_none_m128n176w12s2_sm90a", DType::bf16, 128, m::none, 128, 176, 12, 2, 90),
+    E("bf16_hd128_causal_m128n176w12s2_sm90a", DType::bf16, 128, m::causal, 128, 176, 12, 2, 90),
+    E("bf16_hd64_none_m128n192w12s2_sm90a", DType::bf16, 64, m::none, 128, 192, 12, 2, 90),
+    E("bf16_hd64_causal_m128n192w12s2_sm90a", DType::bf16, 64, m::causal, 128, 192, 12, 2, 90),
     // three stages: O staged in Q's rows (no room for its own buffer)
     E("bf16_hd128_none_m128n128w12s3_sm90a", DType::bf16, 128, m::none, 128, 128, 12, 3, 90),
     E("bf16_hd128_causal_m128n128w12s3_sm90a", DType::bf16, 128, m::causal, 128, 128, 12, 3, 90),

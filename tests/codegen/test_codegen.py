@@ -141,6 +141,38 @@ def test_arch_axis_forward_m192_and_backward_tiles(tmp_path):
     assert "flash_fwd_bf16_hd128_none_m192n128w16s2_sm90a: three consumer warpgroups" in r.stdout
 
 
+def test_arch_axis_forward_wide_key_tiles(tmp_path):
+    """The sm90a forward's 176- and 192-key tiles fit where S, P and O stay in registers: n176 at head
+    dim 128, n192 at 64 only (208 accumulator registers at 128 spill), and O's own staging buffer only
+    where shared memory has room for it."""
+    cfg = tmp_path / "wide.toml"
+    cfg.write_text(f'include = ["{ROOT}/codegen/variants/masks.toml"]\n' + textwrap.dedent("""\
+        [backend.flash]
+        dtypes = ["bf16"]
+        head_dims = [64, 128]
+        directions = ["fwd"]
+        masks = ["none"]
+        tiles = [
+          { m = 128, n = 176, warps = 12, stages = 2, arch = "sm90a" },
+          { m = 128, n = 192, warps = 12, stages = 2, arch = "sm90a" },
+        ]
+        """))
+    r = codegen("--config", str(cfg), "--list", "--verbose")
+    built = [line for line in r.stdout.split("\n") if line and not line.startswith("#")]
+    assert built == ["flash_fwd_bf16_hd64_none_m128n176w12s2_sm90a", "flash_fwd_bf16_hd64_none_m128n192w12s2_sm90a",
+                     "flash_fwd_bf16_hd128_none_m128n176w12s2_sm90a"], r.stdout
+    assert "flash_fwd_bf16_hd128_none_m128n192w12s2_sm90a: 208 accumulator registers" in r.stdout
+    sys.path.insert(0, str(ROOT))
+    from codegen import limits  # noqa: E402  (the rule itself, for the shared-memory figures)
+
+    class NoMask:
+        tensor, name = False, "none"
+    # D 128 m128 s2 n128: Q 32 KiB + K/V 128 KiB + own O 32 KiB + 10 mbarriers + 1 KiB alignment.
+    assert limits.flash_fwd_sm90a("bf16", 128, 128, 128, 12, 2, NoMask)["smem_bytes"] == 196608 + 80 + 1024
+    # D 128 n176: no room for O's buffer, so it is staged in Q's rows.
+    assert limits.flash_fwd_sm90a("bf16", 128, 128, 176, 12, 2, NoMask)["smem_bytes"] == 32768 + 180224 + 80 + 1024
+
+
 @pytest.mark.parametrize("body, key", [
     ("[backend.flash]\ndtypes = [\"bf16\"]\nhead_dims = [\"abc\"]\ndirections = [\"fwd\"]\n"
      "masks = [\"none\"]\ntiles = [{ m = 64, n = 64, warps = 4, stages = 2 }]\n", "backend.flash.head_dims[0]"),

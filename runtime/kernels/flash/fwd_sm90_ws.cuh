@@ -48,7 +48,7 @@ struct FwdWsConfig {
   static_assert((kBlockM == 128 || kBlockM == 192) && V::TileT::kWarps == 4 * (kConsumers + 1),
                 "a producer warpgroup + two or three consumer warpgroups of 64 rows");
   static_assert(kD == 64 || kD == 128, "head dim 64 or 128");
-  static_assert(kBlockN % 64 == 0 && kBlockN <= 128 && kStages >= 2, "K/V tiles of 64 or 128 keys, >= 2 stages");
+  static_assert(kBlockN % 16 == 0 && kBlockN <= 192 && kStages >= 2, "K/V tiles of 16·k <= 192 keys, >= 2 stages");
   static_assert(kDType == DType::f16 || kDType == DType::bf16, "16-bit inputs");
   static_assert(!Mask::kHasTensor, "masks without a tensor (the generator drops the others)");
 
