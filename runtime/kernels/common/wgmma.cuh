@@ -39,6 +39,10 @@ __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// The N (columns of D) that Wgmma below has wrappers for; kernels check their tiles against it.
+template <int N>
+inline constexpr bool kWgmmaHasN = N == 32 || N == 64 || N == 128 || N == 176 || N == 192 || N == 256;
+
 template <DType T, int N>
 struct Wgmma;
 

@@ -43,8 +43,7 @@ struct FwdSm90Config {
   // Whether this variant can take the Hopper path at all (else run_fwd uses the mma.sync kernel).
   static constexpr bool kSupported = kWarps % 4 == 0 && kWarpgroups > 0 && kBlockM % kWarpgroups == 0 &&
                                      (kRowsPerWg == 64 || kRowsPerWg == 128) && kHeadDim % 64 == 0 &&
-                                     kHeadDim <= 256 && kBlockN % 16 == 0 && kBlockN >= 32 &&
-                                     kBlockN <= 256 && (kBlockN == 32 || kBlockN == 176 || kBlockN % 64 == 0) && kStages >= 2 &&
+                                     kHeadDim <= 256 && prim::sm90::kWgmmaHasN<kBlockN> && kStages >= 2 &&
                                      (kDType == DType::f16 || kDType == DType::bf16);
 
   using QLayout = prim::SmemTileSw128<kBlockM, kHeadDim>;   // (kBlockM, D), reused to stage O

@@ -43,12 +43,14 @@ struct FwdWsConfig {
   static constexpr int kConsumerThreads = 128 * kConsumers;
   static constexpr int kThreads = V::TileT::kWarps * 32;  // warpgroup 0: producer; 1 … kConsumers: consumers
   static constexpr bool kPingPong = kConsumers == 2;      // two consumers take turns on the tensor cores
-  // Row blocks differ in work under every mask kind but "none" (causal: the last block reads all keys).
+  // Row blocks differ in work under every mask kind but "none" (causal: the last block reads all keys),
+  // so WsSchedule pairs them into units of equal work.
   static constexpr bool kUnevenRows = std::string_view(Mask::kName) != "none";
   static_assert((kBlockM == 128 || kBlockM == 192) && V::TileT::kWarps == 4 * (kConsumers + 1),
                 "a producer warpgroup + two or three consumer warpgroups of 64 rows");
   static_assert(kD == 64 || kD == 128, "head dim 64 or 128");
-  static_assert(kBlockN % 16 == 0 && kBlockN <= 192 && kStages >= 2, "K/V tiles of 16·k <= 192 keys, >= 2 stages");
+  static_assert(prim::sm90::kWgmmaHasN<kBlockN> && kBlockN <= 192 && kStages >= 2,
+                "K/V tiles of a wgmma N up to 192 keys, >= 2 stages");
   static_assert(kDType == DType::f16 || kDType == DType::bf16, "16-bit inputs");
   static_assert(!Mask::kHasTensor, "masks without a tensor (the generator drops the others)");
 
@@ -75,7 +77,6 @@ struct FwdWsConfig {
 struct FwdWsArgs {
   Params p;
   CUtensorMap tq, tk, tv;
-  bool paired;  // WsSchedule's units: two row blocks (heavy, light) under a mask with uneven rows, or one
 };
 
 // Named barriers (0 is __syncthreads): 1, 2 = "consumer warpgroup 0 / 1 may issue its GEMMs"
@@ -99,7 +100,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   constexpr int kNS = kBN / 8, kNO = kD / 8;  // n8 tiles of S and of O
   constexpr uint32_t kSbo = 1024;             // bytes between 8-row groups of a 128-byte-row slab
   const Params& p = a.p;
-  const WsSchedule sched(p.seqlen_q, kBM, p.heads_q, p.batch, a.paired);
+  const WsSchedule sched(p.seqlen_q, kBM, p.heads_q, p.batch, C::kUnevenRows);
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int wg = warp >> 2;
@@ -378,8 +379,7 @@ attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int de
   static int raised[64] = {};
   if (!allow_smem(fwd_kernel_sm90_ws<V>, C::kSmemBytes, dev, raised)) return ATTNFORGE_CUDA_ERROR;
   // Persistent: one CTA per SM (the shared memory allows no second), never more than the units.
-  a.paired = C::kUnevenRows;
-  const int64_t units = WsSchedule::count(p.seqlen_q, C::kBlockM, p.heads_q, p.batch, a.paired);
+  const int64_t units = WsSchedule::count(p.seqlen_q, C::kBlockM, p.heads_q, p.batch, C::kUnevenRows);
   if (units > INT32_MAX) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", "more than 2^31 - 1 units of query row blocks");
   const int sms = device_sm_count(dev);
   if (sms <= 0) return ATTNFORGE_CUDA_ERROR;
