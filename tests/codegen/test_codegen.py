@@ -28,6 +28,20 @@ def snapshot(d: Path) -> dict[str, tuple[str, int]]:
     return {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in sorted(d.iterdir())}
 
 
+def flash_config(tmp_path: Path, name: str, flash_table: str) -> Path:
+    """A variant TOML with the repository's mask kinds and the given [backend.flash] table."""
+    cfg = tmp_path / name
+    cfg.write_text(f'include = ["{ROOT}/codegen/variants/masks.toml"]\n' + textwrap.dedent(flash_table))
+    return cfg
+
+
+def listed(cfg: Path) -> tuple[list[str], str]:
+    """The variants `codegen --list --verbose` builds from cfg, and its whole output (with the reasons
+    for the dropped ones)."""
+    r = codegen("--config", str(cfg), "--list", "--verbose")
+    return [line for line in r.stdout.split("\n") if line and not line.startswith("#")], r.stdout
+
+
 def test_generation_is_deterministic(tmp_path):
     codegen("--config", str(CI), "--out", str(tmp_path / "a"))
     codegen("--config", str(CI), "--out", str(tmp_path / "b"))
@@ -96,15 +110,14 @@ def test_fused_limit_is_in_name_and_manifest(tmp_path):
 def test_arch_axis_names_instantiates_and_drops(tmp_path):
     """A tile with arch = "sm90a" is a warp-specialized flash kernel: name suffix _sm90a,
     Tile<..., 90> in the variant list, dropped with a reason where the kernel cannot go."""
-    cfg = tmp_path / "arch.toml"
-    cfg.write_text(f'include = ["{ROOT}/codegen/variants/masks.toml"]\n' + textwrap.dedent("""\
+    cfg = flash_config(tmp_path, "arch.toml", """\
         [backend.flash]
         dtypes = ["bf16"]
         head_dims = [64, 96]
         directions = ["fwd", "bwd"]
         masks = ["causal", "bias"]
         tiles = [{ m = 128, n = 128, warps = 12, stages = 2, arch = "sm90a" }]
-        """))
+        """)
     out = tmp_path / "g"
     r = codegen("--config", str(cfg), "--out", str(out), "--list", "--verbose")
     assert r.stdout.split("\n")[0] == "flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a", r.stdout
@@ -122,8 +135,7 @@ def test_arch_axis_names_instantiates_and_drops(tmp_path):
 def test_arch_axis_forward_m192_and_backward_tiles(tmp_path):
     """The fit rules' other sm90a shapes: three consumer warpgroups (m192 w16) at head dim 64 only, and
     the backward's warp-specialized form (m64 n128 w12 s2)."""
-    cfg = tmp_path / "arch2.toml"
-    cfg.write_text(f'include = ["{ROOT}/codegen/variants/masks.toml"]\n' + textwrap.dedent("""\
+    built, out = listed(flash_config(tmp_path, "arch2.toml", """\
         [backend.flash]
         dtypes = ["bf16"]
         head_dims = [64, 128]
@@ -134,19 +146,16 @@ def test_arch_axis_forward_m192_and_backward_tiles(tmp_path):
           { m = 64, n = 128, warps = 12, stages = 2, arch = "sm90a", directions = ["bwd"] },
         ]
         """))
-    r = codegen("--config", str(cfg), "--list", "--verbose")
-    built = [line for line in r.stdout.split("\n") if line and not line.startswith("#")]
     assert built == ["flash_fwd_bf16_hd64_none_m192n128w16s2_sm90a", "flash_bwd_bf16_hd64_none_m64n128w12s2_sm90a",
-                     "flash_bwd_bf16_hd128_none_m64n128w12s2_sm90a"], r.stdout
-    assert "flash_fwd_bf16_hd128_none_m192n128w16s2_sm90a: three consumer warpgroups" in r.stdout
+                     "flash_bwd_bf16_hd128_none_m64n128w12s2_sm90a"], out
+    assert "flash_fwd_bf16_hd128_none_m192n128w16s2_sm90a: three consumer warpgroups" in out
 
 
 def test_arch_axis_forward_wide_key_tiles(tmp_path):
     """The sm90a forward's 176- and 192-key tiles fit where S, P and O stay in registers: n176 at head
     dim 128, n192 at 64 only (208 accumulator registers at 128 spill), and O's own staging buffer only
     where shared memory has room for it."""
-    cfg = tmp_path / "wide.toml"
-    cfg.write_text(f'include = ["{ROOT}/codegen/variants/masks.toml"]\n' + textwrap.dedent("""\
+    built, out = listed(flash_config(tmp_path, "wide.toml", """\
         [backend.flash]
         dtypes = ["bf16"]
         head_dims = [64, 128]
@@ -157,11 +166,9 @@ def test_arch_axis_forward_wide_key_tiles(tmp_path):
           { m = 128, n = 192, warps = 12, stages = 2, arch = "sm90a" },
         ]
         """))
-    r = codegen("--config", str(cfg), "--list", "--verbose")
-    built = [line for line in r.stdout.split("\n") if line and not line.startswith("#")]
     assert built == ["flash_fwd_bf16_hd64_none_m128n176w12s2_sm90a", "flash_fwd_bf16_hd64_none_m128n192w12s2_sm90a",
-                     "flash_fwd_bf16_hd128_none_m128n176w12s2_sm90a"], r.stdout
-    assert "flash_fwd_bf16_hd128_none_m128n192w12s2_sm90a: 208 accumulator registers" in r.stdout
+                     "flash_fwd_bf16_hd128_none_m128n176w12s2_sm90a"], out
+    assert "flash_fwd_bf16_hd128_none_m128n192w12s2_sm90a: 208 accumulator registers" in out
     sys.path.insert(0, str(ROOT))
     from codegen import limits  # noqa: E402  (the rule itself, for the shared-memory figures)
 
