@@ -223,16 +223,19 @@ using flash_bwd_f16_hd32_bias_m64n128w4s2 = Variant<Backend::flash, Direction::b
 using flash_bwd_f16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_f16_hd64_none_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<192, 128, 16, 2, 90>>;
+using flash_fwd_f16_hd64_none_m128n192w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 192, 12, 2, 90>>;
 using flash_fwd_f16_hd64_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_f16_hd64_causal_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<192, 128, 16, 2, 90>>;
+using flash_fwd_f16_hd64_causal_m128n192w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 192, 12, 2, 90>>;
 using flash_fwd_f16_hd64_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_f16_hd64_window_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<192, 128, 16, 2, 90>>;
+using flash_fwd_f16_hd64_window_m128n192w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 192, 12, 2, 90>>;
 using flash_fwd_f16_hd64_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_window_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<64, 64, 4, 2>>;
@@ -275,12 +278,15 @@ using flash_bwd_f16_hd96_window_m64n64w4s2 = Variant<Backend::flash, Direction::
 using flash_bwd_f16_hd96_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 96, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd96_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 96, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<128, 128, 12, 2, 90>>;
+using flash_fwd_f16_hd128_none_m128n176w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<128, 176, 12, 2, 90>>;
 using flash_fwd_f16_hd128_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd128_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<128, 128, 12, 2, 90>>;
+using flash_fwd_f16_hd128_causal_m128n176w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<128, 176, 12, 2, 90>>;
 using flash_fwd_f16_hd128_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd128_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<128, 128, 12, 2, 90>>;
+using flash_fwd_f16_hd128_window_m128n176w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<128, 176, 12, 2, 90>>;
 using flash_fwd_f16_hd128_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::bias, Tile<128, 64, 4, 2>>;
@@ -362,16 +368,19 @@ using flash_bwd_bf16_hd32_bias_m64n128w4s2 = Variant<Backend::flash, Direction::
 using flash_bwd_bf16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_none_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<192, 128, 16, 2, 90>>;
+using flash_fwd_bf16_hd64_none_m128n192w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 192, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_causal_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<192, 128, 16, 2, 90>>;
+using flash_fwd_bf16_hd64_causal_m128n192w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 192, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_window_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<192, 128, 16, 2, 90>>;
+using flash_fwd_bf16_hd64_window_m128n192w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 192, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_window_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<64, 64, 4, 2>>;
@@ -414,12 +423,15 @@ using flash_bwd_bf16_hd96_window_m64n64w4s2 = Variant<Backend::flash, Direction:
 using flash_bwd_bf16_hd96_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 96, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd96_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 96, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<128, 128, 12, 2, 90>>;
+using flash_fwd_bf16_hd128_none_m128n176w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<128, 176, 12, 2, 90>>;
 using flash_fwd_bf16_hd128_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<128, 128, 12, 2, 90>>;
+using flash_fwd_bf16_hd128_causal_m128n176w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<128, 176, 12, 2, 90>>;
 using flash_fwd_bf16_hd128_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<128, 128, 12, 2, 90>>;
+using flash_fwd_bf16_hd128_window_m128n176w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<128, 176, 12, 2, 90>>;
 using flash_fwd_bf16_hd128_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::bias, Tile<128, 64, 4, 2>>;
@@ -695,16 +707,19 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd32_bias_m64n64w4s2,
     flash_fwd_f16_hd64_none_m128n128w12s2_sm90a,
     flash_fwd_f16_hd64_none_m192n128w16s2_sm90a,
+    flash_fwd_f16_hd64_none_m128n192w12s2_sm90a,
     flash_fwd_f16_hd64_none_m128n64w4s2,
     flash_fwd_f16_hd64_none_m128n128w4s2,
     flash_fwd_f16_hd64_none_m64n64w4s2,
     flash_fwd_f16_hd64_causal_m128n128w12s2_sm90a,
     flash_fwd_f16_hd64_causal_m192n128w16s2_sm90a,
+    flash_fwd_f16_hd64_causal_m128n192w12s2_sm90a,
     flash_fwd_f16_hd64_causal_m128n64w4s2,
     flash_fwd_f16_hd64_causal_m128n128w4s2,
     flash_fwd_f16_hd64_causal_m64n64w4s2,
     flash_fwd_f16_hd64_window_m128n128w12s2_sm90a,
     flash_fwd_f16_hd64_window_m192n128w16s2_sm90a,
+    flash_fwd_f16_hd64_window_m128n192w12s2_sm90a,
     flash_fwd_f16_hd64_window_m128n64w4s2,
     flash_fwd_f16_hd64_window_m128n128w4s2,
     flash_fwd_f16_hd64_window_m64n64w4s2,
@@ -747,12 +762,15 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd96_bias_m64n128w8s2,
     flash_bwd_f16_hd96_bias_m64n64w4s2,
     flash_fwd_f16_hd128_none_m128n128w12s2_sm90a,
+    flash_fwd_f16_hd128_none_m128n176w12s2_sm90a,
     flash_fwd_f16_hd128_none_m128n64w4s2,
     flash_fwd_f16_hd128_none_m64n64w4s2,
     flash_fwd_f16_hd128_causal_m128n128w12s2_sm90a,
+    flash_fwd_f16_hd128_causal_m128n176w12s2_sm90a,
     flash_fwd_f16_hd128_causal_m128n64w4s2,
     flash_fwd_f16_hd128_causal_m64n64w4s2,
     flash_fwd_f16_hd128_window_m128n128w12s2_sm90a,
+    flash_fwd_f16_hd128_window_m128n176w12s2_sm90a,
     flash_fwd_f16_hd128_window_m128n64w4s2,
     flash_fwd_f16_hd128_window_m64n64w4s2,
     flash_fwd_f16_hd128_bias_m128n64w4s2,
@@ -834,16 +852,19 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd32_bias_m64n64w4s2,
     flash_fwd_bf16_hd64_none_m128n128w12s2_sm90a,
     flash_fwd_bf16_hd64_none_m192n128w16s2_sm90a,
+    flash_fwd_bf16_hd64_none_m128n192w12s2_sm90a,
     flash_fwd_bf16_hd64_none_m128n64w4s2,
     flash_fwd_bf16_hd64_none_m128n128w4s2,
     flash_fwd_bf16_hd64_none_m64n64w4s2,
     flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a,
     flash_fwd_bf16_hd64_causal_m192n128w16s2_sm90a,
+    flash_fwd_bf16_hd64_causal_m128n192w12s2_sm90a,
     flash_fwd_bf16_hd64_causal_m128n64w4s2,
     flash_fwd_bf16_hd64_causal_m128n128w4s2,
     flash_fwd_bf16_hd64_causal_m64n64w4s2,
     flash_fwd_bf16_hd64_window_m128n128w12s2_sm90a,
     flash_fwd_bf16_hd64_window_m192n128w16s2_sm90a,
+    flash_fwd_bf16_hd64_window_m128n192w12s2_sm90a,
     flash_fwd_bf16_hd64_window_m128n64w4s2,
     flash_fwd_bf16_hd64_window_m128n128w4s2,
     flash_fwd_bf16_hd64_window_m64n64w4s2,
@@ -886,12 +907,15 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd96_bias_m64n128w8s2,
     flash_bwd_bf16_hd96_bias_m64n64w4s2,
     flash_fwd_bf16_hd128_none_m128n128w12s2_sm90a,
+    flash_fwd_bf16_hd128_none_m128n176w12s2_sm90a,
     flash_fwd_bf16_hd128_none_m128n64w4s2,
     flash_fwd_bf16_hd128_none_m64n64w4s2,
     flash_fwd_bf16_hd128_causal_m128n128w12s2_sm90a,
+    flash_fwd_bf16_hd128_causal_m128n176w12s2_sm90a,
     flash_fwd_bf16_hd128_causal_m128n64w4s2,
     flash_fwd_bf16_hd128_causal_m64n64w4s2,
     flash_fwd_bf16_hd128_window_m128n128w12s2_sm90a,
+    flash_fwd_bf16_hd128_window_m128n176w12s2_sm90a,
     flash_fwd_bf16_hd128_window_m128n64w4s2,
     flash_fwd_bf16_hd128_window_m64n64w4s2,
     flash_fwd_bf16_hd128_bias_m128n64w4s2,
@@ -949,6 +973,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "5d3df357cf4918dd6d2071f4836a027810ec28c7147d8c916d8f6b93c872ada7";
+inline constexpr const char* kManifestHash = "b065aa9b779894af9a1980fe861fe48d55b7bc1e53c1e24febf1b9f39646fa43";
 
 }  // namespace attnforge::generated

@@ -16,6 +16,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -91,6 +92,7 @@ struct TilePreference {
   Direction direction;
   int cc_major;             // the device's compute-capability major (9: Hopper, where other kernels run)
   bool tensor_free_masks;   // only for mask kinds without a tensor (the Hopper backward's domain)
+  const char* masks;        // only for these mask kinds (space-separated names; nullptr: any)
   int min_head_dim, max_head_dim;
   int min_seqlen_k, max_seqlen_k;
   int block_m, block_n, warps, stages;
@@ -112,8 +114,24 @@ constexpr const char* kHopperFwdD64 = "m128n128w4: fastest flash forward at D = 
 // bf16, B·S = 16384, TFLOP/s non-causal / causal: S 8192 m192n128w16 468.5 / 396.2 against m128n128w12's
 // 420.7 / 375.2; S 16384 468.8 / 420.9 against 428.4 / 398.8. Below 8192 causal, m128 leads (S 4096:
 // 342.0 against 333.7), and the tuner had m128n128w12 within noise of or behind m128n128w4 there.
+// H200, 2026-11-30 (seventh session), scripts/dev/flash_fwd_ab.sh, the persistent kernels, two runs,
+// bf16, B·S = 16384, TFLOP/s: without a mask m192 leads from S_k = 2048 on (S 2048 431 / 432 against
+// m128n128w12's 399 / 405 and m128n128w4's 407 in the compare of the same day; S 4096 445 / 446 against
+// 425 / 420); causal m192 loses at S 2048 (276 against 326) and the 192-key tile leads from 4096 on.
 constexpr const char* kHopperFwdD64Long =
-    "m192n128w16 sm90a: fastest flash forward at D = 64 and S_k >= 8192 on Hopper (warp-specialized kernel)";
+    "m192n128w16 sm90a: fastest flash forward at D = 64 on Hopper without a mask from S_k = 2048, with other "
+    "tensor-free masks from 8192 (warp-specialized kernel)";
+// Causal, D = 64, same runs: m128n192w12 376 / 372 at S 4096 against m192's 366 / 364 and m128n128w12's
+// 364 / 347; S 8192 411 / 409 against 407 / 406; S 16384 431 / 431 against 426 / 426. At S 2048 it
+// loses (310 against 326): the wider diagonal tile wastes more.
+constexpr const char* kHopperFwdD64CausalLong =
+    "m128n192w12 sm90a: fastest causal flash forward at D = 64 and S_k >= 4096 on Hopper (warp-specialized kernel)";
+// D = 128, same runs: 176 keys per tile win from S_k = 8192 on (non-causal S 8192 613 / 612 against
+// m128n128w12's 606 / 606, S 16384 622 / 622 against 612 / 612; causal S 8192 549 / 543 against
+// 541 / 541, S 16384 573 / 573 against 561 / 563) and lose below (S 4096 570 / 567 against 586 / 583;
+// S 1024 473 against 571): the per-block fixed cost is spread wider, the diagonal and tail waste more.
+constexpr const char* kHopperFwdD128Long =
+    "m128n176w12 sm90a: fastest flash forward at D = 128 and S_k >= 8192 on Hopper (warp-specialized kernel)";
 // The warp-specialized backward (sm90a, m64n128w12: a TMA producer warpgroup, two consumer warpgroups)
 // takes over at D = 64 from S_k = 8192. H200, 2026-11-29 (fifth session), scripts/dev/flash_bwd_devrun.sh SM90=1, bf16,
 // B·S = 16384, TFLOP/s non-causal / causal: S 16384 370.2 / 346.8 against m64n64w4s1's 355.4 / 304.5;
@@ -130,17 +148,34 @@ constexpr TilePreference kTilePreference[] = {
     // was within 5% on the other 3 (D = 64, S ≤ 1024). On sm_90 the generator's first tile is now the
     // warp-specialized m128n128w12 (arch sm90a; other devices skip it), which leads at D = 128, and its
     // first bwd tile the warp-specialized m64n128w12 (sm90a), which leads at D = 128 (kHopperBwdD64Long).
-    {Backend::flash, Direction::fwd, 9, true, 64, 64, 8192, 0, 192, 128, 16, 0, kHopperFwdD64Long},
-    {Backend::flash, Direction::fwd, 9, false, 64, 64, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
-    {Backend::flash, Direction::bwd, 9, true, 64, 64, 8192, 0, 64, 128, 12, 0, kHopperBwdD64Long},
-    {Backend::flash, Direction::bwd, 9, true, 64, 64, 0, 0, 64, 64, 4, 1, kHopperBwdD64},
-    {Backend::flash, Direction::bwd, 0, false, 0, 64, 0, 0, 64, 128, 4, 0,
+    {Backend::flash, Direction::fwd, 9, true, "causal", 64, 64, 4096, 0, 128, 192, 12, 0, kHopperFwdD64CausalLong},
+    {Backend::flash, Direction::fwd, 9, true, "none", 64, 64, 2048, 0, 192, 128, 16, 0, kHopperFwdD64Long},
+    {Backend::flash, Direction::fwd, 9, true, nullptr, 64, 64, 8192, 0, 192, 128, 16, 0, kHopperFwdD64Long},
+    {Backend::flash, Direction::fwd, 9, false, nullptr, 64, 64, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
+    {Backend::flash, Direction::fwd, 9, true, "none causal", 128, 128, 8192, 0, 128, 176, 12, 0, kHopperFwdD128Long},
+    {Backend::flash, Direction::bwd, 9, true, nullptr, 64, 64, 8192, 0, 64, 128, 12, 0, kHopperBwdD64Long},
+    {Backend::flash, Direction::bwd, 9, true, nullptr, 64, 64, 0, 0, 64, 64, 4, 1, kHopperBwdD64},
+    {Backend::flash, Direction::bwd, 0, false, nullptr, 0, 64, 0, 0, 64, 128, 4, 0,
      "m64n128w4: fastest flash backward at D <= 64 on the H200"},
 };
+
+// Is `name` one of the space-separated mask kinds of `list` (nullptr: every kind)?
+bool mask_listed(const char* list, const char* name) {
+  if (list == nullptr) return true;
+  if (name == nullptr) return false;
+  const std::string_view l(list), n(name);
+  for (size_t at = 0; at <= l.size();) {
+    const size_t end = std::min(l.find(' ', at), l.size());
+    if (l.substr(at, end - at) == n) return true;
+    at = end + 1;
+  }
+  return false;
+}
 
 bool preference_covers(const TilePreference& t, Backend b, const Problem& pr, int cc_major) {
   return t.why != nullptr && t.backend == b && t.direction == pr.direction &&
          (t.cc_major == 0 || t.cc_major == cc_major) && (!t.tensor_free_masks || !mask_has_tensor(pr.mask_id)) &&
+         mask_listed(t.masks, mask_name(pr.mask_id)) &&
          (t.min_head_dim == 0 || pr.head_dim >= t.min_head_dim) &&
          (t.max_head_dim == 0 || pr.head_dim <= t.max_head_dim) &&
          (t.min_seqlen_k == 0 || pr.seqlen_k >= t.min_seqlen_k) &&

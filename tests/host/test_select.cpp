@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -359,6 +360,42 @@ TEST_F(SelectTest, HeuristicTilePreferenceForFlashBackward) {
   attnforge_args a = make_args(s);
   a.backend = ATTNFORGE_BACKEND_FLASH;
   EXPECT_EQ(choose(a, true).variant, c.variant);
+}
+
+// The forward rows measured on the H200 (2026-11-30): per head dim, mask and S_k the Hopper tile
+// that led. Only on a Hopper GPU with the gpu.toml / default.toml tiles built; skipped otherwise.
+TEST_F(SelectTest, HopperForwardTilesFollowTheMeasuredRows) {
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+    major = 0;
+  (void)cudaGetLastError();
+  if (major != 9) GTEST_SKIP() << "no Hopper GPU: the sm_90 rows do not apply";
+  struct Row {
+    int d, sk;
+    const char* mask;
+    const char* tile;
+  };
+  const Row rows[] = {
+      {64, 2048, "none", "m192n128w16s2_sm90a"},   {64, 8192, "window", "m192n128w16s2_sm90a"},
+      {64, 4096, "causal", "m128n192w12s2_sm90a"}, {64, 2048, "causal", "m128n128w4s2"},
+      {64, 1024, "none", "m128n128w4s2"},          {128, 8192, "causal", "m128n176w12s2_sm90a"},
+      {128, 4096, "none", "m128n128w12s2_sm90a"},
+  };
+  const auto names = variant_names();
+  for (const Row& r : rows) {
+    const std::string want = std::string("flash_fwd_bf16_hd") + std::to_string(r.d) + "_" + r.mask + "_" + r.tile;
+    if (std::find(names.begin(), names.end(), want) == names.end())
+      GTEST_SKIP() << want << " is not in this build";
+    Shape s;
+    s.d = r.d, s.hq = s.hkv = 2048 / r.d, s.b = 1, s.sq = s.sk = r.sk, s.mask = r.mask;
+    attnforge_args a = make_args(s);
+    a.backend = ATTNFORGE_BACKEND_FLASH;
+    if (std::string(r.mask) == "window") a.mask.scalars[0] = 256, a.mask.scalars[1] = 0;
+    const Choice c = choose(a);
+    ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+    EXPECT_EQ(c.variant, want) << c.reason;
+  }
 }
 
 TEST_F(SelectTest, WeightsNeverGoToFlash) {
