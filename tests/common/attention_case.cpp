@@ -101,14 +101,17 @@ std::string index_string(const Layout& l, size_t logical) {
 }
 
 // The numerics rule on one tensor's logical elements (padding left out), logged by name.
-bool rule(std::ostringstream& log, const char* name, const Layout& l, const std::vector<double>& out,
-          const std::vector<double>& ref, const std::vector<double>& lowp, double factor, double abs_tol) {
+bool rule(std::ostringstream& log, const char* name, attnforge_dtype dtype, const Layout& l,
+          const std::vector<double>& out, const std::vector<double>& ref, const std::vector<double>& lowp,
+          double factor, double abs_tol) {
   const auto offs = offsets(l);
   std::vector<double> o(offs.size()), r(offs.size()), w(offs.size());
   for (size_t e = 0; e < offs.size(); ++e)
     o[e] = out[size_t(offs[e])], r[e] = ref[size_t(offs[e])], w[e] = lowp[size_t(offs[e])];
-  const RuleCheck c = numerics_rule(o, r, w, factor, abs_tol);
-  log << "  " << name << ": max|out-ref| = " << c.err << ", max|lowp-ref| = " << c.lowp_err << ", bound = " << c.bound;
+  const RuleCheck c = numerics_rule(o, r, w, factor, abs_tol, significand_bits(dtype));
+  log << "  " << name << ": max|out-ref| = " << c.err << ", max|lowp-ref| = " << c.lowp_err;
+  if (c.lowp_err == c.lowp_floor) log << " (the half-ulp floor)";
+  log << ", bound = " << c.bound;
   switch (c.failure) {
     case RuleCheck::Failure::none: break;
     case RuleCheck::Failure::nan: log << "  FAIL: NaN at " << index_string(l, c.at) << " (unwritten or invalid)"; break;
@@ -125,12 +128,21 @@ bool rule(std::ostringstream& log, const char* name, const Layout& l, const std:
 
 }  // namespace
 
+int significand_bits(attnforge_dtype t) {
+  switch (t) {
+    case ATTNFORGE_F16: return 11;
+    case ATTNFORGE_BF16: return 8;
+    default: return 24;
+  }
+}
+
 RuleCheck numerics_rule(const std::vector<double>& out, const std::vector<double>& ref,
-                        const std::vector<double>& lowp, double factor, double abs_tol) {
+                        const std::vector<double>& lowp, double factor, double abs_tol, int significand_bits) {
   if (out.size() != ref.size() || lowp.size() != ref.size())
     throw std::invalid_argument("numerics_rule: out, ref and lowp must have the same size");
   RuleCheck c;
   size_t worst = 0;
+  double ref_max = 0.0;
   for (size_t e = 0; e < out.size(); ++e) {
     const double o = out[e], r = ref[e], w = lowp[e];
     if (std::isinf(r)) {  // −inf LSE of a fully masked row: must match exactly
@@ -143,7 +155,14 @@ RuleCheck numerics_rule(const std::vector<double>& out, const std::vector<double
     }
     const double d = std::abs(o - r);
     if (d > c.err) c.err = d, worst = e;
-    c.lowp_err = std::max(c.lowp_err, std::abs(w - r));
+    if (!std::isnan(w)) c.lowp_err = std::max(c.lowp_err, std::abs(w - r));
+    ref_max = std::max(ref_max, std::abs(r));
+  }
+  if (significand_bits > 0 && ref_max > 0.0) {  // ½ ulp at ref_max = 2^(e − bits − 1), ref_max = f·2^e, f ∈ [½, 1)
+    int e = 0;
+    std::frexp(ref_max, &e);
+    c.lowp_floor = std::ldexp(1.0, e - significand_bits - 1);
+    c.lowp_err = std::max(c.lowp_err, c.lowp_floor);
   }
   c.bound = factor * c.lowp_err + abs_tol;
   if (c.failure == RuleCheck::Failure::none && !(c.err <= c.bound)) c.failure = RuleCheck::Failure::too_far, c.at = worst;
@@ -395,14 +414,14 @@ bool variant_not_built(attnforge_status st) {
     reference_forward(pr, hq, hk, hv, host_tensor(ref_o, s.lq), host_tensor(ref_lse, s.lse), hp_ref);
     reference_lowp_forward(c.dtype, pr, hq, hk, hv, host_tensor(low_o, s.lq), host_tensor(low_lse, s.lse), hp_low);
 
-    ok &= rule(log, "O", s.lq, o, ref_o, low_o, opt.forward_factor, opt.abs_tol);
+    ok &= rule(log, "O", c.dtype, s.lq, o, ref_o, low_o, opt.forward_factor, opt.abs_tol);
     if (c.pass_lse) {
       const auto lse = download(d.lse, s.lse.elems, ATTNFORGE_F32);
-      ok &= rule(log, "LSE", s.lse, lse, ref_lse, low_lse, opt.forward_factor, opt.abs_tol);
+      ok &= rule(log, "LSE", ATTNFORGE_F32, s.lse, lse, ref_lse, low_lse, opt.forward_factor, opt.abs_tol);
     }
     if (c.return_weights) {
       const auto p = download(d.weights, s.weights.elems, c.dtype);
-      ok &= rule(log, "P", s.weights, p, ref_p, low_p, opt.forward_factor, opt.abs_tol);
+      ok &= rule(log, "P", c.dtype, s.weights, p, ref_p, low_p, opt.forward_factor, opt.abs_tol);
     }
 
     // ---- backward ------------------------------------------------------------------------------
@@ -436,9 +455,9 @@ bool variant_not_built(attnforge_status st) {
       reference_backward(pr, hq, hk, hv, hdo, host_tensor(rq, s.lq), host_tensor(rk, s.lk), host_tensor(rv, s.lk));
       reference_lowp_backward(c.dtype, pr, hq, hk, hv, hdo, host_tensor(lq, s.lq), host_tensor(lk, s.lk),
                               host_tensor(lv, s.lk));
-      ok &= rule(log, "dQ", s.lq, dq, rq, lq, opt.gradient_factor, opt.abs_tol);
-      ok &= rule(log, "dK", s.lk, dk, rk, lk, opt.gradient_factor, opt.abs_tol);
-      ok &= rule(log, "dV", s.lk, dv, rv, lv, opt.gradient_factor, opt.abs_tol);
+      ok &= rule(log, "dQ", c.dtype, s.lq, dq, rq, lq, opt.gradient_factor, opt.abs_tol);
+      ok &= rule(log, "dK", c.dtype, s.lk, dk, rk, lk, opt.gradient_factor, opt.abs_tol);
+      ok &= rule(log, "dV", c.dtype, s.lk, dv, rv, lv, opt.gradient_factor, opt.abs_tol);
     }
 
     char variant[160] = {}, reason[512] = {};

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "attnforge/attnforge.h"
+#include "attention_case.hpp"
 #include "device_buffer.hpp"
 #include "gpu.hpp"
 
@@ -114,39 +115,24 @@ inline std::string index_string(const View& v, size_t logical) {
   return s + "]";
 }
 
-// DESIGN.md's numerics rule on logical tensors: max|out − ref| ≤ factor·max|lowp − ref| + abs_tol.
-// Where ref is ±inf (LSE of a row that sees no key) out must equal it exactly; NaN in out fails.
-// Appends one line to `log`; returns whether it passed.
-inline bool numerics_rule(std::ostringstream& log, const char* name, const View& shape, const std::vector<double>& out,
-                          const std::vector<double>& ref, const std::vector<double>& lowp, double factor,
-                          double abs_tol = 1e-5) {
-  double err = 0.0, lerr = 0.0;
-  size_t worst = 0, bad_at = 0;
-  bool nan = false, bad_inf = false;
-  for (size_t e = 0; e < out.size(); ++e) {
-    const double o = out[e], r = ref[e];
-    if (std::isinf(r)) {
-      if (!(o == r) && !nan && !bad_inf) bad_inf = true, bad_at = e;
-      continue;
-    }
-    if (std::isnan(o)) {
-      if (!nan && !bad_inf) nan = true, bad_at = e;
-      continue;
-    }
-    const double d = std::abs(o - r);
-    if (d > err) err = d, worst = e;
-    if (!std::isnan(lowp[e])) lerr = std::max(lerr, std::abs(lowp[e] - r));
-  }
-  const double bound = factor * lerr + abs_tol;
-  const bool ok = !nan && !bad_inf && err <= bound;
-  log << "  " << name << ": max|out-ref| = " << err << ", max|lowp-ref| = " << lerr << ", bound = " << bound;
-  if (nan) log << "  FAIL: NaN at " << index_string(shape, bad_at) << " (unwritten or invalid)";
-  else if (bad_inf)
-    log << "  FAIL: reference is " << ref[bad_at] << " at " << index_string(shape, bad_at) << ", got " << out[bad_at];
-  else if (!ok)
-    log << "  FAIL at " << index_string(shape, worst) << ": out " << out[worst] << ", ref " << ref[worst];
+// DESIGN.md's numerics rule (tests/common numerics_rule, with dtype's half-ulp floor) on logical
+// tensors; appends one line to `log` and returns whether it passed.
+inline bool numerics_rule(std::ostringstream& log, const char* name, const View& shape, attnforge_dtype dtype,
+                          const std::vector<double>& out, const std::vector<double>& ref,
+                          const std::vector<double>& lowp, double factor, double abs_tol = 1e-5) {
+  const attnforge::test::RuleCheck c =
+      attnforge::test::numerics_rule(out, ref, lowp, factor, abs_tol, attnforge::test::significand_bits(dtype));
+  log << "  " << name << ": max|out-ref| = " << c.err << ", max|lowp-ref| = " << c.lowp_err;
+  if (c.lowp_err == c.lowp_floor) log << " (the half-ulp floor)";
+  log << ", bound = " << c.bound;
+  using F = attnforge::test::RuleCheck::Failure;
+  if (c.failure == F::nan) log << "  FAIL: NaN at " << index_string(shape, c.at) << " (unwritten or invalid)";
+  else if (c.failure == F::infinity_mismatch)
+    log << "  FAIL: reference is " << ref[c.at] << " at " << index_string(shape, c.at) << ", got " << out[c.at];
+  else if (c.failure == F::too_far)
+    log << "  FAIL at " << index_string(shape, c.at) << ": out " << out[c.at] << ", ref " << ref[c.at];
   log << "\n";
-  return ok;
+  return c.ok;
 }
 
 // Raw bytes of a device buffer.

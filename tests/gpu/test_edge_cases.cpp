@@ -161,12 +161,12 @@ Reference reference(const Problem& pr, bool lowp) {
 // The numerics rule on every output; `log` gets one line per tensor.
 bool passes_rule(const Problem& pr, const Result& g, std::ostringstream& log, bool backward = true) {
   const Reference ref = reference(pr, false), low = reference(pr, true);
-  bool ok = reliability::numerics_rule(log, "O", pr.qv(), g.o, ref.o, low.o, 2.0);
-  ok &= reliability::numerics_rule(log, "LSE", pr.lsev(), g.lse, ref.lse, low.lse, 2.0);
+  bool ok = reliability::numerics_rule(log, "O", pr.qv(), pr.dtype, g.o, ref.o, low.o, 2.0);
+  ok &= reliability::numerics_rule(log, "LSE", pr.lsev(), ATTNFORGE_F32, g.lse, ref.lse, low.lse, 2.0);
   if (!backward) return ok;
-  ok &= reliability::numerics_rule(log, "dQ", pr.qv(), g.dq, ref.dq, low.dq, 3.0);
-  ok &= reliability::numerics_rule(log, "dK", pr.kv(), g.dk, ref.dk, low.dk, 3.0);
-  ok &= reliability::numerics_rule(log, "dV", pr.kv(), g.dv, ref.dv, low.dv, 3.0);
+  ok &= reliability::numerics_rule(log, "dQ", pr.qv(), pr.dtype, g.dq, ref.dq, low.dq, 3.0);
+  ok &= reliability::numerics_rule(log, "dK", pr.kv(), pr.dtype, g.dk, ref.dk, low.dk, 3.0);
+  ok &= reliability::numerics_rule(log, "dV", pr.kv(), pr.dtype, g.dv, ref.dv, low.dv, 3.0);
   return ok;
 }
 
@@ -179,8 +179,8 @@ bool passes_rule(const Problem& pr, const Result& g, std::ostringstream& log, bo
 // (Device run of 17:23: all three backends gave dQ 1.6e-4 where fp64 gives 0, the baseline 7.8e-7.)
 bool passes_rule_large_logits(const Problem& pr, const Result& g, std::ostringstream& log) {
   const Reference ref = reference(pr, false), low = reference(pr, true);
-  bool ok = reliability::numerics_rule(log, "O", pr.qv(), g.o, ref.o, low.o, 2.0);
-  ok &= reliability::numerics_rule(log, "LSE", pr.lsev(), g.lse, ref.lse, low.lse, 2.0);
+  bool ok = reliability::numerics_rule(log, "O", pr.qv(), pr.dtype, g.o, ref.o, low.o, 2.0);
+  ok &= reliability::numerics_rule(log, "LSE", pr.lsev(), ATTNFORGE_F32, g.lse, ref.lse, low.lse, 2.0);
   double row = 0;  // max_i Σ_d |dO_id|·|O_id|
   for (size_t i = 0; i < pr.d_o.size(); i += size_t(pr.D)) {
     double sum = 0;
@@ -196,9 +196,9 @@ bool passes_rule_large_logits(const Problem& pr, const Result& g, std::ostringst
   const double dd = 2.0 * pr.D * std::ldexp(1.0, -24) * row;  // bound on |dP − D| of one row
   const double tol_q = scale * max_abs(pr.k) * dd + 1e-5, tol_k = pr.Sq * scale * max_abs(pr.q) * dd + 1e-5;
   log << "  fp32 summation slack: |dP - D| <= " << dd << ", dQ +" << tol_q << ", dK +" << tol_k << "\n";
-  ok &= reliability::numerics_rule(log, "dQ", pr.qv(), g.dq, ref.dq, low.dq, 3.0, tol_q);
-  ok &= reliability::numerics_rule(log, "dK", pr.kv(), g.dk, ref.dk, low.dk, 3.0, tol_k);
-  ok &= reliability::numerics_rule(log, "dV", pr.kv(), g.dv, ref.dv, low.dv, 3.0);
+  ok &= reliability::numerics_rule(log, "dQ", pr.qv(), pr.dtype, g.dq, ref.dq, low.dq, 3.0, tol_q);
+  ok &= reliability::numerics_rule(log, "dK", pr.kv(), pr.dtype, g.dk, ref.dk, low.dk, 3.0, tol_k);
+  ok &= reliability::numerics_rule(log, "dV", pr.kv(), pr.dtype, g.dv, ref.dv, low.dv, 3.0);
   return ok;
 }
 
@@ -584,11 +584,11 @@ TEST(EdgeCases, SingleRequestEqualsItselfInsideBatches) {
             EXPECT_TRUE(bitwise_equal(mine.lse, alone.lse)) << "forward LSE differs from the request alone";
           }
           std::ostringstream log;
-          bool ok = reliability::numerics_rule(log, "O", p.qv(), mine.o, ref.o, low.o, 2.0);
-          ok &= reliability::numerics_rule(log, "LSE", p.lsev(), mine.lse, ref.lse, low.lse, 2.0);
-          ok &= reliability::numerics_rule(log, "dQ", p.qv(), mine.dq, ref.dq, low.dq, 3.0);
-          ok &= reliability::numerics_rule(log, "dK", p.kv(), mine.dk, ref.dk, low.dk, 3.0);
-          ok &= reliability::numerics_rule(log, "dV", p.kv(), mine.dv, ref.dv, low.dv, 3.0);
+          bool ok = reliability::numerics_rule(log, "O", p.qv(), p.dtype, mine.o, ref.o, low.o, 2.0);
+          ok &= reliability::numerics_rule(log, "LSE", p.lsev(), ATTNFORGE_F32, mine.lse, ref.lse, low.lse, 2.0);
+          ok &= reliability::numerics_rule(log, "dQ", p.qv(), p.dtype, mine.dq, ref.dq, low.dq, 3.0);
+          ok &= reliability::numerics_rule(log, "dK", p.kv(), p.dtype, mine.dk, ref.dk, low.dk, 3.0);
+          ok &= reliability::numerics_rule(log, "dV", p.kv(), p.dtype, mine.dv, ref.dv, low.dv, 3.0);
           EXPECT_TRUE(ok) << log.str();
         }
       }

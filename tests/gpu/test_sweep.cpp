@@ -651,12 +651,12 @@ std::string check_against_reference(const SweepCase& c, const Tensors& t, const 
 
   std::ostringstream log;
   bool ok = true;
-  ok &= reliability::numerics_rule(log, "O", t.q, g.o, ro, lo, 2.0);
-  ok &= reliability::numerics_rule(log, "LSE", t.lse, g.lse, rl, ll, 2.0);
-  if (c.weights) ok &= reliability::numerics_rule(log, "P", t.p, g.p, rp, lp, 2.0);
-  ok &= reliability::numerics_rule(log, "dQ", t.q, g.dq, rq, lq, 3.0);
-  ok &= reliability::numerics_rule(log, "dK", t.k, g.dk, rk, lk, 3.0);
-  ok &= reliability::numerics_rule(log, "dV", t.v, g.dv, rv, lv, 3.0);
+  ok &= reliability::numerics_rule(log, "O", t.q, c.dtype, g.o, ro, lo, 2.0);
+  ok &= reliability::numerics_rule(log, "LSE", t.lse, ATTNFORGE_F32, g.lse, rl, ll, 2.0);
+  if (c.weights) ok &= reliability::numerics_rule(log, "P", t.p, c.dtype, g.p, rp, lp, 2.0);
+  ok &= reliability::numerics_rule(log, "dQ", t.q, c.dtype, g.dq, rq, lq, 3.0);
+  ok &= reliability::numerics_rule(log, "dK", t.k, c.dtype, g.dk, rk, lk, 3.0);
+  ok &= reliability::numerics_rule(log, "dV", t.v, c.dtype, g.dv, rv, lv, 3.0);
   return ok ? "" : log.str();
 }
 

@@ -12,6 +12,7 @@ namespace {
 using attnforge::test::Case;
 using attnforge::test::numerics_rule;
 using attnforge::test::RuleCheck;
+using attnforge::test::significand_bits;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -32,6 +33,22 @@ TEST(NumericsRule, ExactBaselineLeavesOnlyTheAbsoluteTolerance) {
   const std::vector<double> ref = {0.0, 1.0};
   EXPECT_TRUE(numerics_rule({0.0, 1.0 + 5e-6}, ref, ref, 3.0).ok);
   EXPECT_FALSE(numerics_rule({0.0, 1.0 + 2e-5}, ref, ref, 3.0).ok);
+}
+
+// A baseline that landed exactly on the reference still counts as half an ulp of the stored dtype
+// at max|ref| (f16 at 1.0: 2^-11), so gradients may be 1.5 ulp off; 2 ulp still fail.
+TEST(NumericsRule, HalfUlpFloorOfTheDtype) {
+  const std::vector<double> ref = {0.25, 1.0};
+  const double ulp = std::ldexp(1.0, -10);  // f16 at 1.0
+  EXPECT_FALSE(numerics_rule({0.25, 1.0 + ulp}, ref, ref, 3.0).ok);  // no dtype: no floor
+  const RuleCheck c = numerics_rule({0.25, 1.0 + ulp}, ref, ref, 3.0, 1e-5, significand_bits(ATTNFORGE_F16));
+  EXPECT_TRUE(c.ok);
+  EXPECT_EQ(c.lowp_floor, ulp / 2);
+  EXPECT_EQ(c.lowp_err, ulp / 2);
+  EXPECT_FALSE(numerics_rule({0.25, 1.0 + 2 * ulp}, ref, ref, 3.0, 1e-5, significand_bits(ATTNFORGE_F16)).ok);
+  // A baseline error above the floor is used as measured; bf16's floor is 8 times f16's.
+  EXPECT_EQ(numerics_rule(ref, ref, {0.25, 1.01}, 3.0, 1e-5, significand_bits(ATTNFORGE_F16)).lowp_err, 1.01 - 1.0);
+  EXPECT_EQ(numerics_rule(ref, ref, ref, 3.0, 1e-5, significand_bits(ATTNFORGE_BF16)).lowp_floor, ulp * 4);
 }
 
 TEST(NumericsRule, NaNAlwaysFails) {
