@@ -14,7 +14,7 @@
 //                                                keys; head dim 64: each warpgroup its own keys
 //   dQ (64, 64) per warpgroup → shared memory in fragment order → one bulk reduce-add
 //   (cp.reduce.async.bulk .add.f32) into the tile's block of the fp32 accumulator
-// dV, dK and dQ are issued back to back and waited for once. Not deterministic (the reduce-adds of
+// dV, then dQ, then dK are issued back to back; dQ is staged and sent while dK still runs. Not deterministic (the reduce-adds of
 // the key tiles land in any order): deterministic mode takes the mma.sync kernel.
 // Warp-specialized form (tile arch "sm90a", 12 warps; the first bwd tile at head dims 64 and 128): an
 // extra producer warpgroup moves K, V (once) and Q, dO (per step) by TMA and LSE, D by one warp's
@@ -396,13 +396,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
                      "r"(da[nt / 2][(nt % 2) * 2 + hh]));
       }
 
-    // ---- dV_w += Pᵀ·dO, dK_w += dSᵀ·Q: B = dO / Q (64 queries = k, D = n), MN-major --------------
+    // ---- dV_w += Pᵀ·dO: B = dO (64 queries = k, D = n), MN-major -----------------------------------
     w::fence();
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      MmaKV::rs(dv, pa[kk], w::desc_sw128(sDO(st) + kk * 2048, QL::kSlabBytes, kSbo));
-      MmaKV::rs(dk, da[kk], w::desc_sw128(sQ(st) + kk * 2048, QL::kSlabBytes, kSbo));
-    }
+    for (int kk = 0; kk < 4; ++kk) MmaKV::rs(dv, pa[kk], w::desc_sw128(sDO(st) + kk * 2048, QL::kSlabBytes, kSbo));
     w::commit();
     w::fence_proxy_async();
     // [B] dSᵀ of every warpgroup in shared memory
@@ -432,8 +429,12 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       }
     }
     w::commit();
-    w::wait<0>();  // dV, dK and dQ
-    if constexpr (C::kWS) tma::mbar_arrive(bar_q_empty(st));  // Q, dO, LSE, D of this stage are read
+    // ---- dK_w += dSᵀ·Q: B = Q (64 queries = k, D = n), MN-major; issued after dQ so that it runs
+    // while dQ is staged and sent (wgmma groups complete in order: wait<1> is dV and dQ) -----------
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) MmaKV::rs(dk, da[kk], w::desc_sw128(sQ(st) + kk * 2048, QL::kSlabBytes, kSbo));
+    w::commit();
+    w::wait<1>();  // dV and dQ
 
     // ---- dQ part → shared in fragment order → one bulk reduce-add into the tile's block ------------
     // Rows past the sequence carry dS = 0, so the whole block is added.
@@ -485,6 +486,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
       }
     }
+    w::wait<0>();  // dK: Q of this stage is read
+    if constexpr (C::kWS) tma::mbar_arrive(bar_q_empty(st));  // Q, dO, LSE, D of this stage are read
 
     hi = nhi, mb = nmb, have = nhave, st ^= 1;
     phase ^= st == 0 ? 1u : 0u;
