@@ -95,6 +95,7 @@ struct TilePreference {
   const char* masks;        // only for these mask kinds (space-separated names; nullptr: any)
   int min_head_dim, max_head_dim;
   int min_seqlen_k, max_seqlen_k;
+  int min_seqlen_q;         // 0 = any; rows measured with Sq = Sk keep out of decode (Sq = 1)
   int block_m, block_n, warps, stages;
   const char* why;
 };
@@ -130,6 +131,8 @@ constexpr const char* kHopperFwdD64CausalLong =
 // m128n128w12's 606 / 606, S 16384 622 / 622 against 612 / 612; causal S 8192 549 / 543 against
 // 541 / 541, S 16384 573 / 573 against 561 / 563) and lose below (S 4096 570 / 567 against 586 / 583;
 // S 1024 473 against 571): the per-block fixed cost is spread wider, the diagonal and tail waste more.
+// Through the binding (2026-11-30, bench/results/h200_2026-11-30d_compare.md) the decode grid (Sq 1,
+// Sk 8192 / 32768) lost 1.4–1.6 % on n176, so the new rows ask for Sq as long as Sk.
 constexpr const char* kHopperFwdD128Long =
     "m128n176w12 sm90a: fastest flash forward at D = 128 and S_k >= 8192 on Hopper (warp-specialized kernel)";
 // The warp-specialized backward (sm90a, m64n128w12: a TMA producer warpgroup, two consumer warpgroups)
@@ -148,14 +151,14 @@ constexpr TilePreference kTilePreference[] = {
     // was within 5% on the other 3 (D = 64, S ≤ 1024). On sm_90 the generator's first tile is now the
     // warp-specialized m128n128w12 (arch sm90a; other devices skip it), which leads at D = 128, and its
     // first bwd tile the warp-specialized m64n128w12 (sm90a), which leads at D = 128 (kHopperBwdD64Long).
-    {Backend::flash, Direction::fwd, 9, true, "causal", 64, 64, 4096, 0, 128, 192, 12, 0, kHopperFwdD64CausalLong},
-    {Backend::flash, Direction::fwd, 9, true, "none", 64, 64, 2048, 0, 192, 128, 16, 0, kHopperFwdD64Long},
-    {Backend::flash, Direction::fwd, 9, true, nullptr, 64, 64, 8192, 0, 192, 128, 16, 0, kHopperFwdD64Long},
-    {Backend::flash, Direction::fwd, 9, false, nullptr, 64, 64, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
-    {Backend::flash, Direction::fwd, 9, true, "none causal", 128, 128, 8192, 0, 128, 176, 12, 0, kHopperFwdD128Long},
-    {Backend::flash, Direction::bwd, 9, true, nullptr, 64, 64, 8192, 0, 64, 128, 12, 0, kHopperBwdD64Long},
-    {Backend::flash, Direction::bwd, 9, true, nullptr, 64, 64, 0, 0, 64, 64, 4, 1, kHopperBwdD64},
-    {Backend::flash, Direction::bwd, 0, false, nullptr, 0, 64, 0, 0, 64, 128, 4, 0,
+    {Backend::flash, Direction::fwd, 9, true, "causal", 64, 64, 4096, 0, 4096, 128, 192, 12, 0, kHopperFwdD64CausalLong},
+    {Backend::flash, Direction::fwd, 9, true, "none", 64, 64, 2048, 0, 2048, 192, 128, 16, 0, kHopperFwdD64Long},
+    {Backend::flash, Direction::fwd, 9, true, nullptr, 64, 64, 8192, 0, 0, 192, 128, 16, 0, kHopperFwdD64Long},
+    {Backend::flash, Direction::fwd, 9, false, nullptr, 64, 64, 0, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
+    {Backend::flash, Direction::fwd, 9, true, "none causal", 128, 128, 8192, 0, 8192, 128, 176, 12, 0, kHopperFwdD128Long},
+    {Backend::flash, Direction::bwd, 9, true, nullptr, 64, 64, 8192, 0, 0, 64, 128, 12, 0, kHopperBwdD64Long},
+    {Backend::flash, Direction::bwd, 9, true, nullptr, 64, 64, 0, 0, 0, 64, 64, 4, 1, kHopperBwdD64},
+    {Backend::flash, Direction::bwd, 0, false, nullptr, 0, 64, 0, 0, 0, 64, 128, 4, 0,
      "m64n128w4: fastest flash backward at D <= 64 on the H200"},
 };
 
@@ -179,7 +182,7 @@ bool preference_covers(const TilePreference& t, Backend b, const Problem& pr, in
          (t.min_head_dim == 0 || pr.head_dim >= t.min_head_dim) &&
          (t.max_head_dim == 0 || pr.head_dim <= t.max_head_dim) &&
          (t.min_seqlen_k == 0 || pr.seqlen_k >= t.min_seqlen_k) &&
-         (t.max_seqlen_k == 0 || pr.seqlen_k <= t.max_seqlen_k);
+         (t.max_seqlen_k == 0 || pr.seqlen_k <= t.max_seqlen_k) && pr.seqlen_q >= t.min_seqlen_q;
 }
 bool tile_matches(const TilePreference& t, const VariantKey& k) {
   return (t.block_m == 0 || k.block_m == t.block_m) && (t.block_n == 0 || k.block_n == t.block_n) &&

@@ -372,15 +372,15 @@ TEST_F(SelectTest, HopperForwardTilesFollowTheMeasuredRows) {
   (void)cudaGetLastError();
   if (major != 9) GTEST_SKIP() << "no Hopper GPU: the sm_90 rows do not apply";
   struct Row {
-    int d, sk;
+    int d, sq, sk;
     const char* mask;
     const char* tile;
   };
   const Row rows[] = {
-      {64, 2048, "none", "m192n128w16s2_sm90a"},   {64, 8192, "window", "m192n128w16s2_sm90a"},
-      {64, 4096, "causal", "m128n192w12s2_sm90a"}, {64, 2048, "causal", "m128n128w4s2"},
-      {64, 1024, "none", "m128n128w4s2"},          {128, 8192, "causal", "m128n176w12s2_sm90a"},
-      {128, 4096, "none", "m128n128w12s2_sm90a"},
+      {64, 2048, 2048, "none", "m192n128w16s2_sm90a"},   {64, 8192, 8192, "window", "m192n128w16s2_sm90a"},
+      {64, 4096, 4096, "causal", "m128n192w12s2_sm90a"}, {64, 2048, 2048, "causal", "m128n128w4s2"},
+      {64, 1024, 1024, "none", "m128n128w4s2"},          {128, 8192, 8192, "causal", "m128n176w12s2_sm90a"},
+      {128, 4096, 4096, "none", "m128n128w12s2_sm90a"},  {128, 1, 8192, "none", "m128n128w12s2_sm90a"},  // decode
   };
   const auto names = variant_names();
   for (const Row& r : rows) {
@@ -388,7 +388,7 @@ TEST_F(SelectTest, HopperForwardTilesFollowTheMeasuredRows) {
     if (std::find(names.begin(), names.end(), want) == names.end())
       GTEST_SKIP() << want << " is not in this build";
     Shape s;
-    s.d = r.d, s.hq = s.hkv = 2048 / r.d, s.b = 1, s.sq = s.sk = r.sk, s.mask = r.mask;
+    s.d = r.d, s.hq = s.hkv = 2048 / r.d, s.b = 1, s.sq = r.sq, s.sk = r.sk, s.mask = r.mask;
     attnforge_args a = make_args(s);
     a.backend = ATTNFORGE_BACKEND_FLASH;
     if (std::string(r.mask) == "window") a.mask.scalars[0] = 256, a.mask.scalars[1] = 0;
