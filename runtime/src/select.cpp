@@ -140,8 +140,13 @@ constexpr const char* kHopperFwdD128Long =
 // B·S = 16384, TFLOP/s non-causal / causal: S 16384 370.2 / 346.8 against m64n64w4s1's 355.4 / 304.5;
 // S 4096 357.6 / 311.7 against 353.8 / 314.6 (a tie); S 1024 278.7 / 198.3 against 288.4 / 219.7.
 // At D = 128 it is the generator's first bwd tile: 500.5 / 476.2 against m64n128w8's 392.0 / 375.7 (S 16384).
+// Without a mask it leads from S_k = 4096 (H200, 2026-11-30, seventh session, flash_bwd_ab.sh, two runs:
+// S 4096 367.1 / 364.2 against m64n64w4s1's 349.9 / 354.3; S 2048 a tie, 333.5 / 331.9 against
+// 331.5 / 331.3); causal ties at 4096 and 8192 (315.5 / 312.2 against 314.4 / 311.1) and loses at 2048
+// (264.7 against 281.1), so causal keeps the 8192 bound.
 constexpr const char* kHopperBwdD64Long =
-    "m64n128w12 sm90a: fastest flash backward at D = 64 and S_k >= 8192 on Hopper (warp-specialized kernel)";
+    "m64n128w12 sm90a: fastest flash backward at D = 64 on Hopper from S_k = 8192, without a mask from 4096 "
+    "(warp-specialized kernel)";
 constexpr TilePreference kTilePreference[] = {
     // Backward, D ≤ 64: m64n128w4 beat the generator's first bwd tile m64n128w8 and m64n64w4 on the
     // H200 (2026-11-29, S = 4096, bf16, scripts/dev/flash_bwd_devrun.sh TILES=1): 244 / 208 TFLOP/s
@@ -156,6 +161,7 @@ constexpr TilePreference kTilePreference[] = {
     {Backend::flash, Direction::fwd, 9, true, nullptr, 64, 64, 8192, 0, 0, 192, 128, 16, 0, kHopperFwdD64Long},
     {Backend::flash, Direction::fwd, 9, false, nullptr, 64, 64, 0, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
     {Backend::flash, Direction::fwd, 9, true, "none causal", 128, 128, 8192, 0, 8192, 128, 176, 12, 0, kHopperFwdD128Long},
+    {Backend::flash, Direction::bwd, 9, true, "none", 64, 64, 4096, 0, 0, 64, 128, 12, 0, kHopperBwdD64Long},
     {Backend::flash, Direction::bwd, 9, true, nullptr, 64, 64, 8192, 0, 0, 64, 128, 12, 0, kHopperBwdD64Long},
     {Backend::flash, Direction::bwd, 9, true, nullptr, 64, 64, 0, 0, 0, 64, 64, 4, 1, kHopperBwdD64},
     {Backend::flash, Direction::bwd, 0, false, nullptr, 0, 64, 0, 0, 0, 64, 128, 4, 0,

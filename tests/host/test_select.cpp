@@ -125,17 +125,22 @@ class SelectTest : public ::testing::Test {
       ::unsetenv(e);
     select_reset();
   }
-  void require_all_three() {
-    if (!flash_ || !fused_ || !unfused_)
-      GTEST_SKIP() << "this build lacks a bf16 hd64 causal forward variant of every backend";
-  }
+  bool have_all_three() const { return flash_ && fused_ && unfused_; }
   std::optional<std::string> flash_, fused_, unfused_;
 };
+
+// GTEST_SKIP returns from the function it is in, so the check is a macro in the test body (a helper
+// function that skipped let the test run on and fail in builds filtered to fewer backends).
+#define REQUIRE_ALL_THREE()                                                                  \
+  do {                                                                                       \
+    if (!have_all_three())                                                                   \
+      GTEST_SKIP() << "this build lacks a bf16 hd64 causal forward variant of every backend"; \
+  } while (0)
 
 // ---- rule order -----------------------------------------------------------------------------------
 
 TEST_F(SelectTest, ExplicitVariantBeatsExplicitBackend) {
-  require_all_three();
+  REQUIRE_ALL_THREE();
   attnforge_args a = make_args({});
   a.variant = unfused_->c_str();
   a.backend = ATTNFORGE_BACKEND_FLASH;
@@ -146,7 +151,7 @@ TEST_F(SelectTest, ExplicitVariantBeatsExplicitBackend) {
 }
 
 TEST_F(SelectTest, ExplicitVariantThatCannotRunSaysWhy) {
-  require_all_three();
+  REQUIRE_ALL_THREE();
   Shape s;
   s.d = 32;  // the hd64 variant cannot serve head_dim 32
   attnforge_args a = make_args(s);
@@ -182,7 +187,7 @@ TEST_F(SelectTest, Sm90aVariantRunsOnlyOnSm90) {
 }
 
 TEST_F(SelectTest, ExplicitBackendBeatsEnvironment) {
-  require_all_three();
+  REQUIRE_ALL_THREE();
   ::setenv("ATTNFORGE_BACKEND", "unfused", 1);
   select_reset();
   attnforge_args a = make_args({});
@@ -194,7 +199,7 @@ TEST_F(SelectTest, ExplicitBackendBeatsEnvironment) {
 }
 
 TEST_F(SelectTest, EnvironmentBeatsDebugAndHeuristic) {
-  require_all_three();
+  REQUIRE_ALL_THREE();
   ::setenv("ATTNFORGE_BACKEND", "flash", 1);
   ::setenv("ATTNFORGE_DEBUG", "1", 1);
   select_reset();
@@ -216,7 +221,7 @@ TEST_F(SelectTest, BadEnvironmentIsAnError) {
 }
 
 TEST_F(SelectTest, DebugBeatsTuneCache) {
-  require_all_three();
+  REQUIRE_ALL_THREE();
   attnforge_args a = make_args({});
   tune::Entry e;
   e.winner = *flash_;
@@ -231,7 +236,7 @@ TEST_F(SelectTest, DebugBeatsTuneCache) {
 }
 
 TEST_F(SelectTest, TuneCacheExactKeyBeatsHeuristic) {
-  require_all_three();
+  REQUIRE_ALL_THREE();
   Shape s;
   s.sq = s.sk = 3000;  // the heuristic would say flash here
   Choice h = choose(make_args(s));
@@ -251,7 +256,7 @@ TEST_F(SelectTest, TuneCacheExactKeyBeatsHeuristic) {
 }
 
 TEST_F(SelectTest, TuneCacheNearestBucket) {
-  require_all_three();
+  REQUIRE_ALL_THREE();
   tune::Entry e;
   e.winner = *unfused_;
   e.times_ms = {{*unfused_, 0.5}};
@@ -271,7 +276,7 @@ TEST_F(SelectTest, TuneCacheNearestBucket) {
 }
 
 TEST_F(SelectTest, TuneCacheWinnerThatCannotRunIsPassedOver) {
-  require_all_three();
+  REQUIRE_ALL_THREE();
   tune::Entry e;
   e.winner = "flash_fwd_bf16_hd64_causal_m999n1w1s1";  // not in this build (edited cache, say)
   e.times_ms = {{e.winner, 0.1}, {*unfused_, 0.9}, {*flash_, 0.5}};
@@ -283,7 +288,7 @@ TEST_F(SelectTest, TuneCacheWinnerThatCannotRunIsPassedOver) {
 }
 
 TEST_F(SelectTest, TuneCacheGuidesTheTileOfAForcedBackend) {
-  require_all_three();
+  REQUIRE_ALL_THREE();
   std::vector<std::string> flash_tiles;
   for (const auto& n : variant_names())  // tiles that run on any device (not the sm_90a-only ones)
     if (n.rfind("flash_fwd_bf16_hd64_causal_", 0) == 0 && !n.ends_with("_sm90a")) flash_tiles.push_back(n);
@@ -312,7 +317,7 @@ TEST_F(SelectTest, HeuristicReasonSaysWhyTheCacheDidNotDecide) {
 // The measured rule (H100 training grid): flash at every length, forward and backward; fused only
 // where flash cannot serve (here: P requested) and the key row fits; unfused beyond that.
 TEST_F(SelectTest, HeuristicIsFlashAtEveryLengthThenFusedThenUnfused) {
-  require_all_three();
+  REQUIRE_ALL_THREE();
   for (int sk : {256, 4096}) {
     Shape s;
     s.sq = s.sk = sk;
@@ -360,6 +365,14 @@ TEST_F(SelectTest, HeuristicTilePreferenceForFlashBackward) {
   attnforge_args a = make_args(s);
   a.backend = ATTNFORGE_BACKEND_FLASH;
   EXPECT_EQ(choose(a, true).variant, c.variant);
+  // Without a mask the warp-specialized tile takes over from S_k = 4096 on Hopper.
+  const auto ws = std::string("flash_bwd_bf16_hd64_none_m64n128w12s2_sm90a");
+  const auto names = variant_names();
+  if (!hopper || std::find(names.begin(), names.end(), ws) == names.end()) return;
+  s.sq = s.sk = 4096, s.mask = "none";
+  const Choice n = choose(make_args(s), true);
+  ASSERT_EQ(n.status, ATTNFORGE_OK) << n.reason;
+  EXPECT_EQ(n.variant, ws) << n.reason;
 }
 
 // The forward rows measured on the H200 (2026-11-30): per head dim, mask and S_k the Hopper tile
@@ -403,6 +416,11 @@ TEST_F(SelectTest, WeightsNeverGoToFlash) {
   attnforge_args a = make_args(s);
   a.weights = dense(s.dtype, s.b, s.hq, s.sq, s.sk);
   Choice c = choose(a);
+  if (!fused_ && !unfused_) {  // a build filtered to flash: refused, not handed to flash
+    EXPECT_EQ(c.status, ATTNFORGE_UNSUPPORTED) << c.reason;
+    EXPECT_EQ(c.variant, "") << c.reason;
+    return;
+  }
   ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
   EXPECT_NE(c.backend, ATTNFORGE_BACKEND_FLASH) << c.reason;
   EXPECT_TRUE(contains(c.reason, "attention weights requested")) << c.reason;
@@ -460,7 +478,7 @@ TEST_F(SelectTest, HeuristicNeverExceedsTheMemoryBudget) {
 }
 
 TEST_F(SelectTest, BudgetExcludesATunedWinnerThatDoesNotFit) {
-  require_all_three();
+  REQUIRE_ALL_THREE();
   Shape s;
   s.sq = s.sk = 2048;
   attnforge_args a = make_args(s);
@@ -498,7 +516,7 @@ TEST_F(SelectTest, DecisionsAreMemoizedPerKey) {
 }
 
 TEST_F(SelectTest, NewTuneEntriesInvalidateTheMemo) {
-  require_all_three();
+  REQUIRE_ALL_THREE();
   Shape s;
   s.sq = s.sk = 3000;
   ASSERT_EQ(choose(make_args(s)).backend, ATTNFORGE_BACKEND_FLASH);
