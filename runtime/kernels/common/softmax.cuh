@@ -8,8 +8,14 @@
 // A row that has seen no visible key keeps m = −inf; then 0 is used as the subtraction base, so
 // exp2(−inf − 0) = 0 exactly and no (−inf) − (−inf) = NaN ever forms. At the end O /= l (0 if l = 0)
 // and LSE = (m + log2 l)·ln 2, −inf for a row that saw nothing.
+//
+// kExp2FmaOf8 (0 by default) moves that many of every 8 n8-tiles of P from ex2.approx (the MUFU, 16
+// per clock per SM) to exp2_fma (the FMA pipe, common/exp2_fma.hpp), where the MUFU bounds the
+// softmax (head dim 64: as many exp2 per tile as the two GEMMs take tensor-core clocks).
 #pragma once
 #include <cmath>
+
+#include "common/exp2_fma.hpp"
 
 namespace attnforge::prim {
 
@@ -28,8 +34,9 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-template <int kMTiles>
+template <int kMTiles, int kExp2FmaOf8 = 0>
 struct OnlineSoftmax {
+  static_assert(kExp2FmaOf8 >= 0 && kExp2FmaOf8 <= 8, "of every 8 n8-tiles");
   float row_max[kMTiles][2];  // running max of s·c per row (log2 units), −inf until a visible key
   float row_sum[kMTiles][2];  // this thread's partial Σ exp2(s − max); quad-reduced in finalize
 
@@ -99,7 +106,8 @@ struct OnlineSoftmax {
     for (int nt = 0; nt < kNS; ++nt)
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
-        const float p = exp2_approx(fmaf(s[nt][2 * h + j], c, -base));
+        const float x = fmaf(s[nt][2 * h + j], c, -base);
+        const float p = nt % 8 < kExp2FmaOf8 ? exp2_fma(x) : exp2_approx(x);  // nt is unrolled: no branch
         s[nt][2 * h + j] = p;
         sum += p;
       }

@@ -27,6 +27,12 @@
 #include "common/wgmma.cuh"
 #include "flash/ws_schedule.hpp"
 
+// Dev A/B switch (scripts/dev/flash_fwd_ab.sh), off until measured on the device: of every 8 n8-tiles
+// of P, this many take exp2 on the FMA pipe (FwdWsConfig::kExp2FmaOf8).
+#ifndef ATTNFORGE_FLASH_FWD_EXP2_FMA
+#define ATTNFORGE_FLASH_FWD_EXP2_FMA 0
+#endif
+
 namespace attnforge::flash {
 
 template <class V>
@@ -68,6 +74,10 @@ struct FwdWsConfig {
   static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + 1024: base alignment
   static_assert(kSmemBytes <= 227 * 1024);
   // Registers per thread after setmaxnreg: 128·24 + 256·240 and 128·32 + 384·160 fit the 64 K of an SM.
+  // Of every 8 n8-tiles of a score row, how many take exp2 on the FMA pipe instead of the MUFU
+  // (common/softmax.cuh): a dev switch, ATTNFORGE_FLASH_FWD_EXP2_FMA, 0 in every shipped build until
+  // a device A/B says otherwise (bench/NOTES-flash.md, v11).
+  static constexpr int kExp2FmaOf8 = ATTNFORGE_FLASH_FWD_EXP2_FMA;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
 };
@@ -279,7 +289,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       for (int nt = 0; nt < kNO; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) o[0][nt][e] = 0.f;
-      prim::OnlineSoftmax<1> softmax;
+      prim::OnlineSoftmax<1, C::kExp2FmaOf8> softmax;
       softmax.init();
       float alpha[1][2];
 
