@@ -16,7 +16,6 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <string_view>
 #include <unordered_map>
 #include <vector>
 
