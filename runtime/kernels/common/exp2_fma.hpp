@@ -9,23 +9,13 @@
 
 namespace attnforge::prim {
 
-ATTNFORGE_HD int32_t float_bits(float x) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_int(x);
-#else
-  int32_t i;
-  std::memcpy(&i, &x, sizeof i);
-  return i;
-#endif
-}
-ATTNFORGE_HD float bits_float(int32_t i) {
-#if defined(__CUDA_ARCH__)
-  return __int_as_float(i);
-#else
-  float x;
-  std::memcpy(&x, &i, sizeof x);
-  return x;
-#endif
+// The bits of `from` as a To of the same size; memcpy is the portable cast and compiles to a move.
+template <class To, class From>
+ATTNFORGE_HD To bit_cast(From from) {
+  static_assert(sizeof(To) == sizeof(From));
+  To to;
+  std::memcpy(&to, &from, sizeof to);
+  return to;
 }
 
 // 2^x for x < 128, to ~2e-7 relative (ex2.approx's class). Below 2^−125 the result is 0, as
@@ -47,7 +37,7 @@ ATTNFORGE_HD float exp2_fma(float x) {
   p = fmaf(p, f, 0.69314700f);
   p = fmaf(p, f, 1.f);
   // (bits(t) << 23) is n << 23 modulo 2^32: t's bits are 0x4B400000 + n, and 0x4B400000 << 23 wraps to 0.
-  const float y = bits_float(float_bits(p) + static_cast<int32_t>(static_cast<uint32_t>(float_bits(t)) << 23));
+  const float y = bit_cast<float>(bit_cast<uint32_t>(p) + (bit_cast<uint32_t>(t) << 23));
   return x < -125.f ? 0.f : y;
 }
 
