@@ -92,13 +92,6 @@ std::vector<int64_t> offsets(const Layout& l) {
   return out;
 }
 
-std::string index_string(const Layout& l, size_t logical) {
-  std::vector<int64_t> idx(size_t(l.rank));
-  for (int i = l.rank - 1; i >= 0; --i) idx[size_t(i)] = int64_t(logical) % l.sizes[i], logical /= size_t(l.sizes[i]);
-  std::string s = "[";
-  for (int i = 0; i < l.rank; ++i) s += (i ? ", " : "") + std::to_string(idx[size_t(i)]);
-  return s + "]";
-}
 
 // The numerics rule on one tensor's logical elements (padding left out), logged by name.
 bool rule(std::ostringstream& log, const char* name, attnforge_dtype dtype, const Layout& l,
@@ -109,24 +102,41 @@ bool rule(std::ostringstream& log, const char* name, attnforge_dtype dtype, cons
   for (size_t e = 0; e < offs.size(); ++e)
     o[e] = out[size_t(offs[e])], r[e] = ref[size_t(offs[e])], w[e] = lowp[size_t(offs[e])];
   const RuleCheck c = numerics_rule(o, r, w, factor, abs_tol, significand_bits(dtype));
+  log_rule(log, name, c, o, r, l.rank, l.sizes);
+  return c.ok;
+}
+
+}  // namespace
+
+namespace {
+// "[i0, i1, …]": the multi-index of row-major element `logical` of a (sizes[0], …, sizes[rank − 1]) tensor.
+std::string index_string(int rank, const int64_t* sizes, size_t logical) {
+  std::vector<int64_t> idx(static_cast<size_t>(rank));
+  for (int i = rank - 1; i >= 0; --i) idx[size_t(i)] = int64_t(logical) % sizes[i], logical /= size_t(sizes[i]);
+  std::string s = "[";
+  for (int i = 0; i < rank; ++i) s += (i ? ", " : "") + std::to_string(idx[size_t(i)]);
+  return s + "]";
+}
+}  // namespace
+
+void log_rule(std::ostream& log, const char* name, const RuleCheck& c, const std::vector<double>& out,
+              const std::vector<double>& ref, int rank, const int64_t* sizes) {
+  const std::string index_at = index_string(rank, sizes, c.at);
   log << "  " << name << ": max|out-ref| = " << c.err << ", max|lowp-ref| = " << c.lowp_err;
   if (c.lowp_err == c.lowp_floor) log << " (the half-ulp floor)";
   log << ", bound = " << c.bound;
   switch (c.failure) {
     case RuleCheck::Failure::none: break;
-    case RuleCheck::Failure::nan: log << "  FAIL: NaN at " << index_string(l, c.at) << " (unwritten or invalid)"; break;
+    case RuleCheck::Failure::nan: log << "  FAIL: NaN at " << index_at << " (unwritten or invalid)"; break;
     case RuleCheck::Failure::infinity_mismatch:
-      log << "  FAIL: reference is " << r[c.at] << " at " << index_string(l, c.at) << ", got " << o[c.at];
+      log << "  FAIL: reference is " << ref[c.at] << " at " << index_at << ", got " << out[c.at];
       break;
     case RuleCheck::Failure::too_far:
-      log << "  FAIL at " << index_string(l, c.at) << ": out " << o[c.at] << ", ref " << r[c.at];
+      log << "  FAIL at " << index_at << ": out " << out[c.at] << ", ref " << ref[c.at];
       break;
   }
   log << "\n";
-  return c.ok;
 }
-
-}  // namespace
 
 int significand_bits(attnforge_dtype t) {
   switch (t) {

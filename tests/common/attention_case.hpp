@@ -127,6 +127,10 @@ RuleCheck numerics_rule(const std::vector<double>& out, const std::vector<double
                         int significand_bits = 0);
 // Significand bits of a stored element type, the implicit one included: f32 24, f16 11, bf16 8.
 int significand_bits(attnforge_dtype t);
+// One log line for check `c` of tensor `name` of shape (sizes[0], …, sizes[rank − 1]), whose logical
+// elements out and ref hold: the errors, the bound, and what failed where.
+void log_rule(std::ostream& log, const char* name, const RuleCheck& c, const std::vector<double>& out,
+              const std::vector<double>& ref, int rank, const int64_t* sizes);
 
 // Whether status `st` (with attnforge_last_error()) is a refusal because the build lacks the variant
 // (describe_missing's "X has no ...; built: ...", or "X has no compiled variants in this build" under

@@ -107,14 +107,6 @@ inline void scatter(std::vector<double>& buf, const View& v, const std::vector<d
   for (size_t e = 0; e < offs.size(); ++e) buf[size_t(offs[e])] = logical[e];
 }
 
-inline std::string index_string(const View& v, size_t logical) {
-  int64_t idx[4] = {0, 0, 0, 0};
-  for (int i = v.rank - 1; i >= 0; --i) idx[i] = int64_t(logical) % v.sizes[i], logical /= size_t(v.sizes[i]);
-  std::string s = "[";
-  for (int i = 0; i < v.rank; ++i) s += (i ? ", " : "") + std::to_string(idx[i]);
-  return s + "]";
-}
-
 // DESIGN.md's numerics rule (tests/common numerics_rule, with dtype's half-ulp floor) on logical
 // tensors; appends one line to `log` and returns whether it passed.
 inline bool numerics_rule(std::ostringstream& log, const char* name, const View& shape, attnforge_dtype dtype,
@@ -122,16 +114,7 @@ inline bool numerics_rule(std::ostringstream& log, const char* name, const View&
                           const std::vector<double>& lowp, double factor, double abs_tol = 1e-5) {
   const attnforge::test::RuleCheck c =
       attnforge::test::numerics_rule(out, ref, lowp, factor, abs_tol, attnforge::test::significand_bits(dtype));
-  log << "  " << name << ": max|out-ref| = " << c.err << ", max|lowp-ref| = " << c.lowp_err;
-  if (c.lowp_err == c.lowp_floor) log << " (the half-ulp floor)";
-  log << ", bound = " << c.bound;
-  using F = attnforge::test::RuleCheck::Failure;
-  if (c.failure == F::nan) log << "  FAIL: NaN at " << index_string(shape, c.at) << " (unwritten or invalid)";
-  else if (c.failure == F::infinity_mismatch)
-    log << "  FAIL: reference is " << ref[c.at] << " at " << index_string(shape, c.at) << ", got " << out[c.at];
-  else if (c.failure == F::too_far)
-    log << "  FAIL at " << index_string(shape, c.at) << ": out " << out[c.at] << ", ref " << ref[c.at];
-  log << "\n";
+  attnforge::test::log_rule(log, name, c, out, ref, shape.rank, shape.sizes);
   return c.ok;
 }
 
