@@ -1,4 +1,4 @@
-// has_cuda_device / check_cuda (gpu.hpp).
+// has_cuda_device / device_cc_major / check_cuda (gpu.hpp).
 #include "gpu.hpp"
 
 namespace attnforge::test {
@@ -11,6 +11,16 @@ bool has_cuda_device() {
     return e == cudaSuccess && n > 0;
   }();
   return present;
+}
+
+int device_cc_major() {
+  int dev = 0, major = 0;
+  if (!has_cuda_device() || cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return major;
 }
 
 void check_cuda(cudaError_t e, const char* what) {

@@ -11,6 +11,9 @@ namespace attnforge::test {
 // True when the CUDA runtime sees at least one device (cached after the first call).
 bool has_cuda_device();
 
+// The current device's compute-capability major (9: Hopper), 0 without a device.
+int device_cc_major();
+
 // Throws std::runtime_error("<what> failed: <error>") when e is not cudaSuccess.
 void check_cuda(cudaError_t e, const char* what);
 

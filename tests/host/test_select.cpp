@@ -2,7 +2,6 @@
 // rules and the reason each gives, the tune-cache rule (exact, nearest, passed-over winners), the
 // memory budget, memoization (thread-safe) and ATTNFORGE_LOG. Nothing here touches a GPU: the
 // tensors' addresses are never dereferenced by selection.
-#include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "attnforge/attnforge.h"
+#include "gpu.hpp"
 #include "select.hpp"
 #include "tune_lookup.hpp"
 
@@ -173,10 +173,7 @@ TEST_F(SelectTest, Sm90aVariantRunsOnlyOnSm90) {
   attnforge_args a = make_args({});
   a.variant = ws->c_str();
   const Choice c = choose(a);
-  int count = 0, major = 0;
-  const bool sm90 = cudaGetDeviceCount(&count) == cudaSuccess && count > 0 &&
-                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major == 9;
-  cudaGetLastError();
+  const bool sm90 = attnforge::test::device_cc_major() == 9;
   if (sm90) {
     EXPECT_EQ(c.status, ATTNFORGE_OK) << c.reason;
     EXPECT_EQ(c.variant, *ws);
@@ -347,12 +344,8 @@ TEST_F(SelectTest, HeuristicTilePreferenceForFlashBackward) {
   if (tiles.size() < 2 || !find_prefix("flash_bwd_bf16_hd64_causal_m64n128w4"))
     GTEST_SKIP() << "this build lacks two flash bf16 hd64 causal backward tiles incl. m64n128w4";
   // On a Hopper GPU (the host tests also run on the device machine) the wgmma kernel's row applies.
-  int dev = 0, major = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-    major = 0;
-  (void)cudaGetLastError();
-  const bool hopper = major == 9 && find_prefix("flash_bwd_bf16_hd64_causal_m64n64w4s1");
+  const bool hopper =
+      attnforge::test::device_cc_major() == 9 && find_prefix("flash_bwd_bf16_hd64_causal_m64n64w4s1");
   const std::string tile = hopper ? "m64n64w4s1" : "m64n128w4";
   Shape s;
   s.bwd = true;
@@ -378,12 +371,7 @@ TEST_F(SelectTest, HeuristicTilePreferenceForFlashBackward) {
 // The forward rows measured on the H200 (2026-11-30): per head dim, mask and S_k the Hopper tile
 // that led. Only on a Hopper GPU with the gpu.toml / default.toml tiles built; skipped otherwise.
 TEST_F(SelectTest, HopperForwardTilesFollowTheMeasuredRows) {
-  int dev = 0, major = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-    major = 0;
-  (void)cudaGetLastError();
-  if (major != 9) GTEST_SKIP() << "no Hopper GPU: the sm_90 rows do not apply";
+  if (attnforge::test::device_cc_major() != 9) GTEST_SKIP() << "no Hopper GPU: the sm_90 rows do not apply";
   struct Row {
     int d, sq, sk;
     const char* mask;
