@@ -14,8 +14,9 @@
 //                                                keys; head dim 64: each warpgroup its own keys
 //   dQ (64, 64) per warpgroup → shared memory in fragment order → one bulk reduce-add
 //   (cp.reduce.async.bulk .add.f32) into the tile's block of the fp32 accumulator
-// dV, then dQ, then dK are issued back to back; dQ is staged and sent while dK still runs. Not deterministic (the reduce-adds of
-// the key tiles land in any order): deterministic mode takes the mma.sync kernel.
+// dV, then dQ, then dK are issued back to back; dQ is staged and sent while dK still runs. Not
+// deterministic (the reduce-adds of the key tiles land in any order): deterministic mode takes the
+// mma.sync kernel.
 // Warp-specialized form (tile arch "sm90a", 12 warps; the first bwd tile at head dims 64 and 128): an
 // extra producer warpgroup moves K, V (once) and Q, dO (per step) by TMA and LSE, D by one warp's
 // loads, all completing on mbarriers; the two consumer warpgroups run the same step, meet once per
