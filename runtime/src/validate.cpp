@@ -2,6 +2,7 @@
 // Messages follow PyTorch's style: they name the argument and the values that were seen.
 #include "validate.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -110,6 +111,14 @@ void check_same_shape(const attnforge_tensor& a, const char* an, const attnforge
 void check_fits_int32(int64_t value, const std::string& what) {
   if (value > kInt32Max) {
     fail("expected " + what + " to be at most 2147483647 (kernels index it with int32), got " + std::to_string(value));
+  }
+}
+
+// Kernels round a sequence length up to whole tiles in int: lengths stay ≤ kMaxSeqlen (params.hpp).
+void check_seqlen(int64_t value, const std::string& what) {
+  if (value > kMaxSeqlen) {
+    fail("expected " + what + " to be at most " + std::to_string(kMaxSeqlen) +
+         " (kernels round it up to whole tiles in int32), got " + std::to_string(value));
   }
 }
 
@@ -229,8 +238,10 @@ ATTNFORGE_API attnforge_status validate_args(const attnforge_args& a, Direction 
     const int64_t D = a.q.sizes[h + 1];
     const int64_t Hq = a.q.sizes[h], Hkv = a.k.sizes[h];
     const int64_t B = varlen ? a.batch_varlen : a.q.sizes[0];
-    const int64_t Sq = varlen ? a.max_seqlen_q : a.q.sizes[1];
-    const int64_t Sk = varlen ? a.max_seqlen_k : a.k.sizes[1];
+    // Varlen: no sequence is longer than all tokens, so a looser max_seqlen bound is clamped to the
+    // token count (kernels launch one tile row per max_seqlen; the extra ones would exit at once).
+    const int64_t Sq = varlen ? std::min<int64_t>(a.max_seqlen_q, a.q.sizes[0]) : a.q.sizes[1];
+    const int64_t Sk = varlen ? std::min<int64_t>(a.max_seqlen_k, a.k.sizes[0]) : a.k.sizes[1];
     const int64_t total_q = varlen ? a.q.sizes[0] : sat_mul(B, Sq);
     const int64_t total_k = varlen ? a.k.sizes[0] : sat_mul(B, Sk);
     if (!varlen && a.k.sizes[0] != B) {
@@ -256,8 +267,8 @@ ATTNFORGE_API attnforge_status validate_args(const attnforge_args& a, Direction 
     }
     // Kernels keep sizes, token rows and heads in int.
     check_fits_int32(B, varlen ? "batch_varlen" : "the batch size B");
-    check_fits_int32(Sq, varlen ? "max_seqlen_q" : "Sq");
-    check_fits_int32(Sk, varlen ? "max_seqlen_k" : "Sk");
+    check_seqlen(Sq, varlen ? "max_seqlen_q" : "Sq");
+    check_seqlen(Sk, varlen ? "max_seqlen_k" : "Sk");
     check_fits_int32(Hq, "Hq");
     check_fits_int32(total_q, varlen ? "total_q" : "the number of query rows B*Sq");
     check_fits_int32(total_k, varlen ? "total_k" : "the number of key rows B*Sk");
@@ -347,10 +358,12 @@ ATTNFORGE_API attnforge_status validate_args(const attnforge_args& a, Direction 
     // ---- scale ----------------------------------------------------------------------------------
     float scale = a.scale;
     if (std::isinf(scale)) fail("expected scale to be finite, got " + std::to_string(scale));
-    // Kernels use scale·log2(e) (exp2): it must stay finite too (|scale| ≤ FLT_MAX / log2(e)).
-    if (std::isinf(scale * 1.4426950408889634f))
-      fail("expected |scale| * log2(e) to be finite, got scale = " + std::to_string(scale));
     if (scale == 0.0f || std::isnan(scale)) scale = float(1.0 / std::sqrt(double(D)));  // default 1/√D
+    // Kernels use scale·log2(e) (exp2): it must stay finite too (|scale| ≤ FLT_MAX / log2(e)). The
+    // check is on the very value Params carries, rounded from double once.
+    const float scale_log2 = float(double(scale) * 1.4426950408889634);
+    if (std::isinf(scale_log2))
+      fail("expected |scale| * log2(e) to be finite, got scale = " + std::to_string(scale));
 
     // ---- Params ---------------------------------------------------------------------------------
     // Dense strides are (batch, row, head); varlen tensors have no batch dim (batch stride 0,
@@ -402,7 +415,7 @@ ATTNFORGE_API attnforge_status validate_args(const attnforge_args& a, Direction 
     p.cu_seqlens_q = a.cu_seqlens_q;
     p.cu_seqlens_k = a.cu_seqlens_k;
     p.scale = scale;
-    p.scale_log2 = float(double(scale) * 1.4426950408889634);  // scale·log2(e): kernels use exp2
+    p.scale_log2 = scale_log2;  // scale·log2(e): kernels use exp2
     p.deterministic = a.deterministic != 0;
 
     Problem pr{};

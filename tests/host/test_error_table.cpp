@@ -128,7 +128,7 @@ std::vector<Row> rows() {
        },
        INV, "multiple of the number of key/value heads"},
       {"Sq = 2^31 (over int32)", Call::forward, [big](A& a) { a.q.sizes[1] = a.o.sizes[1] = big, a.lse = {}; }, INV,
-       "at most 2147483647"},
+       "at most 2147418112"},
       {"lse of the wrong shape", Call::forward, [](A& a) { a.lse.sizes[2] = 64; }, INV, "expected lse to have shape"},
       // ---- varlen ----
       {"cu_seqlens_q without cu_seqlens_k", Call::forward,

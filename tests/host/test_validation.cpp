@@ -11,6 +11,7 @@
 
 #include "attnforge/attnforge.h"
 #include "select.hpp"
+#include "validate.hpp"
 
 namespace {
 
@@ -203,6 +204,35 @@ TEST_F(Validation, Int32Limits) {
                  "4294967296");
 }
 
+// Kernels round lengths up to whole tiles in int32: a length within int32 but less than 2^16 below
+// its end is refused (a stride-0 q makes such a dense call cheap to describe).
+TEST_F(Validation, SeqlenLeavesRoomForTileRounding) {
+  for (auto* t : {&a.q, &a.o}) {
+    *t = tensor(t->data, ATTNFORGE_BF16, {1, 2147418113, 8, 64});
+    t->strides[1] = 0;
+  }
+  for (auto* t : {&a.k, &a.v}) *t = tensor(t->data, ATTNFORGE_BF16, {1, 256, 2, 64});
+  a.lse = {};
+  expect_forward(ATTNFORGE_INVALID_ARGUMENT,
+                 "expected Sq to be at most 2147418112 (kernels round it up to whole tiles in int32), got 2147418113");
+}
+
+// No sequence is longer than all tokens: looser max_seqlen bounds become the token counts.
+TEST_F(Validation, VarlenMaxSeqlenIsClampedToTheTokenCount) {
+  make_varlen();
+  a.max_seqlen_q = std::numeric_limits<int32_t>::max();
+  a.max_seqlen_k = std::numeric_limits<int32_t>::max();
+  attnforge::ValidatedCall call;
+  std::string error;
+  ASSERT_EQ(attnforge::validate_args(a, attnforge::Direction::fwd, call, error), ATTNFORGE_OK) << error;
+  EXPECT_EQ(call.params.seqlen_q, 300);  // total_q
+  EXPECT_EQ(call.params.seqlen_k, 500);  // total_k
+  make_varlen();
+  ASSERT_EQ(attnforge::validate_args(a, attnforge::Direction::fwd, call, error), ATTNFORGE_OK) << error;
+  EXPECT_EQ(call.params.seqlen_q, 128);  // a tighter bound stays as given
+  EXPECT_EQ(call.params.seqlen_k, 256);
+}
+
 TEST_F(Validation, Varlen) {
   make_varlen();
   a.cu_seqlens_k = nullptr;
@@ -284,6 +314,13 @@ TEST_F(Validation, Scale) {
   SetUp();
   a.scale = std::numeric_limits<float>::quiet_NaN();  // NaN means "default"
   expect_valid();
+  // Kernels take scale·log2(e): finite up to FLT_MAX / log2(e) ≈ 2.36e38.
+  SetUp();
+  a.scale = -2.0e38f;
+  expect_valid();
+  SetUp();
+  a.scale = 2.4e38f;
+  expect_forward(ATTNFORGE_INVALID_ARGUMENT, "expected |scale| * log2(e) to be finite, got scale = " + std::to_string(a.scale));
 }
 
 TEST_F(Validation, Selection) {

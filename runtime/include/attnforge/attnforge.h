@@ -80,7 +80,7 @@ typedef struct attnforge_args {
   const int32_t* cu_seqlens_q; /* varlen: device, B+1 entries, or NULL */
   const int32_t* cu_seqlens_k;
   int32_t batch_varlen;        /* varlen: B (number of sequences) */
-  int32_t max_seqlen_q, max_seqlen_k; /* varlen: upper bounds of the sequence lengths */
+  int32_t max_seqlen_q, max_seqlen_k; /* varlen: upper bounds of the sequence lengths (a bound above total_q / total_k is clamped to it) */
   float scale;               /* softmax scale; 0 (or NaN) means 1/sqrt(D) */
   attnforge_mask mask;
   attnforge_backend backend; /* explicit choice; AUTO lets the selector decide */

@@ -1,5 +1,5 @@
 // Params: the validated, normalised arguments of one attention call, as every kernel sees them.
-// Built on the host from attnforge_args (runtime/src/params_builder.cpp) after validation; POD.
+// Built on the host from attnforge_args (runtime/src/validate.cpp) after validation; POD.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +15,10 @@ struct SeqInfo {
   int64_t q_start, k_start;  // first token row of this sequence in the (packed) tensor
   int seqlen_q, seqlen_k;    // this sequence's lengths (may be 0 in varlen)
 };
+
+// Largest sequence length (and max_seqlen) the validator accepts: 2^31 − 2^16, so that kernels
+// and launchers may round any length up to whole tiles (≤ 256 rows) in int.
+constexpr int kMaxSeqlen = 0x7fffffff - 65535;
 
 struct Params {
   // ---- tensors (last dim contiguous; strides in elements) --------------------------------
@@ -42,7 +46,7 @@ struct Params {
 
   // ---- sizes --------------------------------------------------------------------------------
   int batch;               // B (number of sequences)
-  int seqlen_q, seqlen_k;  // dense: Sq, Sk; varlen: max_seqlen_q, max_seqlen_k
+  int seqlen_q, seqlen_k;  // dense: Sq, Sk; varlen: max_seqlen (≤ total); all ≤ kMaxSeqlen
   int heads_q, heads_kv;   // Hq, Hkv; Hq % Hkv == 0, group = Hq / Hkv
   int head_dim;            // D (runtime value; a variant's HeadDim is its compile-time twin)
   int64_t total_q, total_k;       // varlen: packed token counts; dense: B*Sq, B*Sk

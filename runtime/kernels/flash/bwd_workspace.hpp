@@ -29,6 +29,7 @@ ATTNFORGE_HD BwdWorkspaceLayout flash_bwd_workspace_layout(int block_m, int bloc
   BwdWorkspaceLayout w{};
   const size_t tq = size_t(p.total_q > 0 ? p.total_q : 0);
   const size_t hq = size_t(p.heads_q);
+  // No int overflow: the validator keeps seqlen_q ≤ kMaxSeqlen, room to round up to any tile.
   const size_t m_blocks = p.seqlen_q > 0 ? size_t((p.seqlen_q + block_m - 1) / block_m) : 0;
   w.dsum_offset = 0;  // kernels rely on this (D sits at the start of the workspace)
   w.dq_acc_offset = bwd_align256(w.dsum_offset + tq * hq * sizeof(float));
