@@ -17,13 +17,17 @@ struct WsSchedule {
   bool paired;
   int n_m, per_head, heads, n_units;  // row blocks per sequence; units per (batch, head); Hq; all units
   ATTNFORGE_HD WsSchedule(int seqlen_q, int block_m, int heads_q, int batch, bool pair_blocks)
-      : paired(pair_blocks), n_m((seqlen_q + block_m - 1) / block_m), per_head(paired ? (n_m + 1) / 2 : n_m),
+      : paired(pair_blocks), n_m(row_blocks(seqlen_q, block_m)), per_head(units_per_head(n_m, paired)),
         heads(heads_q), n_units(per_head * heads_q * batch) {}  // = count(): the launcher checked it fits
   // All units, in 64 bits (the launcher refuses more than 2^31 − 1).
   ATTNFORGE_HD static int64_t count(int seqlen_q, int block_m, int heads_q, int batch, bool pair_blocks) {
-    const int64_t n_m = (int64_t(seqlen_q) + block_m - 1) / block_m;
-    return (pair_blocks ? (n_m + 1) / 2 : n_m) * heads_q * batch;
+    return units_per_head(row_blocks(int64_t(seqlen_q), block_m), pair_blocks) * heads_q * batch;
   }
+  // One formula for the device (int) and the launcher's check (int64_t).
+  template <class I>
+  ATTNFORGE_HD static I row_blocks(I seqlen_q, int block_m) { return (seqlen_q + block_m - 1) / block_m; }
+  template <class I>
+  ATTNFORGE_HD static I units_per_head(I n_m, bool paired) { return paired ? (n_m + 1) / 2 : n_m; }
   ATTNFORGE_HD int blocks(int u) const { return paired && u % per_head < n_m - 1 - u % per_head ? 2 : 1; }
   ATTNFORGE_HD int m_block(int u, int k) const { return k == 0 ? n_m - 1 - u % per_head : u % per_head; }
   ATTNFORGE_HD int head(int u) const { return (u / per_head) % heads; }
