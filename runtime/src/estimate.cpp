@@ -63,6 +63,9 @@ bool variant_fits(const VariantInfo& v, const Problem& pr, std::string* why) {
         std::to_string(pr.seqlen_k);
   else if (pr.wants_weights && k.backend == Backend::flash)
     w = "flash cannot return the attention weights";
+  else if (k.backend != Backend::unfused && (pr.batch > kMaxGridYZ || pr.heads_q > kMaxGridYZ))
+    w = std::string("its kernels ") + kGridLimits + ", got " + std::to_string(pr.heads_q) + " heads and " +
+        std::to_string(pr.batch) + " sequences";
   else if (k.arch != 0 && current_cc_major() * 10 != k.arch)
     w = "it is built for sm_" + std::to_string(k.arch) + "a, the device is " +
         (current_cc_major() ? "sm_" + std::to_string(current_cc_major()) + "x" : std::string("absent"));
@@ -80,14 +83,23 @@ const VariantInfo* first_fitting_variant(Backend b, const Problem& pr, std::stri
     if (why) *why = describe_missing(b, pr.direction, pr.dtype, pr.head_dim, pr.mask_id);
     return nullptr;
   }
+  // None runs the call: name the Sk limit when that is what stops every candidate, else the first
+  // other reason (e.g. the device, the grid limits).
   int largest = 0;
+  std::string other;
   for (const VariantInfo* v : cands) {
-    if (variant_fits(*v, pr, nullptr)) return v;
-    largest = std::max(largest, max_seqlen_k(v->key));
+    std::string w;
+    if (variant_fits(*v, pr, &w)) return v;
+    const int limit = max_seqlen_k(v->key);
+    if (limit != 0 && pr.seqlen_k > limit)
+      largest = std::max(largest, limit);
+    else if (other.empty())
+      other = std::string(v->name) + ": " + w;
   }
   if (why)
-    *why = std::string(to_string(b)) + " supports seqlen_k up to " + std::to_string(largest) +
-           " for " + describe(pr) + ", got seqlen_k " + std::to_string(pr.seqlen_k);
+    *why = other.empty() ? std::string(to_string(b)) + " supports seqlen_k up to " + std::to_string(largest) +
+                               " for " + describe(pr) + ", got seqlen_k " + std::to_string(pr.seqlen_k)
+                         : std::string(to_string(b)) + " has no variant that runs " + describe(pr) + " (" + other + ")";
   return nullptr;
 }
 

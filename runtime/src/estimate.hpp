@@ -27,7 +27,7 @@ struct BackendEstimate {
 // Can backend b run the problem at all? Fills `why` when not (missing head dim, Sk beyond the
 // fused row limit, weights from flash...). `v` = the first fitting candidate, best-first.
 const VariantInfo* first_fitting_variant(Backend b, const Problem& pr, std::string* why);
-// True when v can run pr (direction, dtype, mask, head dim, Sk limit, weights).
+// True when v can run pr (direction, dtype, mask, head dim, Sk limit, weights, device, grid limits).
 bool variant_fits(const VariantInfo& v, const Problem& pr, std::string* why);
 
 // The estimate of running `v` (or, with v = null, backend b's first fitting variant) on the call.

@@ -1,6 +1,7 @@
 // Edge cases, one test each, run on every compiled backend: fully masked rows, NaN / 1e10 in masked
 // key/value rows, large logits, rows that see 1–5 keys (backward), fp16 inputs near its maximum, batch invariance (batches of 12, 17,
-// 128), CUDA-graph capture and replay on a non-default stream, and tensors over 2³¹ elements.
+// 128), CUDA-graph capture and replay on a non-default stream, tensors over 2³¹ elements, and more
+// sequences or heads than a grid dimension holds.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -777,6 +778,21 @@ TEST(EdgeCases, TensorsOverTwoToThe31Elements) {
   // a zero sequence in the middle: q = k = v = 0 ⇒ O = 0, finite
   const auto mid = test::download(o.as<char>() + size_t(B / 2) * size_t(per_seq) * es, size_t(per_seq), p.dtype);
   EXPECT_TRUE(std::all_of(mid.begin(), mid.end(), [](double x) { return x == 0.0; })) << "middle (zero) sequence: O != 0";
+}
+
+// ---- more heads or sequences than a grid dimension holds -------------------------------------------
+// Flash and fused launch one grid row per head and per sequence (at most 65535 each): the selector
+// sends such calls to unfused under AUTO (host test SelectTest.GridLimitsSendManyHeadsOrSequencesToUnfused),
+// which must then run them: 70000 packed sequences of 1–3 tokens, and 70000 heads of one sequence.
+TEST(EdgeCases, MoreSequencesOrHeadsThanAGridDimension) {
+  ATTNFORGE_REQUIRE_GPU();
+  test::Case seqs;
+  for (int i = 0; i < 70000; ++i) seqs.varlen_q.push_back(1 + i % 3), seqs.varlen_k.push_back(1 + (i / 3) % 3);
+  seqs.heads_q = 2, seqs.heads_kv = 1;
+  seqs.mask = "causal";
+  test::Case heads;
+  heads.seqlen_q = 3, heads.seqlen_k = 5, heads.heads_q = heads.heads_kv = 70000;
+  for (const test::Case& c : {seqs, heads}) EXPECT_TRUE(test::check_case(c, {.backend = ATTNFORGE_BACKEND_AUTO}));
 }
 
 }  // namespace

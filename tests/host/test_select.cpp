@@ -336,6 +336,41 @@ TEST_F(SelectTest, HeuristicIsFlashAtEveryLengthThenFusedThenUnfused) {
   EXPECT_TRUE(contains(u.reason, "supports seqlen_k up to")) << u.reason;
 }
 
+// Flash and fused put heads and sequences on grid y / z (at most 65535 each): a call with more goes to
+// unfused under AUTO, and an explicit flash call is refused with the reason, before any launch.
+TEST_F(SelectTest, GridLimitsSendManyHeadsOrSequencesToUnfused) {
+  REQUIRE_ALL_THREE();
+  Shape many_heads;
+  many_heads.b = 1, many_heads.sq = many_heads.sk = 4, many_heads.hq = many_heads.hkv = 70000;
+  attnforge_args a = make_args(many_heads);
+  // 70000 sequences of 2 tokens, packed (varlen; cu_seqlens are never read by selection).
+  attnforge_args v = make_args(Shape{});
+  v.q = dense(ATTNFORGE_BF16, 1, 140000, 4, 64);
+  v.k = v.v = v.q;
+  v.o = v.q;
+  for (attnforge_tensor* t : {&v.q, &v.k, &v.v, &v.o}) {  // (total, H, D)
+    t->rank = 3;
+    for (int i = 0; i < 3; ++i) t->sizes[i] = t->sizes[i + 1], t->strides[i] = t->strides[i + 1];
+  }
+  v.cu_seqlens_q = v.cu_seqlens_k = static_cast<const int32_t*>(kFake);
+  v.batch_varlen = 70000;
+  v.max_seqlen_q = v.max_seqlen_k = 2;
+  for (attnforge_args* x : {&a, &v}) {
+    Choice c = choose(*x);
+    ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+    EXPECT_EQ(c.backend, ATTNFORGE_BACKEND_UNFUSED) << c.reason;
+    x->backend = ATTNFORGE_BACKEND_FLASH;
+    c = choose(*x);
+    EXPECT_EQ(c.status, ATTNFORGE_UNSUPPORTED) << c.reason;
+    EXPECT_TRUE(contains(c.reason, "at most 65535 of each")) << c.reason;
+    x->backend = ATTNFORGE_BACKEND_AUTO;
+    x->variant = flash_->c_str();
+    c = choose(*x);
+    EXPECT_EQ(c.status, ATTNFORGE_UNSUPPORTED) << c.reason;
+    EXPECT_TRUE(contains(c.reason, "at most 65535 of each")) << c.reason;
+  }
+}
+
 // The tile preference measured on the H200: flash backward at D <= 64 takes m64n128w4.
 TEST_F(SelectTest, HeuristicTilePreferenceForFlashBackward) {
   std::vector<std::string> tiles;

@@ -1,6 +1,6 @@
 // Host-side pieces every backend's launcher shares: the detail message a failed launch leaves for
-// attnforge_last_error(), the 16-byte row alignment vectorised kernels assume beyond validation,
-// and the device's compute capability (which kernel path can run).
+// attnforge_last_error(), the 16-byte row alignment and grid limits kernels assume beyond
+// validation, and the device's compute capability (which kernel path can run).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -47,6 +47,11 @@ inline bool rows_aligned16(const Params& p, bool backward) {
          rows_aligned16(p.dv, p.dv_batch_stride, p.dv_row_stride, p.dv_head_stride);
   return ok;
 }
+
+// CUDA's limit on grid dimensions y and z: flash and fused put heads and sequences there, so a call
+// with more of either is refused by the selector (variant_fits) and again here, before any launch.
+inline constexpr int kMaxGridYZ = 65535;
+inline constexpr const char* kGridLimits = "launches one grid row per head and per sequence: at most 65535 of each";
 
 inline constexpr const char* kNeedsAlignedRows =
     "needs 16-byte aligned rows (base pointers 16-byte aligned, batch/row/head strides multiples of 8 "
