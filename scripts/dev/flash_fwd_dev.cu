@@ -42,6 +42,13 @@ static const Entry kEntries[] = {
     // tile wastes less; more stages fit): in no variant set until measured
     E("bf16_hd64_causal_m128n64w12s2_sm90a", DType::bf16, 64, m::causal, 128, 64, 12, 2, 90),
     E("bf16_hd64_causal_m128n64w12s3_sm90a", DType::bf16, 64, m::causal, 128, 64, 12, 3, 90),
+    // head dims 192 and 256 on the WS kernel (the library's hd192/hd256 take the non-WS wgmma kernel):
+    // S, P, O = 32 + 16 + 96 / 128 accumulator registers with 64 keys; in no variant set until measured
+    E("bf16_hd192_none_m128n64w12s2_sm90a", DType::bf16, 192, m::none, 128, 64, 12, 2, 90),
+    E("bf16_hd192_causal_m128n64w12s2_sm90a", DType::bf16, 192, m::causal, 128, 64, 12, 2, 90),
+    E("bf16_hd192_none_m128n64w12s3_sm90a", DType::bf16, 192, m::none, 128, 64, 12, 3, 90),
+    E("bf16_hd256_none_m128n64w12s2_sm90a", DType::bf16, 256, m::none, 128, 64, 12, 2, 90),
+    E("bf16_hd256_causal_m128n64w12s2_sm90a", DType::bf16, 256, m::causal, 128, 64, 12, 2, 90),
 #elif !defined(DEV_SET)
     E("bf16_hd64_none_m128n64w4s2", DType::bf16, 64, m::none, 128, 64, 4, 2),
     E("bf16_hd64_causal_m128n64w4s2", DType::bf16, 64, m::causal, 128, 64, 4, 2),

@@ -230,6 +230,8 @@ def run_checks(quick):
 def time_grid():
     # DEV_SS: comma-separated sequence lengths (default the training grid's 1024 … 16384)
     SS = [int(x) for x in os.environ.get("DEV_SS", "1024,2048,4096,8192,16384").split(",")]
+    # DEV_DS: head dims (default 64,128); H = 2048 // D heads (D 192: 10 heads, H·D = 1920)
+    DS = [int(x) for x in os.environ.get("DEV_DS", "64,128").split(",")]
     from torch.nn.attention import SDPBackend, sdpa_kernel
     def bench(fn, reps=9, inner=8):
         # inner back-to-back calls per event pair: host launch cost (ctypes) hides behind the GPU
@@ -247,7 +249,7 @@ def time_grid():
         ts.sort()
         return ts[len(ts) // 2]
     rows = []
-    for D in (64, 128):
+    for D in DS:
         for S in SS:
             for causal in (False, True):
                 B, H = 16384 // S, 2048 // D

@@ -5,8 +5,9 @@
 // tile j with P_{j−1}·V_{j−1}. With two consumers (m128, 12 warps) they also take turns on the tensor
 // cores (ping-pong: one warpgroup's softmax overlaps the other's GEMMs); three (m192, 16 warps) run
 // free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer loads
-// the next block's Q and first K while the consumers finish the last one. Head dim 64 or 128, f16/bf16,
-// masks without a tensor (codegen/limits.py).
+// the next block's Q and first K while the consumers finish the last one. Head dim a multiple of 64 up
+// to 256 (codegen/limits.py admits 64 and 128; 192 and 256 are dev-driver only until measured),
+// f16/bf16, masks without a tensor.
 #pragma once
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -54,7 +55,7 @@ struct FwdWsConfig {
   static constexpr bool kUnevenRows = std::string_view(Mask::kName) != "none";
   static_assert((kBlockM == 128 || kBlockM == 192) && V::TileT::kWarps == 4 * (kConsumers + 1),
                 "a producer warpgroup + two or three consumer warpgroups of 64 rows");
-  static_assert(kD == 64 || kD == 128, "head dim 64 or 128");
+  static_assert(kD % 64 == 0 && kD <= 256, "head dim: whole 64-column slabs, at most 256 (wgmma N of O)");
   static_assert(prim::sm90::kWgmmaHasN<kBlockN> && kBlockN <= 192 && kStages >= 2,
                 "K/V tiles of a wgmma N up to 192 keys, >= 2 stages");
   static_assert(kDType == DType::f16 || kDType == DType::bf16, "16-bit inputs");
