@@ -64,7 +64,7 @@ bool variant_fits(const VariantInfo& v, const Problem& pr, std::string* why) {
   else if (pr.wants_weights && k.backend == Backend::flash)
     w = "flash cannot return the attention weights";
   else if (k.backend != Backend::unfused && (pr.batch > kMaxGridYZ || pr.heads_q > kMaxGridYZ))
-    w = std::string("its kernels ") + kGridLimits + ", got " + std::to_string(pr.heads_q) + " heads and " +
+    w = std::string("it ") + kGridLimits + ", got " + std::to_string(pr.heads_q) + " heads and " +
         std::to_string(pr.batch) + " sequences";
   else if (k.arch != 0 && current_cc_major() * 10 != k.arch)
     w = "it is built for sm_" + std::to_string(k.arch) + "a, the device is " +
