@@ -174,7 +174,8 @@ def load(path: str | Path) -> Config:
         for k in BACKEND_KEYS:
             if k not in b:
                 raise ConfigError(file, f"{key}.{k}", "missing")
-        dtypes = _choices(file, f"{key}.dtypes", b["dtypes"], DTYPES if name == "unfused" else ("f16", "bf16"))
+        # Flash is 16-bit only; unfused (cuBLAS) and fused (fp32 on CUDA cores, fused/f32_cta.hpp) take f32 too.
+        dtypes = _choices(file, f"{key}.dtypes", b["dtypes"], ("f16", "bf16") if name == "flash" else DTYPES)
         hds = _head_dims(file, f"{key}.head_dims", b["head_dims"], name)
         dirs = _choices(file, f"{key}.directions", b["directions"], DIRECTIONS)
         mks = _choices(file, f"{key}.masks", b["masks"], list(masks))

@@ -51,12 +51,33 @@ def _smem_tile_bytes(rows: int, cols: int, e: int) -> int:
     return rows * (chunks if chunks % 8 == 0 else chunks + 1) * 16
 
 
+FUSED_F32_KEY_TILE = 32  # K/V rows per shared-memory tile of the fp32 kernel (F32Plan::kKeyTile)
+
+
+def fused_f32_max_seqlen_k(d: int, m: int, w: int, direction: str) -> tuple[int, int]:
+    """The fp32 fused kernel (runtime/kernels/fused/f32_cta.hpp, F32Plan) keeps the score block in shared
+    memory: Q (m, d+1), a K/V tile (32, d+1), S (m, n), O (m, d), LSE (m) floats, and for the backward
+    dO (m, d+1) and dP (m, n) too. n: the largest multiple of 64 that fits, at most the fused cap."""
+    pitch = d + 1
+    fixed = m * pitch + FUSED_F32_KEY_TILE * pitch + m * d + m
+    per_key = m
+    if direction == "bwd":
+        fixed += m * pitch
+        per_key += m
+    n = min((SMEM_BYTES_PER_BLOCK // 4 - fixed) // per_key // 64 * 64, FUSED_MAX_SEQLEN_K_CAP)
+    if n < 64:
+        raise Unfit(f"no room for a 64-key fp32 score row of {m} rows beside d={d} in shared memory")
+    return n, (fixed + per_key * n) * 4
+
+
 def fused_max_seqlen_k(dtype: str, d: int, m: int, w: int, direction: str = "fwd") -> tuple[int, int]:
     """Largest Sk the fused kernel (runtime/kernels/fused/) keeps on chip; returns (max_seqlen_k,
     smem bytes of the `direction` kernel). Warps form (m/16 row bands) × (wn key columns); each warp
     holds its 16 rows × (Sk / wn) keys as fp32 registers, 32 per 64-key tile, beside the O accumulator
     (d/2 floats): steps = min((FUSED_MAX_ACC_FLOATS − d/2) // 32, FUSED_MAX_S_FLOATS // 32) tiles per
     warp, Sk = steps · 64 · wn."""
+    if dtype == "f32":
+        return fused_f32_max_seqlen_k(d, m, w, direction)
     e = ELEM_BYTES[dtype]
     if m % 16 or m == 0:
         raise Unfit(f"block m={m} is not a multiple of 16")

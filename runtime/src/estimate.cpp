@@ -161,8 +161,9 @@ int kernel_launches(const VariantKey& key, const Problem& pr, const Params& p) {
       return fwd ? 1 : 4;
     case Backend::fused:
       // fused/fwd.cuh: one kernel (P written from it when requested). fused/bwd.cuh: zero the fp32
-      // dK/dV accumulators (memset), the main kernel, the dK/dV conversion.
-      return fwd ? 1 : 3;
+      // dK/dV accumulators (memset), the main kernel, the dK/dV conversion; fp32 (fused/f32.cuh): zero
+      // dk/dv, the main kernel.
+      return fwd ? 1 : key.dtype == DType::f32 ? 2 : 3;
     case Backend::unfused: {
       // unfused/{fwd,bwd}.cuh run one strided-batched GEMM per query head of a KV group (G = Hq/Hkv)
       // per batch chunk (dense: one chunk; varlen: one per sequence). Forward: S = Q·Kᵀ, O = P·V

@@ -107,6 +107,25 @@ def test_fused_limit_is_in_name_and_manifest(tmp_path):
         assert f"n{v['tile']['n']}" in v["name"]
 
 
+def test_fused_f32_sizes_its_score_row_from_shared_memory(tmp_path):
+    """fp32 fused variants (runtime/kernels/fused/f32_cta.hpp) keep S in shared memory: the generator
+    sizes n from the shared-memory plan (capped at 1024) and drops a tile with no room for 64 keys."""
+    cfg = tmp_path / "f32.toml"
+    cfg.write_text(f'include = ["{ROOT}/codegen/variants/masks.toml"]\n' + textwrap.dedent("""\
+        [backend.fused]
+        dtypes = ["f32"]
+        head_dims = [64, 256]
+        directions = ["fwd", "bwd"]
+        masks = ["causal"]
+        tiles = [{ m = 16, warps = 8 }, { m = 64, warps = 8 }]
+        """))
+    built, out = listed(cfg)
+    assert "fused_fwd_f32_hd64_causal_m16n1024w8" in built, out
+    assert "fused_bwd_f32_hd64_causal_m64n320w8" in built, out
+    assert "fused_fwd_f32_hd256_causal_m64n256w8" in built, out
+    assert "fused_bwd_f32_hd256_causal_m64w8: no room for a 64-key fp32 score row" in out, out
+
+
 def test_arch_axis_names_instantiates_and_drops(tmp_path):
     """A tile with arch = "sm90a" is a warp-specialized flash kernel: name suffix _sm90a,
     Tile<..., 90> in the variant list, dropped with a reason where the kernel cannot go."""

@@ -21,6 +21,7 @@
 #include "common/variant.hpp"
 #include "fused/column_partials.cuh"
 #include "fused/config.cuh"
+#include "fused/f32.cuh"
 #include "fused/host_util.hpp"
 
 namespace attnforge::fused {
@@ -411,7 +412,7 @@ __global__ void __launch_bounds__(256) convert_dkdv_kernel(const __grid_constant
 template <class V>
 attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
   if constexpr (V::kDType == DType::f32) {
-    return fail(ATTNFORGE_UNSUPPORTED, "fused has no fp32 kernel; use f16 or bf16");
+    return run_f32<V>(p, stream);  // CUDA cores (fused/f32.cuh)
   } else {
     using Cfg = BwdConfig<V>;
     if (p.head_dim != Cfg::kHeadDim)

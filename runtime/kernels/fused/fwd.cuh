@@ -17,6 +17,7 @@
 #include "common/variant.hpp"
 #include "fused/column_partials.cuh"
 #include "fused/config.cuh"
+#include "fused/f32.cuh"
 #include "fused/fwd_sm90.cuh"
 #include "fused/host_util.hpp"
 #include "fused/row_softmax.cuh"
@@ -232,7 +233,7 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
 template <class V>
 attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
   if constexpr (V::kDType == DType::f32) {
-    return fail(ATTNFORGE_UNSUPPORTED, "fused has no fp32 kernel; use f16 or bf16");
+    return run_f32<V>(p, stream);  // CUDA cores (fused/f32.cuh)
   } else {
     using Cfg = Config<V>;
     if (p.head_dim != Cfg::kHeadDim)
