@@ -28,7 +28,8 @@ using attnforge::test::check_case_fails;
 using attnforge::test::odd_shape_cases;
 using attnforge::test::RunOptions;
 
-constexpr attnforge_dtype kDtypes[] = {ATTNFORGE_F16, ATTNFORGE_BF16};
+// fp32 runs on CUDA cores (fused/f32.cuh); a dtype with no compiled fused variant is skipped.
+constexpr attnforge_dtype kDtypes[] = {ATTNFORGE_F16, ATTNFORGE_BF16, ATTNFORGE_F32};
 const RunOptions kFused{.backend = ATTNFORGE_BACKEND_FUSED};
 
 // A compiled fused forward variant, parsed from its canonical name
@@ -41,13 +42,14 @@ struct FusedVariant {
 };
 
 std::vector<FusedVariant> compiled_fused(const char* direction) {
-  const std::regex re(std::string("fused_") + direction + R"(_(f16|bf16)_hd(\d+)_(\w+)_m(\d+)n(\d+)w(\d+))");
+  const std::regex re(std::string("fused_") + direction + R"(_(f32|f16|bf16)_hd(\d+)_(\w+)_m(\d+)n(\d+)w(\d+))");
   std::vector<FusedVariant> out;
   for (int i = 0; i < attnforge_variant_count(); ++i) {
     const std::string name = attnforge_variant_name(i);
     std::smatch m;
     if (!std::regex_match(name, m, re)) continue;
-    out.push_back({name, m[1] == "f16" ? ATTNFORGE_F16 : ATTNFORGE_BF16, std::stoi(m[2]), std::stoi(m[4]),
+    const attnforge_dtype t = m[1] == "f16" ? ATTNFORGE_F16 : m[1] == "bf16" ? ATTNFORGE_BF16 : ATTNFORGE_F32;
+    out.push_back({name, t, std::stoi(m[2]), std::stoi(m[4]),
                    std::stoi(m[5]), std::stoi(m[6]), m[3]});
   }
   return out;
@@ -242,23 +244,24 @@ TEST(Fused, BiasKindsAndBroadcast) {
       {false, false, false, false}, {true, false, false, false}, {false, true, true, false}};
   int n = 0;
   for (BiasKind kind : {BiasKind::additive, BiasKind::additive_f32, BiasKind::boolean})
-    for (const auto& bc : broadcasts) {
-      const attnforge_dtype t = kDtypes[n++ % 2];
-      if (fused_limit(t, 64, "bias") == 0) continue;
-      Case c;
-      c.dtype = t;
-      c.batch = 2;
-      c.seqlen_q = 45;
-      c.seqlen_k = 203;
-      c.heads_q = 4;
-      c.heads_kv = 2;
-      c.mask = "bias";
-      c.bias = kind;
-      c.bias_broadcast = bc;
-      c.masked_rows = bc[2] ? 0 : 3;
-      c.return_weights = n % 2 == 0;
-      EXPECT_TRUE(check_case(c, kFused));
-    }
+    for (const auto& bc : broadcasts)
+      for (attnforge_dtype t : kDtypes) {
+        ++n;
+        if (fused_limit(t, 64, "bias") == 0) continue;
+        Case c;
+        c.dtype = t;
+        c.batch = 2;
+        c.seqlen_q = 45;
+        c.seqlen_k = 203;
+        c.heads_q = 4;
+        c.heads_kv = 2;
+        c.mask = "bias";
+        c.bias = kind;
+        c.bias_broadcast = bc;
+        c.masked_rows = bc[2] ? 0 : 3;
+        c.return_weights = n % 2 == 0;
+        EXPECT_TRUE(check_case(c, kFused));
+      }
 }
 
 // Non-contiguous tensors (padded rows), a custom scale, and the library-supplied LSE.
