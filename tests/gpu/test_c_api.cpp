@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "attention_case.hpp"
+#include "tensor_view.hpp"
 
 namespace {
 
@@ -52,15 +53,7 @@ TEST(CApi, WorkspaceSizeCoversTheTemporaryLse) {
   DeviceBuffer q(2 * 64 * 4 * 64 * 2), o(2 * 64 * 4 * 64 * 2), lse(2 * 4 * 64 * 4);
   attnforge_args a;
   attnforge_args_init(&a);
-  auto t = [](void* p, attnforge_dtype dt, std::initializer_list<int64_t> s) {
-    attnforge_tensor x{};
-    x.data = p, x.dtype = dt, x.rank = int(s.size());
-    int i = 0;
-    for (int64_t v : s) x.sizes[i++] = v;
-    int64_t st = 1;
-    for (int d = x.rank - 1; d >= 0; --d) x.strides[d] = st, st *= x.sizes[d];
-    return x;
-  };
+  const auto t = attnforge::test::contiguous_tensor;
   a.q = a.k = a.v = t(q.get(), ATTNFORGE_BF16, {2, 64, 4, 64});
   a.o = t(o.get(), ATTNFORGE_BF16, {2, 64, 4, 64});
   a.backend = ATTNFORGE_BACKEND_UNFUSED;

@@ -18,8 +18,11 @@
 #include <vector>
 
 #include "attention_case.hpp"
+#include "tensor_view.hpp"
 
 namespace {
+
+using attnforge::test::contiguous_tensor;
 
 using attnforge::test::BiasKind;
 using attnforge::test::Case;
@@ -295,18 +298,6 @@ struct Tensors {
   attnforge::test::DeviceBuffer q, k, v, o, lse, w, d_o, dq, dk, dv;
 };
 
-attnforge_tensor dense(void* data, attnforge_dtype t, std::initializer_list<int64_t> sizes) {
-  attnforge_tensor x{};
-  x.data = data;
-  x.dtype = t;
-  x.rank = int32_t(sizes.size());
-  int i = 0;
-  for (int64_t s : sizes) x.sizes[i++] = s;
-  int64_t stride = 1;
-  for (int d = x.rank - 1; d >= 0; --d) x.strides[d] = stride, stride *= x.sizes[d];
-  return x;
-}
-
 // Kernel nodes of the graph captured around fn(stream); fn's status must be OK.
 int kernels_in_capture(const std::function<attnforge_status(cudaStream_t)>& fn, cudaGraph_t* keep) {
   cudaStream_t s;
@@ -355,12 +346,12 @@ TEST(Fused, OneKernelPerForwardAtMostTwoPerBackward) {
   x.dv = attnforge::test::DeviceBuffer(n * 2);
   attnforge_args a;
   attnforge_args_init(&a);
-  a.q = dense(x.q.get(), t, {B, S, H, d});
-  a.k = dense(x.k.get(), t, {B, S, H, d});
-  a.v = dense(x.v.get(), t, {B, S, H, d});
-  a.o = dense(x.o.get(), t, {B, S, H, d});
-  a.lse = dense(x.lse.get(), ATTNFORGE_F32, {B, H, S});
-  a.weights = dense(x.w.get(), t, {B, H, S, S});
+  a.q = contiguous_tensor(x.q.get(), t, {B, S, H, d});
+  a.k = contiguous_tensor(x.k.get(), t, {B, S, H, d});
+  a.v = contiguous_tensor(x.v.get(), t, {B, S, H, d});
+  a.o = contiguous_tensor(x.o.get(), t, {B, S, H, d});
+  a.lse = contiguous_tensor(x.lse.get(), ATTNFORGE_F32, {B, H, S});
+  a.weights = contiguous_tensor(x.w.get(), t, {B, H, S, S});
   a.mask.kind = "causal";
   a.backend = ATTNFORGE_BACKEND_FUSED;
 
@@ -387,10 +378,10 @@ TEST(Fused, OneKernelPerForwardAtMostTwoPerBackward) {
   // node, not a kernel); kernels must be at most two.
   attnforge_args b = a;
   b.weights = attnforge_tensor{};
-  b.d_o = dense(x.d_o.get(), t, {B, S, H, d});
-  b.dq = dense(x.dq.get(), t, {B, S, H, d});
-  b.dk = dense(x.dk.get(), t, {B, S, H, d});
-  b.dv = dense(x.dv.get(), t, {B, S, H, d});
+  b.d_o = contiguous_tensor(x.d_o.get(), t, {B, S, H, d});
+  b.dq = contiguous_tensor(x.dq.get(), t, {B, S, H, d});
+  b.dk = contiguous_tensor(x.dk.get(), t, {B, S, H, d});
+  b.dv = contiguous_tensor(x.dv.get(), t, {B, S, H, d});
   cudaGraph_t bwd = nullptr;
   const int k_bwd = kernels_in_capture([&](cudaStream_t s) { return attnforge_backward(&b, s); }, &bwd);
   EXPECT_GE(k_bwd, 1);

@@ -14,46 +14,17 @@
 
 #include "attnforge/attnforge.h"
 #include "variant_key.hpp"
+#include "sample_call.hpp"
+#include "tensor_view.hpp"
 
 namespace {
 
-void* fake(uintptr_t i) { return reinterpret_cast<void*>(uintptr_t(0x100000) * i); }
+using attnforge::test::contiguous_tensor;
 
-attnforge_tensor tensor(void* data, attnforge_dtype dtype, std::initializer_list<int64_t> sizes) {
-  attnforge_tensor t{};
-  t.data = data, t.dtype = dtype, t.rank = int32_t(sizes.size());
-  int i = 0;
-  for (int64_t s : sizes) t.sizes[i++] = s;
-  int64_t stride = 1;
-  for (int d = t.rank - 1; d >= 0; --d) t.strides[d] = stride, stride *= t.sizes[d];
-  return t;
-}
+void* fake(uintptr_t i) { return attnforge::test::fake_pointer(i); }
 
-// A valid dense bf16 call (B=2, Sq=128, Sk=256, Hq=8, Hkv=2, D=64), backward tensors included.
-attnforge_args valid_call() {
-  attnforge_args a;
-  attnforge_args_init(&a);
-  a.q = tensor(fake(1), ATTNFORGE_BF16, {2, 128, 8, 64});
-  a.k = tensor(fake(2), ATTNFORGE_BF16, {2, 256, 2, 64});
-  a.v = tensor(fake(3), ATTNFORGE_BF16, {2, 256, 2, 64});
-  a.o = tensor(fake(4), ATTNFORGE_BF16, {2, 128, 8, 64});
-  a.lse = tensor(fake(5), ATTNFORGE_F32, {2, 8, 128});
-  a.d_o = tensor(fake(6), ATTNFORGE_BF16, {2, 128, 8, 64});
-  a.dq = tensor(fake(7), ATTNFORGE_BF16, {2, 128, 8, 64});
-  a.dk = tensor(fake(8), ATTNFORGE_BF16, {2, 256, 2, 64});
-  a.dv = tensor(fake(9), ATTNFORGE_BF16, {2, 256, 2, 64});
-  return a;
-}
-void make_varlen(attnforge_args& a) {
-  a.q = tensor(fake(1), ATTNFORGE_BF16, {300, 8, 64});
-  a.k = tensor(fake(2), ATTNFORGE_BF16, {500, 2, 64});
-  a.v = tensor(fake(3), ATTNFORGE_BF16, {500, 2, 64});
-  a.o = tensor(fake(4), ATTNFORGE_BF16, {300, 8, 64});
-  a.lse = tensor(fake(5), ATTNFORGE_F32, {8, 300});
-  a.cu_seqlens_q = static_cast<const int32_t*>(fake(10));
-  a.cu_seqlens_k = static_cast<const int32_t*>(fake(11));
-  a.batch_varlen = 3, a.max_seqlen_q = 128, a.max_seqlen_k = 256;
-}
+attnforge_args valid_call() { return attnforge::test::sample_dense_call(); }
+void make_varlen(attnforge_args& a) { attnforge::test::make_sample_varlen(a); }
 
 enum class Call { forward, backward, workspace_size };
 
@@ -100,7 +71,7 @@ std::vector<Row> rows() {
       {"dq in f16 (backward)", Call::backward, [](A& a) { a.dq.dtype = ATTNFORGE_F16; }, INV, "same dtype"},
       {"lse in bf16", Call::forward, [](A& a) { a.lse.dtype = ATTNFORGE_BF16; }, INV, "expected lse to have dtype f32"},
       // ---- ranks, sizes, strides ----
-      {"q of rank 3 without cu_seqlens", Call::forward, [](A& a) { a.q = tensor(fake(1), ATTNFORGE_BF16, {256, 8, 64}); },
+      {"q of rank 3 without cu_seqlens", Call::forward, [](A& a) { a.q = contiguous_tensor(fake(1), ATTNFORGE_BF16, {256, 8, 64}); },
        INV, "expected q to have rank 4"},
       {"a zero size (Sq = 0)", Call::forward, [](A& a) { a.q.sizes[1] = a.o.sizes[1] = 0; }, INV, "positive sizes"},
       {"a negative stride", Call::forward, [](A& a) { a.k.strides[1] = -128; }, INV, "non-negative strides"},
@@ -118,13 +89,13 @@ std::vector<Row> rows() {
       {"dk shaped unlike k (backward)", Call::backward, [](A& a) { a.dk.sizes[1] = 128; }, INV, "same shape"},
       {"head_dim 2048", Call::forward,
        [](A& a) {
-         for (auto* t : {&a.q, &a.k, &a.v, &a.o}) *t = tensor(t->data, t->dtype, {2, t->sizes[1], t->sizes[2], 2048});
+         for (auto* t : {&a.q, &a.k, &a.v, &a.o}) *t = contiguous_tensor(t->data, t->dtype, {2, t->sizes[1], t->sizes[2], 2048});
        },
        INV, "expected head_dim in [1, 1024]"},
       {"Hq = 8 not a multiple of Hkv = 3", Call::forward,
        [](A& a) {
-         a.k = tensor(fake(2), ATTNFORGE_BF16, {2, 256, 3, 64});
-         a.v = tensor(fake(3), ATTNFORGE_BF16, {2, 256, 3, 64});
+         a.k = contiguous_tensor(fake(2), ATTNFORGE_BF16, {2, 256, 3, 64});
+         a.v = contiguous_tensor(fake(3), ATTNFORGE_BF16, {2, 256, 3, 64});
        },
        INV, "multiple of the number of key/value heads"},
       {"Sq = 2^31 (over int32)", Call::forward, [big](A& a) { a.q.sizes[1] = a.o.sizes[1] = big, a.lse = {}; }, INV,
@@ -152,28 +123,28 @@ std::vector<Row> rows() {
       {"varlen with a dense (B, Hq, Sq) lse", Call::forward,
        [](A& a) {
          make_varlen(a);
-         a.lse = tensor(fake(5), ATTNFORGE_F32, {3, 8, 128});
+         a.lse = contiguous_tensor(fake(5), ATTNFORGE_F32, {3, 8, 128});
        },
        INV, "lse"},
       {"attention weights with varlen", Call::forward,
        [](A& a) {
          make_varlen(a);
-         a.weights = tensor(fake(12), ATTNFORGE_BF16, {3, 8, 128, 256});
+         a.weights = contiguous_tensor(fake(12), ATTNFORGE_BF16, {3, 8, 128, 256});
        },
        UNS, "not supported with cu_seqlens"},
       // ---- weights ----
       {"weights of the wrong shape", Call::forward,
-       [](A& a) { a.weights = tensor(fake(12), ATTNFORGE_BF16, {2, 8, 128, 255}); }, INV,
+       [](A& a) { a.weights = contiguous_tensor(fake(12), ATTNFORGE_BF16, {2, 8, 128, 255}); }, INV,
        "expected weights to have shape (B, Hq, Sq, Sk)"},
       {"weights not contiguous", Call::forward,
        [](A& a) {
-         a.weights = tensor(fake(12), ATTNFORGE_BF16, {2, 8, 128, 256});
+         a.weights = contiguous_tensor(fake(12), ATTNFORGE_BF16, {2, 8, 128, 256});
          a.weights.strides[2] = 512;
        },
        INV, "expected weights to be contiguous"},
       {"weights requested from flash", Call::forward,
        [](A& a) {
-         a.weights = tensor(fake(12), ATTNFORGE_BF16, {2, 8, 128, 256});
+         a.weights = contiguous_tensor(fake(12), ATTNFORGE_BF16, {2, 8, 128, 256});
          a.backend = ATTNFORGE_BACKEND_FLASH;
        },
        UNS, "flash cannot return the attention weights"},
@@ -191,25 +162,25 @@ std::vector<Row> rows() {
       {"bias of dtype f16 with bf16 q", Call::forward,
        [](A& a) {
          a.mask.kind = "bias";
-         a.mask.bias = tensor(fake(13), ATTNFORGE_F16, {1, 1, 128, 256});
+         a.mask.bias = contiguous_tensor(fake(13), ATTNFORGE_F16, {1, 1, 128, 256});
        },
        INV, "expected mask.bias to have dtype"},
       {"bias of rank 2", Call::forward,
        [](A& a) {
          a.mask.kind = "bias";
-         a.mask.bias = tensor(fake(13), ATTNFORGE_BOOL, {128, 256});
+         a.mask.bias = contiguous_tensor(fake(13), ATTNFORGE_BOOL, {128, 256});
        },
        INV, "expected mask.bias to have rank 4"},
       {"bias not broadcastable (Sk 7)", Call::forward,
        [](A& a) {
          a.mask.kind = "bias";
-         a.mask.bias = tensor(fake(13), ATTNFORGE_F32, {2, 8, 128, 7});
+         a.mask.bias = contiguous_tensor(fake(13), ATTNFORGE_F32, {2, 8, 128, 7});
        },
        INV, "broadcastable to (B, Hq, Sq, Sk)"},
       {"a bias tensor with mask 'causal'", Call::forward,
        [](A& a) {
          a.mask.kind = "causal";
-         a.mask.bias = tensor(fake(13), ATTNFORGE_F32, {1, 1, 128, 256});
+         a.mask.bias = contiguous_tensor(fake(13), ATTNFORGE_F32, {1, 1, 128, 256});
        },
        INV, "reads no tensor"},
       // ---- scale, backend, variant, budget ----
@@ -230,7 +201,7 @@ std::vector<Row> rows() {
        UNS, "cannot run this call"},
       {"flash with head_dim 80 (not compiled)", Call::forward,
        [](A& a) {
-         for (auto* t : {&a.q, &a.k, &a.v, &a.o}) *t = tensor(t->data, t->dtype, {2, t->sizes[1], t->sizes[2], 80});
+         for (auto* t : {&a.q, &a.k, &a.v, &a.o}) *t = contiguous_tensor(t->data, t->dtype, {2, t->sizes[1], t->sizes[2], 80});
          a.backend = ATTNFORGE_BACKEND_FLASH;
        },
        UNS, ""},

@@ -18,8 +18,11 @@
 #include "fused/f32_cta.hpp"
 #include "masks.hpp"
 #include "validate.hpp"
+#include "tensor_view.hpp"
 
 namespace {
+
+using attnforge::test::contiguous_tensor;
 
 using namespace attnforge;
 namespace gm = attnforge::generated::mask;
@@ -47,16 +50,6 @@ struct Tensors {
   std::vector<uint8_t> bias_bool;  // the BOOL bias as the kernel reads it (1 byte per element)
 };
 
-attnforge_tensor tensor(void* data, attnforge_dtype t, std::initializer_list<int64_t> sizes) {
-  attnforge_tensor x{};
-  x.data = data, x.dtype = t, x.rank = int32_t(sizes.size());
-  int i = 0;
-  for (int64_t s : sizes) x.sizes[i++] = s;
-  int64_t stride = 1;
-  for (int d = x.rank - 1; d >= 0; --d) x.strides[d] = stride, stride *= x.sizes[d];
-  return x;
-}
-
 std::vector<float> normals(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> dist(0.f, 1.f);
@@ -71,19 +64,19 @@ Params params_of(const Problem& pr, Tensors& t, Direction dir) {
   attnforge_args_init(&a);
   const int64_t rq = pr.rows_q(), rk = pr.rows_k();
   if (pr.varlen()) {
-    a.q = tensor(t.q.data(), ATTNFORGE_F32, {rq, pr.Hq, pr.D});
-    a.k = tensor(t.k.data(), ATTNFORGE_F32, {rk, pr.Hkv, pr.D});
-    a.v = tensor(t.v.data(), ATTNFORGE_F32, {rk, pr.Hkv, pr.D});
-    a.o = tensor(t.o.data(), ATTNFORGE_F32, {rq, pr.Hq, pr.D});
-    a.lse = tensor(t.lse.data(), ATTNFORGE_F32, {pr.Hq, rq});
+    a.q = contiguous_tensor(t.q.data(), ATTNFORGE_F32, {rq, pr.Hq, pr.D});
+    a.k = contiguous_tensor(t.k.data(), ATTNFORGE_F32, {rk, pr.Hkv, pr.D});
+    a.v = contiguous_tensor(t.v.data(), ATTNFORGE_F32, {rk, pr.Hkv, pr.D});
+    a.o = contiguous_tensor(t.o.data(), ATTNFORGE_F32, {rq, pr.Hq, pr.D});
+    a.lse = contiguous_tensor(t.lse.data(), ATTNFORGE_F32, {pr.Hq, rq});
     a.cu_seqlens_q = pr.cu_q.data(), a.cu_seqlens_k = pr.cu_k.data();
     a.batch_varlen = pr.B, a.max_seqlen_q = pr.Sq, a.max_seqlen_k = pr.Sk;
   } else {
-    a.q = tensor(t.q.data(), ATTNFORGE_F32, {pr.B, pr.Sq, pr.Hq, pr.D});
-    a.k = tensor(t.k.data(), ATTNFORGE_F32, {pr.B, pr.Sk, pr.Hkv, pr.D});
-    a.v = tensor(t.v.data(), ATTNFORGE_F32, {pr.B, pr.Sk, pr.Hkv, pr.D});
-    a.o = tensor(t.o.data(), ATTNFORGE_F32, {pr.B, pr.Sq, pr.Hq, pr.D});
-    a.lse = tensor(t.lse.data(), ATTNFORGE_F32, {pr.B, pr.Hq, pr.Sq});
+    a.q = contiguous_tensor(t.q.data(), ATTNFORGE_F32, {pr.B, pr.Sq, pr.Hq, pr.D});
+    a.k = contiguous_tensor(t.k.data(), ATTNFORGE_F32, {pr.B, pr.Sk, pr.Hkv, pr.D});
+    a.v = contiguous_tensor(t.v.data(), ATTNFORGE_F32, {pr.B, pr.Sk, pr.Hkv, pr.D});
+    a.o = contiguous_tensor(t.o.data(), ATTNFORGE_F32, {pr.B, pr.Sq, pr.Hq, pr.D});
+    a.lse = contiguous_tensor(t.lse.data(), ATTNFORGE_F32, {pr.B, pr.Hq, pr.Sq});
   }
   if (dir == Direction::bwd) {
     a.d_o = a.o, a.d_o.data = t.d_o.data();
@@ -94,9 +87,9 @@ Params params_of(const Problem& pr, Tensors& t, Direction dir) {
   a.mask.kind = pr.mask.c_str();
   for (int i = 0; i < 4; ++i) a.mask.scalars[i] = pr.scalars[i];
   if (pr.bias)
-    a.mask.bias = pr.bias_bool ? tensor(t.bias_bool.data(), ATTNFORGE_BOOL, {pr.B, pr.Hq, pr.Sq, pr.Sk})
-                               : tensor(t.bias.data(), ATTNFORGE_F32, {pr.B, pr.Hq, pr.Sq, pr.Sk});
-  if (pr.weights) a.weights = tensor(t.w.data(), ATTNFORGE_F32, {pr.B, pr.Hq, pr.Sq, pr.Sk});
+    a.mask.bias = pr.bias_bool ? contiguous_tensor(t.bias_bool.data(), ATTNFORGE_BOOL, {pr.B, pr.Hq, pr.Sq, pr.Sk})
+                               : contiguous_tensor(t.bias.data(), ATTNFORGE_F32, {pr.B, pr.Hq, pr.Sq, pr.Sk});
+  if (pr.weights) a.weights = contiguous_tensor(t.w.data(), ATTNFORGE_F32, {pr.B, pr.Hq, pr.Sq, pr.Sk});
   ValidatedCall call;
   std::string error;
   EXPECT_EQ(validate_args(a, dir, call, error), ATTNFORGE_OK) << error;

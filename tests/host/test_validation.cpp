@@ -12,51 +12,23 @@
 #include "attnforge/attnforge.h"
 #include "select.hpp"
 #include "validate.hpp"
+#include "sample_call.hpp"
+#include "tensor_view.hpp"
 
 namespace {
 
-void* fake(uintptr_t i) { return reinterpret_cast<void*>(0x100000 * i); }
+using attnforge::test::contiguous_tensor;
 
-attnforge_tensor tensor(void* data, attnforge_dtype dtype, std::initializer_list<int64_t> sizes) {
-  attnforge_tensor t{};
-  t.data = data;
-  t.dtype = dtype;
-  t.rank = int32_t(sizes.size());
-  int i = 0;
-  for (int64_t s : sizes) t.sizes[i++] = s;
-  int64_t stride = 1;
-  for (int d = t.rank - 1; d >= 0; --d) t.strides[d] = stride, stride *= t.sizes[d];
-  return t;
-}
+void* fake(uintptr_t i) { return attnforge::test::fake_pointer(i); }
 
 // A valid dense bf16 call: B=2, Sq=128, Sk=256, Hq=8, Hkv=2, D=64; backward tensors filled too.
 struct Validation : ::testing::Test {
   attnforge_args a;
   void SetUp() override {
-    attnforge_args_init(&a);
-    a.q = tensor(fake(1), ATTNFORGE_BF16, {2, 128, 8, 64});
-    a.k = tensor(fake(2), ATTNFORGE_BF16, {2, 256, 2, 64});
-    a.v = tensor(fake(3), ATTNFORGE_BF16, {2, 256, 2, 64});
-    a.o = tensor(fake(4), ATTNFORGE_BF16, {2, 128, 8, 64});
-    a.lse = tensor(fake(5), ATTNFORGE_F32, {2, 8, 128});
-    a.d_o = tensor(fake(6), ATTNFORGE_BF16, {2, 128, 8, 64});
-    a.dq = tensor(fake(7), ATTNFORGE_BF16, {2, 128, 8, 64});
-    a.dk = tensor(fake(8), ATTNFORGE_BF16, {2, 256, 2, 64});
-    a.dv = tensor(fake(9), ATTNFORGE_BF16, {2, 256, 2, 64});
+    a = attnforge::test::sample_dense_call();
     a.backend = ATTNFORGE_BACKEND_UNFUSED;
   }
-  void make_varlen() {
-    a.q = tensor(fake(1), ATTNFORGE_BF16, {300, 8, 64});
-    a.k = tensor(fake(2), ATTNFORGE_BF16, {500, 2, 64});
-    a.v = tensor(fake(3), ATTNFORGE_BF16, {500, 2, 64});
-    a.o = tensor(fake(4), ATTNFORGE_BF16, {300, 8, 64});
-    a.lse = tensor(fake(5), ATTNFORGE_F32, {8, 300});
-    a.cu_seqlens_q = static_cast<const int32_t*>(fake(10));
-    a.cu_seqlens_k = static_cast<const int32_t*>(fake(11));
-    a.batch_varlen = 3;
-    a.max_seqlen_q = 128;
-    a.max_seqlen_k = 256;
-  }
+  void make_varlen() { attnforge::test::make_sample_varlen(a); }
   // The forward rejects with `status` and exactly `message`; workspace_size and select_backend agree.
   void expect_forward(attnforge_status status, const std::string& message) {
     EXPECT_EQ(attnforge_forward(&a, nullptr), status);
@@ -127,11 +99,11 @@ TEST_F(Validation, Dtypes) {
 }
 
 TEST_F(Validation, Ranks) {
-  a.q = tensor(fake(1), ATTNFORGE_BF16, {256, 8, 64});
+  a.q = contiguous_tensor(fake(1), ATTNFORGE_BF16, {256, 8, 64});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT, "expected q to have rank 4 (B, Sq, Hq, D), got rank 3");
   SetUp();
   make_varlen();
-  a.k = tensor(fake(2), ATTNFORGE_BF16, {2, 256, 2, 64});
+  a.k = contiguous_tensor(fake(2), ATTNFORGE_BF16, {2, 256, 2, 64});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT, "expected k to have rank 3 (total_k, Hkv, D) with cu_seqlens, got rank 4");
 }
 
@@ -156,22 +128,22 @@ TEST_F(Validation, ShapeAgreement) {
   a.k.sizes[0] = a.v.sizes[0] = 3;
   expect_forward(ATTNFORGE_INVALID_ARGUMENT, "expected q and k to have the same batch size, got 2 and 3");
   SetUp();
-  a.k = tensor(fake(2), ATTNFORGE_BF16, {2, 256, 2, 128});
-  a.v = tensor(fake(3), ATTNFORGE_BF16, {2, 256, 2, 128});
+  a.k = contiguous_tensor(fake(2), ATTNFORGE_BF16, {2, 256, 2, 128});
+  a.v = contiguous_tensor(fake(3), ATTNFORGE_BF16, {2, 256, 2, 128});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT, "expected q and k to have the same head_dim, got 64 and 128");
   SetUp();
-  a.v = tensor(fake(3), ATTNFORGE_BF16, {2, 255, 2, 64});
+  a.v = contiguous_tensor(fake(3), ATTNFORGE_BF16, {2, 255, 2, 64});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT,
                  "expected k and v to have the same shape, got (2, 256, 2, 64) and (2, 255, 2, 64)");
   SetUp();
-  a.o = tensor(fake(4), ATTNFORGE_BF16, {2, 128, 4, 64});
+  a.o = contiguous_tensor(fake(4), ATTNFORGE_BF16, {2, 128, 4, 64});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT,
                  "expected q and o to have the same shape, got (2, 128, 8, 64) and (2, 128, 4, 64)");
   SetUp();
-  a.lse = tensor(fake(5), ATTNFORGE_F32, {2, 128, 8});
+  a.lse = contiguous_tensor(fake(5), ATTNFORGE_F32, {2, 128, 8});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT, "expected lse to have shape (B, Hq, Sq) = (2, 8, 128), got (2, 128, 8)");
   SetUp();
-  a.dk = tensor(fake(8), ATTNFORGE_BF16, {2, 256, 8, 64});
+  a.dk = contiguous_tensor(fake(8), ATTNFORGE_BF16, {2, 256, 8, 64});
   expect_backward(ATTNFORGE_INVALID_ARGUMENT,
                   "expected k and dk to have the same shape, got (2, 256, 2, 64) and (2, 256, 8, 64)");
 }
@@ -179,12 +151,12 @@ TEST_F(Validation, ShapeAgreement) {
 TEST_F(Validation, HeadDimAndHeads) {
   for (attnforge_tensor* t : {&a.q, &a.k, &a.v, &a.o}) {
     const int64_t s[4] = {t->sizes[0], t->sizes[1], t->sizes[2], 2048};
-    *t = tensor(t->data, ATTNFORGE_BF16, {s[0], s[1], s[2], s[3]});
+    *t = contiguous_tensor(t->data, ATTNFORGE_BF16, {s[0], s[1], s[2], s[3]});
   }
   expect_forward(ATTNFORGE_INVALID_ARGUMENT, "expected head_dim in [1, 1024], got 2048");
   SetUp();
-  a.k = tensor(fake(2), ATTNFORGE_BF16, {2, 256, 3, 64});
-  a.v = tensor(fake(3), ATTNFORGE_BF16, {2, 256, 3, 64});
+  a.k = contiguous_tensor(fake(2), ATTNFORGE_BF16, {2, 256, 3, 64});
+  a.v = contiguous_tensor(fake(3), ATTNFORGE_BF16, {2, 256, 3, 64});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT,
                  "expected the number of query heads to be a multiple of the number of key/value heads, got Hq = 8 "
                  "and Hkv = 3");
@@ -192,10 +164,10 @@ TEST_F(Validation, HeadDimAndHeads) {
 
 TEST_F(Validation, Int32Limits) {
   // 65536 sequences of 65536 queries: 2^32 rows do not fit the kernels' int32 row index.
-  a.q = tensor(fake(1), ATTNFORGE_BF16, {65536, 65536, 8, 64});
+  a.q = contiguous_tensor(fake(1), ATTNFORGE_BF16, {65536, 65536, 8, 64});
   a.o = a.q;
   a.o.data = fake(4);
-  a.k = tensor(fake(2), ATTNFORGE_BF16, {65536, 4, 2, 64});
+  a.k = contiguous_tensor(fake(2), ATTNFORGE_BF16, {65536, 4, 2, 64});
   a.v = a.k;
   a.v.data = fake(3);
   a.lse = {};
@@ -208,10 +180,10 @@ TEST_F(Validation, Int32Limits) {
 // its end is refused (a stride-0 q makes such a dense call cheap to describe).
 TEST_F(Validation, SeqlenLeavesRoomForTileRounding) {
   for (auto* t : {&a.q, &a.o}) {
-    *t = tensor(t->data, ATTNFORGE_BF16, {1, 2147418113, 8, 64});
+    *t = contiguous_tensor(t->data, ATTNFORGE_BF16, {1, 2147418113, 8, 64});
     t->strides[1] = 0;
   }
-  for (auto* t : {&a.k, &a.v}) *t = tensor(t->data, ATTNFORGE_BF16, {1, 256, 2, 64});
+  for (auto* t : {&a.k, &a.v}) *t = contiguous_tensor(t->data, ATTNFORGE_BF16, {1, 256, 2, 64});
   a.lse = {};
   expect_forward(ATTNFORGE_INVALID_ARGUMENT,
                  "expected Sq to be at most 2147418112 (kernels round it up to whole tiles in int32), got 2147418113");
@@ -246,27 +218,27 @@ TEST_F(Validation, Varlen) {
   a.max_seqlen_k = 0;
   expect_forward(ATTNFORGE_INVALID_ARGUMENT, "expected max_seqlen_k > 0 with cu_seqlens, got 0");
   make_varlen();
-  a.lse = tensor(fake(5), ATTNFORGE_F32, {3, 8, 128});
+  a.lse = contiguous_tensor(fake(5), ATTNFORGE_F32, {3, 8, 128});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT,
                  "expected lse to have rank 2 (Hq, total_q) with cu_seqlens, got rank 3");
   make_varlen();
-  a.weights = tensor(fake(12), ATTNFORGE_BF16, {3, 8, 128, 256});
+  a.weights = contiguous_tensor(fake(12), ATTNFORGE_BF16, {3, 8, 128, 256});
   expect_forward(ATTNFORGE_UNSUPPORTED, "returning the attention weights is not supported with cu_seqlens (varlen)");
 }
 
 TEST_F(Validation, Weights) {
-  a.weights = tensor(fake(12), ATTNFORGE_BF16, {2, 8, 128, 255});
+  a.weights = contiguous_tensor(fake(12), ATTNFORGE_BF16, {2, 8, 128, 255});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT,
                  "expected weights to have shape (B, Hq, Sq, Sk) = (2, 8, 128, 256), got (2, 8, 128, 255)");
   SetUp();
-  a.weights = tensor(fake(12), ATTNFORGE_BF16, {2, 8, 128, 256});
+  a.weights = contiguous_tensor(fake(12), ATTNFORGE_BF16, {2, 8, 128, 256});
   a.weights.strides[1] = 128 * 512;
   a.weights.strides[0] = 8 * 128 * 512;
   a.weights.strides[2] = 512;
   expect_forward(ATTNFORGE_INVALID_ARGUMENT,
                  "expected weights to be contiguous with strides (262144, 32768, 256, 1), got (524288, 65536, 512, 1)");
   SetUp();
-  a.weights = tensor(fake(12), ATTNFORGE_BF16, {2, 8, 128, 256});
+  a.weights = contiguous_tensor(fake(12), ATTNFORGE_BF16, {2, 8, 128, 256});
   a.backend = ATTNFORGE_BACKEND_FLASH;
   expect_forward(ATTNFORGE_UNSUPPORTED, "flash cannot return the attention weights (weights was given)");
 }
@@ -284,26 +256,26 @@ TEST_F(Validation, Mask) {
   expect_forward(ATTNFORGE_INVALID_ARGUMENT, "mask kind 'bias' reads a tensor, but mask.bias.data is NULL");
   SetUp();
   a.mask.kind = "causal";
-  a.mask.bias = tensor(fake(13), ATTNFORGE_F32, {1, 1, 128, 256});
+  a.mask.bias = contiguous_tensor(fake(13), ATTNFORGE_F32, {1, 1, 128, 256});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT,
                  "mask kind 'causal' reads no tensor, but mask.bias.data is set; use mask kind 'bias'");
   SetUp();
   a.mask.kind = "bias";
-  a.mask.bias = tensor(fake(13), ATTNFORGE_F16, {1, 1, 128, 256});
+  a.mask.bias = contiguous_tensor(fake(13), ATTNFORGE_F16, {1, 1, 128, 256});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT, "expected mask.bias to have dtype f32, bool or the dtype of q (bf16), got f16");
   SetUp();
   a.mask.kind = "bias";
-  a.mask.bias = tensor(fake(13), ATTNFORGE_BOOL, {2, 4, 128, 256});
+  a.mask.bias = contiguous_tensor(fake(13), ATTNFORGE_BOOL, {2, 4, 128, 256});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT,
                  "expected mask.bias to be broadcastable to (B, Hq, Sq, Sk) = (2, 8, 128, 256), got (2, 4, 128, 256)");
   SetUp();
   a.mask.kind = "bias";
-  a.mask.bias = tensor(fake(13), ATTNFORGE_BOOL, {128, 256});
+  a.mask.bias = contiguous_tensor(fake(13), ATTNFORGE_BOOL, {128, 256});
   expect_forward(ATTNFORGE_INVALID_ARGUMENT, "expected mask.bias to have rank 4 (B, Hq, Sq, Sk), got rank 2");
   // Broadcast dims (size 1, any stride) are fine.
   SetUp();
   a.mask.kind = "bias";
-  a.mask.bias = tensor(fake(13), ATTNFORGE_BOOL, {1, 8, 1, 256});
+  a.mask.bias = contiguous_tensor(fake(13), ATTNFORGE_BOOL, {1, 8, 1, 256});
   a.mask.bias.strides[0] = 12345;
   expect_valid();
 }

@@ -267,59 +267,40 @@ struct F32Cta {
   }
 };
 
+// For each 32-key tile of `rows` (K or V): every thread helps load it into sT, then runs phase(t, j0).
+// Ends on a barrier, so what the phases wrote is visible to the next step.
+template <class V, class Threads, class Phase>
+ATTNFORGE_HD void over_key_tiles(const F32Cta<V>& c, const Threads& th, const f32_detail::Rows& rows, Phase&& phase) {
+  for (int j0 = 0; j0 < c.sk; j0 += F32Cta<V>::kKT) {
+    th.sync();  // the previous tile is consumed
+    th.run([&](int t) { c.load_tile(t, rows, j0); });
+    th.sync();
+    th.run([&](int t) { phase(t, j0); });
+  }
+  th.sync();
+}
+
 // The forward of one CTA: S tile by tile, the exact softmax over the whole row, O = P·V tile by tile.
 template <class V, class Threads>
 ATTNFORGE_HD void fused_f32_forward(const F32Cta<V>& c, const Threads& th) {
-  constexpr int kKT = F32Cta<V>::kKT;
   th.run([&](int t) { c.load_rows(t, c.sQ(), c.q); });
-  for (int j0 = 0; j0 < c.sk; j0 += kKT) {
-    th.sync();  // the previous tile is consumed
-    th.run([&](int t) { c.load_tile(t, c.k, j0); });
-    th.sync();
-    th.run([&](int t) { c.scores(t, j0); });
-  }
-  th.sync();
-  th.run([&](int t) { c.softmax(t); });
-  for (int j0 = 0; j0 < c.sk; j0 += kKT) {
-    th.sync();
-    th.run([&](int t) { c.load_tile(t, c.v, j0); });
-    th.sync();
-    th.run([&](int t) { c.accumulate_pv(t, j0, c.sS()); });
-  }
-  th.sync();
+  over_key_tiles(c, th, c.k, [&](int t, int j0) { c.scores(t, j0); });  // S = Q·Kᵀ·scale, masked
+  th.run([&](int t) { c.softmax(t); });                                  // P, LSE
+  over_key_tiles(c, th, c.v, [&](int t, int j0) { c.accumulate_pv(t, j0, c.sS()); });  // O = P·V
   th.run([&](int t) { c.store_forward(t); });
 }
 
 // The backward of one CTA: P from the stored LSE, dP = dO·Vᵀ, dS, dQ = dS·K, and dK, dV added in.
 template <class V, class Threads>
 ATTNFORGE_HD void fused_f32_backward(const F32Cta<V>& c, const Threads& th) {
-  constexpr int kKT = F32Cta<V>::kKT;
   th.run([&](int t) { c.load_rows(t, c.sQ(), c.q); });
   th.run([&](int t) { c.load_rows(t, c.sDO(), c.d_o); });
   th.run([&](int t) { c.load_lse(t); });
-  for (int j0 = 0; j0 < c.sk; j0 += kKT) {
-    th.sync();
-    th.run([&](int t) { c.load_tile(t, c.k, j0); });
-    th.sync();
-    th.run([&](int t) { c.scores(t, j0); });
-  }
-  th.sync();
+  over_key_tiles(c, th, c.k, [&](int t, int j0) { c.scores(t, j0); });
   th.run([&](int t) { c.probs(t); });
-  for (int j0 = 0; j0 < c.sk; j0 += kKT) {
-    th.sync();
-    th.run([&](int t) { c.load_tile(t, c.v, j0); });
-    th.sync();
-    th.run([&](int t) { c.grad_probs(t, j0); });
-  }
-  th.sync();
-  th.run([&](int t) { c.grad_scores(t); });
-  for (int j0 = 0; j0 < c.sk; j0 += kKT) {
-    th.sync();
-    th.run([&](int t) { c.load_tile(t, c.k, j0); });
-    th.sync();
-    th.run([&](int t) { c.accumulate_pv(t, j0, c.sDP()); });
-  }
-  th.sync();
+  over_key_tiles(c, th, c.v, [&](int t, int j0) { c.grad_probs(t, j0); });  // dP = dO·Vᵀ
+  th.run([&](int t) { c.grad_scores(t); });                                   // δ, dS
+  over_key_tiles(c, th, c.k, [&](int t, int j0) { c.accumulate_pv(t, j0, c.sDP()); });  // dQ = dS·K
   th.run([&](int t) { c.store_dq(t); });
   th.run([&](int t) { c.add_dkdv(t); });
 }
