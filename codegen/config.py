@@ -12,7 +12,8 @@ from .variant import ARCHS, BACKENDS, DIRECTIONS, DTYPES, HEAD_DIM_ANY, Mask, Ti
 
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_SCALARS = 4
-TILE_KEYS = {"m", "n", "warps", "stages", "arch", "directions", "head_dims"}
+# A tile's own directions / head_dims / dtypes restrict it to those of its backend's combinations.
+TILE_KEYS = {"m", "n", "warps", "stages", "arch", "directions", "head_dims", "dtypes"}
 MASK_KEYS = {"doc", "predicate", "full", "empty", "scalars", "tensor"}
 BACKEND_KEYS = {"dtypes", "head_dims", "directions", "masks", "tiles"}
 
@@ -142,6 +143,8 @@ def _tiles(file, key, v) -> list[dict]:
                 raise ConfigError(file, f"{k}.{kk}", f"expected a non-negative integer, got {x!r}")
         if "directions" in t:
             _choices(file, f"{k}.directions", t["directions"], DIRECTIONS)
+        if "dtypes" in t:
+            _choices(file, f"{k}.dtypes", t["dtypes"], DTYPES)
         if t.get("arch", "any") not in ARCHS:
             raise ConfigError(file, f"{k}.arch", f"expected one of {', '.join(ARCHS)}, got {t['arch']!r}")
     return v
@@ -185,7 +188,8 @@ def load(path: str | Path) -> Config:
                 for dr in dirs:
                     for mk in mks:
                         for t in tiles:
-                            if dr not in t.get("directions", DIRECTIONS) or hd not in t.get("head_dims", [hd]):
+                            if (dr not in t.get("directions", DIRECTIONS) or hd not in t.get("head_dims", [hd])
+                                    or dt not in t.get("dtypes", DTYPES)):
                                 continue
                             knobs = {"m": t.get("m", 0), "n": t.get("n", 0), "w": t.get("warps", 0), "s": t.get("stages", 0),
                                      "arch": t.get("arch", "any")}

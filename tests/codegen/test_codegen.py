@@ -126,6 +126,25 @@ def test_fused_f32_sizes_its_score_row_from_shared_memory(tmp_path):
     assert "fused_bwd_f32_hd256_causal_m64w8: no room for a 64-key fp32 score row" in out, out
 
 
+def test_tile_dtypes_restrict_a_tile(tmp_path):
+    """A tile's dtypes key keeps it to those dtypes (the fp32 fused tile beside the 16-bit ones)."""
+    cfg = tmp_path / "tile_dtypes.toml"
+    cfg.write_text(f'include = ["{ROOT}/codegen/variants/masks.toml"]\n' + textwrap.dedent("""\
+        [backend.fused]
+        dtypes = ["bf16", "f32"]
+        head_dims = [64]
+        directions = ["fwd"]
+        masks = ["none"]
+        tiles = [{ m = 64, warps = 8, dtypes = ["bf16"] }, { m = 16, warps = 8, dtypes = ["f32"] }]
+        """))
+    built, out = listed(cfg)
+    assert built == ["fused_fwd_bf16_hd64_none_m64n512w8", "fused_fwd_f32_hd64_none_m16n1024w8"], out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(cfg.read_text().replace('dtypes = ["f32"] }', 'dtypes = ["f8"] }'))
+    r = codegen("--config", str(bad), "--list", check=False)
+    assert r.returncode != 0 and "tiles[1].dtypes[0]: expected one of" in r.stderr, r.stderr
+
+
 def test_arch_axis_names_instantiates_and_drops(tmp_path):
     """A tile with arch = "sm90a" is a warp-specialized flash kernel: name suffix _sm90a,
     Tile<..., 90> in the variant list, dropped with a reason where the kernel cannot go."""
