@@ -56,13 +56,13 @@ FUSED_F32_KEY_TILE = 32  # K/V rows per shared-memory tile of the fp32 kernel (F
 
 def fused_f32_max_seqlen_k(d: int, m: int, w: int, direction: str) -> tuple[int, int]:
     """The fp32 fused kernel (runtime/kernels/fused/f32_cta.hpp, F32Plan) keeps the score block in shared
-    memory: Q (m, d+1), a K/V tile (32, d+1), S (m, n), O (m, d), LSE (m) floats, and for the backward
-    dO (m, d+1) and dP (m, n) too. n: the largest multiple of 64 that fits, at most the fused cap."""
+    memory: Q (m, d+1), a K/V tile (32, d+1), S (m, n+1), O (m, d), LSE (m) floats, and for the
+    backward dO (m, d+1) and dP (m, n+1) too. n: the largest multiple of 64 that fits, at most the cap."""
     pitch = d + 1
-    fixed = m * pitch + FUSED_F32_KEY_TILE * pitch + m * d + m
+    fixed = m * pitch + FUSED_F32_KEY_TILE * pitch + m * d + m + m  # + m: the score row's pad
     per_key = m
     if direction == "bwd":
-        fixed += m * pitch
+        fixed += m * pitch + m
         per_key += m
     n = min((SMEM_BYTES_PER_BLOCK // 4 - fixed) // per_key // 64 * 64, FUSED_MAX_SEQLEN_K_CAP)
     if n < 64:

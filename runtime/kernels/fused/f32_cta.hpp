@@ -19,18 +19,19 @@ namespace attnforge::fused {
 // threads of a warp reading one column of consecutive rows hit distinct banks.
 template <int kD, int kBM, int kMaxSk, bool kBackward>
 struct F32Plan {
-  static constexpr int kKeyTile = 32;   // K or V rows per shared-memory tile
-  static constexpr int kPitch = kD + 1;  // floats per row of Q, dO, the K/V tile
-  // Forward: [Q (kBM, kPitch)][K/V tile (kKeyTile, kPitch)][S → P (kBM, kMaxSk)][O (kBM, kD)][LSE (kBM)]
-  // Backward: + [dO (kBM, kPitch)] + [dP → dS (kBM, kMaxSk)]; O's buffer holds dQ, LSE's holds LSE then δ.
+  static constexpr int kKeyTile = 32;       // K or V rows per shared-memory tile
+  static constexpr int kPitch = kD + 1;      // floats per row of Q, dO, the K/V tile
+  static constexpr int kSPitch = kMaxSk + 1;  // floats per score row (a thread per row walks them in step)
+  // Forward: [Q (kBM, kPitch)][K/V tile (kKeyTile, kPitch)][S → P (kBM, kSPitch)][O (kBM, kD)][LSE (kBM)]
+  // Backward: + [dO (kBM, kPitch)] + [dP → dS (kBM, kSPitch)]; O's buffer holds dQ, LSE's holds LSE then δ.
   static constexpr int kOffQ = 0;
   static constexpr int kOffT = kOffQ + kBM * kPitch;
   static constexpr int kOffS = kOffT + kKeyTile * kPitch;
-  static constexpr int kOffO = kOffS + kBM * kMaxSk;
+  static constexpr int kOffO = kOffS + kBM * kSPitch;
   static constexpr int kOffRow = kOffO + kBM * kD;
   static constexpr int kOffDO = kOffRow + kBM;
   static constexpr int kOffDP = kOffDO + (kBackward ? kBM * kPitch : 0);
-  static constexpr int kFloats = kOffDP + (kBackward ? kBM * kMaxSk : 0);
+  static constexpr int kFloats = kOffDP + (kBackward ? kBM * kSPitch : 0);
   static constexpr int kBytes = kFloats * 4;
 };
 
@@ -84,7 +85,7 @@ struct F32Cta {
   static constexpr int kThreads = 32 * V::TileT::kWarps;
   static constexpr bool kBackward = V::kDirection == Direction::bwd;
   using Plan = F32Plan<kD, kBM, kMaxSk, kBackward>;
-  static constexpr int kKT = Plan::kKeyTile, kP = Plan::kPitch;
+  static constexpr int kKT = Plan::kKeyTile, kP = Plan::kPitch, kSP = Plan::kSPitch;
 
   const Params& p;
   int b, h, hkv, m0, sq, sk;
@@ -109,11 +110,11 @@ struct F32Cta {
 
   ATTNFORGE_HD float* sQ() const { return smem + Plan::kOffQ; }    // (kBM, kP)
   ATTNFORGE_HD float* sT() const { return smem + Plan::kOffT; }    // (kKT, kP): a K or V tile
-  ATTNFORGE_HD float* sS() const { return smem + Plan::kOffS; }    // (kBM, kMaxSk): S, then P
+  ATTNFORGE_HD float* sS() const { return smem + Plan::kOffS; }    // (kBM, kSP): S, then P
   ATTNFORGE_HD float* sO() const { return smem + Plan::kOffO; }    // (kBM, kD): O, or dQ (backward)
   ATTNFORGE_HD float* sRow() const { return smem + Plan::kOffRow; }  // (kBM): LSE, then δ (backward)
   ATTNFORGE_HD float* sDO() const { return smem + Plan::kOffDO; }  // (kBM, kP), backward
-  ATTNFORGE_HD float* sDP() const { return smem + Plan::kOffDP; }  // (kBM, kMaxSk): dP, then dS (backward)
+  ATTNFORGE_HD float* sDP() const { return smem + Plan::kOffDP; }  // (kBM, kSP): dP, then dS (backward)
 
   // rows (kBM, kP) ← this block's query-side rows of `src`, 0 past the sequence; sO ← 0.
   ATTNFORGE_HD void load_rows(int tid, float* dst, const f32_detail::Rows& src) const {
@@ -147,7 +148,7 @@ struct F32Cta {
           else s += bv;
         }
       }
-      sS()[i * kMaxSk + kj] = vis ? s : f32_detail::kNegInf;  // a select: garbage in masked K never survives
+      sS()[i * kSP + kj] = vis ? s : f32_detail::kNegInf;  // a select: garbage in masked K never survives
     }
   }
 
@@ -155,7 +156,7 @@ struct F32Cta {
   // row is here, nothing is rescaled), LSE = m + log l; a row that sees no key gets P = 0, LSE = −∞.
   ATTNFORGE_HD void softmax(int tid) const {
     for (int i = tid; i < kBM; i += kThreads) {
-      float* s = sS() + i * kMaxSk;
+      float* s = sS() + i * kSP;
       float mx = f32_detail::kNegInf;
       for (int j = 0; j < sk; ++j) mx = fmaxf(mx, s[j]);
       if (mx == f32_detail::kNegInf) {
@@ -179,7 +180,7 @@ struct F32Cta {
       const int i = e / kD, d = e % kD;
       float acc = sO()[e];
       for (int j = 0; j < n; ++j) {
-        const float pv = p_rows[i * kMaxSk + j0 + j];
+        const float pv = p_rows[i * kSP + j0 + j];
         if (pv != 0.f) acc = fmaf(pv, sT()[j * kP + d], acc);
       }
       sO()[e] = acc;
@@ -199,7 +200,7 @@ struct F32Cta {
       float* w = static_cast<float*>(p.weights) + (int64_t(b) * p.heads_q + h) * int64_t(p.seqlen_q) * p.seqlen_k;
       for (int e = tid; e < kBM * sk; e += kThreads) {
         const int i = e / sk, j = e % sk;
-        if (m0 + i < sq) w[int64_t(m0 + i) * p.seqlen_k + j] = sS()[i * kMaxSk + j];
+        if (m0 + i < sq) w[int64_t(m0 + i) * p.seqlen_k + j] = sS()[i * kSP + j];
       }
     }
   }
@@ -215,8 +216,8 @@ struct F32Cta {
   ATTNFORGE_HD void probs(int tid) const {
     for (int e = tid; e < kBM * sk; e += kThreads) {
       const int i = e / sk, j = e % sk;
-      const float s = sS()[i * kMaxSk + j];
-      sS()[i * kMaxSk + j] = s == f32_detail::kNegInf ? 0.f : expf(s - sRow()[i]);
+      const float s = sS()[i * kSP + j];
+      sS()[i * kSP + j] = s == f32_detail::kNegInf ? 0.f : expf(s - sRow()[i]);
     }
   }
   // dP[i][j0 + j] = dO_i·V_jᵀ over this tile.
@@ -226,15 +227,15 @@ struct F32Cta {
       if (j0 + j >= sk) continue;
       float dot = 0.f;
       for (int d = 0; d < kD; ++d) dot = fmaf(sDO()[i * kP + d], sT()[j * kP + d], dot);
-      sDP()[i * kMaxSk + j0 + j] = dot;
+      sDP()[i * kSP + j0 + j] = dot;
     }
   }
   // One thread per row: δ = Σ_j P·dP (the row is whole, so exactly rowsum(dO ∘ O) of the unrounded O),
   // then dS = P ∘ (dP − δ) in place of dP; 0 wherever P is 0 (not 0·NaN from a masked V row).
   ATTNFORGE_HD void grad_scores(int tid) const {
     for (int i = tid; i < kBM; i += kThreads) {
-      const float* pr = sS() + i * kMaxSk;
-      float* dp = sDP() + i * kMaxSk;
+      const float* pr = sS() + i * kSP;
+      float* dp = sDP() + i * kSP;
       float delta = 0.f;
       for (int j = 0; j < sk; ++j)
         if (pr[j] != 0.f) delta = fmaf(pr[j], dp[j], delta);
@@ -258,8 +259,8 @@ struct F32Cta {
       const int j = e / kD, d = e % kD;
       float a = 0.f, c = 0.f;
       for (int i = 0; i < kBM; ++i) {
-        a = fmaf(sDP()[i * kMaxSk + j], sQ()[i * kP + d], a);
-        c = fmaf(sS()[i * kMaxSk + j], sDO()[i * kP + d], c);
+        a = fmaf(sDP()[i * kSP + j], sQ()[i * kP + d], a);
+        c = fmaf(sS()[i * kSP + j], sDO()[i * kP + d], c);
       }
       if (a != 0.f) f32_detail::add_to(dk + (k_start + j) * p.dk_row_stride + d, a * p.scale);
       if (c != 0.f) f32_detail::add_to(dv + (k_start + j) * p.dv_row_stride + d, c);
