@@ -411,17 +411,12 @@ __global__ void __launch_bounds__(256) convert_dkdv_kernel(const __grid_constant
 
 template <class V>
 attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
+  if (attnforge_status st = check_variant_runs(p, V::kHeadDim, V::TileT::kBlockN, true); st != ATTNFORGE_OK)
+    return st;
   if constexpr (V::kDType == DType::f32) {
     return run_f32<V>(p, stream);  // CUDA cores (fused/f32.cuh)
   } else {
     using Cfg = BwdConfig<V>;
-    if (p.head_dim != Cfg::kHeadDim)
-      return fail(ATTNFORGE_INVALID_ARGUMENT, "variant built for head_dim " + std::to_string(Cfg::kHeadDim) +
-                                                  ", got " + std::to_string(p.head_dim));
-    if (p.seqlen_k > Cfg::kMaxSeqlenK) return fail_seqlen(Cfg::kMaxSeqlenK, p.seqlen_k);
-    if (p.deterministic)
-      return fail(ATTNFORGE_UNSUPPORTED, "fused backward accumulates dK/dV with fp32 atomics and is not "
-                                         "bitwise deterministic; use backend flash or unfused for deterministic=1");
     if (p.batch == 0 || p.heads_q == 0) return ATTNFORGE_OK;
     if (!rows_aligned16(p, true)) return fail(ATTNFORGE_UNSUPPORTED, kNeedsAlignedRows);
     if (p.heads_q > kMaxGridYZ || p.batch > kMaxGridYZ) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);

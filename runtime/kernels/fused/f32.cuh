@@ -6,7 +6,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <string>
 
 #include "fused/f32_cta.hpp"
 #include "fused/host_util.hpp"
@@ -54,20 +53,13 @@ __global__ void __launch_bounds__(256) f32_zero_dkdv_kernel(const __grid_constan
   }
 }
 
-// Rejects what the kernel cannot run (Sk past the shared-memory score row, deterministic backward,
-// grid limits), then launches.
+// Called by run_fwd / run_bwd after check_variant_runs (head dim, key row, deterministic); refuses a
+// grid past its limits, then launches.
 template <class V>
 attnforge_status run_f32(const Params& p, cudaStream_t stream) {
   using Cta = F32Cta<V>;
   constexpr int kSmem = Cta::Plan::kBytes;
   static_assert(kSmem <= 227 * 1024, "codegen/limits.py (fused_f32_max_seqlen_k) sized kBlockN to fit");
-  if (p.head_dim != Cta::kD)
-    return fail(ATTNFORGE_INVALID_ARGUMENT,
-                "variant built for head_dim " + std::to_string(Cta::kD) + ", got " + std::to_string(p.head_dim));
-  if (p.seqlen_k > Cta::kMaxSk) return fail_seqlen(Cta::kMaxSk, p.seqlen_k);
-  if (Cta::kBackward && p.deterministic)
-    return fail(ATTNFORGE_UNSUPPORTED, "fused backward accumulates dK/dV with fp32 atomics and is not "
-                                       "bitwise deterministic; use backend flash or unfused for deterministic=1");
   if (p.batch == 0 || p.heads_q == 0) return ATTNFORGE_OK;
   if (p.heads_q > kMaxGridYZ || p.batch > kMaxGridYZ) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);
   if constexpr (Cta::kBackward) {

@@ -116,13 +116,16 @@ struct F32Cta {
   ATTNFORGE_HD float* sDO() const { return smem + Plan::kOffDO; }  // (kBM, kP), backward
   ATTNFORGE_HD float* sDP() const { return smem + Plan::kOffDP; }  // (kBM, kSP): dP, then dS (backward)
 
-  // rows (kBM, kP) ← this block's query-side rows of `src`, 0 past the sequence; sO ← 0.
+  // rows (kBM, kP) ← this block's query-side rows of `src`, 0 past the sequence.
   ATTNFORGE_HD void load_rows(int tid, float* dst, const f32_detail::Rows& src) const {
     for (int e = tid; e < kBM * kD; e += kThreads) {
       const int i = e / kD, d = e % kD;
       dst[i * kP + d] = m0 + i < sq ? src.at(m0 + i, d) : 0.f;
-      sO()[e] = 0.f;
     }
+  }
+  // sO (kBM, kD) ← 0: the accumulator of O = P·V (forward) or dS·K (backward).
+  ATTNFORGE_HD void clear_o(int tid) const {
+    for (int e = tid; e < kBM * kD; e += kThreads) sO()[e] = 0.f;
   }
   // sT (kKT, kP) ← key rows j0 … of `src`, 0 past the sequence.
   ATTNFORGE_HD void load_tile(int tid, const f32_detail::Rows& src, int j0) const {
@@ -284,7 +287,7 @@ ATTNFORGE_HD void over_key_tiles(const F32Cta<V>& c, const Threads& th, const f3
 // The forward of one CTA: S tile by tile, the exact softmax over the whole row, O = P·V tile by tile.
 template <class V, class Threads>
 ATTNFORGE_HD void fused_f32_forward(const F32Cta<V>& c, const Threads& th) {
-  th.run([&](int t) { c.load_rows(t, c.sQ(), c.q); });
+  th.run([&](int t) { c.load_rows(t, c.sQ(), c.q), c.clear_o(t); });
   over_key_tiles(c, th, c.k, [&](int t, int j0) { c.scores(t, j0); });  // S = Q·Kᵀ·scale, masked
   th.run([&](int t) { c.softmax(t); });                                  // P, LSE
   over_key_tiles(c, th, c.v, [&](int t, int j0) { c.accumulate_pv(t, j0, c.sS()); });  // O = P·V
@@ -294,9 +297,7 @@ ATTNFORGE_HD void fused_f32_forward(const F32Cta<V>& c, const Threads& th) {
 // The backward of one CTA: P from the stored LSE, dP = dO·Vᵀ, dS, dQ = dS·K, and dK, dV added in.
 template <class V, class Threads>
 ATTNFORGE_HD void fused_f32_backward(const F32Cta<V>& c, const Threads& th) {
-  th.run([&](int t) { c.load_rows(t, c.sQ(), c.q); });
-  th.run([&](int t) { c.load_rows(t, c.sDO(), c.d_o); });
-  th.run([&](int t) { c.load_lse(t); });
+  th.run([&](int t) { c.load_rows(t, c.sQ(), c.q), c.load_rows(t, c.sDO(), c.d_o), c.clear_o(t), c.load_lse(t); });
   over_key_tiles(c, th, c.k, [&](int t, int j0) { c.scores(t, j0); });
   th.run([&](int t) { c.probs(t); });
   over_key_tiles(c, th, c.v, [&](int t, int j0) { c.grad_probs(t, j0); });  // dP = dO·Vᵀ

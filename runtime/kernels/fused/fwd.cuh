@@ -232,14 +232,12 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
 // the grid (kBlockM-row blocks × Hq × B), raises the shared-memory limit and launches — one kernel.
 template <class V>
 attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
+  if (attnforge_status st = check_variant_runs(p, V::kHeadDim, V::TileT::kBlockN, false); st != ATTNFORGE_OK)
+    return st;
   if constexpr (V::kDType == DType::f32) {
     return run_f32<V>(p, stream);  // CUDA cores (fused/f32.cuh)
   } else {
     using Cfg = Config<V>;
-    if (p.head_dim != Cfg::kHeadDim)
-      return fail(ATTNFORGE_INVALID_ARGUMENT, "variant built for head_dim " + std::to_string(Cfg::kHeadDim) +
-                                                  ", got " + std::to_string(p.head_dim));
-    if (p.seqlen_k > Cfg::kMaxSeqlenK) return fail_seqlen(Cfg::kMaxSeqlenK, p.seqlen_k);
     if (p.batch == 0 || p.seqlen_q == 0 || p.heads_q == 0) return ATTNFORGE_OK;  // nothing to write
     if (!rows_aligned16(p, false)) return fail(ATTNFORGE_UNSUPPORTED, kNeedsAlignedRows);
     if (p.heads_q > kMaxGridYZ || p.batch > kMaxGridYZ) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);

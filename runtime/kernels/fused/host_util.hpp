@@ -1,5 +1,5 @@
 // Host-side helpers of the fused launchers: error reporting into the runtime's last-error slot,
-// the Sk-limit rejection, alignment checks, the dynamic shared-memory opt-in and launch checks.
+// the checks every launcher makes first, alignment checks, the dynamic shared-memory opt-in and launch checks.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -16,10 +16,20 @@ inline attnforge_status fail(attnforge_status status, const std::string& message
   return launch_fail(status, "fused", message);
 }
 
-// A call whose key row does not fit this variant's on-chip score block: never launched.
-inline attnforge_status fail_seqlen(int limit, int seqlen_k) {
-  return fail(ATTNFORGE_UNSUPPORTED, "this variant supports seqlen_k up to " + std::to_string(limit) +
-                                         " (its on-chip key row), got seqlen_k " + std::to_string(seqlen_k));
+// What every fused launcher refuses first, whatever its kernel: another head dim, a key row past the
+// variant's on-chip score block (never launched), and a deterministic backward (dK/dV are added with
+// fp32 atomics). ATTNFORGE_OK: go on.
+inline attnforge_status check_variant_runs(const Params& p, int head_dim, int max_seqlen_k, bool backward) {
+  if (p.head_dim != head_dim)
+    return fail(ATTNFORGE_INVALID_ARGUMENT,
+                "variant built for head_dim " + std::to_string(head_dim) + ", got " + std::to_string(p.head_dim));
+  if (p.seqlen_k > max_seqlen_k)
+    return fail(ATTNFORGE_UNSUPPORTED, "this variant supports seqlen_k up to " + std::to_string(max_seqlen_k) +
+                                           " (its on-chip key row), got seqlen_k " + std::to_string(p.seqlen_k));
+  if (backward && p.deterministic)
+    return fail(ATTNFORGE_UNSUPPORTED, "fused backward accumulates dK/dV with fp32 atomics and is not "
+                                       "bitwise deterministic; use backend flash or unfused for deterministic=1");
+  return ATTNFORGE_OK;
 }
 
 
