@@ -63,7 +63,7 @@ bool variant_fits(const VariantInfo& v, const Problem& pr, std::string* why) {
         std::to_string(pr.seqlen_k);
   else if (pr.wants_weights && k.backend == Backend::flash)
     w = "flash cannot return the attention weights";
-  else if (k.backend != Backend::unfused && (pr.batch > kMaxGridYZ || pr.heads_q > kMaxGridYZ))
+  else if (k.backend != Backend::unfused && exceeds_grid_yz(pr.heads_q, pr.batch))
     w = std::string("it ") + kGridLimits + ", got " + std::to_string(pr.heads_q) + " heads and " +
         std::to_string(pr.batch) + " sequences";
   else if (k.arch != 0 && current_cc_major() * 10 != k.arch)

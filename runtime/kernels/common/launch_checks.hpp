@@ -52,6 +52,7 @@ inline bool rows_aligned16(const Params& p, bool backward) {
 // with more of either is refused by the selector (variant_fits) and again here, before any launch.
 inline constexpr int kMaxGridYZ = 65535;
 inline constexpr const char* kGridLimits = "launches one grid row per head and per sequence: at most 65535 of each";
+inline bool exceeds_grid_yz(int heads_q, int batch) { return heads_q > kMaxGridYZ || batch > kMaxGridYZ; }
 
 inline constexpr const char* kNeedsAlignedRows =
     "needs 16-byte aligned rows (base pointers 16-byte aligned, batch/row/head strides multiples of 8 "

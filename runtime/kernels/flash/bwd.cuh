@@ -42,7 +42,7 @@ attnforge_status run_bwd_prologue(const Params& p, const BwdWorkspaceLayout& ws,
 // error dominates dS when a row sees few keys (H200 sweep, Sq 1, Sk 3 and 5: 1.01–1.11× the numerics
 // bound on the Hopper kernel).
 inline bool takes_hopper_bwd(const Params& p, int block_n) {
-  const bool grid_fits = p.heads_q <= kMaxGridYZ && p.batch <= kMaxGridYZ;  // grid y / z (main and dQ kernels)
+  const bool grid_fits = !exceeds_grid_yz(p.heads_q, p.batch);  // grid y / z (main and dQ kernels)
   return !p.deterministic && p.seqlen_k > block_n && grid_fits && hopper_path("ATTNFORGE_FLASH_BWD_PATH");
 }
 
@@ -58,7 +58,7 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
     using Tr = BwdTraits<V>;
     if (p.head_dim != Tr::kD) return ATTNFORGE_INTERNAL;
     if (!rows_aligned16(p, /*backward=*/true)) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", kNeedsAlignedRows);
-    if (p.heads_q > kMaxGridYZ || p.batch > kMaxGridYZ) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", kGridLimits);
+    if (exceeds_grid_yz(p.heads_q, p.batch)) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", kGridLimits);
     const BwdWorkspaceLayout ws = flash_bwd_workspace_layout(Tr::kBlockM, Tr::kBlockN, p);
     if (const attnforge_status st = run_bwd_prologue<V>(p, ws, stream); st != ATTNFORGE_OK) return st;
 

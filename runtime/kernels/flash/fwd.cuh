@@ -295,7 +295,7 @@ attnforge_status run_fwd_path(const Params& p, cudaStream_t stream, FwdPath path
   if (p.head_dim != V::kHeadDim) return ATTNFORGE_INVALID_ARGUMENT;
   if (p.batch == 0 || p.seqlen_q == 0 || p.heads_q == 0) return ATTNFORGE_OK;  // nothing to write
   if (!rows_aligned16(p, /*backward=*/false)) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", kNeedsAlignedRows);
-  if (p.heads_q > kMaxGridYZ || p.batch > kMaxGridYZ) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", kGridLimits);
+  if (exceeds_grid_yz(p.heads_q, p.batch)) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", kGridLimits);
 
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return ATTNFORGE_CUDA_ERROR;

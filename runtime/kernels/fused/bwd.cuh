@@ -419,7 +419,7 @@ attnforge_status run_bwd(const Params& p, cudaStream_t stream) {
     using Cfg = BwdConfig<V>;
     if (p.batch == 0 || p.heads_q == 0) return ATTNFORGE_OK;
     if (!rows_aligned16(p, true)) return fail(ATTNFORGE_UNSUPPORTED, kNeedsAlignedRows);
-    if (p.heads_q > kMaxGridYZ || p.batch > kMaxGridYZ) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);
+    if (exceeds_grid_yz(p.heads_q, p.batch)) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);
     const int64_t acc_elems = p.total_k * p.heads_kv * Cfg::kHeadDim;
     const size_t acc_bytes = size_t((acc_elems + 63) / 64 * 64 + acc_elems) * sizeof(float);
     if (acc_elems > 0) {  // no keys at all: dk, dv are empty, and the kernel below writes dQ = 0

@@ -61,7 +61,7 @@ attnforge_status run_f32(const Params& p, cudaStream_t stream) {
   constexpr int kSmem = Cta::Plan::kBytes;
   static_assert(kSmem <= 227 * 1024, "codegen/limits.py (fused_f32_max_seqlen_k) sized kBlockN to fit");
   if (p.batch == 0 || p.heads_q == 0) return ATTNFORGE_OK;
-  if (p.heads_q > kMaxGridYZ || p.batch > kMaxGridYZ) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);
+  if (exceeds_grid_yz(p.heads_q, p.batch)) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);
   if constexpr (Cta::kBackward) {
     const int64_t n = p.total_k * p.heads_kv * Cta::kD;
     if (n > 0) {

@@ -240,7 +240,7 @@ attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
     using Cfg = Config<V>;
     if (p.batch == 0 || p.seqlen_q == 0 || p.heads_q == 0) return ATTNFORGE_OK;  // nothing to write
     if (!rows_aligned16(p, false)) return fail(ATTNFORGE_UNSUPPORTED, kNeedsAlignedRows);
-    if (p.heads_q > kMaxGridYZ || p.batch > kMaxGridYZ) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);
+    if (exceeds_grid_yz(p.heads_q, p.batch)) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);
     using Cfg90 = Sm90Config<V>;
     if constexpr (Cfg90::kSupported) {
       // The wgmma kernel (fwd_sm90.cuh) on sm_90 when the variant fits it, else the mma.sync one above;
