@@ -37,7 +37,7 @@ if [ ! -x "$driver" ]; then
   gen=$build/generated; [ -f "$gen/variants.hpp" ] || gen=generated
   cuda_root=$(dirname "$(dirname "$(command -v nvcc)")")
   driver=$build/attnforge_sanitize_driver
-  c++ -std=c++20 -O1 -g tests/sanitize_driver.cpp -Iruntime/include -Iruntime/src -Iruntime/kernels -I"$gen" \
+  c++ -std=c++20 -O1 -g tests/sanitize_driver.cpp -Iruntime/include -Iruntime/src -Iruntime/kernels -Itests/common -I"$gen" \
       -I"$cuda_root/include" -L"$build" -lattnforge -Wl,-rpath,"$PWD/$build" -L"$cuda_root/lib64" -lcudart \
       -Wl,-rpath,"$cuda_root/lib64" -o "$driver" || { echo "sanitize: driver build failed"; exit 2; }
 fi

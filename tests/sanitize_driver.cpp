@@ -13,6 +13,7 @@
 
 #include "attnforge/attnforge.h"
 #include "attnforge/reference.hpp"
+#include "tensor_view.hpp"
 #include "variant_key.hpp"
 
 namespace {
@@ -63,15 +64,7 @@ struct Buf {
   }
 };
 
-attnforge_tensor contiguous(void* p, attnforge_dtype t, std::initializer_list<int64_t> sizes) {
-  attnforge_tensor x{};
-  x.data = p, x.dtype = t, x.rank = int32_t(sizes.size());
-  int i = 0;
-  for (int64_t s : sizes) x.sizes[i++] = s;
-  int64_t st = 1;
-  for (int d = x.rank - 1; d >= 0; --d) x.strides[d] = st, st *= x.sizes[d];
-  return x;
-}
+using attnforge::test::contiguous_tensor;
 
 struct Shape {
   const char* name;
@@ -100,9 +93,9 @@ bool run(const VariantInfo& v, Shape s) {
   attnforge_args a;
   attnforge_args_init(&a);
   if (varlen) {
-    a.q = contiguous(q.p, t, {tq, s.Hq, D}), a.o = contiguous(o.p, t, {tq, s.Hq, D});
-    a.k = contiguous(kk.p, t, {tk, s.Hkv, D}), a.v = contiguous(vv.p, t, {tk, s.Hkv, D});
-    a.lse = contiguous(lse.p, ATTNFORGE_F32, {s.Hq, tq});
+    a.q = contiguous_tensor(q.p, t, {tq, s.Hq, D}), a.o = contiguous_tensor(o.p, t, {tq, s.Hq, D});
+    a.k = contiguous_tensor(kk.p, t, {tk, s.Hkv, D}), a.v = contiguous_tensor(vv.p, t, {tk, s.Hkv, D});
+    a.lse = contiguous_tensor(lse.p, ATTNFORGE_F32, {s.Hq, tq});
     for (auto [buf, host] : {std::pair{&cu_q, &s.cu_q}, std::pair{&cu_k, &s.cu_k}}) {
       check(cudaMalloc(&buf->p, host->size() * 4), "cudaMalloc");
       check(cudaMemcpy(buf->p, host->data(), host->size() * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
@@ -110,9 +103,9 @@ bool run(const VariantInfo& v, Shape s) {
     a.cu_seqlens_q = static_cast<const int32_t*>(cu_q.p), a.cu_seqlens_k = static_cast<const int32_t*>(cu_k.p);
     a.batch_varlen = s.B, a.max_seqlen_q = s.Sq, a.max_seqlen_k = s.Sk;
   } else {
-    a.q = contiguous(q.p, t, {s.B, s.Sq, s.Hq, D}), a.o = contiguous(o.p, t, {s.B, s.Sq, s.Hq, D});
-    a.k = contiguous(kk.p, t, {s.B, s.Sk, s.Hkv, D}), a.v = contiguous(vv.p, t, {s.B, s.Sk, s.Hkv, D});
-    a.lse = contiguous(lse.p, ATTNFORGE_F32, {s.B, s.Hq, s.Sq});
+    a.q = contiguous_tensor(q.p, t, {s.B, s.Sq, s.Hq, D}), a.o = contiguous_tensor(o.p, t, {s.B, s.Sq, s.Hq, D});
+    a.k = contiguous_tensor(kk.p, t, {s.B, s.Sk, s.Hkv, D}), a.v = contiguous_tensor(vv.p, t, {s.B, s.Sk, s.Hkv, D});
+    a.lse = contiguous_tensor(lse.p, ATTNFORGE_F32, {s.B, s.Hq, s.Sq});
   }
   a.mask.kind = mask_name(k.mask_id);
   for (int i = 0; i < mask_num_scalars(k.mask_id); ++i) a.mask.scalars[i] = i == 0 ? 17 : 3;  // window (17, 3)
@@ -121,7 +114,7 @@ bool run(const VariantInfo& v, Shape s) {
     const attnforge_dtype bt = varlen ? attnforge_dtype(int(k.dtype)) : ATTNFORGE_BOOL;
     const int64_t bb = varlen ? 1 : s.B, bh = varlen ? 1 : s.Hq;
     bias = Buf(size_t(bb * bh * s.Sq * s.Sk), bt, 5);
-    a.mask.bias = contiguous(bias.p, bt, {bb, bh, s.Sq, s.Sk});
+    a.mask.bias = contiguous_tensor(bias.p, bt, {bb, bh, s.Sq, s.Sk});
   }
   a.deterministic = s.deterministic;
   if (k.direction == Direction::fwd) {
