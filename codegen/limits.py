@@ -112,8 +112,8 @@ def flash_fwd_sm90a(dtype: str, d: int, m: int, n: int, w: int, s: int, mask) ->
     if (m, w) not in ((128, 12), (192, 16)):
         raise Unfit(f"the sm90a forward is m=128 with 12 warps or m=192 with 16 (a producer + 64-row consumer "
                     f"warpgroups), got m={m} w={w}")
-    if d not in (64, 128):
-        raise Unfit(f"the sm90a forward has head dims 64 and 128, got {d}")
+    if d not in (64, 128, 192, 256):
+        raise Unfit(f"the sm90a forward has head dims 64, 128, 192 and 256 (whole 64-column slabs), got {d}")
     if m == 192 and d != 64:
         raise Unfit(f"three consumer warpgroups hold 160 registers per thread: head dim 64 only, got {d}")
     if n not in (64, 128, 176, 192) or s < 2:

@@ -302,10 +302,13 @@ using flash_bwd_f16_hd128_window_m64n128w8s2 = Variant<Backend::flash, Direction
 using flash_bwd_f16_hd128_window_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::window, Tile<64, 64, 4, 1>>;
 using flash_bwd_f16_hd128_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd128_bias_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 64, 4, 1>>;
+using flash_fwd_f16_hd192_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<128, 64, 12, 2, 90>>;
 using flash_fwd_f16_hd192_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd192_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<64, 32, 4, 2>>;
+using flash_fwd_f16_hd192_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::causal, Tile<128, 64, 12, 2, 90>>;
 using flash_fwd_f16_hd192_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd192_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::causal, Tile<64, 32, 4, 2>>;
+using flash_fwd_f16_hd192_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::window, Tile<128, 64, 12, 2, 90>>;
 using flash_fwd_f16_hd192_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd192_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::bias, Tile<64, 64, 4, 2>>;
@@ -326,10 +329,13 @@ using flash_bwd_f16_hd192_bias_m64n128w8s2 = Variant<Backend::flash, Direction::
 using flash_bwd_f16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd192_bias_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::bias, Tile<64, 64, 8, 2>>;
 using flash_bwd_f16_hd192_bias_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::bias, Tile<64, 32, 4, 2>>;
+using flash_fwd_f16_hd256_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<128, 64, 12, 2, 90>>;
 using flash_fwd_f16_hd256_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<64, 32, 4, 2>>;
+using flash_fwd_f16_hd256_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<128, 64, 12, 2, 90>>;
 using flash_fwd_f16_hd256_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<64, 32, 4, 2>>;
+using flash_fwd_f16_hd256_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<128, 64, 12, 2, 90>>;
 using flash_fwd_f16_hd256_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::bias, Tile<64, 64, 4, 2>>;
@@ -447,10 +453,13 @@ using flash_bwd_bf16_hd128_window_m64n128w8s2 = Variant<Backend::flash, Directio
 using flash_bwd_bf16_hd128_window_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::window, Tile<64, 64, 4, 1>>;
 using flash_bwd_bf16_hd128_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd128_bias_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 64, 4, 1>>;
+using flash_fwd_bf16_hd192_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<128, 64, 12, 2, 90>>;
 using flash_fwd_bf16_hd192_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd192_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<64, 32, 4, 2>>;
+using flash_fwd_bf16_hd192_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::causal, Tile<128, 64, 12, 2, 90>>;
 using flash_fwd_bf16_hd192_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd192_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::causal, Tile<64, 32, 4, 2>>;
+using flash_fwd_bf16_hd192_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::window, Tile<128, 64, 12, 2, 90>>;
 using flash_fwd_bf16_hd192_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd192_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::bias, Tile<64, 64, 4, 2>>;
@@ -471,10 +480,13 @@ using flash_bwd_bf16_hd192_bias_m64n128w8s2 = Variant<Backend::flash, Direction:
 using flash_bwd_bf16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd192_bias_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::bias, Tile<64, 64, 8, 2>>;
 using flash_bwd_bf16_hd192_bias_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::bias, Tile<64, 32, 4, 2>>;
+using flash_fwd_bf16_hd256_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<128, 64, 12, 2, 90>>;
 using flash_fwd_bf16_hd256_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<64, 32, 4, 2>>;
+using flash_fwd_bf16_hd256_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<128, 64, 12, 2, 90>>;
 using flash_fwd_bf16_hd256_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<64, 32, 4, 2>>;
+using flash_fwd_bf16_hd256_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<128, 64, 12, 2, 90>>;
 using flash_fwd_bf16_hd256_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::bias, Tile<64, 64, 4, 2>>;
@@ -786,10 +798,13 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd128_window_m64n64w4s1,
     flash_bwd_f16_hd128_bias_m64n128w8s2,
     flash_bwd_f16_hd128_bias_m64n64w4s1,
+    flash_fwd_f16_hd192_none_m128n64w12s2_sm90a,
     flash_fwd_f16_hd192_none_m64n64w4s2,
     flash_fwd_f16_hd192_none_m64n32w4s2,
+    flash_fwd_f16_hd192_causal_m128n64w12s2_sm90a,
     flash_fwd_f16_hd192_causal_m64n64w4s2,
     flash_fwd_f16_hd192_causal_m64n32w4s2,
+    flash_fwd_f16_hd192_window_m128n64w12s2_sm90a,
     flash_fwd_f16_hd192_window_m64n64w4s2,
     flash_fwd_f16_hd192_window_m64n32w4s2,
     flash_fwd_f16_hd192_bias_m64n64w4s2,
@@ -810,10 +825,13 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd192_bias_m64n64w4s2,
     flash_bwd_f16_hd192_bias_m64n64w8s2,
     flash_bwd_f16_hd192_bias_m64n32w4s2,
+    flash_fwd_f16_hd256_none_m128n64w12s2_sm90a,
     flash_fwd_f16_hd256_none_m64n64w4s2,
     flash_fwd_f16_hd256_none_m64n32w4s2,
+    flash_fwd_f16_hd256_causal_m128n64w12s2_sm90a,
     flash_fwd_f16_hd256_causal_m64n64w4s2,
     flash_fwd_f16_hd256_causal_m64n32w4s2,
+    flash_fwd_f16_hd256_window_m128n64w12s2_sm90a,
     flash_fwd_f16_hd256_window_m64n64w4s2,
     flash_fwd_f16_hd256_window_m64n32w4s2,
     flash_fwd_f16_hd256_bias_m64n64w4s2,
@@ -931,10 +949,13 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd128_window_m64n64w4s1,
     flash_bwd_bf16_hd128_bias_m64n128w8s2,
     flash_bwd_bf16_hd128_bias_m64n64w4s1,
+    flash_fwd_bf16_hd192_none_m128n64w12s2_sm90a,
     flash_fwd_bf16_hd192_none_m64n64w4s2,
     flash_fwd_bf16_hd192_none_m64n32w4s2,
+    flash_fwd_bf16_hd192_causal_m128n64w12s2_sm90a,
     flash_fwd_bf16_hd192_causal_m64n64w4s2,
     flash_fwd_bf16_hd192_causal_m64n32w4s2,
+    flash_fwd_bf16_hd192_window_m128n64w12s2_sm90a,
     flash_fwd_bf16_hd192_window_m64n64w4s2,
     flash_fwd_bf16_hd192_window_m64n32w4s2,
     flash_fwd_bf16_hd192_bias_m64n64w4s2,
@@ -955,10 +976,13 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd192_bias_m64n64w4s2,
     flash_bwd_bf16_hd192_bias_m64n64w8s2,
     flash_bwd_bf16_hd192_bias_m64n32w4s2,
+    flash_fwd_bf16_hd256_none_m128n64w12s2_sm90a,
     flash_fwd_bf16_hd256_none_m64n64w4s2,
     flash_fwd_bf16_hd256_none_m64n32w4s2,
+    flash_fwd_bf16_hd256_causal_m128n64w12s2_sm90a,
     flash_fwd_bf16_hd256_causal_m64n64w4s2,
     flash_fwd_bf16_hd256_causal_m64n32w4s2,
+    flash_fwd_bf16_hd256_window_m128n64w12s2_sm90a,
     flash_fwd_bf16_hd256_window_m64n64w4s2,
     flash_fwd_bf16_hd256_window_m64n32w4s2,
     flash_fwd_bf16_hd256_bias_m64n64w4s2,
@@ -973,6 +997,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "b065aa9b779894af9a1980fe861fe48d55b7bc1e53c1e24febf1b9f39646fa43";
+inline constexpr const char* kManifestHash = "2e3e03b79d3e507a4850f9c03152c606517d4ee50f9d3e163a6b0dfe3e027b39";
 
 }  // namespace attnforge::generated
