@@ -18,3 +18,5 @@ for rep in 1 2; do for b in $BUILDS; do n=${b%%:*}
   echo "-- $n (rep $rep)"
   DEV_WGMMA_ONLY=1 DEV_S=${SS:-1024,4096,16384} timeout 60 /tmp/fbd_$n time | grep TIME | grep -E "${PAT:-s1|hd128}"
 done; done
+# the device tool brings back at most 8 files from $OUT: one archive of the logs
+tar czf $OUT/dev.tgz -C $OUT dev && rm -rf $D

@@ -3,7 +3,7 @@
 # ratio to cuDNN of the same run is the comparable figure). A baseline build of another tree:
 #   mkdir devbase && git archive <rev> runtime/kernels | tar -x -C devbase   (untracked, travels with the tree)
 #   BUILDS="base:-DDEV_WS,-Idevbase/runtime/kernels new:-DDEV_WS" OUT=... bash scripts/dev/flash_fwd_ab.sh
-# BUILDS: "name:flags ..." (commas in flags become spaces). Logs under $OUT/dev.
+# BUILDS: "name:flags ..." (commas in flags become spaces). Logs in $OUT/dev.tgz.
 set -u
 export PATH=$PATH:/usr/local/cuda/bin
 D=$OUT/dev; mkdir -p $D
@@ -21,3 +21,5 @@ for rep in 1 2; do for b in $BUILDS; do n=${b%%:*}
   echo "-- $n (rep $rep)"
   timeout 120 python3 scripts/dev/flash_fwd_dev.py /tmp/ffd_$n.so time 2>&1 | tee $D/time_${n}_$rep.log | grep "^D="
 done; done
+# the device tool brings back at most 8 files from $OUT: one archive of the logs
+tar czf $OUT/dev.tgz -C $OUT dev && rm -rf $D

@@ -1,6 +1,6 @@
-// GPU tests of the backward where the softmax is sharp (a scale well above 1/√D, few query rows):
-// there dQ and dK are sums with cancellation (Σ_j dS_ij = 0), and how δ = Σ_j P·dP is formed shows.
-// Sweep case #86 of 2026-11-30 (f16 D128 Sq1 Sk257 scale 0.351) failed the factor-3 rule on flash.
+// GPU test of the backward where the softmax is sharp (scale 0.351 = 4/√D) and one query row sees
+// 257 keys: dQ and dK are sums with cancellation (Σ_j dS_ij = 0), so how δ = Σ_j P·dP is formed shows.
+// Sweep case #86 of 2026-11-30 (this shape, causal) failed the factor-3 rule once; see README, Known issues.
 #include <gtest/gtest.h>
 
 #include <cstdio>

@@ -6,7 +6,7 @@
 // cores (ping-pong: one warpgroup's softmax overlaps the other's GEMMs); three (m192, 16 warps) run
 // free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer loads
 // the next block's Q and first K while the consumers finish the last one. Head dim a multiple of 64 up
-// to 256 (codegen/limits.py admits 64 and 128; 192 and 256 are dev-driver only until measured),
+// to 256 (codegen/limits.py admits 64, 128, 192 and 256; 192 / 256 measured 2026-11-30, bench/NOTES-flash.md v13),
 // f16/bf16, masks without a tensor.
 #pragma once
 #include <cuda.h>
