@@ -476,6 +476,36 @@ TEST_F(SelectTest, HeuristicNeverPicksAMissingHeadDim) {
 }
 
 // With a memory budget, every pick's scratch fits it; with a budget nothing fits, a clear error.
+// fp32 inputs go to unfused (the fp32 fused kernel measured 6.6–8.2× slower), with or without P, in
+// both directions; fused fp32 only when unfused's workspace does not fit the memory budget.
+TEST_F(SelectTest, Fp32GoesToUnfusedAndToFusedOnlyUnderATightBudget) {
+  const auto fused_f32 = find_prefix("fused_fwd_f32_hd64_causal_");
+  if (!fused_f32 || !find_prefix("unfused_fwd_f32_hdany_causal_"))
+    GTEST_SKIP() << "needs fp32 fused and unfused hd64 causal variants (build filter)";
+  for (bool bwd : {false, true})
+    for (bool weights : {false, true}) {
+      if (bwd && weights) continue;
+      Shape s;
+      s.dtype = ATTNFORGE_F32, s.bwd = bwd;
+      attnforge_args a = make_args(s);
+      a.lse.dtype = ATTNFORGE_F32;
+      if (weights) a.weights = dense(ATTNFORGE_F32, s.b, s.hq, s.sq, s.sk);
+      Choice c = choose(a, bwd);
+      ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+      EXPECT_EQ(c.backend, ATTNFORGE_BACKEND_UNFUSED) << c.reason;
+      EXPECT_TRUE(contains(c.reason, "fp32 inputs")) << c.reason;
+      if (weights) continue;
+      // Room for fused (its forward scratch is at most the temporary LSE; its fp32 backward none),
+      // not for unfused's (B, Hq, Sq, Sk) scores.
+      const size_t unfused_need = scratch_of(a, c.variant, bwd);
+      a.memory_budget = unfused_need / 2;
+      c = choose(a, bwd);
+      ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+      EXPECT_EQ(c.backend, ATTNFORGE_BACKEND_FUSED) << c.reason;
+      EXPECT_LE(scratch_of(a, c.variant, bwd), a.memory_budget) << c.variant;
+    }
+}
+
 TEST_F(SelectTest, HeuristicNeverExceedsTheMemoryBudget) {
   int checked = 0, refused = 0;
   for (bool bwd : {false, true})
