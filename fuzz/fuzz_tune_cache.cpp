@@ -51,6 +51,7 @@ std::string scratch_path() {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   tune::set_warning_sink([](const std::string&) {});  // load() warns once per process: keep the log quiet
+  std::atexit([] { std::remove(scratch_path().c_str()); });  // the file the load path writes (below)
   if (const char* seed = std::getenv("ATTNFORGE_FUZZ_WRITE_SEED")) {
     tune::Entries entries;
     const auto all = all_variants();

@@ -2,6 +2,8 @@
 // cache written for it steers "auto", one for another GPU or build is ignored, and the tuned
 // variant actually runs and matches the backend's own result.
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -75,7 +77,8 @@ class TuneSelectGpu : public ::testing::Test {
   void TearDown() override {
     ::unsetenv("ATTNFORGE_TUNE_CACHE");
     select_reset();
-    if (!dir_.empty()) (void)std::system(("rm -rf '" + dir_ + "'").c_str());
+    std::error_code ec;  // best effort: a leftover temp directory fails nothing
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
   }
   // A cache that says unfused won this shape (so that following it is visible).
   tune::Entries entries() const {
