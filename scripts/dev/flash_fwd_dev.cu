@@ -20,6 +20,7 @@ struct Entry {
 #define E(name, ...) {name, &flash::run_fwd_path<FV<__VA_ARGS__>>}
 static const Entry kEntries[] = {
 #if defined(DEV_WS)  // the warp-specialized sm_90a kernel (flash/fwd_sm90_ws.cuh; one path)
+#if !defined(DEV_WIDE)  // -DDEV_WIDE: only the head dim 192 / 256 entries below (a shorter build)
     E("bf16_hd128_none_m128n128w12s2_sm90a", DType::bf16, 128, m::none, 128, 128, 12, 2, 90),
     E("bf16_hd128_causal_m128n128w12s2_sm90a", DType::bf16, 128, m::causal, 128, 128, 12, 2, 90),
     E("bf16_hd64_none_m128n128w12s2_sm90a", DType::bf16, 64, m::none, 128, 128, 12, 2, 90),
@@ -42,13 +43,22 @@ static const Entry kEntries[] = {
     // tile wastes less; more stages fit): in no variant set until measured
     E("bf16_hd64_causal_m128n64w12s2_sm90a", DType::bf16, 64, m::causal, 128, 64, 12, 2, 90),
     E("bf16_hd64_causal_m128n64w12s3_sm90a", DType::bf16, 64, m::causal, 128, 64, 12, 3, 90),
-    // head dims 192 and 256 on the WS kernel (the library's hd192/hd256 take the non-WS wgmma kernel):
-    // S, P, O = 32 + 16 + 96 / 128 accumulator registers with 64 keys; in no variant set until measured
+#endif
+    // head dims 192 and 256 on the WS kernel (n64 s2 is the library's first tile there since v13):
+    // S, P, O = 32 + 16 + 96 / 128 accumulator registers with 64 keys
     E("bf16_hd192_none_m128n64w12s2_sm90a", DType::bf16, 192, m::none, 128, 64, 12, 2, 90),
     E("bf16_hd192_causal_m128n64w12s2_sm90a", DType::bf16, 192, m::causal, 128, 64, 12, 2, 90),
     E("bf16_hd192_none_m128n64w12s3_sm90a", DType::bf16, 192, m::none, 128, 64, 12, 3, 90),
     E("bf16_hd256_none_m128n64w12s2_sm90a", DType::bf16, 256, m::none, 128, 64, 12, 2, 90),
     E("bf16_hd256_causal_m128n64w12s2_sm90a", DType::bf16, 256, m::causal, 128, 64, 12, 2, 90),
+    // wider key tiles there (FA3 streams 112 keys at hd192, 80 at hd256): S, P, O = 48 + 24 + 96 (n96),
+    // 56 + 28 + 96 (n112) and 40 + 20 + 128 (n80) accumulator registers; K/V 2 stages 144 / 168 / 160 KiB
+    E("bf16_hd192_none_m128n96w12s2_sm90a", DType::bf16, 192, m::none, 128, 96, 12, 2, 90),
+    E("bf16_hd192_causal_m128n96w12s2_sm90a", DType::bf16, 192, m::causal, 128, 96, 12, 2, 90),
+    E("bf16_hd192_none_m128n112w12s2_sm90a", DType::bf16, 192, m::none, 128, 112, 12, 2, 90),
+    E("bf16_hd192_causal_m128n112w12s2_sm90a", DType::bf16, 192, m::causal, 128, 112, 12, 2, 90),
+    E("bf16_hd256_none_m128n80w12s2_sm90a", DType::bf16, 256, m::none, 128, 80, 12, 2, 90),
+    E("bf16_hd256_causal_m128n80w12s2_sm90a", DType::bf16, 256, m::causal, 128, 80, 12, 2, 90),
 #elif !defined(DEV_SET)
     E("bf16_hd64_none_m128n64w4s2", DType::bf16, 64, m::none, 128, 64, 4, 2),
     E("bf16_hd64_causal_m128n64w4s2", DType::bf16, 64, m::causal, 128, 64, 4, 2),
