@@ -134,6 +134,18 @@ constexpr const char* kHopperFwdD64CausalLong =
 // Sk 8192 / 32768) lost 1.4–1.6 % on n176, so the new rows ask for Sq as long as Sk.
 constexpr const char* kHopperFwdD128Long =
     "m128n176w12 sm90a: fastest flash forward at D = 128 and S_k >= 8192 on Hopper (warp-specialized kernel)";
+// D = 192 / 256 (v14, H200, 2026-11-30, ninth session, scripts/dev/flash_fwd_ab.sh, two runs, bf16,
+// B·S = 16384, H 10 / 8, TFLOP/s against the first tile m128n64w12): D 192 with 112 keys per tile,
+// non-causal S 4096 616 / 611 against 567 / 548, S 8192 651 / 650 against 575 / 570; causal S 4096
+// 547 / 575 against 497 / 508, S 8192 585 / 594 against 512 / 513; S 2048 a tie (564 / 566 against
+// 602 / 562; causal 495 / 482 against 494 / 492). D 256 with 80 keys: S 4096 620 / 616 against 580 / 581,
+// S 8192 627 / 641 against 603 / 604; causal S 4096 563 / 601 against 540 / 563, S 8192 594 / 594 against
+// 562 / 559; S 2048 a tie. Window masks and decode were not measured: the rows ask for none / causal
+// and Sq as long as Sk.
+constexpr const char* kHopperFwdD192Long =
+    "m128n112w12 sm90a: fastest flash forward at D = 192 and S_k >= 4096 on Hopper (warp-specialized kernel)";
+constexpr const char* kHopperFwdD256Long =
+    "m128n80w12 sm90a: fastest flash forward at D = 256 and S_k >= 4096 on Hopper (warp-specialized kernel)";
 // The warp-specialized backward (sm90a, m64n128w12: a TMA producer warpgroup, two consumer warpgroups)
 // takes over at D = 64 from S_k = 8192. H200, 2026-11-29 (fifth session), scripts/dev/flash_bwd_devrun.sh SM90=1, bf16,
 // B·S = 16384, TFLOP/s non-causal / causal: S 16384 370.2 / 346.8 against m64n64w4s1's 355.4 / 304.5;
@@ -160,6 +172,8 @@ constexpr TilePreference kTilePreference[] = {
     {Backend::flash, Direction::fwd, 9, true, nullptr, 64, 64, 8192, 0, 0, 192, 128, 16, 0, kHopperFwdD64Long},
     {Backend::flash, Direction::fwd, 9, false, nullptr, 64, 64, 0, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
     {Backend::flash, Direction::fwd, 9, true, "none causal", 128, 128, 8192, 0, 8192, 128, 176, 12, 0, kHopperFwdD128Long},
+    {Backend::flash, Direction::fwd, 9, true, "none causal", 192, 192, 4096, 0, 4096, 128, 112, 12, 0, kHopperFwdD192Long},
+    {Backend::flash, Direction::fwd, 9, true, "none causal", 256, 256, 4096, 0, 4096, 128, 80, 12, 0, kHopperFwdD256Long},
     {Backend::flash, Direction::bwd, 9, true, "none", 64, 64, 4096, 0, 0, 64, 128, 12, 0, kHopperBwdD64Long},
     {Backend::flash, Direction::bwd, 9, true, nullptr, 64, 64, 8192, 0, 0, 64, 128, 12, 0, kHopperBwdD64Long},
     {Backend::flash, Direction::bwd, 9, true, nullptr, 64, 64, 0, 0, 0, 64, 64, 4, 1, kHopperBwdD64},

@@ -405,33 +405,54 @@ TEST_F(SelectTest, HeuristicTilePreferenceForFlashBackward) {
 
 // The forward rows measured on the H200 (2026-11-30): per head dim, mask and S_k the Hopper tile
 // that led. Only on a Hopper GPU with the gpu.toml / default.toml tiles built; skipped otherwise.
+// One expected flash forward tile per (head dim, Sq, Sk, mask) on an sm_90 device; skips unless every
+// named variant is in the build.
+struct HopperRow {
+  int d, sq, sk;
+  const char* mask;
+  const char* tile;
+};
+#define EXPECT_HOPPER_FORWARD_ROWS(rows)                                                                    \
+  do {                                                                                                     \
+    if (attnforge::test::device_cc_major() != 9) GTEST_SKIP() << "no Hopper GPU: the sm_90 rows do not apply"; \
+    const auto names = variant_names();                                                                    \
+    for (const HopperRow& r : rows) {                                                                      \
+      const std::string want = std::string("flash_fwd_bf16_hd") + std::to_string(r.d) + "_" + r.mask + "_" + r.tile; \
+      if (std::find(names.begin(), names.end(), want) == names.end()) GTEST_SKIP() << want << " is not in this build"; \
+    }                                                                                                      \
+    for (const HopperRow& r : rows) {                                                                      \
+      const std::string want = std::string("flash_fwd_bf16_hd") + std::to_string(r.d) + "_" + r.mask + "_" + r.tile; \
+      Shape s;                                                                                             \
+      s.d = r.d, s.hq = s.hkv = std::max(1, 2048 / r.d), s.b = 1, s.sq = r.sq, s.sk = r.sk, s.mask = r.mask; \
+      attnforge_args a = make_args(s);                                                                     \
+      a.backend = ATTNFORGE_BACKEND_FLASH;                                                                 \
+      if (std::string(r.mask) == "window") a.mask.scalars[0] = 256, a.mask.scalars[1] = 0;                 \
+      const Choice c = choose(a);                                                                          \
+      ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;                                                       \
+      EXPECT_EQ(c.variant, want) << c.reason;                                                              \
+    }                                                                                                      \
+  } while (0)
+
 TEST_F(SelectTest, HopperForwardTilesFollowTheMeasuredRows) {
-  if (attnforge::test::device_cc_major() != 9) GTEST_SKIP() << "no Hopper GPU: the sm_90 rows do not apply";
-  struct Row {
-    int d, sq, sk;
-    const char* mask;
-    const char* tile;
-  };
-  const Row rows[] = {
+  const HopperRow rows[] = {
       {64, 2048, 2048, "none", "m192n128w16s2_sm90a"},   {64, 8192, 8192, "window", "m192n128w16s2_sm90a"},
       {64, 4096, 4096, "causal", "m128n192w12s2_sm90a"}, {64, 2048, 2048, "causal", "m128n128w4s2"},
       {64, 1024, 1024, "none", "m128n128w4s2"},          {128, 8192, 8192, "causal", "m128n176w12s2_sm90a"},
       {128, 4096, 4096, "none", "m128n128w12s2_sm90a"},  {128, 1, 8192, "none", "m128n128w12s2_sm90a"},  // decode
   };
-  const auto names = variant_names();
-  for (const Row& r : rows) {
-    const std::string want = std::string("flash_fwd_bf16_hd") + std::to_string(r.d) + "_" + r.mask + "_" + r.tile;
-    if (std::find(names.begin(), names.end(), want) == names.end())
-      GTEST_SKIP() << want << " is not in this build";
-    Shape s;
-    s.d = r.d, s.hq = s.hkv = 2048 / r.d, s.b = 1, s.sq = r.sq, s.sk = r.sk, s.mask = r.mask;
-    attnforge_args a = make_args(s);
-    a.backend = ATTNFORGE_BACKEND_FLASH;
-    if (std::string(r.mask) == "window") a.mask.scalars[0] = 256, a.mask.scalars[1] = 0;
-    const Choice c = choose(a);
-    ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
-    EXPECT_EQ(c.variant, want) << c.reason;
-  }
+  EXPECT_HOPPER_FORWARD_ROWS(rows);
+}
+
+// Head dims 192 / 256 (v14): the wider key tiles from S_k 4096, the 64-key tile below, for window masks
+// and for decode.
+TEST_F(SelectTest, HopperWideHeadTilesFollowTheMeasuredRows) {
+  const HopperRow rows[] = {
+      {192, 4096, 4096, "none", "m128n112w12s2_sm90a"},  {192, 8192, 8192, "causal", "m128n112w12s2_sm90a"},
+      {192, 2048, 2048, "none", "m128n64w12s2_sm90a"},   {192, 1, 8192, "none", "m128n64w12s2_sm90a"},
+      {192, 8192, 8192, "window", "m128n64w12s2_sm90a"}, {256, 4096, 4096, "causal", "m128n80w12s2_sm90a"},
+      {256, 8192, 8192, "none", "m128n80w12s2_sm90a"},   {256, 2048, 2048, "causal", "m128n64w12s2_sm90a"},
+  };
+  EXPECT_HOPPER_FORWARD_ROWS(rows);
 }
 
 TEST_F(SelectTest, WeightsNeverGoToFlash) {
