@@ -303,15 +303,12 @@ using flash_bwd_f16_hd128_window_m64n64w4s1 = Variant<Backend::flash, Direction:
 using flash_bwd_f16_hd128_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd128_bias_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 64, 4, 1>>;
 using flash_fwd_f16_hd192_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_f16_hd192_none_m128n112w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<128, 112, 12, 2, 90>>;
 using flash_fwd_f16_hd192_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd192_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd192_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::causal, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_f16_hd192_causal_m128n112w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::causal, Tile<128, 112, 12, 2, 90>>;
 using flash_fwd_f16_hd192_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd192_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::causal, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd192_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::window, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_f16_hd192_window_m128n112w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::window, Tile<128, 112, 12, 2, 90>>;
 using flash_fwd_f16_hd192_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd192_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::bias, Tile<64, 64, 4, 2>>;
@@ -333,15 +330,12 @@ using flash_bwd_f16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::b
 using flash_bwd_f16_hd192_bias_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::bias, Tile<64, 64, 8, 2>>;
 using flash_bwd_f16_hd192_bias_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::bias, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_f16_hd256_none_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_f16_hd256_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_f16_hd256_causal_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_f16_hd256_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_f16_hd256_window_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_f16_hd256_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::bias, Tile<64, 64, 4, 2>>;
@@ -460,15 +454,12 @@ using flash_bwd_bf16_hd128_window_m64n64w4s1 = Variant<Backend::flash, Direction
 using flash_bwd_bf16_hd128_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd128_bias_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 64, 4, 1>>;
 using flash_fwd_bf16_hd192_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_bf16_hd192_none_m128n112w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<128, 112, 12, 2, 90>>;
 using flash_fwd_bf16_hd192_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd192_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd192_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::causal, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_bf16_hd192_causal_m128n112w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::causal, Tile<128, 112, 12, 2, 90>>;
 using flash_fwd_bf16_hd192_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd192_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::causal, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd192_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::window, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_bf16_hd192_window_m128n112w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::window, Tile<128, 112, 12, 2, 90>>;
 using flash_fwd_bf16_hd192_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd192_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::bias, Tile<64, 64, 4, 2>>;
@@ -490,15 +481,12 @@ using flash_bwd_bf16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::
 using flash_bwd_bf16_hd192_bias_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::bias, Tile<64, 64, 8, 2>>;
 using flash_bwd_bf16_hd192_bias_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::bias, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_bf16_hd256_none_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_bf16_hd256_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_bf16_hd256_causal_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_bf16_hd256_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_bf16_hd256_window_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_bf16_hd256_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::bias, Tile<64, 64, 4, 2>>;
@@ -811,15 +799,12 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd128_bias_m64n128w8s2,
     flash_bwd_f16_hd128_bias_m64n64w4s1,
     flash_fwd_f16_hd192_none_m128n64w12s2_sm90a,
-    flash_fwd_f16_hd192_none_m128n112w12s2_sm90a,
     flash_fwd_f16_hd192_none_m64n64w4s2,
     flash_fwd_f16_hd192_none_m64n32w4s2,
     flash_fwd_f16_hd192_causal_m128n64w12s2_sm90a,
-    flash_fwd_f16_hd192_causal_m128n112w12s2_sm90a,
     flash_fwd_f16_hd192_causal_m64n64w4s2,
     flash_fwd_f16_hd192_causal_m64n32w4s2,
     flash_fwd_f16_hd192_window_m128n64w12s2_sm90a,
-    flash_fwd_f16_hd192_window_m128n112w12s2_sm90a,
     flash_fwd_f16_hd192_window_m64n64w4s2,
     flash_fwd_f16_hd192_window_m64n32w4s2,
     flash_fwd_f16_hd192_bias_m64n64w4s2,
@@ -841,15 +826,12 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd192_bias_m64n64w8s2,
     flash_bwd_f16_hd192_bias_m64n32w4s2,
     flash_fwd_f16_hd256_none_m128n64w12s2_sm90a,
-    flash_fwd_f16_hd256_none_m128n80w12s2_sm90a,
     flash_fwd_f16_hd256_none_m64n64w4s2,
     flash_fwd_f16_hd256_none_m64n32w4s2,
     flash_fwd_f16_hd256_causal_m128n64w12s2_sm90a,
-    flash_fwd_f16_hd256_causal_m128n80w12s2_sm90a,
     flash_fwd_f16_hd256_causal_m64n64w4s2,
     flash_fwd_f16_hd256_causal_m64n32w4s2,
     flash_fwd_f16_hd256_window_m128n64w12s2_sm90a,
-    flash_fwd_f16_hd256_window_m128n80w12s2_sm90a,
     flash_fwd_f16_hd256_window_m64n64w4s2,
     flash_fwd_f16_hd256_window_m64n32w4s2,
     flash_fwd_f16_hd256_bias_m64n64w4s2,
@@ -968,15 +950,12 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd128_bias_m64n128w8s2,
     flash_bwd_bf16_hd128_bias_m64n64w4s1,
     flash_fwd_bf16_hd192_none_m128n64w12s2_sm90a,
-    flash_fwd_bf16_hd192_none_m128n112w12s2_sm90a,
     flash_fwd_bf16_hd192_none_m64n64w4s2,
     flash_fwd_bf16_hd192_none_m64n32w4s2,
     flash_fwd_bf16_hd192_causal_m128n64w12s2_sm90a,
-    flash_fwd_bf16_hd192_causal_m128n112w12s2_sm90a,
     flash_fwd_bf16_hd192_causal_m64n64w4s2,
     flash_fwd_bf16_hd192_causal_m64n32w4s2,
     flash_fwd_bf16_hd192_window_m128n64w12s2_sm90a,
-    flash_fwd_bf16_hd192_window_m128n112w12s2_sm90a,
     flash_fwd_bf16_hd192_window_m64n64w4s2,
     flash_fwd_bf16_hd192_window_m64n32w4s2,
     flash_fwd_bf16_hd192_bias_m64n64w4s2,
@@ -998,15 +977,12 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd192_bias_m64n64w8s2,
     flash_bwd_bf16_hd192_bias_m64n32w4s2,
     flash_fwd_bf16_hd256_none_m128n64w12s2_sm90a,
-    flash_fwd_bf16_hd256_none_m128n80w12s2_sm90a,
     flash_fwd_bf16_hd256_none_m64n64w4s2,
     flash_fwd_bf16_hd256_none_m64n32w4s2,
     flash_fwd_bf16_hd256_causal_m128n64w12s2_sm90a,
-    flash_fwd_bf16_hd256_causal_m128n80w12s2_sm90a,
     flash_fwd_bf16_hd256_causal_m64n64w4s2,
     flash_fwd_bf16_hd256_causal_m64n32w4s2,
     flash_fwd_bf16_hd256_window_m128n64w12s2_sm90a,
-    flash_fwd_bf16_hd256_window_m128n80w12s2_sm90a,
     flash_fwd_bf16_hd256_window_m64n64w4s2,
     flash_fwd_bf16_hd256_window_m64n32w4s2,
     flash_fwd_bf16_hd256_bias_m64n64w4s2,
@@ -1021,6 +997,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "ac20cc3e682ca08850342f497488df6375ed603fb4a80c0394f23b0d8294c305";
+inline constexpr const char* kManifestHash = "2e3e03b79d3e507a4850f9c03152c606517d4ee50f9d3e163a6b0dfe3e027b39";
 
 }  // namespace attnforge::generated
