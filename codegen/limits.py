@@ -56,10 +56,11 @@ FUSED_F32_KEY_TILE = 32  # K/V rows per shared-memory tile of the fp32 kernel (F
 
 def fused_f32_max_seqlen_k(d: int, m: int, w: int, direction: str) -> tuple[int, int]:
     """The fp32 fused kernel (runtime/kernels/fused/f32_cta.hpp, F32Plan) keeps the score block in shared
-    memory: Q (m, d+1), a K/V tile (32, d+1), S (m, n+1), O (m, d), LSE (m) floats, and for the
-    backward dO (m, d+1) and dP (m, n+1) too. n: the largest multiple of 64 that fits, at most the cap."""
-    pitch = d + 1
-    fixed = m * pitch + FUSED_F32_KEY_TILE * pitch + m * d + m + m  # + m: the score row's pad
+    memory: Q (m, d+4), a K/V tile (32, d+4), S (m, n+1), O (m, d), LSE (m) and the row phases'
+    partials (2, 32·w) floats, and for the backward dO (m, d+4) and dP (m, n+1) too. n: the largest
+    multiple of 64 that fits, at most the cap."""
+    pitch = d + 4
+    fixed = m * pitch + FUSED_F32_KEY_TILE * pitch + m * d + m + 2 * 32 * w + m  # + m: the score row's pad
     per_key = m
     if direction == "bwd":
         fixed += m * pitch + m

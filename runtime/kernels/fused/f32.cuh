@@ -31,7 +31,7 @@ struct DeviceThreads {
 
 template <class V>
 __global__ void __launch_bounds__(F32Cta<V>::kThreads) f32_kernel(const __grid_constant__ Params p) {
-  extern __shared__ float smem_f32[];
+  extern __shared__ __align__(16) float smem_f32[];  // 16-byte loads of Q, dO and K/V rows
   const int b = blockIdx.z, h = blockIdx.y, mb = blockIdx.x;
   const SeqInfo seq = seq_info(p, b);
   if (mb * F32Cta<V>::kBM >= seq.seqlen_q) return;  // varlen: past this sequence's rows (whole CTA)

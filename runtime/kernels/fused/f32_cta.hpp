@@ -15,21 +15,25 @@
 namespace attnforge::fused {
 
 // Shared-memory plan of a fp32 variant (codegen/limits.py, fused_f32_max_seqlen_k, computes the same
-// bytes to size Tile::kBlockN). Rows of Q, dO and the K/V tile are padded by one float, so that the
-// threads of a warp reading one column of consecutive rows hit distinct banks.
-template <int kD, int kBM, int kMaxSk, bool kBackward>
+// bytes to size Tile::kBlockN). Rows of Q, dO and the K/V tile are read 16 bytes at a time and padded
+// by 4 floats: the 8 threads of one 16-byte load phase, on 8 consecutive K/V rows, start 4 banks apart.
+template <int kD, int kBM, int kMaxSk, int kThreads, bool kBackward>
 struct F32Plan {
+  static_assert(kD % 4 == 0 && kBM % 4 == 0, "rows of whole 16-byte groups; region offsets stay 16-byte aligned");
+  static_assert(kThreads % kBM == 0, "the row phases give every row the same number of threads");
   static constexpr int kKeyTile = 32;       // K or V rows per shared-memory tile
-  static constexpr int kPitch = kD + 1;      // floats per row of Q, dO, the K/V tile
-  static constexpr int kSPitch = kMaxSk + 1;  // floats per score row (a thread per row walks them in step)
+  static constexpr int kPitch = kD + 4;      // floats per row of Q, dO, the K/V tile
+  static constexpr int kSPitch = kMaxSk + 1;  // floats per score row
   // Forward: [Q (kBM, kPitch)][K/V tile (kKeyTile, kPitch)][S → P (kBM, kSPitch)][O (kBM, kD)][LSE (kBM)]
-  // Backward: + [dO (kBM, kPitch)] + [dP → dS (kBM, kSPitch)]; O's buffer holds dQ, LSE's holds LSE then δ.
+  //          [row partials (2, kThreads)]
+  // Backward: + [dO (kBM, kPitch)] + [dP → dS (kBM, kSPitch)]; O's buffer holds dQ, LSE's holds LSE.
   static constexpr int kOffQ = 0;
   static constexpr int kOffT = kOffQ + kBM * kPitch;
   static constexpr int kOffS = kOffT + kKeyTile * kPitch;
   static constexpr int kOffO = kOffS + kBM * kSPitch;
   static constexpr int kOffRow = kOffO + kBM * kD;
-  static constexpr int kOffDO = kOffRow + kBM;
+  static constexpr int kOffPart = kOffRow + kBM;
+  static constexpr int kOffDO = kOffPart + 2 * kThreads;
   static constexpr int kOffDP = kOffDO + (kBackward ? kBM * kPitch : 0);
   static constexpr int kFloats = kOffDP + (kBackward ? kBM * kSPitch : 0);
   static constexpr int kBytes = kFloats * 4;
@@ -49,6 +53,13 @@ struct HostThreads {
 namespace f32_detail {
 
 constexpr float kNegInf = -INFINITY;
+
+// Four floats moved as one 16-byte shared-memory access.
+struct alignas(16) F4 {
+  float x, y, z, w;
+};
+ATTNFORGE_HD F4 ld4(const float* at) { return *reinterpret_cast<const F4*>(at); }
+ATTNFORGE_HD void st4(float* at, F4 v) { *reinterpret_cast<F4*>(at) = v; }
 
 // One bias element as a float (attnforge_dtype: F32 additive or BOOL visibility; the validator lets
 // an fp32 call pass nothing else).
@@ -84,8 +95,11 @@ struct F32Cta {
   static constexpr int kD = V::kHeadDim, kBM = V::TileT::kBlockM, kMaxSk = V::TileT::kBlockN;
   static constexpr int kThreads = 32 * V::TileT::kWarps;
   static constexpr bool kBackward = V::kDirection == Direction::bwd;
-  using Plan = F32Plan<kD, kBM, kMaxSk, kBackward>;
+  using Plan = F32Plan<kD, kBM, kMaxSk, kThreads, kBackward>;
   static constexpr int kKT = Plan::kKeyTile, kP = Plan::kPitch, kSP = Plan::kSPitch;
+  // Row phases (softmax, δ): kChunks threads per row; thread t takes row t / kChunks and the keys
+  // c, c + kChunks, … of it (c = t % kChunks), so a warp's threads read consecutive floats.
+  static constexpr int kChunks = kThreads / kBM;
 
   const Params& p;
   int b, h, hkv, m0, sq, sk;
@@ -113,6 +127,7 @@ struct F32Cta {
   ATTNFORGE_HD float* sS() const { return smem + Plan::kOffS; }    // (kBM, kSP): S, then P
   ATTNFORGE_HD float* sO() const { return smem + Plan::kOffO; }    // (kBM, kD): O, or dQ (backward)
   ATTNFORGE_HD float* sRow() const { return smem + Plan::kOffRow; }  // (kBM): LSE, then δ (backward)
+  ATTNFORGE_HD float* sPart() const { return smem + Plan::kOffPart; }  // (2, kThreads): per-thread row partials
   ATTNFORGE_HD float* sDO() const { return smem + Plan::kOffDO; }  // (kBM, kP), backward
   ATTNFORGE_HD float* sDP() const { return smem + Plan::kOffDP; }  // (kBM, kSP): dP, then dS (backward)
 
@@ -135,58 +150,91 @@ struct F32Cta {
     }
   }
 
-  // S[i][j0 + j] = Q_i·K_jᵀ·scale (+ bias), or −∞ where (i, j) is masked; keys past sk are not stored.
+  // Σ_d a[d]·b[d] over two (kD,) rows of shared memory, in d order.
+  ATTNFORGE_HD static float dot_rows(const float* a, const float* b) {
+    float acc = 0.f;
+    for (int d = 0; d < kD; d += 4) {
+      const f32_detail::F4 x = f32_detail::ld4(a + d), y = f32_detail::ld4(b + d);
+      acc = fmaf(x.x, y.x, acc), acc = fmaf(x.y, y.y, acc), acc = fmaf(x.z, y.z, acc), acc = fmaf(x.w, y.w, acc);
+    }
+    return acc;
+  }
+
+  // S[i][j0 + j] = Q_i·K_jᵀ·scale (+ bias), or −∞ where (i, j) is masked (no dot is formed there, so
+  // garbage in masked K never reaches S); keys past sk are not stored.
   ATTNFORGE_HD void scores(int tid, int j0) const {
     for (int e = tid; e < kBM * kKT; e += kThreads) {
       const int i = e / kKT, j = e % kKT, qi = m0 + i, kj = j0 + j;
       if (kj >= sk) continue;
-      float dot = 0.f;
-      for (int d = 0; d < kD; ++d) dot = fmaf(sQ()[i * kP + d], sT()[j * kP + d], dot);
-      float s = dot * p.scale;
-      bool vis = qi < sq && Mask::visible(qi, kj, sq, sk, p.mask);
-      if constexpr (Mask::kHasTensor) {
-        if (vis) {
+      float s = f32_detail::kNegInf;
+      if (qi < sq && Mask::visible(qi, kj, sq, sk, p.mask)) {
+        s = dot_rows(sQ() + i * kP, sT() + j * kP) * p.scale;
+        if constexpr (Mask::kHasTensor) {
           const float bv = f32_detail::bias_at(p, b, h, qi, kj);
-          if (p.bias_dtype == ATTNFORGE_BOOL) vis = bv != 0.f;
+          if (p.bias_dtype == ATTNFORGE_BOOL) s = bv != 0.f ? s : f32_detail::kNegInf;
           else s += bv;
         }
       }
-      sS()[i * kSP + kj] = vis ? s : f32_detail::kNegInf;  // a select: garbage in masked K never survives
+      sS()[i * kSP + kj] = s;
     }
   }
 
-  // Forward, one thread per row: m = max S, l = Σ exp(S − m), P = exp(S − m) / l (exact: the whole
-  // row is here, nothing is rescaled), LSE = m + log l; a row that sees no key gets P = 0, LSE = −∞.
-  ATTNFORGE_HD void softmax(int tid) const {
-    for (int i = tid; i < kBM; i += kThreads) {
-      float* s = sS() + i * kSP;
-      float mx = f32_detail::kNegInf;
-      for (int j = 0; j < sk; ++j) mx = fmaxf(mx, s[j]);
-      if (mx == f32_detail::kNegInf) {
-        for (int j = 0; j < sk; ++j) s[j] = 0.f;
-        sRow()[i] = f32_detail::kNegInf;
-        continue;
-      }
-      float l = 0.f;
-      for (int j = 0; j < sk; ++j) l += expf(s[j] - mx);
-      const float inv = 1.f / l;
-      for (int j = 0; j < sk; ++j) s[j] = expf(s[j] - mx) * inv;
-      sRow()[i] = mx + logf(l);
+  // The forward's exact softmax over whole rows, in three row phases (barriers between): m = max S,
+  // then P̃ = exp(S − m) and l = Σ P̃, then P = P̃ / l and LSE = m + log l (nothing is rescaled: the
+  // whole row is here). A row that sees no key gets P = 0, LSE = −∞.
+  ATTNFORGE_HD float row_sum(int i, int half) const {  // Σ over the row's chunk partials, half 0 or 1
+    float x = 0.f;
+    for (int c = 0; c < kChunks; ++c) x += sPart()[half * kThreads + i * kChunks + c];
+    return x;
+  }
+  ATTNFORGE_HD float row_max(int i) const {
+    float mx = f32_detail::kNegInf;
+    for (int c = 0; c < kChunks; ++c) mx = fmaxf(mx, sPart()[i * kChunks + c]);
+    return mx;
+  }
+  ATTNFORGE_HD void softmax_max(int tid) const {
+    const int i = tid / kChunks, c = tid % kChunks;
+    const float* s = sS() + i * kSP;
+    float mx = f32_detail::kNegInf;
+    for (int j = c; j < sk; j += kChunks) mx = fmaxf(mx, s[j]);
+    sPart()[tid] = mx;
+  }
+  ATTNFORGE_HD void softmax_exp(int tid) const {
+    const int i = tid / kChunks, c = tid % kChunks;
+    const float mx = row_max(i);
+    float* s = sS() + i * kSP;
+    float l = 0.f;
+    for (int j = c; j < sk; j += kChunks) {
+      s[j] = mx == f32_detail::kNegInf ? 0.f : expf(s[j] - mx);
+      l += s[j];
     }
+    sPart()[kThreads + tid] = l;
+  }
+  ATTNFORGE_HD void softmax_normalize(int tid) const {
+    const int i = tid / kChunks, c = tid % kChunks;
+    const float mx = row_max(i), l = row_sum(i, 1);
+    if (c == 0) sRow()[i] = mx == f32_detail::kNegInf ? f32_detail::kNegInf : mx + logf(l);
+    if (mx == f32_detail::kNegInf) return;
+    const float inv = 1.f / l;
+    float* s = sS() + i * kSP;
+    for (int j = c; j < sk; j += kChunks) s[j] *= inv;
   }
 
   // sO[i][d] += Σ_j P[i][j0 + j]·V[j][d] over this tile; P = 0 terms are skipped (0·NaN from a masked V row
   // would otherwise reach O).
+  // A thread owns 4 consecutive columns of one row.
   ATTNFORGE_HD void accumulate_pv(int tid, int j0, const float* p_rows) const {
     const int n = sk - j0 < kKT ? sk - j0 : kKT;
-    for (int e = tid; e < kBM * kD; e += kThreads) {
-      const int i = e / kD, d = e % kD;
-      float acc = sO()[e];
+    for (int e = tid; e < kBM * kD / 4; e += kThreads) {
+      const int i = e / (kD / 4), d = e % (kD / 4) * 4;
+      f32_detail::F4 acc = f32_detail::ld4(sO() + i * kD + d);
       for (int j = 0; j < n; ++j) {
         const float pv = p_rows[i * kSP + j0 + j];
-        if (pv != 0.f) acc = fmaf(pv, sT()[j * kP + d], acc);
+        if (pv == 0.f) continue;
+        const f32_detail::F4 x = f32_detail::ld4(sT() + j * kP + d);
+        acc.x = fmaf(pv, x.x, acc.x), acc.y = fmaf(pv, x.y, acc.y), acc.z = fmaf(pv, x.z, acc.z), acc.w = fmaf(pv, x.w, acc.w);
       }
-      sO()[e] = acc;
+      f32_detail::st4(sO() + i * kD + d, acc);
     }
   }
 
@@ -223,27 +271,31 @@ struct F32Cta {
       sS()[i * kSP + j] = s == f32_detail::kNegInf ? 0.f : expf(s - sRow()[i]);
     }
   }
-  // dP[i][j0 + j] = dO_i·V_jᵀ over this tile.
+  // dP[i][j0 + j] = dO_i·V_jᵀ over this tile where P ≠ 0 (elsewhere dS is 0 whatever dP is).
   ATTNFORGE_HD void grad_probs(int tid, int j0) const {
     for (int e = tid; e < kBM * kKT; e += kThreads) {
       const int i = e / kKT, j = e % kKT;
       if (j0 + j >= sk) continue;
-      float dot = 0.f;
-      for (int d = 0; d < kD; ++d) dot = fmaf(sDO()[i * kP + d], sT()[j * kP + d], dot);
-      sDP()[i * kSP + j0 + j] = dot;
+      sDP()[i * kSP + j0 + j] = sS()[i * kSP + j0 + j] != 0.f ? dot_rows(sDO() + i * kP, sT() + j * kP) : 0.f;
     }
   }
-  // One thread per row: δ = Σ_j P·dP (the row is whole, so exactly rowsum(dO ∘ O) of the unrounded O),
+  // Two row phases: δ = Σ_j P·dP (the row is whole, so exactly rowsum(dO ∘ O) of the unrounded O),
   // then dS = P ∘ (dP − δ) in place of dP; 0 wherever P is 0 (not 0·NaN from a masked V row).
+  ATTNFORGE_HD void delta_part(int tid) const {
+    const int i = tid / kChunks, c = tid % kChunks;
+    const float* pr = sS() + i * kSP;
+    const float* dp = sDP() + i * kSP;
+    float delta = 0.f;
+    for (int j = c; j < sk; j += kChunks)
+      if (pr[j] != 0.f) delta = fmaf(pr[j], dp[j], delta);
+    sPart()[tid] = delta;
+  }
   ATTNFORGE_HD void grad_scores(int tid) const {
-    for (int i = tid; i < kBM; i += kThreads) {
-      const float* pr = sS() + i * kSP;
-      float* dp = sDP() + i * kSP;
-      float delta = 0.f;
-      for (int j = 0; j < sk; ++j)
-        if (pr[j] != 0.f) delta = fmaf(pr[j], dp[j], delta);
-      for (int j = 0; j < sk; ++j) dp[j] = pr[j] != 0.f ? pr[j] * (dp[j] - delta) : 0.f;
-    }
+    const int i = tid / kChunks, c = tid % kChunks;
+    const float delta = row_sum(i, 0);
+    const float* pr = sS() + i * kSP;
+    float* dp = sDP() + i * kSP;
+    for (int j = c; j < sk; j += kChunks) dp[j] = pr[j] != 0.f ? pr[j] * (dp[j] - delta) : 0.f;
   }
   // dQ = scale · Σ_j dS·K (accumulated in sO by accumulate_pv over the K tiles), rows inside the sequence.
   ATTNFORGE_HD void store_dq(int tid) const {
@@ -289,7 +341,11 @@ template <class V, class Threads>
 ATTNFORGE_HD void fused_f32_forward(const F32Cta<V>& c, const Threads& th) {
   th.run([&](int t) { c.load_rows(t, c.sQ(), c.q), c.clear_o(t); });
   over_key_tiles(c, th, c.k, [&](int t, int j0) { c.scores(t, j0); });  // S = Q·Kᵀ·scale, masked
-  th.run([&](int t) { c.softmax(t); });                                  // P, LSE
+  th.run([&](int t) { c.softmax_max(t); });                              // P, LSE
+  th.sync();
+  th.run([&](int t) { c.softmax_exp(t); });
+  th.sync();
+  th.run([&](int t) { c.softmax_normalize(t); });
   over_key_tiles(c, th, c.v, [&](int t, int j0) { c.accumulate_pv(t, j0, c.sS()); });  // O = P·V
   th.run([&](int t) { c.store_forward(t); });
 }
@@ -301,7 +357,9 @@ ATTNFORGE_HD void fused_f32_backward(const F32Cta<V>& c, const Threads& th) {
   over_key_tiles(c, th, c.k, [&](int t, int j0) { c.scores(t, j0); });
   th.run([&](int t) { c.probs(t); });
   over_key_tiles(c, th, c.v, [&](int t, int j0) { c.grad_probs(t, j0); });  // dP = dO·Vᵀ
-  th.run([&](int t) { c.grad_scores(t); });                                   // δ, dS
+  th.run([&](int t) { c.delta_part(t); });                                    // δ, dS
+  th.sync();
+  th.run([&](int t) { c.grad_scores(t); });
   over_key_tiles(c, th, c.k, [&](int t, int j0) { c.accumulate_pv(t, j0, c.sDP()); });  // dQ = dS·K
   th.run([&](int t) { c.store_dq(t); });
   th.run([&](int t) { c.add_dkdv(t); });
