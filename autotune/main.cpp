@@ -39,7 +39,7 @@ the tune cache that backend "auto" reads.
   --shape SPEC      b=8,sq=4096,sk=4096,hq=16,hkv=16,d=128,dtype=bf16,mask=causal[,dir=fwd|bwd|both]
                     (also: s= for sq=sk, h= for hq=hkv, left=/right= for mask=window,
                     tokens= / hidden= for b = tokens/sq, h = hidden/d); repeatable
-  --grid FILE       a grid file (autotune/grids/{training,decode,classic}.toml); repeatable
+  --grid FILE       a grid file (autotune/grids/{training,decode,classic,wide_heads}.toml); repeatable
   --dir D           fwd, bwd or both: override every shape's direction
   --dry-run         list each shape's candidates (no GPU needed), time nothing
   --reps N          timed runs per candidate, median reported (default 10)
