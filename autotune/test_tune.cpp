@@ -57,6 +57,19 @@ TEST(TuneGrid, DecodeAndClassicGrids) {
   }
 }
 
+TEST(TuneGrid, WideHeadsGrid) {
+  const auto shapes = parse_grid_file(grid("wide_heads.toml"));
+  ASSERT_EQ(shapes.size(), 16u);  // D ∈ {192, 256} × S ∈ {1024…8192} × {none, causal}, forward
+  std::set<int> dims;
+  for (const auto& s : shapes) {
+    EXPECT_FALSE(s.backward) << s.label();
+    EXPECT_EQ(s.batch * s.seqlen_q, 16384) << s.label();
+    EXPECT_EQ(s.heads_q, s.head_dim == 192 ? 10 : 8) << s.label();  // H·D = 1920 / 2048
+    dims.insert(s.head_dim);
+  }
+  EXPECT_EQ(dims, (std::set<int>{192, 256}));
+}
+
 TEST(TuneGrid, ShapeSpecOfTheIssue) {
   const auto shapes = parse_shape("b=8,sq=4096,sk=4096,hq=16,hkv=16,d=128,dtype=bf16,mask=causal");
   ASSERT_EQ(shapes.size(), 2u);
