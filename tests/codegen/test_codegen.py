@@ -289,3 +289,14 @@ def test_user_defined_prefix_lm_mask_end_to_end(tmp_path):
             assert val == want or val == 1, line
         checked += 1
     assert checked > 300
+
+
+def test_wgmma_wrappers_are_the_generators_output():
+    """runtime/kernels/common/wgmma.cuh's wrapper section is codegen/wgmma.py's output, and a hand edit
+    inside it is reported stale."""
+    from codegen import wgmma
+    text = wgmma.HEADER.read_text()
+    assert wgmma.render(text) == text
+    edited = text.replace("m64n80k16.f32.bf16.bf16", "m64n80k16.f32.f16.f16", 1)
+    assert edited != text and wgmma.render(edited) == text
+    assert "struct Wgmma<DType::f16, 112>" in wgmma.section()
