@@ -361,7 +361,7 @@ std::optional<Selection> rule_tune_cache(SelectContext& c) {
 // budget is chosen. A head dim no fast backend has therefore falls through to unfused (hdany).
 struct HeuristicRow {
   bool fp32_only;         // the row applies only to fp32 inputs (and the other rows only to 16-bit)
-  bool weights_only;      // the row applies only when P is requested
+  bool weights_only;      // the row applies only when P is requested (else with or without P)
   bool fwd_only;          // the row applies only to the forward
   int max_seqlen_k;       // the row applies only when Sk ≤ this (0: any Sk)
   std::array<Backend, 3> order;
@@ -379,13 +379,12 @@ constexpr HeuristicRow kHeuristic[] = {
     // CTA per 16 rows) measured 6.6–8.2× slower than unfused fp32 on an H200 (causal, S 512 / 1024,
     // D 64 / 128, fwd and bwd; bench/results/h200_2026-11-30f_tune.md); it stays the fallback when
     // unfused's workspace exceeds the memory budget (fused needs none).
-    {true, true, false, 0, {Backend::unfused, Backend::fused, Backend::unfused}, 2, "heuristic: fp32 inputs"},
     {true, false, false, 0, {Backend::unfused, Backend::fused, Backend::unfused}, 2, "heuristic: fp32 inputs"},
     // P requested: flash never materialises P. fused writes it from the same kernel while the key
     // row fits on chip; unfused always can (P is its intermediate anyway). Not on the training
     // grid (no weights there); issue 4's target is fused ≥ 2× unfused's forward with weights at S ≤ 1024.
     {false, true, false, 0, {Backend::fused, Backend::unfused, Backend::unfused}, 2, "heuristic: attention weights requested"},
-    // Everything else: flash (O(N) memory; 199–543 TFLOP/s forward and 96–235 backward on the grid
+    // Everything else (P not requested: the row above took those): flash (O(N) memory; 199–543 TFLOP/s forward and 96–235 backward on the grid
     // above, the fastest at every S from 512 up). A short-keys → fused row was here first (issue 4's target:
     // ≥ 1.2× flash at Sk ≤ 512); measured, it chose a kernel 1.6–2.3× slower than flash on the 4
     // forward S = 512 shapes, so it went. fused remains the fallback when flash lacks the head
@@ -395,7 +394,7 @@ constexpr HeuristicRow kHeuristic[] = {
 
 bool row_applies(const HeuristicRow& row, const Problem& pr) {
   if (row.fp32_only != (pr.dtype == DType::f32)) return false;
-  if (row.weights_only != pr.wants_weights) return false;
+  if (row.weights_only && !pr.wants_weights) return false;
   if (row.fwd_only && pr.direction != Direction::fwd) return false;
   if (row.max_seqlen_k != 0 && pr.seqlen_k > row.max_seqlen_k) return false;
   return true;

@@ -403,36 +403,41 @@ TEST_F(SelectTest, HeuristicTilePreferenceForFlashBackward) {
   EXPECT_EQ(n.variant, ws) << n.reason;
 }
 
-// The forward rows measured on the H200 (2026-11-30): per head dim, mask and S_k the Hopper tile
-// that led. Only on a Hopper GPU with the gpu.toml / default.toml tiles built; skipped otherwise.
-// One expected flash forward tile per (head dim, Sq, Sk, mask) on an sm_90 device; skips unless every
-// named variant is in the build.
+// One expected flash forward tile per (head dim, Sq, Sk, mask) on an sm_90 device.
 struct HopperRow {
   int d, sq, sk;
   const char* mask;
   const char* tile;
 };
-#define EXPECT_HOPPER_FORWARD_ROWS(rows)                                                                    \
-  do {                                                                                                     \
+std::string hopper_variant(const HopperRow& r) {
+  return std::string("flash_fwd_bf16_hd") + std::to_string(r.d) + "_" + r.mask + "_" + r.tile;
+}
+Choice choose_flash_forward(const HopperRow& r) {
+  Shape s;
+  s.d = r.d, s.hq = s.hkv = std::max(1, 2048 / r.d), s.b = 1, s.sq = r.sq, s.sk = r.sk, s.mask = r.mask;
+  attnforge_args a = make_args(s);
+  a.backend = ATTNFORGE_BACKEND_FLASH;
+  if (std::string(r.mask) == "window") a.mask.scalars[0] = 256, a.mask.scalars[1] = 0;
+  return choose(a);
+}
+// A macro, as REQUIRE_ALL_THREE: GTEST_SKIP must return from the test body. Skips unless every named
+// variant is in the build.
+#define EXPECT_HOPPER_FORWARD_ROWS(rows)                                                                      \
+  do {                                                                                                       \
     if (attnforge::test::device_cc_major() != 9) GTEST_SKIP() << "no Hopper GPU: the sm_90 rows do not apply"; \
-    const auto names = variant_names();                                                                    \
-    for (const HopperRow& r : rows) {                                                                      \
-      const std::string want = std::string("flash_fwd_bf16_hd") + std::to_string(r.d) + "_" + r.mask + "_" + r.tile; \
-      if (std::find(names.begin(), names.end(), want) == names.end()) GTEST_SKIP() << want << " is not in this build"; \
-    }                                                                                                      \
-    for (const HopperRow& r : rows) {                                                                      \
-      const std::string want = std::string("flash_fwd_bf16_hd") + std::to_string(r.d) + "_" + r.mask + "_" + r.tile; \
-      Shape s;                                                                                             \
-      s.d = r.d, s.hq = s.hkv = std::max(1, 2048 / r.d), s.b = 1, s.sq = r.sq, s.sk = r.sk, s.mask = r.mask; \
-      attnforge_args a = make_args(s);                                                                     \
-      a.backend = ATTNFORGE_BACKEND_FLASH;                                                                 \
-      if (std::string(r.mask) == "window") a.mask.scalars[0] = 256, a.mask.scalars[1] = 0;                 \
-      const Choice c = choose(a);                                                                          \
-      ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;                                                       \
-      EXPECT_EQ(c.variant, want) << c.reason;                                                              \
-    }                                                                                                      \
+    const auto names = variant_names();                                                                      \
+    for (const HopperRow& r : rows)                                                                          \
+      if (std::find(names.begin(), names.end(), hopper_variant(r)) == names.end())                           \
+        GTEST_SKIP() << hopper_variant(r) << " is not in this build";                                        \
+    for (const HopperRow& r : rows) {                                                                        \
+      const Choice c = choose_flash_forward(r);                                                              \
+      ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;                                                         \
+      EXPECT_EQ(c.variant, hopper_variant(r)) << c.reason;                                                   \
+    }                                                                                                        \
   } while (0)
 
+// The forward rows measured on the H200 (2026-11-30): per head dim, mask and S_k the Hopper tile
+// that led. Only on a Hopper GPU with the gpu.toml / default.toml tiles built; skipped otherwise.
 TEST_F(SelectTest, HopperForwardTilesFollowTheMeasuredRows) {
   const HopperRow rows[] = {
       {64, 2048, 2048, "none", "m192n128w16s2_sm90a"},   {64, 8192, 8192, "window", "m192n128w16s2_sm90a"},
@@ -496,7 +501,6 @@ TEST_F(SelectTest, HeuristicNeverPicksAMissingHeadDim) {
   EXPECT_GT(checked, 0);
 }
 
-// With a memory budget, every pick's scratch fits it; with a budget nothing fits, a clear error.
 // fp32 inputs go to unfused (the fp32 fused kernel measured 6.6–8.2× slower), with or without P, in
 // both directions; fused fp32 only when unfused's workspace does not fit the memory budget.
 TEST_F(SelectTest, Fp32GoesToUnfusedAndToFusedOnlyUnderATightBudget) {
@@ -527,6 +531,7 @@ TEST_F(SelectTest, Fp32GoesToUnfusedAndToFusedOnlyUnderATightBudget) {
     }
 }
 
+// With a memory budget, every pick's scratch fits it; with a budget nothing fits, a clear error.
 TEST_F(SelectTest, HeuristicNeverExceedsTheMemoryBudget) {
   int checked = 0, refused = 0;
   for (bool bwd : {false, true})

@@ -126,7 +126,7 @@ struct F32Cta {
   ATTNFORGE_HD float* sT() const { return smem + Plan::kOffT; }    // (kKT, kP): a K or V tile
   ATTNFORGE_HD float* sS() const { return smem + Plan::kOffS; }    // (kBM, kSP): S, then P
   ATTNFORGE_HD float* sO() const { return smem + Plan::kOffO; }    // (kBM, kD): O, or dQ (backward)
-  ATTNFORGE_HD float* sRow() const { return smem + Plan::kOffRow; }  // (kBM): LSE, then δ (backward)
+  ATTNFORGE_HD float* sRow() const { return smem + Plan::kOffRow; }  // (kBM): LSE
   ATTNFORGE_HD float* sPart() const { return smem + Plan::kOffPart; }  // (2, kThreads): per-thread row partials
   ATTNFORGE_HD float* sDO() const { return smem + Plan::kOffDO; }  // (kBM, kP), backward
   ATTNFORGE_HD float* sDP() const { return smem + Plan::kOffDP; }  // (kBM, kSP): dP, then dS (backward)
@@ -220,9 +220,8 @@ struct F32Cta {
     for (int j = c; j < sk; j += kChunks) s[j] *= inv;
   }
 
-  // sO[i][d] += Σ_j P[i][j0 + j]·V[j][d] over this tile; P = 0 terms are skipped (0·NaN from a masked V row
-  // would otherwise reach O).
-  // A thread owns 4 consecutive columns of one row.
+  // sO[i][d] += Σ_j P[i][j0 + j]·V[j][d] over this tile, a thread per 4 consecutive columns of a row;
+  // P = 0 terms are skipped (0·NaN from a masked V row would otherwise reach O).
   ATTNFORGE_HD void accumulate_pv(int tid, int j0, const float* p_rows) const {
     const int n = sk - j0 < kKT ? sk - j0 : kKT;
     for (int e = tid; e < kBM * kD / 4; e += kThreads) {
