@@ -243,16 +243,19 @@ using flash_fwd_f16_hd64_bias_m128n64w4s2 = Variant<Backend::flash, Direction::f
 using flash_fwd_f16_hd64_bias_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::bias, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd64_none_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 128, 12, 2, 90>>;
+using flash_bwd_f16_hd64_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<128, 128, 12, 2, 90>>;
 using flash_bwd_f16_hd64_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd64_none_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd64_none_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 1>>;
 using flash_bwd_f16_hd64_causal_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 128, 12, 2, 90>>;
+using flash_bwd_f16_hd64_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<128, 128, 12, 2, 90>>;
 using flash_bwd_f16_hd64_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd64_causal_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd64_causal_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 64, 4, 1>>;
 using flash_bwd_f16_hd64_window_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 128, 12, 2, 90>>;
+using flash_bwd_f16_hd64_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<128, 128, 12, 2, 90>>;
 using flash_bwd_f16_hd64_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd64_window_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 128, 4, 2>>;
 using flash_bwd_f16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 64, mask::window, Tile<64, 64, 4, 2>>;
@@ -303,12 +306,15 @@ using flash_bwd_f16_hd128_window_m64n64w4s1 = Variant<Backend::flash, Direction:
 using flash_bwd_f16_hd128_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd128_bias_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::f16, 128, mask::bias, Tile<64, 64, 4, 1>>;
 using flash_fwd_f16_hd192_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<128, 64, 12, 2, 90>>;
+using flash_fwd_f16_hd192_none_m128n112w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<128, 112, 12, 2, 90>>;
 using flash_fwd_f16_hd192_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd192_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::none, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd192_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::causal, Tile<128, 64, 12, 2, 90>>;
+using flash_fwd_f16_hd192_causal_m128n112w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::causal, Tile<128, 112, 12, 2, 90>>;
 using flash_fwd_f16_hd192_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd192_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::causal, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd192_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::window, Tile<128, 64, 12, 2, 90>>;
+using flash_fwd_f16_hd192_window_m128n112w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::window, Tile<128, 112, 12, 2, 90>>;
 using flash_fwd_f16_hd192_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd192_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::bias, Tile<64, 64, 4, 2>>;
@@ -330,12 +336,15 @@ using flash_bwd_f16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::b
 using flash_bwd_f16_hd192_bias_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::bias, Tile<64, 64, 8, 2>>;
 using flash_bwd_f16_hd192_bias_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::bias, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<128, 64, 12, 2, 90>>;
+using flash_fwd_f16_hd256_none_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_f16_hd256_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<128, 64, 12, 2, 90>>;
+using flash_fwd_f16_hd256_causal_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_f16_hd256_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<128, 64, 12, 2, 90>>;
+using flash_fwd_f16_hd256_window_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_f16_hd256_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::bias, Tile<64, 64, 4, 2>>;
@@ -394,16 +403,19 @@ using flash_fwd_bf16_hd64_bias_m128n64w4s2 = Variant<Backend::flash, Direction::
 using flash_fwd_bf16_hd64_bias_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::bias, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd64_none_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 128, 12, 2, 90>>;
+using flash_bwd_bf16_hd64_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<128, 128, 12, 2, 90>>;
 using flash_bwd_bf16_hd64_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd64_none_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd64_none_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 1>>;
 using flash_bwd_bf16_hd64_causal_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 128, 12, 2, 90>>;
+using flash_bwd_bf16_hd64_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<128, 128, 12, 2, 90>>;
 using flash_bwd_bf16_hd64_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd64_causal_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd64_causal_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 64, 4, 1>>;
 using flash_bwd_bf16_hd64_window_m64n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 128, 12, 2, 90>>;
+using flash_bwd_bf16_hd64_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<128, 128, 12, 2, 90>>;
 using flash_bwd_bf16_hd64_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd64_window_m64n128w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 128, 4, 2>>;
 using flash_bwd_bf16_hd64_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 64, mask::window, Tile<64, 64, 4, 2>>;
@@ -454,12 +466,15 @@ using flash_bwd_bf16_hd128_window_m64n64w4s1 = Variant<Backend::flash, Direction
 using flash_bwd_bf16_hd128_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd128_bias_m64n64w4s1 = Variant<Backend::flash, Direction::bwd, DType::bf16, 128, mask::bias, Tile<64, 64, 4, 1>>;
 using flash_fwd_bf16_hd192_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<128, 64, 12, 2, 90>>;
+using flash_fwd_bf16_hd192_none_m128n112w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<128, 112, 12, 2, 90>>;
 using flash_fwd_bf16_hd192_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd192_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::none, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd192_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::causal, Tile<128, 64, 12, 2, 90>>;
+using flash_fwd_bf16_hd192_causal_m128n112w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::causal, Tile<128, 112, 12, 2, 90>>;
 using flash_fwd_bf16_hd192_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd192_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::causal, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd192_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::window, Tile<128, 64, 12, 2, 90>>;
+using flash_fwd_bf16_hd192_window_m128n112w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::window, Tile<128, 112, 12, 2, 90>>;
 using flash_fwd_bf16_hd192_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd192_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::bias, Tile<64, 64, 4, 2>>;
@@ -481,12 +496,15 @@ using flash_bwd_bf16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::
 using flash_bwd_bf16_hd192_bias_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::bias, Tile<64, 64, 8, 2>>;
 using flash_bwd_bf16_hd192_bias_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::bias, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<128, 64, 12, 2, 90>>;
+using flash_fwd_bf16_hd256_none_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_bf16_hd256_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<128, 64, 12, 2, 90>>;
+using flash_fwd_bf16_hd256_causal_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_bf16_hd256_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<128, 64, 12, 2, 90>>;
+using flash_fwd_bf16_hd256_window_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_bf16_hd256_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::bias, Tile<64, 64, 4, 2>>;
@@ -739,16 +757,19 @@ using AllVariants = TypeList<
     flash_fwd_f16_hd64_bias_m128n128w4s2,
     flash_fwd_f16_hd64_bias_m64n64w4s2,
     flash_bwd_f16_hd64_none_m64n128w12s2_sm90a,
+    flash_bwd_f16_hd64_none_m128n128w12s2_sm90a,
     flash_bwd_f16_hd64_none_m64n128w8s2,
     flash_bwd_f16_hd64_none_m64n128w4s2,
     flash_bwd_f16_hd64_none_m64n64w4s2,
     flash_bwd_f16_hd64_none_m64n64w4s1,
     flash_bwd_f16_hd64_causal_m64n128w12s2_sm90a,
+    flash_bwd_f16_hd64_causal_m128n128w12s2_sm90a,
     flash_bwd_f16_hd64_causal_m64n128w8s2,
     flash_bwd_f16_hd64_causal_m64n128w4s2,
     flash_bwd_f16_hd64_causal_m64n64w4s2,
     flash_bwd_f16_hd64_causal_m64n64w4s1,
     flash_bwd_f16_hd64_window_m64n128w12s2_sm90a,
+    flash_bwd_f16_hd64_window_m128n128w12s2_sm90a,
     flash_bwd_f16_hd64_window_m64n128w8s2,
     flash_bwd_f16_hd64_window_m64n128w4s2,
     flash_bwd_f16_hd64_window_m64n64w4s2,
@@ -799,12 +820,15 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd128_bias_m64n128w8s2,
     flash_bwd_f16_hd128_bias_m64n64w4s1,
     flash_fwd_f16_hd192_none_m128n64w12s2_sm90a,
+    flash_fwd_f16_hd192_none_m128n112w12s2_sm90a,
     flash_fwd_f16_hd192_none_m64n64w4s2,
     flash_fwd_f16_hd192_none_m64n32w4s2,
     flash_fwd_f16_hd192_causal_m128n64w12s2_sm90a,
+    flash_fwd_f16_hd192_causal_m128n112w12s2_sm90a,
     flash_fwd_f16_hd192_causal_m64n64w4s2,
     flash_fwd_f16_hd192_causal_m64n32w4s2,
     flash_fwd_f16_hd192_window_m128n64w12s2_sm90a,
+    flash_fwd_f16_hd192_window_m128n112w12s2_sm90a,
     flash_fwd_f16_hd192_window_m64n64w4s2,
     flash_fwd_f16_hd192_window_m64n32w4s2,
     flash_fwd_f16_hd192_bias_m64n64w4s2,
@@ -826,12 +850,15 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd192_bias_m64n64w8s2,
     flash_bwd_f16_hd192_bias_m64n32w4s2,
     flash_fwd_f16_hd256_none_m128n64w12s2_sm90a,
+    flash_fwd_f16_hd256_none_m128n80w12s2_sm90a,
     flash_fwd_f16_hd256_none_m64n64w4s2,
     flash_fwd_f16_hd256_none_m64n32w4s2,
     flash_fwd_f16_hd256_causal_m128n64w12s2_sm90a,
+    flash_fwd_f16_hd256_causal_m128n80w12s2_sm90a,
     flash_fwd_f16_hd256_causal_m64n64w4s2,
     flash_fwd_f16_hd256_causal_m64n32w4s2,
     flash_fwd_f16_hd256_window_m128n64w12s2_sm90a,
+    flash_fwd_f16_hd256_window_m128n80w12s2_sm90a,
     flash_fwd_f16_hd256_window_m64n64w4s2,
     flash_fwd_f16_hd256_window_m64n32w4s2,
     flash_fwd_f16_hd256_bias_m64n64w4s2,
@@ -890,16 +917,19 @@ using AllVariants = TypeList<
     flash_fwd_bf16_hd64_bias_m128n128w4s2,
     flash_fwd_bf16_hd64_bias_m64n64w4s2,
     flash_bwd_bf16_hd64_none_m64n128w12s2_sm90a,
+    flash_bwd_bf16_hd64_none_m128n128w12s2_sm90a,
     flash_bwd_bf16_hd64_none_m64n128w8s2,
     flash_bwd_bf16_hd64_none_m64n128w4s2,
     flash_bwd_bf16_hd64_none_m64n64w4s2,
     flash_bwd_bf16_hd64_none_m64n64w4s1,
     flash_bwd_bf16_hd64_causal_m64n128w12s2_sm90a,
+    flash_bwd_bf16_hd64_causal_m128n128w12s2_sm90a,
     flash_bwd_bf16_hd64_causal_m64n128w8s2,
     flash_bwd_bf16_hd64_causal_m64n128w4s2,
     flash_bwd_bf16_hd64_causal_m64n64w4s2,
     flash_bwd_bf16_hd64_causal_m64n64w4s1,
     flash_bwd_bf16_hd64_window_m64n128w12s2_sm90a,
+    flash_bwd_bf16_hd64_window_m128n128w12s2_sm90a,
     flash_bwd_bf16_hd64_window_m64n128w8s2,
     flash_bwd_bf16_hd64_window_m64n128w4s2,
     flash_bwd_bf16_hd64_window_m64n64w4s2,
@@ -950,12 +980,15 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd128_bias_m64n128w8s2,
     flash_bwd_bf16_hd128_bias_m64n64w4s1,
     flash_fwd_bf16_hd192_none_m128n64w12s2_sm90a,
+    flash_fwd_bf16_hd192_none_m128n112w12s2_sm90a,
     flash_fwd_bf16_hd192_none_m64n64w4s2,
     flash_fwd_bf16_hd192_none_m64n32w4s2,
     flash_fwd_bf16_hd192_causal_m128n64w12s2_sm90a,
+    flash_fwd_bf16_hd192_causal_m128n112w12s2_sm90a,
     flash_fwd_bf16_hd192_causal_m64n64w4s2,
     flash_fwd_bf16_hd192_causal_m64n32w4s2,
     flash_fwd_bf16_hd192_window_m128n64w12s2_sm90a,
+    flash_fwd_bf16_hd192_window_m128n112w12s2_sm90a,
     flash_fwd_bf16_hd192_window_m64n64w4s2,
     flash_fwd_bf16_hd192_window_m64n32w4s2,
     flash_fwd_bf16_hd192_bias_m64n64w4s2,
@@ -977,12 +1010,15 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd192_bias_m64n64w8s2,
     flash_bwd_bf16_hd192_bias_m64n32w4s2,
     flash_fwd_bf16_hd256_none_m128n64w12s2_sm90a,
+    flash_fwd_bf16_hd256_none_m128n80w12s2_sm90a,
     flash_fwd_bf16_hd256_none_m64n64w4s2,
     flash_fwd_bf16_hd256_none_m64n32w4s2,
     flash_fwd_bf16_hd256_causal_m128n64w12s2_sm90a,
+    flash_fwd_bf16_hd256_causal_m128n80w12s2_sm90a,
     flash_fwd_bf16_hd256_causal_m64n64w4s2,
     flash_fwd_bf16_hd256_causal_m64n32w4s2,
     flash_fwd_bf16_hd256_window_m128n64w12s2_sm90a,
+    flash_fwd_bf16_hd256_window_m128n80w12s2_sm90a,
     flash_fwd_bf16_hd256_window_m64n64w4s2,
     flash_fwd_bf16_hd256_window_m64n32w4s2,
     flash_fwd_bf16_hd256_bias_m64n64w4s2,
@@ -997,6 +1033,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "2e3e03b79d3e507a4850f9c03152c606517d4ee50f9d3e163a6b0dfe3e027b39";
+inline constexpr const char* kManifestHash = "a21580503b9040c39a8f484f08352144921575c68c9b1d9f0530874a10f9ce96";
 
 }  // namespace attnforge::generated

@@ -141,8 +141,9 @@ constexpr const char* kHopperFwdD128Long =
 // 602 / 562; causal 495 / 482 against 494 / 492). D 256 with 80 keys: S 4096 620 / 616 against 580 / 581,
 // S 8192 627 / 641 against 603 / 604; causal S 4096 563 / 601 against 540 / 563, S 8192 594 / 594 against
 // 562 / 559; S 2048 a tie. Window masks and decode were not measured: the rows ask for none / causal
-// and Sq as long as Sk. The tiles are in gpu.toml, not yet in default.toml (the FlashFwd suites have not
-// run on them): where they are not compiled, these rows match no candidate and the first tile serves.
+// and Sq as long as Sk. Both tiles ship since the FlashFwd suites passed on them (gpu.toml build, tree
+// 11f01a3, H200, 2026-11-30, tenth session); where a build leaves them out, these rows match no candidate
+// and the first tile serves.
 constexpr const char* kHopperFwdD192Long =
     "m128n112w12 sm90a: fastest flash forward at D = 192 and S_k >= 4096 on Hopper (warp-specialized kernel)";
 constexpr const char* kHopperFwdD256Long =
@@ -159,6 +160,17 @@ constexpr const char* kHopperFwdD256Long =
 constexpr const char* kHopperBwdD64Long =
     "m64n128w12 sm90a: fastest flash backward at D = 64 on Hopper from S_k = 8192, without a mask from 4096 "
     "(warp-specialized kernel)";
+// 128-query steps (m128n128w12 sm90a: every GEMM of a step twice as long, half the per-step barriers,
+// one dQ reduce-add per warpgroup) lead both D = 64 tiles above. H200, 2026-11-30 (tenth session),
+// scripts/dev/flash_bwd_ab.sh, two runs, bf16, B·S = 16384, TFLOP/s non-causal / causal against the best
+// of m64n128w12 and m64n64w4s1: S 1024 310 / 311 against 288 / 288, causal 214 / 214 against 220 / 220;
+// S 2048 364 / 369 against 335 / 333, causal 287 / 291 against 284 / 285; S 4096 401 / 405 against
+// 367 / 366, causal 351 / 351 against 321 / 317; S 8192 421 / 423 against 379 / 377, causal 391 / 387
+// against 345 / 341; S 16384 433 / 433 against 378 / 378, causal 400 / 403 against 356 / 357. Window
+// masks (the tile spills 420 bytes there) and Sq shorter than Sk were not timed: they keep the rows below.
+constexpr const char* kHopperBwdD64Step128 =
+    "m128n128w12 sm90a: fastest flash backward at D = 64 on Hopper, without a mask from S_k = 1024, causal "
+    "from 2048 (warp-specialized kernel, 128-query steps)";
 constexpr TilePreference kTilePreference[] = {
     // Backward, D ≤ 64: m64n128w4 beat the generator's first bwd tile m64n128w8 and m64n64w4 on the
     // H200 (2026-11-29, S = 4096, bf16, scripts/dev/flash_bwd_devrun.sh TILES=1): 244 / 208 TFLOP/s
@@ -175,6 +187,8 @@ constexpr TilePreference kTilePreference[] = {
     {Backend::flash, Direction::fwd, 9, true, "none causal", 128, 128, 8192, 0, 8192, 128, 176, 12, 0, kHopperFwdD128Long},
     {Backend::flash, Direction::fwd, 9, true, "none causal", 192, 192, 4096, 0, 4096, 128, 112, 12, 0, kHopperFwdD192Long},
     {Backend::flash, Direction::fwd, 9, true, "none causal", 256, 256, 4096, 0, 4096, 128, 80, 12, 0, kHopperFwdD256Long},
+    {Backend::flash, Direction::bwd, 9, true, "none", 64, 64, 1024, 0, 1024, 128, 128, 12, 0, kHopperBwdD64Step128},
+    {Backend::flash, Direction::bwd, 9, true, "causal", 64, 64, 2048, 0, 2048, 128, 128, 12, 0, kHopperBwdD64Step128},
     {Backend::flash, Direction::bwd, 9, true, "none", 64, 64, 4096, 0, 0, 64, 128, 12, 0, kHopperBwdD64Long},
     {Backend::flash, Direction::bwd, 9, true, nullptr, 64, 64, 8192, 0, 0, 64, 128, 12, 0, kHopperBwdD64Long},
     {Backend::flash, Direction::bwd, 9, true, nullptr, 64, 64, 0, 0, 0, 64, 64, 4, 1, kHopperBwdD64},

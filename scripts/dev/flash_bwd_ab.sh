@@ -12,11 +12,11 @@ wait
 echo "built $(date +%T)"
 for b in $BUILDS; do n=${b%%:*}
   grep -A2 "Compiling entry function '_ZN9attnforge5flash21flash_bwd_sm90_kernel" $D/build_$n.log | grep -E "spill" | sort | uniq -c | sed "s/^/$n /"
-  timeout 90 /tmp/fbd_$n > $D/check_$n.log 2>&1; echo "check $n rc=$?"; grep -h "FAIL\|GROUP" $D/check_$n.log | head -5
+  timeout ${CHECK_T:-90} /tmp/fbd_$n > $D/check_$n.log 2>&1; echo "check $n rc=$?"; grep -h "FAIL\|GROUP" $D/check_$n.log | head -5
 done
 for rep in 1 2; do for b in $BUILDS; do n=${b%%:*}
   echo "-- $n (rep $rep)"
-  DEV_WGMMA_ONLY=1 DEV_S=${SS:-1024,4096,16384} timeout 60 /tmp/fbd_$n time | grep TIME | grep -E "${PAT:-s1|hd128}"
+  DEV_WGMMA_ONLY=1 DEV_S=${SS:-1024,4096,16384} timeout ${TIME_T:-60} /tmp/fbd_$n time | grep TIME | grep -E "${PAT:-s1|hd128}"
 done; done
 # the device tool brings back at most 8 files from $OUT: one archive of the logs
 tar czf $OUT/dev.tgz -C $OUT dev && rm -rf $D

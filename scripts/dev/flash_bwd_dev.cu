@@ -620,6 +620,10 @@ int main(int argc, char** argv) {
   using W128c = FB<DType::bf16, 128, generated::mask::causal, 64, 128, 12, 2, 90>;
   using W64n = FB<DType::bf16, 64, generated::mask::none, 64, 128, 12, 2, 90>;
   using W64c = FB<DType::bf16, 64, generated::mask::causal, 64, 128, 12, 2, 90>;
+  using X64n = FB<DType::bf16, 64, generated::mask::none, 128, 128, 12, 2, 90>;  // 128-query steps
+  using X64c = FB<DType::bf16, 64, generated::mask::causal, 128, 128, 12, 2, 90>;
+  using X64w = FB<DType::bf16, 64, generated::mask::window, 128, 128, 12, 2, 90>;
+  using XF64c = FB<DType::f16, 64, generated::mask::causal, 128, 128, 12, 2, 90>;
   using W128w = FB<DType::bf16, 128, generated::mask::window, 64, 128, 12, 2, 90>;
   using WF128c = FB<DType::f16, 128, generated::mask::causal, 64, 128, 12, 2, 90>;
   if (do_time && argc > 2 && std::string(argv[2]) == "profws") {  // the warp-specialized tile at D 128
@@ -651,7 +655,13 @@ int main(int argc, char** argv) {
         RUN(W128n, Case{2, sq, sk, 4, 2});
         RUN(W128c, Case{2, sq, sk, 4, 2});
         RUN(W64c, Case{2, sq, sk, 4, 4});
+        RUN(X64c, Case{2, sq, sk, 4, 4});
+        RUN(X64n, Case{2, sq, sk, 4, 2});
       }
+      RUN(X64n, Case{1, 300, 300, 8, 1});  // MQA
+      RUN(X64c, varlen_case());
+      RUN(X64n, varlen_case());
+      RUN(XF64c, Case{2, 500, 700, 4, 4});
       RUN(W64n, Case{1, 300, 300, 8, 1});  // MQA
       RUN(W128c, varlen_case());
       RUN(W64n, varlen_case());
@@ -671,6 +681,7 @@ int main(int argc, char** argv) {
         RUN(P128w, c);
         RUN(P64w1, c);
         RUN(W128w, c);
+        RUN(X64w, c);
       }
       {
         Case c{2, 517, 700, 4, 2};  // deterministic mode takes the mma.sync kernel on every path
@@ -698,6 +709,8 @@ int main(int argc, char** argv) {
         if (w) {
           time_case<W64n>(S, false, "ws_hd64_none_m64n128w12_sm90a");
           time_case<W64c>(S, true, "ws_hd64_causal_m64n128w12_sm90a");
+          time_case<X64n>(S, false, "ws_hd64_none_m128n128w12_sm90a");
+          time_case<X64c>(S, true, "ws_hd64_causal_m128n128w12_sm90a");
           time_case<W128n>(S, false, "ws_hd128_none_m64n128w12_sm90a");
           time_case<W128c>(S, true, "ws_hd128_causal_m64n128w12_sm90a");
         }

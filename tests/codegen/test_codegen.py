@@ -162,17 +162,18 @@ def test_arch_axis_names_instantiates_and_drops(tmp_path):
     dropped = r.stdout
     assert "flash_fwd_bf16_hd64_bias_m128n128w12s2_sm90a: the sm90a forward has no mask tensor path" in dropped
     assert "flash_fwd_bf16_hd96_causal_m128n128w12s2_sm90a: the sm90a forward has head dims 64, 128, 192 and 256" in dropped
-    assert "flash_bwd_bf16_hd64_causal_m128n128w12s2_sm90a: the sm90a backward is m=64 n=128 with 12 warps" in dropped
+    assert "flash_bwd_bf16_hd96_causal_m128n128w12s2_sm90a: the sm90a backward has head dims 64 and 128" in dropped
     codegen("--config", str(cfg), "--out", str(out))
     man = json.loads((out / "manifest.json").read_text())
-    assert [v["name"] for v in man["variants"]] == ["flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a"]
+    assert [v["name"] for v in man["variants"]] == ["flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a",
+                                                    "flash_bwd_bf16_hd64_causal_m128n128w12s2_sm90a"]
     assert man["variants"][0]["tile"]["arch"] == "sm90a"
     assert "Tile<128, 128, 12, 2, 90>" in (out / "variants.hpp").read_text()
 
 
 def test_arch_axis_forward_m192_and_backward_tiles(tmp_path):
     """The fit rules' other sm90a shapes: three consumer warpgroups (m192 w16) at head dim 64 only, and
-    the backward's warp-specialized form (m64 n128 w12 s2)."""
+    the backward's warp-specialized form (m64 n128 w12 s2; 128-query steps at head dim 64 only)."""
     built, out = listed(flash_config(tmp_path, "arch2.toml", """\
         [backend.flash]
         dtypes = ["bf16"]
@@ -182,10 +183,12 @@ def test_arch_axis_forward_m192_and_backward_tiles(tmp_path):
         tiles = [
           { m = 192, n = 128, warps = 16, stages = 2, arch = "sm90a", directions = ["fwd"] },
           { m = 64, n = 128, warps = 12, stages = 2, arch = "sm90a", directions = ["bwd"] },
+          { m = 128, n = 128, warps = 12, stages = 2, arch = "sm90a", directions = ["bwd"] },
         ]
         """))
     assert built == ["flash_fwd_bf16_hd64_none_m192n128w16s2_sm90a", "flash_bwd_bf16_hd64_none_m64n128w12s2_sm90a",
-                     "flash_bwd_bf16_hd128_none_m64n128w12s2_sm90a"], out
+                     "flash_bwd_bf16_hd64_none_m128n128w12s2_sm90a", "flash_bwd_bf16_hd128_none_m64n128w12s2_sm90a"], out
+    assert "flash_bwd_bf16_hd128_none_m128n128w12s2_sm90a: the sm90a backward takes 128-query steps at head dim 64" in out
     assert "flash_fwd_bf16_hd128_none_m192n128w16s2_sm90a: three consumer warpgroups" in out
 
 

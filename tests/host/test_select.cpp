@@ -384,7 +384,7 @@ TEST_F(SelectTest, HeuristicTilePreferenceForFlashBackward) {
   const std::string tile = hopper ? "m64n64w4s1" : "m64n128w4";
   Shape s;
   s.bwd = true;
-  s.sq = s.sk = 2048;
+  s.sq = s.sk = 1024;  // causal from 2048 on Hopper: the 128-query tile (HopperBackwardTilesFollowTheMeasuredRows)
   Choice c = choose(make_args(s), true);
   ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
   EXPECT_EQ(c.variant, *find_prefix("flash_bwd_bf16_hd64_causal_" + tile)) << c.reason;
@@ -393,28 +393,23 @@ TEST_F(SelectTest, HeuristicTilePreferenceForFlashBackward) {
   attnforge_args a = make_args(s);
   a.backend = ATTNFORGE_BACKEND_FLASH;
   EXPECT_EQ(choose(a, true).variant, c.variant);
-  // Without a mask the warp-specialized tile takes over from S_k = 4096 on Hopper.
-  const auto ws = std::string("flash_bwd_bf16_hd64_none_m64n128w12s2_sm90a");
-  const auto names = variant_names();
-  if (!hopper || std::find(names.begin(), names.end(), ws) == names.end()) return;
-  s.sq = s.sk = 4096, s.mask = "none";
-  const Choice n = choose(make_args(s), true);
-  ASSERT_EQ(n.status, ATTNFORGE_OK) << n.reason;
-  EXPECT_EQ(n.variant, ws) << n.reason;
 }
 
-// One expected flash forward tile per (head dim, Sq, Sk, mask) on an sm_90 device.
+// One expected flash tile per (head dim, Sq, Sk, mask, direction) on an sm_90 device.
 struct HopperRow {
   int d, sq, sk;
   const char* mask;
   const char* tile;
+  bool bwd = false;
 };
 std::string hopper_variant(const HopperRow& r) {
-  return std::string("flash_fwd_bf16_hd") + std::to_string(r.d) + "_" + r.mask + "_" + r.tile;
+  return std::string(r.bwd ? "flash_bwd_bf16_hd" : "flash_fwd_bf16_hd") + std::to_string(r.d) + "_" + r.mask +
+         "_" + r.tile;
 }
-Choice choose_flash_forward(const HopperRow& r) {
+Choice choose_flash(const HopperRow& r) {
   Shape s;
   s.d = r.d, s.hq = s.hkv = std::max(1, 2048 / r.d), s.b = 1, s.sq = r.sq, s.sk = r.sk, s.mask = r.mask;
+  s.bwd = r.bwd;
   attnforge_args a = make_args(s);
   a.backend = ATTNFORGE_BACKEND_FLASH;
   if (std::string(r.mask) == "window") a.mask.scalars[0] = 256, a.mask.scalars[1] = 0;
@@ -422,7 +417,7 @@ Choice choose_flash_forward(const HopperRow& r) {
 }
 // A macro, as REQUIRE_ALL_THREE: GTEST_SKIP must return from the test body. Skips unless every named
 // variant is in the build.
-#define EXPECT_HOPPER_FORWARD_ROWS(rows)                                                                      \
+#define EXPECT_HOPPER_ROWS(rows)                                                                      \
   do {                                                                                                       \
     if (attnforge::test::device_cc_major() != 9) GTEST_SKIP() << "no Hopper GPU: the sm_90 rows do not apply"; \
     const auto names = variant_names();                                                                      \
@@ -430,7 +425,7 @@ Choice choose_flash_forward(const HopperRow& r) {
       if (std::find(names.begin(), names.end(), hopper_variant(r)) == names.end())                           \
         GTEST_SKIP() << hopper_variant(r) << " is not in this build";                                        \
     for (const HopperRow& r : rows) {                                                                        \
-      const Choice c = choose_flash_forward(r);                                                              \
+      const Choice c = choose_flash(r);                                                              \
       ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;                                                         \
       EXPECT_EQ(c.variant, hopper_variant(r)) << c.reason;                                                   \
     }                                                                                                        \
@@ -445,7 +440,7 @@ TEST_F(SelectTest, HopperForwardTilesFollowTheMeasuredRows) {
       {64, 1024, 1024, "none", "m128n128w4s2"},          {128, 8192, 8192, "causal", "m128n176w12s2_sm90a"},
       {128, 4096, 4096, "none", "m128n128w12s2_sm90a"},  {128, 1, 8192, "none", "m128n128w12s2_sm90a"},  // decode
   };
-  EXPECT_HOPPER_FORWARD_ROWS(rows);
+  EXPECT_HOPPER_ROWS(rows);
 }
 
 // Head dims 192 / 256 (v14): the wider key tiles from S_k 4096, the 64-key tile below, for window masks
@@ -457,7 +452,19 @@ TEST_F(SelectTest, HopperWideHeadTilesFollowTheMeasuredRows) {
       {192, 8192, 8192, "window", "m128n64w12s2_sm90a"}, {256, 4096, 4096, "causal", "m128n80w12s2_sm90a"},
       {256, 8192, 8192, "none", "m128n80w12s2_sm90a"},   {256, 2048, 2048, "causal", "m128n64w12s2_sm90a"},
   };
-  EXPECT_HOPPER_FORWARD_ROWS(rows);
+  EXPECT_HOPPER_ROWS(rows);
+}
+
+// The backward rows at D 64 (H200, 2026-11-30): the 128-query tile without a mask from S_k 1024 and
+// causal from 2048, the 64-query warp-specialized tile for window masks from 8192, m64n64w4s1 below.
+TEST_F(SelectTest, HopperBackwardTilesFollowTheMeasuredRows) {
+  const HopperRow rows[] = {
+      {64, 1024, 1024, "none", "m128n128w12s2_sm90a", true},   {64, 8192, 8192, "none", "m128n128w12s2_sm90a", true},
+      {64, 2048, 2048, "causal", "m128n128w12s2_sm90a", true}, {64, 1024, 1024, "causal", "m64n64w4s1", true},
+      {64, 8192, 8192, "window", "m64n128w12s2_sm90a", true},  {64, 2048, 2048, "window", "m64n64w4s1", true},
+      {64, 512, 512, "none", "m64n64w4s1", true},
+  };
+  EXPECT_HOPPER_ROWS(rows);
 }
 
 TEST_F(SelectTest, WeightsNeverGoToFlash) {

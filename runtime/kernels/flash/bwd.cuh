@@ -97,7 +97,8 @@ attnforge_status run_bwd_sm90_ws(const Params& p, cudaStream_t stream) {
   if (p.head_dim != V::kHeadDim || !rows_aligned16(p, /*backward=*/true) || !takes_hopper_bwd(p, T::kBlockN) ||
       p.batch == 0 || !encode_bwd_sm90_maps<V>(p, &maps))
     return run_bwd<Fallback>(p, stream);
-  const BwdWorkspaceLayout ws = flash_bwd_workspace_layout(T::kBlockM, T::kBlockN, p);
+  // The accumulator in 64-row blocks whatever the step's query count (workspace sized for T::kBlockM ≥ 64).
+  const BwdWorkspaceLayout ws = flash_bwd_workspace_layout(bwd_sm90_detail::kDqTileRows, T::kBlockN, p);
   if (const attnforge_status st = run_bwd_prologue<V>(p, ws, stream); st != ATTNFORGE_OK) return st;
   if (!launch_bwd_sm90<V>(p, ws, stream, maps)) return ATTNFORGE_CUDA_ERROR;
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;

@@ -59,23 +59,27 @@ struct BwdSm90Config {
   using Mask = typename V::Mask;
   static constexpr int kD = V::kHeadDim;
   static constexpr bool kWS = V::TileT::kArch == 90;                // + a TMA producer warpgroup
-  static constexpr int kBlockM = 64;                                // queries per step
+  static constexpr int kBlockM = V::TileT::kBlockM;                 // queries per step: 64, or 128 (kWS, D 64)
   static constexpr int kWarpgroups = V::TileT::kWarps / 4 - (kWS ? 1 : 0);  // consumer warpgroups, 64 keys each
   static constexpr int kBlockN = 64 * kWarpgroups;                  // keys per CTA
   static constexpr int kConsumerThreads = 128 * kWarpgroups;
   static constexpr int kThreads = kConsumerThreads + (kWS ? 128 : 0);
 
-  // Tiles this kernel implements: m64 n64 w4 (head dim 64) and m64 n128 w8 (64 or 128); 16-bit
-  // types; masks without a tensor (bias goes to the mma.sync kernel).
+  // Tiles this kernel implements: m64 n64 w4 (head dim 64) and m64 n128 w8 (64 or 128), their
+  // warp-specialized forms, and m128 n128 w12 sm90a at head dim 64 (FA3's hdim-64 step: every GEMM of
+  // the step twice as long, half the per-step barriers); 16-bit types; masks without a tensor (bias
+  // goes to the mma.sync kernel).
   static constexpr bool kSupported =
-      (kDType == DType::f16 || kDType == DType::bf16) && V::TileT::kBlockM == 64 &&
+      (kDType == DType::f16 || kDType == DType::bf16) &&
+      (kBlockM == 64 || (kBlockM == 128 && kWS && kD == 64)) &&
       V::TileT::kWarps % 4 == 0 && V::TileT::kBlockN == kBlockN &&
       ((kD == 64 && (kWarpgroups == 1 || kWarpgroups == 2)) || (kD == 128 && kWarpgroups == 2)) &&
       !Mask::kHasTensor && (!kWS || (kWarpgroups == 2 && V::TileT::kStages == 2));
 
   // Stages of the dQ staging buffer: tile stages 2 → two (a reduce-add may still read the last one
-  // while the next is written), 1 → one, which lets head dim 64, n64 fit three CTAs per SM.
-  static constexpr int kDqStages = V::TileT::kStages >= 2 ? 2 : 1;
+  // while the next is written), 1 → one, which lets head dim 64, n64 fit three CTAs per SM. 128-query
+  // steps take one: two would be 40 bytes over the 227 KiB a CTA may have.
+  static constexpr int kDqStages = V::TileT::kStages >= 2 && kBlockM == 64 ? 2 : 1;
   static constexpr int kMinBlocks = kWarpgroups == 1 ? (kDqStages == 1 ? 3 : 2) : 1;
   // Head dim 64 with two warpgroups: both hold partials of the same (64 queries, 64 columns) dQ block;
   // summed in shared memory they go out as one reduce-add instead of two (half the L2 reduce traffic).
@@ -83,9 +87,9 @@ struct BwdSm90Config {
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // kWS: 128·24 + 256·240 ≤ 64 K
 
   static constexpr int kLayoutD = kSupported ? kD : 64;  // layouts of unsupported variants: never used
-  using QL = prim::SmemTileSw128<kBlockM, kLayoutD>;    // Q or dO tile: (64 queries, D)
+  using QL = prim::SmemTileSw128<kBlockM, kLayoutD>;    // Q or dO tile: (kBlockM queries, D)
   using KL = prim::SmemTileSw128<kBlockN, kLayoutD>;    // K or V: (kBlockN keys, D)
-  using SL = prim::SmemTileSw128<kBlockN, kBlockM>;     // dSᵀ: (kBlockN keys, 64 queries)
+  using SL = prim::SmemTileSw128<kBlockN, kBlockM>;     // dSᵀ: (kBlockN keys, kBlockM queries)
   static constexpr int kDqPartFloats = 64 * 64;          // one warpgroup's (64 queries, 64 columns) of dQ
   static constexpr int kDqBufBytes = kWarpgroups * kDqPartFloats * 4;
   // dSᵀ buffers: kWS has no per-step barrier before the first GEMMs, so one warpgroup may start step
@@ -114,22 +118,23 @@ struct BwdSm90Fallback {
 };
 template <DType T, int D, class M, int BM, int BN, int W, int S>
 struct BwdSm90Fallback<Variant<Backend::flash, Direction::bwd, T, D, M, Tile<BM, BN, W, S, 90>>> {
-  using type = Variant<Backend::flash, Direction::bwd, T, D, M, Tile<BM, BN, W - 4, S>>;
+  using type = Variant<Backend::flash, Direction::bwd, T, D, M, Tile<64, BN, W - 4, S>>;  // 64-query steps
 };
 
 namespace bwd_sm90_detail {
 
 // The fp32 dQ accumulator of this kernel: per (b, h, 64-query tile) a block of 64·D floats
-// (flash_bwd_workspace_layout with block_m 64). Warpgroup part cg (columns 64·cg…) is one
+// (flash_bwd_workspace_layout with block_m kDqTileRows = 64, whatever the step's query count). Warpgroup part cg (columns 64·cg…) is one
 // contiguous run of 64·64 floats in accumulator-fragment order: fragment (nt, hh) of thread tid128
 // (rows 16·warp + g + 8·hh, columns 64·cg + 8·nt + 2t, +1) at 2·((2·nt + hh)·128 + tid128).
 __host__ __device__ __forceinline__ int dq_frag_offset(int nt, int hh, int tid128) {
   return ((nt * 2 + hh) * 128 + tid128) * 2;
 }
+constexpr int kDqTileRows = 64;
 
 }  // namespace bwd_sm90_detail
 
-// TMA descriptors of the warp-specialized form (zero otherwise): Q and dO in boxes of 64 rows, K and V
+// TMA descriptors of the warp-specialized form (zero otherwise): Q and dO in boxes of kBlockM rows, K and V
 // in boxes of kBlockN rows, each over the 4-D view (D, heads, rows, batch) of common/tma.cuh.
 struct BwdSm90Maps {
   CUtensorMap q, d_o, k, v;
@@ -146,12 +151,13 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   using QL = typename C::QL;
   using KL = typename C::KL;
   using SL = typename C::SL;
-  using MmaS = prim::sm90::Wgmma<C::kDType, 64>;     // Sᵀ, dPᵀ: (64 keys, 64 queries)
+  using MmaS = prim::sm90::Wgmma<C::kDType, C::kBlockM>;  // Sᵀ, dPᵀ: (64 keys, kBlockM queries)
   using MmaKV = prim::sm90::Wgmma<C::kDType, C::kD>;  // dV, dK: (64 keys, D)
   using MmaQ = prim::sm90::WgmmaMN64<C::kDType>;      // dQ: (64 queries, 64 columns)
   namespace w = prim::sm90;
   namespace sd = bwd_sm90_detail;
   constexpr int kD = C::kD, kBM = C::kBlockM, kBN = C::kBlockN, kThreads = C::kThreads;
+  constexpr int kQT = kBM / 8;  // 8-query column tiles of Sᵀ and dPᵀ
   constexpr uint32_t kSbo = 1024;  // 8 rows × 128 bytes between core-matrix groups
   constexpr float kLog2e = 1.4426950408889634f;
 
@@ -258,7 +264,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
             tma::load_4d(sDO(pst) + slab * QL::kSlabBytes, &maps.d_o, bar_q_full(pst), slab * 64, h, q_row0 + m0, tb);
           }
         }
-        // LSE and D of the 64 rows (0 past the sequence, as the cp.async zero-fill of the other form).
+        // LSE and D of the kBM rows (0 past the sequence, as the cp.async zero-fill of the other form).
         const float* lse = p.lse + b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + si.q_start;
         const float* dsum = static_cast<const float*>(p.workspace) + int64_t(h) * p.total_q + row_base;
         for (int r = lane; r < kBM; r += 32) {
@@ -322,8 +328,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       prim::cp_async_commit();
     }
 
-    // ---- Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ: (64 keys, 64 queries), K-major operands --------------------
-    float s[8][4], dp[8][4];
+    // ---- Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ: (64 keys, kBM queries), K-major operands -------------------
+    float s[kQT][4], dp[kQT][4];
     w::fence();
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
@@ -344,13 +350,13 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 
     // ---- Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e), dSᵀ = Pᵀ ∘ (dPᵀ − D) ---------------------------------
     // Element (nt, e): key row 64·wg + wrow + g + 8·(e / 2), query column 8·nt + 2t + e % 2.
-    // LSE·log2e and D of this thread's 16 query columns are read up front, and masked scores become −∞
+    // LSE·log2e and D of this thread's 2·kQT query columns are read up front, and masked scores become −∞
     // (P = 0) in a pass of their own, so the main loop is the same straight-line math on every tile
     // (per-element predicated shared loads behind the mask test stalled causal tiles: on the H200,
     // hd64 causal S 4096 went from 229 to 314 TFLOP/s, non-causal from 307 to 350).
-    float2 lse2[8], dsum2[8];
+    float2 lse2[kQT], dsum2[kQT];
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
+    for (int nt = 0; nt < kQT; ++nt) {
       const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + nt * 8 + 2 * t);
       lse2[nt].x = l.x == -INFINITY ? INFINITY : l.x * kLog2e;  // a row that saw nothing: P = 0
       lse2[nt].y = l.y == -INFINITY ? INFINITY : l.y * kLog2e;
@@ -358,7 +364,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     }
     if (cls != TileClass::kFull || m0 + kBM > sq || n0 + kBN > sk) {
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
+      for (int nt = 0; nt < kQT; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int q = m0 + nt * 8 + 2 * t + (e & 1), k = n0 + wg * 64 + wrow + g + 8 * (e >> 1);
@@ -366,7 +372,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         }
     }
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < kQT; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const float lse = e & 1 ? lse2[nt].y : lse2[nt].x, dsum = e & 1 ? dsum2[nt].y : dsum2[nt].x;
@@ -374,9 +380,9 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         s[nt][e] = pv;
         dp[nt][e] = pv != 0.f ? pv * (dp[nt][e] - dsum) : 0.f;  // 0, not 0·NaN, where P is 0
       }
-    uint32_t pa[4][4], da[4][4];  // Pᵀ, dSᵀ as m64k16 A fragments, one per 16 queries
+    uint32_t pa[kBM / 16][4], da[kBM / 16][4];  // Pᵀ, dSᵀ as m64k16 A fragments, one per 16 queries
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
+    for (int kk = 0; kk < kBM / 16; ++kk) {
       pa[kk][0] = C::Num::pack2(s[2 * kk][0], s[2 * kk][1]);
       pa[kk][1] = C::Num::pack2(s[2 * kk][2], s[2 * kk][3]);
       pa[kk][2] = C::Num::pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
@@ -389,7 +395,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 
     // ---- dSᵀ → shared (key rows, query columns, 16-bit), before da becomes an in-flight operand ----
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < kQT; ++nt)
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         const int kl = wg * 64 + wrow + g + 8 * hh;
@@ -397,10 +403,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
                      "r"(da[nt / 2][(nt % 2) * 2 + hh]));
       }
 
-    // ---- dV_w += Pᵀ·dO: B = dO (64 queries = k, D = n), MN-major -----------------------------------
+    // ---- dV_w += Pᵀ·dO: B = dO (kBM queries = k, D = n), MN-major ----------------------------------
     w::fence();
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) MmaKV::rs(dv, pa[kk], w::desc_sw128(sDO(st) + kk * 2048, QL::kSlabBytes, kSbo));
+    for (int kk = 0; kk < kBM / 16; ++kk) MmaKV::rs(dv, pa[kk], w::desc_sw128(sDO(st) + kk * 2048, QL::kSlabBytes, kSbo));
     w::commit();
     w::fence_proxy_async();
     // [B] dSᵀ of every warpgroup in shared memory
@@ -408,10 +414,18 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     else __syncthreads();
 
     // ---- dQ = dS·K: A = dS (64 queries = m, keys = k) MN-major from dSᵀ; B = K (keys, D) MN-major --
-    float dq[8][4];  // (64 queries, 64 columns): columns c0 …
-    const int c0 = kD == 128 ? wg * 64 : 0;
+    float dq[8][4];  // (64 queries, 64 columns): queries r0 …, columns c0 …
+    const int c0 = kD == 128 ? wg * 64 : 0, r0 = kBM == 128 ? wg * 64 : 0;
     w::fence();
-    if constexpr (kD == 128) {  // columns 64·wg … over all kBN keys
+    if constexpr (kBM == 128) {  // queries 64·wg … (dSᵀ slab wg), all 64 columns, over all kBN keys
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        const uint64_t a = w::desc_sw128(sDS(st) + wg * SL::kSlabBytes + kk * 2048, SL::kSlabBytes, kSbo);
+        const uint64_t bk = w::desc_sw128(sK + kk * 2048, KL::kSlabBytes, kSbo);
+        if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
+        else MmaQ::template ss<true>(dq, a, bk);
+      }
+    } else if constexpr (kD == 128) {  // columns 64·wg … over all kBN keys
 #pragma unroll
       for (int kk = 0; kk < kBN / 16; ++kk) {
         const uint64_t a = w::desc_sw128(sDS(st) + kk * 2048, SL::kSlabBytes, kSbo);
@@ -430,15 +444,16 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       }
     }
     w::commit();
-    // ---- dK_w += dSᵀ·Q: B = Q (64 queries = k, D = n), MN-major; issued after dQ so that it runs
+    // ---- dK_w += dSᵀ·Q: B = Q (kBM queries = k, D = n), MN-major; issued after dQ so that it runs
     // while dQ is staged and sent (wgmma groups complete in order: wait<1> is dV and dQ) -----------
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) MmaKV::rs(dk, da[kk], w::desc_sw128(sQ(st) + kk * 2048, QL::kSlabBytes, kSbo));
+    for (int kk = 0; kk < kBM / 16; ++kk) MmaKV::rs(dk, da[kk], w::desc_sw128(sQ(st) + kk * 2048, QL::kSlabBytes, kSbo));
     w::commit();
     w::wait<1>();  // dV and dQ
 
     // ---- dQ part → shared in fragment order → one bulk reduce-add into the tile's block ------------
-    // Rows past the sequence carry dS = 0, so the whole block is added.
+    // Rows past the sequence carry dS = 0, so the whole block is added; a 128-query step's second
+    // half past the sequence has no block (the accumulator has ⌈Sq / 64⌉ of them) and is not sent.
     const uint32_t buf =
         base + C::kOffDq + uint32_t((C::kDqStages == 2 ? st : 0) * C::kDqBufBytes + wg * C::kDqPartFloats * 4);
     auto stage_dq = [&] {
@@ -478,9 +493,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 #ifdef ATTNFORGE_DEV_BWD_SM90_SKIP_DQ_ADD  // measurement only (dev driver): dQ is wrong
       if (false) {
 #else
-      if (bulk_issuer) {
+      if (bulk_issuer && (kBM == sd::kDqTileRows || m0 + r0 < sq)) {
 #endif
-        float* dst = dq_acc + dq_acc_tile_base(p, b, h, mb, kBM, kD) + c0 * kBM;
+        const int dq_tile = mb * (kBM / sd::kDqTileRows) + r0 / sd::kDqTileRows;
+        float* dst = dq_acc + dq_acc_tile_base(p, b, h, dq_tile, sd::kDqTileRows, kD) + c0 * sd::kDqTileRows;
         asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
                      "r"(buf), "r"(C::kDqPartFloats * 4)
                      : "memory");
@@ -528,10 +544,10 @@ __global__ void __launch_bounds__(256) flash_bwd_sm90_convert_dq_kernel(const __
   constexpr int kPairs = 64 * C::kD / 2;
   const int mb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const SeqInfo si = seq_info(p, b);
-  const int m0 = mb * 64;
+  const int m0 = mb * bwd_sm90_detail::kDqTileRows;
   if (m0 >= si.seqlen_q) return;
   const float* tile = reinterpret_cast<const float*>(static_cast<const char*>(p.workspace) + dq_acc_offset) +
-                      dq_acc_tile_base(p, b, h, mb, 64, C::kD);
+                      dq_acc_tile_base(p, b, h, mb, bwd_sm90_detail::kDqTileRows, C::kD);
   typename C::Element* dq = static_cast<typename C::Element*>(p.dq) + int64_t(b) * p.dq_batch_stride +
                             si.q_start * p.dq_row_stride + int64_t(h) * p.dq_head_stride;
   for (int pi = threadIdx.x; pi < kPairs; pi += 256) {
@@ -590,7 +606,8 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     const dim3 grid = heads_fastest ? dim3(p.heads_kv, key_tiles, p.batch) : dim3(key_tiles, p.heads_kv, p.batch);
     flash_bwd_sm90_kernel<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest, maps);
   }
-  const int m_tiles = (p.seqlen_q + 63) / 64;
+  constexpr int kRows = bwd_sm90_detail::kDqTileRows;
+  const int m_tiles = (p.seqlen_q + kRows - 1) / kRows;
   if (m_tiles > 0)
     flash_bwd_sm90_convert_dq_kernel<V><<<dim3(m_tiles, p.heads_q, p.batch), 256, 0, stream>>>(p, ws.dq_acc_offset);
   return true;
