@@ -197,6 +197,22 @@ using fused_bwd_bf16_hd256_none_m64n256w8 = Variant<Backend::fused, Direction::b
 using fused_bwd_bf16_hd256_causal_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::causal, Tile<64, 256, 8, 0>>;
 using fused_bwd_bf16_hd256_window_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::window, Tile<64, 256, 8, 0>>;
 using fused_bwd_bf16_hd256_bias_m64n256w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 256, mask::bias, Tile<64, 256, 8, 0>>;
+using fused_fwd_f32_hd64_none_m16n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f32, 64, mask::none, Tile<16, 1024, 8, 0>>;
+using fused_fwd_f32_hd64_causal_m16n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f32, 64, mask::causal, Tile<16, 1024, 8, 0>>;
+using fused_fwd_f32_hd64_window_m16n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f32, 64, mask::window, Tile<16, 1024, 8, 0>>;
+using fused_fwd_f32_hd64_bias_m16n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f32, 64, mask::bias, Tile<16, 1024, 8, 0>>;
+using fused_bwd_f32_hd64_none_m16n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f32, 64, mask::none, Tile<16, 1024, 8, 0>>;
+using fused_bwd_f32_hd64_causal_m16n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f32, 64, mask::causal, Tile<16, 1024, 8, 0>>;
+using fused_bwd_f32_hd64_window_m16n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f32, 64, mask::window, Tile<16, 1024, 8, 0>>;
+using fused_bwd_f32_hd64_bias_m16n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f32, 64, mask::bias, Tile<16, 1024, 8, 0>>;
+using fused_fwd_f32_hd128_none_m16n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f32, 128, mask::none, Tile<16, 1024, 8, 0>>;
+using fused_fwd_f32_hd128_causal_m16n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f32, 128, mask::causal, Tile<16, 1024, 8, 0>>;
+using fused_fwd_f32_hd128_window_m16n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f32, 128, mask::window, Tile<16, 1024, 8, 0>>;
+using fused_fwd_f32_hd128_bias_m16n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f32, 128, mask::bias, Tile<16, 1024, 8, 0>>;
+using fused_bwd_f32_hd128_none_m16n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f32, 128, mask::none, Tile<16, 1024, 8, 0>>;
+using fused_bwd_f32_hd128_causal_m16n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f32, 128, mask::causal, Tile<16, 1024, 8, 0>>;
+using fused_bwd_f32_hd128_window_m16n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f32, 128, mask::window, Tile<16, 1024, 8, 0>>;
+using fused_bwd_f32_hd128_bias_m16n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f32, 128, mask::bias, Tile<16, 1024, 8, 0>>;
 using flash_fwd_f16_hd32_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd32_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd32_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 32, mask::none, Tile<64, 64, 4, 2>>;
@@ -711,6 +727,22 @@ using AllVariants = TypeList<
     fused_bwd_bf16_hd256_causal_m64n256w8,
     fused_bwd_bf16_hd256_window_m64n256w8,
     fused_bwd_bf16_hd256_bias_m64n256w8,
+    fused_fwd_f32_hd64_none_m16n1024w8,
+    fused_fwd_f32_hd64_causal_m16n1024w8,
+    fused_fwd_f32_hd64_window_m16n1024w8,
+    fused_fwd_f32_hd64_bias_m16n1024w8,
+    fused_bwd_f32_hd64_none_m16n1024w8,
+    fused_bwd_f32_hd64_causal_m16n1024w8,
+    fused_bwd_f32_hd64_window_m16n1024w8,
+    fused_bwd_f32_hd64_bias_m16n1024w8,
+    fused_fwd_f32_hd128_none_m16n1024w8,
+    fused_fwd_f32_hd128_causal_m16n1024w8,
+    fused_fwd_f32_hd128_window_m16n1024w8,
+    fused_fwd_f32_hd128_bias_m16n1024w8,
+    fused_bwd_f32_hd128_none_m16n1024w8,
+    fused_bwd_f32_hd128_causal_m16n1024w8,
+    fused_bwd_f32_hd128_window_m16n1024w8,
+    fused_bwd_f32_hd128_bias_m16n1024w8,
     flash_fwd_f16_hd32_none_m128n64w4s2,
     flash_fwd_f16_hd32_none_m128n128w4s2,
     flash_fwd_f16_hd32_none_m64n64w4s2,
@@ -1033,6 +1065,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "a21580503b9040c39a8f484f08352144921575c68c9b1d9f0530874a10f9ce96";
+inline constexpr const char* kManifestHash = "b8af2ecf3eb2144e67e013ca207ab05f0034bc89d2a92a5d29a600bfd7890cc5";
 
 }  // namespace attnforge::generated
