@@ -413,7 +413,7 @@ Choice choose_flash(const HopperRow& r) {
   attnforge_args a = make_args(s);
   a.backend = ATTNFORGE_BACKEND_FLASH;
   if (std::string(r.mask) == "window") a.mask.scalars[0] = 256, a.mask.scalars[1] = 0;
-  return choose(a);
+  return choose(a, r.bwd);
 }
 // A macro, as REQUIRE_ALL_THREE: GTEST_SKIP must return from the test body. Skips unless every named
 // variant is in the build.
