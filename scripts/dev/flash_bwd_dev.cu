@@ -690,8 +690,8 @@ int main(int argc, char** argv) {
       }
     } else {
       const bool w = std::strcmp(path, "wgmma") == 0;
-      for (int S : {1024, 2048, 4096, 8192, 16384}) {
-        if (!std::getenv("DEV_S") ? (S == 2048 || S == 8192) : !listed("DEV_S", S)) continue;
+      for (int S : {512, 1024, 2048, 4096, 8192, 16384}) {
+        if (!std::getenv("DEV_S") ? (S == 512 || S == 2048 || S == 8192) : !listed("DEV_S", S)) continue;
         if (std::getenv("DEV_CAUSAL_ONLY")) {
           time_case<P64c1s1>(S, true, w ? "wgmma_hd64_causal_m64n64w4s1" : "mma_hd64_causal_m64n64w4s1");
           time_case<P64c>(S, true, w ? "wgmma_hd64_causal_m64n128w8" : "mma_hd64_causal_m64n128w8");

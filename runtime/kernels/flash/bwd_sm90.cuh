@@ -3,15 +3,17 @@
 // wgmma A operands. run_bwd<V> (flash/bwd.cuh) takes it on sm_90 devices for the tiles it fits.
 //
 // A CTA owns kBlockN = 64·kWarpgroups keys of one (sequence, kv head); warpgroup wg owns 64 of them.
-// It loops over the query heads of the kv head's group and the 64-query tiles the mask leaves
-// non-empty (Q, dO, LSE, D double-buffered by cp.async). Per query tile:
-//   Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ                 wgmma SS, (64 keys, 64 queries) per warpgroup
+// It loops over the query heads of the kv head's group and the kBlockM-query tiles (64; 128 in the
+// warp-specialized head-dim-64 tile) the mask leaves non-empty (Q, dO, LSE, D double-buffered by
+// cp.async). Per query tile:
+//   Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ                 wgmma SS, (64 keys, kBlockM queries) per warpgroup
 //   Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e)      registers; dSᵀ = Pᵀ ∘ (dPᵀ − D); masked → 0
 //   dSᵀ → shared memory (keys, queries)
 //   dV_w += Pᵀ·dO, dK_w += dSᵀ·Q                wgmma RS: A = Pᵀ / dSᵀ from registers, B MN-major
 //   dQ += dS·K                                   wgmma SS, A (dS) and B (K) both MN-major; head dim
 //                                                128: warpgroup wg computes columns 64·wg…, over all
-//                                                keys; head dim 64: each warpgroup its own keys
+//                                                keys; head dim 64: each warpgroup its own keys;
+//                                                128-query steps: warpgroup wg queries 64·wg…, all keys
 //   dQ (64, 64) per warpgroup → shared memory in fragment order → one bulk reduce-add
 //   (cp.reduce.async.bulk .add.f32) into the tile's block of the fp32 accumulator
 // dV, then dQ, then dK are issued back to back; dQ is staged and sent while dK still runs. Not
