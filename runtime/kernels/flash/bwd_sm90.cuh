@@ -126,8 +126,9 @@ struct BwdSm90Fallback<Variant<Backend::flash, Direction::bwd, T, D, M, Tile<BM,
 namespace bwd_sm90_detail {
 
 // The fp32 dQ accumulator of this kernel: per (b, h, 64-query tile) a block of 64·D floats
-// (flash_bwd_workspace_layout with block_m kDqTileRows = 64, whatever the step's query count). Warpgroup part cg (columns 64·cg…) is one
-// contiguous run of 64·64 floats in accumulator-fragment order: fragment (nt, hh) of thread tid128
+// (flash_bwd_workspace_layout with block_m kDqTileRows = 64, whatever the step's query count).
+// Warpgroup part cg (columns 64·cg…) is one contiguous run of 64·64 floats in accumulator-fragment
+// order: fragment (nt, hh) of thread tid128
 // (rows 16·warp + g + 8·hh, columns 64·cg + 8·nt + 2t, +1) at 2·((2·nt + hh)·128 + tid128).
 __host__ __device__ __forceinline__ int dq_frag_offset(int nt, int hh, int tid128) {
   return ((nt * 2 + hh) * 128 + tid128) * 2;
