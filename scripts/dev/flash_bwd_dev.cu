@@ -718,6 +718,44 @@ int main(int argc, char** argv) {
     }
   }
   unsetenv("ATTNFORGE_FLASH_BWD_PATH");
+#elif GROUP == 5  // head dim 256 on Hopper: the split step (sm90a m64n64w12) against the mma.sync tile it falls back to
+  using Z256n = FB<DType::bf16, 256, generated::mask::none, 64, 64, 12, 2, 90>;
+  using Z256c = FB<DType::bf16, 256, generated::mask::causal, 64, 64, 12, 2, 90>;
+  using Z256w = FB<DType::bf16, 256, generated::mask::window, 64, 64, 12, 2, 90>;
+  using ZF256c = FB<DType::f16, 256, generated::mask::causal, 64, 64, 12, 2, 90>;
+  using M256n = FB<DType::bf16, 256, generated::mask::none, 64, 64, 8, 2>;
+  using M256c = FB<DType::bf16, 256, generated::mask::causal, 64, 64, 8, 2>;
+  if (!do_time) {
+    RUN(Z256n, Case{1, 64, 128, 1, 1});  // two key tiles add into one dQ tile
+    for (auto [sq, sk] : pairs) {
+      RUN(Z256n, Case{2, sq, sk, 4, 2});
+      RUN(Z256c, Case{2, sq, sk, 4, 4});
+    }
+    RUN(Z256n, Case{1, 300, 300, 8, 1});  // MQA
+    RUN(Z256c, varlen_case());
+    RUN(Z256n, varlen_case());
+    RUN(ZF256c, Case{2, 500, 700, 4, 4});
+    {
+      Case c{2, 333, 411, 4, 2};
+      c.window_left = 50;
+      c.window_right = 7;
+      c.nan_invisible_keys = true;
+      RUN(Z256w, c);
+    }
+    {
+      Case c{2, 517, 700, 4, 2};  // deterministic mode: the mma.sync fallback
+      c.deterministic = true;
+      all &= run_case<Z256c>(c, "det causal", 20);
+    }
+  } else {
+    for (int S : {512, 1024, 2048, 4096, 8192, 16384}) {
+      if (std::getenv("DEV_S") && !listed("DEV_S", S)) continue;
+      time_case<M256n>(S, false, "mma_hd256_none_m64n64w8");
+      time_case<M256c>(S, true, "mma_hd256_causal_m64n64w8");
+      time_case<Z256n>(S, false, "ws_hd256_none_m64n64w12_sm90a");
+      time_case<Z256c>(S, true, "ws_hd256_causal_m64n64w12_sm90a");
+    }
+  }
 #endif
   printf("GROUP %d %s\n", GROUP, all ? "ALL PASS" : "SOME FAILED");
   return all ? 0 : 1;

@@ -351,8 +351,9 @@ TEST_P(FlashBwdPath, TilesTheHopperKernelTakes) {
     const bool n64w4 = v.block_n == 64 && v.warps == 4;
     const bool n128 = v.block_n == 128 && (v.warps == 8 || v.warps == 12);
     const bool step128 = v.block_m == 128 && v.head_dim == 64 && v.block_n == 128 && v.warps == 12;  // sm90a
-    const bool tile_ok =
-        step128 || (v.block_m == 64 && ((v.head_dim == 64 && (n64w4 || n128)) || (v.head_dim == 128 && n128)));
+    const bool split = v.head_dim == 256 && v.block_m == 64 && v.block_n == 64 && v.warps == 12;    // sm90a
+    const bool tile_ok = step128 || split ||
+                         (v.block_m == 64 && ((v.head_dim == 64 && (n64w4 || n128)) || (v.head_dim == 128 && n128)));
     if (!tile_ok || v.mask == "bias" || !flash_built(v.dtype, v.head_dim, v.mask)) continue;
     const RunOptions opt{.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = v.name.c_str()};
     int k = 0;

@@ -63,7 +63,11 @@ struct BwdSm90Config {
   static constexpr bool kWS = V::TileT::kArch == 90;                // + a TMA producer warpgroup
   static constexpr int kBlockM = V::TileT::kBlockM;                 // queries per step: 64, or 128 (kWS, D 64)
   static constexpr int kWarpgroups = V::TileT::kWarps / 4 - (kWS ? 1 : 0);  // consumer warpgroups, 64 keys each
-  static constexpr int kBlockN = 64 * kWarpgroups;                  // keys per CTA
+  // Head dim 256 (warp-specialized only): dV and dK of 64 keys would take 256 registers per thread, so
+  // both warpgroups see the same 64 keys and split the columns of dV, dK and dQ (see the split step).
+  static constexpr bool kSplitD = kWS && kD == 256;
+  static constexpr int kBlockN = kSplitD ? 64 : 64 * kWarpgroups;  // keys per CTA
+  static constexpr int kAccCols = kSplitD ? kD / 2 : kD;            // dV, dK columns per warpgroup
   static constexpr int kConsumerThreads = 128 * kWarpgroups;
   static constexpr int kThreads = kConsumerThreads + (kWS ? 128 : 0);
 
@@ -75,7 +79,8 @@ struct BwdSm90Config {
       (kDType == DType::f16 || kDType == DType::bf16) &&
       (kBlockM == 64 || (kBlockM == 128 && kWS && kD == 64)) &&
       V::TileT::kWarps % 4 == 0 && V::TileT::kBlockN == kBlockN &&
-      ((kD == 64 && (kWarpgroups == 1 || kWarpgroups == 2)) || (kD == 128 && kWarpgroups == 2)) &&
+      ((kD == 64 && (kWarpgroups == 1 || kWarpgroups == 2)) || (kD == 128 && kWarpgroups == 2) ||
+       (kSplitD && kBlockM == 64)) &&
       !Mask::kHasTensor && (!kWS || (kWarpgroups == 2 && V::TileT::kStages == 2));
 
   // Stages of the dQ staging buffer: tile stages 2 → two (a reduce-add may still read the last one
@@ -93,17 +98,20 @@ struct BwdSm90Config {
   using KL = prim::SmemTileSw128<kBlockN, kLayoutD>;    // K or V: (kBlockN keys, D)
   using SL = prim::SmemTileSw128<kBlockN, kBlockM>;     // dSᵀ: (kBlockN keys, kBlockM queries)
   static constexpr int kDqPartFloats = 64 * 64;          // one warpgroup's (64 queries, 64 columns) of dQ
-  static constexpr int kDqBufBytes = kWarpgroups * kDqPartFloats * 4;
+  // The split step stages dQ in its own columns of the step's Q and dO tiles instead (no buffer).
+  static constexpr int kDqBufBytes = kSplitD ? 0 : kWarpgroups * kDqPartFloats * 4;
+  static constexpr int kPBytes = kSplitD ? 64 * 64 * 4 : 0;  // split step: Pᵀ, fp32, fragment order
   // dSᵀ buffers: kWS has no per-step barrier before the first GEMMs, so one warpgroup may start step
   // i + 1 (and write its dSᵀ) while the other still reads step i's in its dQ GEMM.
-  static constexpr int kDsStages = kWS ? 2 : 1;
-  // [K][V][Q × 2][dO × 2][dSᵀ × kDsStages][LSE × 2][D × 2][dQ × kDqStages]; tiles 1024-byte aligned (the swizzle atom).
+  static constexpr int kDsStages = kWS && !kSplitD ? 2 : 1;  // the split step's warpgroups run in step
+  // [K][V][Q × 2][dO × 2][dSᵀ × kDsStages][Pᵀ][LSE × 2][D × 2][dQ × kDqStages]; tiles 1024-byte aligned (the swizzle atom).
   static constexpr int kOffK = 0;
   static constexpr int kOffV = kOffK + KL::kBytes;
   static constexpr int kOffQ = kOffV + KL::kBytes;
   static constexpr int kOffDO = kOffQ + 2 * QL::kBytes;
   static constexpr int kOffDS = kOffDO + 2 * QL::kBytes;
-  static constexpr int kOffLse = kOffDS + kDsStages * SL::kBytes;
+  static constexpr int kOffP = kOffDS + kDsStages * SL::kBytes;
+  static constexpr int kOffLse = kOffP + kPBytes;
   static constexpr int kOffDsum = kOffLse + 2 * kBlockM * 4;
   static constexpr int kOffDq = kOffDsum + 2 * kBlockM * 4;
   // kWS: mbarriers kv_full, q_full × 2, q_empty × 2 after the dQ buffers.
@@ -155,7 +163,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   using KL = typename C::KL;
   using SL = typename C::SL;
   using MmaS = prim::sm90::Wgmma<C::kDType, C::kBlockM>;  // Sᵀ, dPᵀ: (64 keys, kBlockM queries)
-  using MmaKV = prim::sm90::Wgmma<C::kDType, C::kD>;  // dV, dK: (64 keys, D)
+  using MmaKV = prim::sm90::Wgmma<C::kDType, C::kAccCols>;  // dV, dK: (64 keys, kAccCols)
   using MmaQ = prim::sm90::WgmmaMN64<C::kDType>;      // dQ: (64 queries, 64 columns)
   namespace w = prim::sm90;
   namespace sd = bwd_sm90_detail;
@@ -295,12 +303,154 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     tma::bar_sync(3, C::kConsumerThreads);  // the zeroed rows, before any GEMM reads K or V
   }
 
-  float dv[kD / 8][4], dk[kD / 8][4];  // (64 keys, D) of this warpgroup, fp32
+  constexpr int kAccCols = C::kAccCols;
+  float dv[kAccCols / 8][4], dk[kAccCols / 8][4];  // (64 keys, kAccCols) of this warpgroup, fp32
 #pragma unroll
-  for (int nt = 0; nt < kD / 8; ++nt)
+  for (int nt = 0; nt < kAccCols / 8; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dv[nt][e] = 0.f, dk[nt][e] = 0.f;
   float* dq_acc = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + dq_acc_offset);
+
+  // ---- the split step (head dim 256): both warpgroups see the CTA's 64 keys ------------------------
+  // Warpgroup 0 forms Sᵀ → Pᵀ, warpgroup 1 dPᵀ → dSᵀ; they trade Pᵀ (fp32, fragment order: thread i of
+  // warpgroup 1 holds the elements thread i of warpgroup 0 wrote) and dSᵀ (16-bit, the swizzled tile the
+  // dQ GEMM reads) on named barriers 5 and 6, so the two run in step and one buffer of each suffices.
+  // Warpgroup wg then owns columns cw = 128·wg …: dV_w += Pᵀ·dO, dK_w += dSᵀ·Q (N = 128), and dQ in two
+  // (64, 64) parts, each staged in this warpgroup's own two slabs of the stage's dO, then Q (read by
+  // nothing else once the trade is done) and sent by one bulk reduce-add.
+  auto split_step = [&](int h, int m0, int mb, TileClass cls, int st) {
+    if constexpr (C::kSplitD) {  // instantiated for the split tiles only
+      const int cw = wg * kAccCols, tid128 = tid & 127;
+      const uint32_t own_slabs = uint32_t(cw / 64) * QL::kSlabBytes;  // byte offset of columns cw … in Q / dO
+      float x[8][4];  // warpgroup 0: Sᵀ = K·Qᵀ, warpgroup 1: dPᵀ = V·dOᵀ — (64 keys, 64 queries)
+      w::fence();
+#pragma unroll
+      for (int ks = 0; ks < kD / 16; ++ks) {
+        const uint32_t koff = (ks / 4) * KL::kSlabBytes + (ks % 4) * 32;
+        const uint32_t qoff = (ks / 4) * QL::kSlabBytes + (ks % 4) * 32;
+        const uint64_t a = w::desc_sw128((wg == 0 ? sK : sV) + koff, 16, kSbo);
+        const uint64_t bq = w::desc_sw128((wg == 0 ? sQ(st) : sDO(st)) + qoff, 16, kSbo);
+        if (ks == 0) MmaS::template ss<false>(x, a, bq);
+        else MmaS::template ss<true>(x, a, bq);
+      }
+      w::commit();
+      w::wait<0>();
+
+      // Element (nt, e): key row wrow + g + 8·(e / 2), query column 8·nt + 2t + e % 2.
+      const uint32_t s_p = base + C::kOffP;
+      auto p_at = [&](int nt) { return s_p + uint32_t((nt * 128 + tid128) * 16); };
+      auto ds_at = [&](int nt, int hh) { return sDS(st) + SL::offset(wrow + g + 8 * hh, nt * 8 + 2 * t); };
+      uint32_t pa[4][4], da[4][4];  // Pᵀ, dSᵀ as m64k16 A fragments, one per 16 queries
+      auto pack = [&](uint32_t (&fr)[4][4], const float (&v)[8][4]) {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          fr[kk][0] = C::Num::pack2(v[2 * kk][0], v[2 * kk][1]);
+          fr[kk][1] = C::Num::pack2(v[2 * kk][2], v[2 * kk][3]);
+          fr[kk][2] = C::Num::pack2(v[2 * kk + 1][0], v[2 * kk + 1][1]);
+          fr[kk][3] = C::Num::pack2(v[2 * kk + 1][2], v[2 * kk + 1][3]);
+        }
+      };
+      if (wg == 0) {
+        // Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e); masked scores (and rows that saw nothing) → P = 0
+        if (cls != TileClass::kFull || m0 + kBM > sq || n0 + kBN > sk) {
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int q = m0 + nt * 8 + 2 * t + (e & 1), k = n0 + wrow + g + 8 * (e >> 1);
+              if (!(q < sq && k < sk && Mask::visible(q, k, sq, sk, p.mask))) x[nt][e] = -INFINITY;
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + nt * 8 + 2 * t);
+          const float l0 = l.x == -INFINITY ? INFINITY : l.x * kLog2e, l1 = l.y == -INFINITY ? INFINITY : l.y * kLog2e;
+#pragma unroll
+          for (int e = 0; e < 4; ++e) x[nt][e] = prim::exp2_approx(x[nt][e] * p.scale_log2 - (e & 1 ? l1 : l0));
+          asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(p_at(nt)), "f"(x[nt][0]), "f"(x[nt][1]),
+                       "f"(x[nt][2]), "f"(x[nt][3]));
+        }
+        tma::bar_arrive(5, C::kConsumerThreads);  // Pᵀ for warpgroup 1
+        pack(pa, x);
+        tma::bar_sync(6, C::kConsumerThreads);    // dSᵀ from warpgroup 1
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh)
+            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(da[nt / 2][(nt % 2) * 2 + hh]) : "r"(ds_at(nt, hh)));
+      } else {
+        // dSᵀ = Pᵀ ∘ (dPᵀ − D), 0 (not 0·NaN) where P is 0
+        float pv[8][4];
+        tma::bar_sync(5, C::kConsumerThreads);  // Pᵀ from warpgroup 0
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                       : "=f"(pv[nt][0]), "=f"(pv[nt][1]), "=f"(pv[nt][2]), "=f"(pv[nt][3])
+                       : "r"(p_at(nt)));
+          const float2 dsum = *reinterpret_cast<const float2*>(s_dsum + st * kBM + nt * 8 + 2 * t);
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            x[nt][e] = pv[nt][e] != 0.f ? pv[nt][e] * (x[nt][e] - (e & 1 ? dsum.y : dsum.x)) : 0.f;
+        }
+        pack(pa, pv);
+        pack(da, x);
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh)
+            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_at(nt, hh)), "r"(da[nt / 2][(nt % 2) * 2 + hh]));
+        w::fence_proxy_async();                   // dSᵀ, before the wgmma (async proxy) reads it
+        tma::bar_arrive(6, C::kConsumerThreads);  // dSᵀ for warpgroup 0
+        tma::bar_sync(2, 128);                    // ... and for this warpgroup's own dQ GEMM
+      }
+
+      // ---- dV_w += Pᵀ·dO[:, cw …], dK_w += dSᵀ·Q[:, cw …]: B MN-major, N = kAccCols ------------------
+      w::fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        MmaKV::rs(dv, pa[kk], w::desc_sw128(sDO(st) + own_slabs + kk * 2048, QL::kSlabBytes, kSbo));
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        MmaKV::rs(dk, da[kk], w::desc_sw128(sQ(st) + own_slabs + kk * 2048, QL::kSlabBytes, kSbo));
+      w::commit();
+      // ---- dQ[:, cw + 64·j …] = dS·K[:, cw + 64·j …], j = 0, 1, each staged and sent before the next --
+      // A = dS (64 queries, 64 keys) MN-major from dSᵀ; B = K (keys, 64 columns) MN-major.
+      float dq[8][4];
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        w::fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          const uint64_t a = w::desc_sw128(sDS(st) + kk * 2048, SL::kSlabBytes, kSbo);
+          const uint64_t bk = w::desc_sw128(sK + uint32_t(cw / 64 + j) * KL::kSlabBytes + kk * 2048, KL::kSlabBytes, kSbo);
+          if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
+          else MmaQ::template ss<true>(dq, a, bk);
+        }
+        w::commit();
+        w::wait<0>();  // j = 0: dV, dK and dQ part 0 (dO's own slabs are free); j = 1: part 1 (Q's too)
+        const uint32_t buf = (j == 0 ? sDO(st) : sQ(st)) + own_slabs;  // (64, 64) fp32 = two 8 KiB slabs
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh)
+            asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(buf + 4u * sd::dq_frag_offset(nt, hh, tid128)),
+                         "f"(dq[nt][2 * hh]), "f"(dq[nt][2 * hh + 1]));
+        w::fence_proxy_async();
+        tma::bar_sync(1 + wg, 128);  // this part staged
+        if (bulk_issuer) {
+          float* dst = dq_acc + dq_acc_tile_base(p, b, h, mb, sd::kDqTileRows, kD) + (cw + 64 * j) * sd::kDqTileRows;
+          asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
+                       "r"(buf), "r"(C::kDqPartFloats * 4)
+                       : "memory");
+          asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+        }
+      }
+      // The stage goes back to the producer once both parts have been read out of it.
+      if (bulk_issuer) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+      tma::bar_sync(1 + wg, 128);
+      tma::mbar_arrive(bar_q_empty(st));
+    }
+  };
 
   int hi = 0, mb = 0, st = 0;
   uint32_t phase = 0;  // kWS: parity of stage st's full barrier
@@ -331,183 +481,187 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       prim::cp_async_commit();
     }
 
-    // ---- Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ: (64 keys, kBM queries), K-major operands -------------------
-    float s[kQT][4], dp[kQT][4];
-    w::fence();
+    if constexpr (C::kSplitD) {
+      split_step(h, m0, mb, cls, st);
+    } else {
+      // ---- Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ: (64 keys, kBM queries), K-major operands -------------------
+      float s[kQT][4], dp[kQT][4];
+      w::fence();
 #pragma unroll
-    for (int ks = 0; ks < kD / 16; ++ks) {
-      const uint32_t koff = (ks / 4) * KL::kSlabBytes + wg * 64 * 128 + (ks % 4) * 32;
-      const uint32_t qoff = (ks / 4) * QL::kSlabBytes + (ks % 4) * 32;
-      const uint64_t dK = w::desc_sw128(sK + koff, 16, kSbo), dQ = w::desc_sw128(sQ(st) + qoff, 16, kSbo);
-      const uint64_t dV = w::desc_sw128(sV + koff, 16, kSbo), dO = w::desc_sw128(sDO(st) + qoff, 16, kSbo);
-      if (ks == 0) {
-        MmaS::template ss<false>(s, dK, dQ);
-        MmaS::template ss<false>(dp, dV, dO);
-      } else {
-        MmaS::template ss<true>(s, dK, dQ);
-        MmaS::template ss<true>(dp, dV, dO);
+      for (int ks = 0; ks < kD / 16; ++ks) {
+        const uint32_t koff = (ks / 4) * KL::kSlabBytes + wg * 64 * 128 + (ks % 4) * 32;
+        const uint32_t qoff = (ks / 4) * QL::kSlabBytes + (ks % 4) * 32;
+        const uint64_t dK = w::desc_sw128(sK + koff, 16, kSbo), dQ = w::desc_sw128(sQ(st) + qoff, 16, kSbo);
+        const uint64_t dV = w::desc_sw128(sV + koff, 16, kSbo), dO = w::desc_sw128(sDO(st) + qoff, 16, kSbo);
+        if (ks == 0) {
+          MmaS::template ss<false>(s, dK, dQ);
+          MmaS::template ss<false>(dp, dV, dO);
+        } else {
+          MmaS::template ss<true>(s, dK, dQ);
+          MmaS::template ss<true>(dp, dV, dO);
+        }
       }
-    }
-    w::commit();
-    w::wait<0>();
+      w::commit();
+      w::wait<0>();
 
-    // ---- Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e), dSᵀ = Pᵀ ∘ (dPᵀ − D) ---------------------------------
-    // Element (nt, e): key row 64·wg + wrow + g + 8·(e / 2), query column 8·nt + 2t + e % 2.
-    // LSE·log2e and D of this thread's 2·kQT query columns are read up front, and masked scores become −∞
-    // (P = 0) in a pass of their own, so the main loop is the same straight-line math on every tile
-    // (per-element predicated shared loads behind the mask test stalled causal tiles: on the H200,
-    // hd64 causal S 4096 went from 229 to 314 TFLOP/s, non-causal from 307 to 350).
-    float2 lse2[kQT], dsum2[kQT];
+      // ---- Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e), dSᵀ = Pᵀ ∘ (dPᵀ − D) ---------------------------------
+      // Element (nt, e): key row 64·wg + wrow + g + 8·(e / 2), query column 8·nt + 2t + e % 2.
+      // LSE·log2e and D of this thread's 2·kQT query columns are read up front, and masked scores become −∞
+      // (P = 0) in a pass of their own, so the main loop is the same straight-line math on every tile
+      // (per-element predicated shared loads behind the mask test stalled causal tiles: on the H200,
+      // hd64 causal S 4096 went from 229 to 314 TFLOP/s, non-causal from 307 to 350).
+      float2 lse2[kQT], dsum2[kQT];
 #pragma unroll
-    for (int nt = 0; nt < kQT; ++nt) {
-      const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + nt * 8 + 2 * t);
-      lse2[nt].x = l.x == -INFINITY ? INFINITY : l.x * kLog2e;  // a row that saw nothing: P = 0
-      lse2[nt].y = l.y == -INFINITY ? INFINITY : l.y * kLog2e;
-      dsum2[nt] = *reinterpret_cast<const float2*>(s_dsum + st * kBM + nt * 8 + 2 * t);
-    }
-    if (cls != TileClass::kFull || m0 + kBM > sq || n0 + kBN > sk) {
+      for (int nt = 0; nt < kQT; ++nt) {
+        const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + nt * 8 + 2 * t);
+        lse2[nt].x = l.x == -INFINITY ? INFINITY : l.x * kLog2e;  // a row that saw nothing: P = 0
+        lse2[nt].y = l.y == -INFINITY ? INFINITY : l.y * kLog2e;
+        dsum2[nt] = *reinterpret_cast<const float2*>(s_dsum + st * kBM + nt * 8 + 2 * t);
+      }
+      if (cls != TileClass::kFull || m0 + kBM > sq || n0 + kBN > sk) {
+#pragma unroll
+        for (int nt = 0; nt < kQT; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int q = m0 + nt * 8 + 2 * t + (e & 1), k = n0 + wg * 64 + wrow + g + 8 * (e >> 1);
+            if (!(q < sq && k < sk && Mask::visible(q, k, sq, sk, p.mask))) s[nt][e] = -INFINITY;
+          }
+      }
 #pragma unroll
       for (int nt = 0; nt < kQT; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int q = m0 + nt * 8 + 2 * t + (e & 1), k = n0 + wg * 64 + wrow + g + 8 * (e >> 1);
-          if (!(q < sq && k < sk && Mask::visible(q, k, sq, sk, p.mask))) s[nt][e] = -INFINITY;
+          const float lse = e & 1 ? lse2[nt].y : lse2[nt].x, dsum = e & 1 ? dsum2[nt].y : dsum2[nt].x;
+          const float pv = prim::exp2_approx(s[nt][e] * p.scale_log2 - lse);
+          s[nt][e] = pv;
+          dp[nt][e] = pv != 0.f ? pv * (dp[nt][e] - dsum) : 0.f;  // 0, not 0·NaN, where P is 0
         }
-    }
+      uint32_t pa[kBM / 16][4], da[kBM / 16][4];  // Pᵀ, dSᵀ as m64k16 A fragments, one per 16 queries
 #pragma unroll
-    for (int nt = 0; nt < kQT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float lse = e & 1 ? lse2[nt].y : lse2[nt].x, dsum = e & 1 ? dsum2[nt].y : dsum2[nt].x;
-        const float pv = prim::exp2_approx(s[nt][e] * p.scale_log2 - lse);
-        s[nt][e] = pv;
-        dp[nt][e] = pv != 0.f ? pv * (dp[nt][e] - dsum) : 0.f;  // 0, not 0·NaN, where P is 0
-      }
-    uint32_t pa[kBM / 16][4], da[kBM / 16][4];  // Pᵀ, dSᵀ as m64k16 A fragments, one per 16 queries
-#pragma unroll
-    for (int kk = 0; kk < kBM / 16; ++kk) {
-      pa[kk][0] = C::Num::pack2(s[2 * kk][0], s[2 * kk][1]);
-      pa[kk][1] = C::Num::pack2(s[2 * kk][2], s[2 * kk][3]);
-      pa[kk][2] = C::Num::pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[kk][3] = C::Num::pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-      da[kk][0] = C::Num::pack2(dp[2 * kk][0], dp[2 * kk][1]);
-      da[kk][1] = C::Num::pack2(dp[2 * kk][2], dp[2 * kk][3]);
-      da[kk][2] = C::Num::pack2(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
-      da[kk][3] = C::Num::pack2(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
-    }
-
-    // ---- dSᵀ → shared (key rows, query columns, 16-bit), before da becomes an in-flight operand ----
-#pragma unroll
-    for (int nt = 0; nt < kQT; ++nt)
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const int kl = wg * 64 + wrow + g + 8 * hh;
-        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sDS(st) + SL::offset(kl, nt * 8 + 2 * t)),
-                     "r"(da[nt / 2][(nt % 2) * 2 + hh]));
+      for (int kk = 0; kk < kBM / 16; ++kk) {
+        pa[kk][0] = C::Num::pack2(s[2 * kk][0], s[2 * kk][1]);
+        pa[kk][1] = C::Num::pack2(s[2 * kk][2], s[2 * kk][3]);
+        pa[kk][2] = C::Num::pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pa[kk][3] = C::Num::pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+        da[kk][0] = C::Num::pack2(dp[2 * kk][0], dp[2 * kk][1]);
+        da[kk][1] = C::Num::pack2(dp[2 * kk][2], dp[2 * kk][3]);
+        da[kk][2] = C::Num::pack2(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
+        da[kk][3] = C::Num::pack2(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
       }
 
-    // ---- dV_w += Pᵀ·dO: B = dO (kBM queries = k, D = n), MN-major ----------------------------------
-    w::fence();
+      // ---- dSᵀ → shared (key rows, query columns, 16-bit), before da becomes an in-flight operand ----
 #pragma unroll
-    for (int kk = 0; kk < kBM / 16; ++kk) MmaKV::rs(dv, pa[kk], w::desc_sw128(sDO(st) + kk * 2048, QL::kSlabBytes, kSbo));
-    w::commit();
-    w::fence_proxy_async();
-    // [B] dSᵀ of every warpgroup in shared memory
-    if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
-    else __syncthreads();
+      for (int nt = 0; nt < kQT; ++nt)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const int kl = wg * 64 + wrow + g + 8 * hh;
+          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sDS(st) + SL::offset(kl, nt * 8 + 2 * t)),
+                       "r"(da[nt / 2][(nt % 2) * 2 + hh]));
+        }
 
-    // ---- dQ = dS·K: A = dS (64 queries = m, keys = k) MN-major from dSᵀ; B = K (keys, D) MN-major --
-    float dq[8][4];  // (64 queries, 64 columns): queries r0 …, columns c0 …
-    const int c0 = kD == 128 ? wg * 64 : 0, r0 = kBM == 128 ? wg * 64 : 0;
-    w::fence();
-    if constexpr (kBM == 128) {  // queries 64·wg … (dSᵀ slab wg), all 64 columns, over all kBN keys
+      // ---- dV_w += Pᵀ·dO: B = dO (kBM queries = k, D = n), MN-major ----------------------------------
+      w::fence();
 #pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) {
-        const uint64_t a = w::desc_sw128(sDS(st) + wg * SL::kSlabBytes + kk * 2048, SL::kSlabBytes, kSbo);
-        const uint64_t bk = w::desc_sw128(sK + kk * 2048, KL::kSlabBytes, kSbo);
-        if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
-        else MmaQ::template ss<true>(dq, a, bk);
-      }
-    } else if constexpr (kD == 128) {  // columns 64·wg … over all kBN keys
-#pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) {
-        const uint64_t a = w::desc_sw128(sDS(st) + kk * 2048, SL::kSlabBytes, kSbo);
-        const uint64_t bk = w::desc_sw128(sK + wg * KL::kSlabBytes + kk * 2048, KL::kSlabBytes, kSbo);
-        if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
-        else MmaQ::template ss<true>(dq, a, bk);
-      }
-    } else {  // all 64 columns over this warpgroup's 64 keys (the partial sums meet in the reduce-add)
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        const uint32_t off = uint32_t(wg * 64 + kk * 16) * 128;
-        const uint64_t a = w::desc_sw128(sDS(st) + off, SL::kSlabBytes, kSbo);
-        const uint64_t bk = w::desc_sw128(sK + off, KL::kSlabBytes, kSbo);
-        if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
-        else MmaQ::template ss<true>(dq, a, bk);
-      }
-    }
-    w::commit();
-    // ---- dK_w += dSᵀ·Q: B = Q (kBM queries = k, D = n), MN-major; issued after dQ so that it runs
-    // while dQ is staged and sent (wgmma groups complete in order: wait<1> is dV and dQ) -----------
-#pragma unroll
-    for (int kk = 0; kk < kBM / 16; ++kk) MmaKV::rs(dk, da[kk], w::desc_sw128(sQ(st) + kk * 2048, QL::kSlabBytes, kSbo));
-    w::commit();
-    w::wait<1>();  // dV and dQ
+      for (int kk = 0; kk < kBM / 16; ++kk) MmaKV::rs(dv, pa[kk], w::desc_sw128(sDO(st) + kk * 2048, QL::kSlabBytes, kSbo));
+      w::commit();
+      w::fence_proxy_async();
+      // [B] dSᵀ of every warpgroup in shared memory
+      if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
+      else __syncthreads();
 
-    // ---- dQ part → shared in fragment order → one bulk reduce-add into the tile's block ------------
-    // Rows past the sequence carry dS = 0, so the whole block is added; a 128-query step's second
-    // half past the sequence has no block (the accumulator has ⌈Sq / 64⌉ of them) and is not sent.
-    const uint32_t buf =
-        base + C::kOffDq + uint32_t((C::kDqStages == 2 ? st : 0) * C::kDqBufBytes + wg * C::kDqPartFloats * 4);
-    auto stage_dq = [&] {
+      // ---- dQ = dS·K: A = dS (64 queries = m, keys = k) MN-major from dSᵀ; B = K (keys, D) MN-major --
+      float dq[8][4];  // (64 queries, 64 columns): queries r0 …, columns c0 …
+      const int c0 = kD == 128 ? wg * 64 : 0, r0 = kBM == 128 ? wg * 64 : 0;
+      w::fence();
+      if constexpr (kBM == 128) {  // queries 64·wg … (dSᵀ slab wg), all 64 columns, over all kBN keys
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
+        for (int kk = 0; kk < kBN / 16; ++kk) {
+          const uint64_t a = w::desc_sw128(sDS(st) + wg * SL::kSlabBytes + kk * 2048, SL::kSlabBytes, kSbo);
+          const uint64_t bk = w::desc_sw128(sK + kk * 2048, KL::kSlabBytes, kSbo);
+          if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
+          else MmaQ::template ss<true>(dq, a, bk);
+        }
+      } else if constexpr (kD == 128) {  // columns 64·wg … over all kBN keys
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh)
-          asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(buf + 4u * sd::dq_frag_offset(nt, hh, tid & 127)),
-                       "f"(dq[nt][2 * hh]), "f"(dq[nt][2 * hh + 1]));
-    };
-    if constexpr (C::kDqSum) {
-      // dQ_0 += dQ_1: warpgroup 1 stages its part and signals; warpgroup 0 (thread i holds the same
-      // elements as thread i of warpgroup 1) adds it and sends the sum below. Warpgroup 1 cannot stage
-      // into this buffer again before warpgroup 0 has read it: that is two steps on, past [B].
-      if (wg == 1) {
-        stage_dq();
-        tma::bar_arrive(4, C::kConsumerThreads);
-      } else {
-        tma::bar_sync(4, C::kConsumerThreads);
-        const uint32_t part1 = buf + C::kDqPartFloats * 4;
+        for (int kk = 0; kk < kBN / 16; ++kk) {
+          const uint64_t a = w::desc_sw128(sDS(st) + kk * 2048, SL::kSlabBytes, kSbo);
+          const uint64_t bk = w::desc_sw128(sK + wg * KL::kSlabBytes + kk * 2048, KL::kSlabBytes, kSbo);
+          if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
+          else MmaQ::template ss<true>(dq, a, bk);
+        }
+      } else {  // all 64 columns over this warpgroup's 64 keys (the partial sums meet in the reduce-add)
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          const uint32_t off = uint32_t(wg * 64 + kk * 16) * 128;
+          const uint64_t a = w::desc_sw128(sDS(st) + off, SL::kSlabBytes, kSbo);
+          const uint64_t bk = w::desc_sw128(sK + off, KL::kSlabBytes, kSbo);
+          if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
+          else MmaQ::template ss<true>(dq, a, bk);
+        }
+      }
+      w::commit();
+      // ---- dK_w += dSᵀ·Q: B = Q (kBM queries = k, D = n), MN-major; issued after dQ so that it runs
+      // while dQ is staged and sent (wgmma groups complete in order: wait<1> is dV and dQ) -----------
+#pragma unroll
+      for (int kk = 0; kk < kBM / 16; ++kk) MmaKV::rs(dk, da[kk], w::desc_sw128(sQ(st) + kk * 2048, QL::kSlabBytes, kSbo));
+      w::commit();
+      w::wait<1>();  // dV and dQ
+
+      // ---- dQ part → shared in fragment order → one bulk reduce-add into the tile's block ------------
+      // Rows past the sequence carry dS = 0, so the whole block is added; a 128-query step's second
+      // half past the sequence has no block (the accumulator has ⌈Sq / 64⌉ of them) and is not sent.
+      const uint32_t buf =
+          base + C::kOffDq + uint32_t((C::kDqStages == 2 ? st : 0) * C::kDqBufBytes + wg * C::kDqPartFloats * 4);
+      auto stage_dq = [&] {
 #pragma unroll
         for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
-          for (int hh = 0; hh < 2; ++hh) {
-            float x, y;
-            asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n"
-                         : "=f"(x), "=f"(y)
-                         : "r"(part1 + 4u * sd::dq_frag_offset(nt, hh, tid & 127)));
-            dq[nt][2 * hh] += x, dq[nt][2 * hh + 1] += y;
-          }
+          for (int hh = 0; hh < 2; ++hh)
+            asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(buf + 4u * sd::dq_frag_offset(nt, hh, tid & 127)),
+                         "f"(dq[nt][2 * hh]), "f"(dq[nt][2 * hh + 1]));
+      };
+      if constexpr (C::kDqSum) {
+        // dQ_0 += dQ_1: warpgroup 1 stages its part and signals; warpgroup 0 (thread i holds the same
+        // elements as thread i of warpgroup 1) adds it and sends the sum below. Warpgroup 1 cannot stage
+        // into this buffer again before warpgroup 0 has read it: that is two steps on, past [B].
+        if (wg == 1) {
+          stage_dq();
+          tma::bar_arrive(4, C::kConsumerThreads);
+        } else {
+          tma::bar_sync(4, C::kConsumerThreads);
+          const uint32_t part1 = buf + C::kDqPartFloats * 4;
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+              float x, y;
+              asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n"
+                           : "=f"(x), "=f"(y)
+                           : "r"(part1 + 4u * sd::dq_frag_offset(nt, hh, tid & 127)));
+              dq[nt][2 * hh] += x, dq[nt][2 * hh + 1] += y;
+            }
+        }
       }
-    }
-    if (!C::kDqSum || wg == 0) {
-      stage_dq();
-      w::fence_proxy_async();
-      asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");  // this warpgroup's part staged
-#ifdef ATTNFORGE_DEV_BWD_SM90_SKIP_DQ_ADD  // measurement only (dev driver): dQ is wrong
-      if (false) {
-#else
-      if (bulk_issuer && (kBM == sd::kDqTileRows || m0 + r0 < sq)) {
-#endif
-        const int dq_tile = mb * (kBM / sd::kDqTileRows) + r0 / sd::kDqTileRows;
-        float* dst = dq_acc + dq_acc_tile_base(p, b, h, dq_tile, sd::kDqTileRows, kD) + c0 * sd::kDqTileRows;
-        asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
-                     "r"(buf), "r"(C::kDqPartFloats * 4)
-                     : "memory");
-        asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+      if (!C::kDqSum || wg == 0) {
+        stage_dq();
+        w::fence_proxy_async();
+        asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");  // this warpgroup's part staged
+  #ifdef ATTNFORGE_DEV_BWD_SM90_SKIP_DQ_ADD  // measurement only (dev driver): dQ is wrong
+        if (false) {
+  #else
+        if (bulk_issuer && (kBM == sd::kDqTileRows || m0 + r0 < sq)) {
+  #endif
+          const int dq_tile = mb * (kBM / sd::kDqTileRows) + r0 / sd::kDqTileRows;
+          float* dst = dq_acc + dq_acc_tile_base(p, b, h, dq_tile, sd::kDqTileRows, kD) + c0 * sd::kDqTileRows;
+          asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
+                       "r"(buf), "r"(C::kDqPartFloats * 4)
+                       : "memory");
+          asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+        }
       }
+      w::wait<0>();  // dK: Q of this stage is read
+      if constexpr (C::kWS) tma::mbar_arrive(bar_q_empty(st));  // Q, dO, LSE, D of this stage are read
     }
-    w::wait<0>();  // dK: Q of this stage is read
-    if constexpr (C::kWS) tma::mbar_arrive(bar_q_empty(st));  // Q, dO, LSE, D of this stage are read
 
     hi = nhi, mb = nmb, have = nhave, st ^= 1;
     phase ^= st == 0 ? 1u : 0u;
@@ -520,13 +674,15 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
                  int64_t(hkv) * p.dk_head_stride;
   Element* dvg = static_cast<Element*>(p.dv) + b * p.dv_batch_stride + (si.k_start + n0) * p.dv_row_stride +
                  int64_t(hkv) * p.dv_head_stride;
+  // Rows: this warpgroup's 64 keys (split step: all 64 keys of the CTA, columns cw …).
+  const int key0 = C::kSplitD ? 0 : wg * 64, cw = C::kSplitD ? wg * kAccCols : 0;
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh) {
-    const int kl = wg * 64 + wrow + g + 8 * hh;
+    const int kl = key0 + wrow + g + 8 * hh;
     if (n0 + kl >= sk) continue;
 #pragma unroll
-    for (int nt = 0; nt < kD / 8; ++nt) {
-      const int col = nt * 8 + 2 * t;
+    for (int nt = 0; nt < kAccCols / 8; ++nt) {
+      const int col = cw + nt * 8 + 2 * t;
       *reinterpret_cast<uint32_t*>(dkg + int64_t(kl) * p.dk_row_stride + col) =
           C::Num::pack2(dk[nt][2 * hh] * p.scale, dk[nt][2 * hh + 1] * p.scale);
       *reinterpret_cast<uint32_t*>(dvg + int64_t(kl) * p.dv_row_stride + col) =
