@@ -314,8 +314,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   // ---- the split step (head dim 256): both warpgroups see the CTA's 64 keys ------------------------
   // Warpgroup 0 forms Sᵀ → Pᵀ, warpgroup 1 dPᵀ → dSᵀ; they trade Pᵀ (fp32, fragment order: thread i of
   // warpgroup 1 holds the elements thread i of warpgroup 0 wrote) and dSᵀ (16-bit, the swizzled tile the
-  // dQ GEMM reads) on named barriers 5 and 6, so the two run in step and one buffer of each suffices
-  // (both sides bar.sync: with bar.arrive on the writing side racecheck reported the dSᵀ trade as a hazard).
+  // dQ GEMM reads) on named barriers 5 and 6, so the two run in step and one buffer of each suffices.
   // Warpgroup wg then owns columns cw = 128·wg …: dV_w += Pᵀ·dO, dK_w += dSᵀ·Q (N = 128), and dQ in two
   // (64, 64) parts, each staged in this warpgroup's own two slabs of the stage's dO, then Q (read by
   // nothing else once the trade is done) and sent by one bulk reduce-add.
@@ -351,6 +350,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
           fr[kk][3] = C::Num::pack2(v[2 * kk + 1][2], v[2 * kk + 1][3]);
         }
       };
+      // The trade meets on two consumer-wide barriers that both warpgroups reach at the same place (as
+      // [B] of the other tiles): [P] Pᵀ is in shared memory, [S] dSᵀ is.
       if (wg == 0) {
         // Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e); masked scores (and rows that saw nothing) → P = 0
         if (cls != TileClass::kFull || m0 + kBM > sq || n0 + kBN > sk) {
@@ -371,18 +372,12 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
           asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(p_at(nt)), "f"(x[nt][0]), "f"(x[nt][1]),
                        "f"(x[nt][2]), "f"(x[nt][3]));
         }
-        tma::bar_sync(5, C::kConsumerThreads);    // Pᵀ for warpgroup 1
         pack(pa, x);
-        tma::bar_sync(6, C::kConsumerThreads);    // dSᵀ from warpgroup 1
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh)
-            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(da[nt / 2][(nt % 2) * 2 + hh]) : "r"(ds_at(nt, hh)));
-      } else {
+      }
+      tma::bar_sync(5, C::kConsumerThreads);  // [P]
+      if (wg == 1) {
         // dSᵀ = Pᵀ ∘ (dPᵀ − D), 0 (not 0·NaN) where P is 0
         float pv[8][4];
-        tma::bar_sync(5, C::kConsumerThreads);  // Pᵀ from warpgroup 0
 #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {
           asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
@@ -400,9 +395,15 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 #pragma unroll
           for (int hh = 0; hh < 2; ++hh)
             asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_at(nt, hh)), "r"(da[nt / 2][(nt % 2) * 2 + hh]));
-        w::fence_proxy_async();                   // dSᵀ, before the wgmma (async proxy) reads it
-        tma::bar_sync(6, C::kConsumerThreads);    // dSᵀ for warpgroup 0
-        tma::bar_sync(2, 128);                    // ... and for this warpgroup's own dQ GEMM
+        w::fence_proxy_async();  // dSᵀ, before the wgmma (async proxy) reads it
+      }
+      tma::bar_sync(6, C::kConsumerThreads);  // [S]
+      if (wg == 0) {
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh)
+            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(da[nt / 2][(nt % 2) * 2 + hh]) : "r"(ds_at(nt, hh)));
       }
 
       // ---- dV_w += Pᵀ·dO[:, cw …], dK_w += dSᵀ·Q[:, cw …]: B MN-major, N = kAccCols ------------------
