@@ -499,6 +499,21 @@ static Case varlen_case() {
   return c;
 }
 
+// A window (50 left, 7 right) with NaN in the keys no query sees, and deterministic mode (mma.sync on
+// every path), as the Hopper groups run them.
+static Case window_nan_case() {
+  Case c{2, 333, 411, 4, 2};
+  c.window_left = 50;
+  c.window_right = 7;
+  c.nan_invisible_keys = true;
+  return c;
+}
+static Case deterministic_case() {
+  Case c{2, 517, 700, 4, 2};
+  c.deterministic = true;
+  return c;
+}
+
 // Whether the comma-separated list in environment variable `env` names n.
 static bool listed(const char* env, int n) {
   const std::string list = std::string(",") + std::getenv(env) + ",";
@@ -514,6 +529,12 @@ int main(int argc, char** argv) {
   std::vector<std::pair<int, int>> pairs = {{1, 1},     {239, 1},    {799, 3},   {113, 203},
                                             {128, 217}, {1023, 1024}, {1024, 1023}};
 #define RUN(V, ...) all &= run_case<V>(__VA_ARGS__, #V)
+// MQA, varlen with empty sequences (none and causal), f16: beside the boundary pairs of a Hopper tile.
+#define RUN_EXTRAS(VN, VC, VF)           \
+  RUN(VN, Case{1, 300, 300, 8, 1});      \
+  RUN(VC, varlen_case());                \
+  RUN(VN, varlen_case());                \
+  RUN(VF, Case{2, 500, 700, 4, 4})
 #if GROUP == 0  // ci variants + boundary pairs, GQA, varlen, determinism
   if (!do_time) {
     for (auto [sq, sk] : pairs) {
@@ -658,10 +679,7 @@ int main(int argc, char** argv) {
         RUN(X64c, Case{2, sq, sk, 4, 4});
         RUN(X64n, Case{2, sq, sk, 4, 2});
       }
-      RUN(X64n, Case{1, 300, 300, 8, 1});  // MQA
-      RUN(X64c, varlen_case());
-      RUN(X64n, varlen_case());
-      RUN(XF64c, Case{2, 500, 700, 4, 4});
+      RUN_EXTRAS(X64n, X64c, XF64c);
       RUN(W64n, Case{1, 300, 300, 8, 1});  // MQA
       RUN(W128c, varlen_case());
       RUN(W64n, varlen_case());
@@ -674,20 +692,13 @@ int main(int argc, char** argv) {
       RUN(P64n, varlen_case());
       RUN(P64c1, varlen_case());
       {
-        Case c{2, 333, 411, 4, 2};
-        c.window_left = 50;
-        c.window_right = 7;
-        c.nan_invisible_keys = true;
+        const Case c = window_nan_case();
         RUN(P128w, c);
         RUN(P64w1, c);
         RUN(W128w, c);
         RUN(X64w, c);
       }
-      {
-        Case c{2, 517, 700, 4, 2};  // deterministic mode takes the mma.sync kernel on every path
-        c.deterministic = true;
-        all &= run_case<P128c>(c, "det causal", 20);
-      }
+      all &= run_case<P128c>(deterministic_case(), "det causal", 20);
     } else {
       const bool w = std::strcmp(path, "wgmma") == 0;
       for (int S : {512, 1024, 2048, 4096, 8192, 16384}) {
@@ -731,22 +742,9 @@ int main(int argc, char** argv) {
       RUN(Z256n, Case{2, sq, sk, 4, 2});
       RUN(Z256c, Case{2, sq, sk, 4, 4});
     }
-    RUN(Z256n, Case{1, 300, 300, 8, 1});  // MQA
-    RUN(Z256c, varlen_case());
-    RUN(Z256n, varlen_case());
-    RUN(ZF256c, Case{2, 500, 700, 4, 4});
-    {
-      Case c{2, 333, 411, 4, 2};
-      c.window_left = 50;
-      c.window_right = 7;
-      c.nan_invisible_keys = true;
-      RUN(Z256w, c);
-    }
-    {
-      Case c{2, 517, 700, 4, 2};  // deterministic mode: the mma.sync fallback
-      c.deterministic = true;
-      all &= run_case<Z256c>(c, "det causal", 20);
-    }
+    RUN_EXTRAS(Z256n, Z256c, ZF256c);
+    RUN(Z256w, window_nan_case());
+    all &= run_case<Z256c>(deterministic_case(), "det causal", 20);
   } else {
     for (int S : {512, 1024, 2048, 4096, 8192, 16384}) {
       if (std::getenv("DEV_S") && !listed("DEV_S", S)) continue;
