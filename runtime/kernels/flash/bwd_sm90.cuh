@@ -24,6 +24,9 @@
 // loads, all completing on mbarriers; the two consumer warpgroups run the same step, meet once per
 // step on a named barrier (dSᵀ complete), alternate two dSᵀ buffers so that they may drift one step
 // apart, and give each Q/dO stage back through an "empty" mbarrier.
+// Head dim 256 (warp-specialized, tile m64 n64 w12): the split step — both consumer warpgroups take the
+// CTA's 64 keys, one forms Pᵀ and the other dSᵀ, they trade them through shared memory, and each owns
+// half the columns of dV, dK and dQ (see split_step below).
 #pragma once
 #include <cuda_runtime.h>
 
