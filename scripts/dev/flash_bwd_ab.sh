@@ -3,6 +3,7 @@
 #   mkdir devbase && git archive <rev> runtime/kernels | tar -x -C devbase   (untracked, travels with the tree)
 #   BUILDS="base:-Idevbase/runtime/kernels new:-DNONE" OUT=... bash scripts/dev/flash_bwd_ab.sh
 # SS: sequence lengths (default 1024,4096,16384); PAT: grep of the variant names to time (default s1|hd128).
+# CHECK_T / TIME_T: seconds for each build's checks / each timing pass (default 90 / 60).
 set -u
 export PATH=$PATH:/usr/local/cuda/bin
 D=$OUT/dev; mkdir -p $D
