@@ -32,6 +32,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/copy.cuh"
 #include "common/launch_checks.hpp"
@@ -314,6 +315,50 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     for (int e = 0; e < 4; ++e) dv[nt][e] = 0.f, dk[nt][e] = 0.f;
   float* dq_acc = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + dq_acc_offset);
 
+  // ---- pieces of the step both forms share ---------------------------------------------------------
+  // Accumulator element (nt, e) of Sᵀ / dPᵀ: key key0 + wrow + g + 8·(e / 2), query m0 + 8·nt + 2t + e % 2.
+  // Scores outside the sequence or the mask become −∞ (P = 0), in a pass of their own.
+  auto mask_scores = [&](auto& x, TileClass cls, int m0, int key0) {
+    constexpr int kN = std::extent_v<std::remove_reference_t<decltype(x)>>;
+    if (cls != TileClass::kFull || m0 + kBM > sq || n0 + kBN > sk) {
+#pragma unroll
+      for (int nt = 0; nt < kN; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int q = m0 + nt * 8 + 2 * t + (e & 1), k = n0 + key0 + wrow + g + 8 * (e >> 1);
+          if (!(q < sq && k < sk && Mask::visible(q, k, sq, sk, p.mask))) x[nt][e] = -INFINITY;
+        }
+    }
+  };
+  auto lse_log2 = [](float l) { return l == -INFINITY ? INFINITY : l * kLog2e; };  // a row that saw nothing: P = 0
+  // dS = P ∘ (dP − D): 0, not 0·NaN, where P is 0.
+  auto ds_of = [](float pv, float dpv, float dsum) { return pv != 0.f ? pv * (dpv - dsum) : 0.f; };
+  // m64k16 A fragment kk (16 queries) of Pᵀ or dSᵀ from its fp32 accumulator v.
+  auto pack_a = [](uint32_t (&fr)[4], const auto& v, int kk) {
+    fr[0] = C::Num::pack2(v[2 * kk][0], v[2 * kk][1]);
+    fr[1] = C::Num::pack2(v[2 * kk][2], v[2 * kk][3]);
+    fr[2] = C::Num::pack2(v[2 * kk + 1][0], v[2 * kk + 1][1]);
+    fr[3] = C::Num::pack2(v[2 * kk + 1][2], v[2 * kk + 1][3]);
+  };
+  // dSᵀ element pair (key row kl, query columns 8·nt + 2t, +1) in stage st's tile.
+  auto ds_at = [&](int st, int kl, int nt) { return sDS(st) + SL::offset(kl, nt * 8 + 2 * t); };
+  // One warpgroup's (64 queries, 64 columns) dQ part into buf in fragment order, and its bulk reduce-add
+  // into the accumulator block at dst.
+  auto stage_dq = [&](uint32_t buf, const float (&dq)[8][4]) {
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh)
+        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(buf + 4u * sd::dq_frag_offset(nt, hh, tid & 127)),
+                     "f"(dq[nt][2 * hh]), "f"(dq[nt][2 * hh + 1]));
+  };
+  auto send_dq = [](float* dst, uint32_t buf) {
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(buf),
+                 "r"(C::kDqPartFloats * 4)
+                 : "memory");
+    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+  };
+
   // ---- the split step (head dim 256): both warpgroups see the CTA's 64 keys ------------------------
   // Warpgroup 0 forms Sᵀ → Pᵀ, warpgroup 1 dPᵀ → dSᵀ; they trade Pᵀ (fp32, fragment order: thread i of
   // warpgroup 1 holds the elements thread i of warpgroup 0 wrote) and dSᵀ (16-bit, the swizzled tile the
@@ -323,7 +368,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   // nothing else once the trade is done) and sent by one bulk reduce-add.
   auto split_step = [&](int h, int m0, int mb, TileClass cls, int st) {
     if constexpr (C::kSplitD) {  // instantiated for the split tiles only
-      const int cw = wg * kAccCols, tid128 = tid & 127;
+      const int cw = wg * kAccCols, tid128 = tid & 127, kl0 = wrow + g;
       const uint32_t own_slabs = uint32_t(cw / 64) * QL::kSlabBytes;  // byte offset of columns cw … in Q / dO
       float x[8][4];  // warpgroup 0: Sᵀ = K·Qᵀ, warpgroup 1: dPᵀ = V·dOᵀ — (64 keys, 64 queries)
       w::fence();
@@ -342,34 +387,20 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       // Element (nt, e): key row wrow + g + 8·(e / 2), query column 8·nt + 2t + e % 2.
       const uint32_t s_p = base + C::kOffP;
       auto p_at = [&](int nt) { return s_p + uint32_t((nt * 128 + tid128) * 16); };
-      auto ds_at = [&](int nt, int hh) { return sDS(st) + SL::offset(wrow + g + 8 * hh, nt * 8 + 2 * t); };
       uint32_t pa[4][4], da[4][4];  // Pᵀ, dSᵀ as m64k16 A fragments, one per 16 queries
       auto pack = [&](uint32_t (&fr)[4][4], const float (&v)[8][4]) {
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          fr[kk][0] = C::Num::pack2(v[2 * kk][0], v[2 * kk][1]);
-          fr[kk][1] = C::Num::pack2(v[2 * kk][2], v[2 * kk][3]);
-          fr[kk][2] = C::Num::pack2(v[2 * kk + 1][0], v[2 * kk + 1][1]);
-          fr[kk][3] = C::Num::pack2(v[2 * kk + 1][2], v[2 * kk + 1][3]);
-        }
+        for (int kk = 0; kk < 4; ++kk) pack_a(fr[kk], v, kk);
       };
       // The trade meets on two consumer-wide barriers that both warpgroups reach at the same place (as
       // [B] of the other tiles): [P] Pᵀ is in shared memory, [S] dSᵀ is.
       if (wg == 0) {
         // Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e); masked scores (and rows that saw nothing) → P = 0
-        if (cls != TileClass::kFull || m0 + kBM > sq || n0 + kBN > sk) {
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int q = m0 + nt * 8 + 2 * t + (e & 1), k = n0 + wrow + g + 8 * (e >> 1);
-              if (!(q < sq && k < sk && Mask::visible(q, k, sq, sk, p.mask))) x[nt][e] = -INFINITY;
-            }
-        }
+        mask_scores(x, cls, m0, 0);
 #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {
           const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + nt * 8 + 2 * t);
-          const float l0 = l.x == -INFINITY ? INFINITY : l.x * kLog2e, l1 = l.y == -INFINITY ? INFINITY : l.y * kLog2e;
+          const float l0 = lse_log2(l.x), l1 = lse_log2(l.y);
 #pragma unroll
           for (int e = 0; e < 4; ++e) x[nt][e] = prim::exp2_approx(x[nt][e] * p.scale_log2 - (e & 1 ? l1 : l0));
           asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(p_at(nt)), "f"(x[nt][0]), "f"(x[nt][1]),
@@ -379,7 +410,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       }
       tma::bar_sync(5, C::kConsumerThreads);  // [P]
       if (wg == 1) {
-        // dSᵀ = Pᵀ ∘ (dPᵀ − D), 0 (not 0·NaN) where P is 0
+        // dSᵀ = Pᵀ ∘ (dPᵀ − D)
         float pv[8][4];
 #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {
@@ -388,8 +419,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
                        : "r"(p_at(nt)));
           const float2 dsum = *reinterpret_cast<const float2*>(s_dsum + st * kBM + nt * 8 + 2 * t);
 #pragma unroll
-          for (int e = 0; e < 4; ++e)
-            x[nt][e] = pv[nt][e] != 0.f ? pv[nt][e] * (x[nt][e] - (e & 1 ? dsum.y : dsum.x)) : 0.f;
+          for (int e = 0; e < 4; ++e) x[nt][e] = ds_of(pv[nt][e], x[nt][e], e & 1 ? dsum.y : dsum.x);
         }
         pack(pa, pv);
         pack(da, x);
@@ -397,7 +427,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
           for (int hh = 0; hh < 2; ++hh)
-            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_at(nt, hh)), "r"(da[nt / 2][(nt % 2) * 2 + hh]));
+            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_at(st, kl0 + 8 * hh, nt)), "r"(da[nt / 2][(nt % 2) * 2 + hh]));
         w::fence_proxy_async();  // dSᵀ, before the wgmma (async proxy) reads it
       }
       tma::bar_sync(6, C::kConsumerThreads);  // [S]
@@ -406,7 +436,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
           for (int hh = 0; hh < 2; ++hh)
-            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(da[nt / 2][(nt % 2) * 2 + hh]) : "r"(ds_at(nt, hh)));
+            asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(da[nt / 2][(nt % 2) * 2 + hh]) : "r"(ds_at(st, kl0 + 8 * hh, nt)));
       }
 
       // ---- dV_w += Pᵀ·dO[:, cw …], dK_w += dSᵀ·Q[:, cw …]: B MN-major, N = kAccCols ------------------
@@ -434,21 +464,11 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         w::commit();
         w::wait<0>();  // j = 0: dV, dK and dQ part 0 (dO's own slabs are free); j = 1: part 1 (Q's too)
         const uint32_t buf = (j == 0 ? sDO(st) : sQ(st)) + own_slabs;  // (64, 64) fp32 = two 8 KiB slabs
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh)
-            asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(buf + 4u * sd::dq_frag_offset(nt, hh, tid128)),
-                         "f"(dq[nt][2 * hh]), "f"(dq[nt][2 * hh + 1]));
+        stage_dq(buf, dq);
         w::fence_proxy_async();
         tma::bar_sync(1 + wg, 128);  // this part staged
-        if (bulk_issuer) {
-          float* dst = dq_acc + dq_acc_tile_base(p, b, h, mb, sd::kDqTileRows, kD) + (cw + 64 * j) * sd::kDqTileRows;
-          asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
-                       "r"(buf), "r"(C::kDqPartFloats * 4)
-                       : "memory");
-          asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
-        }
+        if (bulk_issuer)
+          send_dq(dq_acc + dq_acc_tile_base(p, b, h, mb, sd::kDqTileRows, kD) + (cw + 64 * j) * sd::kDqTileRows, buf);
       }
       // The stage goes back to the producer once both parts have been read out of it.
       if (bulk_issuer) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
@@ -519,19 +539,11 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 #pragma unroll
       for (int nt = 0; nt < kQT; ++nt) {
         const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + nt * 8 + 2 * t);
-        lse2[nt].x = l.x == -INFINITY ? INFINITY : l.x * kLog2e;  // a row that saw nothing: P = 0
-        lse2[nt].y = l.y == -INFINITY ? INFINITY : l.y * kLog2e;
+        lse2[nt].x = lse_log2(l.x);
+        lse2[nt].y = lse_log2(l.y);
         dsum2[nt] = *reinterpret_cast<const float2*>(s_dsum + st * kBM + nt * 8 + 2 * t);
       }
-      if (cls != TileClass::kFull || m0 + kBM > sq || n0 + kBN > sk) {
-#pragma unroll
-        for (int nt = 0; nt < kQT; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int q = m0 + nt * 8 + 2 * t + (e & 1), k = n0 + wg * 64 + wrow + g + 8 * (e >> 1);
-            if (!(q < sq && k < sk && Mask::visible(q, k, sq, sk, p.mask))) s[nt][e] = -INFINITY;
-          }
-      }
+      mask_scores(s, cls, m0, wg * 64);
 #pragma unroll
       for (int nt = 0; nt < kQT; ++nt)
 #pragma unroll
@@ -539,30 +551,22 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
           const float lse = e & 1 ? lse2[nt].y : lse2[nt].x, dsum = e & 1 ? dsum2[nt].y : dsum2[nt].x;
           const float pv = prim::exp2_approx(s[nt][e] * p.scale_log2 - lse);
           s[nt][e] = pv;
-          dp[nt][e] = pv != 0.f ? pv * (dp[nt][e] - dsum) : 0.f;  // 0, not 0·NaN, where P is 0
+          dp[nt][e] = ds_of(pv, dp[nt][e], dsum);
         }
       uint32_t pa[kBM / 16][4], da[kBM / 16][4];  // Pᵀ, dSᵀ as m64k16 A fragments, one per 16 queries
 #pragma unroll
       for (int kk = 0; kk < kBM / 16; ++kk) {
-        pa[kk][0] = C::Num::pack2(s[2 * kk][0], s[2 * kk][1]);
-        pa[kk][1] = C::Num::pack2(s[2 * kk][2], s[2 * kk][3]);
-        pa[kk][2] = C::Num::pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-        pa[kk][3] = C::Num::pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-        da[kk][0] = C::Num::pack2(dp[2 * kk][0], dp[2 * kk][1]);
-        da[kk][1] = C::Num::pack2(dp[2 * kk][2], dp[2 * kk][3]);
-        da[kk][2] = C::Num::pack2(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
-        da[kk][3] = C::Num::pack2(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+        pack_a(pa[kk], s, kk);
+        pack_a(da[kk], dp, kk);
       }
 
       // ---- dSᵀ → shared (key rows, query columns, 16-bit), before da becomes an in-flight operand ----
 #pragma unroll
       for (int nt = 0; nt < kQT; ++nt)
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const int kl = wg * 64 + wrow + g + 8 * hh;
-          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sDS(st) + SL::offset(kl, nt * 8 + 2 * t)),
+        for (int hh = 0; hh < 2; ++hh)
+          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_at(st, wg * 64 + wrow + g + 8 * hh, nt)),
                        "r"(da[nt / 2][(nt % 2) * 2 + hh]));
-        }
 
       // ---- dV_w += Pᵀ·dO: B = dO (kBM queries = k, D = n), MN-major ----------------------------------
       w::fence();
@@ -617,20 +621,12 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       // half past the sequence has no block (the accumulator has ⌈Sq / 64⌉ of them) and is not sent.
       const uint32_t buf =
           base + C::kOffDq + uint32_t((C::kDqStages == 2 ? st : 0) * C::kDqBufBytes + wg * C::kDqPartFloats * 4);
-      auto stage_dq = [&] {
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-          for (int hh = 0; hh < 2; ++hh)
-            asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(buf + 4u * sd::dq_frag_offset(nt, hh, tid & 127)),
-                         "f"(dq[nt][2 * hh]), "f"(dq[nt][2 * hh + 1]));
-      };
       if constexpr (C::kDqSum) {
         // dQ_0 += dQ_1: warpgroup 1 stages its part and signals; warpgroup 0 (thread i holds the same
         // elements as thread i of warpgroup 1) adds it and sends the sum below. Warpgroup 1 cannot stage
         // into this buffer again before warpgroup 0 has read it: that is two steps on, past [B].
         if (wg == 1) {
-          stage_dq();
+          stage_dq(buf, dq);
           tma::bar_arrive(4, C::kConsumerThreads);
         } else {
           tma::bar_sync(4, C::kConsumerThreads);
@@ -648,20 +644,16 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         }
       }
       if (!C::kDqSum || wg == 0) {
-        stage_dq();
+        stage_dq(buf, dq);
         w::fence_proxy_async();
         asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");  // this warpgroup's part staged
-  #ifdef ATTNFORGE_DEV_BWD_SM90_SKIP_DQ_ADD  // measurement only (dev driver): dQ is wrong
+#ifdef ATTNFORGE_DEV_BWD_SM90_SKIP_DQ_ADD  // measurement only (dev driver): dQ is wrong
         if (false) {
-  #else
+#else
         if (bulk_issuer && (kBM == sd::kDqTileRows || m0 + r0 < sq)) {
-  #endif
+#endif
           const int dq_tile = mb * (kBM / sd::kDqTileRows) + r0 / sd::kDqTileRows;
-          float* dst = dq_acc + dq_acc_tile_base(p, b, h, dq_tile, sd::kDqTileRows, kD) + c0 * sd::kDqTileRows;
-          asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
-                       "r"(buf), "r"(C::kDqPartFloats * 4)
-                       : "memory");
-          asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+          send_dq(dq_acc + dq_acc_tile_base(p, b, h, dq_tile, sd::kDqTileRows, kD) + c0 * sd::kDqTileRows, buf);
         }
       }
       w::wait<0>();  // dK: Q of this stage is read
