@@ -390,9 +390,10 @@ struct HeuristicRow {
 // S = 512 forward and 1.4–1.9× backward; unfused 4.5–15× slower forward, 1.8–5.5× backward.
 constexpr HeuristicRow kHeuristic[] = {
     // fp32 inputs (flash has none): unfused, with or without P. The fused fp32 kernel (FFMA, one
-    // CTA per 16 rows) measured 6.6–8.2× slower than unfused fp32 on an H200 (causal, S 512 / 1024,
-    // D 64 / 128, fwd and bwd; bench/results/h200_2026-11-30f_tune.md); it stays the fallback when
-    // unfused's workspace exceeds the memory budget (fused needs none).
+    // CTA per 16 rows) measured 2.6–3.3× slower than unfused fp32 forward and 3.5–5.0× backward on an
+    // H200 after its rework (causal, S 512 / 1024, D 64 / 128; bench/results/h200_2026-11-30h_f32_tune.md;
+    // 6.6–8.2× before it, h200_2026-11-30f_tune.md); it stays the fallback when unfused's workspace
+    // exceeds the memory budget (fused needs none).
     {true, false, false, 0, {Backend::unfused, Backend::fused, Backend::unfused}, 2, "heuristic: fp32 inputs"},
     // P requested: flash never materialises P. fused writes it from the same kernel while the key
     // row fits on chip; unfused always can (P is its intermediate anyway). Not on the training
