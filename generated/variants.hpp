@@ -365,10 +365,13 @@ using flash_fwd_f16_hd256_window_m64n64w4s2 = Variant<Backend::flash, Direction:
 using flash_fwd_f16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_bias_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::bias, Tile<64, 32, 4, 2>>;
+using flash_bwd_f16_hd256_none_m64n64w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 256, mask::none, Tile<64, 64, 12, 2, 90>>;
 using flash_bwd_f16_hd256_none_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 256, mask::none, Tile<64, 64, 8, 2>>;
 using flash_bwd_f16_hd256_none_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 256, mask::none, Tile<64, 32, 4, 2>>;
+using flash_bwd_f16_hd256_causal_m64n64w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 256, mask::causal, Tile<64, 64, 12, 2, 90>>;
 using flash_bwd_f16_hd256_causal_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 256, mask::causal, Tile<64, 64, 8, 2>>;
 using flash_bwd_f16_hd256_causal_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 256, mask::causal, Tile<64, 32, 4, 2>>;
+using flash_bwd_f16_hd256_window_m64n64w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 256, mask::window, Tile<64, 64, 12, 2, 90>>;
 using flash_bwd_f16_hd256_window_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 256, mask::window, Tile<64, 64, 8, 2>>;
 using flash_bwd_f16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 256, mask::window, Tile<64, 32, 4, 2>>;
 using flash_bwd_f16_hd256_bias_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 256, mask::bias, Tile<64, 64, 8, 2>>;
@@ -525,10 +528,13 @@ using flash_fwd_bf16_hd256_window_m64n64w4s2 = Variant<Backend::flash, Direction
 using flash_fwd_bf16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_bias_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::bias, Tile<64, 32, 4, 2>>;
+using flash_bwd_bf16_hd256_none_m64n64w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 256, mask::none, Tile<64, 64, 12, 2, 90>>;
 using flash_bwd_bf16_hd256_none_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 256, mask::none, Tile<64, 64, 8, 2>>;
 using flash_bwd_bf16_hd256_none_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 256, mask::none, Tile<64, 32, 4, 2>>;
+using flash_bwd_bf16_hd256_causal_m64n64w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 256, mask::causal, Tile<64, 64, 12, 2, 90>>;
 using flash_bwd_bf16_hd256_causal_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 256, mask::causal, Tile<64, 64, 8, 2>>;
 using flash_bwd_bf16_hd256_causal_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 256, mask::causal, Tile<64, 32, 4, 2>>;
+using flash_bwd_bf16_hd256_window_m64n64w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 256, mask::window, Tile<64, 64, 12, 2, 90>>;
 using flash_bwd_bf16_hd256_window_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 256, mask::window, Tile<64, 64, 8, 2>>;
 using flash_bwd_bf16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 256, mask::window, Tile<64, 32, 4, 2>>;
 using flash_bwd_bf16_hd256_bias_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 256, mask::bias, Tile<64, 64, 8, 2>>;
@@ -895,10 +901,13 @@ using AllVariants = TypeList<
     flash_fwd_f16_hd256_window_m64n32w4s2,
     flash_fwd_f16_hd256_bias_m64n64w4s2,
     flash_fwd_f16_hd256_bias_m64n32w4s2,
+    flash_bwd_f16_hd256_none_m64n64w12s2_sm90a,
     flash_bwd_f16_hd256_none_m64n64w8s2,
     flash_bwd_f16_hd256_none_m64n32w4s2,
+    flash_bwd_f16_hd256_causal_m64n64w12s2_sm90a,
     flash_bwd_f16_hd256_causal_m64n64w8s2,
     flash_bwd_f16_hd256_causal_m64n32w4s2,
+    flash_bwd_f16_hd256_window_m64n64w12s2_sm90a,
     flash_bwd_f16_hd256_window_m64n64w8s2,
     flash_bwd_f16_hd256_window_m64n32w4s2,
     flash_bwd_f16_hd256_bias_m64n64w8s2,
@@ -1055,16 +1064,19 @@ using AllVariants = TypeList<
     flash_fwd_bf16_hd256_window_m64n32w4s2,
     flash_fwd_bf16_hd256_bias_m64n64w4s2,
     flash_fwd_bf16_hd256_bias_m64n32w4s2,
+    flash_bwd_bf16_hd256_none_m64n64w12s2_sm90a,
     flash_bwd_bf16_hd256_none_m64n64w8s2,
     flash_bwd_bf16_hd256_none_m64n32w4s2,
+    flash_bwd_bf16_hd256_causal_m64n64w12s2_sm90a,
     flash_bwd_bf16_hd256_causal_m64n64w8s2,
     flash_bwd_bf16_hd256_causal_m64n32w4s2,
+    flash_bwd_bf16_hd256_window_m64n64w12s2_sm90a,
     flash_bwd_bf16_hd256_window_m64n64w8s2,
     flash_bwd_bf16_hd256_window_m64n32w4s2,
     flash_bwd_bf16_hd256_bias_m64n64w8s2,
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "b8af2ecf3eb2144e67e013ca207ab05f0034bc89d2a92a5d29a600bfd7890cc5";
+inline constexpr const char* kManifestHash = "3f33d89cc9f4175b24fba1b0f76619ad917cf1434d836e7bb25147c8a1ff612e";
 
 }  // namespace attnforge::generated
