@@ -139,15 +139,15 @@ def flash_fwd_sm90a(dtype: str, d: int, m: int, n: int, w: int, s: int, mask) ->
 def flash_bwd_sm90a(dtype: str, d: int, m: int, n: int, w: int, s: int, mask) -> dict:
     """The warp-specialized form of the Hopper backward (runtime/kernels/flash/bwd_sm90.cuh, kWS): a TMA
     producer warpgroup and two consumer warpgroups of 64 keys, 64 queries per step (128 at head dim 64);
-    at head dim 256 both warpgroups share 64 keys and split the columns (m64 n64); falls back to the
-    64-query tile with 8 warps."""
-    if d == 256:
+    at head dims 192 and 256 both warpgroups share 64 keys and split the column slabs (m64 n64); falls
+    back to the 64-query tile with 8 warps."""
+    if d in (192, 256):
         if (m, n, w, s) != (64, 64, 12, 2):
-            raise Unfit(f"the sm90a backward at head dim 256 is m=64 n=64 with 12 warps and 2 stages, got m={m} n={n} w={w} s={s}")
+            raise Unfit(f"the sm90a backward at head dims 192 and 256 is m=64 n=64 with 12 warps and 2 stages, got m={m} n={n} w={w} s={s}")
     elif (n, w, s) != (128, 12, 2) or m not in (64, 128):
         raise Unfit(f"the sm90a backward is m=64 or 128, n=128 with 12 warps and 2 stages, got m={m} n={n} w={w} s={s}")
-    if d not in (64, 128, 256):
-        raise Unfit(f"the sm90a backward has head dims 64, 128 and 256, got {d}")
+    if d not in (64, 128, 192, 256):
+        raise Unfit(f"the sm90a backward has head dims 64, 128, 192 and 256, got {d}")
     if m == 128 and d != 64:
         raise Unfit(f"the sm90a backward takes 128-query steps at head dim 64 only, got {d}")
     if mask.tensor:

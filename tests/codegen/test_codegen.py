@@ -192,13 +192,13 @@ def test_arch_axis_forward_m192_and_backward_tiles(tmp_path):
     assert "flash_fwd_bf16_hd128_none_m192n128w16s2_sm90a: three consumer warpgroups" in out
 
 
-def test_arch_axis_backward_split_tile_at_head_dim_256(tmp_path):
-    """Head dim 256's Hopper backward: both warpgroups on 64 keys (m64 n64 w12 s2) at 256 only; 192 and the
+def test_arch_axis_backward_split_tile_at_head_dims_192_256(tmp_path):
+    """Head dims 192 / 256's Hopper backward: both warpgroups on 64 keys (m64 n64 w12 s2) there only; the
     other shapes are dropped with the rule's reason."""
     built, out = listed(flash_config(tmp_path, "split.toml", """\
         [backend.flash]
         dtypes = ["bf16"]
-        head_dims = [128, 192, 256]
+        head_dims = [96, 128, 192, 256]
         directions = ["bwd"]
         masks = ["causal"]
         tiles = [
@@ -206,10 +206,12 @@ def test_arch_axis_backward_split_tile_at_head_dim_256(tmp_path):
           { m = 64, n = 128, warps = 12, stages = 2, arch = "sm90a" },
         ]
         """))
-    assert built == ["flash_bwd_bf16_hd128_causal_m64n128w12s2_sm90a", "flash_bwd_bf16_hd256_causal_m64n64w12s2_sm90a"], out
-    assert "flash_bwd_bf16_hd256_causal_m64n128w12s2_sm90a: the sm90a backward at head dim 256 is m=64 n=64" in out
-    assert "flash_bwd_bf16_hd192_causal_m64n128w12s2_sm90a: the sm90a backward has head dims 64, 128 and 256" in out
-    assert "flash_bwd_bf16_hd192_causal_m64n64w12s2_sm90a: the sm90a backward is m=64 or 128, n=128" in out
+    assert built == ["flash_bwd_bf16_hd128_causal_m64n128w12s2_sm90a", "flash_bwd_bf16_hd192_causal_m64n64w12s2_sm90a",
+                     "flash_bwd_bf16_hd256_causal_m64n64w12s2_sm90a"], out
+    assert "flash_bwd_bf16_hd256_causal_m64n128w12s2_sm90a: the sm90a backward at head dims 192 and 256 is m=64 n=64" in out
+    assert "flash_bwd_bf16_hd192_causal_m64n128w12s2_sm90a: the sm90a backward at head dims 192 and 256 is m=64 n=64" in out
+    assert "flash_bwd_bf16_hd96_causal_m64n128w12s2_sm90a: the sm90a backward has head dims 64, 128, 192 and 256" in out
+    assert "flash_bwd_bf16_hd128_causal_m64n64w12s2_sm90a: the sm90a backward is m=64 or 128, n=128" in out
 
 
 def test_arch_axis_forward_wide_key_tiles(tmp_path):

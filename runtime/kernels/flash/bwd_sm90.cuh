@@ -24,9 +24,9 @@
 // loads, all completing on mbarriers; the two consumer warpgroups run the same step, meet once per
 // step on a named barrier (dSᵀ complete), alternate two dSᵀ buffers so that they may drift one step
 // apart, and give each Q/dO stage back through an "empty" mbarrier.
-// Head dim 256 (warp-specialized, tile m64 n64 w12): the split step — both consumer warpgroups take the
-// CTA's 64 keys, one forms Pᵀ and the other dSᵀ, they trade them through shared memory, and each owns
-// half the columns of dV, dK and dQ (see split_step below).
+// Head dims 192 and 256 (warp-specialized, tile m64 n64 w12): the split step — both consumer warpgroups
+// take the CTA's 64 keys, one forms Pᵀ and the other dSᵀ, they trade them through shared memory, and
+// each owns some of the 64-column slabs of dV, dK and dQ (see split_step below).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -67,11 +67,18 @@ struct BwdSm90Config {
   static constexpr bool kWS = V::TileT::kArch == 90;                // + a TMA producer warpgroup
   static constexpr int kBlockM = V::TileT::kBlockM;                 // queries per step: 64, or 128 (kWS, D 64)
   static constexpr int kWarpgroups = V::TileT::kWarps / 4 - (kWS ? 1 : 0);  // consumer warpgroups, 64 keys each
-  // Head dim 256 (warp-specialized only): dV and dK of 64 keys would take 256 registers per thread, so
-  // both warpgroups see the same 64 keys and split the columns of dV, dK and dQ (see the split step).
-  static constexpr bool kSplitD = kWS && kD == 256;
+  // Head dims 192 and 256 (warp-specialized only): dV and dK of 64 keys would take 2·D registers per
+  // thread, so both warpgroups see the same 64 keys and split the 64-column slabs of dV, dK and dQ
+  // (see the split step).
+  static constexpr bool kSplitD = kWS && (kD == 192 || kD == 256);
   static constexpr int kBlockN = kSplitD ? 64 : 64 * kWarpgroups;  // keys per CTA
-  static constexpr int kAccCols = kSplitD ? kD / 2 : kD;            // dV, dK columns per warpgroup
+  static constexpr int kAccCols = kSplitD ? 128 : kD;               // dV, dK columns a warpgroup holds, at most
+  // Split step: each warpgroup holds two accumulator blocks of 64 keys, a (dv: two slabs, N = 128) and
+  // b (dk: kBCols). Head dim 256: a = dV, b = dK, columns 128·wg …. Head dim 192 (three 64-column slabs):
+  // warpgroup 0 a = dV slabs 0–1, b = dK slab 2; warpgroup 1 a = dK slabs 0–1, b = dV slab 2 — 96
+  // accumulator registers each, and the same instructions on both (a wgmma on a warpgroup-dependent
+  // branch makes ptxas serialize every wgmma of the kernel).
+  static constexpr int kBCols = kSplitD && kD == 192 ? 64 : kAccCols;
   static constexpr int kConsumerThreads = 128 * kWarpgroups;
   static constexpr int kThreads = kConsumerThreads + (kWS ? 128 : 0);
 
@@ -90,7 +97,8 @@ struct BwdSm90Config {
   // Stages of the dQ staging buffer: tile stages 2 → two (a reduce-add may still read the last one
   // while the next is written), 1 → one, which lets head dim 64, n64 fit three CTAs per SM. 128-query
   // steps take one: two would be 40 bytes over the 227 KiB a CTA may have.
-  static constexpr int kDqStages = V::TileT::kStages >= 2 && kBlockM == 64 ? 2 : 1;
+  // The split step: one (its parts are read out before the next step's trade, see split_step).
+  static constexpr int kDqStages = V::TileT::kStages >= 2 && kBlockM == 64 && !kSplitD ? 2 : 1;
   static constexpr int kMinBlocks = kWarpgroups == 1 ? (kDqStages == 1 ? 3 : 2) : 1;
   // Head dim 64 with two warpgroups: both hold partials of the same (64 queries, 64 columns) dQ block;
   // summed in shared memory they go out as one reduce-add instead of two (half the L2 reduce traffic).
@@ -102,8 +110,9 @@ struct BwdSm90Config {
   using KL = prim::SmemTileSw128<kBlockN, kLayoutD>;    // K or V: (kBlockN keys, D)
   using SL = prim::SmemTileSw128<kBlockN, kBlockM>;     // dSᵀ: (kBlockN keys, kBlockM queries)
   static constexpr int kDqPartFloats = 64 * 64;          // one warpgroup's (64 queries, 64 columns) of dQ
-  // The split step stages dQ in its own columns of the step's Q and dO tiles instead (no buffer).
-  static constexpr int kDqBufBytes = kSplitD ? 0 : kWarpgroups * kDqPartFloats * 4;
+  // The split step stages a dQ part in the slabs of the step's dO or Q tile its a / b GEMMs alone read
+  // (no room for a buffer at head dim 256); at 192 the second part of each warpgroup goes to a buffer.
+  static constexpr int kDqBufBytes = kSplitD ? (kD == 192 ? kWarpgroups * kDqPartFloats * 4 : 0) : kWarpgroups * kDqPartFloats * 4;
   static constexpr int kPBytes = kSplitD ? 64 * 64 * 4 : 0;  // split step: Pᵀ, fp32, fragment order
   // dSᵀ buffers: kWS has no per-step barrier before the first GEMMs, so one warpgroup may start step
   // i + 1 (and write its dSᵀ) while the other still reads step i's in its dQ GEMM.
@@ -169,6 +178,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   using MmaS = prim::sm90::Wgmma<C::kDType, C::kBlockM>;  // Sᵀ, dPᵀ: (64 keys, kBlockM queries)
   using MmaKV = prim::sm90::Wgmma<C::kDType, C::kAccCols>;  // dV, dK: (64 keys, kAccCols)
   using MmaQ = prim::sm90::WgmmaMN64<C::kDType>;      // dQ: (64 queries, 64 columns)
+  using MmaKB = prim::sm90::Wgmma<C::kDType, C::kBCols>;  // split step: block b (64 keys, kBCols)
   namespace w = prim::sm90;
   namespace sd = bwd_sm90_detail;
   constexpr int kD = C::kD, kBM = C::kBlockM, kBN = C::kBlockN, kThreads = C::kThreads;
@@ -308,11 +318,19 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   }
 
   constexpr int kAccCols = C::kAccCols;
-  float dv[kAccCols / 8][4], dk[kAccCols / 8][4];  // (64 keys, kAccCols) of this warpgroup, fp32
+  // dV, dK of this warpgroup's 64 keys, fp32: (64, kAccCols) each; the split step's blocks a and b.
+  float dv[kAccCols / 8][4], dk[C::kBCols / 8][4];
 #pragma unroll
   for (int nt = 0; nt < kAccCols / 8; ++nt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) dv[nt][e] = 0.f, dk[nt][e] = 0.f;
+    for (int e = 0; e < 4; ++e) dv[nt][e] = 0.f;
+#pragma unroll
+  for (int nt = 0; nt < C::kBCols / 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[nt][e] = 0.f;
+  // Split step: block a is dV (else dK) and starts at slab a0; block b is the other, from slab b0.
+  const bool a_is_dv = kD == 256 || wg == 0;
+  const int a0 = kD == 256 ? 2 * wg : 0, b0 = kD == 256 ? 2 * wg : 2;
   float* dq_acc = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + dq_acc_offset);
 
   // ---- pieces of the step both forms share ---------------------------------------------------------
@@ -359,17 +377,19 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
   };
 
-  // ---- the split step (head dim 256): both warpgroups see the CTA's 64 keys ------------------------
+  // ---- the split step (head dims 192, 256): both warpgroups see the CTA's 64 keys -----------------
   // Warpgroup 0 forms Sᵀ → Pᵀ, warpgroup 1 dPᵀ → dSᵀ; they trade Pᵀ (fp32, fragment order: thread i of
   // warpgroup 1 holds the elements thread i of warpgroup 0 wrote) and dSᵀ (16-bit, the swizzled tile the
   // dQ GEMM reads) on named barriers 5 and 6, so the two run in step and one buffer of each suffices.
-  // Warpgroup wg then owns columns cw = 128·wg …: dV_w += Pᵀ·dO, dK_w += dSᵀ·Q (N = 128), and dQ in two
-  // (64, 64) parts, each staged in this warpgroup's own two slabs of the stage's dO, then Q (read by
-  // nothing else once the trade is done) and sent by one bulk reduce-add.
+  // Each warpgroup then adds into its blocks a and b (BwdSm90Config::kBCols): dV += Pᵀ·dO, dK += dSᵀ·Q
+  // over their slabs, and computes dQ in two (64, 64) parts, each staged and sent by one bulk reduce-add:
+  // head dim 256 slabs 2·wg, 2·wg + 1 over all 64 keys; 192 slab wg over all keys, then slab 2 over this
+  // warpgroup's 32 keys (the halves meet in the reduce-add: 1.5 parts each). Part 0 is staged in block a's
+  // slabs of its dO / Q tile (read by nothing else once a's GEMM is done), part 1 in block b's (256) or
+  // this warpgroup's slot of the dQ buffer (192).
   auto split_step = [&](int h, int m0, int mb, TileClass cls, int st) {
     if constexpr (C::kSplitD) {  // instantiated for the split tiles only
-      const int cw = wg * kAccCols, tid128 = tid & 127, kl0 = wrow + g;
-      const uint32_t own_slabs = uint32_t(cw / 64) * QL::kSlabBytes;  // byte offset of columns cw … in Q / dO
+      const int tid128 = tid & 127, kl0 = wrow + g;
       float x[8][4];  // warpgroup 0: Sᵀ = K·Qᵀ, warpgroup 1: dPᵀ = V·dOᵀ — (64 keys, 64 queries)
       w::fence();
 #pragma unroll
@@ -439,44 +459,57 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
             asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(da[nt / 2][(nt % 2) * 2 + hh]) : "r"(ds_at(st, kl0 + 8 * hh, nt)));
       }
 
-      // ---- dV_w += Pᵀ·dO[:, cw …], dK_w += dSᵀ·Q[:, cw …]: B MN-major, N = kAccCols ------------------
+      // ---- a += (Pᵀ or dSᵀ)·(dO or Q)[:, slabs a0 …], b += the other: B MN-major ------------------------
+      const uint32_t slab = QL::kSlabBytes;
+      const uint32_t tile_a = (a_is_dv ? sDO(st) : sQ(st)) + uint32_t(a0) * slab;  // (64 queries, 128 columns)
+      const uint32_t tile_b = (a_is_dv ? sQ(st) : sDO(st)) + uint32_t(b0) * slab;  // (64 queries, kBCols)
       w::fence();
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        MmaKV::rs(dv, pa[kk], w::desc_sw128(sDO(st) + own_slabs + kk * 2048, QL::kSlabBytes, kSbo));
+      for (int kk = 0; kk < 4; ++kk) {
+        uint32_t fa[4];
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        MmaKV::rs(dk, da[kk], w::desc_sw128(sQ(st) + own_slabs + kk * 2048, QL::kSlabBytes, kSbo));
+        for (int i = 0; i < 4; ++i) fa[i] = a_is_dv ? pa[kk][i] : da[kk][i];
+        MmaKV::rs(dv, fa, w::desc_sw128(tile_a + kk * 2048, slab, kSbo));
+      }
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        uint32_t fb[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) fb[i] = a_is_dv ? da[kk][i] : pa[kk][i];
+        MmaKB::rs(dk, fb, w::desc_sw128(tile_b + kk * 2048, slab, kSbo));
+      }
       w::commit();
-      // ---- dQ[:, cw + 64·j …] = dS·K[:, cw + 64·j …], j = 0, 1, each staged and sent before the next --
-      // A = dS (64 queries, 64 keys) MN-major from dSᵀ; B = K (keys, 64 columns) MN-major.
+      // ---- dQ[:, part's slab …] = dS·K[:, part's slab …] over the part's keys, each part staged and sent
+      // before the next; A = dS (64 queries, keys) MN-major from dSᵀ; B = K (keys, 64 columns) MN-major.
       float dq[8][4];
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
+        const bool half = kD == 192 && j == 1;  // slab 2 over keys 32·wg …
+        const int cs = kD == 256 ? 2 * wg + j : j == 0 ? wg : 2, k0 = half ? 2 * wg : 0;
         w::fence();
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          const uint64_t a = w::desc_sw128(sDS(st) + kk * 2048, SL::kSlabBytes, kSbo);
-          const uint64_t bk = w::desc_sw128(sK + uint32_t(cw / 64 + j) * KL::kSlabBytes + kk * 2048, KL::kSlabBytes, kSbo);
+        for (int kk = 0; kk < (half ? 2 : 4); ++kk) {
+          const uint64_t a = w::desc_sw128(sDS(st) + (k0 + kk) * 2048, SL::kSlabBytes, kSbo);
+          const uint64_t bk = w::desc_sw128(sK + uint32_t(cs) * KL::kSlabBytes + (k0 + kk) * 2048, KL::kSlabBytes, kSbo);
           if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
           else MmaQ::template ss<true>(dq, a, bk);
         }
         w::commit();
-        w::wait<0>();  // j = 0: dV, dK and dQ part 0 (dO's own slabs are free); j = 1: part 1 (Q's too)
-        const uint32_t buf = (j == 0 ? sDO(st) : sQ(st)) + own_slabs;  // (64, 64) fp32 = two 8 KiB slabs
+        w::wait<0>();  // j = 0: a, b and dQ part 0 (block a's slabs are free); j = 1: part 1 (b's too)
+        const uint32_t buf = j == 0 ? tile_a : C::kDqBufBytes > 0 ? base + C::kOffDq + uint32_t(wg * C::kDqPartFloats * 4) : tile_b;
         stage_dq(buf, dq);
         w::fence_proxy_async();
         tma::bar_sync(1 + wg, 128);  // this part staged
         if (bulk_issuer)
-          send_dq(dq_acc + dq_acc_tile_base(p, b, h, mb, sd::kDqTileRows, kD) + (cw + 64 * j) * sd::kDqTileRows, buf);
+          send_dq(dq_acc + dq_acc_tile_base(p, b, h, mb, sd::kDqTileRows, kD) + 64 * cs * sd::kDqTileRows, buf);
       }
-      // The stage goes back to the producer once both parts have been read out of it.
+      // The stage goes back to the producer once the parts staged in it have been read out. (The dQ
+      // buffer is read out before the next step's parts are staged too: this wait, then [P].)
       if (bulk_issuer) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
       tma::bar_sync(1 + wg, 128);
       tma::mbar_arrive(bar_q_empty(st));
     }
   };
-
   int hi = 0, mb = 0, st = 0;
   uint32_t phase = 0;  // kWS: parity of stage st's full barrier
   bool have = seek(hi, mb);
@@ -671,20 +704,30 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
                  int64_t(hkv) * p.dk_head_stride;
   Element* dvg = static_cast<Element*>(p.dv) + b * p.dv_batch_stride + (si.k_start + n0) * p.dv_row_stride +
                  int64_t(hkv) * p.dv_head_stride;
-  // Rows: this warpgroup's 64 keys (split step: all 64 keys of the CTA, columns cw …).
-  const int key0 = C::kSplitD ? 0 : wg * 64, cw = C::kSplitD ? wg * kAccCols : 0;
+  // Rows: this warpgroup's 64 keys (split step: all 64 keys of the CTA; block a is dV or dK from column
+  // 64·a0, block b the other from 64·b0).
+  const int key0 = C::kSplitD ? 0 : wg * 64;
+  auto store_block = [&](const auto& acc, bool is_dv, int col0) {
+    constexpr int kN = std::extent_v<std::remove_reference_t<decltype(acc)>>;
+    Element* dst = is_dv ? dvg : dkg;
+    const int64_t rs = is_dv ? p.dv_row_stride : p.dk_row_stride;
+    const float sc = is_dv ? 1.f : p.scale;  // dK = scale · Σ dSᵀ·Q
 #pragma unroll
-  for (int hh = 0; hh < 2; ++hh) {
-    const int kl = key0 + wrow + g + 8 * hh;
-    if (n0 + kl >= sk) continue;
+    for (int hh = 0; hh < 2; ++hh) {
+      const int kl = key0 + wrow + g + 8 * hh;
+      if (n0 + kl >= sk) continue;
 #pragma unroll
-    for (int nt = 0; nt < kAccCols / 8; ++nt) {
-      const int col = cw + nt * 8 + 2 * t;
-      *reinterpret_cast<uint32_t*>(dkg + int64_t(kl) * p.dk_row_stride + col) =
-          C::Num::pack2(dk[nt][2 * hh] * p.scale, dk[nt][2 * hh + 1] * p.scale);
-      *reinterpret_cast<uint32_t*>(dvg + int64_t(kl) * p.dv_row_stride + col) =
-          C::Num::pack2(dv[nt][2 * hh], dv[nt][2 * hh + 1]);
+      for (int nt = 0; nt < kN; ++nt)
+        *reinterpret_cast<uint32_t*>(dst + int64_t(kl) * rs + col0 + nt * 8 + 2 * t) =
+            C::Num::pack2(acc[nt][2 * hh] * sc, acc[nt][2 * hh + 1] * sc);
     }
+  };
+  if constexpr (C::kSplitD) {
+    store_block(dk, !a_is_dv, 64 * b0);
+    store_block(dv, a_is_dv, 64 * a0);
+  } else {
+    store_block(dk, false, 0);
+    store_block(dv, true, 0);
   }
 #else
   __trap();  // run_bwd<V> takes this kernel only on sm_90 devices, built for sm_90a
