@@ -450,6 +450,20 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
             asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_at(st, kl0 + 8 * hh, nt)), "r"(da[nt / 2][(nt % 2) * 2 + hh]));
         w::fence_proxy_async();  // dSᵀ, before the wgmma (async proxy) reads it
       }
+      // ---- a += (Pᵀ or dSᵀ)·(dO or Q)[:, slabs a0 …], b += the other: B MN-major ------------------------
+      // Block a's operand is one this warpgroup already holds (warpgroup 0: Pᵀ; 1: Pᵀ at 256, its own dSᵀ
+      // at 192), so its GEMM is issued before [S]: warpgroup 0's runs while warpgroup 1 forms dSᵀ.
+      const uint32_t slab = QL::kSlabBytes;
+      const uint32_t tile_a = (a_is_dv ? sDO(st) : sQ(st)) + uint32_t(a0) * slab;  // (64 queries, 128 columns)
+      const uint32_t tile_b = (a_is_dv ? sQ(st) : sDO(st)) + uint32_t(b0) * slab;  // (64 queries, kBCols)
+      uint32_t fa[4][4], fb[4][4];  // the A fragments of blocks a and b, chosen before the wgmma fence
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) fa[kk][i] = a_is_dv ? pa[kk][i] : da[kk][i];
+      w::fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) MmaKV::rs(dv, fa[kk], w::desc_sw128(tile_a + kk * 2048, slab, kSbo));
       tma::bar_sync(6, C::kConsumerThreads);  // [S]
       if (wg == 0) {
 #pragma unroll
@@ -458,26 +472,13 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
           for (int hh = 0; hh < 2; ++hh)
             asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(da[nt / 2][(nt % 2) * 2 + hh]) : "r"(ds_at(st, kl0 + 8 * hh, nt)));
       }
-
-      // ---- a += (Pᵀ or dSᵀ)·(dO or Q)[:, slabs a0 …], b += the other: B MN-major ------------------------
-      const uint32_t slab = QL::kSlabBytes;
-      const uint32_t tile_a = (a_is_dv ? sDO(st) : sQ(st)) + uint32_t(a0) * slab;  // (64 queries, 128 columns)
-      const uint32_t tile_b = (a_is_dv ? sQ(st) : sDO(st)) + uint32_t(b0) * slab;  // (64 queries, kBCols)
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) fb[kk][i] = a_is_dv ? da[kk][i] : pa[kk][i];
       w::fence();
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        uint32_t fa[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) fa[i] = a_is_dv ? pa[kk][i] : da[kk][i];
-        MmaKV::rs(dv, fa, w::desc_sw128(tile_a + kk * 2048, slab, kSbo));
-      }
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        uint32_t fb[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) fb[i] = a_is_dv ? da[kk][i] : pa[kk][i];
-        MmaKB::rs(dk, fb, w::desc_sw128(tile_b + kk * 2048, slab, kSbo));
-      }
+      for (int kk = 0; kk < 4; ++kk) MmaKB::rs(dk, fb[kk], w::desc_sw128(tile_b + kk * 2048, slab, kSbo));
       w::commit();
       // ---- dQ[:, part's slab …] = dS·K[:, part's slab …] over the part's keys, each part staged and sent
       // before the next; A = dS (64 queries, keys) MN-major from dSᵀ; B = K (keys, 64 columns) MN-major.
