@@ -335,14 +335,17 @@ using flash_fwd_f16_hd192_window_m64n64w4s2 = Variant<Backend::flash, Direction:
 using flash_fwd_f16_hd192_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd192_bias_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 192, mask::bias, Tile<64, 32, 4, 2>>;
+using flash_bwd_f16_hd192_none_m64n64w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::none, Tile<64, 64, 12, 2, 90>>;
 using flash_bwd_f16_hd192_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd192_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::none, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd192_none_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::none, Tile<64, 64, 8, 2>>;
 using flash_bwd_f16_hd192_none_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::none, Tile<64, 32, 4, 2>>;
+using flash_bwd_f16_hd192_causal_m64n64w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::causal, Tile<64, 64, 12, 2, 90>>;
 using flash_bwd_f16_hd192_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::causal, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd192_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd192_causal_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::causal, Tile<64, 64, 8, 2>>;
 using flash_bwd_f16_hd192_causal_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::causal, Tile<64, 32, 4, 2>>;
+using flash_bwd_f16_hd192_window_m64n64w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::window, Tile<64, 64, 12, 2, 90>>;
 using flash_bwd_f16_hd192_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::window, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd192_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::window, Tile<64, 64, 4, 2>>;
 using flash_bwd_f16_hd192_window_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::window, Tile<64, 64, 8, 2>>;
@@ -498,14 +501,17 @@ using flash_fwd_bf16_hd192_window_m64n64w4s2 = Variant<Backend::flash, Direction
 using flash_fwd_bf16_hd192_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd192_bias_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 192, mask::bias, Tile<64, 32, 4, 2>>;
+using flash_bwd_bf16_hd192_none_m64n64w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::none, Tile<64, 64, 12, 2, 90>>;
 using flash_bwd_bf16_hd192_none_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::none, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd192_none_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::none, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd192_none_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::none, Tile<64, 64, 8, 2>>;
 using flash_bwd_bf16_hd192_none_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::none, Tile<64, 32, 4, 2>>;
+using flash_bwd_bf16_hd192_causal_m64n64w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::causal, Tile<64, 64, 12, 2, 90>>;
 using flash_bwd_bf16_hd192_causal_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::causal, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd192_causal_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd192_causal_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::causal, Tile<64, 64, 8, 2>>;
 using flash_bwd_bf16_hd192_causal_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::causal, Tile<64, 32, 4, 2>>;
+using flash_bwd_bf16_hd192_window_m64n64w12s2_sm90a = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::window, Tile<64, 64, 12, 2, 90>>;
 using flash_bwd_bf16_hd192_window_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::window, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd192_window_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::window, Tile<64, 64, 4, 2>>;
 using flash_bwd_bf16_hd192_window_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::window, Tile<64, 64, 8, 2>>;
@@ -871,14 +877,17 @@ using AllVariants = TypeList<
     flash_fwd_f16_hd192_window_m64n32w4s2,
     flash_fwd_f16_hd192_bias_m64n64w4s2,
     flash_fwd_f16_hd192_bias_m64n32w4s2,
+    flash_bwd_f16_hd192_none_m64n64w12s2_sm90a,
     flash_bwd_f16_hd192_none_m64n128w8s2,
     flash_bwd_f16_hd192_none_m64n64w4s2,
     flash_bwd_f16_hd192_none_m64n64w8s2,
     flash_bwd_f16_hd192_none_m64n32w4s2,
+    flash_bwd_f16_hd192_causal_m64n64w12s2_sm90a,
     flash_bwd_f16_hd192_causal_m64n128w8s2,
     flash_bwd_f16_hd192_causal_m64n64w4s2,
     flash_bwd_f16_hd192_causal_m64n64w8s2,
     flash_bwd_f16_hd192_causal_m64n32w4s2,
+    flash_bwd_f16_hd192_window_m64n64w12s2_sm90a,
     flash_bwd_f16_hd192_window_m64n128w8s2,
     flash_bwd_f16_hd192_window_m64n64w4s2,
     flash_bwd_f16_hd192_window_m64n64w8s2,
@@ -1034,14 +1043,17 @@ using AllVariants = TypeList<
     flash_fwd_bf16_hd192_window_m64n32w4s2,
     flash_fwd_bf16_hd192_bias_m64n64w4s2,
     flash_fwd_bf16_hd192_bias_m64n32w4s2,
+    flash_bwd_bf16_hd192_none_m64n64w12s2_sm90a,
     flash_bwd_bf16_hd192_none_m64n128w8s2,
     flash_bwd_bf16_hd192_none_m64n64w4s2,
     flash_bwd_bf16_hd192_none_m64n64w8s2,
     flash_bwd_bf16_hd192_none_m64n32w4s2,
+    flash_bwd_bf16_hd192_causal_m64n64w12s2_sm90a,
     flash_bwd_bf16_hd192_causal_m64n128w8s2,
     flash_bwd_bf16_hd192_causal_m64n64w4s2,
     flash_bwd_bf16_hd192_causal_m64n64w8s2,
     flash_bwd_bf16_hd192_causal_m64n32w4s2,
+    flash_bwd_bf16_hd192_window_m64n64w12s2_sm90a,
     flash_bwd_bf16_hd192_window_m64n128w8s2,
     flash_bwd_bf16_hd192_window_m64n64w4s2,
     flash_bwd_bf16_hd192_window_m64n64w8s2,
@@ -1077,6 +1089,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "3f33d89cc9f4175b24fba1b0f76619ad917cf1434d836e7bb25147c8a1ff612e";
+inline constexpr const char* kManifestHash = "db950d7d6b85f9e4b3b080e54671c3704482cbe2b5d646aae4233010885b1f71";
 
 }  // namespace attnforge::generated

@@ -452,7 +452,9 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       }
       // ---- a += (Pᵀ or dSᵀ)·(dO or Q)[:, slabs a0 …], b += the other: B MN-major ------------------------
       // Block a's operand is one this warpgroup already holds (warpgroup 0: Pᵀ; 1: Pᵀ at 256, its own dSᵀ
-      // at 192), so its GEMM is issued before [S]: warpgroup 0's runs while warpgroup 1 forms dSᵀ.
+      // at 192). At head dim 192 its GEMM is issued before [S], so warpgroup 0's runs while warpgroup 1
+      // forms dSᵀ: +3–5 % there, but −2–3 % at 256 (H200, 2026-11-30, flash_bwd_ab.sh GROUP 5, two runs,
+      // bf16, S 1024–16384), where it is issued after [S] with block b.
       const uint32_t slab = QL::kSlabBytes;
       const uint32_t tile_a = (a_is_dv ? sDO(st) : sQ(st)) + uint32_t(a0) * slab;  // (64 queries, 128 columns)
       const uint32_t tile_b = (a_is_dv ? sQ(st) : sDO(st)) + uint32_t(b0) * slab;  // (64 queries, kBCols)
@@ -461,9 +463,12 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
         for (int i = 0; i < 4; ++i) fa[kk][i] = a_is_dv ? pa[kk][i] : da[kk][i];
-      w::fence();
+      auto issue_a = [&] {
+        w::fence();
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) MmaKV::rs(dv, fa[kk], w::desc_sw128(tile_a + kk * 2048, slab, kSbo));
+        for (int kk = 0; kk < 4; ++kk) MmaKV::rs(dv, fa[kk], w::desc_sw128(tile_a + kk * 2048, slab, kSbo));
+      };
+      if constexpr (kD == 192) issue_a();
       tma::bar_sync(6, C::kConsumerThreads);  // [S]
       if (wg == 0) {
 #pragma unroll
@@ -476,6 +481,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
         for (int i = 0; i < 4; ++i) fb[kk][i] = a_is_dv ? da[kk][i] : pa[kk][i];
+      if constexpr (kD != 192) issue_a();
       w::fence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) MmaKB::rs(dk, fb[kk], w::desc_sw128(tile_b + kk * 2048, slab, kSbo));
