@@ -162,7 +162,7 @@ def test_arch_axis_names_instantiates_and_drops(tmp_path):
     dropped = r.stdout
     assert "flash_fwd_bf16_hd64_bias_m128n128w12s2_sm90a: the sm90a forward has no mask tensor path" in dropped
     assert "flash_fwd_bf16_hd96_causal_m128n128w12s2_sm90a: the sm90a forward has head dims 64, 128, 192 and 256" in dropped
-    assert "flash_bwd_bf16_hd96_causal_m128n128w12s2_sm90a: the sm90a backward has head dims 64, 128 and 256" in dropped
+    assert "flash_bwd_bf16_hd96_causal_m128n128w12s2_sm90a: the sm90a backward has head dims 64, 128, 192 and 256" in dropped
     codegen("--config", str(cfg), "--out", str(out))
     man = json.loads((out / "manifest.json").read_text())
     assert [v["name"] for v in man["variants"]] == ["flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a",
