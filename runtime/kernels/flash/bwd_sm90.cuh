@@ -55,6 +55,12 @@
 #define ATTNFORGE_FLASH_BWD_DQ_SUM 0
 #endif
 
+// Dev A/B switch: the split step issues both dQ parts' GEMMs before staging the first
+// (BwdSm90Config::kSplitDqBoth).
+#ifndef ATTNFORGE_FLASH_BWD_SPLIT_DQ_BOTH
+#define ATTNFORGE_FLASH_BWD_SPLIT_DQ_BOTH 0
+#endif
+
 namespace attnforge::flash {
 
 template <class V>
@@ -79,6 +85,7 @@ struct BwdSm90Config {
   // accumulator registers each, and the same instructions on both (a wgmma on a warpgroup-dependent
   // branch makes ptxas serialize every wgmma of the kernel).
   static constexpr int kBCols = kSplitD && kD == 192 ? 64 : kAccCols;
+  static constexpr bool kSplitDqBoth = ATTNFORGE_FLASH_BWD_SPLIT_DQ_BOTH && kSplitD;  // dev switch (top of file)
   static constexpr int kConsumerThreads = 128 * kWarpgroups;
   static constexpr int kThreads = kConsumerThreads + (kWS ? 128 : 0);
 
@@ -488,9 +495,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       w::commit();
       // ---- dQ[:, part's slab …] = dS·K[:, part's slab …] over the part's keys, each part staged and sent
       // before the next; A = dS (64 queries, keys) MN-major from dSᵀ; B = K (keys, 64 columns) MN-major.
-      float dq[8][4];
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
+      auto issue_dq = [&](int j, float (&acc)[8][4]) {
         const bool half = kD == 192 && j == 1;  // slab 2 over keys 32·wg …
         const int cs = kD == 256 ? 2 * wg + j : j == 0 ? wg : 2, k0 = half ? 2 * wg : 0;
         w::fence();
@@ -498,17 +503,37 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         for (int kk = 0; kk < (half ? 2 : 4); ++kk) {
           const uint64_t a = w::desc_sw128(sDS(st) + (k0 + kk) * 2048, SL::kSlabBytes, kSbo);
           const uint64_t bk = w::desc_sw128(sK + uint32_t(cs) * KL::kSlabBytes + (k0 + kk) * 2048, KL::kSlabBytes, kSbo);
-          if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
-          else MmaQ::template ss<true>(dq, a, bk);
+          if (kk == 0) MmaQ::template ss<false>(acc, a, bk);
+          else MmaQ::template ss<true>(acc, a, bk);
         }
         w::commit();
-        w::wait<0>();  // j = 0: a, b and dQ part 0 (block a's slabs are free); j = 1: part 1 (b's too)
+      };
+      // Part j (its GEMM complete) → block a's slabs (j = 0) or block b's / the dQ buffer → reduce-add.
+      auto send_part = [&](int j, const float (&acc)[8][4]) {
+        const int cs = kD == 256 ? 2 * wg + j : j == 0 ? wg : 2;
         const uint32_t buf = j == 0 ? tile_a : C::kDqBufBytes > 0 ? base + C::kOffDq + uint32_t(wg * C::kDqPartFloats * 4) : tile_b;
-        stage_dq(buf, dq);
+        stage_dq(buf, acc);
         w::fence_proxy_async();
         tma::bar_sync(1 + wg, 128);  // this part staged
         if (bulk_issuer)
           send_dq(dq_acc + dq_acc_tile_base(p, b, h, mb, sd::kDqTileRows, kD) + 64 * cs * sd::kDqTileRows, buf);
+      };
+      if constexpr (C::kSplitDqBoth) {  // both parts' GEMMs in flight; part 0 staged while part 1 runs
+        float dq[2][8][4];
+        issue_dq(0, dq[0]);
+        issue_dq(1, dq[1]);
+        w::wait<1>();  // a, b and part 0 (block a's slabs are free)
+        send_part(0, dq[0]);
+        w::wait<0>();
+        send_part(1, dq[1]);
+      } else {
+        float dq[8][4];
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          issue_dq(j, dq);
+          w::wait<0>();  // j = 0: a, b and dQ part 0 (block a's slabs are free); j = 1: part 1 (b's too)
+          send_part(j, dq);
+        }
       }
       // The stage goes back to the producer once the parts staged in it have been read out. (The dQ
       // buffer is read out before the next step's parts are staged too: this wait, then [P].)
