@@ -55,12 +55,6 @@
 #define ATTNFORGE_FLASH_BWD_DQ_SUM 0
 #endif
 
-// Dev A/B switch: the split step issues both dQ parts' GEMMs before staging the first
-// (BwdSm90Config::kSplitDqBoth).
-#ifndef ATTNFORGE_FLASH_BWD_SPLIT_DQ_BOTH
-#define ATTNFORGE_FLASH_BWD_SPLIT_DQ_BOTH 0
-#endif
-
 namespace attnforge::flash {
 
 template <class V>
@@ -85,7 +79,6 @@ struct BwdSm90Config {
   // accumulator registers each, and the same instructions on both (a wgmma on a warpgroup-dependent
   // branch makes ptxas serialize every wgmma of the kernel).
   static constexpr int kBCols = kSplitD && kD == 192 ? 64 : kAccCols;
-  static constexpr bool kSplitDqBoth = ATTNFORGE_FLASH_BWD_SPLIT_DQ_BOTH && kSplitD;  // dev switch (top of file)
   static constexpr int kConsumerThreads = 128 * kWarpgroups;
   static constexpr int kThreads = kConsumerThreads + (kWS ? 128 : 0);
 
@@ -518,22 +511,15 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         if (bulk_issuer)
           send_dq(dq_acc + dq_acc_tile_base(p, b, h, mb, sd::kDqTileRows, kD) + 64 * cs * sd::kDqTileRows, buf);
       };
-      if constexpr (C::kSplitDqBoth) {  // both parts' GEMMs in flight; part 0 staged while part 1 runs
-        float dq[2][8][4];
-        issue_dq(0, dq[0]);
-        issue_dq(1, dq[1]);
-        w::wait<1>();  // a, b and part 0 (block a's slabs are free)
-        send_part(0, dq[0]);
-        w::wait<0>();
-        send_part(1, dq[1]);
-      } else {
-        float dq[8][4];
+      // Each part's GEMM is waited for before the next is issued: both in flight (staging part 0 while
+      // part 1 runs) lost 2 % at 192 and 13–17 % at 256, where the second accumulator spills (H200,
+      // 2026-11-30, flash_bwd_ab.sh GROUP 5, two runs).
+      float dq[8][4];
 #pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          issue_dq(j, dq);
-          w::wait<0>();  // j = 0: a, b and dQ part 0 (block a's slabs are free); j = 1: part 1 (b's too)
-          send_part(j, dq);
-        }
+      for (int j = 0; j < 2; ++j) {
+        issue_dq(j, dq);
+        w::wait<0>();  // j = 0: a, b and dQ part 0 (block a's slabs are free); j = 1: part 1 (b's too)
+        send_part(j, dq);
       }
       // The stage goes back to the producer once the parts staged in it have been read out. (The dQ
       // buffer is read out before the next step's parts are staged too: this wait, then [P].)
