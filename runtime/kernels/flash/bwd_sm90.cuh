@@ -32,7 +32,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <string_view>
 #include <type_traits>
 
 #include "common/copy.cuh"
@@ -56,12 +55,6 @@
 #define ATTNFORGE_FLASH_BWD_DQ_SUM 0
 #endif
 
-// Dev A/B switch (scripts/dev/flash_bwd_ab.sh): without a mask, each CTA starts its query tiles at its own
-// key tile's index (BwdSm90Config::kRotate).
-#ifndef ATTNFORGE_FLASH_BWD_ROTATE
-#define ATTNFORGE_FLASH_BWD_ROTATE 0
-#endif
-
 namespace attnforge::flash {
 
 template <class V>
@@ -78,8 +71,6 @@ struct BwdSm90Config {
   // thread, so both warpgroups see the same 64 keys and split the 64-column slabs of dV, dK and dQ
   // (see the split step).
   static constexpr bool kSplitD = kWS && (kD == 192 || kD == 256);
-  // Rotated query-tile order without a mask (see the kernel's tile sequence); dev A/B switch.
-  static constexpr bool kRotate = ATTNFORGE_FLASH_BWD_ROTATE && std::string_view(Mask::kName) == "none";
   static constexpr int kBlockN = kSplitD ? 64 : 64 * kWarpgroups;  // keys per CTA
   static constexpr int kAccCols = kSplitD ? 128 : kD;               // dV, dK columns a warpgroup holds, at most
   // Split step: each warpgroup holds two accumulator blocks of 64 keys, a (dv: two slabs, N = 128) and
@@ -236,23 +227,16 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     prim::cp_async_commit();
   }
 
-  // The (query head, query tile) sequence, empty tiles skipped. Step i of a head takes query tile
-  // qt(i): without a mask, CTA n starts at tile n (mod the tile count) and wraps, so the CTAs of one head
-  // add into different dQ blocks at a time instead of all into the same one (C::kRotate).
+  // The (query head, query tile) sequence, empty tiles skipped.
   const int m_blocks = (sq + kBM - 1) / kBM;
-  const int rot = C::kRotate && m_blocks > 0 ? (n0 / kBN) % m_blocks : 0;
-  auto qt = [&](int i) {
-    if constexpr (C::kRotate) return i + rot < m_blocks ? i + rot : i + rot - m_blocks;
-    else return i;
-  };
-  auto tile_class = [&](int i) { return prim::classify_tile<Mask>(qt(i) * kBM, kBM, n0, kBN, sq, sk, p.mask); };
+  auto tile_class = [&](int mb) { return prim::classify_tile<Mask>(mb * kBM, kBM, n0, kBN, sq, sk, p.mask); };
   auto seek = [&](int& hi, int& mb) {
     return bwd_detail::seek_nonempty(hi, mb, group, m_blocks,
                                      [&](int i) { return tile_class(i) == TileClass::kEmpty; });
   };
   // Q, dO (64 queries, D) of (hi, mb) into stage st, zero-filled past the sequence; LSE and D.
   auto load_q = [&](int hi, int mb, int st) {
-    const int h = hkv * group + hi, m0 = qt(mb) * kBM;
+    const int h = hkv * group + hi, m0 = mb * kBM;
     const Element* q = static_cast<const Element*>(p.q) + b * p.q_batch_stride +
                        (si.q_start + m0) * p.q_row_stride + int64_t(h) * p.q_head_stride;
     const Element* d_o = static_cast<const Element*>(p.d_o) + b * p.do_batch_stride +
@@ -295,7 +279,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       int phi = 0, pmb = 0;
       bool more = seek(phi, pmb);
       for (int it = 0; more; ++it) {
-        const int pst = it & 1, h = hkv * group + phi, m0 = qt(pmb) * kBM;
+        const int pst = it & 1, h = hkv * group + phi, m0 = pmb * kBM;
         tma::mbar_wait(bar_q_empty(pst), ((it >> 1) & 1) ^ 1);
         if (lane == 0) {
           tma::mbar_expect_tx(bar_q_full(pst), 2 * QL::kBytes);
@@ -552,7 +536,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     prim::cp_async_commit();
   }
   while (have) {
-    const int h = hkv * group + hi, qb = qt(mb), m0 = qb * kBM;  // qb: the query tile of step mb
+    const int h = hkv * group + hi, m0 = mb * kBM;
     const TileClass cls = tile_class(mb);
     if constexpr (C::kWS) tma::mbar_wait(bar_q_full(st), phase);
     else prim::cp_async_wait<0>();
@@ -574,7 +558,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     }
 
     if constexpr (C::kSplitD) {
-      split_step(h, m0, qb, cls, st);
+      split_step(h, m0, mb, cls, st);
     } else {
       // ---- Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ: (64 keys, kBM queries), K-major operands -------------------
       float s[kQT][4], dp[kQT][4];
@@ -719,7 +703,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 #else
         if (bulk_issuer && (kBM == sd::kDqTileRows || m0 + r0 < sq)) {
 #endif
-          const int dq_tile = qb * (kBM / sd::kDqTileRows) + r0 / sd::kDqTileRows;
+          const int dq_tile = mb * (kBM / sd::kDqTileRows) + r0 / sd::kDqTileRows;
           send_dq(dq_acc + dq_acc_tile_base(p, b, h, dq_tile, sd::kDqTileRows, kD) + c0 * sd::kDqTileRows, buf);
         }
       }
