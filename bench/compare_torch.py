@@ -170,6 +170,7 @@ def measure(impl, p, direction, sets, ref, args):
             row["peak_bytes"] = peak_bytes(calls[0])
             row["ms"] = median_ms(calls, args.warmup_ms, args.rep_ms)
             del graphs, calls
+        row["time"] = time.time()  # when it was timed: to match gpu-check.sh's clocks.csv
         row["tflops"] = flops(p, direction == "bwd") / (row["ms"] * 1e-3) * 1e-12
         if p["grid"] == "decode":
             kv = 2 * p["B"] * p["Sk"] * p["H"] * p["D"] * 2  # K + V bytes (bf16)

@@ -170,16 +170,34 @@ print(f"{len(b) - len(err)} timed, {len(err)} skipped with a message")
 PY
 }
 
+# The SM clock, temperature and power once a second while the comparison runs ($LOG/clocks.csv), so that
+# a row measured on a hotter, slower GPU shows (every implementation of a row runs back to back).
 compare() {
+  local smi=
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,temperature.gpu,power.draw \
+      --format=csv,noheader,nounits -lms 1000 >"$LOG/clocks.csv" 2>/dev/null &
+    smi=$!
+  fi
   # shellcheck disable=SC2086
   ATTNFORGE_LIBRARY="$ROOT/$BUILD/libattnforge.so" PYTHONPATH="$ROOT/python" \
     python3 bench/compare_torch.py ${COMPARE_ARGS:---quick} --out "$LOG/compare"
+  local rc=$?
+  [ -n "$smi" ] && kill "$smi" 2>/dev/null
+  return $rc
 }
 compare_detail() {
-  python3 - "$LOG/compare/compare.json" <<'PY'
+  python3 - "$LOG/compare/compare.json" "$LOG/clocks.csv" <<'PY'
 import json, sys
 rows = json.load(open(sys.argv[1]))["rows"]
-print(f"{sum('ms' in r for r in rows)} timed, {sum('error' in r for r in rows)} not measured")
+clock = ""
+try:
+    samples = [[float(x) for x in line.split(",")[1:]] for line in open(sys.argv[2]) if line.strip()]
+    sm, temp, power = [s[0] for s in samples], [s[2] for s in samples], [s[3] for s in samples]
+    clock = f"; SM {min(sm):.0f}-{max(sm):.0f} MHz, {max(temp):.0f} C, {max(power):.0f} W max"
+except (OSError, ValueError, IndexError):
+    pass
+print(f"{sum('ms' in r for r in rows)} timed, {sum('error' in r for r in rows)} not measured{clock}")
 PY
 }
 
