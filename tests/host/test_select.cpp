@@ -467,6 +467,17 @@ TEST_F(SelectTest, HopperBackwardTilesFollowTheMeasuredRows) {
   EXPECT_HOPPER_ROWS(rows);
 }
 
+// Head dims 192 / 256 backward (2026-11-30, eleventh session): the split step, the first bwd tile there in
+// default.toml, for every tensor-free mask and length (no select row: the generator's order).
+TEST_F(SelectTest, HopperWideHeadBackwardTakesTheSplitStep) {
+  const HopperRow rows[] = {
+      {192, 4096, 4096, "none", "m64n64w12s2_sm90a", true}, {192, 1024, 1024, "causal", "m64n64w12s2_sm90a", true},
+      {256, 512, 512, "none", "m64n64w12s2_sm90a", true},   {256, 16384, 16384, "causal", "m64n64w12s2_sm90a", true},
+      {256, 2048, 2048, "window", "m64n64w12s2_sm90a", true},
+  };
+  EXPECT_HOPPER_ROWS(rows);
+}
+
 TEST_F(SelectTest, WeightsNeverGoToFlash) {
   Shape s;
   attnforge_args a = make_args(s);
@@ -508,7 +519,7 @@ TEST_F(SelectTest, HeuristicNeverPicksAMissingHeadDim) {
   EXPECT_GT(checked, 0);
 }
 
-// fp32 inputs go to unfused (the fp32 fused kernel measured 6.6–8.2× slower), with or without P, in
+// fp32 inputs go to unfused (the reworked fp32 fused kernel measured 2.6–5× slower), with or without P, in
 // both directions; fused fp32 only when unfused's workspace does not fit the memory budget.
 TEST_F(SelectTest, Fp32GoesToUnfusedAndToFusedOnlyUnderATightBudget) {
   const auto fused_f32 = find_prefix("fused_fwd_f32_hd64_causal_");
