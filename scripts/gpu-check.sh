@@ -19,6 +19,7 @@
 #                             a later call can carry them (BUILD_DIR=that folder) and skip the build
 #   TIME_BUDGET=SECONDS       stop starting sections after this many seconds and give each section
 #                             only what is left (timeout), so the results are still packed in time
+#   CLOCK_MS                  nvidia-smi sampling period during compare (default 250; clocks.csv)
 #   PACK=0                    leave the logs unpacked (default: pack them into one archive, since the
 #                             device tool brings back at most 8 files from $OUT)
 # Missing build dependencies (Boost headers, nlohmann-json, GTest, Google Benchmark) are unpacked
@@ -170,13 +171,14 @@ print(f"{len(b) - len(err)} timed, {len(err)} skipped with a message")
 PY
 }
 
-# The SM clock, temperature and power once a second while the comparison runs ($LOG/clocks.csv), so that
-# a row measured on a hotter, slower GPU shows (every implementation of a row runs back to back).
+# The SM clock, temperature and power every CLOCK_MS (250) ms while the comparison runs ($LOG/clocks.csv);
+# bench/clocks.py appends them per row to compare.md, so that a row timed on a power-capped or hotter,
+# slower GPU shows (every implementation of a row runs back to back).
 compare() {
   local smi=
   if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,temperature.gpu,power.draw \
-      --format=csv,noheader,nounits -lms 1000 >"$LOG/clocks.csv" 2>/dev/null &
+      --format=csv,noheader,nounits -lms "${CLOCK_MS:-250}" >"$LOG/clocks.csv" 2>/dev/null &
     smi=$!
   fi
   # shellcheck disable=SC2086
@@ -184,6 +186,8 @@ compare() {
     python3 bench/compare_torch.py ${COMPARE_ARGS:---quick} --out "$LOG/compare"
   local rc=$?
   [ -n "$smi" ] && kill "$smi" 2>/dev/null
+  [ $rc -eq 0 ] && [ -s "$LOG/clocks.csv" ] &&
+    python3 bench/clocks.py "$LOG/compare/compare.json" "$LOG/clocks.csv" >>"$LOG/compare/compare.md"
   return $rc
 }
 compare_detail() {
