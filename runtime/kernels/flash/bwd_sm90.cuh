@@ -486,9 +486,13 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) MmaKB::rs(dk, fb[kk], w::desc_sw128(tile_b + kk * 2048, slab, kSbo));
       w::commit();
-      // ---- dQ[:, part's slab …] = dS·K[:, part's slab …] over the part's keys, each part staged and sent
-      // before the next; A = dS (64 queries, keys) MN-major from dSᵀ; B = K (keys, 64 columns) MN-major.
-      auto issue_dq = [&](int j, float (&acc)[8][4]) {
+      // ---- dQ[:, slab cs …] = dS·K[:, slab cs …] over the part's keys, each part staged and sent before
+      // the next; A = dS (64 queries, keys) MN-major from dSᵀ; B = K (keys, 64 columns) MN-major. (Both
+      // parts' GEMMs in flight, staging part 0 while part 1 runs, lost 2 % at 192 and 13–17 % at 256,
+      // where the second accumulator spills: H200, 2026-11-30, flash_bwd_ab.sh GROUP 5, two runs.)
+      float dq[8][4];
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
         const bool half = kD == 192 && j == 1;  // slab 2 over keys 32·wg …
         const int cs = kD == 256 ? 2 * wg + j : j == 0 ? wg : 2, k0 = half ? 2 * wg : 0;
         w::fence();
@@ -496,30 +500,18 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         for (int kk = 0; kk < (half ? 2 : 4); ++kk) {
           const uint64_t a = w::desc_sw128(sDS(st) + (k0 + kk) * 2048, SL::kSlabBytes, kSbo);
           const uint64_t bk = w::desc_sw128(sK + uint32_t(cs) * KL::kSlabBytes + (k0 + kk) * 2048, KL::kSlabBytes, kSbo);
-          if (kk == 0) MmaQ::template ss<false>(acc, a, bk);
-          else MmaQ::template ss<true>(acc, a, bk);
+          if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
+          else MmaQ::template ss<true>(dq, a, bk);
         }
         w::commit();
-      };
-      // Part j (its GEMM complete) → block a's slabs (j = 0) or block b's / the dQ buffer → reduce-add.
-      auto send_part = [&](int j, const float (&acc)[8][4]) {
-        const int cs = kD == 256 ? 2 * wg + j : j == 0 ? wg : 2;
+        w::wait<0>();  // j = 0: a, b and dQ part 0 (block a's slabs are free); j = 1: part 1 (b's too)
+        // Part j → block a's slabs (j = 0) or block b's / this warpgroup's slot of the dQ buffer → reduce-add.
         const uint32_t buf = j == 0 ? tile_a : C::kDqBufBytes > 0 ? base + C::kOffDq + uint32_t(wg * C::kDqPartFloats * 4) : tile_b;
-        stage_dq(buf, acc);
+        stage_dq(buf, dq);
         w::fence_proxy_async();
         tma::bar_sync(1 + wg, 128);  // this part staged
         if (bulk_issuer)
           send_dq(dq_acc + dq_acc_tile_base(p, b, h, mb, sd::kDqTileRows, kD) + 64 * cs * sd::kDqTileRows, buf);
-      };
-      // Each part's GEMM is waited for before the next is issued: both in flight (staging part 0 while
-      // part 1 runs) lost 2 % at 192 and 13–17 % at 256, where the second accumulator spills (H200,
-      // 2026-11-30, flash_bwd_ab.sh GROUP 5, two runs).
-      float dq[8][4];
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        issue_dq(j, dq);
-        w::wait<0>();  // j = 0: a, b and dQ part 0 (block a's slabs are free); j = 1: part 1 (b's too)
-        send_part(j, dq);
       }
       // The stage goes back to the producer once the parts staged in it have been read out. (The dQ
       // buffer is read out before the next step's parts are staged too: this wait, then [P].)
