@@ -14,17 +14,29 @@ import sys
 
 
 def read_samples(path):
-    """[(unix time, SM MHz, power W)] from nvidia-smi's csv (timestamp, clocks.sm, clocks.mem,
-    temperature.gpu, power.draw; noheader, nounits). Unparsable lines are skipped."""
+    """[(unix time, SM MHz, power W, temperature C)] from nvidia-smi's csv (timestamp, clocks.sm,
+    clocks.mem, temperature.gpu, power.draw; noheader, nounits). Unparsable lines are skipped."""
     out = []
     for line in open(path):
         f = [x.strip() for x in line.split(",")]
         try:
             t = datetime.datetime.strptime(f[0], "%Y/%m/%d %H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc)
-            out.append((t.timestamp(), float(f[1]), float(f[4])))
+            out.append((t.timestamp(), float(f[1]), float(f[4]), float(f[3])))
         except (IndexError, ValueError):
             continue
     return out
+
+
+def summary(path):
+    """'; SM lo-hi MHz, T C, P W max' over the whole file (gpu-check.sh's compare line), '' if none."""
+    try:
+        samples = read_samples(path)
+    except OSError:
+        return ""
+    if not samples:
+        return ""
+    return (f"; SM {min(s[1] for s in samples):.0f}-{max(s[1] for s in samples):.0f} MHz, "
+            f"{max(s[3] for s in samples):.0f} C, {max(s[2] for s in samples):.0f} W max")
 
 
 def annotate(rows, samples, impls):

@@ -193,15 +193,10 @@ compare() {
 compare_detail() {
   python3 - "$LOG/compare/compare.json" "$LOG/clocks.csv" <<'PY'
 import json, sys
+sys.path.insert(0, "bench")
+import clocks
 rows = json.load(open(sys.argv[1]))["rows"]
-clock = ""
-try:
-    samples = [[float(x) for x in line.split(",")[1:]] for line in open(sys.argv[2]) if line.strip()]
-    sm, temp, power = [s[0] for s in samples], [s[2] for s in samples], [s[3] for s in samples]
-    clock = f"; SM {min(sm):.0f}-{max(sm):.0f} MHz, {max(temp):.0f} C, {max(power):.0f} W max"
-except (OSError, ValueError, IndexError):
-    pass
-print(f"{sum('ms' in r for r in rows)} timed, {sum('error' in r for r in rows)} not measured{clock}")
+print(f"{sum('ms' in r for r in rows)} timed, {sum('error' in r for r in rows)} not measured{clocks.summary(sys.argv[2])}")
 PY
 }
 
