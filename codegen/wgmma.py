@@ -17,7 +17,8 @@ DTYPES = ("bf16", "f16")
 
 
 def wrapper(dt: str, n: int) -> str:
-    """Wgmma<DType::dt, n>: ss (A, B K-major in shared memory) and rs (A in registers, B MN-major)."""
+    """Wgmma<DType::dt, n>: ss (A, B K-major in shared memory), ss_bmn (A K-major, B MN-major, both in shared
+    memory) and rs (A in registers, B MN-major)."""
     r, t = n // 2, n // 8  # accumulator registers per thread; n8 tiles
     outs = ", ".join(f'"+f"(d[{i}][{j}])' for i in range(t) for j in range(4))
     regs = ", ".join(f"%{i}" for i in range(r))
@@ -31,6 +32,14 @@ struct Wgmma<DType::{dt}, {n}> {{
         "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{dt}.{dt} {{{regs}}}, %{r}, %{r + 1}, p, 1, 1, 0, 0;\\n}}\\n"
         : {outs}
         : "l"(da), "l"(db), "n"(int(kAccumulate)));
+  }}
+  // D (64, {n}) += A (64, 16) · B (16, {n}); A K-major, B MN-major, both in shared memory.
+  __device__ __forceinline__ static void ss_bmn(float (&d)[{t}][4], uint64_t da, uint64_t db) {{
+    asm volatile(
+        "{{\\n.reg .pred p;\\nsetp.ne.b32 p, 1, 0;\\n"
+        "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{dt}.{dt} {{{regs}}}, %{r}, %{r + 1}, p, 1, 1, 0, 1;\\n}}\\n"
+        : {outs}
+        : "l"(da), "l"(db));
   }}
   // D (64, {n}) += A (64, 16, registers) · B (16, {n}); B MN-major in shared memory.
   __device__ __forceinline__ static void rs(float (&d)[{t}][4], const uint32_t (&a)[4], uint64_t db) {{
