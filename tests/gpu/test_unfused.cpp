@@ -45,6 +45,28 @@ TEST(Unfused, HeadDimsAndWeights) {
     }
 }
 
+// A row that sees one key has P = 1, so dS = P ∘ (dP − δ) = 0 and dQ = dK = 0 exactly. Before the
+// backward normalized its recomputed P, the LSE round trip left fp32 rows at P = 1 − ε and dS = ε·dP:
+// the GPU sweep of 2026-11-30 failed with |dK| 1.2e-5 where the reference is 0 (f32, D 96, Sk 1). Large
+// scores (scale 4) and a wide head (dP ~ √D) make that ε·dP far above the rule's 1e-5.
+TEST(Unfused, SingleKeyRowsHaveNoScoreGradient) {
+  ATTNFORGE_REQUIRE_GPU();
+  for (attnforge_dtype t : kDtypes)
+    for (int d : {96, 1024}) {
+      Case c;
+      c.dtype = t;
+      c.head_dim = d;
+      c.batch = 2;
+      c.seqlen_q = 78;
+      c.seqlen_k = 1;
+      c.heads_q = 6;
+      c.heads_kv = 2;
+      c.mask = "window";  // (−1, −1): unbounded both sides
+      c.scale = 4.0f;
+      EXPECT_TRUE(check_case(c));
+    }
+}
+
 // Sliding windows with random (left, right), −1 = unbounded, including windows that leave rows empty.
 TEST(Unfused, RandomWindows) {
   ATTNFORGE_REQUIRE_GPU();
