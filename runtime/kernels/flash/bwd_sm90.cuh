@@ -55,12 +55,6 @@
 #define ATTNFORGE_FLASH_BWD_DQ_SUM 0
 #endif
 
-// Dev A/B switch (scripts/dev/flash_bwd_ab.sh, GROUP 5), off until measured on the device: the split step's
-// symmetric form (BwdSm90Config::kSplitSym).
-#ifndef ATTNFORGE_FLASH_BWD_SPLIT_SYM
-#define ATTNFORGE_FLASH_BWD_SPLIT_SYM 0
-#endif
-
 namespace attnforge::flash {
 
 template <class V>
@@ -85,9 +79,6 @@ struct BwdSm90Config {
   // accumulator registers each, and the same instructions on both (a wgmma on a warpgroup-dependent
   // branch makes ptxas serialize every wgmma of the kernel).
   static constexpr int kBCols = kSplitD && kD == 192 ? 64 : kAccCols;
-  // The symmetric split step (dev switch, top of file): each warpgroup forms Pᵀ and dSᵀ for 32 of the
-  // step's queries and both go through 16-bit shared tiles, instead of one warpgroup forming each.
-  static constexpr bool kSplitSym = ATTNFORGE_FLASH_BWD_SPLIT_SYM && kSplitD;
   static constexpr int kConsumerThreads = 128 * kWarpgroups;
   static constexpr int kThreads = kConsumerThreads + (kWS ? 128 : 0);
 
@@ -122,8 +113,7 @@ struct BwdSm90Config {
   // The split step stages a dQ part in the slabs of the step's dO or Q tile its a / b GEMMs alone read
   // (no room for a buffer at head dim 256); at 192 the second part of each warpgroup goes to a buffer.
   static constexpr int kDqBufBytes = kSplitD ? (kD == 192 ? kWarpgroups * kDqPartFloats * 4 : 0) : kWarpgroups * kDqPartFloats * 4;
-  // Split step: Pᵀ, fp32 in fragment order (the trade), or 16-bit (keys, queries) like dSᵀ (symmetric).
-  static constexpr int kPBytes = kSplitSym ? SL::kBytes : kSplitD ? 64 * 64 * 4 : 0;
+  static constexpr int kPBytes = kSplitD ? SL::kBytes : 0;  // split step: Pᵀ, 16-bit, dSᵀ's layout
   // dSᵀ buffers: kWS has no per-step barrier before the first GEMMs, so one warpgroup may start step
   // i + 1 (and write its dSᵀ) while the other still reads step i's in its dQ GEMM.
   static constexpr int kDsStages = kWS && !kSplitD ? 2 : 1;  // the split step's warpgroups run in step
@@ -189,7 +179,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   using MmaKV = prim::sm90::Wgmma<C::kDType, C::kAccCols>;  // dV, dK: (64 keys, kAccCols)
   using MmaQ = prim::sm90::WgmmaMN64<C::kDType>;      // dQ: (64 queries, 64 columns)
   using MmaKB = prim::sm90::Wgmma<C::kDType, C::kBCols>;  // split step: block b (64 keys, kBCols)
-  using MmaS32 = prim::sm90::Wgmma<C::kDType, 32>;         // symmetric split step: Sᵀ, dPᵀ (64 keys, 32 queries)
+  using MmaS32 = prim::sm90::Wgmma<C::kDType, 32>;         // split step: Sᵀ, dPᵀ (64 keys, 32 queries)
   namespace w = prim::sm90;
   namespace sd = bwd_sm90_detail;
   constexpr int kD = C::kD, kBM = C::kBlockM, kBN = C::kBlockN, kThreads = C::kThreads;
@@ -389,179 +379,86 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   };
 
   // ---- the split step (head dims 192, 256): both warpgroups see the CTA's 64 keys -----------------
-  // Warpgroup 0 forms Sᵀ → Pᵀ, warpgroup 1 dPᵀ → dSᵀ; they trade Pᵀ (fp32, fragment order: thread i of
-  // warpgroup 1 holds the elements thread i of warpgroup 0 wrote) and dSᵀ (16-bit, the swizzled tile the
-  // dQ GEMM reads) on named barriers 5 and 6, so the two run in step and one buffer of each suffices.
-  // Each warpgroup then adds into its blocks a and b (BwdSm90Config::kBCols): dV += Pᵀ·dO, dK += dSᵀ·Q
-  // over their slabs, and computes dQ in two (64, 64) parts, each staged and sent by one bulk reduce-add:
-  // head dim 256 slabs 2·wg, 2·wg + 1 over all 64 keys; 192 slab wg over all keys, then slab 2 over this
-  // warpgroup's 32 keys (the halves meet in the reduce-add: 1.5 parts each). Part 0 is staged in block a's
-  // slabs of its dO / Q tile (read by nothing else once a's GEMM is done), part 1 in block b's (256) or
-  // this warpgroup's slot of the dQ buffer (192).
+  // Each warpgroup computes Sᵀ and dPᵀ for its 32 of the step's 64 queries (wgmma N = 32), forms Pᵀ and
+  // dSᵀ there and writes both as 16-bit (keys, queries) tiles on named barriers 5 ([W]: the last step's
+  // GEMMs have read them) and 6 ([S]: both halves in), so the two run in step and one buffer of each
+  // suffices. (Forming all of Pᵀ on warpgroup 0 and all of dSᵀ on warpgroup 1, trading Pᵀ in fp32, ran
+  // the two elementwise phases one after the other: 5–8 % slower at 192, 1–2 % at 256; H200, 2026-11-30,
+  // flash_bwd_ab.sh GROUP 5, two runs.) Each warpgroup then adds into its blocks a and b
+  // (BwdSm90Config::kBCols): dV += Pᵀ·dO, dK += dSᵀ·Q over their slabs, A from the shared tiles, and
+  // computes dQ in two (64, 64) parts, each staged and sent by one bulk reduce-add: head dim 256 slabs
+  // 2·wg, 2·wg + 1 over all 64 keys; 192 slab wg over all keys, then slab 2 over this warpgroup's 32 keys
+  // (the halves meet in the reduce-add: 1.5 parts each). Part 0 is staged in block a's slabs of its dO / Q
+  // tile (read by nothing else once a's GEMM is done), part 1 in block b's (256) or this warpgroup's slot
+  // of the dQ buffer (192).
   auto split_step = [&](int h, int m0, int mb, TileClass cls, int st) {
     if constexpr (C::kSplitD) {  // instantiated for the split tiles only
-      const int tid128 = tid & 127, kl0 = wrow + g;
+      const int kl0 = wrow + g;
       const uint32_t slab = QL::kSlabBytes;
       const uint32_t tile_a = (a_is_dv ? sDO(st) : sQ(st)) + uint32_t(a0) * slab;  // (64 queries, 128 columns)
       const uint32_t tile_b = (a_is_dv ? sQ(st) : sDO(st)) + uint32_t(b0) * slab;  // (64 queries, kBCols)
-      if constexpr (C::kSplitSym) {
-        // ---- Sᵀ_w = K·Q[q0 …]ᵀ, dPᵀ_w = V·dO[q0 …]ᵀ: (64 keys, 32 queries), q0 = 32·wg --------------
-        const int q0 = 32 * wg;
-        float sc[4][4], dp[4][4];
-        w::fence();
+      // ---- Sᵀ_w = K·Q[q0 …]ᵀ, dPᵀ_w = V·dO[q0 …]ᵀ: (64 keys, 32 queries), q0 = 32·wg --------------
+      const int q0 = 32 * wg;
+      float sc[4][4], dp[4][4];
+      w::fence();
 #pragma unroll
-        for (int ks = 0; ks < kD / 16; ++ks) {
-          const uint32_t koff = (ks / 4) * KL::kSlabBytes + (ks % 4) * 32;
-          const uint32_t qoff = (ks / 4) * QL::kSlabBytes + uint32_t(q0) * 128 + (ks % 4) * 32;  // row q0: 4 KiB
-          const uint64_t dK = w::desc_sw128(sK + koff, 16, kSbo), dQ = w::desc_sw128(sQ(st) + qoff, 16, kSbo);
-          const uint64_t dV = w::desc_sw128(sV + koff, 16, kSbo), dO = w::desc_sw128(sDO(st) + qoff, 16, kSbo);
-          if (ks == 0) {
-            MmaS32::template ss<false>(sc, dK, dQ);
-            MmaS32::template ss<false>(dp, dV, dO);
-          } else {
-            MmaS32::template ss<true>(sc, dK, dQ);
-            MmaS32::template ss<true>(dp, dV, dO);
-          }
+      for (int ks = 0; ks < kD / 16; ++ks) {
+        const uint32_t koff = (ks / 4) * KL::kSlabBytes + (ks % 4) * 32;
+        const uint32_t qoff = (ks / 4) * QL::kSlabBytes + uint32_t(q0) * 128 + (ks % 4) * 32;  // row q0: 4 KiB
+        const uint64_t dK = w::desc_sw128(sK + koff, 16, kSbo), dQ = w::desc_sw128(sQ(st) + qoff, 16, kSbo);
+        const uint64_t dV = w::desc_sw128(sV + koff, 16, kSbo), dO = w::desc_sw128(sDO(st) + qoff, 16, kSbo);
+        if (ks == 0) {
+          MmaS32::template ss<false>(sc, dK, dQ);
+          MmaS32::template ss<false>(dp, dV, dO);
+        } else {
+          MmaS32::template ss<true>(sc, dK, dQ);
+          MmaS32::template ss<true>(dp, dV, dO);
         }
-        w::commit();
-        w::wait<0>();
-        // ---- Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e), dSᵀ = Pᵀ ∘ (dPᵀ − D) on this warpgroup's 32 queries --
-        // Element (nt, e): key row wrow + g + 8·(e / 2), query column q0 + 8·nt + 2t + e % 2.
-        mask_scores(sc, cls, m0 + q0, 0);
+      }
+      w::commit();
+      w::wait<0>();
+      // ---- Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e), dSᵀ = Pᵀ ∘ (dPᵀ − D) on this warpgroup's 32 queries --
+      // Element (nt, e): key row wrow + g + 8·(e / 2), query column q0 + 8·nt + 2t + e % 2.
+      mask_scores(sc, cls, m0 + q0, 0);
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt) {
-          const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + q0 + nt * 8 + 2 * t);
-          const float2 dsum = *reinterpret_cast<const float2*>(s_dsum + st * kBM + q0 + nt * 8 + 2 * t);
-          const float l0 = lse_log2(l.x), l1 = lse_log2(l.y);
+      for (int nt = 0; nt < 4; ++nt) {
+        const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + q0 + nt * 8 + 2 * t);
+        const float2 dsum = *reinterpret_cast<const float2*>(s_dsum + st * kBM + q0 + nt * 8 + 2 * t);
+        const float l0 = lse_log2(l.x), l1 = lse_log2(l.y);
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float pv = prim::exp2_approx(sc[nt][e] * p.scale_log2 - (e & 1 ? l1 : l0));
-            sc[nt][e] = pv;
-            dp[nt][e] = ds_of(pv, dp[nt][e], e & 1 ? dsum.y : dsum.x);
-          }
+        for (int e = 0; e < 4; ++e) {
+          const float pv = prim::exp2_approx(sc[nt][e] * p.scale_log2 - (e & 1 ? l1 : l0));
+          sc[nt][e] = pv;
+          dp[nt][e] = ds_of(pv, dp[nt][e], e & 1 ? dsum.y : dsum.x);
         }
-        // [W] both warpgroups' GEMMs of the last step have read the Pᵀ and dSᵀ tiles; then this warpgroup's
-        // 32 query columns of each go in, and [S] has both halves in place.
-        tma::bar_sync(5, C::kConsumerThreads);
-        const uint32_t s_pt = base + C::kOffP;  // Pᵀ: (64 keys, 64 queries), 16-bit, the dSᵀ tile's layout
+      }
+      // [W] both warpgroups' GEMMs of the last step have read the Pᵀ and dSᵀ tiles; then this warpgroup's
+      // 32 query columns of each go in, and [S] has both halves in place.
+      tma::bar_sync(5, C::kConsumerThreads);
+      const uint32_t s_pt = base + C::kOffP;  // Pᵀ: (64 keys, 64 queries), 16-bit, the dSᵀ tile's layout
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
+      for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
-          for (int hh = 0; hh < 2; ++hh) {
-            const int kl = kl0 + 8 * hh, qc = q0 + nt * 8 + 2 * t;
-            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(s_pt + SL::offset(kl, qc)),
-                         "r"(C::Num::pack2(sc[nt][2 * hh], sc[nt][2 * hh + 1])));
-            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sDS(st) + SL::offset(kl, qc)),
-                         "r"(C::Num::pack2(dp[nt][2 * hh], dp[nt][2 * hh + 1])));
-          }
-        w::fence_proxy_async();  // Pᵀ, dSᵀ, before the wgmma (async proxy) reads them
-        tma::bar_sync(6, C::kConsumerThreads);  // [S]
-        // ---- a += (Pᵀ or dSᵀ)·(dO or Q)[:, slabs a0 …], b += the other: A K-major (keys, queries) from
-        // the shared tiles, B MN-major -----------------------------------------------------------------
-        const uint32_t at_a = a_is_dv ? s_pt : sDS(st), at_b = a_is_dv ? sDS(st) : s_pt;
-        w::fence();
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
-          MmaKV::ss_bmn(dv, w::desc_sw128(at_a + kk * 32, 16, kSbo), w::desc_sw128(tile_a + kk * 2048, slab, kSbo));
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
-          MmaKB::ss_bmn(dk, w::desc_sw128(at_b + kk * 32, 16, kSbo), w::desc_sw128(tile_b + kk * 2048, slab, kSbo));
-        w::commit();
-      } else {
-        float x[8][4];  // warpgroup 0: Sᵀ = K·Qᵀ, warpgroup 1: dPᵀ = V·dOᵀ — (64 keys, 64 queries)
-        w::fence();
-#pragma unroll
-        for (int ks = 0; ks < kD / 16; ++ks) {
-          const uint32_t koff = (ks / 4) * KL::kSlabBytes + (ks % 4) * 32;
-          const uint32_t qoff = (ks / 4) * QL::kSlabBytes + (ks % 4) * 32;
-          const uint64_t a = w::desc_sw128((wg == 0 ? sK : sV) + koff, 16, kSbo);
-          const uint64_t bq = w::desc_sw128((wg == 0 ? sQ(st) : sDO(st)) + qoff, 16, kSbo);
-          if (ks == 0) MmaS::template ss<false>(x, a, bq);
-          else MmaS::template ss<true>(x, a, bq);
+        for (int hh = 0; hh < 2; ++hh) {
+          const int kl = kl0 + 8 * hh, qc = q0 + nt * 8 + 2 * t;
+          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(s_pt + SL::offset(kl, qc)),
+                       "r"(C::Num::pack2(sc[nt][2 * hh], sc[nt][2 * hh + 1])));
+          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sDS(st) + SL::offset(kl, qc)),
+                       "r"(C::Num::pack2(dp[nt][2 * hh], dp[nt][2 * hh + 1])));
         }
-        w::commit();
-        w::wait<0>();
-
-        // Element (nt, e): key row wrow + g + 8·(e / 2), query column 8·nt + 2t + e % 2.
-        const uint32_t s_p = base + C::kOffP;
-        auto p_at = [&](int nt) { return s_p + uint32_t((nt * 128 + tid128) * 16); };
-        uint32_t pa[4][4], da[4][4];  // Pᵀ, dSᵀ as m64k16 A fragments, one per 16 queries
-        auto pack = [&](uint32_t (&fr)[4][4], const float (&v)[8][4]) {
+      w::fence_proxy_async();  // Pᵀ, dSᵀ, before the wgmma (async proxy) reads them
+      tma::bar_sync(6, C::kConsumerThreads);  // [S]
+      // ---- a += (Pᵀ or dSᵀ)·(dO or Q)[:, slabs a0 …], b += the other: A K-major (keys, queries) from
+      // the shared tiles, B MN-major -----------------------------------------------------------------
+      const uint32_t at_a = a_is_dv ? s_pt : sDS(st), at_b = a_is_dv ? sDS(st) : s_pt;
+      w::fence();
 #pragma unroll
-          for (int kk = 0; kk < 4; ++kk) pack_a(fr[kk], v, kk);
-        };
-        // The trade meets on two consumer-wide barriers that both warpgroups reach at the same place (as
-        // [B] of the other tiles): [P] Pᵀ is in shared memory, [S] dSᵀ is.
-        if (wg == 0) {
-          // Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e); masked scores (and rows that saw nothing) → P = 0
-          mask_scores(x, cls, m0, 0);
+      for (int kk = 0; kk < 4; ++kk)
+        MmaKV::ss_bmn(dv, w::desc_sw128(at_a + kk * 32, 16, kSbo), w::desc_sw128(tile_a + kk * 2048, slab, kSbo));
 #pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
-            const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + nt * 8 + 2 * t);
-            const float l0 = lse_log2(l.x), l1 = lse_log2(l.y);
-#pragma unroll
-            for (int e = 0; e < 4; ++e) x[nt][e] = prim::exp2_approx(x[nt][e] * p.scale_log2 - (e & 1 ? l1 : l0));
-            asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(p_at(nt)), "f"(x[nt][0]), "f"(x[nt][1]),
-                         "f"(x[nt][2]), "f"(x[nt][3]));
-          }
-          pack(pa, x);
-        }
-        tma::bar_sync(5, C::kConsumerThreads);  // [P]
-        if (wg == 1) {
-          // dSᵀ = Pᵀ ∘ (dPᵀ − D)
-          float pv[8][4];
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
-            asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
-                         : "=f"(pv[nt][0]), "=f"(pv[nt][1]), "=f"(pv[nt][2]), "=f"(pv[nt][3])
-                         : "r"(p_at(nt)));
-            const float2 dsum = *reinterpret_cast<const float2*>(s_dsum + st * kBM + nt * 8 + 2 * t);
-#pragma unroll
-            for (int e = 0; e < 4; ++e) x[nt][e] = ds_of(pv[nt][e], x[nt][e], e & 1 ? dsum.y : dsum.x);
-          }
-          pack(pa, pv);
-          pack(da, x);
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-            for (int hh = 0; hh < 2; ++hh)
-              asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_at(st, kl0 + 8 * hh, nt)), "r"(da[nt / 2][(nt % 2) * 2 + hh]));
-          w::fence_proxy_async();  // dSᵀ, before the wgmma (async proxy) reads it
-        }
-        // ---- a += (Pᵀ or dSᵀ)·(dO or Q)[:, slabs a0 …], b += the other: B MN-major ------------------------
-        // Block a's operand is one this warpgroup already holds (warpgroup 0: Pᵀ; 1: Pᵀ at 256, its own dSᵀ
-        // at 192). At head dim 192 its GEMM is issued before [S], so warpgroup 0's runs while warpgroup 1
-        // forms dSᵀ: +3–5 % there, but −2–3 % at 256 (H200, 2026-11-30, flash_bwd_ab.sh GROUP 5, two runs,
-        // bf16, S 1024–16384), where it is issued after [S] with block b.
-        uint32_t fa[4][4], fb[4][4];  // the A fragments of blocks a and b, chosen before the wgmma fence
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) fa[kk][i] = a_is_dv ? pa[kk][i] : da[kk][i];
-        auto issue_a = [&] {
-          w::fence();
-#pragma unroll
-          for (int kk = 0; kk < 4; ++kk) MmaKV::rs(dv, fa[kk], w::desc_sw128(tile_a + kk * 2048, slab, kSbo));
-        };
-        if constexpr (kD == 192) issue_a();
-        tma::bar_sync(6, C::kConsumerThreads);  // [S]
-        if (wg == 0) {
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-            for (int hh = 0; hh < 2; ++hh)
-              asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(da[nt / 2][(nt % 2) * 2 + hh]) : "r"(ds_at(st, kl0 + 8 * hh, nt)));
-        }
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) fb[kk][i] = a_is_dv ? da[kk][i] : pa[kk][i];
-        if constexpr (kD != 192) issue_a();
-        w::fence();
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) MmaKB::rs(dk, fb[kk], w::desc_sw128(tile_b + kk * 2048, slab, kSbo));
-        w::commit();
-      }  // the trade form
+      for (int kk = 0; kk < 4; ++kk)
+        MmaKB::ss_bmn(dk, w::desc_sw128(at_b + kk * 32, 16, kSbo), w::desc_sw128(tile_b + kk * 2048, slab, kSbo));
+      w::commit();
       // ---- dQ[:, slab cs …] = dS·K[:, slab cs …] over the part's keys, each part staged and sent before
       // the next; A = dS (64 queries, keys) MN-major from dSᵀ; B = K (keys, 64 columns) MN-major. (Both
       // parts' GEMMs in flight, staging part 0 while part 1 runs, lost 2 % at 192 and 13–17 % at 256,
@@ -590,7 +487,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
           send_dq(dq_acc + dq_acc_tile_base(p, b, h, mb, sd::kDqTileRows, kD) + 64 * cs * sd::kDqTileRows, buf);
       }
       // The stage goes back to the producer once the parts staged in it have been read out. (The dQ
-      // buffer is read out before the next step's parts are staged too: this wait, then [P].)
+      // buffer is read out before the next step's parts are staged too: this wait, then [W].)
       if (bulk_issuer) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
       tma::bar_sync(1 + wg, 128);
       tma::mbar_arrive(bar_q_empty(st));
