@@ -1,5 +1,5 @@
 // The unfused backward, the full softmax Jacobian with cuBLAS products:
-//   S = Q·Kᵀ (fp32) → P = exp(S·scale + bias − LSE) (recomputed, dtype)   δ = rowsum(dO ∘ O)
+//   S = Q·Kᵀ (fp32) → P = exp(S·scale + bias − LSE) / rowsum (recomputed, dtype)   δ = rowsum(dO ∘ O)
 //   dV = Pᵀ·dO    dP = dO·Vᵀ (fp32)    dS = P ∘ (dP − δ) · scale (dtype)    dQ = dS·K    dK = dSᵀ·Q
 #pragma once
 #include <cuda_runtime.h>
