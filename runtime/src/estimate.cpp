@@ -156,9 +156,9 @@ int kernel_launches(const VariantKey& key, const Problem& pr, const Params& p) {
   const bool fwd = key.direction == Direction::fwd;
   switch (key.backend) {
     case Backend::flash:
-      // flash/fwd.cuh: one kernel writes O and LSE. flash/bwd.cuh: zero the fp32 dQ accumulator
-      // (memset), D = rowsum(dO ∘ O), the main dK/dV/dQ kernel, dQ's scale + cast.
-      return fwd ? 1 : 4;
+      // flash/fwd.cuh: one kernel writes O and LSE. flash/bwd.cuh: D = rowsum(dO ∘ O) (which also
+      // zeroes the fp32 dQ accumulator), the main dK/dV/dQ kernel, dQ's scale + cast.
+      return fwd ? 1 : 3;
     case Backend::fused:
       // fused/fwd.cuh: one kernel (P written from it when requested). fused/bwd.cuh: zero the fp32
       // dK/dV accumulators (memset), the main kernel, the dK/dV conversion; fp32 (fused/f32.cuh): zero

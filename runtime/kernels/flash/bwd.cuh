@@ -7,6 +7,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "common/launch_checks.hpp"
 #include "common/params.hpp"
 #include "common/variant.hpp"
@@ -18,20 +20,21 @@
 namespace attnforge::flash {
 
 // Zero the dQ accumulator (and ordering counters) and compute D = rowsum(dO ∘ O) into the workspace,
-// which must hold the layout `ws`.
+// which must hold the layout `ws`: one launch of the D pass.
 template <class V>
 attnforge_status run_bwd_prologue(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t stream) {
   using namespace bwd_detail;
   if (p.workspace == nullptr || p.workspace_bytes < ws.total_bytes) return ATTNFORGE_INTERNAL;
-  char* wsp = static_cast<char*>(p.workspace);
-  if (ws.zero_bytes > 0 &&
-      cudaMemsetAsync(wsp + ws.dq_acc_offset, 0, ws.zero_bytes, stream) != cudaSuccess)
-    return ATTNFORGE_CUDA_ERROR;
+  // In 16-byte units, rounded up: the zeroed region starts 256-byte aligned and total_bytes is a
+  // multiple of 256, so the rounding stays inside the workspace.
+  const size_t zero_units = (ws.zero_bytes + 15) / 16;
+  auto* zero = reinterpret_cast<uint4*>(static_cast<char*>(p.workspace) + ws.dq_acc_offset);
   const int64_t rows = p.total_q * p.heads_q;
-  if (rows > 0) {
-    const int64_t blocks = (rows + kDotRowsPerBlock - 1) / kDotRowsPerBlock;
-    flash_bwd_dot_do_o_kernel<V::kDType, V::kHeadDim><<<unsigned(blocks), kPrepostThreads, 0, stream>>>(p);
-  }
+  const int64_t row_blocks = (rows + kDotRowsPerBlock - 1) / kDotRowsPerBlock;
+  const int64_t zero_blocks = int64_t((zero_units + 8 * kPrepostThreads - 1) / (8 * kPrepostThreads));  // ≥ 8 units a thread
+  const int64_t blocks = std::max(row_blocks, std::min<int64_t>(zero_blocks, 1 << 20));
+  if (blocks > 0)
+    flash_bwd_dot_do_o_kernel<V::kDType, V::kHeadDim><<<unsigned(blocks), kPrepostThreads, 0, stream>>>(p, zero, zero_units);
   return ATTNFORGE_OK;
 }
 

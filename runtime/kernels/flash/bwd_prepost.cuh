@@ -1,5 +1,5 @@
 // The two memory-bound passes around the flash backward main kernel: the preprocess computes
-// D = rowsum(dO ∘ O) per (query token, head) in fp32; the postprocess turns the fp32 dQ
+// D = rowsum(dO ∘ O) per (query token, head) in fp32 and zeroes the dQ accumulator; the postprocess turns the fp32 dQ
 // accumulator into dQ = scale · acc in the output dtype, written with dQ's strides.
 #pragma once
 #include "flash/bwd_dq_acc.cuh"
@@ -23,9 +23,16 @@ __device__ __forceinline__ int64_t q_token_offset(const Params& p, int64_t t, in
 // where O_i is a row of V (a query that sees one key: P = 1) dP − D is exactly 0, as in exact
 // arithmetic, rather than fp32 noise that dS = P ∘ (dP − D) would carry into dQ and dK.
 // One warp per 16 consecutive rows (token, head) = t·Hq + h; lane (g, t4) holds rows g and g + 8.
+// The same launch zeroes `zero` (zero_units 16-byte units: the dQ accumulator and counters), a
+// grid-stride loop apart from the rows: as its own memset that was a 30 µs pass at D 128, B·S 16384
+// (H200, 2026-11-30, kernel_breakdown.py), where cuDNN's backward has none.
 template <DType DT, int kD>
-__global__ void __launch_bounds__(kPrepostThreads) flash_bwd_dot_do_o_kernel(const __grid_constant__ Params p) {
+__global__ void __launch_bounds__(kPrepostThreads)
+    flash_bwd_dot_do_o_kernel(const __grid_constant__ Params p, uint4* __restrict__ zero, size_t zero_units) {
   using T = typename Elem<DT>::type;
+  for (size_t i = size_t(blockIdx.x) * kPrepostThreads + threadIdx.x; i < zero_units;
+       i += size_t(gridDim.x) * kPrepostThreads)
+    __stcs(zero + i, make_uint4(0u, 0u, 0u, 0u));
   const int lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
   const int64_t row0 = (int64_t(blockIdx.x) * kPrepostThreads + threadIdx.x) / 32 * 16;
   const int64_t rows = p.total_q * p.heads_q;
