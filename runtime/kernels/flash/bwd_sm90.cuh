@@ -32,7 +32,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "common/copy.cuh"
@@ -168,7 +167,7 @@ struct BwdSm90Maps {
 template <class V>
 __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::kMinBlocks)
     flash_bwd_sm90_kernel(const __grid_constant__ Params p, size_t dq_acc_offset, bool heads_fastest,
-                          bool q_descending, const __grid_constant__ BwdSm90Maps maps) {
+                          const __grid_constant__ BwdSm90Maps maps) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = BwdSm90Config<V>;
   using Element = typename C::Element;
@@ -229,14 +228,12 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     prim::cp_async_commit();
   }
 
-  // The (query head, loop position) sequence, empty tiles skipped; position i is query tile q_tile(i),
-  // the last first when the launch asks for it (q_descending, see launch_bwd_sm90).
+  // The (query head, query tile) sequence, empty tiles skipped.
   const int m_blocks = (sq + kBM - 1) / kBM;
-  auto q_tile = [&](int i) { return q_descending ? m_blocks - 1 - i : i; };
   auto tile_class = [&](int mb) { return prim::classify_tile<Mask>(mb * kBM, kBM, n0, kBN, sq, sk, p.mask); };
-  auto seek = [&](int& hi, int& pos) {
-    return bwd_detail::seek_nonempty(hi, pos, group, m_blocks,
-                                     [&](int i) { return tile_class(q_tile(i)) == TileClass::kEmpty; });
+  auto seek = [&](int& hi, int& mb) {
+    return bwd_detail::seek_nonempty(hi, mb, group, m_blocks,
+                                     [&](int i) { return tile_class(i) == TileClass::kEmpty; });
   };
   // Q, dO (64 queries, D) of (hi, mb) into stage st, zero-filled past the sequence; LSE and D.
   auto load_q = [&](int hi, int mb, int st) {
@@ -280,10 +277,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
           tma::load_4d(sV + slab * KL::kSlabBytes, &maps.v, bar_kv, slab * 64, hkv, k_row0 + n0, tb);
         }
       }
-      int phi = 0, ppos = 0;
-      bool more = seek(phi, ppos);
+      int phi = 0, pmb = 0;
+      bool more = seek(phi, pmb);
       for (int it = 0; more; ++it) {
-        const int pst = it & 1, h = hkv * group + phi, m0 = q_tile(ppos) * kBM;
+        const int pst = it & 1, h = hkv * group + phi, m0 = pmb * kBM;
         tma::mbar_wait(bar_q_empty(pst), ((it >> 1) & 1) ^ 1);
         if (lane == 0) {
           tma::mbar_expect_tx(bar_q_full(pst), 2 * QL::kBytes);
@@ -302,8 +299,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
           s_dsum[pst * kBM + r] = ok ? dsum[m0 + r] : 0.f;
         }
         tma::mbar_arrive(bar_q_full(pst));
-        ++ppos;
-        more = seek(phi, ppos);
+        ++pmb;
+        more = seek(phi, pmb);
       }
       return;
     }
@@ -496,15 +493,15 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       tma::mbar_arrive(bar_q_empty(st));
     }
   };
-  int hi = 0, pos = 0, st = 0;
+  int hi = 0, mb = 0, st = 0;
   uint32_t phase = 0;  // kWS: parity of stage st's full barrier
-  bool have = seek(hi, pos);
+  bool have = seek(hi, mb);
   if constexpr (!C::kWS) {
-    if (have) load_q(hi, q_tile(pos), 0);
+    if (have) load_q(hi, mb, 0);
     prim::cp_async_commit();
   }
   while (have) {
-    const int mb = q_tile(pos), h = hkv * group + hi, m0 = mb * kBM;
+    const int h = hkv * group + hi, m0 = mb * kBM;
     const TileClass cls = tile_class(mb);
     if constexpr (C::kWS) tma::mbar_wait(bar_q_full(st), phase);
     else prim::cp_async_wait<0>();
@@ -518,10 +515,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     // form has the full barrier for the tile, and its warpgroups may drift one step apart: they meet
     // only at [B], and dSᵀ alternates between two buffers.
     if constexpr (!C::kWS) __syncthreads();
-    int nhi = hi, npos = pos + 1;
-    const bool nhave = seek(nhi, npos);
+    int nhi = hi, nmb = mb + 1;
+    const bool nhave = seek(nhi, nmb);
     if constexpr (!C::kWS) {
-      if (nhave) load_q(nhi, q_tile(npos), st ^ 1);
+      if (nhave) load_q(nhi, nmb, st ^ 1);
       prim::cp_async_commit();
     }
 
@@ -679,7 +676,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       if constexpr (C::kWS) tma::mbar_arrive(bar_q_empty(st));  // Q, dO, LSE, D of this stage are read
     }
 
-    hi = nhi, pos = npos, have = nhave, st ^= 1;
+    hi = nhi, mb = nmb, have = nhave, st ^= 1;
     phase ^= st == 0 ? 1u : 0u;
   }
   if constexpr (!C::kWS) prim::cp_async_wait<0>();
@@ -805,10 +802,7 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     const bool uneven = sq > 0 && (empty(0, (key_tiles - 1) * C::kBlockN) || empty(last_q, 0));
     const bool heads_fastest = uneven && key_tiles <= 65535;
     const dim3 grid = heads_fastest ? dim3(p.heads_kv, key_tiles, p.batch) : dim3(key_tiles, p.heads_kv, p.batch);
-    static const bool dev_desc = std::getenv("ATTNFORGE_DEV_BWD_QDESC") != nullptr;  // A/B only
-    const bool q_descending = dev_desc && heads_fastest;
-    flash_bwd_sm90_kernel<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest,
-                                                                           q_descending, maps);
+    flash_bwd_sm90_kernel<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest, maps);
   }
   constexpr int kRows = bwd_sm90_detail::kDqTileRows;
   const int m_tiles = (p.seqlen_q + kRows - 1) / kRows;
