@@ -32,6 +32,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 
 #include "common/copy.cuh"
@@ -725,11 +726,11 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 // D 128, B·S 16384, against cuDNN's 55 µs for the same conversion; H200, 2026-11-30, kernel_breakdown.py).
 template <class V>
 __global__ void __launch_bounds__(256) flash_bwd_sm90_convert_dq_kernel(const __grid_constant__ Params p,
-                                                                          size_t dq_acc_offset) {
+                                                                          size_t dq_acc_offset, bool heads_fastest) {
   using C = BwdSm90Config<V>;
   constexpr int kPieces = 64 * C::kD / 8 / 256;  // per thread
   static_assert(64 * C::kD % (8 * 256) == 0, "head dims of the Hopper kernel are multiples of 64");
-  const int mb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int mb = heads_fastest ? blockIdx.y : blockIdx.x, h = heads_fastest ? blockIdx.x : blockIdx.y, b = blockIdx.z;
   const SeqInfo si = seq_info(p, b);
   const int m0 = mb * bwd_sm90_detail::kDqTileRows;
   if (m0 >= si.seqlen_q) return;
@@ -806,8 +807,11 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
   }
   constexpr int kRows = bwd_sm90_detail::kDqTileRows;
   const int m_tiles = (p.seqlen_q + kRows - 1) / kRows;
+  static const bool dev_hfast = std::getenv("ATTNFORGE_DEV_CONVERT_HFAST") != nullptr;  // A/B only
+  const bool hfast = dev_hfast && m_tiles <= 65535;
   if (m_tiles > 0)
-    flash_bwd_sm90_convert_dq_kernel<V><<<dim3(m_tiles, p.heads_q, p.batch), 256, 0, stream>>>(p, ws.dq_acc_offset);
+    flash_bwd_sm90_convert_dq_kernel<V><<<hfast ? dim3(p.heads_q, m_tiles, p.batch) : dim3(m_tiles, p.heads_q, p.batch), 256,
+                                          0, stream>>>(p, ws.dq_acc_offset, hfast);
   return true;
 }
 
