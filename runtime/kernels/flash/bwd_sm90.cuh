@@ -32,7 +32,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "common/copy.cuh"
@@ -718,45 +717,53 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 #endif
 }
 
-// dQ = scale · acc from this kernel's accumulator, a CTA per (query tile, head, batch). Eight
-// consecutive floats of a column part's run (pairs 4u … 4u + 3: threads 4j … 4j + 3 of one fragment,
-// dq_frag_offset) are eight consecutive columns of one row, so each thread reads 32 bytes as two float4
-// and writes one 16-byte piece of a dQ row. All of a thread's pieces are loaded before the first store:
-// with one float pair per step the kernel had too few bytes in flight to stream (125–146 µs per call at
-// D 128, B·S 16384, against cuDNN's 55 µs for the same conversion; H200, 2026-11-30, kernel_breakdown.py).
+// dQ = scale · acc from this kernel's accumulator, a CTA per (head, query tile, batch). Each float4 of
+// the tile's block (float pairs 2f, 2f + 1: threads 2j, 2j + 1 of one fragment, dq_frag_offset) is four
+// consecutive columns of one row; the CTA reads the block in order (all loads before any store), puts
+// the scaled 16-bit values row-major into shared memory, and writes whole dQ rows: 16-byte pieces of
+// scattered rows straight from the fragment order ran at ~1.6 TB/s (125–146 µs per call at D 128,
+// B·S 16384, against cuDNN's 55 µs; H200, 2026-11-30, kernel_breakdown.py). Heads fastest in the grid
+// (unless the query tiles exceed grid y): the CTAs running together write whole token rows of dQ
+// (110–131 → 98–106 µs before shared memory).
 template <class V>
 __global__ void __launch_bounds__(256) flash_bwd_sm90_convert_dq_kernel(const __grid_constant__ Params p,
                                                                           size_t dq_acc_offset, bool heads_fastest) {
   using C = BwdSm90Config<V>;
-  constexpr int kPieces = 64 * C::kD / 8 / 256;  // per thread
-  static_assert(64 * C::kD % (8 * 256) == 0, "head dims of the Hopper kernel are multiples of 64");
-  const int mb = heads_fastest ? blockIdx.y : blockIdx.x, h = heads_fastest ? blockIdx.x : blockIdx.y, b = blockIdx.z;
+  using Element = typename C::Element;
+  constexpr int kRows = bwd_sm90_detail::kDqTileRows;
+  constexpr int kLoads = kRows * C::kD / 4 / 256;  // float4 per thread
+  constexpr int kPitch = C::kD + 8;                 // elements; 16 bytes of padding: conflict-free rows
+  static_assert(kRows * C::kD % (4 * 256) == 0, "head dims of the Hopper kernel are multiples of 64");
+  __shared__ __align__(16) Element s_dq[kRows * kPitch];  // (64 rows, kD), row-major
+  const int h = heads_fastest ? blockIdx.x : blockIdx.y, mb = heads_fastest ? blockIdx.y : blockIdx.x, b = blockIdx.z;
   const SeqInfo si = seq_info(p, b);
-  const int m0 = mb * bwd_sm90_detail::kDqTileRows;
+  const int m0 = mb * kRows;
   if (m0 >= si.seqlen_q) return;
   const float4* tile = reinterpret_cast<const float4*>(
       reinterpret_cast<const float*>(static_cast<const char*>(p.workspace) + dq_acc_offset) +
-      dq_acc_tile_base(p, b, h, mb, bwd_sm90_detail::kDqTileRows, C::kD));  // (64 rows, kD), fragment order
-  typename C::Element* dq = static_cast<typename C::Element*>(p.dq) + int64_t(b) * p.dq_batch_stride +
-                            si.q_start * p.dq_row_stride + int64_t(h) * p.dq_head_stride;
-  float4 acc[kPieces][2];
+      dq_acc_tile_base(p, b, h, mb, kRows, C::kD));  // (64 rows, kD), fragment order
+  float4 acc[kLoads];
 #pragma unroll
-  for (int i = 0; i < kPieces; ++i) {
-    const int u = threadIdx.x + 256 * i;
-    acc[i][0] = __ldcs(tile + 2 * u);  // read once: streamed past L1
-    acc[i][1] = __ldcs(tile + 2 * u + 1);
-  }
+  for (int i = 0; i < kLoads; ++i) acc[i] = __ldcs(tile + threadIdx.x + 256 * i);  // read once
 #pragma unroll
-  for (int i = 0; i < kPieces; ++i) {
-    const int pi = 4 * (threadIdx.x + 256 * i), cg = pi / 2048, fh = pi % 2048 / 128, tt = pi % 128;
+  for (int i = 0; i < kLoads; ++i) {
+    const int pi = 2 * (threadIdx.x + 256 * i), cg = pi / 2048, fh = pi % 2048 / 128, tt = pi % 128;
     const int row = (tt >> 5) * 16 + ((tt & 31) >> 2) + 8 * (fh & 1);
-    const int col = cg * 64 + (fh >> 1) * 8;
-    if (m0 + row >= si.seqlen_q) continue;
+    const int col = cg * 64 + (fh >> 1) * 8 + 2 * (tt & 3);
     const float s = p.scale;
-    const float4 x = acc[i][0], y = acc[i][1];
-    const uint4 w = {C::Num::pack2(x.x * s, x.y * s), C::Num::pack2(x.z * s, x.w * s), C::Num::pack2(y.x * s, y.y * s),
-                     C::Num::pack2(y.z * s, y.w * s)};
-    *reinterpret_cast<uint4*>(dq + int64_t(m0 + row) * p.dq_row_stride + col) = w;  // rows 16-byte aligned
+    const uint2 w = {C::Num::pack2(acc[i].x * s, acc[i].y * s), C::Num::pack2(acc[i].z * s, acc[i].w * s)};
+    *reinterpret_cast<uint2*>(s_dq + row * kPitch + col) = w;
+  }
+  __syncthreads();
+  Element* dq = static_cast<Element*>(p.dq) + int64_t(b) * p.dq_batch_stride + si.q_start * p.dq_row_stride +
+                int64_t(h) * p.dq_head_stride;
+  constexpr int kChunks = C::kD / 8;  // 16-byte pieces per row
+#pragma unroll
+  for (int i = 0; i < kRows * kChunks / 256; ++i) {
+    const int j = threadIdx.x + 256 * i, row = j / kChunks, c = j % kChunks * 8;
+    if (m0 + row < si.seqlen_q)  // rows 16-byte aligned
+      *reinterpret_cast<uint4*>(dq + int64_t(m0 + row) * p.dq_row_stride + c) =
+          *reinterpret_cast<const uint4*>(s_dq + row * kPitch + c);
   }
 }
 
@@ -807,11 +814,10 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
   }
   constexpr int kRows = bwd_sm90_detail::kDqTileRows;
   const int m_tiles = (p.seqlen_q + kRows - 1) / kRows;
-  static const bool dev_hfast = std::getenv("ATTNFORGE_DEV_CONVERT_HFAST") != nullptr;  // A/B only
-  const bool hfast = dev_hfast && m_tiles <= 65535;
+  const bool heads_fastest_dq = m_tiles <= 65535;
+  const dim3 dq_grid = heads_fastest_dq ? dim3(p.heads_q, m_tiles, p.batch) : dim3(m_tiles, p.heads_q, p.batch);
   if (m_tiles > 0)
-    flash_bwd_sm90_convert_dq_kernel<V><<<hfast ? dim3(p.heads_q, m_tiles, p.batch) : dim3(m_tiles, p.heads_q, p.batch), 256,
-                                          0, stream>>>(p, ws.dq_acc_offset, hfast);
+    flash_bwd_sm90_convert_dq_kernel<V><<<dq_grid, 256, 0, stream>>>(p, ws.dq_acc_offset, heads_fastest_dq);
   return true;
 }
 
