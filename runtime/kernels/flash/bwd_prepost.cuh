@@ -11,13 +11,6 @@ namespace attnforge::flash::bwd_detail {
 constexpr int kPrepostThreads = 256;
 constexpr int kDotRowsPerBlock = kPrepostThreads / 32 * 16;  // flash_bwd_dot_do_o_kernel: a warp per 16 rows
 
-// Offset of query token t (packed index into total_q) in a tensor laid out like q.
-__device__ __forceinline__ int64_t q_token_offset(const Params& p, int64_t t, int64_t bs, int64_t rs) {
-  if (p.is_varlen()) return t * rs;  // varlen: batch stride 0, t is the packed row
-  const int64_t b = t / p.seqlen_q, i = t % p.seqlen_q;
-  return b * bs + i * rs;
-}
-
 // D[h, t] = Σ_d dO[t, h, d] · O[t, h, d], fp32, as the diagonal of dO·Oᵀ computed with the same
 // m16n8k16 MMAs, in the same k order from a zero accumulator, as the main kernel's dP = dO·Vᵀ. So
 // where O_i is a row of V (a query that sees one key: P = 1) dP − D is exactly 0, as in exact
@@ -37,16 +30,36 @@ __global__ void __launch_bounds__(kPrepostThreads)
   const int64_t row0 = (int64_t(blockIdx.x) * kPrepostThreads + threadIdx.x) / 32 * 16;
   const int64_t rows = p.total_q * p.heads_q;
   if (row0 >= rows) return;  // the whole warp
-  auto row_ptr = [&](int64_t row, const void* base, int64_t bs, int64_t rs, int64_t hs) -> const T* {
-    if (row >= rows) return nullptr;  // past the end: reads as zeros
-    return static_cast<const T*>(base) + q_token_offset(p, row / p.heads_q, bs, rs) + int64_t(row % p.heads_q) * hs;
-  };
-  const T* d_o[2];  // rows row0 + g, row0 + g + 8: (kD,)
+  // (token, head) of the lane's rows row0 + g + 8·r: the 64-bit divisions once per warp, for row0 (they
+  // are slow, and were four per row and tensor); the rows are at most 15 further, so the head and token
+  // carries are 32-bit. Dense tokens also carry into (batch, position).
+  const int64_t t0 = row0 / p.heads_q;
+  const int h0 = int(row0 - t0 * p.heads_q);
+  const int64_t b0 = p.is_varlen() ? 0 : t0 / p.seqlen_q;
+  const int i0 = p.is_varlen() ? 0 : int(t0 - b0 * p.seqlen_q);
+  int64_t tok[2];  // packed token index (D's column)
+  int head[2];
+  const T* d_o[2];  // rows row0 + g, row0 + g + 8: (kD,); nullptr past the end (reads as zeros)
   const T* o[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    d_o[r] = row_ptr(row0 + g + 8 * r, p.d_o, p.do_batch_stride, p.do_row_stride, p.do_head_stride);
-    o[r] = row_ptr(row0 + g + 8 * r, p.o, p.o_batch_stride, p.o_row_stride, p.o_head_stride);
+    const int hh = h0 + g + 8 * r, dt = hh / p.heads_q;
+    head[r] = hh - dt * p.heads_q;
+    tok[r] = t0 + dt;
+    const bool ok = row0 + g + 8 * r < rows;
+    auto at = [&](const void* base, int64_t bs, int64_t rs, int64_t hs) -> const T* {
+      if (!ok) return nullptr;
+      int64_t off;
+      if (p.is_varlen()) {
+        off = tok[r] * rs;  // batch stride 0, the packed row
+      } else {
+        const int i = i0 + dt, db = i / p.seqlen_q;
+        off = (b0 + db) * bs + int64_t(i - db * p.seqlen_q) * rs;
+      }
+      return static_cast<const T*>(base) + off + int64_t(head[r]) * hs;
+    };
+    d_o[r] = at(p.d_o, p.do_batch_stride, p.do_row_stride, p.do_head_stride);
+    o[r] = at(p.o, p.o_batch_stride, p.o_row_stride, p.o_head_stride);
   }
   auto ld2 = [](const T* row, int col) {  // two 16-bit elements (4-byte aligned: rows are 16-byte aligned)
     return row ? *reinterpret_cast<const uint32_t*>(row + col) : 0u;
@@ -65,8 +78,7 @@ __global__ void __launch_bounds__(kPrepostThreads)
     float* dsum = reinterpret_cast<float*>(static_cast<char*>(p.workspace));  // dsum_offset == 0
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const int64_t row = row0 + g + 8 * r;
-      if (row < rows) dsum[(row % p.heads_q) * p.total_q + row / p.heads_q] = r == 0 ? c_lo[g % 2] : c_hi[2 + g % 2];
+      if (row0 + g + 8 * r < rows) dsum[head[r] * p.total_q + tok[r]] = r == 0 ? c_lo[g % 2] : c_hi[2 + g % 2];
     }
   }
 }
