@@ -32,7 +32,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "common/copy.cuh"
@@ -809,8 +808,7 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
                                p.mask) == TileClass::kEmpty;
     };
     const bool uneven = sq > 0 && (empty(0, (key_tiles - 1) * C::kBlockN) || empty(last_q, 0));
-    static const bool dev_keys_first = std::getenv("ATTNFORGE_DEV_BWD_KEYS_FIRST") != nullptr;  // A/B only
-    const bool heads_fastest = uneven && key_tiles <= 65535 && !dev_keys_first;
+    const bool heads_fastest = uneven && key_tiles <= 65535;
     const dim3 grid = heads_fastest ? dim3(p.heads_kv, key_tiles, p.batch) : dim3(key_tiles, p.heads_kv, p.batch);
     flash_bwd_sm90_kernel<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest, maps);
   }
