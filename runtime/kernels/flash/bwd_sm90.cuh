@@ -378,6 +378,27 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
   };
 
+  // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ over the head dim, the two GEMMs interleaved per k-slice (one wgmma group,
+  // issued after the caller's fence): K / V from key row k_row of the CTA's tile, Q / dO from query row
+  // q_row of stage st; (64 keys, Mma's N queries) each.
+  auto s_dp_gemm = [&](auto mma, auto& s, auto& dp, int k_row, int q_row, int st) {
+    using Mma = decltype(mma);
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      const uint32_t koff = (ks / 4) * KL::kSlabBytes + k_row * 128 + (ks % 4) * 32;  // a row is 128 bytes of a slab
+      const uint32_t qoff = (ks / 4) * QL::kSlabBytes + q_row * 128 + (ks % 4) * 32;
+      const uint64_t dK = w::desc_sw128(sK + koff, 16, kSbo), dQ = w::desc_sw128(sQ(st) + qoff, 16, kSbo);
+      const uint64_t dV = w::desc_sw128(sV + koff, 16, kSbo), dO = w::desc_sw128(sDO(st) + qoff, 16, kSbo);
+      if (ks == 0) {
+        Mma::template ss<false>(s, dK, dQ);
+        Mma::template ss<false>(dp, dV, dO);
+      } else {
+        Mma::template ss<true>(s, dK, dQ);
+        Mma::template ss<true>(dp, dV, dO);
+      }
+    }
+  };
+
   // ---- the split step (head dims 192, 256): both warpgroups see the CTA's 64 keys -----------------
   // Each warpgroup computes Sᵀ and dPᵀ for its 32 of the step's 64 queries (wgmma N = 32), forms Pᵀ and
   // dSᵀ there and writes both as 16-bit (keys, queries) tiles on named barriers 5 ([W]: the last step's
@@ -401,20 +422,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       const int q0 = 32 * wg;
       float sc[4][4], dp[4][4];
       w::fence();
-#pragma unroll
-      for (int ks = 0; ks < kD / 16; ++ks) {
-        const uint32_t koff = (ks / 4) * KL::kSlabBytes + (ks % 4) * 32;
-        const uint32_t qoff = (ks / 4) * QL::kSlabBytes + uint32_t(q0) * 128 + (ks % 4) * 32;  // row q0: 4 KiB
-        const uint64_t dK = w::desc_sw128(sK + koff, 16, kSbo), dQ = w::desc_sw128(sQ(st) + qoff, 16, kSbo);
-        const uint64_t dV = w::desc_sw128(sV + koff, 16, kSbo), dO = w::desc_sw128(sDO(st) + qoff, 16, kSbo);
-        if (ks == 0) {
-          MmaS32::template ss<false>(sc, dK, dQ);
-          MmaS32::template ss<false>(dp, dV, dO);
-        } else {
-          MmaS32::template ss<true>(sc, dK, dQ);
-          MmaS32::template ss<true>(dp, dV, dO);
-        }
-      }
+      s_dp_gemm(MmaS32{}, sc, dp, 0, q0, st);
       w::commit();
       w::wait<0>();
       // ---- Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e), dSᵀ = Pᵀ ∘ (dPᵀ − D) on this warpgroup's 32 queries --
@@ -528,20 +536,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       // ---- Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ: (64 keys, kBM queries), K-major operands -------------------
       float s[kQT][4], dp[kQT][4];
       w::fence();
-#pragma unroll
-      for (int ks = 0; ks < kD / 16; ++ks) {
-        const uint32_t koff = (ks / 4) * KL::kSlabBytes + wg * 64 * 128 + (ks % 4) * 32;
-        const uint32_t qoff = (ks / 4) * QL::kSlabBytes + (ks % 4) * 32;
-        const uint64_t dK = w::desc_sw128(sK + koff, 16, kSbo), dQ = w::desc_sw128(sQ(st) + qoff, 16, kSbo);
-        const uint64_t dV = w::desc_sw128(sV + koff, 16, kSbo), dO = w::desc_sw128(sDO(st) + qoff, 16, kSbo);
-        if (ks == 0) {
-          MmaS::template ss<false>(s, dK, dQ);
-          MmaS::template ss<false>(dp, dV, dO);
-        } else {
-          MmaS::template ss<true>(s, dK, dQ);
-          MmaS::template ss<true>(dp, dV, dO);
-        }
-      }
+      s_dp_gemm(MmaS{}, s, dp, wg * 64, 0, st);
       w::commit();
       w::wait<0>();
 
