@@ -47,14 +47,13 @@ __global__ void __launch_bounds__(V::TileT::kWarps * 32)
 #pragma unroll
     for (int j = 0; j < 4; ++j) zpart += x[j];
   }
-  const float z = red.sum(zpart);
-  const float inv_z = z > 0.0f ? 1.0f / z : 0.0f;  // z = 0: every P underflowed (or none seen): P = 0
+  const float z = red.sum(zpart);  // z = 0 only when every P underflowed (or none was seen): P stays 0
   for (int c = 4 * lane; c < ld_p; c += 4 * kRowThreads) {  // zeros past Sk: the pitch's padding
     float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (c < seen) {
       exp_at(c, x);
 #pragma unroll
-      for (int j = 0; j < 4; ++j) x[j] = x[j] * inv_z;
+      for (int j = 0; j < 4; ++j) x[j] = z > 0.0f ? x[j] / z : 0.0f;  // a division: x / x is exactly 1, x · (1 / x) not always
     }
     store4(p_row + c, /*vec=*/true, int(ld_p - c), x);  // workspace P: 16-byte rows
   }
