@@ -332,8 +332,9 @@ TEST(FlashBwd, OffsetsBeyondInt32) {
 
 
 // Both backward kernels on every compiled tile the Hopper kernel takes (flash/bwd_sm90.cuh:
-// m64n64w4 at head dim 64, m64n128w8 at 64 and 128, and the warp-specialized m64n128w12 sm90a at
-// 64 and 128, whose "mma" path is the 8-warp tile; masks without a tensor), by name:
+// m64n64w4 at head dim 64, m64n128w8 at 64 and 128, and the warp-specialized sm90a tiles — m64n128w12
+// at 64 and 128, m128n128w12 at 64, the split step m64n64w12 at 192 and 256 — whose "mma" path is the
+// 8-warp 64-query tile; masks without a tensor), by name:
 // boundary pairs, GQA, varlen with empty sequences. ATTNFORGE_FLASH_BWD_PATH = "wgmma" is the
 // default choice (the Hopper kernel on sm_90, the mma.sync one elsewhere), "mma" forces mma.sync.
 class FlashBwdPath : public ::testing::TestWithParam<const char*> {
@@ -351,7 +352,8 @@ TEST_P(FlashBwdPath, TilesTheHopperKernelTakes) {
     const bool n64w4 = v.block_n == 64 && v.warps == 4;
     const bool n128 = v.block_n == 128 && (v.warps == 8 || v.warps == 12);
     const bool step128 = v.block_m == 128 && v.head_dim == 64 && v.block_n == 128 && v.warps == 12;  // sm90a
-    const bool split = v.head_dim == 256 && v.block_m == 64 && v.block_n == 64 && v.warps == 12;    // sm90a
+    const bool split = (v.head_dim == 192 || v.head_dim == 256) && v.block_m == 64 && v.block_n == 64 &&
+                       v.warps == 12;  // sm90a
     const bool tile_ok = step128 || split ||
                          (v.block_m == 64 && ((v.head_dim == 64 && (n64w4 || n128)) || (v.head_dim == 128 && n128)));
     if (!tile_ok || v.mask == "bias" || !flash_built(v.dtype, v.head_dim, v.mask)) continue;

@@ -25,7 +25,7 @@
 // step on a named barrier (dSᵀ complete), alternate two dSᵀ buffers so that they may drift one step
 // apart, and give each Q/dO stage back through an "empty" mbarrier.
 // Head dims 192 and 256 (warp-specialized, tile m64 n64 w12): the split step — both consumer warpgroups
-// take the CTA's 64 keys, one forms Pᵀ and the other dSᵀ, they trade them through shared memory, and
+// take the CTA's 64 keys, each forms Pᵀ and dSᵀ for half of the step's queries into shared memory, and
 // each owns some of the 64-column slabs of dV, dK and dQ (see split_step below).
 #pragma once
 #include <cuda_runtime.h>
