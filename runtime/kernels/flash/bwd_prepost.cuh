@@ -64,21 +64,31 @@ __global__ void __launch_bounds__(kPrepostThreads)
   auto ld2 = [](const T* row, int col) {  // two 16-bit elements (4-byte aligned: rows are 16-byte aligned)
     return row ? *reinterpret_cast<const uint32_t*>(row + col) : 0u;
   };
+  // Every fragment is loaded before the first MMA: loaded per k-slice, each slice's loads waited for the
+  // previous slice's MMAs (SASS: one memory latency per slice, 8 at D 128).
+  uint32_t a[kD / 16][4], b_lo[kD / 16][2], b_hi[kD / 16][2];  // dO (16 rows, 16 k), O rows 0..7 / 8..15
+#pragma unroll
+  for (int kk = 0; kk < kD / 16; ++kk) {
+    const int k0 = kk * 16 + 2 * t4;
+    a[kk][0] = ld2(d_o[0], k0), a[kk][1] = ld2(d_o[1], k0), a[kk][2] = ld2(d_o[0], k0 + 8), a[kk][3] = ld2(d_o[1], k0 + 8);
+    b_lo[kk][0] = ld2(o[0], k0), b_lo[kk][1] = ld2(o[0], k0 + 8);
+    b_hi[kk][0] = ld2(o[1], k0), b_hi[kk][1] = ld2(o[1], k0 + 8);
+  }
   // c_lo = dO(16 rows)·O(rows 0..7)ᵀ, c_hi = dO(16 rows)·O(rows 8..15)ᵀ, (16, 8) C fragments each.
   float c_lo[4] = {0.f, 0.f, 0.f, 0.f}, c_hi[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
   for (int kk = 0; kk < kD / 16; ++kk) {
-    const int k0 = kk * 16 + 2 * t4;
-    const uint32_t a[4] = {ld2(d_o[0], k0), ld2(d_o[1], k0), ld2(d_o[0], k0 + 8), ld2(d_o[1], k0 + 8)};
-    mma_16816<DT == DType::bf16>(c_lo, a, ld2(o[0], k0), ld2(o[0], k0 + 8));
-    mma_16816<DT == DType::bf16>(c_hi, a, ld2(o[1], k0), ld2(o[1], k0 + 8));
+    mma_16816<DT == DType::bf16>(c_lo, a[kk], b_lo[kk][0], b_lo[kk][1]);
+    mma_16816<DT == DType::bf16>(c_hi, a[kk], b_hi[kk][0], b_hi[kk][1]);
   }
-  // The diagonal: row g is c_lo[g][g], row g + 8 is c_hi[g + 8][g]; column g = 2·t4 + (g % 2).
+  // The diagonal: row g is c_lo[g][g], row g + 8 is c_hi[g + 8][g]; column g = 2·t4 + (g % 2). Chosen by
+  // a select: indexed by g % 2, c_lo and c_hi lived in local memory (a store after every MMA).
   if (t4 == g / 2) {
     float* dsum = reinterpret_cast<float*>(static_cast<char*>(p.workspace));  // dsum_offset == 0
+    const float d[2] = {g & 1 ? c_lo[1] : c_lo[0], g & 1 ? c_hi[3] : c_hi[2]};
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      if (row0 + g + 8 * r < rows) dsum[head[r] * p.total_q + tok[r]] = r == 0 ? c_lo[g % 2] : c_hi[2 + g % 2];
+      if (row0 + g + 8 * r < rows) dsum[head[r] * p.total_q + tok[r]] = d[r];
     }
   }
 }
