@@ -2,7 +2,8 @@
 # backend, from torch.profiler: where the gap of a row is (main kernel, or the passes around it: the
 # backward's D pass, dQ zeroing and conversion). bf16, B·S = 16384, H·D = 2048, like the compare grid.
 #   ATTNFORGE_LIBRARY=build/libattnforge.so PYTHONPATH=python python3 scripts/dev/kernel_breakdown.py \
-#       [--dims 64,128] [--seqs 2048,16384] [--dirs fwd,bwd] [--iters 5]
+#       [--dims 64,128] [--seqs 2048,16384] [--dirs fwd,bwd] [--iters 5] [--causal 0,1]
+# --plain: no profiler, one call per implementation (for ncu: scripts/dev/ncu_vs_cudnn.sh).
 import argparse
 import collections
 
@@ -52,16 +53,22 @@ def main():
     ap.add_argument("--seqs", default="2048,16384")
     ap.add_argument("--dirs", default="fwd,bwd")
     ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--causal", default="0,1")
+    ap.add_argument("--plain", action="store_true")
     a = ap.parse_args()
     for d in map(int, a.dims.split(",")):
         for s in map(int, a.seqs.split(",")):
             b, h = 16384 // s, 2048 // d
             q, k, v, d_o = (torch.randn(b, s, h, d, device="cuda", dtype=torch.bfloat16) for _ in range(4))
             for direction in a.dirs.split(","):
-                for causal in (False, True):
+                for causal in (c == "1" for c in a.causal.split(",")):
                     flops = 4 * b * h * s * s * d * (0.5 if causal else 1.0) * (2.5 if direction == "bwd" else 1.0)
                     print(f"== D {d} S {s} B {b} H {h} {direction} causal={int(causal)}")
                     for impl in ("af", "cudnn"):
+                        if a.plain:
+                            call(impl, q, k, v, d_o, causal, direction)()
+                            torch.cuda.synchronize()
+                            continue
                         per = breakdown(call(impl, q, k, v, d_o, causal, direction), a.iters)
                         total = sum(per.values())
                         print(f"  {impl:6s} total {total:9.1f} µs  {flops / (total * 1e-6) / 1e12:6.1f} TFLOP/s")
