@@ -336,8 +336,11 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 
   // ---- pieces of the step both forms share ---------------------------------------------------------
   // Accumulator element (nt, e) of Sᵀ / dPᵀ: key key0 + wrow + g + 8·(e / 2), query m0 + 8·nt + 2t + e % 2.
-  // Scores outside the sequence or the mask become −∞ (P = 0), in a pass of their own.
-  auto mask_scores = [&](auto& x, TileClass cls, int m0, int key0) {
+  // Scores outside the sequence or the mask become −∞ (P = 0) and their dPᵀ 0, in a pass of their own
+  // that full tiles skip. dPᵀ = V·dOᵀ of a key or query the call does not see may be NaN or ∞ (garbage in
+  // masked K / V rows, rows past a sequence); zeroed here, dS = P ∘ (dP − D) is 0 there without a test
+  // per element (a P ≠ 0 select on every tile cost two of the step's ~8 instructions per score).
+  auto mask_scores = [&](auto& x, auto& dpx, TileClass cls, int m0, int key0) {
     constexpr int kN = std::extent_v<std::remove_reference_t<decltype(x)>>;
     if (cls != TileClass::kFull || m0 + kBM > sq || n0 + kBN > sk) {
 #pragma unroll
@@ -345,13 +348,14 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int q = m0 + nt * 8 + 2 * t + (e & 1), k = n0 + key0 + wrow + g + 8 * (e >> 1);
-          if (!(q < sq && k < sk && Mask::visible(q, k, sq, sk, p.mask))) x[nt][e] = -INFINITY;
+          if (!(q < sq && k < sk && Mask::visible(q, k, sq, sk, p.mask))) x[nt][e] = -INFINITY, dpx[nt][e] = 0.f;
         }
     }
   };
   auto lse_log2 = [](float l) { return l == -INFINITY ? INFINITY : l * kLog2e; };  // a row that saw nothing: P = 0
-  // dS = P ∘ (dP − D): 0, not 0·NaN, where P is 0.
-  auto ds_of = [](float pv, float dpv, float dsum) { return pv != 0.f ? pv * (dpv - dsum) : 0.f; };
+  // dS = P ∘ (dP − D); finite where the mask hides a score (mask_scores zeroed dP there, and D is 0 on
+  // rows past the sequence).
+  auto ds_of = [](float pv, float dpv, float dsum) { return pv * (dpv - dsum); };
   // m64k16 A fragment kk (16 queries) of Pᵀ or dSᵀ from its fp32 accumulator v.
   auto pack_a = [](uint32_t (&fr)[4], const auto& v, int kk) {
     fr[0] = C::Num::pack2(v[2 * kk][0], v[2 * kk][1]);
@@ -427,7 +431,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       w::wait<0>();
       // ---- Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e), dSᵀ = Pᵀ ∘ (dPᵀ − D) on this warpgroup's 32 queries --
       // Element (nt, e): key row wrow + g + 8·(e / 2), query column q0 + 8·nt + 2t + e % 2.
-      mask_scores(sc, cls, m0 + q0, 0);
+      mask_scores(sc, dp, cls, m0 + q0, 0);
 #pragma unroll
       for (int nt = 0; nt < 4; ++nt) {
         const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + q0 + nt * 8 + 2 * t);
@@ -554,7 +558,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         lse2[nt].y = lse_log2(l.y);
         dsum2[nt] = *reinterpret_cast<const float2*>(s_dsum + st * kBM + nt * 8 + 2 * t);
       }
-      mask_scores(s, cls, m0, wg * 64);
+      mask_scores(s, dp, cls, m0, wg * 64);
 #pragma unroll
       for (int nt = 0; nt < kQT; ++nt)
 #pragma unroll
