@@ -25,6 +25,18 @@ __device__ __forceinline__ uint64_t desc_sw128(uint32_t smem_addr, uint32_t lbo_
          (uint64_t((sbo_bytes >> 4) & 0x3FFFu) << 32) | (uint64_t(1) << 62);
 }
 
+// desc_sw128(tile + offset, …), built as desc_sw128(tile, …) plus offset / 16 in the start-address field
+// (bits 0–13: shared addresses stay below 2^18, so the add never carries out of it); tile and offset
+// are multiples of 16. With the k-slice's offset a compile-time constant (unrolled loops), every
+// slice's descriptor is one add on the tile's, which the compiler builds once: built from each slice's
+// address, a descriptor cost ~7 integer instructions per wgmma (SASS of the Hopper backward: ~350 of
+// a step's ~850 instructions per warp at head dim 128).
+__device__ __forceinline__ uint64_t desc_sw128_at(uint32_t tile, uint32_t offset, uint32_t lbo_bytes,
+                                                  uint32_t sbo_bytes) {
+  const uint64_t d = desc_sw128(tile, lbo_bytes, sbo_bytes);
+  return (d & 0xFFFFFFFF00000000ull) | uint32_t(uint32_t(d) + (offset >> 4));
+}
+
 // Orders this warpgroup's register writes (accumulators, A fragments) before the next wgmma.
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }

@@ -389,10 +389,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     using Mma = decltype(mma);
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
-      const uint32_t koff = (ks / 4) * KL::kSlabBytes + k_row * 128 + (ks % 4) * 32;  // a row is 128 bytes of a slab
-      const uint32_t qoff = (ks / 4) * QL::kSlabBytes + q_row * 128 + (ks % 4) * 32;
-      const uint64_t dK = w::desc_sw128(sK + koff, 16, kSbo), dQ = w::desc_sw128(sQ(st) + qoff, 16, kSbo);
-      const uint64_t dV = w::desc_sw128(sV + koff, 16, kSbo), dO = w::desc_sw128(sDO(st) + qoff, 16, kSbo);
+      const uint32_t koff = (ks / 4) * KL::kSlabBytes + (ks % 4) * 32, qoff = (ks / 4) * QL::kSlabBytes + (ks % 4) * 32;
+      const uint32_t k_at = k_row * 128, q_at = q_row * 128;  // a row is 128 bytes of a slab
+      const uint64_t dK = w::desc_sw128_at(sK + k_at, koff, 16, kSbo), dQ = w::desc_sw128_at(sQ(st) + q_at, qoff, 16, kSbo);
+      const uint64_t dV = w::desc_sw128_at(sV + k_at, koff, 16, kSbo), dO = w::desc_sw128_at(sDO(st) + q_at, qoff, 16, kSbo);
       if (ks == 0) {
         Mma::template ss<false>(s, dK, dQ);
         Mma::template ss<false>(dp, dV, dO);
@@ -466,10 +466,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       w::fence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
-        MmaKV::ss_bmn(dv, w::desc_sw128(at_a + kk * 32, 16, kSbo), w::desc_sw128(tile_a + kk * 2048, slab, kSbo));
+        MmaKV::ss_bmn(dv, w::desc_sw128_at(at_a, kk * 32, 16, kSbo), w::desc_sw128_at(tile_a, kk * 2048, slab, kSbo));
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
-        MmaKB::ss_bmn(dk, w::desc_sw128(at_b + kk * 32, 16, kSbo), w::desc_sw128(tile_b + kk * 2048, slab, kSbo));
+        MmaKB::ss_bmn(dk, w::desc_sw128_at(at_b, kk * 32, 16, kSbo), w::desc_sw128_at(tile_b, kk * 2048, slab, kSbo));
       w::commit();
       // ---- dQ[:, slab cs …] = dS·K[:, slab cs …] over the part's keys, each part staged and sent before
       // the next; A = dS (64 queries, keys) MN-major from dSᵀ; B = K (keys, 64 columns) MN-major. (Both
@@ -483,8 +483,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         w::fence();
 #pragma unroll
         for (int kk = 0; kk < (half ? 2 : 4); ++kk) {
-          const uint64_t a = w::desc_sw128(sDS(st) + (k0 + kk) * 2048, SL::kSlabBytes, kSbo);
-          const uint64_t bk = w::desc_sw128(sK + uint32_t(cs) * KL::kSlabBytes + (k0 + kk) * 2048, KL::kSlabBytes, kSbo);
+          const uint64_t a = w::desc_sw128_at(sDS(st) + k0 * 2048, kk * 2048, SL::kSlabBytes, kSbo);
+          const uint64_t bk = w::desc_sw128_at(sK + uint32_t(cs) * KL::kSlabBytes + k0 * 2048, kk * 2048, KL::kSlabBytes, kSbo);
           if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
           else MmaQ::template ss<true>(dq, a, bk);
         }
@@ -586,7 +586,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       // ---- dV_w += Pᵀ·dO: B = dO (kBM queries = k, D = n), MN-major ----------------------------------
       w::fence();
 #pragma unroll
-      for (int kk = 0; kk < kBM / 16; ++kk) MmaKV::rs(dv, pa[kk], w::desc_sw128(sDO(st) + kk * 2048, QL::kSlabBytes, kSbo));
+      for (int kk = 0; kk < kBM / 16; ++kk) MmaKV::rs(dv, pa[kk], w::desc_sw128_at(sDO(st), kk * 2048, QL::kSlabBytes, kSbo));
       w::commit();
       w::fence_proxy_async();
       // [B] dSᵀ of every warpgroup in shared memory
@@ -600,25 +600,25 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       if constexpr (kBM == 128) {  // queries 64·wg … (dSᵀ slab wg), all 64 columns, over all kBN keys
 #pragma unroll
         for (int kk = 0; kk < kBN / 16; ++kk) {
-          const uint64_t a = w::desc_sw128(sDS(st) + wg * SL::kSlabBytes + kk * 2048, SL::kSlabBytes, kSbo);
-          const uint64_t bk = w::desc_sw128(sK + kk * 2048, KL::kSlabBytes, kSbo);
+          const uint64_t a = w::desc_sw128_at(sDS(st) + wg * SL::kSlabBytes, kk * 2048, SL::kSlabBytes, kSbo);
+          const uint64_t bk = w::desc_sw128_at(sK, kk * 2048, KL::kSlabBytes, kSbo);
           if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
           else MmaQ::template ss<true>(dq, a, bk);
         }
       } else if constexpr (kD == 128) {  // columns 64·wg … over all kBN keys
 #pragma unroll
         for (int kk = 0; kk < kBN / 16; ++kk) {
-          const uint64_t a = w::desc_sw128(sDS(st) + kk * 2048, SL::kSlabBytes, kSbo);
-          const uint64_t bk = w::desc_sw128(sK + wg * KL::kSlabBytes + kk * 2048, KL::kSlabBytes, kSbo);
+          const uint64_t a = w::desc_sw128_at(sDS(st), kk * 2048, SL::kSlabBytes, kSbo);
+          const uint64_t bk = w::desc_sw128_at(sK + wg * KL::kSlabBytes, kk * 2048, KL::kSlabBytes, kSbo);
           if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
           else MmaQ::template ss<true>(dq, a, bk);
         }
       } else {  // all 64 columns over this warpgroup's 64 keys (the partial sums meet in the reduce-add)
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
-          const uint32_t off = uint32_t(wg * 64 + kk * 16) * 128;
-          const uint64_t a = w::desc_sw128(sDS(st) + off, SL::kSlabBytes, kSbo);
-          const uint64_t bk = w::desc_sw128(sK + off, KL::kSlabBytes, kSbo);
+          const uint32_t at = uint32_t(wg * 64) * 128;  // this warpgroup's 64 key rows, 16 per slice
+          const uint64_t a = w::desc_sw128_at(sDS(st) + at, kk * 2048, SL::kSlabBytes, kSbo);
+          const uint64_t bk = w::desc_sw128_at(sK + at, kk * 2048, KL::kSlabBytes, kSbo);
           if (kk == 0) MmaQ::template ss<false>(dq, a, bk);
           else MmaQ::template ss<true>(dq, a, bk);
         }
@@ -627,7 +627,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       // ---- dK_w += dSᵀ·Q: B = Q (kBM queries = k, D = n), MN-major; issued after dQ so that it runs
       // while dQ is staged and sent (wgmma groups complete in order: wait<1> is dV and dQ) -----------
 #pragma unroll
-      for (int kk = 0; kk < kBM / 16; ++kk) MmaKV::rs(dk, da[kk], w::desc_sw128(sQ(st) + kk * 2048, QL::kSlabBytes, kSbo));
+      for (int kk = 0; kk < kBM / 16; ++kk) MmaKV::rs(dk, da[kk], w::desc_sw128_at(sQ(st), kk * 2048, QL::kSlabBytes, kSbo));
       w::commit();
       w::wait<1>();  // dV and dQ
 

@@ -184,11 +184,11 @@ __global__ void __launch_bounds__(FwdSm90Config<V>::kThreads, FwdSm90Config<V>::
     prim::sm90::fence();
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
-      const uint64_t dk = prim::sm90::desc_sw128(k_s + (ks / 4) * KVL::kSlabBytes + (ks % 4) * 32, 16, kSbo);
+      const uint64_t dk = prim::sm90::desc_sw128_at(k_s, (ks / 4) * KVL::kSlabBytes + (ks % 4) * 32, 16, kSbo);
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        const uint64_t dq = prim::sm90::desc_sw128(
-            sQ + (ks / 4) * QL::kSlabBytes + (wg_row0 + mt * 64) * 128 + (ks % 4) * 32, 16, kSbo);
+        const uint64_t dq = prim::sm90::desc_sw128_at(sQ + wg_row0 * 128,
+                                                      (ks / 4) * QL::kSlabBytes + mt * 64 * 128 + (ks % 4) * 32, 16, kSbo);
         if (ks == 0) MmaS::template ss<false>(s[mt], dq, dk);
         else MmaS::template ss<true>(s[mt], dq, dk);
       }
@@ -219,7 +219,7 @@ __global__ void __launch_bounds__(FwdSm90Config<V>::kThreads, FwdSm90Config<V>::
     prim::sm90::fence();
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      const uint64_t dv = prim::sm90::desc_sw128(v_s + kk * 2048, KVL::kSlabBytes, kSbo);
+      const uint64_t dv = prim::sm90::desc_sw128_at(v_s, kk * 2048, KVL::kSlabBytes, kSbo);
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) MmaO::rs(o[mt], pa[mt][kk], dv);
     }

@@ -225,8 +225,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     w::fence();
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
-      const uint64_t dq = w::desc_sw128(sQ + (ks / 4) * QL::kSlabBytes + wg_row0 * 128 + (ks % 4) * 32, 16, kSbo);
-      const uint64_t dk = w::desc_sw128(sK(st) + (ks / 4) * KL::kSlabBytes + (ks % 4) * 32, 16, kSbo);
+      const uint64_t dq = w::desc_sw128_at(sQ + wg_row0 * 128, (ks / 4) * QL::kSlabBytes + (ks % 4) * 32, 16, kSbo);
+      const uint64_t dk = w::desc_sw128_at(sK(st), (ks / 4) * KL::kSlabBytes + (ks % 4) * 32, 16, kSbo);
       if (ks == 0) MmaS::template ss<false>(s[0], dq, dk);
       else MmaS::template ss<true>(s[0], dq, dk);
     }
@@ -238,7 +238,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   auto issue_pv = [&](int st) {
     w::fence();
 #pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) MmaO::rs(o[0], pa[kk], w::desc_sw128(sV(st) + kk * 2048, KL::kSlabBytes, kSbo));
+    for (int kk = 0; kk < kBN / 16; ++kk) MmaO::rs(o[0], pa[kk], w::desc_sw128_at(sV(st), kk * 2048, KL::kSlabBytes, kSbo));
     w::commit();
   };
   auto pack_p = [&](const float (&s)[1][kNS][4]) {
