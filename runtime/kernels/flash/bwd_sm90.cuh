@@ -186,6 +186,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   constexpr int kQT = kBM / 8;  // 8-query column tiles of Sᵀ and dPᵀ
   constexpr uint32_t kSbo = 1024;  // 8 rows × 128 bytes between core-matrix groups
   constexpr float kLog2e = 1.4426950408889634f;
+  auto lse_log2 = [](float l) { return l == -INFINITY ? INFINITY : l * kLog2e; };  // a row that saw nothing: P = 0
+  // The warp-specialized producer stores LSE already as lse_log2 (64 values per step, once) instead of
+  // every consumer thread converting its 2·kQT (an FMUL and a select each, per step).
+  auto lse_of = [&](float stored) { return C::kWS ? stored : lse_log2(stored); };
 
   const int b = blockIdx.z;
   const int hkv = heads_fastest ? blockIdx.x : blockIdx.y;           // see launch_bwd_sm90
@@ -290,12 +294,13 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
             tma::load_4d(sDO(pst) + slab * QL::kSlabBytes, &maps.d_o, bar_q_full(pst), slab * 64, h, q_row0 + m0, tb);
           }
         }
-        // LSE and D of the kBM rows (0 past the sequence, as the cp.async zero-fill of the other form).
+        // LSE (as lse_log2) and D of the kBM rows (0 past the sequence, as the cp.async zero-fill of the
+        // other form).
         const float* lse = p.lse + b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + si.q_start;
         const float* dsum = static_cast<const float*>(p.workspace) + int64_t(h) * p.total_q + row_base;
         for (int r = lane; r < kBM; r += 32) {
           const bool ok = m0 + r < sq;
-          s_lse[pst * kBM + r] = ok ? lse[m0 + r] : 0.f;
+          s_lse[pst * kBM + r] = ok ? lse_log2(lse[m0 + r]) : 0.f;
           s_dsum[pst * kBM + r] = ok ? dsum[m0 + r] : 0.f;
         }
         tma::mbar_arrive(bar_q_full(pst));
@@ -352,7 +357,6 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
         }
     }
   };
-  auto lse_log2 = [](float l) { return l == -INFINITY ? INFINITY : l * kLog2e; };  // a row that saw nothing: P = 0
   // dS = P ∘ (dP − D); finite where the mask hides a score (mask_scores zeroed dP there, and D is 0 on
   // rows past the sequence).
   auto ds_of = [](float pv, float dpv, float dsum) { return pv * (dpv - dsum); };
@@ -436,7 +440,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       for (int nt = 0; nt < 4; ++nt) {
         const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + q0 + nt * 8 + 2 * t);
         const float2 dsum = *reinterpret_cast<const float2*>(s_dsum + st * kBM + q0 + nt * 8 + 2 * t);
-        const float l0 = lse_log2(l.x), l1 = lse_log2(l.y);
+        const float l0 = lse_of(l.x), l1 = lse_of(l.y);
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const float pv = prim::exp2_approx(sc[nt][e] * p.scale_log2 - (e & 1 ? l1 : l0));
@@ -554,8 +558,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 #pragma unroll
       for (int nt = 0; nt < kQT; ++nt) {
         const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + nt * 8 + 2 * t);
-        lse2[nt].x = lse_log2(l.x);
-        lse2[nt].y = lse_log2(l.y);
+        lse2[nt].x = lse_of(l.x);
+        lse2[nt].y = lse_of(l.y);
         dsum2[nt] = *reinterpret_cast<const float2*>(s_dsum + st * kBM + nt * 8 + 2 * t);
       }
       mask_scores(s, dp, cls, m0, wg * 64);
