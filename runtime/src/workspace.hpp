@@ -3,13 +3,15 @@
 #pragma once
 #include <cstddef>
 
+#include "attnforge/attnforge.h"
 #include "variant_key.hpp"
 
 namespace attnforge {
 
-size_t workspace_bytes_unfused(const VariantKey& key, const Params& p);
-size_t workspace_bytes_fused(const VariantKey& key, const Params& p);
-size_t workspace_bytes_flash(const VariantKey& key, const Params& p);
+// Exported for the host tests (tests/host/test_bwd_workspace.cpp).
+ATTNFORGE_API size_t workspace_bytes_unfused(const VariantKey& key, const Params& p);
+ATTNFORGE_API size_t workspace_bytes_fused(const VariantKey& key, const Params& p);
+ATTNFORGE_API size_t workspace_bytes_flash(const VariantKey& key, const Params& p);
 
 inline size_t workspace_bytes(const VariantKey& key, const Params& p) {
   switch (key.backend) {

@@ -1,8 +1,10 @@
 // The flash backward's scratch layout (flash/bwd_workspace.hpp): sections in order, 256-byte
-// aligned, sized for every query tile, and no int overflow at the validator's largest length.
+// aligned, sized for every query tile, no int overflow at the validator's largest length, and an
+// sm90a tile's workspace (runtime/src/workspace_flash.cpp) covering its 64-query-step fallback.
 #include <gtest/gtest.h>
 
 #include "flash/bwd_workspace.hpp"
+#include "workspace.hpp"
 
 namespace {
 
@@ -51,6 +53,27 @@ TEST(BwdWorkspace, LargestValidSeqlenDoesNotOverflow) {
   EXPECT_GE(w.sem_offset - w.dq_acc_offset, tiles * bm * 64 * sizeof(float));
   EXPECT_EQ(w.zero_bytes, w.sem_offset - w.dq_acc_offset + tiles * sizeof(int32_t));
   EXPECT_EQ(flash::dq_acc_tile_base(p, 0, 0, int(tiles) - 1, bm, 64), int64_t(tiles - 1) * bm * 64);
+}
+
+// hd64 m128n128w12s2_sm90a falls back to m64n128w8s2 (deterministic mode, keys in one tile), whose
+// deterministic semaphores are one per 64 query rows: the workspace a caller sizes by
+// attnforge_workspace_size must hold that layout too.
+TEST(BwdWorkspace, Sm90aTileCoversItsSixtyFourQueryFallback) {
+  const VariantKey key{Backend::flash, Direction::bwd, DType::bf16, 64, 0, 128, 128, 12, 2, 90};
+  bool fallback_larger = false;
+  for (bool det : {false, true})
+    for (int sq : {1, 63, 99, 129, 1000}) {
+      const Params p = shape(8, 32, sq, 8 * sq, 64, det);
+      const size_t own = flash::flash_bwd_workspace_bytes(128, 128, p), fallback = flash::flash_bwd_workspace_bytes(64, 128, p);
+      EXPECT_GE(workspace_bytes(key, p), own);
+      EXPECT_GE(workspace_bytes(key, p), fallback);
+      fallback_larger |= fallback > own;
+    }
+  EXPECT_TRUE(fallback_larger);  // the case the own tile alone got wrong (deterministic, Sq 99)
+  VariantKey mma = key;  // a 64-query tile of any arch is its own fallback: unchanged
+  mma.block_m = 64, mma.warps = 8, mma.arch = 0;
+  const Params p = shape(8, 32, 99, 8 * 99, 64, true);
+  EXPECT_EQ(workspace_bytes(mma, p), flash::flash_bwd_workspace_bytes(64, 128, p));
 }
 
 }  // namespace
