@@ -141,7 +141,7 @@ struct BwdSm90Fallback {
 };
 template <DType T, int D, class M, int BM, int BN, int W, int S>
 struct BwdSm90Fallback<Variant<Backend::flash, Direction::bwd, T, D, M, Tile<BM, BN, W, S, 90>>> {
-  using type = Variant<Backend::flash, Direction::bwd, T, D, M, Tile<64, BN, W - 4, S>>;  // 64-query steps
+  using type = Variant<Backend::flash, Direction::bwd, T, D, M, Tile<kSm90BwdRows, BN, W - 4, S>>;  // 64-query steps
 };
 
 namespace bwd_sm90_detail {
@@ -154,7 +154,7 @@ namespace bwd_sm90_detail {
 __host__ __device__ __forceinline__ int dq_frag_offset(int nt, int hh, int tid128) {
   return ((nt * 2 + hh) * 128 + tid128) * 2;
 }
-constexpr int kDqTileRows = 64;
+constexpr int kDqTileRows = kSm90BwdRows;
 
 }  // namespace bwd_sm90_detail
 
@@ -360,6 +360,33 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   // dS = P ∘ (dP − D); finite where the mask hides a score (mask_scores zeroed dP there, and D is 0 on
   // rows past the sequence).
   auto ds_of = [](float pv, float dpv, float dsum) { return pv * (dpv - dsum); };
+  // Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e) over x, dSᵀ = Pᵀ ∘ (dPᵀ − D) over dpx: the step's accumulators,
+  // kN 8-query column tiles from query column q0 of stage st (tile rows m0 + q0 …), keys from key0.
+  // LSE·log2e and D of this thread's 2·kN query columns are read up front, and masked scores become −∞
+  // (P = 0) in a pass of their own, so the main loop is the same straight-line math on every tile
+  // (per-element predicated shared loads behind the mask test stalled causal tiles: on the H200,
+  // hd64 causal S 4096 went from 229 to 314 TFLOP/s, non-causal from 307 to 350).
+  auto p_and_ds = [&](auto& x, auto& dpx, TileClass cls, int m0, int q0, int key0, int st) {
+    constexpr int kN = std::extent_v<std::remove_reference_t<decltype(x)>>;
+    float2 lse2[kN], dsum2[kN];
+#pragma unroll
+    for (int nt = 0; nt < kN; ++nt) {
+      const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + q0 + nt * 8 + 2 * t);
+      lse2[nt].x = lse_of(l.x);
+      lse2[nt].y = lse_of(l.y);
+      dsum2[nt] = *reinterpret_cast<const float2*>(s_dsum + st * kBM + q0 + nt * 8 + 2 * t);
+    }
+    mask_scores(x, dpx, cls, m0 + q0, key0);
+#pragma unroll
+    for (int nt = 0; nt < kN; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float lse = e & 1 ? lse2[nt].y : lse2[nt].x, dsum = e & 1 ? dsum2[nt].y : dsum2[nt].x;
+        const float pv = prim::exp2_approx(x[nt][e] * p.scale_log2 - lse);
+        x[nt][e] = pv;
+        dpx[nt][e] = ds_of(pv, dpx[nt][e], dsum);
+      }
+  };
   // m64k16 A fragment kk (16 queries) of Pᵀ or dSᵀ from its fp32 accumulator v.
   auto pack_a = [](uint32_t (&fr)[4], const auto& v, int kk) {
     fr[0] = C::Num::pack2(v[2 * kk][0], v[2 * kk][1]);
@@ -391,10 +418,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   // q_row of stage st; (64 keys, Mma's N queries) each.
   auto s_dp_gemm = [&](auto mma, auto& s, auto& dp, int k_row, int q_row, int st) {
     using Mma = decltype(mma);
+    const uint32_t k_at = k_row * 128, q_at = q_row * 128;  // a row is 128 bytes of a slab
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
       const uint32_t koff = (ks / 4) * KL::kSlabBytes + (ks % 4) * 32, qoff = (ks / 4) * QL::kSlabBytes + (ks % 4) * 32;
-      const uint32_t k_at = k_row * 128, q_at = q_row * 128;  // a row is 128 bytes of a slab
       const uint64_t dK = w::desc_sw128_at(sK + k_at, koff, 16, kSbo), dQ = w::desc_sw128_at(sQ(st) + q_at, qoff, 16, kSbo);
       const uint64_t dV = w::desc_sw128_at(sV + k_at, koff, 16, kSbo), dO = w::desc_sw128_at(sDO(st) + q_at, qoff, 16, kSbo);
       if (ks == 0) {
@@ -433,21 +460,9 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       s_dp_gemm(MmaS32{}, sc, dp, 0, q0, st);
       w::commit();
       w::wait<0>();
-      // ---- Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e), dSᵀ = Pᵀ ∘ (dPᵀ − D) on this warpgroup's 32 queries --
+      // ---- Pᵀ, dSᵀ on this warpgroup's 32 queries ----------------------------------------------------
       // Element (nt, e): key row wrow + g + 8·(e / 2), query column q0 + 8·nt + 2t + e % 2.
-      mask_scores(sc, dp, cls, m0 + q0, 0);
-#pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
-        const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + q0 + nt * 8 + 2 * t);
-        const float2 dsum = *reinterpret_cast<const float2*>(s_dsum + st * kBM + q0 + nt * 8 + 2 * t);
-        const float l0 = lse_of(l.x), l1 = lse_of(l.y);
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float pv = prim::exp2_approx(sc[nt][e] * p.scale_log2 - (e & 1 ? l1 : l0));
-          sc[nt][e] = pv;
-          dp[nt][e] = ds_of(pv, dp[nt][e], e & 1 ? dsum.y : dsum.x);
-        }
-      }
+      p_and_ds(sc, dp, cls, m0, q0, 0, st);
       // [W] both warpgroups' GEMMs of the last step have read the Pᵀ and dSᵀ tiles; then this warpgroup's
       // 32 query columns of each go in, and [S] has both halves in place.
       tma::bar_sync(5, C::kConsumerThreads);
@@ -548,30 +563,9 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       w::commit();
       w::wait<0>();
 
-      // ---- Pᵀ = exp2(Sᵀ·scale·log2e − LSE·log2e), dSᵀ = Pᵀ ∘ (dPᵀ − D) ---------------------------------
+      // ---- Pᵀ, dSᵀ ---------------------------------------------------------------------------------------
       // Element (nt, e): key row 64·wg + wrow + g + 8·(e / 2), query column 8·nt + 2t + e % 2.
-      // LSE·log2e and D of this thread's 2·kQT query columns are read up front, and masked scores become −∞
-      // (P = 0) in a pass of their own, so the main loop is the same straight-line math on every tile
-      // (per-element predicated shared loads behind the mask test stalled causal tiles: on the H200,
-      // hd64 causal S 4096 went from 229 to 314 TFLOP/s, non-causal from 307 to 350).
-      float2 lse2[kQT], dsum2[kQT];
-#pragma unroll
-      for (int nt = 0; nt < kQT; ++nt) {
-        const float2 l = *reinterpret_cast<const float2*>(s_lse + st * kBM + nt * 8 + 2 * t);
-        lse2[nt].x = lse_of(l.x);
-        lse2[nt].y = lse_of(l.y);
-        dsum2[nt] = *reinterpret_cast<const float2*>(s_dsum + st * kBM + nt * 8 + 2 * t);
-      }
-      mask_scores(s, dp, cls, m0, wg * 64);
-#pragma unroll
-      for (int nt = 0; nt < kQT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float lse = e & 1 ? lse2[nt].y : lse2[nt].x, dsum = e & 1 ? dsum2[nt].y : dsum2[nt].x;
-          const float pv = prim::exp2_approx(s[nt][e] * p.scale_log2 - lse);
-          s[nt][e] = pv;
-          dp[nt][e] = ds_of(pv, dp[nt][e], dsum);
-        }
+      p_and_ds(s, dp, cls, m0, 0, wg * 64, st);
       uint32_t pa[kBM / 16][4], da[kBM / 16][4];  // Pᵀ, dSᵀ as m64k16 A fragments, one per 16 queries
 #pragma unroll
       for (int kk = 0; kk < kBM / 16; ++kk) {
