@@ -21,7 +21,8 @@ size_t workspace_bytes_flash(const VariantKey& key, const Params& p) {
   // own tile alone, a caller's workspace of exactly this size failed that fallback (GPU sweep,
   // 2026-11-30: ATTNFORGE_INTERNAL on a deterministic hd64 m128n128w12 call).
   size_t bytes = flash::flash_bwd_workspace_bytes(key.block_m, key.block_n, p);
-  if (key.arch == 90 && key.block_m != 64) bytes = std::max(bytes, flash::flash_bwd_workspace_bytes(64, key.block_n, p));
+  if (key.arch == 90 && key.block_m != flash::kSm90BwdRows)
+    bytes = std::max(bytes, flash::flash_bwd_workspace_bytes(flash::kSm90BwdRows, key.block_n, p));
   return bytes;
 #else
   return 0;

@@ -22,6 +22,11 @@ struct BwdWorkspaceLayout {
   size_t total_bytes;
 };
 
+// Query rows of the Hopper backward's dQ accumulator blocks, whatever its step (flash/bwd_sm90.cuh), and
+// of the tile an sm90a backward tile falls back to (BwdSm90Fallback): both lay the workspace out with
+// this block_m, which runtime/src/workspace_flash.cpp sizes for too.
+constexpr int kSm90BwdRows = 64;
+
 ATTNFORGE_HD size_t bwd_align256(size_t x) { return (x + 255) & ~size_t(255); }
 
 ATTNFORGE_HD BwdWorkspaceLayout flash_bwd_workspace_layout(int block_m, int block_n, const Params& p) {
