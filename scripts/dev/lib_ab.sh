@@ -43,22 +43,23 @@ python3 - "$OUT" "${trees[@]}" <<'PY'
 import collections, re, sys
 out, trees = sys.argv[1], sys.argv[2:]
 def read(path):
-    rows, shape, impl = collections.OrderedDict(), None, None
+    rows, shape, impl, tile = collections.OrderedDict(), None, "", ""
     for line in open(path):
         if line.startswith("=="):
             shape = line.strip("= \n")
-        elif re.match(r"\s+(af|cudnn)\s+total", line):
+        elif re.match(r"\s+(af\S*|cudnn)\s+total", line):
             impl = line.split()[0]
-            if impl == "af":
-                rows[(shape, "total")] = float(line.split()[2])
-        elif impl == "af" and re.match(r"\s+[0-9.]+ µs", line):
+            tile = impl[3:] + " " if impl.startswith("af.") else ""  # --fwd-tiles: one row per tile
+            if impl.startswith("af"):
+                rows[(shape, tile + "total")] = float(line.split()[2])
+        elif impl.startswith("af") and re.match(r"\s+[0-9.]+ µs", line):
             name = re.sub(r"<.*", "", line.split("µs", 1)[1].strip()).replace("void ", "").split("::")[-1]
-            rows[(shape, name)] = float(line.split()[0])
+            rows[(shape, tile + name)] = float(line.split()[0])
     return rows
 runs = {(t, r): read(f"{out}/bd_{t}_{r}.txt") for t in trees for r in (1, 2)}
 f = lambda v: "—" if v is None else f"{v:.1f}"
-print(f"{'shape':40s} {'kernel':34s} " + " → ".join(f"{t + ' ×2':>19s}" for t in trees))
+print(f"{'shape':40s} {'kernel':50s} " + " → ".join(f"{t + ' ×2':>19s}" for t in trees))
 for key in runs[("new", 1)]:
     cols = [" ".join(f"{f(runs[(t, r)].get(key)):>9s}" for r in (1, 2)) for t in trees]
-    print(f"{key[0]:40s} {key[1][:34]:34s} " + " → ".join(cols))
+    print(f"{key[0]:40s} {key[1][:50]:50s} " + " → ".join(cols))
 PY
