@@ -124,8 +124,19 @@ constexpr const char* kHopperFwdD64Long =
 // Causal, D = 64, same runs: m128n192w12 376 / 372 at S 4096 against m192's 366 / 364 and m128n128w12's
 // 364 / 347; S 8192 411 / 409 against 407 / 406; S 16384 431 / 431 against 426 / 426. At S 2048 it
 // loses (310 against 326): the wider diagonal tile wastes more.
+// Since the wgmma descriptors are built once per tile (v15), m192 leads causal from 4096 on and the
+// two-consumer m128n128w12 from 2048. H200, 2026-11-30 (fourteenth session), scripts/dev/lib_ab.sh with
+// kernel_breakdown.py --fwd-tiles: kernel µs through the binding, bf16, B·S = 16384, three device calls
+// (bench/results/h200_2026-11-30l_lib_ab.md): S 16384 m192n128w16 2380 / 2389 / 2411 / 2436 against
+// m128n192w12's 2477 / 2501 / 2516 / 2534; S 8192 1276 / 1265 against 1316 / 1304; S 4096 714–729
+// against 722–734; S 2048 m128n128w12 410 / 408 / 414 / 412 against m128n128w4's 415 / 418 / 418 / 421
+// (m192 482, m128n192w12 428–432); S 1024 and 512 m128n128w4 ties or leads (248.5 against 249.7; 164
+// against 170), so the wgmma kernel keeps them.
 constexpr const char* kHopperFwdD64CausalLong =
-    "m128n192w12 sm90a: fastest causal flash forward at D = 64 and S_k >= 4096 on Hopper (warp-specialized kernel)";
+    "m192n128w16 sm90a: fastest causal flash forward at D = 64 and S_k >= 4096 on Hopper (warp-specialized kernel)";
+constexpr const char* kHopperFwdD64CausalMid =
+    "m128n128w12 sm90a: fastest causal flash forward at D = 64 and S_k 2048 … 4095 on Hopper (warp-specialized "
+    "kernel)";
 // D = 128, same runs: 176 keys per tile win from S_k = 8192 on (non-causal S 8192 613 / 612 against
 // m128n128w12's 606 / 606, S 16384 622 / 622 against 612 / 612; causal S 8192 549 / 543 against
 // 541 / 541, S 16384 573 / 573 against 561 / 563) and lose below (S 4096 570 / 567 against 586 / 583;
@@ -180,7 +191,8 @@ constexpr TilePreference kTilePreference[] = {
     // was within 5% on the other 3 (D = 64, S ≤ 1024). On sm_90 the generator's first tile is now the
     // warp-specialized m128n128w12 (arch sm90a; other devices skip it), which leads at D = 128, and its
     // first bwd tile the warp-specialized m64n128w12 (sm90a), which leads at D = 128 (kHopperBwdD64Long).
-    {Backend::flash, Direction::fwd, 9, true, "causal", 64, 64, 4096, 0, 4096, 128, 192, 12, 0, kHopperFwdD64CausalLong},
+    {Backend::flash, Direction::fwd, 9, true, "causal", 64, 64, 4096, 0, 4096, 192, 128, 16, 0, kHopperFwdD64CausalLong},
+    {Backend::flash, Direction::fwd, 9, true, "causal", 64, 64, 2048, 0, 2048, 128, 128, 12, 0, kHopperFwdD64CausalMid},
     {Backend::flash, Direction::fwd, 9, true, "none", 64, 64, 2048, 0, 2048, 192, 128, 16, 0, kHopperFwdD64Long},
     {Backend::flash, Direction::fwd, 9, true, nullptr, 64, 64, 8192, 0, 0, 192, 128, 16, 0, kHopperFwdD64Long},
     {Backend::flash, Direction::fwd, 9, false, nullptr, 64, 64, 0, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
