@@ -53,6 +53,14 @@ struct FwdWsConfig {
   // Row blocks differ in work under every mask kind but "none" (causal: the last block reads all keys),
   // so WsSchedule pairs them into units of equal work.
   static constexpr bool kUnevenRows = std::string_view(Mask::kName) != "none";
+  // Who zeroes the dead V rows of a partial key tile (v_ready): under a mask that makes partial tiles
+  // routine (the causal diagonal, once per block) each consumer warpgroup on its own, so the warpgroups
+  // do not meet there — a barrier of all consumers aligned them once per block and cost the ping-pong
+  // the offset it restarts from: H200, 2026-11-30, causal m192n128w16 D 64 −2.6 to −7.4 %, m128n128w12
+  // D 128 −0.7 to −3.5 %. Without a mask (a partial tile only at the end of a ragged sequence) the old
+  // all-consumer split stays: that form, never run there, compiled the non-causal steady loop 1–4 %
+  // faster (bench/results/h200_2026-11-30l_lib_ab.md, call 5).
+  static constexpr bool kZeroPerWarpgroup = kUnevenRows;
   static_assert((kBlockM == 128 || kBlockM == 192) && V::TileT::kWarps == 4 * (kConsumers + 1),
                 "a producer warpgroup + two or three consumer warpgroups of 64 rows");
   static_assert(kD % 64 == 0 && kD <= 256, "head dim: whole 64-column slabs, at most 256 (wgmma N of O)");
@@ -263,17 +271,21 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       };
       // V_j arrived (stage st). On a partial tile, V rows no query of this block sees (past sk, outside a
       // window, the next packed sequence) are zeroed before any P·V reads them: P is 0 there, but 0·NaN
-      // would reach O. The consumer warpgroups split the rows, then meet on a barrier — outside their
-      // GEMM turns, so the ping-pong cannot deadlock on it.
+      // would reach O. kZeroPerWarpgroup: each consumer warpgroup zeroes every such row itself (where two
+      // zero a row, they write the same zeros) and meets only its own warps; otherwise the warpgroups
+      // split the rows and meet on a barrier of all consumers — outside their GEMM turns, so the
+      // ping-pong cannot deadlock on it.
       const int q_last = min(m0 + kBM, sq) - 1;
       auto v_ready = [&](int st, uint32_t ph, int j) {
         tma::mbar_wait(bar_v_full(st), ph);
         if (tile_class(blk, j) == TileClass::kFull) return;
-        for (int r = ctid; r < kBN; r += C::kConsumerThreads) {
+        constexpr int kRowStride = C::kZeroPerWarpgroup ? 128 : C::kConsumerThreads;
+        for (int r = C::kZeroPerWarpgroup ? ctid & 127 : ctid; r < kBN; r += kRowStride) {
           if (!prim::key_live<Mask>(m0, q_last, j * kBN + r, sq, sk, p.mask)) prim::zero_row_sw128<KL>(sV(st), r);
         }
         w::fence_proxy_async();
-        tma::bar_sync(ws_bar::kConsumers, C::kConsumerThreads);
+        if constexpr (C::kZeroPerWarpgroup) tma::bar_sync(ws_bar::kWarpgroup + cw, 128);
+        else tma::bar_sync(ws_bar::kConsumers, C::kConsumerThreads);
       };
 
       tma::mbar_wait(bar_q, n_q & 1);
