@@ -1,10 +1,11 @@
 // Flash forward, warp-specialized Hopper kernel (sm_90a variants: tile arch = "sm90a"): a producer
 // warpgroup moves Q/K/V with the tensor memory accelerator (128-byte swizzle, kStages-deep K and V
 // rings completing on mbarriers) and gives its registers away (setmaxnreg); kBlockM / 64 consumer
-// warpgroups of 64 query rows each run S = Q·Kᵀ and O += P·V on wgmma and overlap their own softmax of
-// tile j with P_{j−1}·V_{j−1}. With two consumers (m128, 12 warps) they also take turns on the tensor
-// cores (ping-pong: one warpgroup's softmax overlaps the other's GEMMs); three (m192, 16 warps) run
-// free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer loads
+// warpgroups of 64 query rows each run S = Q·Kᵀ and O += P·V on wgmma, issuing S_j and P_{j−1}·V_{j−1}
+// together (the source asks for the softmax of S_j beside that P·V, but ptxas puts the wait for it
+// first; keeping the wait below measured slower: bench/NOTES-flash.md v18). With two consumers (m128,
+// 12 warps) they take turns on the tensor cores (ping-pong: one warpgroup's softmax overlaps the
+// other's GEMMs); three (m192, 16 warps) run free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer loads
 // the next block's Q and first K while the consumers finish the last one. Head dim a multiple of 64 up
 // to 256 (codegen/limits.py admits 64, 128, 192 and 256; 192 / 256 measured 2026-11-30, bench/NOTES-flash.md v13),
 // f16/bf16, masks without a tensor.
@@ -335,7 +336,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           w::wait<1>();  // S_j landed
           tma::mbar_arrive(bar_k_empty(st));
           mask(s, j);
-          softmax.scores_to_p(s, c, alpha);  // while P_{j−1}·V_{j−1} runs
+          softmax.scores_to_p(s, c, alpha);  // (ptxas moves the wait below above this: NOTES-flash v18)
           w::wait<0>();                      // O complete up to tile j − 1
           tma::mbar_arrive(bar_v_empty(prev_st));
           softmax.rescale(o, alpha);  // O relative to the new row max
