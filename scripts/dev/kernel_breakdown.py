@@ -87,5 +87,6 @@ def main():
                         for name, us in sorted(per.items(), key=lambda x: -x[1]):
                             print(f"      {us:9.1f} µs  {name[:110]}")
 
+
 if __name__ == "__main__":
     main()

@@ -5,10 +5,10 @@
 // together (the source asks for the softmax of S_j beside that P·V, but ptxas puts the wait for it
 // first; keeping the wait below measured slower: bench/NOTES-flash.md v18). With two consumers (m128,
 // 12 warps) they take turns on the tensor cores (ping-pong: one warpgroup's softmax overlaps the
-// other's GEMMs); three (m192, 16 warps) run free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer loads
-// the next block's Q and first K while the consumers finish the last one. Head dim a multiple of 64 up
-// to 256 (codegen/limits.py admits 64, 128, 192 and 256; 192 / 256 measured 2026-11-30, bench/NOTES-flash.md v13),
-// f16/bf16, masks without a tensor.
+// other's GEMMs); three (m192, 16 warps) run free. Persistent: one CTA per SM walks its share of the
+// row blocks (WsSchedule), so the producer loads the next block's Q and first K while the consumers
+// finish the last one. Head dim a multiple of 64 up to 256 (codegen/limits.py admits 64, 128, 192 and
+// 256; 192 / 256 measured 2026-11-30, bench/NOTES-flash.md v13), f16/bf16, masks without a tensor.
 #pragma once
 #include <cuda.h>
 #include <cuda_runtime.h>
