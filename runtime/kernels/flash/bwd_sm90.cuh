@@ -394,8 +394,9 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     fr[2] = C::Num::pack2(v[2 * kk + 1][0], v[2 * kk + 1][1]);
     fr[3] = C::Num::pack2(v[2 * kk + 1][2], v[2 * kk + 1][3]);
   };
-  // dSᵀ element pair (key row kl, query columns 8·nt + 2t, +1) in stage st's tile.
-  auto ds_at = [&](int st, int kl, int nt) { return sDS(st) + SL::offset(kl, nt * 8 + 2 * t); };
+  // Element pair (key row kl, query columns 8·nt + 2t, +1) of a 16-bit (keys, queries) tile in dSᵀ's
+  // layout: dSᵀ of a stage, or the split step's Pᵀ.
+  auto pair_at = [&](uint32_t tile, int kl, int nt) { return tile + SL::offset(kl, nt * 8 + 2 * t); };
   // One warpgroup's (64 queries, 64 columns) dQ part into buf in fragment order, and its bulk reduce-add
   // into the accumulator block at dst.
   auto stage_dq = [&](uint32_t buf, const float (&dq)[8][4]) {
@@ -471,10 +472,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
-          const int kl = kl0 + 8 * hh, qc = q0 + nt * 8 + 2 * t;
-          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(s_pt + SL::offset(kl, qc)),
+          const int kl = kl0 + 8 * hh, qt = q0 / 8 + nt;
+          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(pair_at(s_pt, kl, qt)),
                        "r"(C::Num::pack2(sc[nt][2 * hh], sc[nt][2 * hh + 1])));
-          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sDS(st) + SL::offset(kl, qc)),
+          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(pair_at(sDS(st), kl, qt)),
                        "r"(C::Num::pack2(dp[nt][2 * hh], dp[nt][2 * hh + 1])));
         }
       w::fence_proxy_async();  // Pᵀ, dSᵀ, before the wgmma (async proxy) reads them
@@ -578,7 +579,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       for (int nt = 0; nt < kQT; ++nt)
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh)
-          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(ds_at(st, wg * 64 + wrow + g + 8 * hh, nt)),
+          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(pair_at(sDS(st), wg * 64 + wrow + g + 8 * hh, nt)),
                        "r"(da[nt / 2][(nt % 2) * 2 + hh]));
 
       // ---- dV_w += Pᵀ·dO: B = dO (kBM queries = k, D = n), MN-major ----------------------------------
