@@ -19,7 +19,14 @@ struct Entry {
 };
 #define E(name, ...) {name, &flash::run_fwd_path<FV<__VA_ARGS__>>}
 static const Entry kEntries[] = {
-#if defined(DEV_WS)  // the warp-specialized sm_90a kernel (flash/fwd_sm90_ws.cuh; one path)
+#if defined(DEV_WS) && defined(DEV_TRACE_SET)  // the shipped D 64 / 128 WS tiles only (a short build for `trace`)
+    E("bf16_hd64_none_m128n128w12s2_sm90a", DType::bf16, 64, m::none, 128, 128, 12, 2, 90),
+    E("bf16_hd64_causal_m128n128w12s2_sm90a", DType::bf16, 64, m::causal, 128, 128, 12, 2, 90),
+    E("bf16_hd64_none_m192n128w16s2_sm90a", DType::bf16, 64, m::none, 192, 128, 16, 2, 90),
+    E("bf16_hd64_causal_m192n128w16s2_sm90a", DType::bf16, 64, m::causal, 192, 128, 16, 2, 90),
+    E("bf16_hd128_none_m128n128w12s2_sm90a", DType::bf16, 128, m::none, 128, 128, 12, 2, 90),
+    E("bf16_hd128_causal_m128n128w12s2_sm90a", DType::bf16, 128, m::causal, 128, 128, 12, 2, 90),
+#elif defined(DEV_WS)  // the warp-specialized sm_90a kernel (flash/fwd_sm90_ws.cuh; one path)
 #if !defined(DEV_WIDE)  // -DDEV_WIDE: only the head dim 192 / 256 entries below (a shorter build)
     E("bf16_hd128_none_m128n128w12s2_sm90a", DType::bf16, 128, m::none, 128, 128, 12, 2, 90),
     E("bf16_hd128_causal_m128n128w12s2_sm90a", DType::bf16, 128, m::causal, 128, 128, 12, 2, 90),
@@ -122,3 +129,16 @@ extern "C" int dev_flash_fwd(int variant, int path, const void* q, const void* k
   p.deterministic = false;
   return int(kEntries[variant].fn(p, static_cast<cudaStream_t>(stream), static_cast<flash::FwdPath>(path)));
 }
+
+#if ATTNFORGE_FLASH_FWD_TRACE
+// The warp-specialized forward's timeline of the last launch (flash/fwd_sm90_ws.cuh, fwd_trace::g):
+// (CTA, role, block, event) clock64 values, copied into `host` (bytes: dev_trace_bytes()).
+namespace tr = flash::fwd_trace;
+constexpr size_t kTraceBytes = sizeof(long long) * tr::kCtas * tr::kRoles * tr::kBlocks * tr::kEvents;
+extern "C" long long dev_trace_bytes() { return (long long)kTraceBytes; }
+extern "C" int dev_trace_read(void* host) { return int(cudaMemcpyFromSymbol(host, tr::g, kTraceBytes)); }
+extern "C" int dev_trace_clear() {
+  static long long zeros[kTraceBytes / sizeof(long long)] = {};
+  return int(cudaMemcpyToSymbol(tr::g, zeros, kTraceBytes));
+}
+#endif

@@ -287,6 +287,74 @@ def time_grid():
                 del q, k, v, o, lse
     return rows
 
+def trace():
+    """Timeline of the warp-specialized forward (a build with -DATTNFORGE_FLASH_FWD_TRACE=1 -DDEV_WS):
+    per row block, the cycles of each phase, and a fit of block cycles = overhead + tiles · per-tile."""
+    import statistics as st_
+    names = os.environ.get("DEV_TRACE_VARIANTS", "bf16_hd64_causal_m128n128w12s2_sm90a").split(",")
+    SS = [int(x) for x in os.environ.get("DEV_SS", "2048").split(",")]
+    n_ctas, n_roles, n_blocks, n_ev = 132, 5, 64, 12
+    buf = (ctypes.c_longlong * (n_ctas * n_roles * n_blocks * n_ev))()
+    at = lambda c, r, b, e: buf[((c * n_roles + r) * n_blocks + b) * n_ev + e]
+    for name in names:
+        vi = VARIANTS.index(name)
+        dt, D, mask, _ = vparse(name)
+        for S in SS:
+            B, H = 16384 // S, 2048 // D
+            q, k, v = (torch.randn(B, S, H, D, device="cuda", dtype=TORCH_DT[dt]) for _ in range(3))
+            o = torch.empty_like(q)
+            lse = torch.empty(B, H, S, device="cuda", dtype=torch.float32)
+            run = lambda: call(vi, q, k, v, o, lse, B=B, Sq=S, Sk=S, Hq=H, Hkv=H, D=D, scale=D ** -0.5)
+            for _ in range(5):
+                run()
+            torch.cuda.synchronize()
+            assert LIB.dev_trace_clear() == 0
+            a, b_ = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record(); run(); b_.record(); b_.synchronize()
+            ms = a.elapsed_time(b_)
+            assert LIB.dev_trace_read(buf) == 0
+            if os.environ.get("OUT"):  # the raw (CTA, role, block, event) arrays for offline analysis
+                import numpy as np
+                np.save(f"{os.environ['OUT']}/trace_{name}_S{S}.npy",
+                        np.frombuffer(buf, dtype=np.int64).reshape(n_ctas, n_roles, n_blocks, n_ev).copy())
+            consumers = int(name.split("_m")[-1].split("n")[0]) // 64
+            mhz = []
+            phases = {k_: [] for k_ in ("q_wait", "turn0", "s0", "softmax0", "loop", "finalize", "sts", "stg", "gap")}
+            xs, ys, per_tile = [], [], []
+            for c in range(n_ctas):
+                kc0, kg0, kc1, kg1 = (at(c, 4, 0, e) for e in range(4))
+                if kg1 > kg0 > 0:
+                    mhz.append((kc1 - kc0) / (kg1 - kg0) * 1e3)
+                for r in range(1, 1 + consumers):
+                    prev_it = 0
+                    for bl in range(n_blocks - 1):
+                        ev = [at(c, r, bl, e) for e in range(n_ev)]
+                        if ev[0] == 0 or ev[6] == 0:
+                            break
+                        n = ev[7] - prev_it
+                        prev_it = ev[7]
+                        nxt = at(c, r, bl + 1, 0)
+                        if n >= 1 and ev[5] > 0:
+                            phases["q_wait"].append(ev[1] - ev[0]); phases["turn0"].append(ev[2] - ev[1])
+                            phases["s0"].append(ev[3] - ev[2]); phases["softmax0"].append(ev[4] - ev[3])
+                            phases["loop"].append(ev[5] - ev[4]); phases["finalize"].append(ev[8] - ev[5])
+                            phases["sts"].append(ev[9] - ev[8]); phases["stg"].append(ev[6] - ev[9])
+                            if n >= 2:
+                                per_tile.append((ev[5] - ev[4]) / n)
+                        if nxt > 0:
+                            phases["gap"].append(nxt - ev[6])
+                            xs.append(n); ys.append(nxt - ev[0])
+            f = st_.median(mhz) if mhz else float("nan")
+            mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+            sxx = sum((x - mean_x) ** 2 for x in xs)
+            slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx if sxx else float("nan")
+            icpt = mean_y - slope * mean_x
+            print(f"== {name} S={S} B={B} H={H}: {ms * 1e3:.1f} µs, SM clock {f:.0f} MHz, blocks {len(xs)}", flush=True)
+            print("   median cycles: " + "  ".join(f"{k_}={st_.median(v_):.0f}" for k_, v_ in phases.items() if v_))
+            print(f"   fit block cycles = {icpt:.0f} + {slope:.0f}·tiles   (loop/tiles median {st_.median(per_tile):.0f})"
+                  if per_tile else f"   fit {icpt:.0f} + {slope:.0f}·tiles")
+            del q, k, v, o, lse
+
 if __name__ == "__main__":
     args = sys.argv[2:]
     quick = "--quick" in args
@@ -298,3 +366,5 @@ if __name__ == "__main__":
         print(f"checks: {len(FAILS)} failed: {FAILS}", flush=True)
     if "time" in args:
         time_grid()
+    if "trace" in args:
+        trace()

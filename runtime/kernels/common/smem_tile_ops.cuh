@@ -47,7 +47,10 @@ __device__ __forceinline__ void store_staged_rows(uint32_t tile, int row0, Eleme
         asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
                      : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3)
                      : "r"(tile + Layout::chunk_offset(r, c)));
-        *reinterpret_cast<uint4*>(out + q * row_stride + c * 8) = make_uint4(x0, x1, x2, x3);
+        // One 16-byte store (rows are 16-byte aligned; a uint4 assignment compiled to four 4-byte ones).
+        asm volatile("st.global.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"l"(out + q * row_stride + c * 8), "r"(x0), "r"(x1),
+                     "r"(x2), "r"(x3)
+                     : "memory");
       }
     }
   }

@@ -34,10 +34,15 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-template <int kMTiles, int kExp2FmaOf8 = 0>
+// kLazy > 0 (lazy rescaling, as FlashAttention-4 does): the subtraction base of a row moves only when
+// its max grows by more than kLazy (log2 units); otherwise the old base stays, P ≤ 2^kLazy, and O and l
+// keep their scale (alpha = 1 exactly), so rescale() skips a warp whose rows all kept theirs. The
+// result is the same softmax: O and l share one base, and LSE is taken against the base in use.
+template <int kMTiles, int kExp2FmaOf8 = 0, int kLazy = 0>
 struct OnlineSoftmax {
   static_assert(kExp2FmaOf8 >= 0 && kExp2FmaOf8 <= 8, "of every 8 n8-tiles");
-  float row_max[kMTiles][2];  // running max of s·c per row (log2 units), −inf until a visible key
+  static_assert(kLazy >= 0 && kLazy <= 16, "P ≤ 2^kLazy stays far inside the 16-bit P's range");
+  float row_max[kMTiles][2];  // running max of s·c per row (log2 units; with kLazy the base in use), −inf until a visible key
   float row_sum[kMTiles][2];  // this thread's partial Σ exp2(s − max); quad-reduced in finalize
 
   __device__ __forceinline__ void init() {
@@ -79,6 +84,12 @@ struct OnlineSoftmax {
   }
   template <int kNO>
   __device__ __forceinline__ void rescale(float (&o)[kMTiles][kNO][4], const float (&alpha)[kMTiles][2]) {
+    if constexpr (kLazy > 0) {  // most tiles move no base: the warp skips the multiplies
+      bool moved = false;
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) moved |= alpha[mt][0] != 1.f || alpha[mt][1] != 1.f;
+      if (!__any_sync(0xffffffffu, moved)) return;
+    }
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
@@ -97,9 +108,12 @@ struct OnlineSoftmax {
     float tile_max = -INFINITY;
 #pragma unroll
     for (int nt = 0; nt < kNS; ++nt) tile_max = fmaxf(tile_max, fmaxf(s[nt][2 * h], s[nt][2 * h + 1]));
-    const float mx = fmaxf(row_max[mt][h], quad_max(tile_max) * c);  // −inf·c = −inf (c > 0)
-    const float base = (mx == -INFINITY) ? 0.f : mx;                   // nothing visible yet: keep P = 0
-    const float alpha = exp2_approx(row_max[mt][h] - base);            // old max −inf ⇒ 0 (O, l are 0)
+    float mx = fmaxf(row_max[mt][h], quad_max(tile_max) * c);  // −inf·c = −inf (c > 0)
+    // Lazy: keep the old base unless the max outgrew it by kLazy (−inf + kLazy = −inf: a row's first
+    // visible tile always sets its base).
+    if constexpr (kLazy > 0) mx = mx > row_max[mt][h] + float(kLazy) ? mx : row_max[mt][h];
+    const float base = (mx == -INFINITY) ? 0.f : mx;         // nothing visible yet: keep P = 0
+    const float alpha = exp2_approx(row_max[mt][h] - base);  // old max −inf ⇒ 0 (O, l are 0); kept base ⇒ 1
     row_max[mt][h] = mx;
     float sum = 0.f;
 #pragma unroll

@@ -27,12 +27,17 @@
 #include "common/tma.cuh"
 #include "common/variant.hpp"
 #include "common/wgmma.cuh"
+#include "flash/fwd_trace.cuh"
 #include "flash/ws_schedule.hpp"
 
 // Dev A/B switch (scripts/dev/flash_fwd_ab.sh), off until measured on the device: of every 8 n8-tiles
 // of P, this many take exp2 on the FMA pipe (FwdWsConfig::kExp2FmaOf8).
 #ifndef ATTNFORGE_FLASH_FWD_EXP2_FMA
 #define ATTNFORGE_FLASH_FWD_EXP2_FMA 0
+#endif
+// Dev A/B switch: -1 takes FwdWsConfig's rule below, 0 turns lazy rescaling off, k > 0 forces threshold k.
+#ifndef ATTNFORGE_FLASH_FWD_LAZY
+#define ATTNFORGE_FLASH_FWD_LAZY -1
 #endif
 
 namespace attnforge::flash {
@@ -88,6 +93,13 @@ struct FwdWsConfig {
   // (common/softmax.cuh): a dev switch, ATTNFORGE_FLASH_FWD_EXP2_FMA, 0 in every shipped build until
   // a device A/B says otherwise (bench/NOTES-flash.md, v11).
   static constexpr int kExp2FmaOf8 = ATTNFORGE_FLASH_FWD_EXP2_FMA;
+  // Lazy rescaling (common/softmax.cuh): a row's base moves only when its max grows by more than
+  // kLazy in log2 units (a factor 2^kLazy), so most key tiles skip the O rescale. Measured (H200,
+  // 2026-11-30, bench/NOTES-flash.md v21): three consumer warpgroups +1.5 to +4.7 % at D 64, masked
+  // m128 tiles +0.5 to +1.7 %; the mask-free m128 tiles lose 2–8 % (their steady loop compiles worse
+  // around the skip), so they keep rescaling every tile.
+  static constexpr int kLazy = ATTNFORGE_FLASH_FWD_LAZY >= 0 ? ATTNFORGE_FLASH_FWD_LAZY
+                                                              : (kConsumers == 3 || kUnevenRows ? 8 : 0);
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
 };
@@ -124,6 +136,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int wg = warp >> 2;
+  AF_FWD_TRACE(tid == 0, 4, 0, 0, fwd_trace::now());
+  AF_FWD_TRACE(tid == 0, 4, 0, 1, fwd_trace::gtime());
 
   extern __shared__ __align__(128) char smem_ws[];
   const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_ws)) + 1023u) & ~1023u;
@@ -180,14 +194,17 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         for (int kb = 0; kb < sched.blocks(u); ++kb) {
           const Block blk = block_at(u, kb);
           if (blk.m0 >= blk.sq) continue;
+          AF_FWD_TRACE(true, 0, n_q, 0, fwd_trace::now());
           const int h_kv = blk.h / p.group(), tb = p.is_varlen() ? 0 : blk.b;
           const int q_row0 = int(blk.seq.q_start) + blk.m0, k_row0 = int(blk.seq.k_start);  // rows of the TMA view
           auto load_q = [&] {  // once the consumers are done with the previous block's Q
             tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);
+            AF_FWD_TRACE(true, 0, n_q, 1, fwd_trace::now());
             tma::mbar_expect_tx(bar_q, QL::kBytes);
 #pragma unroll
             for (int slab = 0; slab < kD / 64; ++slab)
               tma::load_4d(sQ + slab * QL::kSlabBytes, &a.tq, bar_q, slab * 64, blk.h, q_row0, tb);
+            AF_FWD_TRACE(true, 0, n_q, 2, fwd_trace::now());
             ++n_q;
           };
           bool q_loaded = false;
@@ -266,6 +283,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       const Block blk = block_at(u, kb);
       const int m0 = blk.m0, sq = blk.sq, sk = blk.sk;
       if (m0 >= sq) continue;
+      [[maybe_unused]] const bool tr_lead = (ctid & 127) == 0;  // the trace's writer (dev builds)
+      AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 0, fwd_trace::now());
       auto mask = [&](float (&s)[1][kNS][4], int j) {
         if (tile_class(blk, j) != TileClass::kFull)
           prim::apply_mask<Mask, 64>(s, m0 + warp_row0 + g, j * kBN + 2 * t, sq, sk, p.mask, prim::BiasView{});
@@ -290,6 +309,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       };
 
       tma::mbar_wait(bar_q, n_q & 1);
+      AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 1, fwd_trace::now());
       if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
         for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128) {
           const int r = wg_row0 + i / QL::kChunksPerRow, ch = i % QL::kChunksPerRow;
@@ -303,7 +323,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       for (int nt = 0; nt < kNO; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) o[0][nt][e] = 0.f;
-      prim::OnlineSoftmax<1, C::kExp2FmaOf8> softmax;
+      prim::OnlineSoftmax<1, C::kExp2FmaOf8, C::kLazy> softmax;
       softmax.init();
       float alpha[1][2];
 
@@ -315,13 +335,16 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         uint32_t ph = (it / kStages) & 1;
         tma::mbar_wait(bar_k_full(st), ph);
         my_turn();
+        AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 2, fwd_trace::now());
         issue_s(s, st);
         their_turn();
         w::wait<0>();
+        AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 3, fwd_trace::now());
         tma::mbar_arrive(bar_k_empty(st));
         mask(s, j);
         softmax.scores_to_p(s, c, alpha);
         pack_p(s);
+        AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 4, fwd_trace::now());
         int prev_st = st, prev_j = j;
         uint32_t prev_ph = ph;
         for (j = next_tile(blk, j + 1), ++it; j < blk.n_tiles; j = next_tile(blk, j + 1), ++it) {
@@ -349,6 +372,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         issue_pv(prev_st);
         their_turn();
         w::wait<0>();
+        AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 5, fwd_trace::now());
         tma::mbar_arrive(bar_v_empty(prev_st));
       }
       if constexpr (C::kOwnO) tma::mbar_arrive(bar_q_empty);  // every GEMM reading Q is done
@@ -356,6 +380,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       // ---- epilogue: O /= l, LSE; O staged through sO (this warp's own 16 rows) ---------------------
       float lse[1][2];
       softmax.finalize(o, lse);
+      AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 8, fwd_trace::now());
       using Element = typename C::Element;
       Element* o_ptr = static_cast<Element*>(p.o) + blk.b * p.o_batch_stride + blk.seq.q_start * p.o_row_stride +
                        int64_t(blk.h) * p.o_head_stride;  // (Sq, D)
@@ -371,13 +396,18 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         if (t == 0 && q < sq)
           p.lse[blk.b * p.lse_batch_stride + blk.h * p.lse_head_stride + blk.seq.q_start + q] = lse[0][hh];
       }
+      AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 9, fwd_trace::now());
       __syncwarp();
       prim::store_staged_rows<QL, 16>(sO, warp_row0, o_ptr, p.o_row_stride, m0, sq, lane);  // this warp's 16 rows
       if constexpr (!C::kOwnO) tma::mbar_arrive(bar_q_empty);  // O was staged in Q's rows
+      AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 6, fwd_trace::now());
+      AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 7, it);  // tiles consumed so far
       ++n_q;
     }
   }
   if (C::kPingPong && cw == 0) my_turn();  // consumes warpgroup 1's last arrival (it opened the first turn)
+  AF_FWD_TRACE(ctid == 0, 4, 0, 2, fwd_trace::now());
+  AF_FWD_TRACE(ctid == 0, 4, 0, 3, fwd_trace::gtime());
 #else
   __trap();  // sm_90a only: run_fwd launches it on sm_90 devices only
 #endif
