@@ -4,8 +4,8 @@
 // warpgroups of 64 query rows each run S = Q·Kᵀ and O += P·V on wgmma, issuing S_j and P_{j−1}·V_{j−1}
 // together (the source asks for the softmax of S_j beside that P·V, but ptxas puts the wait for it
 // first; keeping the wait below measured slower: bench/NOTES-flash.md v18). With two consumers (m128,
-// 12 warps) they take turns on the tensor cores (ping-pong: one warpgroup's softmax overlaps the
-// other's GEMMs); three (m192, 16 warps) run free. Persistent: one CTA per SM walks its share of the
+// 12 warps) at D ≥ 128 they take turns on the tensor cores (ping-pong: one warpgroup's softmax overlaps
+// the other's GEMMs); at D 64, and with three (m192, 16 warps), they run free. Persistent: one CTA per SM walks its share of the
 // row blocks (WsSchedule), so the producer loads the next block's Q and first K while the consumers
 // finish the last one. Head dim a multiple of 64 up to 256 (codegen/limits.py admits 64, 128, 192 and
 // 256; 192 / 256 measured 2026-11-30, bench/NOTES-flash.md v13), f16/bf16, masks without a tensor.
@@ -35,6 +35,10 @@
 #ifndef ATTNFORGE_FLASH_FWD_EXP2_FMA
 #define ATTNFORGE_FLASH_FWD_EXP2_FMA 0
 #endif
+// Dev A/B switch: -1 takes FwdWsConfig's ping-pong rule, 0 / 1 turns ping-pong off / on for every m128 tile.
+#ifndef ATTNFORGE_FLASH_FWD_PINGPONG
+#define ATTNFORGE_FLASH_FWD_PINGPONG -1
+#endif
 // Dev A/B switch: -1 takes FwdWsConfig's rule below, 0 turns lazy rescaling off, k > 0 forces threshold k.
 #ifndef ATTNFORGE_FLASH_FWD_LAZY
 #define ATTNFORGE_FLASH_FWD_LAZY -1
@@ -55,7 +59,12 @@ struct FwdWsConfig {
   static constexpr int kConsumers = kBlockM / 64;
   static constexpr int kConsumerThreads = 128 * kConsumers;
   static constexpr int kThreads = V::TileT::kWarps * 32;  // warpgroup 0: producer; 1 … kConsumers: consumers
-  static constexpr bool kPingPong = kConsumers == 2;      // two consumers take turns on the tensor cores
+  // Two consumers take turns on the tensor cores (ping-pong) at D ≥ 128, where the GEMMs dominate a
+  // step; at D 64 the step is bound by the softmax and its barriers (bench/NOTES-flash.md, fifteenth
+  // session: without any GEMM a D 64 step keeps 80 % of its time) and the pair runs free, as three
+  // consumers do: H200, 2026-11-30, m128n128w12 D 64 +1.5 to +5.6 % TFLOP/s without turns, D 128 −1 to
+  // −3 % (bench/results/h200_2026-11-30n_fwd_trace.md, call 11).
+  static constexpr bool kPingPong = kConsumers == 2 && (ATTNFORGE_FLASH_FWD_PINGPONG >= 0 ? ATTNFORGE_FLASH_FWD_PINGPONG == 1 : kD >= 128);
   // Row blocks differ in work under every mask kind but "none" (causal: the last block reads all keys),
   // so WsSchedule pairs them into units of equal work.
   static constexpr bool kUnevenRows = std::string_view(Mask::kName) != "none";
