@@ -42,7 +42,8 @@ template <int kMTiles, int kExp2FmaOf8 = 0, int kLazy = 0>
 struct OnlineSoftmax {
   static_assert(kExp2FmaOf8 >= 0 && kExp2FmaOf8 <= 8, "of every 8 n8-tiles");
   static_assert(kLazy >= 0 && kLazy <= 16, "P ≤ 2^kLazy stays far inside the 16-bit P's range");
-  float row_max[kMTiles][2];  // running max of s·c per row (log2 units; with kLazy the base in use), −inf until a visible key
+  // Running max of s·c per row (log2 units; with kLazy the base in use), −inf until a visible key.
+  float row_max[kMTiles][2];
   float row_sum[kMTiles][2];  // this thread's partial Σ exp2(s − max); quad-reduced in finalize
 
   __device__ __forceinline__ void init() {

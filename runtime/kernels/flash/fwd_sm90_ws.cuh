@@ -5,9 +5,9 @@
 // together (the source asks for the softmax of S_j beside that P·V, but ptxas puts the wait for it
 // first; keeping the wait below measured slower: bench/NOTES-flash.md v18). With two consumers (m128,
 // 12 warps) at D ≥ 128 they take turns on the tensor cores (ping-pong: one warpgroup's softmax overlaps
-// the other's GEMMs); at D 64, and with three (m192, 16 warps), they run free. Persistent: one CTA per SM walks its share of the
-// row blocks (WsSchedule), so the producer loads the next block's Q and first K while the consumers
-// finish the last one. Head dim a multiple of 64 up to 256 (codegen/limits.py admits 64, 128, 192 and
+// the other's GEMMs); at D 64, and with three (m192, 16 warps), they run free. Persistent: one CTA per
+// SM walks its share of the row blocks (WsSchedule), so the producer loads the next block's Q and first
+// K while the consumers finish the last one. Head dim a multiple of 64 up to 256 (codegen/limits.py admits 64, 128, 192 and
 // 256; 192 / 256 measured 2026-11-30, bench/NOTES-flash.md v13), f16/bf16, masks without a tensor.
 #pragma once
 #include <cuda.h>
@@ -64,7 +64,8 @@ struct FwdWsConfig {
   // session: without any GEMM a D 64 step keeps 80 % of its time) and the pair runs free, as three
   // consumers do: H200, 2026-11-30, m128n128w12 D 64 +1.5 to +5.6 % TFLOP/s without turns, D 128 −1 to
   // −3 % (bench/results/h200_2026-11-30n_fwd_trace.md, call 11).
-  static constexpr bool kPingPong = kConsumers == 2 && (ATTNFORGE_FLASH_FWD_PINGPONG >= 0 ? ATTNFORGE_FLASH_FWD_PINGPONG == 1 : kD >= 128);
+  static constexpr bool kPingPong =
+      kConsumers == 2 && (ATTNFORGE_FLASH_FWD_PINGPONG >= 0 ? ATTNFORGE_FLASH_FWD_PINGPONG == 1 : kD >= 128);
   // Row blocks differ in work under every mask kind but "none" (causal: the last block reads all keys),
   // so WsSchedule pairs them into units of equal work.
   static constexpr bool kUnevenRows = std::string_view(Mask::kName) != "none";
