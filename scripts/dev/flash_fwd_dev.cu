@@ -132,10 +132,12 @@ extern "C" int dev_flash_fwd(int variant, int path, const void* q, const void* k
 
 #if ATTNFORGE_FLASH_FWD_TRACE
 // The warp-specialized forward's timeline of the last launch (flash/fwd_sm90_ws.cuh, fwd_trace::g):
-// (CTA, role, block, event) clock64 values, copied into `host` (bytes: dev_trace_bytes()).
+// (CTA, role, block, event) clock64 values, copied into `host`; dims[4] = those four extents.
 namespace tr = flash::fwd_trace;
 constexpr size_t kTraceBytes = sizeof(long long) * tr::kCtas * tr::kRoles * tr::kBlocks * tr::kEvents;
-extern "C" long long dev_trace_bytes() { return (long long)kTraceBytes; }
+extern "C" void dev_trace_dims(int* dims) {
+  dims[0] = tr::kCtas, dims[1] = tr::kRoles, dims[2] = tr::kBlocks, dims[3] = tr::kEvents;
+}
 extern "C" int dev_trace_read(void* host) { return int(cudaMemcpyFromSymbol(host, tr::g, kTraceBytes)); }
 extern "C" int dev_trace_clear() {
   static long long zeros[kTraceBytes / sizeof(long long)] = {};

@@ -293,7 +293,9 @@ def trace():
     import statistics as st_
     names = os.environ.get("DEV_TRACE_VARIANTS", "bf16_hd64_causal_m128n128w12s2_sm90a").split(",")
     SS = [int(x) for x in os.environ.get("DEV_SS", "2048").split(",")]
-    n_ctas, n_roles, n_blocks, n_ev = 132, 5, 64, 12
+    dims = (ctypes.c_int * 4)()
+    LIB.dev_trace_dims(dims)  # the extents of fwd_trace::g (flash/fwd_trace.cuh)
+    n_ctas, n_roles, n_blocks, n_ev = dims
     buf = (ctypes.c_longlong * (n_ctas * n_roles * n_blocks * n_ev))()
     at = lambda c, r, b, e: buf[((c * n_roles + r) * n_blocks + b) * n_ev + e]
     for name in names:
