@@ -23,21 +23,6 @@ for rep in 1 2; do for b in $BUILDS; do n=${b%%:*}
   echo "-- $n (rep $rep)"
   timeout 120 python3 scripts/dev/flash_fwd_dev.py /tmp/ffd_$n.so time 2>&1 | tee $D/time_${n}_$rep.log | grep "^D="
 done; done
-python3 - $D $BUILDS <<'PY'
-import collections, re, sys
-d, names = sys.argv[1], [b.split(":")[0] for b in sys.argv[2:]]
-rows = collections.OrderedDict()
-for n in names:
-    for rep in (1, 2):
-        for line in open(f"{d}/time_{n}_{rep}.log"):
-            m = re.match(r"D=\s*(\d+) S=\s*(\d+) causal=(\d)", line)
-            for k, v in re.findall(r"(wg:\S+|torch_cudnn)=\s*([0-9.]+)", line) if m else []:
-                rows.setdefault((" ".join(m.groups()), k), {})[(n, rep)] = float(v)
-print("D S causal, tile | " + " | ".join(f"{n} r1 r2" for n in names) + " | " + " ".join(f"{n}/{names[0]}" for n in names[1:]))
-for (shape, k), v in rows.items():
-    g = lambda n: [v.get((n, r), float("nan")) for r in (1, 2)]
-    print(f"{shape:13s} {k:20s} | " + " | ".join(" ".join(f"{x:6.1f}" for x in g(n)) for n in names) + " | "
-          + " ".join(f"{sum(g(n)) / sum(g(names[0])):.3f}" for n in names[1:]))
-PY
+python3 scripts/dev/flash_fwd_ab_table.py $D $BUILDS
 # the device tool brings back at most 8 files from $OUT: one archive of the logs
 tar czf $OUT/dev.tgz -C $OUT dev && rm -rf $D

@@ -1,10 +1,13 @@
 // WsSchedule (flash/ws_schedule.hpp), the persistent Hopper forward's split of row blocks over CTAs:
-// every (row block, head, batch) exactly once, heavy block first, and under a causal mask paired
-// units of equal work, so that a static round-robin stays balanced.
+// every (row block, head, batch) exactly once, heavy block first, and under a causal mask units of
+// equal work, so that a static round-robin stays balanced.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
-#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "flash/ws_schedule.hpp"
 
@@ -14,38 +17,61 @@ using attnforge::flash::WsSchedule;
 
 TEST(WsSchedule, EveryRowBlockOnceHeavyFirst) {
   for (bool paired : {false, true})
-    for (int sq : {1, 127, 128, 129, 640, 1000, 4096, 4097})
-      for (int block_m : {128, 192}) {
-        const int heads = 3, batch = 2;
-        const WsSchedule s(sq, block_m, heads, batch, paired);
-        ASSERT_EQ(s.n_units, WsSchedule::count(sq, block_m, heads, batch, paired));
-        std::map<std::tuple<int, int, int>, int> seen;  // (m_block, head, batch) → times
-        for (int u = 0; u < s.n_units; ++u) {
-          ASSERT_TRUE(s.blocks(u) == 1 || (paired && s.blocks(u) == 2));
-          for (int k = 0; k < s.blocks(u); ++k) {
-            const int m = s.m_block(u, k);
-            ASSERT_GE(m, 0);
-            ASSERT_LT(m, s.n_m);
-            ++seen[{m, s.head(u), s.batch(u)}];
+    for (int sq : {1, 127, 128, 129, 640, 1000, 2048, 4096, 4097})
+      for (int block_m : {128, 192})
+        for (int heads : {1, 3, 4}) {
+          const int batch = 2;
+          const WsSchedule s(sq, block_m, heads, batch, paired);
+          ASSERT_EQ(s.n_units, WsSchedule::count(sq, block_m, heads, batch, paired));
+          std::map<std::pair<int, int>, int> seen;  // (m_block, batch · heads + head) → times
+          for (int u = 0; u < s.n_units; ++u) {
+            ASSERT_TRUE(s.blocks(u) == 1 || (paired && (s.blocks(u) == 0 || s.blocks(u) == 2)));
+            for (int k = 0; k < s.blocks(u); ++k) {
+              const WsSchedule::Block b = s.at(u, k);
+              ASSERT_GE(b.m_block, 0);
+              ASSERT_LT(b.m_block, s.n_m);
+              ASSERT_GE(b.bh, 0);
+              ASSERT_LT(b.bh, heads * batch);
+              ++seen[{b.m_block, b.bh}];
+            }
+            if (s.blocks(u) == 2 && s.at(u, 0).bh == s.at(u, 1).bh)
+              EXPECT_GT(s.at(u, 0).m_block, s.at(u, 1).m_block) << "heavy block first";
           }
-          if (s.blocks(u) == 2) EXPECT_GT(s.m_block(u, 0), s.m_block(u, 1)) << "heavy block first";
+          EXPECT_EQ(int(seen.size()), s.n_m * heads * batch) << "sq " << sq << " block_m " << block_m;
+          for (const auto& [key, times] : seen) EXPECT_EQ(times, 1);
         }
-        EXPECT_EQ(int(seen.size()), s.n_m * heads * batch) << "sq " << sq << " block_m " << block_m;
-        for (const auto& [key, times] : seen) EXPECT_EQ(times, 1);
-      }
 }
 
 // Causal, Sq = Sk, square tiles: row block m reads m + 1 key tiles, so a pair (k, n_m − 1 − k) reads
-// n_m + 1 and only the unpaired middle block (odd n_m) reads fewer.
+// n_m + 1, and two middle blocks of an odd n_m read n_m + 1 together as well.
 TEST(WsSchedule, PairedUnitsCarryEqualCausalWork) {
-  for (int n_m : {1, 2, 7, 8, 32, 33, 128}) {
-    const WsSchedule s(n_m * 128, 128, 16, 1, true);
-    for (int u = 0; u < s.n_units; ++u) {
-      int work = 0;
-      for (int k = 0; k < s.blocks(u); ++k) work += s.m_block(u, k) + 1;
-      if (s.blocks(u) == 2) EXPECT_EQ(work, n_m + 1);
-      else EXPECT_EQ(s.m_block(u, 0), n_m / 2) << "only the middle block of an odd count is alone";
+  for (int n_m : {1, 2, 7, 8, 32, 33, 128})
+    for (int heads : {16, 15}) {
+      const WsSchedule s(n_m * 128, 128, heads, 1, true);
+      for (int u = 0; u < s.n_units; ++u) {
+        int work = 0;
+        for (int k = 0; k < s.blocks(u); ++k) work += s.at(u, k).m_block + 1;
+        if (s.blocks(u) == 2) EXPECT_EQ(work, n_m + 1) << "n_m " << n_m << " unit " << u;
+        else if (s.blocks(u) == 1) EXPECT_EQ(s.at(u, 0).bh, heads - 1) << "only an odd head count leaves one alone";
+      }
     }
+}
+
+// The static round-robin over 132 SMs under causal work with 192-row blocks and 128-key tiles (block m
+// reads ceil(1.5 (m + 1)) tiles): the most loaded CTA within 8 % of the mean at the training grid's
+// S 2048 (6 units a head, 132 = 22 · 6: the case a middle block alone per head left at 88 %).
+TEST(WsSchedule, RoundRobinBalancedUnderCausalWork) {
+  for (int sq : {2048, 4096, 8192}) {
+    const int heads = 32, batch = 16384 / sq, grid = 132;
+    const WsSchedule s(sq, 192, heads, batch, true);
+    std::vector<double> load(grid, 0.0);
+    double total = 0;
+    for (int u = 0; u < s.n_units; ++u)
+      for (int k = 0; k < s.blocks(u); ++k) {
+        const double w = std::ceil(1.5 * std::min(s.at(u, k).m_block + 1, sq / 192 + 1));
+        load[u % grid] += w, total += w;
+      }
+    EXPECT_LT(*std::max_element(load.begin(), load.end()), 1.08 * total / grid) << "sq " << sq;
   }
 }
 

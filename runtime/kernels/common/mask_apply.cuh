@@ -14,18 +14,24 @@
 
 namespace attnforge::prim {
 
-// Class of the tile rows [q_first, q_first+rows) × cols [k_first, k_first+cols) of one sequence,
+// Class of the tile rows [q_first, q_last] × cols [k_first, k_first+cols) of one sequence, the columns
 // clamped to the sequence; a tile reaching past seqlen_k is never kFull (its tail must be masked).
-// Precondition: q_first < seqlen_q and k_first < seqlen_k.
+// Precondition: 0 <= q_first <= q_last < seqlen_q and k_first < seqlen_k.
 template <class Mask>
-__device__ __forceinline__ TileClass classify_tile(int q_first, int rows, int k_first, int cols,
-                                                   int seqlen_q, int seqlen_k,
-                                                   const MaskScalars& ms) {
-  const int q_last = min(q_first + rows, seqlen_q) - 1;
+__device__ __forceinline__ TileClass classify_rows_tile(int q_first, int q_last, int k_first, int cols,
+                                                        int seqlen_q, int seqlen_k, const MaskScalars& ms) {
   const int k_last = min(k_first + cols, seqlen_k) - 1;
   TileClass c = Mask::classify(q_first, q_last, k_first, k_last, seqlen_q, seqlen_k, ms);
   if (c == TileClass::kFull && (k_first + cols > seqlen_k || Mask::kHasTensor)) c = TileClass::kPartial;
   return c;
+}
+
+// The same for rows [q_first, q_first+rows) clamped to the sequence (precondition: q_first < seqlen_q).
+template <class Mask>
+__device__ __forceinline__ TileClass classify_tile(int q_first, int rows, int k_first, int cols,
+                                                   int seqlen_q, int seqlen_k,
+                                                   const MaskScalars& ms) {
+  return classify_rows_tile<Mask>(q_first, min(q_first + rows, seqlen_q) - 1, k_first, cols, seqlen_q, seqlen_k, ms);
 }
 
 // The bias tensor of kinds with kHasTensor, already offset to one (batch, head): element (q, k) is

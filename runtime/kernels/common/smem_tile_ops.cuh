@@ -30,7 +30,7 @@ __device__ __forceinline__ void negate_chunk16(uint32_t addr) {
 }
 
 // One warp copies kRows staged rows row0 … of the tile at `tile` to out + q·row_stride (q = q_first +
-// row), skipping rows with q ≥ q_end; chunk idx = it·32 + lane, so consecutive lanes write one row.
+// row), skipping rows with q < 0 or q ≥ q_end; chunk idx = it·32 + lane, so consecutive lanes write one row.
 template <class Layout, int kRows, class Element>
 __device__ __forceinline__ void store_staged_rows(uint32_t tile, int row0, Element* out, int64_t row_stride,
                                                   int q_first, int q_end, int lane) {
@@ -42,7 +42,7 @@ __device__ __forceinline__ void store_staged_rows(uint32_t tile, int row0, Eleme
       const int r = row0 + idx / Layout::kChunksPerRow;
       const int c = idx % Layout::kChunksPerRow;
       const int q = q_first + r;
-      if (q < q_end) {
+      if (q >= 0 && q < q_end) {
         uint32_t x0, x1, x2, x3;
         asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
                      : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3)

@@ -44,6 +44,11 @@
 #define ATTNFORGE_FLASH_FWD_LAZY -1
 #endif
 
+// Dev A/B switch: -1 takes FwdWsConfig::kAlignEnd's rule, 0 / 1 turns the end alignment off / on.
+#ifndef ATTNFORGE_FLASH_FWD_ALIGN
+#define ATTNFORGE_FLASH_FWD_ALIGN -1
+#endif
+
 namespace attnforge::flash {
 
 template <class V>
@@ -77,6 +82,13 @@ struct FwdWsConfig {
   // all-consumer split stays: that form, never run there, compiled the non-causal steady loop 1–4 %
   // faster (bench/results/h200_2026-11-30l_lib_ab.md, call 5).
   static constexpr bool kZeroPerWarpgroup = kUnevenRows;
+  // Row blocks aligned to the sequence's end where the mask asks for it (ws_align_end): for 192-row
+  // blocks, which never divide the usual power-of-two lengths. H200, 2026-11-30 (bench/NOTES-flash.md
+  // v26): causal m192n128w16 D 64 +2 to +6 % TFLOP/s at S 4096 / 16384; the same code in the 128-row
+  // tiles, whose blocks divide those lengths and gain nothing there, cost their steady loop 1–2 % (the
+  // runtime row offset moves its tile classification to uniform registers).
+  static constexpr bool kAlignEnd =
+      ATTNFORGE_FLASH_FWD_ALIGN >= 0 ? ATTNFORGE_FLASH_FWD_ALIGN == 1 : kUnevenRows && kConsumers == 3;
   static_assert((kBlockM == 128 || kBlockM == 192) && V::TileT::kWarps == 4 * (kConsumers + 1),
                 "a producer warpgroup + two or three consumer warpgroups of 64 rows");
   static_assert(kD % 64 == 0 && kD <= 256, "head dim: whole 64-column slabs, at most 256 (wgmma N of O)");
@@ -119,7 +131,27 @@ struct FwdWsConfig {
 struct FwdWsArgs {
   Params p;
   CUtensorMap tq, tk, tv;
+  bool align_end;  // row blocks end at each sequence's last row (FwdWsConfig::kAlignEnd, ws_align_end)
 };
+
+// Where a sequence's rows are not a multiple of kBlockM, one row block is partial, and its missing rows
+// cost as much as real ones. Under a mask whose later rows see more keys (causal) the partial block is
+// better first, where it reads the fewest key tiles: the blocks are then aligned to the sequence's end.
+// With 192-row blocks and 128-key tiles under causal, tile steps per head fall 5 % at S 2048 / 4096 and
+// 1.5 % at S 8192 / 16384. Decided per call from the mask's key tiles for the first and the last kBlockM
+// rows of the longest sequence (a host loop over the key tiles; nothing else of the call is that long).
+template <class Mask>
+bool ws_align_end(const Params& p, int block_m, int block_n) {
+  if (Mask::kHasTensor || p.seqlen_q <= block_m) return false;
+  auto tiles = [&](int q_first, int q_last) {
+    int n = 0;
+    for (int k0 = 0; k0 < p.seqlen_k; k0 += block_n)
+      n += Mask::classify(q_first, q_last, k0, std::min(k0 + block_n, p.seqlen_k) - 1, p.seqlen_q, p.seqlen_k,
+                          p.mask) != TileClass::kEmpty;
+    return n;
+  };
+  return tiles(0, block_m - 1) < tiles(p.seqlen_q - block_m, p.seqlen_q - 1);
+}
 
 // Named barriers (0 is __syncthreads): 1, 2 = "consumer warpgroup 0 / 1 may issue its GEMMs"
 // (ping-pong); 3, 4, 5 = one consumer warpgroup; 6 = every consumer warpgroup.
@@ -161,21 +193,30 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   auto bar_v_empty = [&](int st) { return bar_q + 8u * (2 + 3 * kStages + st); };
 
   // One row block of the schedule: where its rows and keys live, and which key tiles the mask leaves
-  // non-empty (producer and consumers walk the same sequence).
+  // non-empty (producer and consumers walk the same sequence). Rows m0 … m0 + kBM − 1; with
+  // a.align_end the blocks end at the sequence's last row, so the first one starts at a negative row
+  // (q_first = max(m0, 0) is its first real one; the rows before it are computed on zero or neighbouring
+  // Q rows, masked by position, and never stored). q_last: its last real row.
   struct Block {
-    int m0, h, b, sq, sk, n_tiles;
+    int m0, q_first, q_last, h, b, sq, sk, n_tiles;
+    bool live;  // the sequence has this row block
     SeqInfo seq;
   };
   auto block_at = [&](int u, int k) {
+    const WsSchedule::Block id = sched.at(u, k);
     Block blk;
-    blk.m0 = sched.m_block(u, k) * kBM, blk.h = sched.head(u), blk.b = sched.batch(u);
+    blk.h = id.bh % p.heads_q, blk.b = id.bh / p.heads_q;
     blk.seq = seq_info(p, blk.b);
     blk.sq = blk.seq.seqlen_q, blk.sk = blk.seq.seqlen_k;
+    const int n_m = WsSchedule::row_blocks(blk.sq, kBM);
+    blk.live = id.m_block < n_m;
+    blk.m0 = id.m_block * kBM - (C::kAlignEnd && a.align_end ? n_m * kBM - blk.sq : 0);
+    blk.q_first = max(blk.m0, 0), blk.q_last = min(blk.m0 + kBM, blk.sq) - 1;
     blk.n_tiles = (blk.sk + kBN - 1) / kBN;
     return blk;
   };
   auto tile_class = [&](const Block& blk, int j) {
-    return prim::classify_tile<Mask>(blk.m0, kBM, j * kBN, kBN, blk.sq, blk.sk, p.mask);
+    return prim::classify_rows_tile<Mask>(blk.q_first, blk.q_last, j * kBN, kBN, blk.sq, blk.sk, p.mask);
   };
   auto next_tile = [&](const Block& blk, int j) {
     while (j < blk.n_tiles && tile_class(blk, j) == TileClass::kEmpty) ++j;
@@ -203,7 +244,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       for (int u = blockIdx.x; u < sched.n_units; u += gridDim.x) {
         for (int kb = 0; kb < sched.blocks(u); ++kb) {
           const Block blk = block_at(u, kb);
-          if (blk.m0 >= blk.sq) continue;
+          if (!blk.live) continue;
           AF_FWD_TRACE(true, 0, n_q, 0, fwd_trace::now());
           const int h_kv = blk.h / p.group(), tb = p.is_varlen() ? 0 : blk.b;
           const int q_row0 = int(blk.seq.q_start) + blk.m0, k_row0 = int(blk.seq.k_start);  // rows of the TMA view
@@ -292,7 +333,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     for (int kb = 0; kb < sched.blocks(u); ++kb) {
       const Block blk = block_at(u, kb);
       const int m0 = blk.m0, sq = blk.sq, sk = blk.sk;
-      if (m0 >= sq) continue;
+      if (!blk.live) continue;
       [[maybe_unused]] const bool tr_lead = (ctid & 127) == 0;  // the trace's writer (dev builds)
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 0, fwd_trace::now());
       auto mask = [&](float (&s)[1][kNS][4], int j) {
@@ -305,13 +346,12 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       // zero a row, they write the same zeros) and meets only its own warps; otherwise the warpgroups
       // split the rows and meet on a barrier of all consumers — outside their GEMM turns, so the
       // ping-pong cannot deadlock on it.
-      const int q_last = min(m0 + kBM, sq) - 1;
       auto v_ready = [&](int st, uint32_t ph, int j) {
         tma::mbar_wait(bar_v_full(st), ph);
         if (tile_class(blk, j) == TileClass::kFull) return;
         constexpr int kRowStride = C::kZeroPerWarpgroup ? 128 : C::kConsumerThreads;
         for (int r = C::kZeroPerWarpgroup ? ctid & 127 : ctid; r < kBN; r += kRowStride) {
-          if (!prim::key_live<Mask>(m0, q_last, j * kBN + r, sq, sk, p.mask)) prim::zero_row_sw128<KL>(sV(st), r);
+          if (!prim::key_live<Mask>(blk.q_first, blk.q_last, j * kBN + r, sq, sk, p.mask)) prim::zero_row_sw128<KL>(sV(st), r);
         }
         w::fence_proxy_async();
         if constexpr (C::kZeroPerWarpgroup) tma::bar_sync(ws_bar::kWarpgroup + cw, 128);
@@ -403,7 +443,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sO + QL::offset(r, nt * 8 + 2 * t)),
                        "r"(C::Num::pack2(o[0][nt][2 * hh], o[0][nt][2 * hh + 1])));
         const int q = m0 + r;
-        if (t == 0 && q < sq)
+        if (t == 0 && q >= 0 && q < sq)
           p.lse[blk.b * p.lse_batch_stride + blk.h * p.lse_head_stride + blk.seq.q_start + q] = lse[0][hh];
       }
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 9, fwd_trace::now());
@@ -431,6 +471,7 @@ attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int de
   using C = FwdWsConfig<V>;
   FwdWsArgs a;
   a.p = p;
+  a.align_end = C::kAlignEnd && ws_align_end<typename C::Mask>(p, C::kBlockM, C::kBlockN);
   namespace tma = prim::tma;
   constexpr auto kQ = tma::Side::queries, kK = tma::Side::keys;
   if (!tma::encode_tensor_view(&a.tq, p, kQ, C::kDType, C::kD, p.q, p.q_row_stride, p.q_head_stride, p.q_batch_stride,

@@ -8,30 +8,53 @@
 namespace attnforge::flash {
 
 // CTA i takes units i, i + G, … (G = min(SMs, units)). Units of one (batch, head) are consecutive,
-// so CTAs running together share its K/V in L2. `paired` (a mask that makes row blocks differ in
-// work): a unit is two row blocks k and n_m − 1 − k of one (batch, head), heavy first (the middle one
-// alone when n_m is odd), so that under a causal mask every unit carries about the same work (n_m + 1
-// key tiles with square tiles); a static split of single heavy-first blocks left some CTAs 1.4× the
-// work of others. Otherwise a unit is one row block.
+// so CTAs running together share its K/V in L2; heads are numbered bh = batch · Hq + head.
+//
+// Not paired (every row block the same work): a unit is one row block, the last first.
+//
+// `paired` (a mask that makes row blocks differ in work): a unit is two row blocks k and n_m − 1 − k
+// of one head, heavy first, so that under a causal mask every unit carries about the same work
+// (n_m + 1 key tiles with square tiles); a static split of single heavy-first blocks left some CTAs
+// 1.4× the work of others. Heads go two at a time, n_m units per pair of heads: head 2g's pairs,
+// head 2g + 1's, then (odd n_m) the two heads' middle blocks together. A middle block alone per head
+// made units of half the work that fell on the same CTAs every round whenever the grid was a multiple
+// of the units per head: S 2048 with 192-row blocks is 6 units a head, and 132 SMs = 22 · 6, so every
+// sixth CTA had half the work of the others (a model of the static split: 88 % of the mean load).
 struct WsSchedule {
+  struct Block {
+    int m_block, bh;  // row block inside its sequence; batch · Hq + head
+  };
   bool paired;
-  int n_m, per_head, heads, n_units;  // row blocks per sequence; units per (batch, head); Hq; all units
+  int n_m, n_bh, n_units;  // row blocks per sequence; batch · Hq; all units
   ATTNFORGE_HD WsSchedule(int seqlen_q, int block_m, int heads_q, int batch, bool pair_blocks)
-      : paired(pair_blocks), n_m(row_blocks(seqlen_q, block_m)), per_head(units_per_head(n_m, paired)),
-        heads(heads_q), n_units(per_head * heads_q * batch) {}  // = count(): the launcher checked it fits
+      : paired(pair_blocks), n_m(row_blocks(seqlen_q, block_m)), n_bh(heads_q * batch),
+        n_units(int(units(n_m, int64_t(n_bh), paired))) {}  // the launcher checked count() fits
   // All units, in 64 bits (the launcher refuses more than 2^31 − 1).
   ATTNFORGE_HD static int64_t count(int seqlen_q, int block_m, int heads_q, int batch, bool pair_blocks) {
-    return units_per_head(row_blocks(int64_t(seqlen_q), block_m), pair_blocks) * heads_q * batch;
+    return units(row_blocks(int64_t(seqlen_q), block_m), int64_t(heads_q) * batch, pair_blocks);
   }
-  // One formula for the device (int) and the launcher's check (int64_t).
   template <class I>
   ATTNFORGE_HD static I row_blocks(I seqlen_q, int block_m) { return (seqlen_q + block_m - 1) / block_m; }
-  template <class I>
-  ATTNFORGE_HD static I units_per_head(I n_m, bool paired) { return paired ? (n_m + 1) / 2 : n_m; }
-  ATTNFORGE_HD int blocks(int u) const { return paired && u % per_head < n_m - 1 - u % per_head ? 2 : 1; }
-  ATTNFORGE_HD int m_block(int u, int k) const { return k == 0 ? n_m - 1 - u % per_head : u % per_head; }
-  ATTNFORGE_HD int head(int u) const { return (u / per_head) % heads; }
-  ATTNFORGE_HD int batch(int u) const { return u / (per_head * heads); }
+  ATTNFORGE_HD static int64_t units(int64_t n_m, int64_t n_bh, bool paired) {
+    return paired ? n_m * ((n_bh + 1) / 2) : n_m * n_bh;  // paired: the last pair of an odd n_bh is half empty
+  }
+
+  // Row blocks of unit u: 0, 1 or 2 (0 only for the second head's pairs when n_bh is odd).
+  ATTNFORGE_HD int blocks(int u) const {
+    if (!paired) return 1;
+    const int g = u / n_m, r = u % n_m, pairs = n_m / 2;
+    if (r == 2 * pairs) return 2 * g + 1 < n_bh ? 2 : 1;  // the middle blocks of heads 2g, 2g + 1
+    return 2 * g + (r >= pairs) < n_bh ? 2 : 0;
+  }
+  // Block k < blocks(u) of unit u.
+  ATTNFORGE_HD Block at(int u, int k) const {
+    const int g = u / n_m, r = u % n_m;
+    if (!paired) return {n_m - 1 - r, g};
+    const int pairs = n_m / 2;
+    if (r == 2 * pairs) return {pairs, 2 * g + k};
+    const int second = r >= pairs, i = r - second * pairs;
+    return {k == 0 ? n_m - 1 - i : i, 2 * g + second};
+  }
 };
 
 }  // namespace attnforge::flash
