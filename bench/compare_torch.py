@@ -2,8 +2,10 @@
 """attnforge's backends (through the Python binding) beside PyTorch SDPA's math, efficient, flash
 and cudnn backends, in one process on one GPU: same inputs, same timer, forward and backward.
 
-Timer: CUDA events around each call, warm-up first, median of the repeats; when one input set fits
-in L2, inputs rotate among enough copies to spill it. Memory: torch.cuda.max_memory_allocated()
+Timer: CUDA events around each call, warm-up first (400 ms by default: the GPU's power controller
+moves the SM clock over a few hundred ms, so a short warm-up times an implementation at the clock
+the previous one left; bench/NOTES-flash-bwd.md, sixteenth session), median of the repeats; when
+one input set fits in L2, inputs rotate among enough copies to spill it. Memory: torch.cuda.max_memory_allocated()
 over the call minus what was allocated before it (attnforge's workspace comes from torch's
 allocator, so both sides are measured the same way). FLOPs (DESIGN.md): 4·B·H·Sq·Sk·D forward,
 half for causal, ×2.5 backward. Writes compare.json and compare.md into --out and prints the table.
@@ -296,7 +298,8 @@ def main(argv=None):
     ap.add_argument("--dirs", default="fwd,bwd")
     ap.add_argument("--impls", default=",".join(ALL_IMPLS))
     ap.add_argument("--math-max-s", type=int, default=4096, help="skip torch-math above this S")
-    ap.add_argument("--warmup-ms", type=float, default=25)
+    ap.add_argument("--warmup-ms", type=float, default=400,
+                    help="warm-up per row before timing (the SM clock settles under the power cap)")
     ap.add_argument("--rep-ms", type=float, default=100)
     ap.add_argument("--out", default="bench/results", help="directory for compare.json / compare.md")
     args = ap.parse_args(argv)
