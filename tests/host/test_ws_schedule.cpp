@@ -1,6 +1,7 @@
 // WsSchedule (flash/ws_schedule.hpp), the persistent Hopper forward's split of row blocks over CTAs:
 // every (row block, head, batch) exactly once, heavy block first, and under a causal mask units of
-// equal work, so that a static round-robin stays balanced.
+// equal work, so that a static round-robin stays balanced; row blocks aligned to the sequence's end
+// only where the mask makes later rows read more key tiles.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "flash/ws_schedule.hpp"
+#include "masks.hpp"
 
 namespace {
 
@@ -73,6 +75,25 @@ TEST(WsSchedule, RoundRobinBalancedUnderCausalWork) {
       }
     EXPECT_LT(*std::max_element(load.begin(), load.end()), 1.08 * total / grid) << "sq " << sq;
   }
+}
+
+TEST(WsSchedule, AlignsToTheEndWhereLaterRowsReadMore) {
+  namespace mk = attnforge::generated::mask;
+  using attnforge::flash::ws_align_end;
+  attnforge::Params p{};
+  p.seqlen_q = p.seqlen_k = 4096;
+  EXPECT_TRUE(ws_align_end<mk::causal>(p, 192, 128));
+  EXPECT_FALSE(ws_align_end<mk::none>(p, 192, 128));
+  EXPECT_FALSE(ws_align_end<mk::bias>(p, 192, 128)) << "a tensor mask: never";
+  p.mask.v[0] = 256, p.mask.v[1] = 256;  // a symmetric window: every row reads as many tiles
+  EXPECT_FALSE(ws_align_end<mk::window>(p, 192, 128));
+  p.mask.v[0] = -1, p.mask.v[1] = 0;  // unbounded on the left: causal
+  EXPECT_TRUE(ws_align_end<mk::window>(p, 192, 128));
+  p.seqlen_q = 1, p.seqlen_k = 8192;  // decode: one row block, nothing to align
+  EXPECT_FALSE(ws_align_end<mk::causal>(p, 192, 128));
+  p.seqlen_q = 1000, p.seqlen_k = 64;  // bottom-right causal with Sk < Sq: the first rows see no key
+  EXPECT_TRUE(ws_align_end<mk::causal>(p, 192, 128));
+  EXPECT_FALSE(ws_align_end<mk::none>(p, 192, 128));
 }
 
 TEST(WsSchedule, UnitCountIn64Bits) {

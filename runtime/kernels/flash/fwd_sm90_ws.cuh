@@ -134,25 +134,6 @@ struct FwdWsArgs {
   bool align_end;  // row blocks end at each sequence's last row (FwdWsConfig::kAlignEnd, ws_align_end)
 };
 
-// Where a sequence's rows are not a multiple of kBlockM, one row block is partial, and its missing rows
-// cost as much as real ones. Under a mask whose later rows see more keys (causal) the partial block is
-// better first, where it reads the fewest key tiles: the blocks are then aligned to the sequence's end.
-// With 192-row blocks and 128-key tiles under causal, tile steps per head fall 5 % at S 2048 / 4096 and
-// 1.5 % at S 8192 / 16384. Decided per call from the mask's key tiles for the first and the last kBlockM
-// rows of the longest sequence (a host loop over the key tiles; nothing else of the call is that long).
-template <class Mask>
-bool ws_align_end(const Params& p, int block_m, int block_n) {
-  if (Mask::kHasTensor || p.seqlen_q <= block_m) return false;
-  auto tiles = [&](int q_first, int q_last) {
-    int n = 0;
-    for (int k0 = 0; k0 < p.seqlen_k; k0 += block_n)
-      n += Mask::classify(q_first, q_last, k0, std::min(k0 + block_n, p.seqlen_k) - 1, p.seqlen_q, p.seqlen_k,
-                          p.mask) != TileClass::kEmpty;
-    return n;
-  };
-  return tiles(0, block_m - 1) < tiles(p.seqlen_q - block_m, p.seqlen_q - 1);
-}
-
 // Named barriers (0 is __syncthreads): 1, 2 = "consumer warpgroup 0 / 1 may issue its GEMMs"
 // (ping-pong); 3, 4, 5 = one consumer warpgroup; 6 = every consumer warpgroup.
 namespace ws_bar {
