@@ -4,7 +4,6 @@
 # while nvidia-smi samples the SM clock, power and clock-event reasons every 50 ms.
 #   ATTNFORGE_LIBRARY=build/libattnforge.so PYTHONPATH=python python3 scripts/dev/bwd_power.py OUTDIR
 import os
-import subprocess
 import sys
 import time
 
@@ -14,6 +13,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import attnforge
 from attnforge.functional import _Call, _desc, _fill, _run
+from power_log import SmiLog, timed
 
 SECS = float(os.environ.get("SECS", "3"))
 
@@ -28,31 +28,8 @@ def af_backward(q, k, v, o, lse, d_o, causal):
     return dq, dk, dv
 
 
-def timed(fn):
-    """Mean ms of fn over ~SECS s of back-to-back calls, and the wall window they ran in."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    e0.record()
-    fn()
-    e1.record()
-    torch.cuda.synchronize()
-    n = max(5, int(SECS * 1e3 / e0.elapsed_time(e1)))
-    t0 = time.time()
-    e0.record()
-    for _ in range(n):
-        fn()
-    e1.record()
-    torch.cuda.synchronize()
-    return e0.elapsed_time(e1) / n, t0, time.time()
-
-
 def main(out):
-    smi = subprocess.Popen(["nvidia-smi", "--query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.active",
-                            "--format=csv,noheader,nounits", "-lms", "50"],
-                           stdout=open(f"{out}/smi.csv", "w"), stderr=subprocess.STDOUT)
-    time.sleep(1)
+    smi = SmiLog(f"{out}/smi.csv")
     B, S, H, D = 1, 16384, 16, 128
     torch.manual_seed(0)
     q, k, v, d_o = (torch.randn(B, S, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(4))
@@ -74,35 +51,20 @@ def main(out):
         ]
         for name, fn in cases:
             time.sleep(1.0)  # idle gap between phases, so each starts from the same temperature
-            ms, t0, t1 = timed(fn)
+            ms, t0, t1 = timed(fn, SECS)
             rows.append((causal, name, ms, flops / (ms * 1e-3) / 1e12, t0, t1))
             print(f"causal={int(causal)} {name:14s} {ms:8.3f} ms {rows[-1][3]:7.1f} TFLOP/s", flush=True)
         del ot, qg, kg, vg
-    time.sleep(0.5)
-    smi.terminate()
-    smi.wait()
+    smi.stop()
     # Per phase: SM clock min / median, power mean / max, the clock-event reasons seen.
-    samples = []
-    for line in open(f"{out}/smi.csv"):
-        f = [x.strip() for x in line.split(",")]
-        try:
-            from datetime import datetime
-            ts = datetime.strptime(f[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
-            samples.append((ts, float(f[1]), float(f[2]), f[3]))
-        except (ValueError, IndexError):
-            continue
-    # nvidia-smi prints local time; align on the first sample against the wall clock of its start
     for causal, name, ms, tf, t0, t1 in rows:
-        win = [s for s in samples if t0 <= s[0] <= t1]
-        if not win:
+        w = smi.window(t0, t1)
+        if w is None:
             print(f"causal={int(causal)} {name:14s} no samples")
             continue
-        clk = sorted(s[1] for s in win)
-        pw = [s[2] for s in win]
-        reasons = sorted(set(s[3] for s in win))
-        print(f"causal={int(causal)} {name:14s} {tf:7.1f} TFLOP/s  clock min {clk[0]:.0f} median "
-              f"{clk[len(clk) // 2]:.0f} MHz  power mean {sum(pw) / len(pw):.0f} max {max(pw):.0f} W  "
-              f"n={len(win)} reasons {reasons}")
+        med, lo, pw, pmax, reasons, n = w
+        print(f"causal={int(causal)} {name:14s} {tf:7.1f} TFLOP/s  clock min {lo:.0f} median "
+              f"{med:.0f} MHz  power mean {pw:.0f} max {pmax:.0f} W  n={n} reasons {reasons}")
 
 
 if __name__ == "__main__":
