@@ -1,6 +1,8 @@
 # Device run: forward tiles and PyTorch's cuDNN / flash backends timed sustained, each for ~SECS s of
-# back-to-back calls after an idle second, with the SM clock and board power of its window: at the
-# H200's 700 W cap the tile that wins a short burst need not win sustained, and energy per FLOP decides.
+# back-to-back calls after an idle second, with the SM clock and board power of its window past the
+# first second (nvidia-smi's power.draw lags by about that much: a 2 s window's mean mixed in the idle
+# ramp, h200_2026-11-30r_fwd_sustained.md): at the H200's 700 W cap the tile that wins a short burst
+# need not win sustained.
 #   ATTNFORGE_LIBRARY=build/libattnforge.so PYTHONPATH=python python3 scripts/dev/sustained.py OUTDIR \
 #       "64:2048:1:flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a,flash_fwd_bf16_hd64_causal_m192n128w16s2_sm90a" ...
 # Each argument after OUTDIR is D:S:causal:variants (comma list; "auto" = the library's own choice),
@@ -16,7 +18,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 import attnforge
 from power_log import SmiLog, timed
 
-SECS = float(os.environ.get("SECS", "2"))
+SECS = float(os.environ.get("SECS", "4"))
 
 
 def main(out, specs):
@@ -47,7 +49,7 @@ def main(out, specs):
     print("\n| D | S | causal | implementation | TFLOP/s | SM MHz (median) | W (mean) | pJ / FLOP |")
     print("|---|---|---|---|---|---|---|---|")
     for D, S, causal, name, ms, tf, t0, t1 in rows:
-        w = smi.window(t0, t1)
+        w = smi.window(t0 + 1.0, t1)  # past the power reading's lag
         med, _, pw, _, _, _ = w if w else (float("nan"),) * 6
         print(f"| {D} | {S} | {'yes' if causal else 'no'} | {name} | {tf:.1f} | {med:.0f} | {pw:.0f} | {pw / tf:.3f} |")
 
