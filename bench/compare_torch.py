@@ -289,7 +289,7 @@ def git_commit():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="D=128, S in {1024, 4096}, causal and not, "
-                    "fwd+bwd, plus decode Sk=8192 (about a minute)")
+                    "fwd+bwd, plus decode Sk=8192 (one to two minutes)")
     ap.add_argument("--grid", default="train,decode", help="comma list of train, memory, decode, classic")
     ap.add_argument("--head-dims", default="64,128")
     ap.add_argument("--seqlens", default="512,1024,2048,4096,8192,16384")
