@@ -12,11 +12,12 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import attnforge
 from power_log import SmiLog, timed
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from compare_torch import flops, make_fn  # noqa: E402  (the compare's FLOP count and its SDPA callables)
 
 SECS = float(os.environ.get("SECS", "4"))
 
@@ -28,21 +29,18 @@ def main(out, specs):
         d, s, c, names = spec.split(":")
         D, S, causal = int(d), int(s), c == "1"
         B, H = 16384 // S, 2048 // D
-        flops = 4.0 * B * H * S * S * D * (0.5 if causal else 1.0)
+        shape = dict(B=B, H=H, Sq=S, Sk=S, D=D, causal=causal)
         torch.manual_seed(0)
         q, k, v = (torch.randn(B, S, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
         cases = [(n, lambda n=n: attnforge.attention(q, k, v, causal=causal, variant=None if n == "auto" else n))
                  for n in names.split(",")]
-        for be, name in ((SDPBackend.CUDNN_ATTENTION, "torch-cudnn"), (SDPBackend.FLASH_ATTENTION, "torch-flash")):
-            def fn(be=be):
-                with sdpa_kernel(be):
-                    return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                          is_causal=causal)
-            cases.append((name, fn))
+        for name in ("torch-cudnn", "torch-flash"):
+            fn = make_fn(name, shape)
+            cases.append((name, lambda fn=fn: fn(q, k, v)))
         for name, fn in cases:
             time.sleep(1.0)  # idle between phases, so each starts from a similar state
             ms, t0, t1 = timed(fn, SECS)
-            rows.append((D, S, causal, name, ms, flops / (ms * 1e-3) / 1e12, t0, t1))
+            rows.append((D, S, causal, name, ms, flops(shape, False) / (ms * 1e-3) / 1e12, t0, t1))
             print(f"D={D} S={S} causal={int(causal)} {name:48s} {rows[-1][5]:7.1f} TFLOP/s", flush=True)
         del q, k, v
     smi.stop()
