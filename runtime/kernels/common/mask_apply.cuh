@@ -47,8 +47,9 @@ struct BiasView {
 
 // s ← −inf where (q, k) is outside the sequence or not visible; for kinds with a tensor, additive
 // bias·to_score is added or BOOL 0 masks. Masking is a select, never an
-// add, so garbage (NaN, 1e10) computed from masked-out K never survives.
-template <class Mask, int kMTileRows = 16, int kMTiles, int kNTiles>
+// add, so garbage (NaN, 1e10) computed from masked-out K never survives. kInside: the caller knows
+// every (q, k) of the fragments lies inside the sequence, so only the mask's predicate is tested.
+template <class Mask, int kMTileRows = 16, bool kInside = false, int kMTiles, int kNTiles>
 __device__ __forceinline__ void apply_mask(float (&s)[kMTiles][kNTiles][4], int q0, int k0,
                                            int seqlen_q, int seqlen_k, const MaskScalars& ms,
                                            const BiasView& bias) {
@@ -60,7 +61,7 @@ __device__ __forceinline__ void apply_mask(float (&s)[kMTiles][kNTiles][4], int 
       for (int i = 0; i < 4; ++i) {
         const int q = q0 + kMTileRows * mt + 8 * (i / 2);
         const int k = k0 + 8 * nt + (i % 2);
-        bool vis = q < seqlen_q && k < seqlen_k && Mask::visible(q, k, seqlen_q, seqlen_k, ms);
+        bool vis = (kInside || (q < seqlen_q && k < seqlen_k)) && Mask::visible(q, k, seqlen_q, seqlen_k, ms);
         float v = s[mt][nt][i];
         if constexpr (Mask::kHasTensor) {
           if (vis) {

@@ -318,7 +318,11 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       [[maybe_unused]] const bool tr_lead = (ctid & 127) == 0;  // the trace's writer (dev builds)
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 0, fwd_trace::now());
       auto mask = [&](float (&s)[1][kNS][4], int j) {
-        if (tile_class(blk, j) != TileClass::kFull)
+        if (tile_class(blk, j) == TileClass::kFull) return;
+        // Rows and keys inside the sequence (the causal diagonal but on ragged edges): only the predicate.
+        if ((j + 1) * kBN <= sk && m0 + kBM <= sq)
+          prim::apply_mask<Mask, 64, true>(s, m0 + warp_row0 + g, j * kBN + 2 * t, sq, sk, p.mask, prim::BiasView{});
+        else
           prim::apply_mask<Mask, 64>(s, m0 + warp_row0 + g, j * kBN + 2 * t, sq, sk, p.mask, prim::BiasView{});
       };
       // V_j arrived (stage st). On a partial tile, V rows no query of this block sees (past sk, outside a
