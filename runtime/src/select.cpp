@@ -132,19 +132,21 @@ constexpr const char* kHopperFwdD64Long =
 // against 722–734; S 2048 m128n128w12 410 / 408 / 414 / 412 against m128n128w4's 415 / 418 / 418 / 421
 // (m192 482, m128n192w12 428–432); S 1024 and 512 m128n128w4 ties or leads (248.5 against 249.7; 164
 // against 170), so the wgmma kernel keeps them.
+// Since the diagonal tile is masked without bounds tests (v29, two masked tiles per 192-row block),
+// m192 leads at S 2048 too. H200, 2026-11-30 (seventeenth session), TFLOP/s, two rounds each: dev A/B
+// 344.7 / 352.3 against m128n128w12's 343.3 / 339.4; through the binding with compare_torch's timer
+// (scripts/dev/fwd_tiles.py, bench/results/h200_2026-11-30s_fwd_tiles.md) 0.891x cuDNN against 0.879x
+// and m128n128w4's 0.854x. At S 1024 and 512 m128n128w4 still ties or leads (0.843x against 0.855x /
+// 0.822x; 0.828x against 0.801x / 0.652x).
 constexpr const char* kHopperFwdD64CausalLong =
-    "m192n128w16 sm90a: fastest causal flash forward at D = 64 and S_k >= 4096 on Hopper (warp-specialized kernel)";
-constexpr const char* kHopperFwdD64CausalMid =
-    "m128n128w12 sm90a: fastest causal flash forward at D = 64 and S_k 2048 … 4095 on Hopper (warp-specialized "
-    "kernel)";
-// D = 128, same runs: 176 keys per tile win from S_k = 8192 on (non-causal S 8192 613 / 612 against
-// m128n128w12's 606 / 606, S 16384 622 / 622 against 612 / 612; causal S 8192 549 / 543 against
-// 541 / 541, S 16384 573 / 573 against 561 / 563) and lose below (S 4096 570 / 567 against 586 / 583;
-// S 1024 473 against 571): the per-block fixed cost is spread wider, the diagonal and tail waste more.
-// Through the binding (2026-11-30, bench/results/h200_2026-11-30d_compare.md) the decode grid (Sq 1,
-// Sk 8192 / 32768) lost 1.4–1.6 % on n176, so the new rows ask for Sq as long as Sk.
-constexpr const char* kHopperFwdD128Long =
-    "m128n176w12 sm90a: fastest flash forward at D = 128 and S_k >= 8192 on Hopper (warp-specialized kernel)";
+    "m192n128w16 sm90a: fastest causal flash forward at D = 64 and S_k >= 2048 on Hopper (warp-specialized kernel)";
+// D = 128: the generator's first sm90a tile, m128n128w12, at every length. 176 keys per tile led from
+// S_k 8192 in the seventh session (non-causal S 8192 613 / 612 against 606 / 606, S 16384 622 / 622
+// against 612 / 612) and lost below; after v15–v29 it loses there too. H200, 2026-11-30 (seventeenth
+// session), scripts/dev/fwd_tiles.py, x cuDNN of the same rounds (bench/results/h200_2026-11-30s_fwd_tiles.md):
+// S 8192 1.022 / 1.026 (non-causal / causal) against n176's 0.999 / 0.969, S 16384 0.988 / 1.026 against
+// 0.972 / 0.995, S 4096 0.986 / 0.992 against 0.893 / 0.931; one sustained sample of the sixteenth session
+// agreed at S 8192 (604 / 561 against 601 / 549 TFLOP/s). The n176 tile stays built for the tuner.
 // D = 192 / 256 (v14, H200, 2026-11-30, ninth session, scripts/dev/flash_fwd_ab.sh, two runs, bf16,
 // B·S = 16384, H 10 / 8, TFLOP/s against the first tile m128n64w12): D 192 with 112 keys per tile,
 // non-causal S 4096 616 / 611 against 567 / 548, S 8192 651 / 650 against 575 / 570; causal S 4096
@@ -191,12 +193,10 @@ constexpr TilePreference kTilePreference[] = {
     // was within 5% on the other 3 (D = 64, S ≤ 1024). On sm_90 the generator's first tile is now the
     // warp-specialized m128n128w12 (arch sm90a; other devices skip it), which leads at D = 128, and its
     // first bwd tile the warp-specialized m64n128w12 (sm90a), which leads at D = 128 (kHopperBwdD64Long).
-    {Backend::flash, Direction::fwd, 9, true, "causal", 64, 64, 4096, 0, 4096, 192, 128, 16, 0, kHopperFwdD64CausalLong},
-    {Backend::flash, Direction::fwd, 9, true, "causal", 64, 64, 2048, 0, 2048, 128, 128, 12, 0, kHopperFwdD64CausalMid},
+    {Backend::flash, Direction::fwd, 9, true, "causal", 64, 64, 2048, 0, 2048, 192, 128, 16, 0, kHopperFwdD64CausalLong},
     {Backend::flash, Direction::fwd, 9, true, "none", 64, 64, 2048, 0, 2048, 192, 128, 16, 0, kHopperFwdD64Long},
     {Backend::flash, Direction::fwd, 9, true, nullptr, 64, 64, 8192, 0, 0, 192, 128, 16, 0, kHopperFwdD64Long},
     {Backend::flash, Direction::fwd, 9, false, nullptr, 64, 64, 0, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
-    {Backend::flash, Direction::fwd, 9, true, "none causal", 128, 128, 8192, 0, 8192, 128, 176, 12, 0, kHopperFwdD128Long},
     {Backend::flash, Direction::fwd, 9, true, "none causal", 192, 192, 4096, 0, 4096, 128, 112, 12, 0, kHopperFwdD192Long},
     {Backend::flash, Direction::fwd, 9, true, "none causal", 256, 256, 4096, 0, 4096, 128, 80, 12, 0, kHopperFwdD256Long},
     {Backend::flash, Direction::bwd, 9, true, "none", 64, 64, 1024, 0, 1024, 128, 128, 12, 0, kHopperBwdD64Step128},
