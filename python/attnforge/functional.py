@@ -7,6 +7,7 @@ attnforge_forward / attnforge_backward on the current torch CUDA stream.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from dataclasses import dataclass
 
@@ -26,24 +27,28 @@ def _desc(t: torch.Tensor | None) -> _lib.Tensor:
     d = _lib.Tensor()
     if t is None:
         return d
-    if t.dtype not in _DTYPES:
+    dtype = _DTYPES.get(t.dtype)
+    if dtype is None:
         raise TypeError(f"attnforge: unsupported dtype {t.dtype}; expected float32, float16, bfloat16")
-    if t.dim() > _lib.MAX_RANK:
-        raise ValueError(f"attnforge: tensor of rank {t.dim()} > {_lib.MAX_RANK}")
+    rank = t.dim()
+    if rank > _lib.MAX_RANK:
+        raise ValueError(f"attnforge: tensor of rank {rank} > {_lib.MAX_RANK}")
     d.data = t.data_ptr()
-    d.dtype = _DTYPES[t.dtype]
-    d.rank = t.dim()
-    for i in range(t.dim()):
-        d.sizes[i] = t.size(i)
-        d.strides[i] = t.stride(i)
+    d.dtype = dtype
+    d.rank = rank
+    d.sizes[:rank] = t.shape  # one slice assignment each: this runs six times per call
+    d.strides[:rank] = t.stride()
     return d
 
 
 def _rows_strided(t: torch.Tensor) -> torch.Tensor:
     """t itself if its last dim is contiguous and no dim of size > 1 is broadcast (stride 0);
     a contiguous copy otherwise (the layout the library accepts: any strides, last dim dense)."""
-    ok = t.stride(-1) == 1 or t.size(-1) == 1
-    ok = ok and all(s != 0 for s, n in zip(t.stride(), t.shape) if n > 1)
+    strides = t.stride()
+    if strides[-1] == 1 and 0 not in strides:  # the common case, decided without a loop
+        return t
+    ok = strides[-1] == 1 or t.size(-1) == 1
+    ok = ok and all(s != 0 for s, n in zip(strides, t.shape) if n > 1)
     return t if ok else t.contiguous()
 
 
@@ -170,11 +175,19 @@ def _fill(call: _Call, q, k, v, o, lse, bias, cu_q, cu_k) -> _lib.Args:
     return a
 
 
+def _on_device(device: torch.device):
+    """torch.cuda.device(device), or nothing when it is current already (the usual case; the
+    context manager costs more than the rest of a call's descriptor work)."""
+    if device.index is None or device.index == torch.cuda.current_device():
+        return contextlib.nullcontext()
+    return torch.cuda.device(device)
+
+
 def _run(fn_name: str, a: _lib.Args, is_backward: int, device) -> None:
     """Workspace from torch's allocator (so torch's peak-memory stats count it), then the call
     on the current torch stream of the tensors' device."""
     L = _lib.lib()
-    with torch.cuda.device(device):
+    with _on_device(device):
         nbytes = ctypes.c_size_t(0)
         _lib.check(L.attnforge_workspace_size(ctypes.byref(a), is_backward, ctypes.byref(nbytes)),
                    "workspace_size")
@@ -182,7 +195,7 @@ def _run(fn_name: str, a: _lib.Args, is_backward: int, device) -> None:
         if nbytes.value > 0:
             ws = torch.empty(nbytes.value, dtype=torch.uint8, device=device)
             a.workspace, a.workspace_bytes = ws.data_ptr(), nbytes.value
-        stream = torch.cuda.current_stream(device).cuda_stream
+        stream = torch.cuda.current_stream().cuda_stream
         _lib.check(getattr(L, fn_name)(ctypes.byref(a), ctypes.c_void_p(stream)), fn_name)
         # ws goes back to the caching allocator here; its stream-ordered reuse is safe because
         # the allocator records this (current) stream as the block's stream.
@@ -234,6 +247,15 @@ class _AttentionFn(torch.autograd.Function):
         return dq, dk, dv, None, None, None, None
 
 
+def _apply(q, k, v, bias, cu_q, cu_k, call: _Call):
+    """(o, lse[, weights]): through autograd when a gradient may flow to q, k or v, else the
+    forward alone (inference skips recording a graph node, a tenth of a short call's host time)."""
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return _AttentionFn.apply(q, k, v, bias, cu_q, cu_k, call)
+    o, lse, w = _forward(call, q, k, v, bias, cu_q, cu_k)
+    return (o, lse) if w is None else (o, lse, w)
+
+
 # ---- public API -----------------------------------------------------------------------------
 
 def _scale(scale) -> float:
@@ -282,7 +304,7 @@ def attention(q, k, v, *, causal=False, window=(-1, -1), attn_mask=None, scale=N
                                             mask_scalars)
     call = _Call(kind, scalars, _scale(scale), backend, variant, deterministic,
                  bool(return_weights), None)
-    outs = _AttentionFn.apply(q, k, v, bias, None, None, call)
+    outs = _apply(q, k, v, bias, None, None, call)
     o, lse = outs[0], outs[1]
     extra = []
     if return_weights:
@@ -311,7 +333,7 @@ def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
                          f"{cus[0].numel()} and {cus[1].numel()}")
     call = _Call(kind, scalars, _scale(scale), backend, variant, deterministic, False,
                  (cus[0].numel() - 1, int(max_seqlen_q), int(max_seqlen_k)))
-    o, lse = _AttentionFn.apply(q, k, v, bias, cus[0], cus[1], call)
+    o, lse = _apply(q, k, v, bias, cus[0], cus[1], call)[:2]
     return (o, lse) if return_lse else o
 
 
@@ -334,7 +356,7 @@ def select(q, k, v, *, causal=False, window=(-1, -1), attn_mask=None, backend="a
         a.d_o, a.dq, a.dk, a.dv = _desc(o), _desc(q), _desc(k), _desc(v)  # shapes only
     chosen = ctypes.c_int(0)
     vbuf, rbuf = ctypes.create_string_buffer(256), ctypes.create_string_buffer(2048)
-    with torch.cuda.device(q.device):
+    with _on_device(q.device):
         _lib.check(_lib.lib().attnforge_select_backend(ctypes.byref(a), int(backward),
                                                        ctypes.byref(chosen), vbuf, 256, rbuf, 2048),
                    "select_backend")
@@ -362,7 +384,7 @@ def estimate(q, k, v, *, causal=False, window=(-1, -1), attn_mask=None, return_w
         a.d_o, a.dq, a.dk, a.dv = _desc(o), _desc(q), _desc(k), _desc(v)  # shapes only
     out = (_lib.BackendEstimate * 3)()
     count = ctypes.c_int(0)
-    with torch.cuda.device(q.device):
+    with _on_device(q.device):
         status = fn(ctypes.byref(a), int(backward), out, 3, ctypes.byref(count))
     if status != _lib.OK and count.value == 0 and out[0].reason:
         raise AttnforgeError(status, f"attnforge estimate failed: {out[0].reason.decode()}")

@@ -6,7 +6,10 @@
 #           so they run back to back whatever the host costs; one event pair around the N
 #   host    Python wall time per call while enqueuing those N (the binding's host path)
 #   ATTNFORGE_LIBRARY=... PYTHONPATH=python python3 scripts/dev/host_overhead.py [--seqs 512,1024]
+# --profile N: instead, cProfile of N attnforge calls on a small shape (where the binding's time goes).
 import argparse
+import cProfile
+import pstats
 import statistics
 import sys
 import time
@@ -37,8 +40,27 @@ def main():
     ap.add_argument("--seqs", default="512,1024,2048")
     ap.add_argument("--impls", default="af-flash,torch-cudnn,torch-flash")
     ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--profile", type=int, default=0)
     args = ap.parse_args()
     torch.manual_seed(0)
+    if args.profile:
+        p = dict(B=1, Sq=128, Sk=128, H=8, D=64, causal=True)
+        q, k, v = (torch.randn(1, 128, 8, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        for impl in ("af-flash", "torch-cudnn"):
+            fn = ct.make_fn(impl, p)
+            with torch.no_grad():
+                fn(q, k, v)
+                _, host = gpu_and_host_us(lambda: fn(q, k, v), args.profile)
+                print(f"{impl}: {host:.1f} µs of host time per call")
+                if impl.startswith("af"):
+                    prof = cProfile.Profile()
+                    prof.enable()
+                    for _ in range(args.profile):
+                        fn(q, k, v)
+                    prof.disable()
+                    torch.cuda.synchronize()
+                    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        return
     print(f"{'D':>3} {'S':>6} {'causal':>6} {'impl':>9} {'events':>8} {'gpu':>8} {'host':>8}")
     for d in (64, 128):
         for s in map(int, args.seqs.split(",")):
