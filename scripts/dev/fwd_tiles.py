@@ -28,7 +28,7 @@ def main():
     d = a.dim
     for s in map(int, a.seqs.split(",")):
         for causal in (c == "1" for c in a.causal.split(",")):
-            p = dict(B=16384 // s, Sq=s, Sk=s, H=2048 // d, D=d, causal=causal)
+            p = ct.training_grid([d], [s], [causal])[0]
             q, k, v = (torch.randn(p["B"], s, p["H"], d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
             impls = {"torch-cudnn": ct.make_fn("torch-cudnn", p)}
             for t in a.tiles.split(","):

@@ -65,7 +65,7 @@ def main():
     for d in (64, 128):
         for s in map(int, args.seqs.split(",")):
             for causal in (False, True):
-                p = dict(B=16384 // s, Sq=s, Sk=s, H=2048 // d, D=d, causal=causal)
+                p = ct.training_grid([d], [s], [causal])[0]
                 q, k, v = (torch.randn(p["B"], s, p["H"], d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
                 for impl in args.impls.split(","):
                     fn = ct.make_fn(impl, p)

@@ -17,7 +17,7 @@ import attnforge
 from power_log import SmiLog, timed
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
-from compare_torch import flops, make_fn  # noqa: E402  (the compare's FLOP count and its SDPA callables)
+from compare_torch import flops, make_fn, training_grid  # noqa: E402  (the compare's grid, FLOP count, SDPA callables)
 
 SECS = float(os.environ.get("SECS", "4"))
 
@@ -28,8 +28,8 @@ def main(out, specs):
     for spec in specs:
         d, s, c, names = spec.split(":")
         D, S, causal = int(d), int(s), c == "1"
-        B, H = 16384 // S, 2048 // D
-        shape = dict(B=B, H=H, Sq=S, Sk=S, D=D, causal=causal)
+        shape = training_grid([D], [S], [causal])[0]
+        B, H = shape["B"], shape["H"]
         torch.manual_seed(0)
         q, k, v = (torch.randn(B, S, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
         cases = [(n, lambda n=n: attnforge.attention(q, k, v, causal=causal, variant=None if n == "auto" else n))
