@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string_view>
 
 #include "common/copy.cuh"
 #include "common/mask_apply.cuh"
@@ -95,9 +96,14 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel_sm90(const 
   auto s_k = [&](int i) { return s_k0 + uint32_t(i * BL::kBytes); };
   auto s_v = [&](int slot) { return s_v0 + uint32_t(slot * BL::kBytes); };
 
-  // Every wgmma is issued unconditionally (a wgmma under a branch the compiler cannot prove uniform is
-  // serialized, C7520): the CTA always walks all kMaxBlocks key blocks; blocks past sk are zero-filled
-  // in shared memory (no global reads), their tiles are dead (P = 0) and contribute exact zeros.
+  // Under a mask that leaves key tiles dead for a whole query block (causal, window: kSkipDead), those
+  // tiles issue no wgmma: each live step is its own guarded wgmma group behind its own fence (a guard
+  // around a shared fence or commit makes ptxas serialize every wgmma, C7520), the guard warp-uniform
+  // by a shuffle; their P is 0 (row_softmax) and their weights are stored as zeros. H200, 2026-11-30:
+  // causal S 512 +4 % (D 64) / +9 % (D 128). Without a mask every tile is issued in one group (per-step
+  // groups cost D 64 S 512 ~5 %); tiles past sk are then zero-filled K/V and contribute exact zeros.
+  // K/V blocks past sk are zero-filled in shared memory either way (no global reads).
+  constexpr bool kSkipDead = std::string_view(Mask::kName) != "none";
   constexpr bool kResident = kVSlots >= Cfg::kMaxBlocks;  // V fits beside K: loaded once too
   // Keys no query of the sequence sees are zero-filled too (this CTA walks several query blocks
   // over resident K/V): P is 0 there, but 0·NaN (garbage in masked-out V) would poison O.
@@ -159,9 +165,14 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel_sm90(const 
       if (cls != TileClass::kEmpty) live |= 1u << i;
       if (cls == TileClass::kPartial) partial |= 1u << i;
     }
-    prim::sm90::fence();
+    if constexpr (kSkipDead) live = __shfl_sync(0xffffffffu, live, 0);  // warp-uniform: it guards wgmmas
+    else prim::sm90::fence();
 #pragma unroll
     for (int i = 0; i < kSteps; ++i) {
+      if constexpr (kSkipDead) {
+        if (!(live & (1u << i))) continue;  // no row of the block sees this warpgroup's tile i
+        prim::sm90::fence();
+      }
       const uint32_t kb = s_k(i) + uint32_t(wn * 64 * 128);  // this warpgroup's 64 keys of block i
 #pragma unroll
       for (int ks = 0; ks < kD / 16; ++ks) {
@@ -170,8 +181,9 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel_sm90(const 
         if (ks == 0) MmaS::template ss<false>(s[i][0], dq, dk);
         else MmaS::template ss<true>(s[i][0], dq, dk);
       }
+      if constexpr (kSkipDead) prim::sm90::commit();
     }
-    prim::sm90::commit();
+    if constexpr (!kSkipDead) prim::sm90::commit();
     prim::sm90::wait<0>();
     __syncthreads();  // every warpgroup is done reading Q(m): prefetch the next block's Q
     const bool q_next = m + int(gridDim.x) < n_mblocks;
@@ -226,8 +238,12 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel_sm90(const 
     };
     if constexpr (kResident) {
 #pragma unroll
-      for (int i = 0; i < kSteps; ++i) pv_step(i, s_v(i));  // dead tiles: P = 0 times finite (or zero) V
-      prim::sm90::commit();
+      for (int i = 0; i < kSteps; ++i)
+        if (!kSkipDead || (live & (1u << i))) {  // dead tiles (P = 0) add nothing
+          pv_step(i, s_v(i));
+          if constexpr (kSkipDead) prim::sm90::commit();
+        }
+      if constexpr (!kSkipDead) prim::sm90::commit();
       prim::sm90::wait<0>();
     } else {
 #pragma unroll
@@ -236,9 +252,11 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel_sm90(const 
         cp_async_wait_dyn(int(i + 1 < kSteps) + int(q_next && i < 2));
         prim::sm90::fence_proxy_async();
         __syncthreads();
-        pv_step(i, s_v(i & 1));
-        prim::sm90::commit();
-        prim::sm90::wait<0>();
+        if (!kSkipDead || (live & (1u << i))) {  // dead tiles (P = 0) add nothing
+          pv_step(i, s_v(i & 1));
+          prim::sm90::commit();
+          prim::sm90::wait<0>();
+        }
         __syncthreads();  // slot i % 2 is free
         if (i + 2 < kSteps) {
           load_block(s_v(i & 1), v_ptr, p.v_row_stride, i + 2);
