@@ -18,7 +18,7 @@ DTYPES = ("bf16", "f16")
 
 def wrapper(dt: str, n: int) -> str:
     """Wgmma<DType::dt, n>: ss (A, B K-major in shared memory), ss_bmn (A K-major, B MN-major, both in shared
-    memory) and rs (A in registers, B MN-major)."""
+    memory), rs (A in registers, B MN-major) and rs_bk (A in registers, B K-major)."""
     r, t = n // 2, n // 8  # accumulator registers per thread; n8 tiles
     outs = ", ".join(f'"+f"(d[{i}][{j}])' for i in range(t) for j in range(4))
     regs = ", ".join(f"%{i}" for i in range(r))
@@ -48,6 +48,15 @@ struct Wgmma<DType::{dt}, {n}> {{
         "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{dt}.{dt} {{{regs}}}, {{%{r}, %{r + 1}, %{r + 2}, %{r + 3}}}, %{r + 4}, p, 1, 1, 1;\\n}}\\n"
         : {outs}
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+  }}
+  // D (64, {n}) += A (64, 16, registers) · B (16, {n}) (D = A·B when !kAccumulate); B K-major in shared memory.
+  template <bool kAccumulate = true>
+  __device__ __forceinline__ static void rs_bk(float (&d)[{t}][4], const uint32_t (&a)[4], uint64_t db) {{
+    asm volatile(
+        "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{r + 5}, 0;\\n"
+        "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{dt}.{dt} {{{regs}}}, {{%{r}, %{r + 1}, %{r + 2}, %{r + 3}}}, %{r + 4}, p, 1, 1, 0;\\n}}\\n"
+        : {outs}
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(int(kAccumulate)));
   }}
 }};
 '''

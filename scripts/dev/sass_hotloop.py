@@ -13,7 +13,7 @@ def hot_loop(lines):
     start = next(i for i, l in enumerate(lines) if "fwd_kernel_sm90_ws" in l and l.startswith("//"))
     body = lines[start:]
     first_s = [i for i, l in enumerate(body)
-               if re.search(r"HGMMA\.64x\d+x16\.F32\.\w+ R\d+, gdesc\[UR\d+\], RZ, !UPT", l)]
+               if re.search(r"HGMMA\.64x\d+x16\.F32\.\w+ R\d+, (?:R\d+, )?gdesc\[UR\d+\], RZ, !UPT", l)]
     labels = {m.group(1): i for i, l in enumerate(body) if (m := re.match(r"^(\.L_x_\d+):", l))}
     best = None  # the shortest backward branch around the loop's S GEMM
     for i, l in enumerate(body):

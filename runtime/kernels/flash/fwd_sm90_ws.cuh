@@ -1,14 +1,15 @@
 // Flash forward, warp-specialized Hopper kernel (sm_90a variants: tile arch = "sm90a"): a producer
 // warpgroup moves Q/K/V with the tensor memory accelerator (128-byte swizzle, kStages-deep K and V
 // rings completing on mbarriers) and gives its registers away (setmaxnreg); kBlockM / 64 consumer
-// warpgroups of 64 query rows each run S = Q·Kᵀ and O += P·V on wgmma, issuing S_j and P_{j−1}·V_{j−1}
-// together (the source asks for the softmax of S_j beside that P·V, but ptxas puts the wait for it
-// first; keeping the wait below measured slower: bench/NOTES-flash.md v18). With two consumers (m128,
-// 12 warps) at D ≥ 128 they take turns on the tensor cores (ping-pong: one warpgroup's softmax overlaps
-// the other's GEMMs); at D 64, and with three (m192, 16 warps), they run free. Persistent: one CTA per
-// SM walks its share of the row blocks (WsSchedule), so the producer loads the next block's Q and first
-// K while the consumers finish the last one. Head dim a multiple of 64 up to 256 (codegen/limits.py admits 64, 128, 192 and
-// 256; 192 / 256 measured 2026-11-30, bench/NOTES-flash.md v13), f16/bf16, masks without a tensor.
+// warpgroups of 64 query rows each run S = Q·Kᵀ (Q from registers at D 128) and O += P·V on wgmma,
+// issuing S_j and P_{j−1}·V_{j−1} together (the source asks for the softmax of S_j beside that P·V,
+// but ptxas puts the wait for it first; keeping the wait below measured slower: bench/NOTES-flash.md
+// v18). With two consumers (m128, 12 warps) at D ≥ 128 they take turns on the tensor cores (ping-pong:
+// one warpgroup's softmax overlaps the other's GEMMs); at D 64, and with three (m192, 16 warps), they
+// run free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer
+// loads the next block's Q and first K while the consumers finish the last one. Head dim a multiple of
+// 64 up to 256 (codegen/limits.py admits 64, 128, 192 and 256; 192 / 256 measured 2026-11-30,
+// bench/NOTES-flash.md v13), f16/bf16, masks without a tensor.
 #pragma once
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -19,6 +20,7 @@
 
 #include "common/launch_checks.hpp"
 #include "common/mask_apply.cuh"
+#include "common/mma.cuh"
 #include "common/numeric.cuh"
 #include "common/params.hpp"
 #include "common/smem_layout.cuh"
@@ -42,6 +44,11 @@
 // Dev A/B switch: -1 takes FwdWsConfig's rule below, 0 turns lazy rescaling off, k > 0 forces threshold k.
 #ifndef ATTNFORGE_FLASH_FWD_LAZY
 #define ATTNFORGE_FLASH_FWD_LAZY -1
+#endif
+
+// Dev A/B switch: -1 takes FwdWsConfig::kQInRegs's rule, 0 / 1 keeps Q in shared memory / registers.
+#ifndef ATTNFORGE_FLASH_FWD_QREGS
+#define ATTNFORGE_FLASH_FWD_QREGS -1
 #endif
 
 // Dev A/B switch: -1 takes FwdWsConfig::kAlignEnd's rule, 0 / 1 turns the end alignment off / on.
@@ -122,6 +129,14 @@ struct FwdWsConfig {
   // around the skip), so they keep rescaling every tile.
   static constexpr int kLazy = ATTNFORGE_FLASH_FWD_LAZY >= 0 ? ATTNFORGE_FLASH_FWD_LAZY
                                                               : (kConsumers == 3 || kUnevenRows ? 8 : 0);
+  // Q as wgmma A fragments in registers (S = Q·Kᵀ in the RS form), loaded once per row block: a step
+  // then reads only K from shared memory for S (32 of 48 KB per warpgroup and step at D 128), and Q's
+  // buffer is free for the next block as soon as the fragments are loaded. H200, 2026-11-30 (dev A/B,
+  // bench/NOTES-flash.md v32): m128n128w12 D 128 +0.1 to +2.1 % (causal) and −0.6 to +5 % (none);
+  // D 64 causal +0.1 to +2.1 % but D 64 none −14 %, so D 128 only. Three consumers at D 64 and the
+  // D 192 / 256 tiles spill 96–256 bytes with it.
+  static constexpr bool kQInRegs =
+      ATTNFORGE_FLASH_FWD_QREGS >= 0 ? ATTNFORGE_FLASH_FWD_QREGS == 1 : kConsumers == 2 && kD == 128;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
 };
@@ -278,15 +293,23 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   };
   if (C::kPingPong && cw == 1) tma::bar_arrive(ws_bar::kTurn, 256);
 
-  // S = Q_w·K_jᵀ (64, kBN): A = this warpgroup's Q rows, B = K rows, both K-major. Issue only.
+  // Q_w: this warpgroup's Q rows (64, D) as kD / 16 A fragments (m16n8k16 layout per warp: rows
+  // 16·(warp & 3) …), filled once per row block where C::kQInRegs.
+  uint32_t qa[kD / 16][4];
+  // S = Q_w·K_jᵀ (64, kBN): A = Q_w (registers or shared memory), B = K rows, K-major. Issue only.
   auto issue_s = [&](float (&s)[1][kNS][4], int st) {
     w::fence();
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
-      const uint64_t dq = w::desc_sw128_at(sQ + wg_row0 * 128, (ks / 4) * QL::kSlabBytes + (ks % 4) * 32, 16, kSbo);
       const uint64_t dk = w::desc_sw128_at(sK(st), (ks / 4) * KL::kSlabBytes + (ks % 4) * 32, 16, kSbo);
-      if (ks == 0) MmaS::template ss<false>(s[0], dq, dk);
-      else MmaS::template ss<true>(s[0], dq, dk);
+      if constexpr (C::kQInRegs) {
+        if (ks == 0) MmaS::template rs_bk<false>(s[0], qa[ks], dk);
+        else MmaS::template rs_bk<true>(s[0], qa[ks], dk);
+      } else {
+        const uint64_t dq = w::desc_sw128_at(sQ + wg_row0 * 128, (ks / 4) * QL::kSlabBytes + (ks % 4) * 32, 16, kSbo);
+        if (ks == 0) MmaS::template ss<false>(s[0], dq, dk);
+        else MmaS::template ss<true>(s[0], dq, dk);
+      }
     }
     w::commit();
   };
@@ -353,6 +376,12 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         w::fence_proxy_async();
         tma::bar_sync(ws_bar::kWarpgroup + cw, 128);
       }
+      if constexpr (C::kQInRegs) {
+#pragma unroll
+        for (int ks = 0; ks < kD / 16; ++ks)
+          prim::ldmatrix_x4(qa[ks], sQ + QL::offset(warp_row0 + (lane & 15), ks * 16 + (lane >> 4) * 8));
+        if constexpr (C::kOwnO) tma::mbar_arrive(bar_q_empty);  // Q read out: the next block's may land
+      }
 
 #pragma unroll
       for (int nt = 0; nt < kNO; ++nt)
@@ -410,7 +439,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 5, fwd_trace::now());
         tma::mbar_arrive(bar_v_empty(prev_st));
       }
-      if constexpr (C::kOwnO) tma::mbar_arrive(bar_q_empty);  // every GEMM reading Q is done
+      if constexpr (C::kOwnO && !C::kQInRegs) tma::mbar_arrive(bar_q_empty);  // every GEMM reading Q is done
 
       // ---- epilogue: O /= l, LSE; O staged through sO (this warp's own 16 rows) ---------------------
       float lse[1][2];
