@@ -707,8 +707,25 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     store_block(dk, !a_is_dv, 64 * b0);
     store_block(dv, a_is_dv, 64 * a0);
   } else {
-    store_block(dk, false, 0);
-    store_block(dv, true, 0);
+    // dK, dV (kBlockN keys, D) staged in K's and V's tiles, whose last readers (every warpgroup's dQ
+    // GEMMs) are done once all consumers pass the barrier, then written by each warp as whole 16-byte
+    // pieces of its own 16 rows: the accumulator fragments' 4-byte stores touch half of every 32-byte
+    // sector.
+    if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
+    else __syncthreads();
+    auto stage = [&](uint32_t tile, const auto& acc, float sc) {
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+        for (int nt = 0; nt < kD / 8; ++nt)
+          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(tile + KL::offset(key0 + wrow + g + 8 * hh, nt * 8 + 2 * t)),
+                       "r"(C::Num::pack2(acc[nt][2 * hh] * sc, acc[nt][2 * hh + 1] * sc)));
+    };
+    stage(sK, dk, p.scale);  // dK = scale · Σ dSᵀ·Q
+    stage(sV, dv, 1.f);
+    __syncwarp();
+    prim::store_staged_rows<KL, 16>(sK, key0 + wrow, dkg, p.dk_row_stride, 0, sk - n0, lane);
+    prim::store_staged_rows<KL, 16>(sV, key0 + wrow, dvg, p.dv_row_stride, 0, sk - n0, lane);
   }
 #else
   __trap();  // run_bwd<V> takes this kernel only on sm_90 devices, built for sm_90a
