@@ -16,7 +16,8 @@
 //                                                128-query steps: warpgroup wg queries 64·wg…, all keys
 //   dQ (64, 64) per warpgroup → shared memory in fragment order → one bulk reduce-add
 //   (cp.reduce.async.bulk .add.f32) into the tile's block of the fp32 accumulator
-// dV, then dQ, then dK are issued back to back; dQ is staged and sent while dK still runs. Not
+// dV, then dQ, then dK are issued back to back; dQ is staged and sent while dK still runs. At the end
+// dK and dV are staged in K's and V's tiles and written in 16-byte row pieces (split step aside). Not
 // deterministic (the reduce-adds of the key tiles land in any order): deterministic mode takes the
 // mma.sync kernel.
 // Warp-specialized form (tile arch "sm90a", 12 warps; the first bwd tile at head dims 64 and 128): an
