@@ -4,7 +4,8 @@
 # the figures the README reports.
 #   rm -rf devbase && mkdir devbase && git archive <base rev> | tar -x -C devbase   (untracked: travels)
 #   FILTER='flash_fwd_bf16_hd128_*' OUT=... bash scripts/dev/lib_ab_compare.sh --head-dims 128 --dirs fwd
-# Arguments go to compare_torch.py (with --grid train --impls af-flash,torch-cudnn unless given).
+# Arguments go to compare_torch.py (with --grid train --impls af-flash,torch-cudnn unless given). The
+# new / base table (lib_ab_compare_table.py) ends the output and lands in $OUT/ab_table.md.
 set -u
 export PATH=$PATH:/usr/local/cuda/bin
 FILTER=${FILTER:-'flash_fwd_bf16_hd128_*'}
@@ -30,4 +31,5 @@ for rep in 1 2; do
     echo "== $t, run $rep"; grep -E '^\| [0-9]+ \| [0-9]+ \| [0-9]+ \| [0-9]+ \| [0-9]+ \| (no|yes) ' "$OUT/cmp_${t}_$rep/compare.md" | head -16
   done
 done
+python3 scripts/dev/lib_ab_compare_table.py "$OUT" | tee "$OUT/ab_table.md"
 tar czf "$OUT/ab_compare.tgz" -C "$OUT" --exclude=ab_compare.tgz . 2>/dev/null
