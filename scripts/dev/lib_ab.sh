@@ -1,10 +1,15 @@
 # Device run: A/B of library trees through the binding in one call. Builds the base tree (devbase/),
 # this tree and, if present, a third one (devalt/) side by side (filtered variants), runs the GPU suites
-# of every tree but the base, then kernel_breakdown.py on each tree in turn, twice, and prints each
-# kernel's µs per shape for all of them.
+# of every tree but the base, then times each tree in turn, twice:
+#   TIMER=breakdown (default): kernel_breakdown.py, each kernel's µs per shape for all trees;
+#   TIMER=compare: bench/compare_torch.py (--grid train --impls af-flash,torch-cudnn, 400 ms warm-up per
+#     row, so each side runs at its own sustained clock: the figures the README reports), then the
+#     new / base table of lib_ab_compare_table.py ($OUT/ab_table.md).
 #   rm -rf devbase && mkdir devbase && git archive <base rev> | tar -x -C devbase   (untracked: travels)
 #   optional: rm -rf devalt && mkdir devalt && git archive <other rev> | tar -x -C devalt
 #   OUT=... bash scripts/dev/lib_ab.sh [kernel_breakdown.py arguments, e.g. --dirs bwd --seqs 2048,16384]
+#   TIMER=compare FILTER='flash_fwd_bf16_hd128_*' OUT=... bash scripts/dev/lib_ab.sh [compare_torch.py
+#     arguments, e.g. --head-dims 128 --dirs fwd --seqlens 2048,4096]
 # FILTER: variant globs (default: the bf16 D 64 / 128 flash backward and the forwards its graph needs;
 # keep every backward tile of a head dim: a build of the sm90a tiles alone sends short rows and
 # deterministic calls to paths the library would not take). GTEST_FILTER: the suites (default the flash
@@ -32,6 +37,18 @@ for t in "${trees[@]}"; do
   GTEST_FILTER=${GTEST_FILTER:-'*Flash*:Sweep.*'} ATTNFORGE_SWEEP_BACKEND=flash timeout 200 "$tests" > "$OUT/tests_$t.log" 2>&1
   echo "tests ($t) rc=$?"; grep -E '^\[  (PASSED|FAILED)|FAILED|cases in' "$OUT/tests_$t.log" | head
 done
+if [ "${TIMER:-breakdown}" = compare ]; then
+  for rep in 1 2; do
+    for t in "${trees[@]}"; do
+      mkdir -p "$OUT/cmp_${t}_$rep"
+      ATTNFORGE_LIBRARY="/tmp/ab_$t/libattnforge.so" PYTHONPATH="$(src_of $t)/python" timeout 200 \
+        python3 bench/compare_torch.py --grid train --impls af-flash,torch-cudnn "$@" --out "$OUT/cmp_${t}_$rep" \
+        > "$OUT/cmp_${t}_$rep.log" 2>&1 || echo "compare $t $rep failed"
+    done
+  done
+  python3 scripts/dev/lib_ab_compare_table.py "$OUT" | tee "$OUT/ab_table.md"
+  exit 0
+fi
 for rep in 1 2; do
   for t in "${trees[@]}"; do
     ATTNFORGE_LIBRARY="/tmp/ab_$t/libattnforge.so" PYTHONPATH="$(src_of $t)/python" \

@@ -1,4 +1,4 @@
-"""The table of scripts/dev/lib_ab_compare.sh: attnforge's flash TFLOP/s per row for base and new in both
+"""The table of `TIMER=compare scripts/dev/lib_ab.sh`: attnforge's flash TFLOP/s per row for base and new in both
 alternating runs, cuDNN's range over the four, and new / base on the means (the figure to read; absolute
 numbers move with what ran before, see README "Measured results").
     python3 scripts/dev/lib_ab_compare_table.py OUT_DIR     (reads OUT_DIR/cmp_{base,new}_{1,2}/compare.json)"""
