@@ -1,6 +1,6 @@
 // Operations on 16-bit tiles staged in shared memory (smem_layout.cuh layouts): the exact negation of
-// one 16-byte chunk in place, zeroing one row of a 128-byte-swizzled tile, and a warp's store of
-// staged rows to global memory, 16 bytes per lane.
+// one 16-byte chunk in place, zeroing one row of a 128-byte-swizzled tile, staging one row of a warp's
+// fp32 accumulator fragments, and a warp's store of staged rows to global memory, 16 bytes per lane.
 #pragma once
 #include <cstdint>
 
@@ -27,6 +27,18 @@ __device__ __forceinline__ void negate_chunk16(uint32_t addr) {
   constexpr uint32_t kSigns = 0x80008000u;
   asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(x0 ^ kSigns), "r"(x1 ^ kSigns),
                "r"(x2 ^ kSigns), "r"(x3 ^ kSigns));
+}
+
+// Row 8·hh + g of a warp's m16 C fragments acc (fp32; lane (g, t) holds columns 8·nt + 2t, +1, see
+// mma.cuh), times sc and packed to 16 bits by Num, into row r of the tile at `tile`: what
+// store_staged_rows then writes out.
+template <class Layout, class Num, int kN>
+__device__ __forceinline__ void stage_fragment_row(uint32_t tile, int r, const float (&acc)[kN][4], int hh, int t,
+                                                   float sc = 1.f) {
+#pragma unroll
+  for (int nt = 0; nt < kN; ++nt)
+    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(tile + Layout::offset(r, nt * 8 + 2 * t)),
+                 "r"(Num::pack2(acc[nt][2 * hh] * sc, acc[nt][2 * hh + 1] * sc)));
 }
 
 // One warp copies kRows staged rows row0 … of the tile at `tile` to out + q·row_stride (q = q_first +

@@ -714,16 +714,11 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     // sector.
     if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
     else __syncthreads();
-    auto stage = [&](uint32_t tile, const auto& acc, float sc) {
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh)
+    for (int hh = 0; hh < 2; ++hh)  // dK = scale · Σ dSᵀ·Q
+      prim::stage_fragment_row<KL, typename C::Num>(sK, key0 + wrow + g + 8 * hh, dk, hh, t, p.scale);
 #pragma unroll
-        for (int nt = 0; nt < kD / 8; ++nt)
-          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(tile + KL::offset(key0 + wrow + g + 8 * hh, nt * 8 + 2 * t)),
-                       "r"(C::Num::pack2(acc[nt][2 * hh] * sc, acc[nt][2 * hh + 1] * sc)));
-    };
-    stage(sK, dk, p.scale);  // dK = scale · Σ dSᵀ·Q
-    stage(sV, dv, 1.f);
+    for (int hh = 0; hh < 2; ++hh) prim::stage_fragment_row<KL, typename C::Num>(sV, key0 + wrow + g + 8 * hh, dv, hh, t);
     __syncwarp();
     prim::store_staged_rows<KL, 16>(sK, key0 + wrow, dkg, p.dk_row_stride, 0, sk - n0, lane);
     prim::store_staged_rows<KL, 16>(sV, key0 + wrow, dvg, p.dv_row_stride, 0, sk - n0, lane);

@@ -238,11 +238,7 @@ __global__ void __launch_bounds__(FwdSm90Config<V>::kThreads, FwdSm90Config<V>::
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int r = warp_row0 + mt * 64 + hh * 8 + g;
-#pragma unroll
-      for (int nt = 0; nt < kNTilesO; ++nt) {
-        const uint32_t packed = Cfg::Num::pack2(o[mt][nt][2 * hh], o[mt][nt][2 * hh + 1]);
-        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sQ + QL::offset(r, nt * 8 + 2 * t)), "r"(packed));
-      }
+      prim::stage_fragment_row<QL, typename Cfg::Num>(sQ, r, o[mt], hh, t);
       const int q = m0 + r;
       if (t == 0 && q < sq)
         p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + seq.q_start + q] = lse[mt][hh];

@@ -452,10 +452,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         const int r = warp_row0 + hh * 8 + g;
-#pragma unroll
-        for (int nt = 0; nt < kNO; ++nt)
-          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(sO + QL::offset(r, nt * 8 + 2 * t)),
-                       "r"(C::Num::pack2(o[0][nt][2 * hh], o[0][nt][2 * hh + 1])));
+        prim::stage_fragment_row<QL, typename C::Num>(sO, r, o[0], hh, t);
         const int q = m0 + r;
         if (t == 0 && q >= 0 && q < sq)
           p.lse[blk.b * p.lse_batch_stride + blk.h * p.lse_head_stride + blk.seq.q_start + q] = lse[0][hh];
