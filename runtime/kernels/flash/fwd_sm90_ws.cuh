@@ -16,7 +16,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <string_view>
 
 #include "common/launch_checks.hpp"
 #include "common/mask_apply.cuh"
@@ -80,7 +79,7 @@ struct FwdWsConfig {
       kConsumers == 2 && (ATTNFORGE_FLASH_FWD_PINGPONG >= 0 ? ATTNFORGE_FLASH_FWD_PINGPONG == 1 : kD >= 128);
   // Row blocks differ in work under every mask kind but "none" (causal: the last block reads all keys),
   // so WsSchedule pairs them into units of equal work.
-  static constexpr bool kUnevenRows = std::string_view(Mask::kName) != "none";
+  static constexpr bool kUnevenRows = prim::kMaskEmptiesTiles<Mask>;
   // Who zeroes the dead V rows of a partial key tile (v_ready): under a mask that makes partial tiles
   // routine (the causal diagonal, once per block) each consumer warpgroup on its own, so the warpgroups
   // do not meet there — a barrier of all consumers aligned them once per block and cost the ping-pong

@@ -10,7 +10,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <string_view>
 
 #include "common/copy.cuh"
 #include "common/mask_apply.cuh"
@@ -103,7 +102,7 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel_sm90(const 
   // causal S 512 +4 % (D 64) / +9 % (D 128). Without a mask every tile is issued in one group (per-step
   // groups cost D 64 S 512 ~5 %); tiles past sk are then zero-filled K/V and contribute exact zeros.
   // K/V blocks past sk are zero-filled in shared memory either way (no global reads).
-  constexpr bool kSkipDead = std::string_view(Mask::kName) != "none";
+  constexpr bool kSkipDead = prim::kMaskEmptiesTiles<Mask>;
   constexpr bool kResident = kVSlots >= Cfg::kMaxBlocks;  // V fits beside K: loaded once too
   // Keys no query of the sequence sees are zero-filled too (this CTA walks several query blocks
   // over resident K/V): P is 0 there, but 0·NaN (garbage in masked-out V) would poison O.
