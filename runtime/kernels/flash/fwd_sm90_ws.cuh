@@ -16,6 +16,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <iterator>
+#include <vector>
 
 #include "common/launch_checks.hpp"
 #include "common/mask_apply.cuh"
@@ -136,6 +138,9 @@ struct FwdWsConfig {
   // D 192 / 256 tiles spill 96–256 bytes with it.
   static constexpr bool kQInRegs =
       ATTNFORGE_FLASH_FWD_QREGS >= 0 ? ATTNFORGE_FLASH_FWD_QREGS == 1 : kConsumers == 2 && kD == 128;
+  // A row block's fixed cost in key-tile steps, for the tail's weights (WsTail): the v21 timeline's fits
+  // of block cycles against key tiles, 8296 + 2571 · tiles (m192 D 64) and 5367 + 2765 · tiles (m128 D 128).
+  static constexpr int kBlockOverheadTiles = kConsumers == 3 ? 3 : 2;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
 };
@@ -146,7 +151,9 @@ struct FwdWsArgs {
   Params p;
   CUtensorMap tq, tk, tv;
   bool align_end;  // row blocks end at each sequence's last row (FwdWsConfig::kAlignEnd, ws_align_end)
+  WsTail tail;     // the last rounds of uneven row blocks, dealt longest first (ws_tail)
 };
+static_assert(sizeof(FwdWsArgs) <= 4096, "the kernel parameter space of a launch");
 
 // Named barriers (0 is __syncthreads): 1, 2 = "consumer warpgroup 0 / 1 may issue its GEMMs"
 // (ping-pong); 3, 4, 5 = one consumer warpgroup; 6 = every consumer warpgroup.
@@ -197,8 +204,11 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     bool live;  // the sequence has this row block
     SeqInfo seq;
   };
+  // This CTA's units: round-robin, then, where row blocks differ in work, its tail (WsTail).
+  const int u_end = C::kUnevenRows ? a.tail.end(gridDim.x) : sched.n_units;
+  auto unit_blocks = [&](int u) { return C::kUnevenRows ? a.tail.blocks(sched, u, blockIdx.x) : sched.blocks(u); };
   auto block_at = [&](int u, int k) {
-    const WsSchedule::Block id = sched.at(u, k);
+    const WsSchedule::Block id = C::kUnevenRows ? a.tail.at(sched, u, k, blockIdx.x) : sched.at(u, k);
     Block blk;
     blk.h = id.bh % p.heads_q, blk.b = id.bh / p.heads_q;
     blk.seq = seq_info(p, blk.b);
@@ -236,8 +246,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     tma::regs_dealloc<C::kProducerRegs>();
     if (tid == 0) {
       int it = 0, n_q = 0;
-      for (int u = blockIdx.x; u < sched.n_units; u += gridDim.x) {
-        for (int kb = 0; kb < sched.blocks(u); ++kb) {
+      for (int u = blockIdx.x; u < u_end; u += gridDim.x) {
+        for (int kb = 0; kb < unit_blocks(u); ++kb) {
           const Block blk = block_at(u, kb);
           if (!blk.live) continue;
           AF_FWD_TRACE(true, 0, n_q, 0, fwd_trace::now());
@@ -332,8 +342,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   };
 
   int it = 0, n_q = 0;  // K/V stages and Q loads consumed so far, as the producer counts them
-  for (int u = blockIdx.x; u < sched.n_units; u += gridDim.x) {
-    for (int kb = 0; kb < sched.blocks(u); ++kb) {
+  for (int u = blockIdx.x; u < u_end; u += gridDim.x) {
+    for (int kb = 0; kb < unit_blocks(u); ++kb) {
       const Block blk = block_at(u, kb);
       const int m0 = blk.m0, sq = blk.sq, sk = blk.sk;
       if (!blk.live) continue;
@@ -473,6 +483,44 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
 #endif
 }
 
+// Host side: the tail table of this variant for p (WsTail; one cached per thread and variant, rebuilt
+// when the shape changes). Only where row blocks differ in work, and not for varlen batches, whose
+// lengths are on the device. Block weight: its non-empty key tiles + C::kBlockOverheadTiles.
+template <class V>
+const WsTail& fwd_ws_tail(const Params& p, const WsSchedule& s, int grid, bool align_end) {
+  using C = FwdWsConfig<V>;
+  struct Key {
+    int sq, sk, hq, batch, grid;
+    bool align;
+    MaskScalars mask;
+    bool operator==(const Key& o) const {
+      return sq == o.sq && sk == o.sk && hq == o.hq && batch == o.batch && grid == o.grid && align == o.align &&
+             std::equal(std::begin(mask.v), std::end(mask.v), std::begin(o.mask.v));
+    }
+  };
+  thread_local Key key{-1, -1, -1, -1, -1, false, {}};
+  thread_local WsTail tail{};
+  const Key now{p.seqlen_q, p.seqlen_k, p.heads_q, p.batch, grid, align_end, p.mask};
+  if (key == now) return tail;
+  tail = WsTail::none(s);
+  if (C::kUnevenRows && !p.is_varlen()) {
+    const int shift = align_end ? s.n_m * C::kBlockM - p.seqlen_q : 0;
+    std::vector<int> weight(size_t(s.n_m));
+    for (int m = 0; m < s.n_m; ++m) {
+      const int m0 = m * C::kBlockM - shift, q_first = std::max(m0, 0);
+      const int q_last = std::min(m0 + C::kBlockM, p.seqlen_q) - 1;
+      int tiles = 0;
+      for (int k0 = 0; k0 < p.seqlen_k; k0 += C::kBlockN)
+        tiles += C::Mask::classify(q_first, q_last, k0, std::min(k0 + C::kBlockN, p.seqlen_k) - 1, p.seqlen_q,
+                                   p.seqlen_k, p.mask) != TileClass::kEmpty;
+      weight[size_t(m)] = tiles + C::kBlockOverheadTiles;
+    }
+    tail = ws_tail(s, grid, [&](int m) { return weight[size_t(m)]; });
+  }
+  key = now;
+  return tail;
+}
+
 // Host side: TMA descriptors of Q, K, V, then the launch. ATTNFORGE_UNSUPPORTED (nothing launched) when
 // the driver cannot describe a layout (e.g. a zero batch stride): run_fwd then takes the wgmma kernel.
 // Validation and the device check happened in run_fwd.
@@ -498,7 +546,9 @@ attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int de
   if (units > INT32_MAX) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", "more than 2^31 - 1 units of query row blocks");
   const int sms = device_sm_count(dev);
   if (sms <= 0) return ATTNFORGE_CUDA_ERROR;
-  fwd_kernel_sm90_ws<V><<<int(std::min<int64_t>(units, sms)), C::kThreads, C::kSmemBytes, stream>>>(a);
+  const int grid = int(std::min<int64_t>(units, sms));
+  a.tail = fwd_ws_tail<V>(p, WsSchedule(p.seqlen_q, C::kBlockM, p.heads_q, p.batch, C::kUnevenRows), grid, a.align_end);
+  fwd_kernel_sm90_ws<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(a);
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
 }
 

@@ -1,9 +1,11 @@
 // Which row blocks a persistent CTA of the warp-specialized forward (flash/fwd_sm90_ws.cuh) takes, and
-// in what order: units of one or two row blocks, walked by static round-robin over the grid, and
-// whether the blocks align to the end of each sequence.
+// in what order: units of one or two row blocks, walked by static round-robin over the grid, the last
+// rounds of uneven work dealt longest block first (WsTail), and whether the blocks align to the end of
+// each sequence.
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "common/hd.hpp"
 #include "common/params.hpp"
@@ -59,6 +61,67 @@ struct WsSchedule {
     return {k == 0 ? n_m - 1 - i : i, 2 * g + second};
   }
 };
+
+// The last rounds of a paired schedule, balanced. Round-robin leaves the last round partly empty (S 2048
+// with 192-row blocks: 1408 units over 132 CTAs, 10.67 rounds) and units only nearly equal, so the most
+// loaded CTA carries ~5 % more than the mean (a model of block cycles = overhead + key tiles · cycles
+// per tile, from the v21 timeline). Units from first_unit on are not dealt round-robin: their row
+// blocks go longest first, each to the CTA with the least work so far (longest-processing-time), which
+// the model puts within 1 % of the mean. The launcher builds the table (ws_tail, host) once per shape
+// and passes it in the kernel's parameters: 16-bit entries, m_block · 256 + (bh − bh_base).
+struct WsTail {
+  static constexpr int kMaxCtas = 144, kMaxBlocks = 8;
+  int first_unit;  // units before it go round-robin; the schedule's unit count: no tail
+  int bh_base;
+  uint8_t count[kMaxCtas];                // tail blocks of CTA i
+  uint16_t entry[kMaxCtas][kMaxBlocks];   // CTA i's tail blocks, longest first
+  // The units CTA `cta` walks, u = cta, cta + grid, … < end(grid): round-robin units below first_unit,
+  // then one more, its tail (the first u ≥ first_unit of the progression), whose blocks are its entries.
+  ATTNFORGE_HD int end(int grid) const { return first_unit + grid; }
+  ATTNFORGE_HD int blocks(const WsSchedule& s, int u, int cta) const { return u < first_unit ? s.blocks(u) : count[cta]; }
+  ATTNFORGE_HD WsSchedule::Block at(const WsSchedule& s, int u, int k, int cta) const {
+    if (u < first_unit) return s.at(u, k);
+    const int e = entry[cta][k];
+    return {e >> 8, bh_base + (e & 255)};
+  }
+  static WsTail none(const WsSchedule& s) {
+    WsTail t{};
+    t.first_unit = s.n_units;
+    return t;
+  }
+};
+
+// Host: the tail table for `grid` CTAs, dealing the last whole round and the partial one; weight(m) is
+// the work of row block m (any unit, e.g. key tiles + overhead). No tail (WsTail::none) for unpaired
+// schedules, more CTAs than the table has, or blocks the 16-bit entries cannot name.
+template <class Weight>
+inline WsTail ws_tail(const WsSchedule& s, int grid, Weight weight) {
+  WsTail t = WsTail::none(s);
+  if (!s.paired || grid <= 0 || grid > WsTail::kMaxCtas || s.n_m > 256) return t;
+  const int first = std::max(0, (s.n_units / grid - 1) * grid);
+  std::vector<double> load(size_t(grid), 0.0);
+  for (int u = 0; u < first; ++u)
+    for (int k = 0; k < s.blocks(u); ++k) load[size_t(u % grid)] += weight(s.at(u, k).m_block);
+  std::vector<WsSchedule::Block> tail;
+  for (int u = first; u < s.n_units; ++u)
+    for (int k = 0; k < s.blocks(u); ++k) tail.push_back(s.at(u, k));
+  if (tail.empty()) return t;
+  int lo = tail[0].bh, hi = tail[0].bh;
+  for (const auto& b : tail) lo = std::min(lo, b.bh), hi = std::max(hi, b.bh);
+  if (hi - lo > 255) return t;
+  std::stable_sort(tail.begin(), tail.end(), [&](const WsSchedule::Block& a, const WsSchedule::Block& b) {
+    return weight(a.m_block) > weight(b.m_block);
+  });
+  t.bh_base = lo;
+  for (const auto& b : tail) {
+    const int c = int(std::min_element(load.begin(), load.end()) - load.begin());  // ties: lowest CTA
+    if (t.count[c] == WsTail::kMaxBlocks) return WsTail::none(s);
+    t.entry[c][t.count[c]++] = uint16_t(b.m_block << 8 | (b.bh - lo));
+    load[size_t(c)] += weight(b.m_block);
+  }
+  t.first_unit = first;
+  return t;
+}
 
 // Where a sequence's rows are not a multiple of kBlockM, one row block is partial, and its missing rows
 // cost as much as real ones. Under a mask whose later rows see more keys (causal) the partial block is
