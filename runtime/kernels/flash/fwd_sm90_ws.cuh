@@ -503,7 +503,7 @@ const WsTail& fwd_ws_tail(const Params& p, const WsSchedule& s, int grid, bool a
   const Key now{p.seqlen_q, p.seqlen_k, p.heads_q, p.batch, grid, align_end, p.mask};
   if (key == now) return tail;
   tail = WsTail::none(s);
-  if (C::kUnevenRows && !p.is_varlen()) {
+  if (C::kUnevenRows && !p.is_varlen() && WsTail::fits(s, grid)) {
     const int shift = align_end ? s.n_m * C::kBlockM - p.seqlen_q : 0;
     std::vector<int> weight(size_t(s.n_m));
     for (int m = 0; m < s.n_m; ++m) {

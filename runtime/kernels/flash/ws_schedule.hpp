@@ -84,6 +84,8 @@ struct WsTail {
     const int e = entry[cta][k];
     return {e >> 8, bh_base + (e & 255)};
   }
+  // Whether a table can describe the tail of s over `grid` CTAs (paired units, 8-bit row blocks).
+  static bool fits(const WsSchedule& s, int grid) { return s.paired && grid > 0 && grid <= kMaxCtas && s.n_m <= 256; }
   static WsTail none(const WsSchedule& s) {
     WsTail t{};
     t.first_unit = s.n_units;
@@ -97,7 +99,7 @@ struct WsTail {
 template <class Weight>
 inline WsTail ws_tail(const WsSchedule& s, int grid, Weight weight) {
   WsTail t = WsTail::none(s);
-  if (!s.paired || grid <= 0 || grid > WsTail::kMaxCtas || s.n_m > 256) return t;
+  if (!WsTail::fits(s, grid)) return t;
   const int first = std::max(0, (s.n_units / grid - 1) * grid);
   std::vector<double> load(size_t(grid), 0.0);
   for (int u = 0; u < first; ++u)
