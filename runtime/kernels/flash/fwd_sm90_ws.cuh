@@ -543,7 +543,9 @@ attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int de
   if (!allow_smem(fwd_kernel_sm90_ws<V>, C::kSmemBytes, dev, raised)) return ATTNFORGE_CUDA_ERROR;
   // Persistent: one CTA per SM (the shared memory allows no second), never more than the units.
   const int64_t units = WsSchedule::count(p.seqlen_q, C::kBlockM, p.heads_q, p.batch, C::kUnevenRows);
-  if (units > INT32_MAX) return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", "more than 2^31 - 1 units of query row blocks");
+  // The kernel's unit index runs to units + grid (one tail unit per CTA) in an int.
+  if (units > INT32_MAX - WsTail::kMaxCtas)
+    return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", "more than 2^31 - 145 units of query row blocks");
   const int sms = device_sm_count(dev);
   if (sms <= 0) return ATTNFORGE_CUDA_ERROR;
   const int grid = int(std::min<int64_t>(units, sms));
