@@ -205,7 +205,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     SeqInfo seq;
   };
   // This CTA's units: round-robin, then, where row blocks differ in work, its tail (WsTail).
-  const int u_end = C::kUnevenRows ? a.tail.end(gridDim.x) : sched.n_units;
+  const int u_end = C::kUnevenRows ? a.tail.end() : sched.n_units;
   auto unit_blocks = [&](int u) { return C::kUnevenRows ? a.tail.blocks(sched, u, blockIdx.x) : sched.blocks(u); };
   auto block_at = [&](int u, int k) {
     const WsSchedule::Block id = C::kUnevenRows ? a.tail.at(sched, u, k, blockIdx.x) : sched.at(u, k);

@@ -72,12 +72,13 @@ struct WsSchedule {
 struct WsTail {
   static constexpr int kMaxCtas = 144, kMaxBlocks = 8;
   int first_unit;  // units before it go round-robin; the schedule's unit count: no tail
+  int span;        // the grid where there is a tail (one more unit per CTA), else 0
   int bh_base;
   uint8_t count[kMaxCtas];                // tail blocks of CTA i
   uint16_t entry[kMaxCtas][kMaxBlocks];   // CTA i's tail blocks, longest first
-  // The units CTA `cta` walks, u = cta, cta + grid, … < end(grid): round-robin units below first_unit,
-  // then one more, its tail (the first u ≥ first_unit of the progression), whose blocks are its entries.
-  ATTNFORGE_HD int end(int grid) const { return first_unit + grid; }
+  // The units CTA `cta` walks, u = cta, cta + grid, … < end(): round-robin units below first_unit, then
+  // (with a tail) one more, the first u ≥ first_unit of the progression, whose blocks are its entries.
+  ATTNFORGE_HD int end() const { return first_unit + span; }
   ATTNFORGE_HD int blocks(const WsSchedule& s, int u, int cta) const { return u < first_unit ? s.blocks(u) : count[cta]; }
   ATTNFORGE_HD WsSchedule::Block at(const WsSchedule& s, int u, int k, int cta) const {
     if (u < first_unit) return s.at(u, k);
@@ -121,7 +122,7 @@ inline WsTail ws_tail(const WsSchedule& s, int grid, Weight weight) {
     t.entry[c][t.count[c]++] = uint16_t(b.m_block << 8 | (b.bh - lo));
     load[size_t(c)] += weight(b.m_block);
   }
-  t.first_unit = first;
+  t.first_unit = first, t.span = grid;
   return t;
 }
 
