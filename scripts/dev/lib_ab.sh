@@ -1,6 +1,6 @@
 # Device run: A/B of library trees through the binding in one call. Builds the base tree (devbase/),
 # this tree and, if present, a third one (devalt/) side by side (filtered variants), runs the GPU suites
-# of every tree but the base, then times each tree in turn, twice:
+# of every tree but the base, then times each tree in turn, REPS times (default 2):
 #   TIMER=breakdown (default): kernel_breakdown.py, each kernel's µs per shape for all trees;
 #   TIMER=compare: bench/compare_torch.py (--grid train --impls af-flash,torch-cudnn, 400 ms warm-up per
 #     row, so each side runs at its own sustained clock: the figures the README reports), then the
@@ -38,7 +38,7 @@ for t in "${trees[@]}"; do
   echo "tests ($t) rc=$?"; grep -E '^\[  (PASSED|FAILED)|FAILED|cases in' "$OUT/tests_$t.log" | head
 done
 if [ "${TIMER:-breakdown}" = compare ]; then
-  for rep in 1 2; do
+  for rep in $(seq 1 "${REPS:-2}"); do
     for t in "${trees[@]}"; do
       mkdir -p "$OUT/cmp_${t}_$rep"
       ATTNFORGE_LIBRARY="/tmp/ab_$t/libattnforge.so" PYTHONPATH="$(src_of $t)/python" timeout 200 \
@@ -49,16 +49,16 @@ if [ "${TIMER:-breakdown}" = compare ]; then
   python3 scripts/dev/lib_ab_compare_table.py "$OUT" | tee "$OUT/ab_table.md"
   exit 0
 fi
-for rep in 1 2; do
+for rep in $(seq 1 "${REPS:-2}"); do
   for t in "${trees[@]}"; do
     ATTNFORGE_LIBRARY="/tmp/ab_$t/libattnforge.so" PYTHONPATH="$(src_of $t)/python" \
       timeout 120 python3 scripts/dev/kernel_breakdown.py "$@" > "$OUT/bd_${t}_$rep.txt" 2>&1 || echo "breakdown $t $rep failed"
   done
 done
-# Per shape and kernel: each tree's µs (two runs); attnforge's kernels only.
-python3 - "$OUT" "${trees[@]}" <<'PY'
+# Per shape and kernel: each tree's µs (REPS runs); attnforge's kernels only.
+python3 - "$OUT" "${REPS:-2}" "${trees[@]}" <<'PY'
 import collections, re, sys
-out, trees = sys.argv[1], sys.argv[2:]
+out, reps, trees = sys.argv[1], range(1, int(sys.argv[2]) + 1), sys.argv[3:]
 def read(path):
     rows, shape, impl, tile = collections.OrderedDict(), None, "", ""
     for line in open(path):
@@ -73,10 +73,10 @@ def read(path):
             name = re.sub(r"<.*", "", line.split("µs", 1)[1].strip()).replace("void ", "").split("::")[-1]
             rows[(shape, tile + name)] = float(line.split()[0])
     return rows
-runs = {(t, r): read(f"{out}/bd_{t}_{r}.txt") for t in trees for r in (1, 2)}
+runs = {(t, r): read(f"{out}/bd_{t}_{r}.txt") for t in trees for r in reps}
 f = lambda v: "—" if v is None else f"{v:.1f}"
-print(f"{'shape':40s} {'kernel':50s} " + " → ".join(f"{t + ' ×2':>19s}" for t in trees))
+print(f"{'shape':40s} {'kernel':50s} " + " → ".join(f"{t + ' ×' + str(len(reps)):>{10 * len(reps) - 1}s}" for t in trees))
 for key in runs[("new", 1)]:
-    cols = [" ".join(f"{f(runs[(t, r)].get(key)):>9s}" for r in (1, 2)) for t in trees]
+    cols = [" ".join(f"{f(runs[(t, r)].get(key)):>9s}" for r in reps) for t in trees]
     print(f"{key[0]:40s} {key[1][:50]:50s} " + " → ".join(cols))
 PY
