@@ -491,16 +491,16 @@ const WsTail& fwd_ws_tail(const Params& p, const WsSchedule& s, int grid, bool a
   using C = FwdWsConfig<V>;
   struct Key {
     int sq, sk, hq, batch, grid;
-    bool align;
+    bool align, varlen;
     MaskScalars mask;
     bool operator==(const Key& o) const {
       return sq == o.sq && sk == o.sk && hq == o.hq && batch == o.batch && grid == o.grid && align == o.align &&
-             std::equal(std::begin(mask.v), std::end(mask.v), std::begin(o.mask.v));
+             varlen == o.varlen && std::equal(std::begin(mask.v), std::end(mask.v), std::begin(o.mask.v));
     }
   };
-  thread_local Key key{-1, -1, -1, -1, -1, false, {}};
+  thread_local Key key{-1, -1, -1, -1, -1, false, false, {}};
   thread_local WsTail tail{};
-  const Key now{p.seqlen_q, p.seqlen_k, p.heads_q, p.batch, grid, align_end, p.mask};
+  const Key now{p.seqlen_q, p.seqlen_k, p.heads_q, p.batch, grid, align_end, p.is_varlen(), p.mask};
   if (key == now) return tail;
   tail = WsTail::none(s);
   if (C::kUnevenRows && !p.is_varlen() && WsTail::fits(s, grid)) {
