@@ -509,11 +509,7 @@ const WsTail& fwd_ws_tail(const Params& p, const WsSchedule& s, int grid, bool a
     for (int m = 0; m < s.n_m; ++m) {
       const int m0 = m * C::kBlockM - shift, q_first = std::max(m0, 0);
       const int q_last = std::min(m0 + C::kBlockM, p.seqlen_q) - 1;
-      int tiles = 0;
-      for (int k0 = 0; k0 < p.seqlen_k; k0 += C::kBlockN)
-        tiles += C::Mask::classify(q_first, q_last, k0, std::min(k0 + C::kBlockN, p.seqlen_k) - 1, p.seqlen_q,
-                                   p.seqlen_k, p.mask) != TileClass::kEmpty;
-      weight[size_t(m)] = tiles + C::kBlockOverheadTiles;
+      weight[size_t(m)] = live_key_tiles<typename C::Mask>(p, q_first, q_last, C::kBlockN) + C::kBlockOverheadTiles;
     }
     tail = ws_tail(s, grid, [&](int m) { return weight[size_t(m)]; });
   }

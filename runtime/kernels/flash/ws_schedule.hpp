@@ -126,6 +126,17 @@ inline WsTail ws_tail(const WsSchedule& s, int grid, Weight weight) {
   return t;
 }
 
+// Host: how many block_n-key tiles rows q_first … q_last of the longest sequence read (the mask leaves
+// them non-empty), O(Sk / block_n): a row block's work for ws_align_end and the tail's weights.
+template <class Mask>
+inline int live_key_tiles(const Params& p, int q_first, int q_last, int block_n) {
+  int n = 0;
+  for (int k0 = 0; k0 < p.seqlen_k; k0 += block_n)
+    n += Mask::classify(q_first, q_last, k0, std::min(k0 + block_n, p.seqlen_k) - 1, p.seqlen_q, p.seqlen_k,
+                        p.mask) != TileClass::kEmpty;
+  return n;
+}
+
 // Where a sequence's rows are not a multiple of kBlockM, one row block is partial, and its missing rows
 // cost as much as real ones. Under a mask whose later rows see more keys (causal) the partial block is
 // better first, where it reads the fewest key tiles: the blocks are then aligned to the sequence's end.
@@ -135,14 +146,8 @@ inline WsTail ws_tail(const WsSchedule& s, int grid, Weight weight) {
 template <class Mask>
 inline bool ws_align_end(const Params& p, int block_m, int block_n) {
   if (Mask::kHasTensor || p.seqlen_q <= block_m) return false;
-  auto tiles = [&](int q_first, int q_last) {
-    int n = 0;
-    for (int k0 = 0; k0 < p.seqlen_k; k0 += block_n)
-      n += Mask::classify(q_first, q_last, k0, std::min(k0 + block_n, p.seqlen_k) - 1, p.seqlen_q, p.seqlen_k,
-                          p.mask) != TileClass::kEmpty;
-    return n;
-  };
-  return tiles(0, block_m - 1) < tiles(p.seqlen_q - block_m, p.seqlen_q - 1);
+  return live_key_tiles<Mask>(p, 0, block_m - 1, block_n) <
+         live_key_tiles<Mask>(p, p.seqlen_q - block_m, p.seqlen_q - 1, block_n);
 }
 
 }  // namespace attnforge::flash
