@@ -795,6 +795,9 @@ bool encode_bwd_sm90_maps(const Params& p, BwdSm90Maps* maps) {
                                  p.v_batch_stride, C::kBlockN);
 }
 
+// Key tiles from which the backward grid walks key tiles fastest under every mask (launch_bwd_sm90).
+inline constexpr int kKeyTilesFastestFrom = 128;
+
 // The main kernel and the dQ conversion of this path (run_bwd<V> zeroes the accumulator and runs the
 // D pass before). Returns false if the shared-memory opt-in failed.
 template <class V>
@@ -811,7 +814,11 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     // (kv heads, key tiles, batch) starts the longest CTAs of every head first and lets the
     // shortest fill the tail (H200, bf16, S 4096, hd128 causal: 301 against 286 TFLOP/s). Else
     // (key tiles, kv heads, batch) keeps the CTAs of one head, which read the same Q/dO tiles in
-    // step, running together (hd64 none, S 16384: 322 against 221 TFLOP/s heads-first).
+    // step, running together (hd64 none, S 16384: 322 against 221 TFLOP/s heads-first). From
+    // kKeyTilesFastestFrom key tiles on, uneven tiles take that order too: a head's CTAs then are
+    // enough to fill the GPU many times over, so the tail matters less than the Q / dO and dQ rows
+    // that all heads at once keep streaming (causal D 128 S 16384: 4839 / 4897 → 4769 / 4732 µs
+    // in the twelfth session, −3 % in the fourteenth's head-groups A/B; S ≤ 4096 lost 2–10 %).
     const int key_tiles = (p.seqlen_k + C::kBlockN - 1) / C::kBlockN;
     const int sq = p.seqlen_q, sk = p.seqlen_k, last_q = (sq - 1) / C::kBlockM * C::kBlockM;
     auto empty = [&](int q0, int k0) {
@@ -819,7 +826,7 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
                                p.mask) == TileClass::kEmpty;
     };
     const bool uneven = sq > 0 && (empty(0, (key_tiles - 1) * C::kBlockN) || empty(last_q, 0));
-    const bool heads_fastest = uneven && key_tiles <= 65535;
+    const bool heads_fastest = uneven && key_tiles < kKeyTilesFastestFrom;
     const dim3 grid = heads_fastest ? dim3(p.heads_kv, key_tiles, p.batch) : dim3(key_tiles, p.heads_kv, p.batch);
     flash_bwd_sm90_kernel<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest, maps);
   }
