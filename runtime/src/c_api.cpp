@@ -19,6 +19,21 @@
 #include "workspace.hpp"
 
 namespace attnforge {
+
+// SMs of the current device, cached per device (the attribute query is not free); 0 where no device
+// answers. Declared in workspace.hpp: the flash forward's workspace depends on it.
+int current_device_sms() {
+  constexpr int kMaxDevices = 64;
+  static int cache[kMaxDevices] = {};  // 0 = unknown; benign race: every writer stores the same value
+  int device = 0, sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return (void)cudaGetLastError(), 0;
+  if (device >= 0 && device < kMaxDevices && (sms = __atomic_load_n(&cache[device], __ATOMIC_RELAXED)) > 0) return sms;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+    return (void)cudaGetLastError(), 0;
+  if (device >= 0 && device < kMaxDevices) __atomic_store_n(&cache[device], sms, __ATOMIC_RELAXED);
+  return sms;
+}
+
 namespace {
 
 constexpr size_t kAlign = 256;  // Params::workspace promise; also the LSE's alignment
@@ -68,6 +83,7 @@ attnforge_status plan_call(const attnforge_args* args, Direction dir, Plan& plan
   if (attnforge_status s = validate_args(*args, dir, plan.call, error); s != ATTNFORGE_OK) return fail(s, error);
   plan.selection = select_variant(plan.call.problem, args->backend, args->variant, plan.call.params);
   if (plan.selection.variant == nullptr) return fail(plan.selection.status, plan.selection.reason);
+  plan.call.params.num_sms = current_device_sms();  // 0 without a device: sizes that depend on it are 0
   plan.kernel_bytes = workspace_bytes(plan.selection.variant->key, plan.call.params);
   if (plan.kernel_bytes >= kMaxWorkspaceBytes)  // saturated or absurd: no device holds it
     return fail(ATTNFORGE_UNSUPPORTED, std::string(plan.selection.variant->name) + " would need " +
@@ -75,24 +91,6 @@ attnforge_status plan_call(const attnforge_args* args, Direction dir, Plan& plan
                                                                             : std::to_string(plan.kernel_bytes)) +
                                            " bytes of workspace for these sizes; use the flash backend (O(N) memory)");
   plan.lse_bytes = (dir == Direction::fwd && !plan.call.lse_supplied) ? temporary_lse_bytes(plan.call.params) : 0;
-  return ATTNFORGE_OK;
-}
-
-// SMs of the current device, cached per device (the attribute query is not free).
-attnforge_status current_num_sms(int& num_sms) {
-  constexpr int kMaxDevices = 64;
-  static int cache[kMaxDevices] = {};  // 0 = unknown; benign race: every writer stores the same value
-  int device = 0;
-  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess)
-    return fail(ATTNFORGE_CUDA_ERROR, std::string("cudaGetDevice failed: ") + cudaGetErrorString(e));
-  if (device >= 0 && device < kMaxDevices && __atomic_load_n(&cache[device], __ATOMIC_RELAXED) > 0) {
-    num_sms = __atomic_load_n(&cache[device], __ATOMIC_RELAXED);
-    return ATTNFORGE_OK;
-  }
-  if (cudaError_t e = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device); e != cudaSuccess)
-    return fail(ATTNFORGE_CUDA_ERROR, std::string("cudaDeviceGetAttribute(MultiProcessorCount) failed: ") +
-                                          cudaGetErrorString(e));
-  if (device >= 0 && device < kMaxDevices) __atomic_store_n(&cache[device], num_sms, __ATOMIC_RELAXED);
   return ATTNFORGE_OK;
 }
 
@@ -141,7 +139,13 @@ attnforge_status run_call(const attnforge_args* args, Direction dir, void* strea
   const VariantInfo& variant = *plan.selection.variant;
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
 
-  if (attnforge_status s = current_num_sms(p.num_sms); s != ATTNFORGE_OK) return s;
+  if (p.num_sms <= 0) {  // plan_call found no device to size for
+    int device = 0;
+    const cudaError_t e = cudaGetDevice(&device);
+    (void)cudaGetLastError();
+    return fail(ATTNFORGE_CUDA_ERROR, std::string("could not query the current device: ") +
+                                          (e != cudaSuccess ? cudaGetErrorString(e) : "no SM count"));
+  }
   if (variant.key.backend == Backend::unfused) {
     std::string error;
     cublasHandle_t handle = cublas_handle_for_current_device(error);

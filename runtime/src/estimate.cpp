@@ -246,6 +246,7 @@ extern "C" ATTNFORGE_API attnforge_status attnforge_estimate(const attnforge_arg
       }
       return st;
     }
+    call.params.num_sms = current_device_sms();  // as the C API sizes workspaces (0 without a device)
     // The same numbers the selector sees: a forward without a caller LSE has p.lse == null here
     // (the C API points it at a temporary only after selection), so scratch counts that temporary.
     const Backend order[] = {Backend::unfused, Backend::fused, Backend::flash};

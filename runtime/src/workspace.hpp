@@ -13,6 +13,10 @@ ATTNFORGE_API size_t workspace_bytes_unfused(const VariantKey& key, const Params
 ATTNFORGE_API size_t workspace_bytes_fused(const VariantKey& key, const Params& p);
 ATTNFORGE_API size_t workspace_bytes_flash(const VariantKey& key, const Params& p);
 
+// SMs of the current device (cached; 0 where no device answers). The C API and the estimates fill
+// Params::num_sms with it before sizing a workspace: the flash forward's split last round depends on it.
+int current_device_sms();
+
 inline size_t workspace_bytes(const VariantKey& key, const Params& p) {
   switch (key.backend) {
     case Backend::unfused: return workspace_bytes_unfused(key, p);

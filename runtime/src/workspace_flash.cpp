@@ -1,19 +1,35 @@
-// Scratch of the flash backend. Forward: none — O and LSE are written once, straight to the caller's
-// tensors, and no O(N²) or split-K buffer exists. Backward: the layout the flash backward declares in
+// Scratch of the flash backend. Forward: the warp-specialized Hopper kernel's split last round
+// (WsSplit in flash/ws_schedule.hpp: per-piece partial O and LSE, counters; dense calls without a mask,
+// a few MB), nothing for other variants. Backward: the layout the flash backward declares in
 // flash/bwd_workspace.hpp (fp32 row sums D, the fp32 dQ accumulator, deterministic-mode counters).
 #include "workspace.hpp"
 
 #include <algorithm>
+#include <string_view>
 
 #if __has_include("flash/bwd_workspace.hpp")
 #include "flash/bwd_workspace.hpp"
 #define ATTNFORGE_HAVE_FLASH_BWD_WORKSPACE 1
 #endif
+#if __has_include("flash/ws_schedule.hpp")
+#include "flash/ws_schedule.hpp"
+#define ATTNFORGE_HAVE_FLASH_WS_SCHEDULE 1
+#endif
 
 namespace attnforge {
 
 size_t workspace_bytes_flash(const VariantKey& key, const Params& p) {
-  if (key.direction == Direction::fwd) return 0;
+  if (key.direction == Direction::fwd) {
+#ifdef ATTNFORGE_HAVE_FLASH_WS_SCHEDULE
+    // sm90a tiles run the warp-specialized kernel; its row blocks pair up (no split) under every mask
+    // kind but "none" (FwdWsConfig::kUnevenRows). Consumer threads: 128 per 64 query rows.
+    if (key.arch != 90) return 0;
+    const bool paired = std::string_view(mask_name(key.mask_id) ? mask_name(key.mask_id) : "") != "none";
+    return flash::ws_split_for(p, key.block_m, key.block_n, paired).workspace_bytes(key.block_m / 64 * 128, p.head_dim);
+#else
+    return 0;
+#endif
+  }
 #ifdef ATTNFORGE_HAVE_FLASH_BWD_WORKSPACE
   // An sm90a tile runs as its 64-query-step twin (BwdSm90Fallback) where the Hopper kernel does not take
   // the call (deterministic mode, keys in one tile, a layout TMA cannot describe), so it is sized for

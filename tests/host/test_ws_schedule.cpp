@@ -2,7 +2,8 @@
 // every (row block, head, batch) exactly once, heavy block first, and under a causal mask units of
 // equal work, so that a static round-robin stays balanced; row blocks aligned to the sequence's end
 // only where the mask makes later rows read more key tiles; the last rounds dealt longest block first
-// (WsTail) cover every block once and balance causal work.
+// (WsTail) cover every block once and balance causal work; the split last round of even work (WsSplit)
+// covers every key tile of its blocks once, in balanced contiguous ranges, with unique workspace slots.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 namespace {
 
 using attnforge::flash::WsSchedule;
+using attnforge::flash::WsSplit;
 using attnforge::flash::WsTail;
 
 // Causal, Sq = Sk = sq, 128-key tiles, blocks aligned to the end: key tiles of row block m + overhead.
@@ -166,6 +168,101 @@ TEST(WsSchedule, TailOnlyWhereTheTableFits) {
   const WsSchedule long_rows(192 * 300, 192, 2, 1, true);  // 300 row blocks: beyond the 8-bit m_block
   EXPECT_EQ(attnforge::flash::ws_tail(long_rows, 132, causal_weight(192 * 300, 192, 3)).first_unit, long_rows.n_units);
   EXPECT_LT(attnforge::flash::ws_tail(paired, 132, weight).first_unit, paired.n_units);
+}
+
+// Every CTA's walk of an unpaired schedule with its split (round-robin units, then its pieces), as the
+// kernel does it: each row block's key tiles exactly once, the split ranges within one tile of each
+// other, at most two pieces per CTA, each split block's pieces from exactly first_cta … last_cta, and
+// workspace slots unique and below blocks + grid.
+TEST(WsSchedule, SplitCoversEveryKeyTileOnce) {
+  int splits = 0;
+  for (int sq : {128, 1000, 2048, 16384})
+    for (int block_m : {128, 192})
+      for (int heads : {1, 3, 16, 32})
+        for (int batch : {1, 2, 8})
+          for (int tiles : {1, 4, 16, 129})
+            for (int grid : {1, 7, 132}) {
+              const WsSchedule s(sq, block_m, heads, batch, false);
+              const int g = std::min(grid, s.n_units);
+              const WsSplit sp = WsSplit::plan(s, g, tiles);
+              SCOPED_TRACE(testing::Message() << "sq " << sq << " block_m " << block_m << " heads " << heads
+                                              << " batch " << batch << " tiles " << tiles << " grid " << g);
+              std::map<std::pair<int, int>, std::vector<int>> seen;  // (m_block, bh) → times each tile was read
+              std::map<int, std::vector<int>> ctas_of_block;
+              std::vector<int> slots, range;
+              for (int cta = 0; cta < g; ++cta) {
+                int mine = 0;
+                for (int u = cta; u < sp.end(); u += g) {
+                  if (u < sp.first_unit) {
+                    auto& v = seen[{s.at(u, 0).m_block, s.at(u, 0).bh}];
+                    v.resize(size_t(tiles), 0);
+                    for (int& x : v) ++x;
+                    continue;
+                  }
+                  ASSERT_LE(sp.pieces(cta), 2);
+                  for (int k = 0; k < sp.pieces(cta); ++k) {
+                    const WsSplit::Piece pc = sp.piece(cta, k);
+                    ASSERT_GE(pc.block, 0);
+                    ASSERT_LT(pc.block, sp.blocks);
+                    ASSERT_LT(pc.j_begin, pc.j_end);
+                    ASSERT_LE(pc.j_end, tiles);
+                    const WsSchedule::Block b = s.at(sp.first_unit + pc.block, 0);
+                    auto& v = seen[{b.m_block, b.bh}];
+                    v.resize(size_t(tiles), 0);
+                    for (int j = pc.j_begin; j < pc.j_end; ++j) ++v[size_t(j)];
+                    mine += pc.j_end - pc.j_begin;
+                    ctas_of_block[pc.block].push_back(cta);
+                    slots.push_back(WsSplit::slot(pc.block, cta));
+                  }
+                }
+                if (sp.blocks) range.push_back(mine);
+              }
+              ASSERT_EQ(int(seen.size()), s.n_m * heads * batch);
+              for (const auto& [key, v] : seen)
+                for (int x : v) ASSERT_EQ(x, 1);
+              if (!sp.blocks) continue;
+              ++splits;
+              EXPECT_LE(*std::max_element(range.begin(), range.end()) - *std::min_element(range.begin(), range.end()), 1);
+              for (const auto& [b, ctas] : ctas_of_block) {  // the merge's walk: first … last, skipping empty ranges
+                std::vector<int> walked;
+                for (int c = sp.first_cta(b); c <= sp.last_cta(b); ++c)
+                  if (sp.begin(c) != sp.begin(c + 1)) walked.push_back(c);
+                ASSERT_EQ(ctas, walked) << "block " << b;
+              }
+              std::sort(slots.begin(), slots.end());
+              EXPECT_EQ(std::adjacent_find(slots.begin(), slots.end()), slots.end()) << "a slot used twice";
+              EXPECT_LT(slots.back(), sp.blocks + sp.grid);
+            }
+  EXPECT_GT(splits, 100) << "the grid above must exercise the split";
+}
+
+// Where the last round is split: unpaired schedules with a partial last round and rows of at least
+// WsSplit::kMinTiles key tiles; dense calls with a known SM count. The training grid's D 128 shape
+// (2048 blocks of 128 rows over 132 SMs) splits its last 68 blocks into 200 slots.
+TEST(WsSchedule, SplitOnlyWherePartialRoundsAreEven) {
+  const WsSchedule even(2048, 128, 16, 8, false);
+  EXPECT_EQ(even.n_units, 2048);
+  const WsSplit sp = WsSplit::plan(even, 132, 16);
+  EXPECT_EQ(sp.blocks, 68);
+  EXPECT_EQ(sp.first_unit, 15 * 132);
+  EXPECT_EQ(sp.end(), 16 * 132);
+  EXPECT_EQ(sp.workspace_bytes(256, 128), sp.counters_bytes(256) + size_t(200) * 256 * 66 * 4);
+  EXPECT_EQ(WsSplit::plan(even, 128, 16).blocks, 0) << "whole rounds";
+  EXPECT_EQ(WsSplit::plan(even, 132, WsSplit::kMinTiles - 1).blocks, 0) << "rows too short";
+  EXPECT_EQ(WsSplit::plan(WsSchedule(2048, 128, 16, 8, true), 132, 16).blocks, 0) << "paired: WsTail's";
+  EXPECT_EQ(WsSplit::plan(even, 132, 16).workspace_bytes(256, 128) > 0, true);
+  EXPECT_EQ(WsSplit::none(even).end(), even.n_units);
+
+  attnforge::Params p{};
+  p.seqlen_q = p.seqlen_k = 2048, p.heads_q = 16, p.batch = 8, p.head_dim = 128, p.num_sms = 132;
+  EXPECT_EQ(attnforge::flash::ws_split_for(p, 128, 128, false).blocks, 68);
+  EXPECT_EQ(attnforge::flash::ws_split_for(p, 128, 128, true).blocks, 0);
+  p.num_sms = 0;
+  EXPECT_EQ(attnforge::flash::ws_split_for(p, 128, 128, false).blocks, 0) << "unknown SM count";
+  p.num_sms = 132;
+  const int cu[2] = {0, 2048};
+  p.cu_seqlens_q = cu;
+  EXPECT_EQ(attnforge::flash::ws_split_for(p, 128, 128, false).blocks, 0) << "varlen";
 }
 
 TEST(WsSchedule, UnitCountIn64Bits) {

@@ -32,6 +32,7 @@
 #include "common/wgmma.cuh"
 #include "flash/fwd_trace.cuh"
 #include "flash/ws_schedule.hpp"
+#include "flash/ws_split_merge.cuh"
 
 // Dev A/B switch (scripts/dev/flash_fwd_ab.sh), off until measured on the device: of every 8 n8-tiles
 // of P, this many take exp2 on the FMA pipe (FwdWsConfig::kExp2FmaOf8).
@@ -152,6 +153,8 @@ struct FwdWsArgs {
   CUtensorMap tq, tk, tv;
   bool align_end;  // row blocks end at each sequence's last row (FwdWsConfig::kAlignEnd, ws_align_end)
   WsTail tail;     // the last rounds of uneven row blocks, dealt longest first (ws_tail)
+  WsSplit split;   // the last partial round of even row blocks, split along keys (ws_split_for)
+  void* split_ws;  // its workspace (counters zeroed before the launch); null without a split
 };
 static_assert(sizeof(FwdWsArgs) <= 4096, "the kernel parameter space of a launch");
 
@@ -195,20 +198,34 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   auto bar_v_empty = [&](int st) { return bar_q + 8u * (2 + 3 * kStages + st); };
 
   // One row block of the schedule: where its rows and keys live, and which key tiles the mask leaves
-  // non-empty (producer and consumers walk the same sequence). Rows m0 … m0 + kBM − 1; with
+  // non-empty (producer and consumers walk the same sequence), key tiles j_begin … j_end − 1 of them
+  // (all, but in a piece of a split block: `split` ≥ 0, WsSplit). Rows m0 … m0 + kBM − 1; with
   // a.align_end the blocks end at the sequence's last row, so the first one starts at a negative row
   // (q_first = max(m0, 0) is its first real one; the rows before it are computed on zero or neighbouring
   // Q rows, masked by position, and never stored). q_last: its last real row.
   struct Block {
-    int m0, q_first, q_last, h, b, sq, sk, n_tiles;
+    int m0, q_first, q_last, h, b, sq, sk, j_begin, j_end, split;
     bool live;  // the sequence has this row block
     SeqInfo seq;
   };
-  // This CTA's units: round-robin, then, where row blocks differ in work, its tail (WsTail).
-  const int u_end = C::kUnevenRows ? a.tail.end() : sched.n_units;
-  auto unit_blocks = [&](int u) { return C::kUnevenRows ? a.tail.blocks(sched, u, blockIdx.x) : sched.blocks(u); };
+  // This CTA's units: round-robin, then its tail: where row blocks differ in work, the blocks WsTail
+  // deals it; where they do not, its pieces of the split last round (WsSplit).
+  const int u_end = C::kUnevenRows ? a.tail.end() : a.split.end();
+  auto unit_blocks = [&](int u) {
+    if constexpr (C::kUnevenRows) return a.tail.blocks(sched, u, blockIdx.x);
+    else return u < a.split.first_unit ? 1 : a.split.pieces(blockIdx.x);
+  };
   auto block_at = [&](int u, int k) {
-    const WsSchedule::Block id = C::kUnevenRows ? a.tail.at(sched, u, k, blockIdx.x) : sched.at(u, k);
+    WsSchedule::Block id;
+    WsSplit::Piece piece{-1, 0, 0};
+    if constexpr (C::kUnevenRows) {
+      id = a.tail.at(sched, u, k, blockIdx.x);
+    } else if (u < a.split.first_unit) {
+      id = sched.at(u, k);
+    } else {
+      piece = a.split.piece(blockIdx.x, k);
+      id = sched.at(a.split.first_unit + piece.block, 0);
+    }
     Block blk;
     blk.h = id.bh % p.heads_q, blk.b = id.bh / p.heads_q;
     blk.seq = seq_info(p, blk.b);
@@ -217,14 +234,17 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     blk.live = id.m_block < n_m;
     blk.m0 = id.m_block * kBM - (C::kAlignEnd && a.align_end ? n_m * kBM - blk.sq : 0);
     blk.q_first = max(blk.m0, 0), blk.q_last = min(blk.m0 + kBM, blk.sq) - 1;
-    blk.n_tiles = (blk.sk + kBN - 1) / kBN;
+    const int n_tiles = (blk.sk + kBN - 1) / kBN;
+    const bool whole = piece.block < 0 || (piece.j_begin == 0 && piece.j_end == n_tiles);
+    blk.j_begin = whole ? 0 : piece.j_begin, blk.j_end = whole ? n_tiles : piece.j_end;
+    blk.split = whole ? -1 : piece.block;
     return blk;
   };
   auto tile_class = [&](const Block& blk, int j) {
     return prim::classify_rows_tile<Mask>(blk.q_first, blk.q_last, j * kBN, kBN, blk.sq, blk.sk, p.mask);
   };
   auto next_tile = [&](const Block& blk, int j) {
-    while (j < blk.n_tiles && tile_class(blk, j) == TileClass::kEmpty) ++j;
+    while (j < blk.j_end && tile_class(blk, j) == TileClass::kEmpty) ++j;
     return j;
   };
 
@@ -264,7 +284,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
             ++n_q;
           };
           bool q_loaded = false;
-          for (int j = next_tile(blk, 0); j < blk.n_tiles; j = next_tile(blk, j + 1), ++it) {
+          for (int j = next_tile(blk, blk.j_begin); j < blk.j_end; j = next_tile(blk, j + 1), ++it) {
             const int st = it % kStages;
             const uint32_t ph = (it / kStages) & 1;
             tma::mbar_wait(bar_k_empty(st), ph ^ 1);
@@ -400,8 +420,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       softmax.init();
       float alpha[1][2];
 
-      int j = next_tile(blk, 0);
-      if (j < blk.n_tiles) {
+      int j = next_tile(blk, blk.j_begin);
+      if (j < blk.j_end) {
         // Tile 0: S_0 → P_0 (O is still 0, nothing to rescale).
         float s[1][kNS][4];  // S, then P (64, kBN) of this warpgroup
         int st = it % kStages;
@@ -420,7 +440,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 4, fwd_trace::now());
         int prev_st = st, prev_j = j;
         uint32_t prev_ph = ph;
-        for (j = next_tile(blk, j + 1), ++it; j < blk.n_tiles; j = next_tile(blk, j + 1), ++it) {
+        for (j = next_tile(blk, j + 1), ++it; j < blk.j_end; j = next_tile(blk, j + 1), ++it) {
           st = it % kStages;
           ph = (it / kStages) & 1;
           v_ready(prev_st, prev_ph, prev_j);
@@ -453,22 +473,30 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       // ---- epilogue: O /= l, LSE; O staged through sO (this warp's own 16 rows) ---------------------
       float lse[1][2];
       softmax.finalize(o, lse);
+      // A piece of a split block: its partial goes to the workspace; the last piece's warps merge them.
+      bool store = true;
+      if constexpr (!C::kUnevenRows)
+        if (blk.split >= 0)
+          store = split_merge<kNO, C::kConsumerThreads>(a.split, a.split_ws, blk.split, ctid, lane,
+                                                        blk.j_end - blk.j_begin, o[0], lse[0]);
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 8, fwd_trace::now());
       using Element = typename C::Element;
       Element* o_ptr = static_cast<Element*>(p.o) + blk.b * p.o_batch_stride + blk.seq.q_start * p.o_row_stride +
                        int64_t(blk.h) * p.o_head_stride;  // (Sq, D)
       __syncwarp();  // the previous block's staged rows are read out
+      if (store) {
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const int r = warp_row0 + hh * 8 + g;
-        prim::stage_fragment_row<QL, typename C::Num>(sO, r, o[0], hh, t);
-        const int q = m0 + r;
-        if (t == 0 && q >= 0 && q < sq)
-          p.lse[blk.b * p.lse_batch_stride + blk.h * p.lse_head_stride + blk.seq.q_start + q] = lse[0][hh];
+        for (int hh = 0; hh < 2; ++hh) {
+          const int r = warp_row0 + hh * 8 + g;
+          prim::stage_fragment_row<QL, typename C::Num>(sO, r, o[0], hh, t);
+          const int q = m0 + r;
+          if (t == 0 && q >= 0 && q < sq)
+            p.lse[blk.b * p.lse_batch_stride + blk.h * p.lse_head_stride + blk.seq.q_start + q] = lse[0][hh];
+        }
+        AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 9, fwd_trace::now());
+        __syncwarp();
+        prim::store_staged_rows<QL, 16>(sO, warp_row0, o_ptr, p.o_row_stride, m0, sq, lane);  // this warp's 16 rows
       }
-      AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 9, fwd_trace::now());
-      __syncwarp();
-      prim::store_staged_rows<QL, 16>(sO, warp_row0, o_ptr, p.o_row_stride, m0, sq, lane);  // this warp's 16 rows
       if constexpr (!C::kOwnO) tma::mbar_arrive(bar_q_empty);  // O was staged in Q's rows
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 6, fwd_trace::now());
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 7, it);  // tiles consumed so far
@@ -545,7 +573,20 @@ attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int de
   const int sms = device_sm_count(dev);
   if (sms <= 0) return ATTNFORGE_CUDA_ERROR;
   const int grid = int(std::min<int64_t>(units, sms));
-  a.tail = fwd_ws_tail<V>(p, WsSchedule(p.seqlen_q, C::kBlockM, p.heads_q, p.batch, C::kUnevenRows), grid, a.align_end);
+  const WsSchedule sched(p.seqlen_q, C::kBlockM, p.heads_q, p.batch, C::kUnevenRows);
+  a.tail = fwd_ws_tail<V>(p, sched, grid, a.align_end);
+  // The split last round where the caller's workspace (runtime/src/workspace_flash.cpp, sized by the same
+  // ws_split_for) holds it for this grid; otherwise round-robin to the end.
+  a.split = WsSplit::none(sched), a.split_ws = nullptr;
+  if constexpr (!C::kUnevenRows) {
+    const WsSplit split = ws_split_for(p, C::kBlockM, C::kBlockN, false);
+    if (split.blocks > 0 && split.grid == grid && p.workspace != nullptr &&
+        p.workspace_bytes >= split.workspace_bytes(C::kConsumerThreads, C::kD)) {
+      if (cudaMemsetAsync(p.workspace, 0, split.counters_bytes(C::kConsumerThreads), stream) != cudaSuccess)
+        return ATTNFORGE_CUDA_ERROR;
+      a.split = split, a.split_ws = p.workspace;
+    }
+  }
   fwd_kernel_sm90_ws<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(a);
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
 }

@@ -1,9 +1,10 @@
 // Which row blocks a persistent CTA of the warp-specialized forward (flash/fwd_sm90_ws.cuh) takes, and
 // in what order: units of one or two row blocks, walked by static round-robin over the grid, the last
-// rounds of uneven work dealt longest block first (WsTail), and whether the blocks align to the end of
-// each sequence.
+// rounds of uneven work dealt longest block first (WsTail), the last partial round of even work split
+// along keys (WsSplit), and whether the blocks align to the end of each sequence.
 #pragma once
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -124,6 +125,82 @@ inline WsTail ws_tail(const WsSchedule& s, int grid, Weight weight) {
   }
   t.first_unit = first, t.span = grid;
   return t;
+}
+
+// The last partial round of an unpaired schedule (every row block the same key tiles), split along
+// keys. Round-robin over G CTAs leaves rem = n_units mod G blocks for a last round in which G − rem CTAs
+// idle: the kernel takes ⌈n_units / G⌉ block times for n_units / G of work (D 128, m128, any length of
+// the training grid: 2048 blocks = 15.52 rounds of 132, run as 16). Here the key tiles of those rem
+// blocks, W = rem · T in (block, tile) order, go in equal contiguous ranges to all G CTAs (stream-K):
+// CTA c takes tiles [⌊c·W/G⌋, ⌊(c+1)·W/G⌋), at most two pieces since W/G < T. A piece short of its
+// whole block leaves its normalized O and LSE in a workspace slot and counts its tiles on the block's
+// counter; the warp that completes a count merges the block's partials in piece order (the same sum
+// whoever arrives last: deterministic) and stores O (flash/ws_split_merge.cuh).
+struct WsSplit {
+  // Fewest key tiles per block worth splitting: a piece costs a block's fixed work (~2 tiles at m128
+  // D 128, FwdWsConfig::kBlockOverheadTiles) and its merge, which short rows do not repay.
+  static constexpr int kMinTiles = 4;
+  int first_unit;  // units before it go round-robin; from it, one more unit per CTA: its pieces
+  int tiles;       // key tiles per row block (T)
+  int grid;        // G
+  int blocks;      // split blocks (rem); 0: no split, first_unit = all units
+  struct Piece {
+    int block, j_begin, j_end;  // split block (0 … blocks − 1, unit first_unit + block); its key tiles
+  };
+  ATTNFORGE_HD int64_t work() const { return int64_t(blocks) * tiles; }
+  ATTNFORGE_HD int begin(int cta) const { return int(int64_t(cta) * work() / grid); }  // CTA's first tile
+  ATTNFORGE_HD int cta_of(int x) const { return int(((int64_t(x) + 1) * grid - 1) / work()); }  // tile x's CTA
+  ATTNFORGE_HD int end() const { return blocks ? first_unit + grid : first_unit; }
+  ATTNFORGE_HD int pieces(int cta) const {
+    const int lo = begin(cta), hi = begin(cta + 1);
+    return hi > lo ? (hi - 1) / tiles - lo / tiles + 1 : 0;
+  }
+  ATTNFORGE_HD Piece piece(int cta, int k) const {
+    const int lo = begin(cta), hi = begin(cta + 1), b = lo / tiles + k, b0 = b * tiles;
+    return {b, (lo > b0 ? lo : b0) - b0, (hi < b0 + tiles ? hi : b0 + tiles) - b0};
+  }
+  // The CTAs whose pieces make up block b (those between them with an empty range have none: fewer
+  // split tiles than CTAs), and the workspace slot of CTA c's piece of it: b + c, unique because
+  // consecutive blocks share at most one CTA; at most blocks + grid − 1 slots.
+  ATTNFORGE_HD int first_cta(int b) const { return cta_of(b * tiles); }
+  ATTNFORGE_HD int last_cta(int b) const { return cta_of(b * tiles + tiles - 1); }
+  ATTNFORGE_HD static int slot(int b, int cta) { return b + cta; }
+
+  // Workspace: [int32 counters, one per (block, consumer warp)][fp32 slots, 256-byte aligned], a slot
+  // holding per consumer thread its D/2 accumulators of O and its two rows' LSE (fragment order).
+  ATTNFORGE_HD static constexpr size_t slot_floats(int consumer_threads, int head_dim) {
+    return size_t(consumer_threads) * size_t(head_dim / 2 + 2);
+  }
+  ATTNFORGE_HD size_t counters_bytes(int consumer_threads) const {
+    return (size_t(blocks) * size_t(consumer_threads / 32) * sizeof(int32_t) + 255) & ~size_t(255);
+  }
+  ATTNFORGE_HD size_t workspace_bytes(int consumer_threads, int head_dim) const {
+    if (!blocks) return 0;
+    return counters_bytes(consumer_threads) +
+           size_t(blocks + grid) * slot_floats(consumer_threads, head_dim) * sizeof(float);
+  }
+
+  static WsSplit none(const WsSchedule& s) { return {s.n_units, 0, 0, 0}; }
+  // The split of s's last round over `grid` CTAs with T key tiles per block; none for paired schedules
+  // (WsTail balances those), whole rounds, or rows too short to repay a piece.
+  static WsSplit plan(const WsSchedule& s, int grid, int tiles) {
+    WsSplit w = none(s);
+    if (s.paired || grid <= 0 || tiles < kMinTiles || s.n_units <= grid || s.n_units % grid == 0) return w;
+    w.blocks = s.n_units % grid;
+    w.first_unit = s.n_units - w.blocks, w.tiles = tiles, w.grid = grid;
+    return w;
+  }
+};
+
+// Host: the split a warp-specialized forward of (block_m, block_n) would take for p on p.num_sms SMs
+// (dense calls with every row block alike: `paired` false), and its workspace; the launcher and
+// runtime/src/workspace_flash.cpp both ask here. blocks == 0 (no split) for varlen calls, whose
+// lengths are on the device, or an unknown SM count.
+inline WsSplit ws_split_for(const Params& p, int block_m, int block_n, bool paired) {
+  const int64_t units = WsSchedule::count(p.seqlen_q, block_m, p.heads_q, p.batch, paired);
+  if (paired || p.is_varlen() || p.num_sms <= 0 || units <= 0 || units > INT32_MAX / 2) return {0, 0, 0, 0};
+  const WsSchedule s(p.seqlen_q, block_m, p.heads_q, p.batch, paired);
+  return WsSplit::plan(s, int(std::min<int64_t>(units, p.num_sms)), (p.seqlen_k + block_n - 1) / block_n);
 }
 
 // Host: how many block_n-key tiles rows q_first … q_last of the longest sequence read (the mask leaves
