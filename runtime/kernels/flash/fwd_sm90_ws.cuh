@@ -7,7 +7,8 @@
 // v18). With two consumers (m128, 12 warps) at D ≥ 128 they take turns on the tensor cores (ping-pong:
 // one warpgroup's softmax overlaps the other's GEMMs); at D 64, and with three (m192, 16 warps), they
 // run free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer
-// loads the next block's Q and first K while the consumers finish the last one. Head dim a multiple of
+// loads the next block's Q and first K while the consumers finish the last one; without a mask the last
+// partial round is split along keys over every CTA (WsSplit, flash/ws_split_merge.cuh). Head dim a multiple of
 // 64 up to 256 (codegen/limits.py admits 64, 128, 192 and 256; 192 / 256 measured 2026-11-30,
 // bench/NOTES-flash.md v13), f16/bf16, masks without a tensor.
 #pragma once
