@@ -1,7 +1,8 @@
 // Scratch of the flash backend. Forward: the warp-specialized Hopper kernel's split last round
 // (WsSplit in flash/ws_schedule.hpp: per-piece partial O and LSE, counters; dense calls without a mask,
 // a few MB), nothing for other variants. Backward: the layout the flash backward declares in
-// flash/bwd_workspace.hpp (fp32 row sums D, the fp32 dQ accumulator, deterministic-mode counters).
+// flash/bwd_workspace.hpp (fp32 row sums D, the fp32 dQ accumulator, deterministic-mode counters, the
+// Hopper kernel's split last wave).
 #include "workspace.hpp"
 
 #include <algorithm>
@@ -37,8 +38,12 @@ size_t workspace_bytes_flash(const VariantKey& key, const Params& p) {
   // own tile alone, a caller's workspace of exactly this size failed that fallback (GPU sweep,
   // 2026-11-30: ATTNFORGE_INTERNAL on a deterministic hd64 m128n128w12 call).
   size_t bytes = flash::flash_bwd_workspace_bytes(key.block_m, key.block_n, p);
-  if (key.arch == 90 && key.block_m != flash::kSm90BwdRows)
-    bytes = std::max(bytes, flash::flash_bwd_workspace_bytes(flash::kSm90BwdRows, key.block_n, p));
+  if (key.arch == 90) {
+    // The warp-specialized form's split last wave (BwdSplit): mask-free dense calls, as run_bwd_sm90_ws asks.
+    const bool maskless = std::string_view(mask_name(key.mask_id) ? mask_name(key.mask_id) : "") == "none";
+    const flash::BwdSplit split = flash::bwd_split_for(p, key.block_m, key.block_n, maskless);
+    bytes = std::max(bytes, flash::flash_bwd_workspace_bytes(flash::kSm90BwdRows, key.block_n, p, split));
+  }
   return bytes;
 #else
   return 0;

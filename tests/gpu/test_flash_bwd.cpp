@@ -13,6 +13,7 @@
 
 #include "attention_case.hpp"
 #include "flash_variants.hpp"
+#include "flash/bwd_workspace.hpp"
 
 namespace {
 
@@ -330,6 +331,42 @@ TEST(FlashBwd, OffsetsBeyondInt32) {
   }
 }
 
+
+// The warp-specialized backward's split last wave (BwdSplit, flash/bwd_workspace.hpp) on every mask-free
+// sm90a tile at head dims 64 and 128: key tiles · kv heads · batch CTAs leave this device's last wave
+// partial, so its CTAs run as pieces whose dK / dV partials meet in fp32 accumulators (GQA: two query
+// heads per kv head, 10 or 6 steps a CTA). Checked with the library's workspace, a caller's of exactly
+// attnforge_workspace_size bytes, and one too small (the library allocates its own).
+TEST(FlashBwd, SplitLastWave) {
+  ATTNFORGE_REQUIRE_GPU();
+  int dev = 0, sms = 0;
+  ATTNFORGE_TEST_CUDA(cudaGetDevice(&dev));
+  ATTNFORGE_TEST_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  int ran = 0;
+  for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
+    if (v.arch != 90 || v.mask != "none" || (v.head_dim != 64 && v.head_dim != 128)) continue;
+    if (!flash_built(v.dtype, v.head_dim, v.mask)) continue;
+    SCOPED_TRACE(v.name);
+    const int B = 2, Sq = 300, Sk = 700, key_tiles = (Sk + v.block_n - 1) / v.block_n;
+    int hkv = (sms + B * key_tiles) / (B * key_tiles);     // more CTAs than SMs ...
+    while ((B * key_tiles * hkv) % sms == 0) ++hkv;       // ... and a partial last wave
+    attnforge::Params p{};
+    p.batch = B, p.seqlen_q = Sq, p.seqlen_k = Sk, p.heads_q = 2 * hkv, p.heads_kv = hkv, p.head_dim = v.head_dim;
+    p.num_sms = sms;
+    ASSERT_GT(attnforge::flash::bwd_split_for(p, v.block_m, v.block_n, true).tiles, 0) << "the shape must split";
+    for (auto ws : {RunOptions::Workspace::library, RunOptions::Workspace::exact, RunOptions::Workspace::too_small}) {
+      Case c;
+      c.dtype = v.dtype;
+      c.head_dim = v.head_dim;
+      c.batch = B, c.seqlen_q = Sq, c.seqlen_k = Sk, c.heads_q = 2 * hkv, c.heads_kv = hkv;
+      RunOptions opt{.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = v.name.c_str()};
+      opt.workspace = ws;
+      EXPECT_TRUE(check_case(c, opt)) << "workspace option " << int(ws);
+    }
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "no mask-free sm90a flash backward variant at head dim 64 / 128 compiled";
+}
 
 // Both backward kernels on every compiled tile the Hopper kernel takes (flash/bwd_sm90.cuh:
 // m64n64w4 at head dim 64, m64n128w8 at 64 and 128, and the warp-specialized sm90a tiles — m64n128w12

@@ -1,7 +1,11 @@
 // The flash backward's scratch layout (flash/bwd_workspace.hpp): sections in order, 256-byte
-// aligned, sized for every query tile, no int overflow at the validator's largest length, and an
-// sm90a tile's workspace (runtime/src/workspace_flash.cpp) covering its 64-query-step fallback.
+// aligned, sized for every query tile, no int overflow at the validator's largest length, an sm90a
+// tile's workspace (runtime/src/workspace_flash.cpp) covering its 64-query-step fallback, and the
+// Hopper kernel's split last wave (BwdSplit): pieces that cover every step once, accumulators inside
+// the zeroed range, only where the model gains.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include "flash/bwd_workspace.hpp"
 #include "workspace.hpp"
@@ -74,6 +78,62 @@ TEST(BwdWorkspace, Sm90aTileCoversItsSixtyFourQueryFallback) {
   mma.block_m = 64, mma.warps = 8, mma.arch = 0;
   const Params p = shape(8, 32, 99, 8 * 99, 64, true);
   EXPECT_EQ(workspace_bytes(mma, p), flash::flash_bwd_workspace_bytes(64, 128, p));
+}
+
+// bwd_split_plan: the parts of a split CTA cover its steps once, in order; the training grid's mask-free
+// shapes (132 SMs) split their partial last wave, whole waves and one-wave grids do not.
+TEST(BwdWorkspace, SplitPiecesCoverEveryStepOnce) {
+  int splits = 0;
+  for (int64_t n : {100, 133, 264, 265, 2048, 4096, 5000})
+    for (int steps : {1, 2, 3, 16, 32, 100, 256})
+      for (int sms : {7, 132}) {
+        const flash::BwdSplit s = flash::bwd_split_plan(n, steps, sms);
+        SCOPED_TRACE(testing::Message() << "n " << n << " steps " << steps << " sms " << sms);
+        if (s.tiles == 0) {
+          EXPECT_EQ(s.parts, 1);
+          continue;
+        }
+        ++splits;
+        EXPECT_EQ(s.tiles, int(n % sms));
+        EXPECT_EQ(s.first, int(n - n % sms));
+        EXPECT_GE(s.parts, 2);
+        EXPECT_LE(s.parts, std::min(steps, flash::BwdSplit::kMaxParts));
+        EXPECT_EQ(s.step_begin(0), 0);
+        EXPECT_EQ(s.step_begin(s.parts), steps);
+        for (int k = 0; k < s.parts; ++k) EXPECT_LT(s.step_begin(k), s.step_begin(k + 1));
+      }
+  EXPECT_GT(splits, 10);
+  EXPECT_EQ(flash::bwd_split_plan(264, 32, 132).tiles, 0) << "whole waves";
+  EXPECT_EQ(flash::bwd_split_plan(100, 32, 132).tiles, 0) << "one wave";
+  // D 64 (4096 CTAs of 16 steps at S 2048: 4 left for the 32nd wave) and D 128 (2048 of 32: 68 left).
+  const flash::BwdSplit d64 = flash::bwd_split_plan(4096, 16, 132), d128 = flash::bwd_split_plan(2048, 32, 132);
+  EXPECT_EQ(d64.tiles, 4);
+  EXPECT_EQ(d64.parts, 16);
+  EXPECT_EQ(d128.tiles, 68);
+  EXPECT_EQ(d128.parts, 5);
+}
+
+TEST(BwdWorkspace, SplitAccumulatorsAreZeroed) {
+  Params p = shape(8, 16, 2048, 8 * 2048, 128, false);
+  p.heads_kv = 16, p.seqlen_k = 2048, p.num_sms = 132;
+  const flash::BwdSplit s = flash::bwd_split_for(p, 64, 128, true);
+  ASSERT_EQ(s.tiles, 68);
+  const auto plain = flash::flash_bwd_workspace_layout(64, 128, p), split = flash::flash_bwd_workspace_layout(64, 128, p, s);
+  EXPECT_EQ(split.split_offset % 256, 0u);
+  EXPECT_GE(split.split_offset, plain.sem_offset);
+  const size_t need = size_t(68) * (128 * 128 * 2 * 4 + 4);  // dK | dV of 128 keys × D 128, and a counter
+  EXPECT_EQ(split.dq_acc_offset + split.zero_bytes, split.split_offset + need);
+  EXPECT_GE(split.total_bytes, split.split_offset + need);
+  EXPECT_EQ(flash::bwd_split_for(p, 64, 128, false).tiles, 0) << "a mask: CTAs differ";
+  p.deterministic = true;
+  EXPECT_EQ(flash::bwd_split_for(p, 64, 128, true).tiles, 0) << "deterministic: the mma.sync kernel";
+  p.deterministic = false, p.head_dim = 256;
+  EXPECT_EQ(flash::bwd_split_for(p, 64, 64, true).tiles, 0) << "the split-D step";
+  p.head_dim = 128, p.num_sms = 0;
+  EXPECT_EQ(flash::bwd_split_for(p, 64, 128, true).tiles, 0) << "unknown SM count";
+  p.num_sms = 132;
+  const VariantKey key{Backend::flash, Direction::bwd, DType::bf16, 128, mask_id_by_name("none"), 64, 128, 12, 2, 90};
+  EXPECT_GE(workspace_bytes(key, p), split.total_bytes) << "the C API sizes for the split";
 }
 
 }  // namespace

@@ -168,7 +168,8 @@ struct BwdSm90Maps {
 template <class V>
 __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::kMinBlocks)
     flash_bwd_sm90_kernel(const __grid_constant__ Params p, size_t dq_acc_offset, bool heads_fastest,
-                          const __grid_constant__ BwdSm90Maps maps) {
+                          const __grid_constant__ BwdSm90Maps maps, BwdSplit split, size_t split_offset,
+                          bool pieces) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = BwdSm90Config<V>;
   using Element = typename C::Element;
@@ -192,9 +193,20 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   // every consumer thread converting its 2·kQT (an FMUL and a select each, per step).
   auto lse_of = [&](float stored) { return C::kWS ? stored : lse_log2(stored); };
 
-  const int b = blockIdx.z;
-  const int hkv = heads_fastest ? blockIdx.x : blockIdx.y;           // see launch_bwd_sm90
-  const int n0 = (heads_fastest ? blockIdx.y : blockIdx.x) * kBN;
+  // This CTA's (key tile, kv head, batch): from the grid; in the split launch (`pieces`, BwdSplit) piece
+  // blockIdx.x is part `part` of CTA split.first + blockIdx.x / parts of the main grid (key tiles
+  // fastest), whose own CTA there returned at once.
+  int cx = blockIdx.x, cy = blockIdx.y, cz = blockIdx.z, part = 0;
+  if (pieces) {
+    const int key_tiles = (p.seqlen_k + kBN - 1) / kBN, lin = split.first + int(blockIdx.x) / split.parts;
+    part = int(blockIdx.x) % split.parts;
+    cx = lin % key_tiles, cy = lin / key_tiles % p.heads_kv, cz = lin / key_tiles / p.heads_kv;
+  } else if (split.tiles > 0 && int(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z)) >= split.first) {
+    return;
+  }
+  const int b = cz;
+  const int hkv = heads_fastest ? cx : cy;  // see launch_bwd_sm90
+  const int n0 = (heads_fastest ? cy : cx) * kBN;
   const SeqInfo si = seq_info(p, b);
   const int sq = si.seqlen_q, sk = si.seqlen_k;
   if (n0 >= sk) return;  // past this sequence's keys (the whole CTA)
@@ -233,12 +245,15 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     prim::cp_async_commit();
   }
 
-  // The (query head, query tile) sequence, empty tiles skipped.
+  // The (query head, query tile) sequence, empty tiles skipped; a piece walks steps step0 … step_end − 1
+  // of it (step hi · m_blocks + mb).
   const int m_blocks = (sq + kBM - 1) / kBM;
+  const int step0 = pieces ? split.step_begin(part) : 0, step_end = pieces ? split.step_begin(part + 1) : INT32_MAX;
   auto tile_class = [&](int mb) { return prim::classify_tile<Mask>(mb * kBM, kBM, n0, kBN, sq, sk, p.mask); };
   auto seek = [&](int& hi, int& mb) {
     return bwd_detail::seek_nonempty(hi, mb, group, m_blocks,
-                                     [&](int i) { return tile_class(i) == TileClass::kEmpty; });
+                                     [&](int i) { return tile_class(i) == TileClass::kEmpty; }) &&
+           (!pieces || hi * m_blocks + mb < step_end);
   };
   // Q, dO (64 queries, D) of (hi, mb) into stage st, zero-filled past the sequence; LSE and D.
   auto load_q = [&](int hi, int mb, int st) {
@@ -282,7 +297,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
           tma::load_4d(sV + slab * KL::kSlabBytes, &maps.v, bar_kv, slab * 64, hkv, k_row0 + n0, tb);
         }
       }
-      int phi = 0, pmb = 0;
+      int phi = step0 / m_blocks, pmb = step0 % m_blocks;
       bool more = seek(phi, pmb);
       for (int it = 0; more; ++it) {
         const int pst = it & 1, h = hkv * group + phi, m0 = pmb * kBM;
@@ -526,7 +541,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       tma::mbar_arrive(bar_q_empty(st));
     }
   };
-  int hi = 0, mb = 0, st = 0;
+  int hi = step0 / m_blocks, mb = step0 % m_blocks, st = 0;
   uint32_t phase = 0;  // kWS: parity of stage st's full barrier
   bool have = seek(hi, mb);
   if constexpr (!C::kWS) {
@@ -681,6 +696,40 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   if constexpr (!C::kWS) prim::cp_async_wait<0>();
   if (bulk_issuer) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
 
+  // ---- a piece of a split CTA: dK, dV partials added into the CTA's fp32 accumulators; the piece whose
+  // arrival completes the count reads the sums back and stores them below, the others are done --------
+  if constexpr (!C::kSplitD) {
+    if (pieces) {
+      constexpr int kN = kAccCols / 8;
+      const int ct = tid - (C::kWS ? 128 : 0), tile = int(blockIdx.x) / split.parts;
+      // (dK | dV) of the CTA's keys, fragment order: n8-tile nt of consumer thread ct at float4 nt·threads + ct.
+      float4* acc = reinterpret_cast<float4*>(static_cast<char*>(p.workspace) + split_offset) +
+                    size_t(tile) * (2 * kN * C::kConsumerThreads);
+      int* counter = reinterpret_cast<int*>(reinterpret_cast<float4*>(static_cast<char*>(p.workspace) + split_offset) +
+                                            size_t(split.tiles) * (2 * kN * C::kConsumerThreads)) + tile;
+#pragma unroll
+      for (int nt = 0; nt < kN; ++nt) {
+        atomicAdd(acc + nt * C::kConsumerThreads + ct, make_float4(dk[nt][0], dk[nt][1], dk[nt][2], dk[nt][3]));
+        atomicAdd(acc + (kN + nt) * C::kConsumerThreads + ct, make_float4(dv[nt][0], dv[nt][1], dv[nt][2], dv[nt][3]));
+      }
+      __threadfence();  // the adds land before the count says so
+      int* s_last = reinterpret_cast<int*>(s_lse);  // the producer is done with LSE
+      if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
+      else __syncthreads();
+      if (ct == 0) *s_last = atomicAdd(counter, 1) == split.parts - 1;
+      if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
+      else __syncthreads();
+      if (!*s_last) return;
+      __threadfence();  // every other piece's adds are visible
+#pragma unroll
+      for (int nt = 0; nt < kN; ++nt) {
+        const float4 k4 = __ldcg(acc + nt * C::kConsumerThreads + ct), v4 = __ldcg(acc + (kN + nt) * C::kConsumerThreads + ct);
+        dk[nt][0] = k4.x, dk[nt][1] = k4.y, dk[nt][2] = k4.z, dk[nt][3] = k4.w;
+        dv[nt][0] = v4.x, dv[nt][1] = v4.y, dv[nt][2] = v4.z, dv[nt][3] = v4.w;
+      }
+    }
+  }
+
   // ---- dK = scale · Σ dSᵀ·Q, dV = Σ Pᵀ·dO: rows are keys -------------------------------------------
   Element* dkg = static_cast<Element*>(p.dk) + b * p.dk_batch_stride + (si.k_start + n0) * p.dk_row_stride +
                  int64_t(hkv) * p.dk_head_stride;
@@ -802,7 +851,7 @@ inline constexpr int kKeyTilesFastestFrom = 128;
 // D pass before). Returns false if the shared-memory opt-in failed.
 template <class V>
 bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t stream,
-                     const BwdSm90Maps& maps = BwdSm90Maps{}) {
+                     const BwdSm90Maps& maps = BwdSm90Maps{}, const BwdSplit& split = BwdSplit{0, 0, 1, 0}) {
   using C = BwdSm90Config<V>;
   if (p.seqlen_k > 0) {
     static int raised[64] = {};
@@ -828,7 +877,14 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     const bool uneven = sq > 0 && (empty(0, (key_tiles - 1) * C::kBlockN) || empty(last_q, 0));
     const bool heads_fastest = uneven && key_tiles < kKeyTilesFastestFrom;
     const dim3 grid = heads_fastest ? dim3(p.heads_kv, key_tiles, p.batch) : dim3(key_tiles, p.heads_kv, p.batch);
-    flash_bwd_sm90_kernel<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest, maps);
+    // The split last wave (BwdSplit, sized into ws by the caller): the main launch skips its CTAs, the
+    // second runs them as pieces once the main launch's whole waves are done.
+    const BwdSplit none{0, 0, 1, 0}, use = !heads_fastest ? split : none;
+    flash_bwd_sm90_kernel<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest, maps,
+                                                                           use, ws.split_offset, false);
+    if (use.tiles > 0)
+      flash_bwd_sm90_kernel<V><<<use.pieces(), C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, false, maps,
+                                                                                     use, ws.split_offset, true);
   }
   constexpr int kRows = bwd_sm90_detail::kDqTileRows;
   const int m_tiles = (p.seqlen_q + kRows - 1) / kRows;
