@@ -105,6 +105,10 @@ struct BwdSm90Config {
   // summed in shared memory they go out as one reduce-add instead of two (half the L2 reduce traffic).
   static constexpr bool kDqSum = ATTNFORGE_FLASH_BWD_DQ_SUM && kD == 64 && kWarpgroups == 2 && kDqStages == 2;
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // kWS: 128·24 + 256·240 ≤ 64 K
+  // The split last wave (BwdSplit) exists where every CTA runs the same steps (no mask) in the
+  // two-warpgroup step; elsewhere its code compiles out (H200, 2026-11-30: compiled into every variant
+  // it cost causal D 128 2.5 % and the window tiles' spills grew 444 → 748 bytes).
+  static constexpr bool kSplitsWave = kWS && !kSplitD && !prim::kMaskEmptiesTiles<Mask>;
 
   static constexpr int kLayoutD = kSupported ? kD : 64;  // layouts of unsupported variants: never used
   using QL = prim::SmemTileSw128<kBlockM, kLayoutD>;    // Q or dO tile: (kBlockM queries, D)
@@ -197,12 +201,14 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   // blockIdx.x is part `part` of CTA split.first + blockIdx.x / parts of the main grid (key tiles
   // fastest), whose own CTA there returned at once.
   int cx = blockIdx.x, cy = blockIdx.y, cz = blockIdx.z, part = 0;
-  if (pieces) {
+  pieces = C::kSplitsWave && pieces;
+  if (!C::kSplitsWave) {
+  } else if (pieces) {
     const int key_tiles = (p.seqlen_k + kBN - 1) / kBN, lin = split.first + int(blockIdx.x) / split.parts;
     part = int(blockIdx.x) % split.parts;
     cx = lin % key_tiles, cy = lin / key_tiles % p.heads_kv, cz = lin / key_tiles / p.heads_kv;
   } else if (split.tiles > 0 && int(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z)) >= split.first) {
-    return;
+    return;  // run as pieces by the split launch
   }
   const int b = cz;
   const int hkv = heads_fastest ? cx : cy;  // see launch_bwd_sm90
@@ -698,7 +704,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 
   // ---- a piece of a split CTA: dK, dV partials added into the CTA's fp32 accumulators; the piece whose
   // arrival completes the count reads the sums back and stores them below, the others are done --------
-  if constexpr (!C::kSplitD) {
+  if constexpr (C::kSplitsWave) {
     if (pieces) {
       constexpr int kN = kAccCols / 8;
       const int ct = tid - (C::kWS ? 128 : 0), tile = int(blockIdx.x) / split.parts;
