@@ -98,6 +98,7 @@ TEST(BwdWorkspace, SplitPiecesCoverEveryStepOnce) {
         EXPECT_EQ(s.first, int(n - n % sms));
         EXPECT_GE(s.parts, 2);
         EXPECT_LE(s.parts, std::min(steps, flash::BwdSplit::kMaxParts));
+        EXPECT_LE(s.pieces(), sms) << "one round of pieces";
         EXPECT_EQ(s.step_begin(0), 0);
         EXPECT_EQ(s.step_begin(s.parts), steps);
         for (int k = 0; k < s.parts; ++k) EXPECT_LT(s.step_begin(k), s.step_begin(k + 1));
@@ -105,35 +106,38 @@ TEST(BwdWorkspace, SplitPiecesCoverEveryStepOnce) {
   EXPECT_GT(splits, 10);
   EXPECT_EQ(flash::bwd_split_plan(264, 32, 132).tiles, 0) << "whole waves";
   EXPECT_EQ(flash::bwd_split_plan(100, 32, 132).tiles, 0) << "one wave";
-  // D 64 (4096 CTAs of 16 steps at S 2048: 4 left for the 32nd wave) and D 128 (2048 of 32: 68 left).
-  const flash::BwdSplit d64 = flash::bwd_split_plan(4096, 16, 132), d128 = flash::bwd_split_plan(2048, 32, 132);
-  EXPECT_EQ(d64.tiles, 4);
-  EXPECT_EQ(d64.parts, 16);
-  EXPECT_EQ(d128.tiles, 68);
-  EXPECT_EQ(d128.parts, 5);
+  // D 64 (4096 CTAs of 16 / 64 steps at S 2048 / 8192: 4 left for the 32nd wave); D 128 (2048 of 32:
+  // 68 left, two parts would already take two rounds).
+  EXPECT_EQ(flash::bwd_split_plan(4096, 16, 132).tiles, 4);
+  EXPECT_EQ(flash::bwd_split_plan(4096, 16, 132).parts, 16);
+  EXPECT_EQ(flash::bwd_split_plan(4096, 64, 132).parts, 33);
+  EXPECT_EQ(flash::bwd_split_plan(2048, 32, 132).tiles, 0);
 }
 
 TEST(BwdWorkspace, SplitAccumulatorsAreZeroed) {
-  Params p = shape(8, 16, 2048, 8 * 2048, 128, false);
-  p.heads_kv = 16, p.seqlen_k = 2048, p.num_sms = 132;
-  const flash::BwdSplit s = flash::bwd_split_for(p, 64, 128, true);
-  ASSERT_EQ(s.tiles, 68);
+  Params p = shape(8, 16, 2048, 8 * 2048, 128, false);  // 2048 CTAs: 68 left on 132 SMs, 16 steps of 128 rows
+  p.heads_kv = 16, p.seqlen_k = 2048, p.num_sms = 100;  // 48 left on 100 SMs: two parts each
+  const flash::BwdSplit s = flash::bwd_split_for(p, 128, 128, true);
+  ASSERT_EQ(s.tiles, 48);
+  ASSERT_EQ(s.parts, 2);
   const auto plain = flash::flash_bwd_workspace_layout(64, 128, p), split = flash::flash_bwd_workspace_layout(64, 128, p, s);
   EXPECT_EQ(split.split_offset % 256, 0u);
   EXPECT_GE(split.split_offset, plain.sem_offset);
-  const size_t need = size_t(68) * (128 * 128 * 2 * 4 + 4);  // dK | dV of 128 keys × D 128, and a counter
+  const size_t need = size_t(48) * (128 * 128 * 2 * 4 + 4);  // dK | dV of 128 keys × D 128, and a counter
   EXPECT_EQ(split.dq_acc_offset + split.zero_bytes, split.split_offset + need);
   EXPECT_GE(split.total_bytes, split.split_offset + need);
-  EXPECT_EQ(flash::bwd_split_for(p, 64, 128, false).tiles, 0) << "a mask: CTAs differ";
+  EXPECT_EQ(flash::bwd_split_for(p, 128, 128, false).tiles, 0) << "a mask: CTAs differ";
   p.deterministic = true;
-  EXPECT_EQ(flash::bwd_split_for(p, 64, 128, true).tiles, 0) << "deterministic: the mma.sync kernel";
+  EXPECT_EQ(flash::bwd_split_for(p, 128, 128, true).tiles, 0) << "deterministic: the mma.sync kernel";
   p.deterministic = false, p.head_dim = 256;
-  EXPECT_EQ(flash::bwd_split_for(p, 64, 64, true).tiles, 0) << "the split-D step";
+  EXPECT_EQ(flash::bwd_split_for(p, 128, 64, true).tiles, 0) << "the split-D step";
   p.head_dim = 128, p.num_sms = 0;
-  EXPECT_EQ(flash::bwd_split_for(p, 64, 128, true).tiles, 0) << "unknown SM count";
-  p.num_sms = 132;
-  const VariantKey key{Backend::flash, Direction::bwd, DType::bf16, 128, mask_id_by_name("none"), 64, 128, 12, 2, 90};
-  EXPECT_GE(workspace_bytes(key, p), split.total_bytes) << "the C API sizes for the split";
+  EXPECT_EQ(flash::bwd_split_for(p, 128, 128, true).tiles, 0) << "unknown SM count";
+  p.num_sms = 100, p.head_dim = 64;
+  const VariantKey key{Backend::flash, Direction::bwd, DType::bf16, 64, mask_id_by_name("none"), 128, 128, 12, 2, 90};
+  const auto split64 = flash::flash_bwd_workspace_layout(64, 128, p, flash::bwd_split_for(p, 128, 128, true));
+  EXPECT_GT(split64.total_bytes, flash::flash_bwd_workspace_layout(64, 128, p).total_bytes);
+  EXPECT_GE(workspace_bytes(key, p), split64.total_bytes) << "the C API sizes for the split";
 }
 
 }  // namespace

@@ -31,8 +31,11 @@ struct BwdWorkspaceLayout {
 // 4096 CTAs = 31.03 waves run as 32; D 128 2048 = 15.52 as 16). The first N − rem CTAs (grid order, key
 // tiles fastest) run as now and the rem of the last wave skip; a second launch runs each of them as
 // `parts` pieces of its (query head, query tile) steps, whose dK / dV partials meet in fp32 accumulators
-// (red.add) and the piece whose arrival completes the tile's count stores dK, dV. Its pieces, parts per
-// tile, come from a model of ⌈rem · parts / G⌉ rounds of (steps / parts + kPieceOverheadSteps).
+// (red.add) and the piece whose arrival completes the tile's count stores dK, dV. Parts per tile: the
+// most that still run as one round (rem · parts ≤ G), if a round of steps / parts + kPieceOverheadSteps
+// beats the unsplit CTA. H200, 2026-11-30 (bench/NOTES-flash-bwd.md): D 64, 4 CTAs left, 33 parts,
+// main kernel +2.5 to +5 %; D 128, 68 left, 5 parts in three rounds, −1 to −4 % below S 16384 (each
+// piece adds 128 KB of partials at D 128), so splits of several rounds are not taken.
 struct BwdSplit {
   static constexpr int kMaxParts = 64;
   // A piece's fixed cost in steps: K / V loaded, the pipeline filled and drained, the partial added and
@@ -53,8 +56,8 @@ inline BwdSplit bwd_split_plan(int64_t n_ctas, int steps, int sms) {
   if (sms <= 0 || steps < 2 || n_ctas <= sms || n_ctas % sms == 0 || n_ctas > (int64_t(1) << 30)) return s;
   const int rem = int(n_ctas % sms);
   double best = steps;  // the unsplit last wave
-  for (int k = 2; k <= steps && k <= BwdSplit::kMaxParts; ++k) {
-    const double cost = double((int64_t(rem) * k + sms - 1) / sms) * (double(steps) / k + BwdSplit::kPieceOverheadSteps);
+  for (int k = 2; k <= steps && k <= BwdSplit::kMaxParts && int64_t(rem) * k <= sms; ++k) {
+    const double cost = double(steps) / k + BwdSplit::kPieceOverheadSteps;
     if (cost < best - 1e-9) best = cost, s.parts = k;
   }
   if (s.parts == 1) return s;
