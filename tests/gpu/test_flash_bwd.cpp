@@ -368,6 +368,48 @@ TEST(FlashBwd, SplitLastWave) {
   if (ran == 0) GTEST_SKIP() << "no mask-free sm90a flash backward variant at head dim 64 / 128 compiled";
 }
 
+// The sweep's case that fails (README "Known problem", found 2026-11-30, seed 1780146508 case 465): the
+// deterministic backward at D 256 — the mma.sync kernel, the sm90a tile's fallback — of packed
+// sequences q {1, 21, 0}, k {69, 1, 128} under a window (−1, 47), and variations that narrow it down:
+// non-deterministic (the Hopper kernel), each sequence alone, no window. Each sub-case is checked
+// against the reference; the trace names the one that fails.
+TEST(FlashBwd, HeadDim256DeterministicShortRows) {
+  ATTNFORGE_REQUIRE_GPU();
+  if (!flash_built(ATTNFORGE_BF16, 256, "window")) GTEST_SKIP() << "no flash bf16 hd256 window fwd+bwd compiled";
+  struct Sub {
+    const char* what;
+    std::vector<int> q, k;
+    bool window, deterministic;
+  };
+  const Sub subs[] = {
+      {"sweep case", {1, 21, 0}, {69, 1, 128}, true, true},
+      {"sweep case, not deterministic", {1, 21, 0}, {69, 1, 128}, true, false},
+      {"q 1 k 69 alone", {1}, {69}, true, true},
+      {"q 21 k 1 alone", {21}, {1}, true, true},
+      {"q 1 k 69 and q 21 k 1", {1, 21}, {69, 1}, true, true},
+      {"q 1 k 69, q 0 k 128", {1, 0}, {69, 128}, true, true},
+      {"q 8 k 69 alone", {8}, {69}, true, true},
+      {"q 1 k 65 alone", {1}, {65}, true, true},
+      {"q 1 k 69 alone, no window", {1}, {69}, false, true},
+  };
+  for (const Sub& sub : subs) {
+    if (!sub.window && !flash_built(ATTNFORGE_BF16, 256, "none")) continue;
+    SCOPED_TRACE(sub.what);
+    Case c;
+    c.dtype = ATTNFORGE_BF16;
+    c.head_dim = 256;
+    c.mask = sub.window ? "window" : "none";
+    if (sub.window) c.scalars = {-1, 47, -1, -1};
+    c.varlen_q = sub.q;
+    c.varlen_k = sub.k;
+    c.heads_q = c.heads_kv = 1;
+    c.scale = 0.382667f;
+    RunOptions opt = kFlash;
+    opt.deterministic = sub.deterministic;
+    EXPECT_TRUE(check_case(c, opt));
+  }
+}
+
 // Both backward kernels on every compiled tile the Hopper kernel takes (flash/bwd_sm90.cuh:
 // m64n64w4 at head dim 64, m64n128w8 at 64 and 128, and the warp-specialized sm90a tiles — m64n128w12
 // at 64 and 128, m128n128w12 at 64, the split step m64n64w12 at 192 and 256 — whose "mma" path is the
