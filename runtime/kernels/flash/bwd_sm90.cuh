@@ -707,7 +707,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   if constexpr (C::kSplitsWave) {
     if (pieces) {
       constexpr int kN = kAccCols / 8;
-      const int ct = tid - (C::kWS ? 128 : 0), tile = int(blockIdx.x) / split.parts;
+      const int ct = tid - 128, tile = int(blockIdx.x) / split.parts;  // kSplitsWave: the warp-specialized form
       // (dK | dV) of the CTA's keys, fragment order: n8-tile nt of consumer thread ct at float4 nt·threads + ct.
       float4* acc = reinterpret_cast<float4*>(static_cast<char*>(p.workspace) + split_offset) +
                     size_t(tile) * (2 * kN * C::kConsumerThreads);
@@ -720,11 +720,9 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       }
       __threadfence();  // the adds land before the count says so
       int* s_last = reinterpret_cast<int*>(s_lse);  // the producer is done with LSE
-      if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
-      else __syncthreads();
+      tma::bar_sync(3, C::kConsumerThreads);  // every consumer's adds fenced
       if (ct == 0) *s_last = atomicAdd(counter, 1) == split.parts - 1;
-      if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
-      else __syncthreads();
+      tma::bar_sync(3, C::kConsumerThreads);
       if (!*s_last) return;
       __threadfence();  // every other piece's adds are visible
 #pragma unroll
