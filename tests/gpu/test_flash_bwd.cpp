@@ -368,11 +368,12 @@ TEST(FlashBwd, SplitLastWave) {
   if (ran == 0) GTEST_SKIP() << "no mask-free sm90a flash backward variant at head dim 64 / 128 compiled";
 }
 
-// The sweep's case that fails (README "Known problem", found 2026-11-30, seed 1780146508 case 465): the
-// deterministic backward at D 256 — the mma.sync kernel, the sm90a tile's fallback — of packed
-// sequences q {1, 21, 0}, k {69, 1, 128} under a window (−1, 47), and variations that narrow it down:
-// non-deterministic (the Hopper kernel), each sequence alone, no window. Each sub-case is checked
-// against the reference; the trace names the one that fails.
+// The shapes of the sweep case that hit the δ term (README "Known issues", Backward δ; seed 1780146508
+// case 465, 2026-11-30): the deterministic backward at D 256 — the mma.sync kernel, the sm90a tile's
+// fallback — of packed sequences q {1, 21, 0}, k {69, 1, 128} under a window (−1, 47) at scale 0.383,
+// and variations: non-deterministic (the Hopper kernel), each sequence alone, no window. With these
+// draws every sub-case passes; the sweep's draw failed on dQ / dK only (a data-dependent miss of
+// δ = dO·O, which flash_bwd_delta_model.py puts at 194 of 3000 draws for that row).
 TEST(FlashBwd, HeadDim256DeterministicShortRows) {
   ATTNFORGE_REQUIRE_GPU();
   if (!flash_built(ATTNFORGE_BF16, 256, "window")) GTEST_SKIP() << "no flash bf16 hd256 window fwd+bwd compiled";
