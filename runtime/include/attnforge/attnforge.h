@@ -98,7 +98,9 @@ ATTNFORGE_API void attnforge_args_init(attnforge_args* args);
 ATTNFORGE_API attnforge_status attnforge_forward(const attnforge_args* args, void* stream);
 ATTNFORGE_API attnforge_status attnforge_backward(const attnforge_args* args, void* stream);
 
-/* Bytes of scratch the call would need (forward: is_backward = 0). */
+/* Bytes of scratch the call would need (forward: is_backward = 0), on the current device: the flash
+   kernels' split last round / wave sizes with its SM count, so ask with the device of the call current.
+   A caller workspace smaller than this is not used (the library allocates its own). */
 ATTNFORGE_API attnforge_status attnforge_workspace_size(const attnforge_args* args, int is_backward,
                                                         size_t* bytes);
 
