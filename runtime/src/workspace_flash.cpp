@@ -6,7 +6,8 @@
 #include "workspace.hpp"
 
 #include <algorithm>
-#include <string_view>
+
+#include "common/mask.hpp"
 
 #if __has_include("flash/bwd_workspace.hpp")
 #include "flash/bwd_workspace.hpp"
@@ -20,13 +21,15 @@
 namespace attnforge {
 
 size_t workspace_bytes_flash(const VariantKey& key, const Params& p) {
+  // Row blocks (forward) and key tiles (backward) of the warp-specialized kernels differ in work under
+  // masks that empty tiles (FwdWsConfig::kUnevenRows, BwdSm90Config::kSplitsWave): no split there.
+  const char* name = mask_name(key.mask_id);
+  const bool uneven = mask_empties_tiles(name ? name : "");
   if (key.direction == Direction::fwd) {
 #ifdef ATTNFORGE_HAVE_FLASH_WS_SCHEDULE
-    // sm90a tiles run the warp-specialized kernel; its row blocks pair up (no split) under every mask
-    // kind but "none" (FwdWsConfig::kUnevenRows). Consumer threads: 128 per 64 query rows.
+    // sm90a tiles run the warp-specialized kernel. Consumer threads: 128 per 64 query rows.
     if (key.arch != 90) return 0;
-    const bool paired = std::string_view(mask_name(key.mask_id) ? mask_name(key.mask_id) : "") != "none";
-    return flash::ws_split_for(p, key.block_m, key.block_n, paired).workspace_bytes(key.block_m / 64 * 128, p.head_dim);
+    return flash::ws_split_for(p, key.block_m, key.block_n, uneven).workspace_bytes(key.block_m / 64 * 128, p.head_dim);
 #else
     return 0;
 #endif
@@ -40,8 +43,7 @@ size_t workspace_bytes_flash(const VariantKey& key, const Params& p) {
   size_t bytes = flash::flash_bwd_workspace_bytes(key.block_m, key.block_n, p);
   if (key.arch == 90) {
     // The warp-specialized form's split last wave (BwdSplit): mask-free dense calls, as run_bwd_sm90_ws asks.
-    const bool maskless = std::string_view(mask_name(key.mask_id) ? mask_name(key.mask_id) : "") == "none";
-    const flash::BwdSplit split = flash::bwd_split_for(p, key.block_m, key.block_n, maskless);
+    const flash::BwdSplit split = flash::bwd_split_for(p, key.block_m, key.block_n, !uneven);
     bytes = std::max(bytes, flash::flash_bwd_workspace_bytes(flash::kSm90BwdRows, key.block_n, p, split));
   }
   return bytes;

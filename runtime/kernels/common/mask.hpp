@@ -2,6 +2,7 @@
 // generated mask kind (generated/masks.hpp, from the [mask.*] tables of the variant TOML) models.
 #pragma once
 #include <cstdint>
+#include <string_view>
 
 #include "hd.hpp"
 
@@ -13,6 +14,11 @@ constexpr int kMaxMaskScalars = 4;
 struct MaskScalars {
   int v[kMaxMaskScalars];  // the C API's int64 values, range-checked to int by validation
 };
+
+// Whether a mask kind can leave a tile inside the sequence empty, so that row blocks (forward) and key
+// tiles (backward) differ in work: every kind but "none" (causal, windows; bias kinds are classified per
+// call). Kernels ask through prim::kMaskEmptiesTiles<Mask>; host code by name (runtime/src/workspace_flash.cpp).
+constexpr bool mask_empties_tiles(std::string_view mask_name) { return mask_name != "none"; }
 
 // What a (q-rows × k-cols) tile looks like under a mask: kernels skip kEmpty tiles entirely and
 // evaluate the predicate per element only on kPartial ones.

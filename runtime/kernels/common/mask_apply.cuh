@@ -8,17 +8,15 @@
 // where q0 = first row of the block + g and k0 = first column of the block + 2t (mma.cuh layouts).
 #pragma once
 #include <cstdint>
-#include <string_view>
 
 #include "common/mask.hpp"
 #include "common/numeric.cuh"
 
 namespace attnforge::prim {
 
-// Whether the mask kind can leave a tile inside the sequence empty, so that row blocks differ in the key
-// tiles they read: every kind but "none" (causal, windows; bias kinds are classified per call).
+// mask_empties_tiles (common/mask.hpp) of a generated mask kind.
 template <class Mask>
-inline constexpr bool kMaskEmptiesTiles = std::string_view(Mask::kName) != "none";
+inline constexpr bool kMaskEmptiesTiles = mask_empties_tiles(Mask::kName);
 
 // Class of the tile rows [q_first, q_last] × cols [k_first, k_first+cols) of one sequence, the columns
 // clamped to the sequence; a tile reaching past seqlen_k is never kFull (its tail must be masked).

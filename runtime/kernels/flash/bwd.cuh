@@ -103,12 +103,12 @@ attnforge_status run_bwd_sm90_ws(const Params& p, cudaStream_t stream) {
   // The accumulator in 64-row blocks whatever the step's query count (workspace sized for T::kBlockM ≥ 64),
   // and the split last wave where the caller's workspace holds it (runtime/src/workspace_flash.cpp sizes
   // it with the same bwd_split_for; a smaller one runs unsplit).
-  const BwdSplit split = bwd_split_for(p, T::kBlockM, T::kBlockN, !prim::kMaskEmptiesTiles<typename V::Mask>);
-  BwdWorkspaceLayout ws = flash_bwd_workspace_layout(bwd_sm90_detail::kDqTileRows, T::kBlockN, p, split);
-  const bool use_split = split.tiles > 0 && p.workspace_bytes >= ws.total_bytes;
-  if (!use_split) ws = flash_bwd_workspace_layout(bwd_sm90_detail::kDqTileRows, T::kBlockN, p);
+  constexpr int kRows = bwd_sm90_detail::kDqTileRows;
+  BwdSplit split = bwd_split_for(p, T::kBlockM, T::kBlockN, !prim::kMaskEmptiesTiles<typename V::Mask>);
+  if (p.workspace_bytes < flash_bwd_workspace_bytes(kRows, T::kBlockN, p, split)) split = BwdSplit{};
+  const BwdWorkspaceLayout ws = flash_bwd_workspace_layout(kRows, T::kBlockN, p, split);
   if (const attnforge_status st = run_bwd_prologue<V>(p, ws, stream); st != ATTNFORGE_OK) return st;
-  if (!launch_bwd_sm90<V>(p, ws, stream, maps, use_split ? split : BwdSplit{0, 0, 1, 0})) return ATTNFORGE_CUDA_ERROR;
+  if (!launch_bwd_sm90<V>(p, ws, stream, maps, split)) return ATTNFORGE_CUDA_ERROR;
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
 }
 

@@ -202,13 +202,14 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   // fastest), whose own CTA there returned at once.
   int cx = blockIdx.x, cy = blockIdx.y, cz = blockIdx.z, part = 0;
   pieces = C::kSplitsWave && pieces;
-  if (!C::kSplitsWave) {
-  } else if (pieces) {
-    const int key_tiles = (p.seqlen_k + kBN - 1) / kBN, lin = split.first + int(blockIdx.x) / split.parts;
-    part = int(blockIdx.x) % split.parts;
-    cx = lin % key_tiles, cy = lin / key_tiles % p.heads_kv, cz = lin / key_tiles / p.heads_kv;
-  } else if (split.tiles > 0 && int(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z)) >= split.first) {
-    return;  // run as pieces by the split launch
+  if constexpr (C::kSplitsWave) {
+    if (pieces) {
+      const int key_tiles = (p.seqlen_k + kBN - 1) / kBN, lin = split.first + int(blockIdx.x) / split.parts;
+      part = int(blockIdx.x) % split.parts;
+      cx = lin % key_tiles, cy = lin / key_tiles % p.heads_kv, cz = lin / key_tiles / p.heads_kv;
+    } else if (split.tiles > 0 && int(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z)) >= split.first) {
+      return;  // run as pieces by the split launch
+    }
   }
   const int b = cz;
   const int hkv = heads_fastest ? cx : cy;  // see launch_bwd_sm90
@@ -855,7 +856,7 @@ inline constexpr int kKeyTilesFastestFrom = 128;
 // D pass before). Returns false if the shared-memory opt-in failed.
 template <class V>
 bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t stream,
-                     const BwdSm90Maps& maps = BwdSm90Maps{}, const BwdSplit& split = BwdSplit{0, 0, 1, 0}) {
+                     const BwdSm90Maps& maps = BwdSm90Maps{}, const BwdSplit& split = BwdSplit{}) {
   using C = BwdSm90Config<V>;
   if (p.seqlen_k > 0) {
     static int raised[64] = {};
@@ -883,7 +884,7 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     const dim3 grid = heads_fastest ? dim3(p.heads_kv, key_tiles, p.batch) : dim3(key_tiles, p.heads_kv, p.batch);
     // The split last wave (BwdSplit, sized into ws by the caller): the main launch skips its CTAs, the
     // second runs them as pieces once the main launch's whole waves are done.
-    const BwdSplit none{0, 0, 1, 0}, use = !heads_fastest ? split : none;
+    const BwdSplit use = !heads_fastest ? split : BwdSplit{};
     flash_bwd_sm90_kernel<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest, maps,
                                                                            use, ws.split_offset, false);
     if (use.tiles > 0)

@@ -3,7 +3,6 @@
 // (BwdSplit: fp32 dK / dV accumulators and arrival counters). runtime/src/workspace_flash.cpp calls
 // flash_bwd_workspace_bytes(block_m, block_n, p[, split]); run_bwd<V> reads the same layout.
 #pragma once
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -41,10 +40,11 @@ struct BwdSplit {
   // A piece's fixed cost in steps: K / V loaded, the pipeline filled and drained, the partial added and
   // read back by the last piece (a D 128 step is ~2.5 µs at S 2048).
   static constexpr double kPieceOverheadSteps = 2.0;
-  int first;  // CTAs from this linear grid index on are split (the main launch skips them)
-  int tiles;  // split CTAs (rem); 0: no split
-  int parts;  // pieces per split CTA
-  int steps;  // (query head, query tile) steps of a CTA
+  // BwdSplit{}: no split.
+  int first = 0;  // CTAs from this linear grid index on are split (the main launch skips them)
+  int tiles = 0;  // split CTAs (rem); 0: no split
+  int parts = 1;  // pieces per split CTA
+  int steps = 0;  // (query head, query tile) steps of a CTA
   ATTNFORGE_HD int pieces() const { return tiles * parts; }
   ATTNFORGE_HD int step_begin(int part) const { return int(int64_t(part) * steps / parts); }
 };
@@ -52,7 +52,8 @@ struct BwdSplit {
 // Host: the split for a backward of n_ctas equal CTAs of `steps` steps each on `sms` SMs (one CTA per
 // SM); none where the last wave is whole, the grid is one wave, or no split beats the unsplit tail.
 inline BwdSplit bwd_split_plan(int64_t n_ctas, int steps, int sms) {
-  BwdSplit s{0, 0, 1, steps};
+  BwdSplit s{};
+  s.steps = steps;
   if (sms <= 0 || steps < 2 || n_ctas <= sms || n_ctas % sms == 0 || n_ctas > (int64_t(1) << 30)) return s;
   const int rem = int(n_ctas % sms);
   double best = steps;  // the unsplit last wave
@@ -73,7 +74,7 @@ ATTNFORGE_HD size_t bwd_align256(size_t x) { return (x + 255) & ~size_t(255); }
 
 // split: the Hopper kernel's split wave (none by default), whose accumulators hold block_n keys × D.
 ATTNFORGE_HD BwdWorkspaceLayout flash_bwd_workspace_layout(int block_m, int block_n, const Params& p,
-                                                         const BwdSplit& split = BwdSplit{0, 0, 1, 0}) {
+                                                         const BwdSplit& split = BwdSplit{}) {
   BwdWorkspaceLayout w{};
   const size_t tq = size_t(p.total_q > 0 ? p.total_q : 0);
   const size_t hq = size_t(p.heads_q);
@@ -102,7 +103,7 @@ ATTNFORGE_HD int64_t dq_acc_tile_base(const Params& p, int b, int h, int mb, int
 
 // Bytes of scratch a flash backward variant with tile (block_m, block_n) needs for p.
 ATTNFORGE_HD size_t flash_bwd_workspace_bytes(int block_m, int block_n, const Params& p,
-                                              const BwdSplit& split = BwdSplit{0, 0, 1, 0}) {
+                                              const BwdSplit& split = BwdSplit{}) {
   return flash_bwd_workspace_layout(block_m, block_n, p, split).total_bytes;
 }
 
@@ -112,10 +113,10 @@ ATTNFORGE_HD size_t flash_bwd_workspace_bytes(int block_m, int block_n, const Pa
 inline BwdSplit bwd_split_for(const Params& p, int step_m, int block_n, bool maskless) {
   if (!maskless || p.is_varlen() || p.deterministic || p.num_sms <= 0 || (p.head_dim != 64 && p.head_dim != 128) ||
       p.seqlen_q <= 0 || p.seqlen_k <= 0 || p.heads_kv <= 0 || p.batch <= 0)
-    return BwdSplit{0, 0, 1, 0};
+    return BwdSplit{};
   const int64_t n_ctas = int64_t((p.seqlen_k + block_n - 1) / block_n) * p.heads_kv * p.batch;
   const int64_t steps = int64_t(p.group()) * ((p.seqlen_q + step_m - 1) / step_m);
-  if (steps > (int64_t(1) << 30)) return BwdSplit{0, 0, 1, 0};
+  if (steps > (int64_t(1) << 30)) return BwdSplit{};
   return bwd_split_plan(n_ctas, int(steps), p.num_sms);
 }
 
