@@ -116,9 +116,13 @@ struct FwdWsConfig {
   static constexpr int kOffK = QL::kBytes;
   static constexpr int kOffV = kOffK + kStages * KL::kBytes;
   static constexpr int kOffO = kOffV + kStages * KL::kBytes;
-  static constexpr bool kOwnO = kOffO + QL::kBytes + kNumBars * 8 + 1024 <= 227 * 1024;
+  static constexpr bool kOwnO = kOffO + QL::kBytes + kNumBars * 8 + 128 + 1024 <= 227 * 1024;
   static constexpr int kOffBar = kOwnO ? kOffO + QL::kBytes : kOffO;
-  static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + 1024: base alignment
+  // The row block whose Q is in flight, as the producer publishes it (the kernel's Block; kBlockSlotBytes
+  // bounds its size): the consumers read the schedule there instead of walking it themselves.
+  static constexpr int kBlockSlotBytes = 128;
+  static constexpr int kOffBlockSlot = kOffBar + kNumBars * 8;  // a multiple of 8; Block needs 8
+  static constexpr int kSmemBytes = kOffBlockSlot + kBlockSlotBytes + 1024;  // + 1024: base alignment
   static_assert(kSmemBytes <= 227 * 1024);
   // Registers per thread after setmaxnreg: 128·24 + 256·240 and 128·32 + 384·160 fit the 64 K of an SM.
   // Of every 8 n8-tiles of a score row, how many take exp2 on the FMA pipe instead of the MUFU
@@ -241,6 +245,13 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     blk.split = whole ? -1 : piece.block;
     return blk;
   };
+  static_assert(sizeof(Block) <= C::kBlockSlotBytes && alignof(Block) <= 8);
+  // The producer's thread writes the block of each Q load here before that load's arrive on bar_q (a
+  // release; the consumers' wait on bar_q acquires), and once more a block with live = false after the
+  // last: the consumers read it once bar_q completes and before they arrive on q_empty, after which the
+  // producer may write the next. So the consumers do none of the schedule's arithmetic between blocks.
+  Block* const blk_slot = reinterpret_cast<Block*>(smem_ws + (base - static_cast<uint32_t>(__cvta_generic_to_shared(smem_ws))) +
+                                                   C::kOffBlockSlot);
   auto tile_class = [&](const Block& blk, int j) {
     return prim::classify_rows_tile<Mask>(blk.q_first, blk.q_last, j * kBN, kBN, blk.sq, blk.sk, p.mask);
   };
@@ -276,6 +287,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           const int q_row0 = int(blk.seq.q_start) + blk.m0, k_row0 = int(blk.seq.k_start);  // rows of the TMA view
           auto load_q = [&] {  // once the consumers are done with the previous block's Q
             tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);
+            *blk_slot = blk;  // published by the arrive below
             AF_FWD_TRACE(true, 0, n_q, 1, fwd_trace::now());
             tma::mbar_expect_tx(bar_q, QL::kBytes);
 #pragma unroll
@@ -303,6 +315,12 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           if (!q_loaded) load_q();  // no key tile: the consumers still wait for Q
         }
       }
+      // The end: a block with live = false, once the consumers have read the last one.
+      tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);
+      Block end{};
+      end.live = false;
+      *blk_slot = end;
+      tma::mbar_arrive(bar_q);
     }
     return;
   }
@@ -363,11 +381,12 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   };
 
   int it = 0, n_q = 0;  // K/V stages and Q loads consumed so far, as the producer counts them
-  for (int u = blockIdx.x; u < u_end; u += gridDim.x) {
-    for (int kb = 0; kb < unit_blocks(u); ++kb) {
-      const Block blk = block_at(u, kb);
+  for (;;) {
+    {
+      tma::mbar_wait(bar_q, n_q & 1);  // this block's Q landed, and the producer's slot holds the block
+      const Block blk = *blk_slot;
+      if (!blk.live) break;
       const int m0 = blk.m0, sq = blk.sq, sk = blk.sk;
-      if (!blk.live) continue;
       [[maybe_unused]] const bool tr_lead = (ctid & 127) == 0;  // the trace's writer (dev builds)
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 0, fwd_trace::now());
       auto mask = [&](float (&s)[1][kNS][4], int j) {
@@ -396,7 +415,6 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         else tma::bar_sync(ws_bar::kConsumers, C::kConsumerThreads);
       };
 
-      tma::mbar_wait(bar_q, n_q & 1);
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 1, fwd_trace::now());
       if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
         for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128) {
