@@ -116,11 +116,15 @@ struct FwdWsConfig {
   static constexpr int kOffK = QL::kBytes;
   static constexpr int kOffV = kOffK + kStages * KL::kBytes;
   static constexpr int kOffO = kOffV + kStages * KL::kBytes;
-  static constexpr bool kOwnO = kOffO + QL::kBytes + kNumBars * 8 + 128 + 1024 <= 227 * 1024;
+  static constexpr bool kOwnO = kOffO + QL::kBytes + kNumBars * 8 + (kPingPong ? 128 : 0) + 1024 <= 227 * 1024;
   static constexpr int kOffBar = kOwnO ? kOffO + QL::kBytes : kOffO;
   // The row block whose Q is in flight, as the producer publishes it (the kernel's Block; kBlockSlotBytes
-  // bounds its size): the consumers read the schedule there instead of walking it themselves.
-  static constexpr int kBlockSlotBytes = 128;
+  // bounds its size): the consumers read the schedule there instead of walking it themselves. H200,
+  // 2026-11-30 (bench/NOTES-flash.md v37, kernel µs, two runs per tree): m128n128w12 D 128 causal
+  // −3.5 / −2.2 / −1.6 % at S 2048 / 4096 / 8192, without a mask −0.9 / −0.4 / +0.3 %; at D 64 m192
+  // without a mask +2.3 / +1.7 / +0.6 %, causal ±0.3 %: so the ping-pong tiles (two consumers, D ≥ 128).
+  static constexpr bool kPublishBlocks = kPingPong;
+  static constexpr int kBlockSlotBytes = kPublishBlocks ? 128 : 0;
   static constexpr int kOffBlockSlot = kOffBar + kNumBars * 8;  // a multiple of 8; Block needs 8
   static constexpr int kSmemBytes = kOffBlockSlot + kBlockSlotBytes + 1024;  // + 1024: base alignment
   static_assert(kSmemBytes <= 227 * 1024);
@@ -245,7 +249,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     blk.split = whole ? -1 : piece.block;
     return blk;
   };
-  static_assert(sizeof(Block) <= C::kBlockSlotBytes && alignof(Block) <= 8);
+  static_assert(!C::kPublishBlocks || (sizeof(Block) <= C::kBlockSlotBytes && alignof(Block) <= 8));
   // The producer's thread writes the block of each Q load here before that load's arrive on bar_q (a
   // release; the consumers' wait on bar_q acquires), and once more a block with live = false after the
   // last: the consumers read it once bar_q completes and before they arrive on q_empty, after which the
@@ -287,7 +291,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           const int q_row0 = int(blk.seq.q_start) + blk.m0, k_row0 = int(blk.seq.k_start);  // rows of the TMA view
           auto load_q = [&] {  // once the consumers are done with the previous block's Q
             tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);
-            *blk_slot = blk;  // published by the arrive below
+            if constexpr (C::kPublishBlocks) *blk_slot = blk;  // published by the arrive below
             AF_FWD_TRACE(true, 0, n_q, 1, fwd_trace::now());
             tma::mbar_expect_tx(bar_q, QL::kBytes);
 #pragma unroll
@@ -315,12 +319,13 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           if (!q_loaded) load_q();  // no key tile: the consumers still wait for Q
         }
       }
-      // The end: a block with live = false, once the consumers have read the last one.
-      tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);
-      Block end{};
-      end.live = false;
-      *blk_slot = end;
-      tma::mbar_arrive(bar_q);
+      if constexpr (C::kPublishBlocks) {  // the end: a block with live = false, once the last one is read
+        tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);
+        Block end{};
+        end.live = false;
+        *blk_slot = end;
+        tma::mbar_arrive(bar_q);
+      }
     }
     return;
   }
@@ -381,11 +386,19 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   };
 
   int it = 0, n_q = 0;  // K/V stages and Q loads consumed so far, as the producer counts them
-  for (;;) {
-    {
-      tma::mbar_wait(bar_q, n_q & 1);  // this block's Q landed, and the producer's slot holds the block
-      const Block blk = *blk_slot;
-      if (!blk.live) break;
+  // The next row block: read from the producer's slot once its Q landed (C::kPublishBlocks: the unit
+  // loops below only count), or this warpgroup's own walk of the schedule.
+  for (int u = blockIdx.x; C::kPublishBlocks || u < u_end; u += gridDim.x) {
+    for (int kb = 0; C::kPublishBlocks || kb < unit_blocks(u); ++kb) {
+      Block blk;
+      if constexpr (C::kPublishBlocks) {
+        tma::mbar_wait(bar_q, n_q & 1);
+        blk = *blk_slot;
+        if (!blk.live) goto consumers_done;
+      } else {
+        blk = block_at(u, kb);
+        if (!blk.live) continue;
+      }
       const int m0 = blk.m0, sq = blk.sq, sk = blk.sk;
       [[maybe_unused]] const bool tr_lead = (ctid & 127) == 0;  // the trace's writer (dev builds)
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 0, fwd_trace::now());
@@ -415,6 +428,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         else tma::bar_sync(ws_bar::kConsumers, C::kConsumerThreads);
       };
 
+      if constexpr (!C::kPublishBlocks) tma::mbar_wait(bar_q, n_q & 1);
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 1, fwd_trace::now());
       if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
         for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128) {
@@ -522,6 +536,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       ++n_q;
     }
   }
+consumers_done:
   if (C::kPingPong && cw == 0) my_turn();  // consumes warpgroup 1's last arrival (it opened the first turn)
   AF_FWD_TRACE(ctid == 0, 4, 0, 2, fwd_trace::now());
   AF_FWD_TRACE(ctid == 0, 4, 0, 3, fwd_trace::gtime());
