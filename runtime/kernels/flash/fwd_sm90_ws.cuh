@@ -120,9 +120,10 @@ struct FwdWsConfig {
   static constexpr int kOffBar = kOwnO ? kOffO + QL::kBytes : kOffO;
   // The row block whose Q is in flight, as the producer publishes it (the kernel's Block; kBlockSlotBytes
   // bounds its size): the consumers read the schedule there instead of walking it themselves. H200,
-  // 2026-11-30 (bench/NOTES-flash.md v37, kernel µs, two runs per tree): m128n128w12 D 128 causal
-  // −3.5 / −2.2 / −1.6 % at S 2048 / 4096 / 8192, without a mask −0.9 / −0.4 / +0.3 %; at D 64 m192
-  // without a mask +2.3 / +1.7 / +0.6 %, causal ±0.3 %: so the ping-pong tiles (two consumers, D ≥ 128).
+  // 2026-11-30 (bench/NOTES-flash.md v37, kernel µs, two calls of two runs per tree): m128n128w12 D 128
+  // causal −3.5 / −2.2 / −1.6 % and −2.8 / −2.1 / −1.6 / −0.8 % at S 2048 / 4096 / 8192 (/ 16384),
+  // without a mask −0.9 / −0.4 / +0.3 % and −1.4 / −0.1 / +0.6 / +0.8 %; at D 64 m192 without a mask
+  // +2.3 / +1.7 / +0.6 %, causal ±0.3 %: so the ping-pong tiles (two consumers, D ≥ 128) only.
   static constexpr bool kPublishBlocks = kPingPong;
   static constexpr int kBlockSlotBytes = kPublishBlocks ? 128 : 0;
   static constexpr int kOffBlockSlot = kOffBar + kNumBars * 8;  // a multiple of 8; Block needs 8
