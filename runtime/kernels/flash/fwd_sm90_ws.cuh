@@ -116,9 +116,18 @@ struct FwdWsConfig {
   static constexpr int kOffK = QL::kBytes;
   static constexpr int kOffV = kOffK + kStages * KL::kBytes;
   static constexpr int kOffO = kOffV + kStages * KL::kBytes;
-  static constexpr bool kOwnO = kOffO + QL::kBytes + kNumBars * 8 + 1024 <= 227 * 1024;
+  static constexpr bool kOwnO = kOffO + QL::kBytes + kNumBars * 8 + (kPingPong ? 128 : 0) + 1024 <= 227 * 1024;
   static constexpr int kOffBar = kOwnO ? kOffO + QL::kBytes : kOffO;
-  static constexpr int kSmemBytes = kOffBar + kNumBars * 8 + 1024;  // + 1024: base alignment
+  // The row block whose Q is in flight, as the producer publishes it (the kernel's Block; kBlockSlotBytes
+  // bounds its size): the consumers read the schedule there instead of walking it themselves. H200,
+  // 2026-11-30 (bench/NOTES-flash.md v37, kernel µs, two calls of two runs per tree): m128n128w12 D 128
+  // causal −3.5 / −2.2 / −1.6 % and −2.8 / −2.1 / −1.6 / −0.8 % at S 2048 / 4096 / 8192 (/ 16384),
+  // without a mask −0.9 / −0.4 / +0.3 % and −1.4 / −0.1 / +0.6 / +0.8 %; at D 64 m192 without a mask
+  // +2.3 / +1.7 / +0.6 %, causal ±0.3 %: so the ping-pong tiles (two consumers, D ≥ 128) only.
+  static constexpr bool kPublishBlocks = kPingPong;
+  static constexpr int kBlockSlotBytes = kPublishBlocks ? 128 : 0;
+  static constexpr int kOffBlockSlot = kOffBar + kNumBars * 8;  // a multiple of 8; Block needs 8
+  static constexpr int kSmemBytes = kOffBlockSlot + kBlockSlotBytes + 1024;  // + 1024: base alignment
   static_assert(kSmemBytes <= 227 * 1024);
   // Registers per thread after setmaxnreg: 128·24 + 256·240 and 128·32 + 384·160 fit the 64 K of an SM.
   // Of every 8 n8-tiles of a score row, how many take exp2 on the FMA pipe instead of the MUFU
@@ -241,6 +250,13 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     blk.split = whole ? -1 : piece.block;
     return blk;
   };
+  static_assert(!C::kPublishBlocks || (sizeof(Block) <= C::kBlockSlotBytes && alignof(Block) <= 8));
+  // The producer's thread writes the block of each Q load here before that load's arrive on bar_q (a
+  // release; the consumers' wait on bar_q acquires), and once more a block with live = false after the
+  // last: the consumers read it once bar_q completes and before they arrive on q_empty, after which the
+  // producer may write the next. So the consumers do none of the schedule's arithmetic between blocks.
+  Block* const blk_slot = reinterpret_cast<Block*>(smem_ws + (base - static_cast<uint32_t>(__cvta_generic_to_shared(smem_ws))) +
+                                                   C::kOffBlockSlot);
   auto tile_class = [&](const Block& blk, int j) {
     return prim::classify_rows_tile<Mask>(blk.q_first, blk.q_last, j * kBN, kBN, blk.sq, blk.sk, p.mask);
   };
@@ -276,6 +292,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           const int q_row0 = int(blk.seq.q_start) + blk.m0, k_row0 = int(blk.seq.k_start);  // rows of the TMA view
           auto load_q = [&] {  // once the consumers are done with the previous block's Q
             tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);
+            if constexpr (C::kPublishBlocks) *blk_slot = blk;  // published by the arrive below
             AF_FWD_TRACE(true, 0, n_q, 1, fwd_trace::now());
             tma::mbar_expect_tx(bar_q, QL::kBytes);
 #pragma unroll
@@ -302,6 +319,13 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           }
           if (!q_loaded) load_q();  // no key tile: the consumers still wait for Q
         }
+      }
+      if constexpr (C::kPublishBlocks) {  // the end: a block with live = false, once the last one is read
+        tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);
+        Block end{};
+        end.live = false;
+        *blk_slot = end;
+        tma::mbar_arrive(bar_q);
       }
     }
     return;
@@ -363,11 +387,20 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   };
 
   int it = 0, n_q = 0;  // K/V stages and Q loads consumed so far, as the producer counts them
-  for (int u = blockIdx.x; u < u_end; u += gridDim.x) {
-    for (int kb = 0; kb < unit_blocks(u); ++kb) {
-      const Block blk = block_at(u, kb);
+  // The next row block: read from the producer's slot once its Q landed (C::kPublishBlocks: the unit
+  // loops below only count), or this warpgroup's own walk of the schedule.
+  for (int u = blockIdx.x; C::kPublishBlocks || u < u_end; u += gridDim.x) {
+    for (int kb = 0; C::kPublishBlocks || kb < unit_blocks(u); ++kb) {
+      Block blk;
+      if constexpr (C::kPublishBlocks) {
+        tma::mbar_wait(bar_q, n_q & 1);
+        blk = *blk_slot;
+        if (!blk.live) goto consumers_done;
+      } else {
+        blk = block_at(u, kb);
+        if (!blk.live) continue;
+      }
       const int m0 = blk.m0, sq = blk.sq, sk = blk.sk;
-      if (!blk.live) continue;
       [[maybe_unused]] const bool tr_lead = (ctid & 127) == 0;  // the trace's writer (dev builds)
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 0, fwd_trace::now());
       auto mask = [&](float (&s)[1][kNS][4], int j) {
@@ -396,7 +429,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         else tma::bar_sync(ws_bar::kConsumers, C::kConsumerThreads);
       };
 
-      tma::mbar_wait(bar_q, n_q & 1);
+      if constexpr (!C::kPublishBlocks) tma::mbar_wait(bar_q, n_q & 1);
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 1, fwd_trace::now());
       if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
         for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128) {
@@ -504,6 +537,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       ++n_q;
     }
   }
+consumers_done:
   if (C::kPingPong && cw == 0) my_turn();  // consumes warpgroup 1's last arrival (it opened the first turn)
   AF_FWD_TRACE(ctid == 0, 4, 0, 2, fwd_trace::now());
   AF_FWD_TRACE(ctid == 0, 4, 0, 3, fwd_trace::gtime());

@@ -1,0 +1,115 @@
+// Hopper's tensor memory accelerator and the barriers around it (sm_90a): mbarrier init / arrive /
+// expect-tx / parity wait, the 4-D tiled bulk copy global → shared, named barriers for warpgroups,
+// and the host side that encodes a (B, S, H, D)-strided tensor of the call as a TMA descriptor.
+#pragma once
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "common/params.hpp"
+#include "common/variant.hpp"
+
+namespace attnforge::prim::tma {
+
+// ---- device ---------------------------------------------------------------------------------------
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+// Makes the initialised barriers visible to the async proxy (TMA completes on them).
+__device__ __forceinline__ void fence_barrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+// The producer's arrival on a "full" barrier, announcing `bytes` of TMA traffic that complete it.
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// Blocks until the phase of parity `parity` has completed (a fresh barrier passes parity 1 at once).
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+// One box of a 4-D tensor map at coordinates (c0, c1, c2, c3) into shared memory, completing on `bar`.
+__device__ __forceinline__ void load_4d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int c1, int c2,
+                                        int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, %6}], "
+      "[%2];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+// Named barrier `id` over `count` threads (a multiple of 32): sync blocks, arrive does not.
+__device__ __forceinline__ void bar_sync(int id, int count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+__device__ __forceinline__ void bar_arrive(int id, int count) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+// Register reallocation between warpgroups: the producer gives registers back, consumers take them.
+template <int N>
+__device__ __forceinline__ void regs_dealloc() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N) : "memory");
+}
+template <int N>
+__device__ __forceinline__ void regs_alloc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N) : "memory");
+}
+
+// ---- host -----------------------------------------------------------------------------------------
+// cuTensorMapEncodeTiled, fetched from the driver once (the runtime library does not export it).
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                   const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+inline EncodeTiledFn encode_tiled_fn() {
+  static const EncodeTiledFn fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      f = nullptr;
+    return reinterpret_cast<EncodeTiledFn>(f);
+  }();
+  return fn;
+}
+
+// The 4-D view (D, heads, rows, batch) of a 16-bit (B, S, H, D)-strided tensor (strides in elements;
+// varlen: batch 1, rows = total tokens), boxes of 64 columns × 1 head × box_rows rows, 128-byte swizzle
+// (SmemTileSw128's slab layout). Rows past `rows` read as zeros. False when the driver refuses (the
+// strides must be multiples of 16 bytes and the base 16-byte aligned).
+inline bool encode_rows_view(CUtensorMap* map, DType dt, const void* ptr, int head_dim, int heads, int64_t rows,
+                             int batch, int64_t row_stride, int64_t head_stride, int64_t batch_stride,
+                             int box_rows) {
+  const EncodeTiledFn fn = encode_tiled_fn();
+  if (fn == nullptr || rows < 1) return false;
+  const cuuint64_t dims[4] = {cuuint64_t(head_dim), cuuint64_t(heads), cuuint64_t(rows), cuuint64_t(batch)};
+  const cuuint64_t strides[3] = {cuuint64_t(head_stride) * 2, cuuint64_t(row_stride) * 2,
+                                 cuuint64_t(batch > 1 ? batch_stride : rows * row_stride) * 2};
+  const cuuint32_t box[4] = {64, 1, cuuint32_t(box_rows), 1};
+  const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
+  return fn(map, dt == DType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
+            const_cast<void*>(ptr), dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// One of the call's tensors as encode_rows_view's view: query side (Q, O, dO: heads_q heads, Sq rows,
+// varlen total_q) or key side (K, V: heads_kv, Sk, total_k); varlen is one batch of packed tokens. At
+// least one row: an empty sequence reads no tile but needs a valid descriptor.
+enum class Side { queries, keys };
+inline bool encode_tensor_view(CUtensorMap* map, const Params& p, Side side, DType dt, int head_dim, const void* ptr,
+                               int64_t row_stride, int64_t head_stride, int64_t batch_stride, int box_rows) {
+  const bool q = side == Side::queries, varlen = p.is_varlen();
+  const int64_t rows = varlen ? (q ? p.total_q : p.total_k) : (q ? p.seqlen_q : p.seqlen_k);
+  return encode_rows_view(map, dt, ptr, head_dim, q ? p.heads_q : p.heads_kv, std::max<int64_t>(rows, 1),
+                          varlen ? 1 : p.batch, row_stride, head_stride, batch_stride, box_rows);
+}
+
+}  // namespace attnforge::prim::tma

@@ -1,0 +1,82 @@
+# Device run: A/B of library trees through the binding in one call. Builds the base tree (devbase/),
+# this tree and, if present, a third one (devalt/) side by side (filtered variants), runs the GPU suites
+# of every tree but the base, then times each tree in turn, REPS times (default 2):
+#   TIMER=breakdown (default): kernel_breakdown.py, each kernel's µs per shape for all trees;
+#   TIMER=compare: bench/compare_torch.py (--grid train --impls af-flash,torch-cudnn, 400 ms warm-up per
+#     row, so each side runs at its own sustained clock: the figures the README reports), then the
+#     new / base table of lib_ab_compare_table.py ($OUT/ab_table.md).
+#   rm -rf devbase && mkdir devbase && git archive <base rev> | tar -x -C devbase   (untracked: travels)
+#   optional: rm -rf devalt && mkdir devalt && git archive <other rev> | tar -x -C devalt
+#   OUT=... bash scripts/dev/lib_ab.sh [kernel_breakdown.py arguments, e.g. --dirs bwd --seqs 2048,16384]
+#   TIMER=compare FILTER='flash_fwd_bf16_hd128_*' OUT=... bash scripts/dev/lib_ab.sh [compare_torch.py
+#     arguments, e.g. --head-dims 128 --dirs fwd --seqlens 2048,4096]
+# FILTER: variant globs (default: the bf16 D 64 / 128 flash backward and the forwards its graph needs;
+# keep every backward tile of a head dim: a build of the sm90a tiles alone sends short rows and
+# deterministic calls to paths the library would not take). GTEST_FILTER: the suites (default the flash
+# ones and the flash sweep).
+set -u
+export PATH=$PATH:/usr/local/cuda/bin
+FILTER=${FILTER:-'flash_fwd_bf16_hd64_*_m128n128w12s2_sm90a;flash_fwd_bf16_hd128_*_m128n128w12s2_sm90a;flash_bwd_bf16_hd64_*;flash_bwd_bf16_hd128_*'}
+[ -d devbase ] || { echo "lib_ab: no devbase/ (see the header)"; exit 2; }
+trees=(base new)
+[ -d devalt ] && trees+=(alt)
+src_of() { case $1 in base) echo "$PWD/devbase" ;; alt) echo "$PWD/devalt" ;; *) echo "$PWD" ;; esac; }
+jobs=$((16 / ${#trees[@]}))
+for t in "${trees[@]}"; do
+  src=$(src_of $t)
+  (cmake -S "$src" -B "/tmp/ab_$t" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+     -DATTNFORGE_VARIANTS="$src/codegen/variants/gpu.toml" -DATTNFORGE_VARIANT_FILTER="$FILTER" &&
+   cmake --build "/tmp/ab_$t" -j $jobs) > "$OUT/build_$t.log" 2>&1 &
+done
+wait
+for t in "${trees[@]}"; do [ -f "/tmp/ab_$t/libattnforge.so" ] || { echo "lib_ab: $t did not build"; tail -20 "$OUT/build_$t.log"; exit 1; }; done
+echo "built $(date +%T)"
+for t in "${trees[@]}"; do
+  [ $t = base ] && continue
+  tests=$(find "/tmp/ab_$t" -name attnforge_gpu_tests -type f | head -1)
+  GTEST_FILTER=${GTEST_FILTER:-'*Flash*:Sweep.*'} ATTNFORGE_SWEEP_BACKEND=flash timeout 200 "$tests" > "$OUT/tests_$t.log" 2>&1
+  echo "tests ($t) rc=$?"; grep -E '^\[  (PASSED|FAILED)|FAILED|cases in' "$OUT/tests_$t.log" | head
+done
+if [ "${TIMER:-breakdown}" = compare ]; then
+  for rep in $(seq 1 "${REPS:-2}"); do
+    for t in "${trees[@]}"; do
+      mkdir -p "$OUT/cmp_${t}_$rep"
+      ATTNFORGE_LIBRARY="/tmp/ab_$t/libattnforge.so" PYTHONPATH="$(src_of $t)/python" timeout 200 \
+        python3 bench/compare_torch.py --grid train --impls af-flash,torch-cudnn "$@" --out "$OUT/cmp_${t}_$rep" \
+        > "$OUT/cmp_${t}_$rep.log" 2>&1 || echo "compare $t $rep failed"
+    done
+  done
+  python3 scripts/dev/lib_ab_compare_table.py "$OUT" | tee "$OUT/ab_table.md"
+  exit 0
+fi
+for rep in $(seq 1 "${REPS:-2}"); do
+  for t in "${trees[@]}"; do
+    ATTNFORGE_LIBRARY="/tmp/ab_$t/libattnforge.so" PYTHONPATH="$(src_of $t)/python" \
+      timeout 120 python3 scripts/dev/kernel_breakdown.py "$@" > "$OUT/bd_${t}_$rep.txt" 2>&1 || echo "breakdown $t $rep failed"
+  done
+done
+# Per shape and kernel: each tree's µs (REPS runs); attnforge's kernels only.
+python3 - "$OUT" "${REPS:-2}" "${trees[@]}" <<'PY'
+import collections, re, sys
+out, reps, trees = sys.argv[1], range(1, int(sys.argv[2]) + 1), sys.argv[3:]
+def read(path):
+    rows, shape, impl, tile = collections.OrderedDict(), None, "", ""
+    for line in open(path):
+        if line.startswith("=="):
+            shape = line.strip("= \n")
+        elif re.match(r"\s+(af\S*|cudnn)\s+total", line):
+            impl = line.split()[0]
+            tile = impl[3:] + " " if impl.startswith("af.") else ""  # --fwd-tiles: one row per tile
+            if impl.startswith("af"):
+                rows[(shape, tile + "total")] = float(line.split()[2])
+        elif impl.startswith("af") and re.match(r"\s+[0-9.]+ µs", line):
+            name = re.sub(r"<.*", "", line.split("µs", 1)[1].strip()).replace("void ", "").split("::")[-1]
+            rows[(shape, tile + name)] = float(line.split()[0])
+    return rows
+runs = {(t, r): read(f"{out}/bd_{t}_{r}.txt") for t in trees for r in reps}
+f = lambda v: "—" if v is None else f"{v:.1f}"
+print(f"{'shape':40s} {'kernel':50s} " + " → ".join(f"{t + ' ×' + str(len(reps)):>{10 * len(reps) - 1}s}" for t in trees))
+for key in runs[("new", 1)]:
+    cols = [" ".join(f"{f(runs[(t, r)].get(key)):>9s}" for r in reps) for t in trees]
+    print(f"{key[0]:40s} {key[1][:50]:50s} " + " → ".join(cols))
+PY

@@ -1,0 +1,31 @@
+// has_cuda_device / device_cc_major / check_cuda (gpu.hpp).
+#include "gpu.hpp"
+
+namespace attnforge::test {
+
+bool has_cuda_device() {
+  static const bool present = [] {
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) (void)cudaGetLastError();  // no driver / no device: not sticky
+    return e == cudaSuccess && n > 0;
+  }();
+  return present;
+}
+
+int device_cc_major() {
+  int dev = 0, major = 0;
+  if (!has_cuda_device() || cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return major;
+}
+
+void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + " failed: " + cudaGetErrorName(e) + " (" +
+                                                 cudaGetErrorString(e) + ")");
+}
+
+}  // namespace attnforge::test
