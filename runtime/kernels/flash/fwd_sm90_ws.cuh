@@ -109,15 +109,13 @@ struct FwdWsConfig {
 
   using QL = prim::SmemTileSw128<kBlockM, kD>;  // (kBlockM queries, D); O is staged in the same layout
   using KL = prim::SmemTileSw128<kBlockN, kD>;  // (kBlockN keys, D) per K or V stage
-  // [Q][K × kStages][V × kStages]([O])[mbarriers], tiles 1024-byte aligned (the swizzle atom). O gets
+  // [Q][K × kStages][V × kStages]([O])[mbarriers]([block slot]), tiles 1024-byte aligned (the swizzle atom). O gets
   // its own buffer where it fits, so that the next block's Q can land during this block's epilogue;
   // otherwise (D 128 with three stages) O is staged in Q's rows and the next Q waits for the epilogue.
   static constexpr int kNumBars = 2 + 4 * kStages;  // q_full, q_empty; k_full, k_empty, v_full, v_empty per stage
   static constexpr int kOffK = QL::kBytes;
   static constexpr int kOffV = kOffK + kStages * KL::kBytes;
   static constexpr int kOffO = kOffV + kStages * KL::kBytes;
-  static constexpr bool kOwnO = kOffO + QL::kBytes + kNumBars * 8 + (kPingPong ? 128 : 0) + 1024 <= 227 * 1024;
-  static constexpr int kOffBar = kOwnO ? kOffO + QL::kBytes : kOffO;
   // The row block whose Q is in flight, as the producer publishes it (the kernel's Block; kBlockSlotBytes
   // bounds its size): the consumers read the schedule there instead of walking it themselves. H200,
   // 2026-11-30 (bench/NOTES-flash.md v37, kernel µs, two calls of two runs per tree): m128n128w12 D 128
@@ -126,6 +124,8 @@ struct FwdWsConfig {
   // +2.3 / +1.7 / +0.6 %, causal ±0.3 %: so the ping-pong tiles (two consumers, D ≥ 128) only.
   static constexpr bool kPublishBlocks = kPingPong;
   static constexpr int kBlockSlotBytes = kPublishBlocks ? 128 : 0;
+  static constexpr bool kOwnO = kOffO + QL::kBytes + kNumBars * 8 + kBlockSlotBytes + 1024 <= 227 * 1024;
+  static constexpr int kOffBar = kOwnO ? kOffO + QL::kBytes : kOffO;
   static constexpr int kOffBlockSlot = kOffBar + kNumBars * 8;  // a multiple of 8; Block needs 8
   static constexpr int kSmemBytes = kOffBlockSlot + kBlockSlotBytes + 1024;  // + 1024: base alignment
   static_assert(kSmemBytes <= 227 * 1024);
