@@ -306,6 +306,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
             const int st = it % kStages;
             const uint32_t ph = (it / kStages) & 1;
             tma::mbar_wait(bar_k_empty(st), ph ^ 1);
+            AF_FWD_TRACE(!q_loaded, 0, n_q, 3, fwd_trace::now());
             tma::mbar_expect_tx(bar_k_full(st), KL::kBytes);
 #pragma unroll
             for (int slab = 0; slab < kD / 64; ++slab)
@@ -461,6 +462,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         int st = it % kStages;
         uint32_t ph = (it / kStages) & 1;
         tma::mbar_wait(bar_k_full(st), ph);
+        AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 11, fwd_trace::now());
+        [[maybe_unused]] const int it0 = it;
         my_turn();
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 2, fwd_trace::now());
         issue_s(s, st);
@@ -480,6 +483,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           v_ready(prev_st, prev_ph, prev_j);
           tma::mbar_wait(bar_k_full(st), ph);
           my_turn();
+          AF_FWD_TRACE(tr_lead && it == it0 + 1, 1 + cw, n_q, 12, fwd_trace::now());
+          AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 14, fwd_trace::now());
           issue_s(s, st);     // S_j = Q·K_jᵀ ...
           issue_pv(prev_st);  // ... and O += P_{j−1}·V_{j−1} behind it
           their_turn();
@@ -496,8 +501,10 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         // The last tile's P·V.
         v_ready(prev_st, prev_ph, prev_j);
         my_turn();
+        AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 13, fwd_trace::now());
         issue_pv(prev_st);
         their_turn();
+        AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 10, fwd_trace::now());
         w::wait<0>();
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 5, fwd_trace::now());
         tma::mbar_arrive(bar_v_empty(prev_st));

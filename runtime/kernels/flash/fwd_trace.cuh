@@ -10,10 +10,11 @@
 #if ATTNFORGE_FLASH_FWD_TRACE
 namespace attnforge::flash::fwd_trace {
 // (CTA, role: producer, consumers 1 … 3, kernel; row block, event); events in fwd_sm90_ws.cuh:
-// consumers 0 block start, 1 Q landed, 2 first turn, 3 S_0 landed, 4 P_0 ready, 5 last P·V done,
-// 8 O finalized, 9 O staged, 6 O stored, 7 key tiles consumed so far; producer 0 block start, 1 Q slot
-// free, 2 Q issued; kernel (block 0) 0/1 clock/globaltimer at start, 2/3 at the end.
-constexpr int kCtas = 132, kRoles = 5, kBlocks = 64, kEvents = 12;
+// consumers 0 block start, 1 Q landed, 11 K_0 landed, 2 first turn, 3 S_0 landed, 4 P_0 ready, 12 first
+// steady turn, 14 last steady turn, 13 last P·V's turn, 10 last P·V issued, 5 last P·V done, 8 O
+// finalized, 9 O staged, 6 O stored, 7 key tiles consumed so far; producer 0 block start, 3 K_0's stage
+// free, 1 Q slot free, 2 Q issued; kernel (block 0) 0/1 clock/globaltimer at start, 2/3 at the end.
+constexpr int kCtas = 132, kRoles = 5, kBlocks = 64, kEvents = 16;
 __device__ long long g[kCtas][kRoles][kBlocks][kEvents];
 __device__ __forceinline__ long long now() { return clock64(); }
 __device__ __forceinline__ long long gtime() {
