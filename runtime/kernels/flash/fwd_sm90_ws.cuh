@@ -54,6 +54,14 @@
 #define ATTNFORGE_FLASH_FWD_QREGS -1
 #endif
 
+// Dev A/B switch: -1 takes FwdWsConfig::kOwnOverlap's rule, 0 / 1 turns the softmax beside the own P·V off / on.
+#ifndef ATTNFORGE_FLASH_FWD_OWN_OVERLAP
+#define ATTNFORGE_FLASH_FWD_OWN_OVERLAP -1
+#endif
+#ifndef ATTNFORGE_FLASH_FWD_OWN_OVERLAP_TRAP
+#define ATTNFORGE_FLASH_FWD_OWN_OVERLAP_TRAP 2
+#endif
+
 // Dev A/B switch: -1 takes FwdWsConfig::kAlignEnd's rule, 0 / 1 turns the end alignment off / on.
 #ifndef ATTNFORGE_FLASH_FWD_ALIGN
 #define ATTNFORGE_FLASH_FWD_ALIGN -1
@@ -152,6 +160,10 @@ struct FwdWsConfig {
   // A row block's fixed cost in key-tile steps, for the tail's weights (WsTail): the v21 timeline's fits
   // of block cycles against key tiles, 8296 + 2571 · tiles (m192 D 64) and 5367 + 2765 · tiles (m128 D 128).
   static constexpr int kBlockOverheadTiles = kConsumers == 3 ? 3 : 2;
+  // The softmax of S_j beside the warpgroup's own P_{j−1}·V_{j−1}: a branch on the new row sums ends
+  // ptxas's scheduling block before the wait for that P·V, which it otherwise hoists above the softmax.
+  static constexpr bool kOwnOverlap =
+      ATTNFORGE_FLASH_FWD_OWN_OVERLAP >= 0 ? ATTNFORGE_FLASH_FWD_OWN_OVERLAP == 1 : kPingPong && kD == 128;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
 };
@@ -482,6 +494,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           ph = (it / kStages) & 1;
           v_ready(prev_st, prev_ph, prev_j);
           tma::mbar_wait(bar_k_full(st), ph);
+          if constexpr (C::kOwnOverlap) softmax.rescale(o, alpha);  // O relative to P_{j−1}'s row max
           my_turn();
           AF_FWD_TRACE(tr_lead && it == it0 + 1, 1 + cw, n_q, 12, fwd_trace::now());
           AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 14, fwd_trace::now());
@@ -492,14 +505,24 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           tma::mbar_arrive(bar_k_empty(st));
           mask(s, j);
           softmax.scores_to_p(s, c, alpha);  // (ptxas moves the wait below above this: NOTES-flash v18)
+          if constexpr (C::kOwnOverlap) {
+#if ATTNFORGE_FLASH_FWD_OWN_OVERLAP_TRAP == 1
+          if (softmax.row_sum[0][0] < 0.f) asm volatile("trap;");  // never: sums of exp2 are ≥ 0
+#elif ATTNFORGE_FLASH_FWD_OWN_OVERLAP_TRAP == 2
+          if (softmax.row_sum[0][0] < 0.f) __nanosleep(1);
+#elif ATTNFORGE_FLASH_FWD_OWN_OVERLAP_TRAP == 3
+          if (__any_sync(0xffffffffu, softmax.row_sum[0][0] < 0.f)) __nanosleep(1);
+#endif
+          }
           w::wait<0>();                      // O complete up to tile j − 1
           tma::mbar_arrive(bar_v_empty(prev_st));
-          softmax.rescale(o, alpha);  // O relative to the new row max
+          if constexpr (!C::kOwnOverlap) softmax.rescale(o, alpha);  // O relative to the new row max
           pack_p(s);
           prev_st = st, prev_ph = ph, prev_j = j;
         }
         // The last tile's P·V.
         v_ready(prev_st, prev_ph, prev_j);
+        if constexpr (C::kOwnOverlap) softmax.rescale(o, alpha);
         my_turn();
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 13, fwd_trace::now());
         issue_pv(prev_st);
