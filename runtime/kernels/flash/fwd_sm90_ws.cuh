@@ -2,9 +2,9 @@
 // warpgroup moves Q/K/V with the tensor memory accelerator (128-byte swizzle, kStages-deep K and V
 // rings completing on mbarriers) and gives its registers away (setmaxnreg); kBlockM / 64 consumer
 // warpgroups of 64 query rows each run S = Q·Kᵀ (Q from registers at D 128) and O += P·V on wgmma,
-// issuing S_j and P_{j−1}·V_{j−1} together (the source asks for the softmax of S_j beside that P·V,
-// but ptxas puts the wait for it first; keeping the wait below measured slower: bench/NOTES-flash.md
-// v18). With two consumers (m128, 12 warps) at D ≥ 128 they take turns on the tensor cores (ping-pong:
+// issuing S_j and P_{j−1}·V_{j−1} together; the softmax of S_j runs beside that P·V at D 128 (v39,
+// FwdWsConfig::kOwnOverlap), elsewhere ptxas puts the wait for it first (bench/NOTES-flash.md v18).
+// With two consumers (m128, 12 warps) at D ≥ 128 they take turns on the tensor cores (ping-pong:
 // one warpgroup's softmax overlaps the other's GEMMs); at D 64, and with three (m192, 16 warps), they
 // run free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer
 // loads the next block's Q and first K while the consumers finish the last one; without a mask the last
@@ -52,6 +52,11 @@
 // Dev A/B switch: -1 takes FwdWsConfig::kQInRegs's rule, 0 / 1 keeps Q in shared memory / registers.
 #ifndef ATTNFORGE_FLASH_FWD_QREGS
 #define ATTNFORGE_FLASH_FWD_QREGS -1
+#endif
+
+// Dev A/B switch: -1 takes FwdWsConfig::kOwnOverlap's rule, 0 / 1 turns the softmax beside the own P·V off / on.
+#ifndef ATTNFORGE_FLASH_FWD_OWN_OVERLAP
+#define ATTNFORGE_FLASH_FWD_OWN_OVERLAP -1
 #endif
 
 // Dev A/B switch: -1 takes FwdWsConfig::kAlignEnd's rule, 0 / 1 turns the end alignment off / on.
@@ -152,6 +157,17 @@ struct FwdWsConfig {
   // A row block's fixed cost in key-tile steps, for the tail's weights (WsTail): the v21 timeline's fits
   // of block cycles against key tiles, 8296 + 2571 · tiles (m192 D 64) and 5367 + 2765 · tiles (m128 D 128).
   static constexpr int kBlockOverheadTiles = kConsumers == 3 ? 3 : 2;
+  // The softmax of S_j beside the warpgroup's own P_{j−1}·V_{j−1}. ptxas hoists the wait for that P·V
+  // above the softmax (NOTES-flash v18), so a warpgroup's period was turn → S → its own P·V → softmax:
+  // with two consumers the tensor pipe was ~62 % busy (trace, bench/results/h200_2026-11-30za_fwd_boundary_trace.md).
+  // A never-taken branch on the new row sums before the wait ends ptxas's scheduling block there (a
+  // trap in that branch spilled 330–540 bytes; a nanosleep does not), and O is rescaled before the next
+  // P·V's issue instead of after the wait. H200, 2026-11-30 (v39, kernel µs, two runs): m128n128w12
+  // D 128 −1.9 / −2.8 / −3.2 / −3.0 % without a mask and −2.6 / −3.5 / −3.8 / −3.9 % causal at S 2048 /
+  // 4096 / 8192 / 16384 (bench/results/h200_2026-11-30za_fwd_own_overlap.md). D 64 is issue- and
+  // MUFU-bound and lost 10 % to it (v18); D 256 spills with it; D 192 is not measured.
+  static constexpr bool kOwnOverlap =
+      ATTNFORGE_FLASH_FWD_OWN_OVERLAP >= 0 ? ATTNFORGE_FLASH_FWD_OWN_OVERLAP == 1 : kPingPong && kD == 128;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
 };
@@ -482,6 +498,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           ph = (it / kStages) & 1;
           v_ready(prev_st, prev_ph, prev_j);
           tma::mbar_wait(bar_k_full(st), ph);
+          if constexpr (C::kOwnOverlap) softmax.rescale(o, alpha);  // O relative to P_{j−1}'s row max
           my_turn();
           AF_FWD_TRACE(tr_lead && it == it0 + 1, 1 + cw, n_q, 12, fwd_trace::now());
           AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 14, fwd_trace::now());
@@ -491,15 +508,18 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           w::wait<1>();  // S_j landed
           tma::mbar_arrive(bar_k_empty(st));
           mask(s, j);
-          softmax.scores_to_p(s, c, alpha);  // (ptxas moves the wait below above this: NOTES-flash v18)
-          w::wait<0>();                      // O complete up to tile j − 1
+          softmax.scores_to_p(s, c, alpha);  // beside P_{j−1}·V_{j−1} where C::kOwnOverlap
+          if constexpr (C::kOwnOverlap)
+            if (softmax.row_sum[0][0] < 0.f) __nanosleep(1);  // never (sums of exp2): keeps the wait below
+          w::wait<0>();                                      // O complete up to tile j − 1
           tma::mbar_arrive(bar_v_empty(prev_st));
-          softmax.rescale(o, alpha);  // O relative to the new row max
+          if constexpr (!C::kOwnOverlap) softmax.rescale(o, alpha);  // O relative to the new row max
           pack_p(s);
           prev_st = st, prev_ph = ph, prev_j = j;
         }
         // The last tile's P·V.
         v_ready(prev_st, prev_ph, prev_j);
+        if constexpr (C::kOwnOverlap) softmax.rescale(o, alpha);
         my_turn();
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 13, fwd_trace::now());
         issue_pv(prev_st);
