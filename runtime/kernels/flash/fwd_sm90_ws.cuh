@@ -163,7 +163,7 @@ struct FwdWsConfig {
   // A never-taken branch on the new row sums before the wait ends ptxas's scheduling block there (a
   // trap in that branch spilled 330–540 bytes; a nanosleep does not), and O is rescaled before the next
   // P·V's issue instead of after the wait. H200, 2026-11-30 (v39, kernel µs, two runs): m128n128w12
-  // D 128 −1.9 / −2.8 / −3.2 / −3.0 % without a mask and −2.6 / −3.5 / −3.8 / −3.9 % causal at S 2048 /
+  // D 128 −1.9 / −2.8 / −3.2 / −2.9 % without a mask and −2.6 / −3.5 / −3.8 / −3.9 % causal at S 2048 /
   // 4096 / 8192 / 16384 (bench/results/h200_2026-11-30za_fwd_own_overlap.md). D 64 is issue- and
   // MUFU-bound and lost 10 % to it (v18); D 256 spills with it; D 192 is not measured.
   static constexpr bool kOwnOverlap =
