@@ -27,9 +27,10 @@ size_t workspace_bytes_flash(const VariantKey& key, const Params& p) {
   const bool uneven = mask_empties_tiles(name ? name : "");
   if (key.direction == Direction::fwd) {
 #ifdef ATTNFORGE_HAVE_FLASH_WS_SCHEDULE
-    // sm90a tiles run the warp-specialized kernel. Consumer threads: 128 per 64 query rows.
+    // sm90a tiles run the warp-specialized kernel.
     if (key.arch != 90) return 0;
-    return flash::ws_split_for(p, key.block_m, key.block_n, uneven).workspace_bytes(key.block_m / 64 * 128, p.head_dim);
+    return flash::ws_split_for(p, key.block_m, key.block_n, uneven)
+        .workspace_bytes(flash::ws_consumer_threads(key.block_m), p.head_dim);
 #else
     return 0;
 #endif

@@ -105,8 +105,9 @@ attnforge_status run_bwd_sm90_ws(const Params& p, cudaStream_t stream) {
   // it with the same bwd_split_for; a smaller one runs unsplit).
   constexpr int kRows = bwd_sm90_detail::kDqTileRows;
   BwdSplit split = bwd_split_for(p, T::kBlockM, T::kBlockN, !prim::kMaskEmptiesTiles<typename V::Mask>);
-  if (p.workspace_bytes < flash_bwd_workspace_bytes(kRows, T::kBlockN, p, split)) split = BwdSplit{};
-  const BwdWorkspaceLayout ws = flash_bwd_workspace_layout(kRows, T::kBlockN, p, split);
+  BwdWorkspaceLayout ws = flash_bwd_workspace_layout(kRows, T::kBlockN, p, split);
+  if (split.tiles > 0 && p.workspace_bytes < ws.total_bytes)
+    split = BwdSplit{}, ws = flash_bwd_workspace_layout(kRows, T::kBlockN, p, split);
   if (const attnforge_status st = run_bwd_prologue<V>(p, ws, stream); st != ATTNFORGE_OK) return st;
   if (!launch_bwd_sm90<V>(p, ws, stream, maps, split)) return ATTNFORGE_CUDA_ERROR;
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;

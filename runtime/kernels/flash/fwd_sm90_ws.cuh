@@ -77,7 +77,7 @@ struct FwdWsConfig {
   static constexpr int kBlockN = V::TileT::kBlockN;  // keys per K/V tile
   static constexpr int kStages = V::TileT::kStages;
   static constexpr int kConsumers = kBlockM / 64;
-  static constexpr int kConsumerThreads = 128 * kConsumers;
+  static constexpr int kConsumerThreads = ws_consumer_threads(kBlockM);
   static constexpr int kThreads = V::TileT::kWarps * 32;  // warpgroup 0: producer; 1 … kConsumers: consumers
   // Two consumers take turns on the tensor cores (ping-pong) at D ≥ 128, where the GEMMs dominate a
   // step; at D 64 the step is bound by the softmax and its barriers (bench/NOTES-flash.md, fifteenth

@@ -127,6 +127,11 @@ inline WsTail ws_tail(const WsSchedule& s, int grid, Weight weight) {
   return t;
 }
 
+// Consumer threads of a warp-specialized forward tile with block_m query rows: one warpgroup (128
+// threads) per 64 rows. The kernel (FwdWsConfig::kConsumerThreads) and the split's workspace size
+// (runtime/src/workspace_flash.cpp) both count with it.
+constexpr int ws_consumer_threads(int block_m) { return block_m / 64 * 128; }
+
 // The last partial round of an unpaired schedule (every row block the same key tiles), split along
 // keys. Round-robin over G CTAs leaves rem = n_units mod G blocks for a last round in which G − rem CTAs
 // idle: the kernel takes ⌈n_units / G⌉ block times for n_units / G of work (D 128, m128, any length of
