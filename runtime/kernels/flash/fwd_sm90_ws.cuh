@@ -162,12 +162,16 @@ struct FwdWsConfig {
   // with two consumers the tensor pipe was ~62 % busy (trace, bench/results/h200_2026-11-30za_fwd_boundary_trace.md).
   // A never-taken branch on the new row sums before the wait ends ptxas's scheduling block there (a
   // trap in that branch spilled 330–540 bytes; a nanosleep does not), and O is rescaled before the next
-  // P·V's issue instead of after the wait. H200, 2026-11-30 (v39, kernel µs, two runs): m128n128w12
-  // D 128 −1.9 / −2.8 / −3.2 / −2.9 % without a mask and −2.6 / −3.5 / −3.8 / −3.9 % causal at S 2048 /
-  // 4096 / 8192 / 16384 (bench/results/h200_2026-11-30za_fwd_own_overlap.md). D 64 is issue- and
-  // MUFU-bound and lost 10 % to it (v18); D 256 spills with it; D 192 is not measured.
+  // P·V's issue instead of after the wait. H200, 2026-11-30, kernel µs, two runs each:
+  // - v39, m128n128w12 D 128: −1.9 / −2.8 / −3.2 / −3.0 % without a mask and −2.6 / −3.5 / −3.8 / −3.9 %
+  //   causal at S 2048 / 4096 / 8192 / 16384 (bench/results/h200_2026-11-30za_fwd_own_overlap.md);
+  // - v40, D 192 / 256 (bench/results/h200_2026-11-30zb_fwd_own_overlap_wide.md): n64 −2 to −11 %, n112
+  //   −1 to −5 %; n80 (D 256) spills 308 bytes with it and went +2 % to −2.5 %, so the rule stops at
+  //   180 accumulator registers (n176 at D 128 is over it too, and ptxas serializes its wgmma either way).
+  // D 64 is issue- and MUFU-bound: −10 % on the two-consumer tile (v18), a tie on m192 (zb, through the binding).
+  static constexpr int kAccRegs = kBlockN / 2 + kBlockN / 4 + kD / 2;  // S, P in 16 bits, O per consumer thread
   static constexpr bool kOwnOverlap =
-      ATTNFORGE_FLASH_FWD_OWN_OVERLAP >= 0 ? ATTNFORGE_FLASH_FWD_OWN_OVERLAP == 1 : kPingPong && kD == 128;
+      ATTNFORGE_FLASH_FWD_OWN_OVERLAP >= 0 ? ATTNFORGE_FLASH_FWD_OWN_OVERLAP == 1 : kPingPong && kAccRegs <= 180;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
 };
