@@ -568,6 +568,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       ++n_q;
     }
   }
+  if constexpr (!C::kPublishBlocks) goto consumers_done;  // the label's use in every instantiation (nvcc #177)
 consumers_done:
   if (C::kPingPong && cw == 0) my_turn();  // consumes warpgroup 1's last arrival (it opened the first turn)
   AF_FWD_TRACE(ctid == 0, 4, 0, 2, fwd_trace::now());
