@@ -200,10 +200,11 @@ struct WsSplit {
 // Host: the split a warp-specialized forward of (block_m, block_n) would take for p on p.num_sms SMs
 // (dense calls with every row block alike: `paired` false), and its workspace; the launcher and
 // runtime/src/workspace_flash.cpp both ask here. blocks == 0 (no split) for varlen calls, whose
-// lengths are on the device, or an unknown SM count.
+// lengths are on the device, or an unknown SM count; callers test blocks and take WsSplit::none of their
+// own schedule then (first_unit here is 0: these cases have no schedule to count).
 inline WsSplit ws_split_for(const Params& p, int block_m, int block_n, bool paired) {
   const int64_t units = WsSchedule::count(p.seqlen_q, block_m, p.heads_q, p.batch, paired);
-  if (paired || p.is_varlen() || p.num_sms <= 0 || units <= 0 || units > INT32_MAX / 2) return {0, 0, 0, 0};
+  if (paired || p.is_varlen() || p.num_sms <= 0 || units <= 0 || units > INT32_MAX / 2) return WsSplit{};
   const WsSchedule s(p.seqlen_q, block_m, p.heads_q, p.batch, paired);
   return WsSplit::plan(s, int(std::min<int64_t>(units, p.num_sms)), (p.seqlen_k + block_n - 1) / block_n);
 }
