@@ -4,12 +4,14 @@
 #   TIMER=breakdown (default): kernel_breakdown.py, each kernel's µs per shape for all trees;
 #   TIMER=compare: bench/compare_torch.py (--grid train --impls af-flash,torch-cudnn, 400 ms warm-up per
 #     row, so each side runs at its own sustained clock: the figures the README reports), then the
-#     new / base table of lib_ab_compare_table.py ($OUT/ab_table.md).
+#     table of lib_ab_compare_table.py, each tree / base ($OUT/ab_table.md).
 #   rm -rf devbase && mkdir devbase && git archive <base rev> | tar -x -C devbase   (untracked: travels)
 #   optional: rm -rf devalt && mkdir devalt && git archive <other rev> | tar -x -C devalt
 #   OUT=... bash scripts/dev/lib_ab.sh [kernel_breakdown.py arguments, e.g. --dirs bwd --seqs 2048,16384]
 #   TIMER=compare FILTER='flash_fwd_bf16_hd128_*' OUT=... bash scripts/dev/lib_ab.sh [compare_torch.py
 #     arguments, e.g. --head-dims 128 --dirs fwd --seqlens 2048,4096]
+# Results: the table on stdout (and $OUT/ab_table.md for TIMER=compare); builds, tests and every run's raw
+# output in $OUT/lib_ab_logs.tgz (the device returns a limited number of files).
 # FILTER: variant globs (default: the bf16 D 64 / 128 flash backward and the forwards its graph needs;
 # keep every backward tile of a head dim: a build of the sm90a tiles alone sends short rows and
 # deterministic calls to paths the library would not take). GTEST_FILTER: the suites (default the flash
@@ -22,6 +24,11 @@ trees=(base new)
 [ -d devalt ] && trees+=(alt)
 src_of() { case $1 in base) echo "$PWD/devbase" ;; alt) echo "$PWD/devalt" ;; *) echo "$PWD" ;; esac; }
 jobs=$((16 / ${#trees[@]}))
+# The device returns only so many files: every log and per-run result goes into one archive at the end.
+pack_logs() {
+  (cd "$OUT" && shopt -s nullglob && f=(*.log cmp_*/ bd_*.txt) && [ ${#f[@]} -gt 0 ] &&
+   tar czf lib_ab_logs.tgz --remove-files -- "${f[@]}") || true
+}
 for t in "${trees[@]}"; do
   src=$(src_of $t)
   (cmake -S "$src" -B "/tmp/ab_$t" -G Ninja -DCMAKE_BUILD_TYPE=Release \
@@ -47,6 +54,7 @@ if [ "${TIMER:-breakdown}" = compare ]; then
     done
   done
   python3 scripts/dev/lib_ab_compare_table.py "$OUT" | tee "$OUT/ab_table.md"
+  pack_logs
   exit 0
 fi
 for rep in $(seq 1 "${REPS:-2}"); do
@@ -74,9 +82,11 @@ def read(path):
             rows[(shape, tile + name)] = float(line.split()[0])
     return rows
 runs = {(t, r): read(f"{out}/bd_{t}_{r}.txt") for t in trees for r in reps}
+keys = list(dict.fromkeys(k for run in runs.values() for k in run))  # every tree's rows: one may have failed
 f = lambda v: "—" if v is None else f"{v:.1f}"
 print(f"{'shape':40s} {'kernel':50s} " + " → ".join(f"{t + ' ×' + str(len(reps)):>{10 * len(reps) - 1}s}" for t in trees))
-for key in runs[("new", 1)]:
+for key in keys:
     cols = [" ".join(f"{f(runs[(t, r)].get(key)):>9s}" for r in reps) for t in trees]
     print(f"{key[0]:40s} {key[1][:50]:50s} " + " → ".join(cols))
 PY
+pack_logs

@@ -1,7 +1,7 @@
-"""The table of `TIMER=compare scripts/dev/lib_ab.sh`: attnforge's flash TFLOP/s per row for base and new in every
-alternating run, cuDNN's range over all of them, and new / base on the means (the figure to read; absolute
-numbers move with what ran before, see README "Measured results").
-    python3 scripts/dev/lib_ab_compare_table.py OUT_DIR     (reads OUT_DIR/cmp_{base,new}_{1,2,…}/compare.json)"""
+"""The table of `TIMER=compare scripts/dev/lib_ab.sh`: attnforge's flash TFLOP/s per row for every tree (base, new and,
+where present, alt) in every alternating run, cuDNN's range over all of them, and each tree / base on the means (the
+figure to read; absolute numbers move with what ran before, see README "Measured results").
+    python3 scripts/dev/lib_ab_compare_table.py OUT_DIR     (reads OUT_DIR/cmp_{base,new,alt}_{1,2,…}/compare.json)"""
 import json
 import pathlib
 import sys
@@ -9,6 +9,8 @@ import sys
 
 def rows(path):
     out = {}
+    if not pathlib.Path(path).exists():  # that tree's run failed: its cells stay empty
+        return out
     for r in json.loads(pathlib.Path(path).read_text())["rows"]:
         if r.get("tflops") is not None:
             out.setdefault((r["dir"], r["D"], r["Sq"], r["causal"]), {})[r["impl"]] = r["tflops"]
@@ -16,25 +18,35 @@ def rows(path):
 
 
 def main(out_dir):
-    reps = sorted(int(p.name.rsplit("_", 1)[1]) for p in pathlib.Path(out_dir).glob("cmp_base_*") if p.is_dir())
-    runs = {f"{t}_{i}": rows(f"{out_dir}/cmp_{t}_{i}/compare.json") for t in ("base", "new") for i in reps}
+    root = pathlib.Path(out_dir)
+    reps = sorted(int(p.name.rsplit("_", 1)[1]) for p in root.glob("cmp_base_*") if p.is_dir())
+    trees = [t for t in ("base", "new", "alt") if (root / f"cmp_{t}_{reps[0]}").is_dir()]
+    runs = {(t, i): rows(root / f"cmp_{t}_{i}" / "compare.json") for t in trees for i in reps}
     which = " / ".join(str(i) for i in reps)
-    print(f"| dir | D | S | causal | base run {which} | new run {which} | cuDNN (all runs) | new / base (means) |")
-    print("|---|---|---|---|---|---|---|---|")
-    ratios = []
-    for key in sorted(runs[f"base_{reps[0]}"]):
-        try:
-            b = [runs[f"base_{i}"][key]["af-flash"] for i in reps]
-            n = [runs[f"new_{i}"][key]["af-flash"] for i in reps]
-        except KeyError:
-            continue
-        c = [runs[k][key]["torch-cudnn"] for k in runs if "torch-cudnn" in runs[k].get(key, {})]
-        ratios.append(sum(n) / sum(b))
+    others = [t for t in trees if t != "base"]
+    print("| dir | D | S | causal | " + " | ".join(f"{t} run {which}" for t in trees) + " | cuDNN (all runs) | " +
+          " | ".join(f"{t} / base (means)" for t in others) + " |")
+    print("|---|---|---|---|" + "---|" * (len(trees) + 1 + len(others)))
+    ratios = {t: [] for t in others}
+    keys = sorted({k for run in runs.values() for k in run})
+    for key in keys:
+        flash = {t: [runs[(t, i)].get(key, {}).get("af-flash") for i in reps] for t in trees}
+        c = [run[key]["torch-cudnn"] for run in runs.values() if "torch-cudnn" in run.get(key, {})]
+        cells = [" / ".join("—" if x is None else f"{x:.1f}" for x in flash[t]) for t in trees]
+        base_ok = None not in flash["base"]
+        rs = []
+        for t in others:
+            if base_ok and None not in flash[t]:
+                ratios[t].append(sum(flash[t]) / sum(flash["base"]))
+                rs.append(f"{ratios[t][-1]:.3f}")
+            else:
+                rs.append("—")
         cudnn = f"{min(c):.1f}–{max(c):.1f}" if c else "—"
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {'yes' if key[3] else 'no'} | {' / '.join(f'{x:.1f}' for x in b)} | "
-              f"{' / '.join(f'{x:.1f}' for x in n)} | {cudnn} | {ratios[-1]:.3f} |")
-    if ratios:
-        print(f"\nMean new / base over {len(ratios)} rows: {sum(ratios) / len(ratios):.3f}")
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {'yes' if key[3] else 'no'} | " + " | ".join(cells) +
+              f" | {cudnn} | " + " | ".join(rs) + " |")
+    for t in others:
+        if ratios[t]:
+            print(f"\nMean {t} / base over {len(ratios[t])} rows: {sum(ratios[t]) / len(ratios[t]):.3f}")
 
 
 if __name__ == "__main__":
