@@ -22,15 +22,20 @@ def hot_loop(lines):
             if best is None or i - labels[m.group(1)] < best[1] - best[0]:
                 best = (labels[m.group(1)], i)
     loop = body[best[0]:best[1] + 1]
-    j = next(k for k, l in enumerate(loop) if "DEPBAR.LE gsb0, 0x1" in l)
+    j = next((k for k, l in enumerate(loop) if "DEPBAR.LE gsb0, 0x1" in l), None)
+    if j is None:  # no wait leaves a group in flight: ptxas serialized the wgmma (its C7510–C7514 warnings)
+        return loop, False
     k = next(k for k in range(j, len(loop)) if "BRA" in loop[k])
     target = re.search(r"\((\.L_x_\d+)\)", loop[k]).group(1)
     e = next(q for q, l in enumerate(loop) if l.startswith(target + ":"))
-    return loop[:k + 1] + loop[e:]
+    return loop[:k + 1] + loop[e:], True
 
 
 def main(path, listing):
-    hot = hot_loop(open(path).read().split("\n"))
+    hot, overlapped = hot_loop(open(path).read().split("\n"))
+    if not overlapped:
+        print("no DEPBAR.LE gsb0, 0x1 in the loop: its wgmma are serialized (see ptxas's C751x warnings); "
+              "counting the whole loop, mask path included")
     ops = collections.Counter()
     for l in hot:
         m = re.match(r"\s+/\*[0-9a-f]+\*/\s+(?:@!?U?P[0-9T] )?([A-Z0-9_]+)", l)
