@@ -151,9 +151,11 @@ struct FwdWsConfig {
   // buffer is free for the next block as soon as the fragments are loaded. H200, 2026-11-30 (dev A/B,
   // bench/NOTES-flash.md v32): m128n128w12 D 128 +0.1 to +2.1 % (causal) and −0.6 to +5 % (none);
   // D 64 causal +0.1 to +2.1 % but D 64 none −14 %, so D 128 only. Three consumers at D 64 and the
-  // D 192 / 256 tiles spill 96–256 bytes with it.
-  static constexpr bool kQInRegs =
-      ATTNFORGE_FLASH_FWD_QREGS >= 0 ? ATTNFORGE_FLASH_FWD_QREGS == 1 : kConsumers == 2 && kD == 128;
+  // D 192 / 256 tiles spill 96–256 bytes with it, and so does D 128's 176-key tile, whose wgmma ptxas then
+  // serializes (C7512): Q's fragments (D / 4 registers) must fit beside the accumulators in 192.
+  static constexpr int kAccRegs = kBlockN / 2 + kBlockN / 4 + kD / 2;  // S, P in 16 bits, O per consumer thread
+  static constexpr bool kQInRegs = ATTNFORGE_FLASH_FWD_QREGS >= 0 ? ATTNFORGE_FLASH_FWD_QREGS == 1
+                                                                  : kConsumers == 2 && kD == 128 && kAccRegs + kD / 4 <= 192;
   // A row block's fixed cost in key-tile steps, for the tail's weights (WsTail): the v21 timeline's fits
   // of block cycles against key tiles, 8296 + 2571 · tiles (m192 D 64) and 5367 + 2765 · tiles (m128 D 128).
   static constexpr int kBlockOverheadTiles = kConsumers == 3 ? 3 : 2;
@@ -167,9 +169,8 @@ struct FwdWsConfig {
   //   causal at S 2048 / 4096 / 8192 / 16384 (bench/results/h200_2026-11-30za_fwd_own_overlap.md);
   // - v40, D 192 / 256 (bench/results/h200_2026-11-30zb_fwd_own_overlap_wide.md): n64 −2 to −11 %, n112
   //   −1 to −5 %; n80 (D 256) spills 308 bytes with it and went +2 % to −2.5 %, so the rule stops at
-  //   180 accumulator registers (n176 at D 128 is over it too, and ptxas serializes its wgmma either way).
+  //   180 accumulator registers (n176 at D 128 is over it too).
   // D 64 is issue- and MUFU-bound: −10 % on the two-consumer tile (v18), a tie on m192 (zb, through the binding).
-  static constexpr int kAccRegs = kBlockN / 2 + kBlockN / 4 + kD / 2;  // S, P in 16 bits, O per consumer thread
   static constexpr bool kOwnOverlap =
       ATTNFORGE_FLASH_FWD_OWN_OVERLAP >= 0 ? ATTNFORGE_FLASH_FWD_OWN_OVERLAP == 1 : kPingPong && kAccRegs <= 180;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
