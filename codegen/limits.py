@@ -119,8 +119,9 @@ def flash_fwd_sm90a(dtype: str, d: int, m: int, n: int, w: int, s: int, mask) ->
         raise Unfit(f"three consumer warpgroups hold 160 registers per thread: head dim 64 only, got {d}")
     if n not in (64, 80, 96, 112, 128, 176, 192) or s < 2:
         raise Unfit(f"the sm90a forward streams 64, 80, 96, 112, 128, 176 or 192 keys through >= 2 stages, got n={n} s={s}")
-    # Accumulator registers per consumer thread: S (n/2), P in 16 bits (n/4), O (d/2). ptxas, sm_90a:
-    # m128 d128 n176 (196) and m192 d64 n128 (128) do not spill, m128 d128 n192 (208) does.
+    # Accumulator registers per consumer thread: S (n/2), P in 16 bits (n/4), O (d/2), as FwdWsConfig::kAccRegs
+    # counts them. ptxas, sm_90a: m128 d128 n176 (196) and m192 d64 n128 (128) do not spill, m128 d128 n192
+    # (208) does.
     acc = n // 2 + n // 4 + d // 2
     if acc > (200 if m == 128 else 128):
         raise Unfit(f"{acc} accumulator registers per consumer thread (S, P, O) for m={m} d={d} n={n}: it would spill")

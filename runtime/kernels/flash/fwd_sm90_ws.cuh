@@ -2,8 +2,9 @@
 // warpgroup moves Q/K/V with the tensor memory accelerator (128-byte swizzle, kStages-deep K and V
 // rings completing on mbarriers) and gives its registers away (setmaxnreg); kBlockM / 64 consumer
 // warpgroups of 64 query rows each run S = Q·Kᵀ (Q from registers at D 128) and O += P·V on wgmma,
-// issuing S_j and P_{j−1}·V_{j−1} together; the softmax of S_j runs beside that P·V at D 128 (v39,
-// FwdWsConfig::kOwnOverlap), elsewhere ptxas puts the wait for it first (bench/NOTES-flash.md v18).
+// issuing S_j and P_{j−1}·V_{j−1} together; the softmax of S_j runs beside that P·V on the ping-pong
+// tiles whose accumulators leave room (v39, v40: FwdWsConfig::kOwnOverlap), elsewhere ptxas puts the
+// wait for it first (bench/NOTES-flash.md v18).
 // With two consumers (m128, 12 warps) at D ≥ 128 they take turns on the tensor cores (ping-pong:
 // one warpgroup's softmax overlaps the other's GEMMs); at D 64, and with three (m192, 16 warps), they
 // run free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer
@@ -153,7 +154,8 @@ struct FwdWsConfig {
   // D 64 causal +0.1 to +2.1 % but D 64 none −14 %, so D 128 only. Three consumers at D 64 and the
   // D 192 / 256 tiles spill 96–256 bytes with it, and so does D 128's 176-key tile, whose wgmma ptxas then
   // serializes (C7512): Q's fragments (D / 4 registers) must fit beside the accumulators in 192.
-  static constexpr int kAccRegs = kBlockN / 2 + kBlockN / 4 + kD / 2;  // S, P in 16 bits, O per consumer thread
+  // S, P in 16 bits, O per consumer thread: the count codegen/limits.py's fit rule (flash_fwd_sm90a) makes too.
+  static constexpr int kAccRegs = kBlockN / 2 + kBlockN / 4 + kD / 2;
   static constexpr bool kQInRegs = ATTNFORGE_FLASH_FWD_QREGS >= 0 ? ATTNFORGE_FLASH_FWD_QREGS == 1
                                                                   : kConsumers == 2 && kD == 128 && kAccRegs + kD / 4 <= 192;
   // A row block's fixed cost in key-tile steps, for the tail's weights (WsTail): the v21 timeline's fits
