@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
+#include <type_traits>
 #include <vector>
 
 #include "common/launch_checks.hpp"
@@ -299,6 +300,11 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     while (j < blk.j_end && tile_class(blk, j) == TileClass::kEmpty) ++j;
     return j;
   };
+  auto last_tile = [&](const Block& blk) {  // the last non-empty key tile, or j_begin − 1
+    int j = blk.j_end - 1;
+    while (j >= blk.j_begin && tile_class(blk, j) == TileClass::kEmpty) --j;
+    return j;
+  };
 
   if (tid == 0) {
     tma::mbar_init(bar_q, 1);
@@ -519,7 +525,11 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 4, fwd_trace::now());
         int prev_st = st, prev_j = j;
         uint32_t prev_ph = ph;
-        for (j = next_tile(blk, j + 1), ++it; j < blk.j_end; j = next_tile(blk, j + 1), ++it) {
+        // Key tile j ≥ 1: S_j = Q·K_jᵀ beside P_{j−1}·V_{j−1}, then S_j → P_j. A tile that may leave some
+        // warp blind (C::kSkipBlindWarps: only a block's last, the causal diagonal's far side) runs a
+        // copy of this step with the skip, so that the steady loop keeps no branch: with the skip in
+        // every step it was +1 to +2 % slower at S ≥ 8192 (m192 D 64 causal, twenty-fourth session).
+        auto key_step = [&](auto may_be_blind) {
           st = it % kStages;
           ph = (it / kStages) & 1;
           v_ready(prev_st, prev_ph, prev_j);
@@ -533,15 +543,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           their_turn();
           w::wait<1>();  // S_j landed
           tma::mbar_arrive(bar_k_empty(st));
-          auto o_done = [&] {
-            w::wait<0>();  // O complete up to tile j − 1
-            tma::mbar_arrive(bar_v_empty(prev_st));
-          };
-          const bool blind_j = C::kSkipBlindWarps && __all_sync(0xffffffffu, blind(j));  // P_j = 0, l and max kept
-          // Where ptxas puts the wait without a branch here (v18); after the branch it would wait
-          // behind the softmax: +1.5 % time at S 16384 (m192 D 64 causal, dev A/B, twenty-fourth session).
-          if constexpr (C::kSkipBlindWarps) o_done();
-          if (blind_j) {
+          const bool blind_j = decltype(may_be_blind)::value && __all_sync(0xffffffffu, blind(j));  // warp-uniform
+          if (blind_j) {  // P_j = 0; l and the row max stay
             alpha[0][0] = alpha[0][1] = 1.f;
           } else {
             mask(s, j);
@@ -549,7 +552,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           }
           if constexpr (C::kOwnOverlap)
             if (softmax.row_sum[0][0] < 0.f) __nanosleep(1);  // never (sums of exp2): keeps the wait below
-          if constexpr (!C::kSkipBlindWarps) o_done();
+          w::wait<0>();                                      // O complete up to tile j − 1
+          tma::mbar_arrive(bar_v_empty(prev_st));
           if constexpr (!C::kOwnOverlap) softmax.rescale(o, alpha);  // O relative to the new row max
           if (blind_j) {
 #pragma unroll
@@ -560,7 +564,11 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
             pack_p(s);
           }
           prev_st = st, prev_ph = ph, prev_j = j;
-        }
+        };
+        const int j_stop = C::kSkipBlindWarps ? last_tile(blk) : blk.j_end;
+        for (j = next_tile(blk, j + 1), ++it; j < j_stop; j = next_tile(blk, j + 1), ++it) key_step(std::false_type{});
+        if constexpr (C::kSkipBlindWarps)
+          if (j == j_stop) key_step(std::true_type{}), ++it;
         // The last tile's P·V.
         v_ready(prev_st, prev_ph, prev_j);
         if constexpr (C::kOwnOverlap) softmax.rescale(o, alpha);
