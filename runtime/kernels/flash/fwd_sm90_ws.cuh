@@ -552,6 +552,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           }
           if constexpr (C::kOwnOverlap)
             if (softmax.row_sum[0][0] < 0.f) __nanosleep(1);  // never (sums of exp2): keeps the wait below
+          if constexpr (C::kSkipBlindWarps)  // the same after both rows' sums: the whole softmax before the wait
+            if (softmax.row_sum[0][0] + softmax.row_sum[0][1] < 0.f) __nanosleep(1);
           w::wait<0>();                                      // O complete up to tile j − 1
           tma::mbar_arrive(bar_v_empty(prev_st));
           if constexpr (!C::kOwnOverlap) softmax.rescale(o, alpha);  // O relative to the new row max
