@@ -19,7 +19,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
-#include <type_traits>
 #include <vector>
 
 #include "common/launch_checks.hpp"
@@ -186,6 +185,11 @@ struct FwdWsConfig {
   // every other one) skips the tile's mask and softmax and gives its P·V a P of zeros. The GEMMs stay
   // (a per-warpgroup branch around wgmma costs ptxas its uniform descriptors, NOTES-flash twenty-third
   // session); the result is the same bits, since such a tile adds exp2(−inf) = 0 and moves no max.
+  // The branch also keeps ptxas from hoisting the P·V wait above the softmax (v18). H200, 2026-11-30
+  // (kernel µs, three calls of three runs, bench/results/h200_2026-11-30zc_fwd_blind_warps.md), m192n128w16
+  // D 64 causal: −3.1 to −3.9 % at S 2048, −0.4 to −1.0 % at 4096, +0.2 to +0.9 % at 8192, +1.8 to +2.1 %
+  // at 16384. The skip in a peeled last step only (steady loop untouched) gave −1.6 % at 2048 and +1 % at
+  // 16384; with the wait written before the branch, +6 % at 16384.
   static constexpr bool kSkipBlindWarps = ATTNFORGE_FLASH_FWD_SKIP_BLIND >= 0 ? ATTNFORGE_FLASH_FWD_SKIP_BLIND == 1
                                                                             : kUnevenRows && kConsumers == 3;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
@@ -298,11 +302,6 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   };
   auto next_tile = [&](const Block& blk, int j) {
     while (j < blk.j_end && tile_class(blk, j) == TileClass::kEmpty) ++j;
-    return j;
-  };
-  auto last_tile = [&](const Block& blk) {  // the last non-empty key tile, or j_begin − 1
-    int j = blk.j_end - 1;
-    while (j >= blk.j_begin && tile_class(blk, j) == TileClass::kEmpty) --j;
     return j;
   };
 
@@ -525,11 +524,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 4, fwd_trace::now());
         int prev_st = st, prev_j = j;
         uint32_t prev_ph = ph;
-        // Key tile j ≥ 1: S_j = Q·K_jᵀ beside P_{j−1}·V_{j−1}, then S_j → P_j. A tile that may leave some
-        // warp blind (C::kSkipBlindWarps: only a block's last, the causal diagonal's far side) runs a
-        // copy of this step with the skip, so that the steady loop keeps no branch: with the skip in
-        // every step it was +1 to +2 % slower at S ≥ 8192 (m192 D 64 causal, twenty-fourth session).
-        auto key_step = [&](auto may_be_blind) {
+        for (j = next_tile(blk, j + 1), ++it; j < blk.j_end; j = next_tile(blk, j + 1), ++it) {
           st = it % kStages;
           ph = (it / kStages) & 1;
           v_ready(prev_st, prev_ph, prev_j);
@@ -543,8 +538,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           their_turn();
           w::wait<1>();  // S_j landed
           tma::mbar_arrive(bar_k_empty(st));
-          const bool blind_j = decltype(may_be_blind)::value && __all_sync(0xffffffffu, blind(j));  // warp-uniform
-          if (blind_j) {  // P_j = 0; l and the row max stay
+          const bool blind_j = C::kSkipBlindWarps && __all_sync(0xffffffffu, blind(j));  // P_j = 0, l and max kept
+          if (blind_j) {
             alpha[0][0] = alpha[0][1] = 1.f;
           } else {
             mask(s, j);
@@ -552,8 +547,6 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           }
           if constexpr (C::kOwnOverlap)
             if (softmax.row_sum[0][0] < 0.f) __nanosleep(1);  // never (sums of exp2): keeps the wait below
-          if constexpr (C::kSkipBlindWarps)  // the same after both rows' sums: the whole softmax before the wait
-            if (softmax.row_sum[0][0] + softmax.row_sum[0][1] < 0.f) __nanosleep(1);
           w::wait<0>();                                      // O complete up to tile j − 1
           tma::mbar_arrive(bar_v_empty(prev_st));
           if constexpr (!C::kOwnOverlap) softmax.rescale(o, alpha);  // O relative to the new row max
@@ -566,11 +559,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
             pack_p(s);
           }
           prev_st = st, prev_ph = ph, prev_j = j;
-        };
-        const int j_stop = C::kSkipBlindWarps ? last_tile(blk) : blk.j_end;
-        for (j = next_tile(blk, j + 1), ++it; j < j_stop; j = next_tile(blk, j + 1), ++it) key_step(std::false_type{});
-        if constexpr (C::kSkipBlindWarps)
-          if (j == j_stop) key_step(std::true_type{}), ++it;
+        }
         // The last tile's P·V.
         v_ready(prev_st, prev_ph, prev_j);
         if constexpr (C::kOwnOverlap) softmax.rescale(o, alpha);
