@@ -60,6 +60,11 @@
 #define ATTNFORGE_FLASH_FWD_OWN_OVERLAP -1
 #endif
 
+// Dev A/B switch: -1 takes FwdWsConfig::kSkipBlindWarps's rule, 0 / 1 turns the skip off / on.
+#ifndef ATTNFORGE_FLASH_FWD_SKIP_BLIND
+#define ATTNFORGE_FLASH_FWD_SKIP_BLIND -1
+#endif
+
 // Dev A/B switch: -1 takes FwdWsConfig::kAlignEnd's rule, 0 / 1 turns the end alignment off / on.
 #ifndef ATTNFORGE_FLASH_FWD_ALIGN
 #define ATTNFORGE_FLASH_FWD_ALIGN -1
@@ -175,6 +180,18 @@ struct FwdWsConfig {
   // D 64 is issue- and MUFU-bound: −10 % on the two-consumer tile (v18), a tie on m192 (zb, through the binding).
   static constexpr bool kOwnOverlap =
       ATTNFORGE_FLASH_FWD_OWN_OVERLAP >= 0 ? ATTNFORGE_FLASH_FWD_OWN_OVERLAP == 1 : kPingPong && kAccRegs <= 180;
+  // A warp whose 16 rows see no key of a tile (the far side of the causal diagonal: in an end-aligned
+  // 192-row block, warpgroup 0's rows miss the last key tile of every block and warpgroup 1's that of
+  // every other one) skips the tile's mask and softmax and gives its P·V a P of zeros. The GEMMs stay
+  // (a per-warpgroup branch around wgmma costs ptxas its uniform descriptors, NOTES-flash twenty-third
+  // session); the result is the same bits, since such a tile adds exp2(−inf) = 0 and moves no max.
+  // The branch also keeps ptxas from hoisting the P·V wait above the softmax (v18). H200, 2026-11-30
+  // (kernel µs, three calls of three runs, bench/results/h200_2026-11-30zc_fwd_blind_warps.md), m192n128w16
+  // D 64 causal: −3.1 to −3.9 % at S 2048, −0.4 to −1.0 % at 4096, +0.2 to +0.9 % at 8192, +1.8 to +2.1 %
+  // at 16384. The skip in a peeled last step only (steady loop untouched) gave −1.6 % at 2048 and +1 % at
+  // 16384; with the wait written before the branch, +6 % at 16384.
+  static constexpr bool kSkipBlindWarps = ATTNFORGE_FLASH_FWD_SKIP_BLIND >= 0 ? ATTNFORGE_FLASH_FWD_SKIP_BLIND == 1
+                                                                            : kUnevenRows && kConsumers == 3;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
 };
@@ -435,6 +452,13 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         else
           prim::apply_mask<Mask, 64>(s, m0 + warp_row0 + g, j * kBN + 2 * t, sq, sk, p.mask, prim::BiasView{});
       };
+      // This warp's rows see no key of tile j (C::kSkipBlindWarps; warp-uniform). Rows outside the
+      // sequence (an end-aligned first block) are never stored and count as blind.
+      auto blind = [&](int j) {
+        if constexpr (!C::kSkipBlindWarps) return false;
+        const int r0 = max(m0 + warp_row0, blk.q_first), r1 = min(m0 + warp_row0 + 15, blk.q_last);
+        return r0 > r1 || prim::classify_rows_tile<Mask>(r0, r1, j * kBN, kBN, sq, sk, p.mask) == TileClass::kEmpty;
+      };
       // V_j arrived (stage st). On a partial tile, V rows no query of this block sees (past sk, outside a
       // window, the next packed sequence) are zeroed before any P·V reads them: P is 0 there, but 0·NaN
       // would reach O. kZeroPerWarpgroup: each consumer warpgroup zeroes every such row itself (where two
@@ -514,14 +538,26 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           their_turn();
           w::wait<1>();  // S_j landed
           tma::mbar_arrive(bar_k_empty(st));
-          mask(s, j);
-          softmax.scores_to_p(s, c, alpha);  // beside P_{j−1}·V_{j−1} where C::kOwnOverlap
+          const bool blind_j = C::kSkipBlindWarps && __all_sync(0xffffffffu, blind(j));  // P_j = 0, l and max kept
+          if (blind_j) {
+            alpha[0][0] = alpha[0][1] = 1.f;
+          } else {
+            mask(s, j);
+            softmax.scores_to_p(s, c, alpha);  // beside P_{j−1}·V_{j−1} where C::kOwnOverlap
+          }
           if constexpr (C::kOwnOverlap)
             if (softmax.row_sum[0][0] < 0.f) __nanosleep(1);  // never (sums of exp2): keeps the wait below
           w::wait<0>();                                      // O complete up to tile j − 1
           tma::mbar_arrive(bar_v_empty(prev_st));
           if constexpr (!C::kOwnOverlap) softmax.rescale(o, alpha);  // O relative to the new row max
-          pack_p(s);
+          if (blind_j) {
+#pragma unroll
+            for (int kk = 0; kk < kBN / 16; ++kk)  // volatile: ptxas would zero P on every tile, then overwrite
+              asm volatile("mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
+                           : "=r"(pa[kk][0]), "=r"(pa[kk][1]), "=r"(pa[kk][2]), "=r"(pa[kk][3]));
+          } else {
+            pack_p(s);
+          }
           prev_st = st, prev_ph = ph, prev_j = j;
         }
         // The last tile's P·V.
