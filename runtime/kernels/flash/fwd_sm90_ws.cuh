@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
+#include <type_traits>
 #include <vector>
 
 #include "common/launch_checks.hpp"
@@ -524,7 +525,10 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 4, fwd_trace::now());
         int prev_st = st, prev_j = j;
         uint32_t prev_ph = ph;
-        for (j = next_tile(blk, j + 1), ++it; j < blk.j_end; j = next_tile(blk, j + 1), ++it) {
+        // Key tile j ≥ 1: S_j = Q·K_jᵀ beside P_{j−1}·V_{j−1}, then S_j → P_j. kMaybeMasked false: the
+        // caller knows tile j is full (no mask code in that copy of the step).
+        auto key_step = [&](auto maybe_masked) {
+          constexpr bool kMaybeMasked = decltype(maybe_masked)::value;
           st = it % kStages;
           ph = (it / kStages) & 1;
           v_ready(prev_st, prev_ph, prev_j);
@@ -538,11 +542,11 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           their_turn();
           w::wait<1>();  // S_j landed
           tma::mbar_arrive(bar_k_empty(st));
-          const bool blind_j = C::kSkipBlindWarps && __all_sync(0xffffffffu, blind(j));  // P_j = 0, l and max kept
+          const bool blind_j = kMaybeMasked && C::kSkipBlindWarps && __all_sync(0xffffffffu, blind(j));  // P_j = 0, l and max kept
           if (blind_j) {
             alpha[0][0] = alpha[0][1] = 1.f;
           } else {
-            mask(s, j);
+            if constexpr (kMaybeMasked) mask(s, j);
             softmax.scores_to_p(s, c, alpha);  // beside P_{j−1}·V_{j−1} where C::kOwnOverlap
           }
           if constexpr (C::kOwnOverlap)
@@ -559,7 +563,14 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
             pack_p(s);
           }
           prev_st = st, prev_ph = ph, prev_j = j;
-        }
+        };
+        j = next_tile(blk, j + 1), ++it;
+        // C::kSkipBlindWarps: the full tiles first in a copy of the step without mask code or skip, then
+        // the rest (causal: the diagonal's two or three tiles) with both.
+        if constexpr (C::kSkipBlindWarps)
+          for (; j < blk.j_end && tile_class(blk, j) == TileClass::kFull; j = next_tile(blk, j + 1), ++it)
+            key_step(std::false_type{});
+        for (; j < blk.j_end; j = next_tile(blk, j + 1), ++it) key_step(std::true_type{});
         // The last tile's P·V.
         v_ready(prev_st, prev_ph, prev_j);
         if constexpr (C::kOwnOverlap) softmax.rescale(o, alpha);
