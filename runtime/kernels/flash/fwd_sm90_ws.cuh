@@ -189,8 +189,11 @@ struct FwdWsConfig {
   // The branch also keeps ptxas from hoisting the P·V wait above the softmax (v18). H200, 2026-11-30
   // (kernel µs, three calls of three runs, bench/results/h200_2026-11-30zc_fwd_blind_warps.md), m192n128w16
   // D 64 causal: −3.1 to −3.9 % at S 2048, −0.4 to −1.0 % at 4096, +0.2 to +0.9 % at 8192, +1.8 to +2.1 %
-  // at 16384. The skip in a peeled last step only (steady loop untouched) gave −1.6 % at 2048 and +1 % at
-  // 16384; with the wait written before the branch, +6 % at 16384.
+  // at 16384 (v41). The skip in a peeled last step only (steady loop untouched) gave −1.6 % at 2048 and
+  // +1 % at 16384; with the wait written before the branch, +6 % at 16384. v42: the full key tiles run in
+  // a copy of the step without mask code or skip (its wait hoisted as before), the rest (the diagonal's
+  // two or three tiles) with both: against v41 −0.5 / −0.9 / −1.4 / −0.9 % at S 2048 / 4096 / 8192 / 16384
+  // (same file, call 7). ATTNFORGE_FLASH_FWD_SKIP_BLIND=0 turns off both (the skip and the step copy).
   static constexpr bool kSkipBlindWarps = ATTNFORGE_FLASH_FWD_SKIP_BLIND >= 0 ? ATTNFORGE_FLASH_FWD_SKIP_BLIND == 1
                                                                             : kUnevenRows && kConsumers == 3;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
