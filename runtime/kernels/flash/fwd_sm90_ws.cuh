@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
+#include <type_traits>
 #include <vector>
 
 #include "common/launch_checks.hpp"
@@ -188,8 +189,11 @@ struct FwdWsConfig {
   // The branch also keeps ptxas from hoisting the P·V wait above the softmax (v18). H200, 2026-11-30
   // (kernel µs, three calls of three runs, bench/results/h200_2026-11-30zc_fwd_blind_warps.md), m192n128w16
   // D 64 causal: −3.1 to −3.9 % at S 2048, −0.4 to −1.0 % at 4096, +0.2 to +0.9 % at 8192, +1.8 to +2.1 %
-  // at 16384. The skip in a peeled last step only (steady loop untouched) gave −1.6 % at 2048 and +1 % at
-  // 16384; with the wait written before the branch, +6 % at 16384.
+  // at 16384 (v41). The skip in a peeled last step only (steady loop untouched) gave −1.6 % at 2048 and
+  // +1 % at 16384; with the wait written before the branch, +6 % at 16384. v42: the full key tiles run in
+  // a copy of the step without mask code or skip (its wait hoisted as before), the rest (the diagonal's
+  // two or three tiles) with both: against v41 −0.5 / −0.9 / −1.4 / −0.9 % at S 2048 / 4096 / 8192 / 16384
+  // (same file, call 7). ATTNFORGE_FLASH_FWD_SKIP_BLIND=0 turns off both (the skip and the step copy).
   static constexpr bool kSkipBlindWarps = ATTNFORGE_FLASH_FWD_SKIP_BLIND >= 0 ? ATTNFORGE_FLASH_FWD_SKIP_BLIND == 1
                                                                             : kUnevenRows && kConsumers == 3;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
@@ -524,7 +528,10 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 4, fwd_trace::now());
         int prev_st = st, prev_j = j;
         uint32_t prev_ph = ph;
-        for (j = next_tile(blk, j + 1), ++it; j < blk.j_end; j = next_tile(blk, j + 1), ++it) {
+        // Key tile j ≥ 1: S_j = Q·K_jᵀ beside P_{j−1}·V_{j−1}, then S_j → P_j. kMaybeMasked false: the
+        // caller knows tile j is full (no mask code in that copy of the step).
+        auto key_step = [&](auto maybe_masked) {
+          constexpr bool kMaybeMasked = decltype(maybe_masked)::value;
           st = it % kStages;
           ph = (it / kStages) & 1;
           v_ready(prev_st, prev_ph, prev_j);
@@ -538,11 +545,11 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           their_turn();
           w::wait<1>();  // S_j landed
           tma::mbar_arrive(bar_k_empty(st));
-          const bool blind_j = C::kSkipBlindWarps && __all_sync(0xffffffffu, blind(j));  // P_j = 0, l and max kept
+          const bool blind_j = kMaybeMasked && C::kSkipBlindWarps && __all_sync(0xffffffffu, blind(j));  // P_j = 0, l and max kept
           if (blind_j) {
             alpha[0][0] = alpha[0][1] = 1.f;
           } else {
-            mask(s, j);
+            if constexpr (kMaybeMasked) mask(s, j);
             softmax.scores_to_p(s, c, alpha);  // beside P_{j−1}·V_{j−1} where C::kOwnOverlap
           }
           if constexpr (C::kOwnOverlap)
@@ -559,7 +566,14 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
             pack_p(s);
           }
           prev_st = st, prev_ph = ph, prev_j = j;
-        }
+        };
+        j = next_tile(blk, j + 1), ++it;
+        // C::kSkipBlindWarps: the full tiles first in a copy of the step without mask code or skip, then
+        // the rest (causal: the diagonal's two or three tiles) with both.
+        if constexpr (C::kSkipBlindWarps)
+          for (; j < blk.j_end && tile_class(blk, j) == TileClass::kFull; j = next_tile(blk, j + 1), ++it)
+            key_step(std::false_type{});
+        for (; j < blk.j_end; j = next_tile(blk, j + 1), ++it) key_step(std::true_type{});
         // The last tile's P·V.
         v_ready(prev_st, prev_ph, prev_j);
         if constexpr (C::kOwnOverlap) softmax.rescale(o, alpha);
