@@ -4,7 +4,9 @@
 // warpgroups of 64 query rows each run S = Q·Kᵀ (Q from registers at D 128) and O += P·V on wgmma,
 // issuing S_j and P_{j−1}·V_{j−1} together; the softmax of S_j runs beside that P·V on the ping-pong
 // tiles whose accumulators leave room (v39, v40: FwdWsConfig::kOwnOverlap), elsewhere ptxas puts the
-// wait for it first (bench/NOTES-flash.md v18).
+// wait for it first (bench/NOTES-flash.md v18). With three consumers under a mask, full key tiles run a
+// step without mask code, and on the diagonal's a warp whose rows see no key skips the softmax (v41, v42:
+// FwdWsConfig::kSkipBlindWarps).
 // With two consumers (m128, 12 warps) at D ≥ 128 they take turns on the tensor cores (ping-pong:
 // one warpgroup's softmax overlaps the other's GEMMs); at D 64, and with three (m192, 16 warps), they
 // run free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer
