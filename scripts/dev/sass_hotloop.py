@@ -27,7 +27,11 @@ def hot_loop(lines):
         return loop, False
     k = next(k for k in range(j, len(loop)) if "BRA" in loop[k])
     target = re.search(r"\((\.L_x_\d+)\)", loop[k]).group(1)
-    e = next(q for q, l in enumerate(loop) if l.startswith(target + ":"))
+    e = next((q for q, l in enumerate(loop) if l.startswith(target + ":")), None)
+    # The mask path selects −inf; a loop copy without one (v42's full key tiles) has the rescale's skip
+    # as its first branch after the wait, which is counted.
+    if e is None or e < k or not any("FSEL" in l and "-INF" in l for l in loop[k:e]):
+        return loop, True
     return loop[:k + 1] + loop[e:], True
 
 
