@@ -458,10 +458,9 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         else
           prim::apply_mask<Mask, 64>(s, m0 + warp_row0 + g, j * kBN + 2 * t, sq, sk, p.mask, prim::BiasView{});
       };
-      // This warp's rows see no key of tile j (C::kSkipBlindWarps; warp-uniform). Rows outside the
-      // sequence (an end-aligned first block) are never stored and count as blind.
+      // This warp's rows see no key of tile j (asked where C::kSkipBlindWarps; warp-uniform). Rows outside
+      // the sequence (an end-aligned first block) are never stored and count as blind.
       auto blind = [&](int j) {
-        if constexpr (!C::kSkipBlindWarps) return false;
         const int r0 = max(m0 + warp_row0, blk.q_first), r1 = min(m0 + warp_row0 + 15, blk.q_last);
         return r0 > r1 || prim::classify_rows_tile<Mask>(r0, r1, j * kBN, kBN, sq, sk, p.mask) == TileClass::kEmpty;
       };
