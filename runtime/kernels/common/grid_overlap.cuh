@@ -22,15 +22,15 @@ __device__ __forceinline__ void allow_dependents() {
 #endif
 }
 
-// One arrival on `counter` that publishes every write the CTA made before it: each thread that wrote
-// calls release_writes() (its completed bulk-async writes into the generic proxy, then a GPU-scope
-// fence), the CTA meets on a barrier, then one thread arrives.
-__device__ __forceinline__ void release_writes() {
+// One arrival on `counter` that publishes the CTA's writes before it (CUTLASS's semaphore pattern):
+// threads whose bulk-async writes (cp.reduce.async.bulk) have completed call async_writes_to_generic(),
+// the CTA meets on a barrier, then one thread calls arrive() (a GPU-scope release: cumulative over the
+// writes the barrier ordered before it).
+__device__ __forceinline__ void async_writes_to_generic() {
   asm volatile("fence.proxy.async.global;\n" ::: "memory");
-  __threadfence();
 }
 __device__ __forceinline__ void arrive(int* counter) {
-  asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(counter) : "memory");
+  asm volatile("fence.acq_rel.gpu;\nred.relaxed.gpu.global.add.s32 [%0], 1;\n" ::"l"(counter) : "memory");
 }
 // Spins until `counter` reaches `target`; the caller's later reads (after a CTA barrier) see every
 // write published by the arrivals it counted.

@@ -220,8 +220,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   const SeqInfo si = seq_info(p, b);
   const int sq = si.seqlen_q, sk = si.seqlen_k;
   namespace ov = prim::overlap;
-  // This CTA's arrival on its (batch, kv head) count once its dQ adds, dK and dV are written (the end of
-  // the kernel): the dQ conversion, launched to overlap this kernel's tail, converts a head's dQ when its
+  // This CTA's arrival on its (batch, kv head) count once its dQ adds are complete (before the dK / dV
+  // epilogue): the dQ conversion, launched to overlap this kernel's tail, converts a head's dQ when its
   // count reaches the grid's key tiles. A split CTA (BwdSplit) arrives through its last piece. The count
   // is zeroed by the D pass, which a kernel launched to overlap it waits for (wait_prior_grid).
   int* const done = reinterpret_cast<int*>(static_cast<char*>(p.workspace) + done_offset) + int64_t(b) * p.heads_kv + hkv;
@@ -720,7 +720,13 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     phase ^= st == 0 ? 1u : 0u;
   }
   if constexpr (!C::kWS) prim::cp_async_wait<0>();
-  if (bulk_issuer) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+  if (bulk_issuer) {  // every dQ reduce-add of this CTA has landed
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+    ov::async_writes_to_generic();
+  }
+  // This CTA's arrival (see `done`), once the dQ adds above are complete: after a barrier of all
+  // consumers, before dK and dV are written (the conversion's last CTA waits for the whole grid).
+  const bool arriver = tid == (C::kWS ? 128 : 0);
 
   // ---- a piece of a split CTA: dK, dV partials added into the CTA's fp32 accumulators; the piece whose
   // arrival completes the count reads the sums back and stores them below, the others are done --------
@@ -778,6 +784,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     }
   };
   if constexpr (C::kSplitD) {
+    tma::bar_sync(3, C::kConsumerThreads);
+    if (arriver) ov::arrive(done);
     store_block(dk, !a_is_dv, 64 * b0);
     store_block(dv, a_is_dv, 64 * a0);
   } else {
@@ -787,6 +795,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     // sector.
     if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
     else __syncthreads();
+    if (arriver) ov::arrive(done);
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh)  // dK = scale · Σ dSᵀ·Q
       prim::stage_fragment_row<KL, typename C::Num>(sK, key0 + wrow + g + 8 * hh, dk, hh, t, p.scale);
@@ -796,11 +805,6 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     prim::store_staged_rows<KL, 16>(sK, key0 + wrow, dkg, p.dk_row_stride, 0, sk - n0, lane);
     prim::store_staged_rows<KL, 16>(sV, key0 + wrow, dvg, p.dv_row_stride, 0, sk - n0, lane);
   }
-  // ---- arrival: this CTA's dQ adds (completed above), dK and dV are written -------------------------
-  ov::release_writes();
-  if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
-  else __syncthreads();
-  if (tid == (C::kWS ? 128 : 0)) ov::arrive(done);
 #else
   __trap();  // run_bwd<V> takes this kernel only on sm_90 devices, built for sm_90a
 #endif
@@ -813,9 +817,9 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 // scattered rows straight from the fragment order ran at ~1.6 TB/s (125–146 µs per call at D 128,
 // B·S 16384, against cuDNN's 55 µs; H200, 2026-11-30, kernel_breakdown.py). Heads fastest in the grid
 // (unless the query tiles exceed grid y): the CTAs running together write whole token rows of dQ
-// (110–131 → 98–106 µs before shared memory). Launched to overlap the main kernel's tail: a CTA first
-// waits for its (batch, kv head) count of finished main-kernel CTAs to reach `key_tiles` (0: no wait),
-// so the heads done before the last wave are converted on the SMs that wave leaves idle.
+// (110–131 → 98–106 µs before shared memory). Launched to overlap the main kernel's tail (key_tiles > 0):
+// a CTA first waits for its (batch, kv head) count of finished main-kernel CTAs to reach key_tiles, so
+// the heads done before the last wave are converted on the SMs that wave leaves idle.
 template <class V>
 __global__ void __launch_bounds__(256) flash_bwd_sm90_convert_dq_kernel(const __grid_constant__ Params p,
                                                                           size_t dq_acc_offset, bool heads_fastest,
@@ -830,42 +834,45 @@ __global__ void __launch_bounds__(256) flash_bwd_sm90_convert_dq_kernel(const __
   const int h = heads_fastest ? blockIdx.x : blockIdx.y, mb = heads_fastest ? blockIdx.y : blockIdx.x, b = blockIdx.z;
   const SeqInfo si = seq_info(p, b);
   const int m0 = mb * kRows;
-  // Every CTA waits, those past the sequence too: the conversion's end then implies the main kernel's
-  // writes are done (dK, dV of every head included), whatever the stream does with the overlap.
-  if (key_tiles > 0) {
-    if (threadIdx.x == 0)
-      prim::overlap::wait_count(reinterpret_cast<const int*>(static_cast<const char*>(p.workspace) + done_offset) +
-                                    int64_t(b) * p.heads_kv + h / p.group(),
-                                key_tiles);
+  if (m0 < si.seqlen_q) {
+    if (key_tiles > 0) {
+      if (threadIdx.x == 0)
+        prim::overlap::wait_count(reinterpret_cast<const int*>(static_cast<const char*>(p.workspace) + done_offset) +
+                                      int64_t(b) * p.heads_kv + h / p.group(),
+                                  key_tiles);
+      __syncthreads();
+    }
+    const float4* tile = reinterpret_cast<const float4*>(
+        reinterpret_cast<const float*>(static_cast<const char*>(p.workspace) + dq_acc_offset) +
+        dq_acc_tile_base(p, b, h, mb, kRows, C::kD));  // (64 rows, kD), fragment order
+    float4 acc[kLoads];
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) acc[i] = __ldcs(tile + threadIdx.x + 256 * i);  // read once
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const int pi = 2 * (threadIdx.x + 256 * i), cg = pi / 2048, fh = pi % 2048 / 128, tt = pi % 128;
+      const int row = (tt >> 5) * 16 + ((tt & 31) >> 2) + 8 * (fh & 1);
+      const int col = cg * 64 + (fh >> 1) * 8 + 2 * (tt & 3);
+      const float s = p.scale;
+      const uint2 w = {C::Num::pack2(acc[i].x * s, acc[i].y * s), C::Num::pack2(acc[i].z * s, acc[i].w * s)};
+      *reinterpret_cast<uint2*>(s_dq + row * kPitch + col) = w;
+    }
     __syncthreads();
-  }
-  if (m0 >= si.seqlen_q) return;
-  const float4* tile = reinterpret_cast<const float4*>(
-      reinterpret_cast<const float*>(static_cast<const char*>(p.workspace) + dq_acc_offset) +
-      dq_acc_tile_base(p, b, h, mb, kRows, C::kD));  // (64 rows, kD), fragment order
-  float4 acc[kLoads];
+    Element* dq = static_cast<Element*>(p.dq) + int64_t(b) * p.dq_batch_stride + si.q_start * p.dq_row_stride +
+                  int64_t(h) * p.dq_head_stride;
+    constexpr int kChunks = C::kD / 8;  // 16-byte pieces per row
 #pragma unroll
-  for (int i = 0; i < kLoads; ++i) acc[i] = __ldcs(tile + threadIdx.x + 256 * i);  // read once
-#pragma unroll
-  for (int i = 0; i < kLoads; ++i) {
-    const int pi = 2 * (threadIdx.x + 256 * i), cg = pi / 2048, fh = pi % 2048 / 128, tt = pi % 128;
-    const int row = (tt >> 5) * 16 + ((tt & 31) >> 2) + 8 * (fh & 1);
-    const int col = cg * 64 + (fh >> 1) * 8 + 2 * (tt & 3);
-    const float s = p.scale;
-    const uint2 w = {C::Num::pack2(acc[i].x * s, acc[i].y * s), C::Num::pack2(acc[i].z * s, acc[i].w * s)};
-    *reinterpret_cast<uint2*>(s_dq + row * kPitch + col) = w;
+    for (int i = 0; i < kRows * kChunks / 256; ++i) {
+      const int j = threadIdx.x + 256 * i, row = j / kChunks, c = j % kChunks * 8;
+      if (m0 + row < si.seqlen_q)  // rows 16-byte aligned
+        *reinterpret_cast<uint4*>(dq + int64_t(m0 + row) * p.dq_row_stride + c) =
+            *reinterpret_cast<const uint4*>(s_dq + row * kPitch + c);
+    }
   }
-  __syncthreads();
-  Element* dq = static_cast<Element*>(p.dq) + int64_t(b) * p.dq_batch_stride + si.q_start * p.dq_row_stride +
-                int64_t(h) * p.dq_head_stride;
-  constexpr int kChunks = C::kD / 8;  // 16-byte pieces per row
-#pragma unroll
-  for (int i = 0; i < kRows * kChunks / 256; ++i) {
-    const int j = threadIdx.x + 256 * i, row = j / kChunks, c = j % kChunks * 8;
-    if (m0 + row < si.seqlen_q)  // rows 16-byte aligned
-      *reinterpret_cast<uint4*>(dq + int64_t(m0 + row) * p.dq_row_stride + c) =
-          *reinterpret_cast<const uint4*>(s_dq + row * kPitch + c);
-  }
+  // The grid's last CTA ends after the main kernel (its dK, dV stores included), so the conversion does
+  // too, whatever the stream makes of the overlap.
+  const bool last = blockIdx.x + 1 == gridDim.x && blockIdx.y + 1 == gridDim.y && blockIdx.z + 1 == gridDim.z;
+  if (last && key_tiles > 0) prim::overlap::wait_prior_grid();
 }
 
 // The TMA descriptors of the warp-specialized form; false when the driver cannot describe a layout
