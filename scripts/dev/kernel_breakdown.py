@@ -4,7 +4,9 @@
 #   ATTNFORGE_LIBRARY=build/libattnforge.so PYTHONPATH=python python3 scripts/dev/kernel_breakdown.py \
 #       [--dims 64,128] [--seqs 2048,16384] [--dirs fwd,bwd] [--iters 5] [--causal 0,1]
 #       [--fwd-tiles m128n128w12s2_sm90a,m128n128w4s2]   (forward rows: each named tile, "af.<tile>";
-#       a tile the build or the head dim lacks is reported and skipped)
+#       a tile the build or the head dim lacks is reported and skipped) [--timeline]
+# --timeline: also each kernel's start / end in the last profiled call, µs from its first kernel's start
+# (overlapping launches show as a start before the previous kernel's end), and the span per call.
 # --plain: no profiler, one call per implementation (for ncu: scripts/dev/ncu_vs_cudnn.sh).
 import argparse
 import collections
@@ -37,7 +39,7 @@ def call(impl, q, k, v, d_o, causal, direction):
     return lambda: torch.autograd.grad(o, (qg, kg, vg), d_o, retain_graph=True)
 
 
-def breakdown(fn, iters):
+def breakdown(fn, iters, timeline=False):
     """{kernel name: mean µs per call} over iters calls (after two warm-up calls)."""
     for _ in range(2):
         fn()
@@ -47,9 +49,18 @@ def breakdown(fn, iters):
             fn()
         torch.cuda.synchronize()
     per = collections.defaultdict(float)
-    for e in prof.events():
-        if e.device_type == torch.autograd.DeviceType.CUDA:
-            per[e.name] += e.device_time / iters
+    cuda = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    for e in cuda:
+        per[e.name] += e.device_time / iters
+    if timeline and cuda:
+        cuda.sort(key=lambda e: e.time_range.start)
+        k = len(cuda) // iters  # kernels per call
+        t0 = cuda[0].time_range.start
+        span = (max(e.time_range.end for e in cuda) - t0) / iters
+        print(f"      span {span:9.1f} µs per call; last call's kernels (start, end; µs from its first):")
+        first = cuda[-k].time_range.start
+        for e in cuda[-k:]:
+            print(f"      {e.time_range.start - first:9.1f} {e.time_range.end - first:9.1f}  {e.name[:90]}")
     return per
 
 
@@ -62,6 +73,7 @@ def main():
     ap.add_argument("--causal", default="0,1")
     ap.add_argument("--plain", action="store_true")
     ap.add_argument("--fwd-tiles", default="")
+    ap.add_argument("--timeline", action="store_true")
     a = ap.parse_args()
     for d in map(int, a.dims.split(",")):
         for s in map(int, a.seqs.split(",")):
@@ -78,7 +90,7 @@ def main():
                             torch.cuda.synchronize()
                             continue
                         try:
-                            per = breakdown(call(impl, q, k, v, d_o, causal, direction), a.iters)
+                            per = breakdown(call(impl, q, k, v, d_o, causal, direction), a.iters, a.timeline)
                         except RuntimeError as e:  # a --fwd-tiles tile this build or head dim lacks
                             print(f"  {impl:6s} not run: {str(e)[:100]}")
                             continue

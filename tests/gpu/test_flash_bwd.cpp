@@ -368,6 +368,47 @@ TEST(FlashBwd, SplitLastWave) {
   if (ran == 0) GTEST_SKIP() << "no mask-free sm90a flash backward variant at head dim 64 / 128 compiled";
 }
 
+// The launches of the Hopper backward overlapping each other (launch_bwd_sm90, programmatic dependent
+// launch): ATTNFORGE_FLASH_BWD_OVERLAP none / dq / all on every sm90a tile at head dims 64 and 128, on
+// grids of several waves (the dQ conversion starts while the main kernel's last CTAs run and waits for
+// each (batch, kv head) count), GQA, and packed sequences with empty ones (conversion CTAs past a
+// sequence still wait for their head).
+TEST(FlashBwd, OverlapModes) {
+  ATTNFORGE_REQUIRE_GPU();
+  int dev = 0, sms = 0;
+  ATTNFORGE_TEST_CUDA(cudaGetDevice(&dev));
+  ATTNFORGE_TEST_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  int ran = 0;
+  for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
+    if (v.arch != 90 || (v.head_dim != 64 && v.head_dim != 128) || v.mask == "bias") continue;
+    if (!flash_built(v.dtype, v.head_dim, v.mask)) continue;
+    SCOPED_TRACE(v.name);
+    const RunOptions opt{.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = v.name.c_str()};
+    for (const char* mode : {"none", "dq", "all"}) {
+      SCOPED_TRACE(mode);
+      setenv("ATTNFORGE_FLASH_BWD_OVERLAP", mode, 1);
+      Case c;
+      c.dtype = v.dtype;
+      c.head_dim = v.head_dim;
+      c.mask = v.mask;
+      mask_setup(c, 0);
+      c.batch = 2, c.seqlen_q = 200, c.seqlen_k = 3000;  // many key tiles, a cheap CPU reference
+      const int key_tiles = (c.seqlen_k + v.block_n - 1) / v.block_n;
+      c.heads_kv = (5 * sms) / (4 * key_tiles) + 1;  // > 2.5 waves of CTAs
+      c.heads_q = 2 * c.heads_kv;
+      EXPECT_TRUE(check_case(c, opt));
+      Case packed = c;
+      packed.heads_q = 4, packed.heads_kv = 2;
+      packed.varlen_q = {0, 700, 333, 1};
+      packed.varlen_k = {257, 700, 0, 1};
+      EXPECT_TRUE(check_case(packed, opt)) << "varlen";
+    }
+    unsetenv("ATTNFORGE_FLASH_BWD_OVERLAP");
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "no sm90a flash backward variant at head dim 64 / 128 compiled";
+}
+
 // The shapes of the sweep case that hit the δ term (README "Known issues", Backward δ; seed 1780146508
 // case 465, 2026-11-30): the deterministic backward at D 256 — the mma.sync kernel, the sm90a tile's
 // fallback — of packed sequences q {1, 21, 0}, k {69, 1, 128} under a window (−1, 47) at scale 0.383,

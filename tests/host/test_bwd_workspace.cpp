@@ -18,6 +18,7 @@ Params shape(int batch, int heads_q, int seqlen_q, int total_q, int head_dim, bo
   Params p{};
   p.batch = batch;
   p.heads_q = heads_q;
+  p.heads_kv = heads_q;
   p.seqlen_q = seqlen_q;
   p.total_q = total_q;
   p.head_dim = head_dim;
@@ -37,7 +38,9 @@ TEST(BwdWorkspace, SectionsHoldEveryQueryTile) {
       EXPECT_GE(w.dq_acc_offset, size_t(b) * sq * h * sizeof(float));  // D = rowsum(dO ∘ O)
       EXPECT_EQ(w.sem_offset % 256, 0u);
       EXPECT_GE(w.sem_offset - w.dq_acc_offset, tiles * bm * d * sizeof(float));  // (tiles, bm, D)
-      EXPECT_EQ(w.zero_bytes, w.sem_offset - w.dq_acc_offset + (det ? tiles * sizeof(int32_t) : 0));
+      EXPECT_EQ(w.done_offset % 256, 0u);
+      EXPECT_GE(w.done_offset, w.sem_offset + (det ? tiles * sizeof(int32_t) : 0));  // semaphores
+      EXPECT_EQ(w.zero_bytes, w.done_offset - w.dq_acc_offset + size_t(b) * h * sizeof(int32_t));  // (B, Hkv)
       EXPECT_EQ(w.total_bytes % 256, 0u);
       EXPECT_GE(w.total_bytes, w.dq_acc_offset + w.zero_bytes);
       // The last tile's block ends inside the accumulator section.
@@ -55,7 +58,8 @@ TEST(BwdWorkspace, LargestValidSeqlenDoesNotOverflow) {
   const size_t tiles = (size_t(sq) + bm - 1) / bm;  // 2^25 − 2^10
   EXPECT_EQ(tiles, (size_t(1) << 25) - 1024);
   EXPECT_GE(w.sem_offset - w.dq_acc_offset, tiles * bm * 64 * sizeof(float));
-  EXPECT_EQ(w.zero_bytes, w.sem_offset - w.dq_acc_offset + tiles * sizeof(int32_t));
+  EXPECT_EQ(w.done_offset, flash::bwd_align256(w.sem_offset + tiles * sizeof(int32_t)));
+  EXPECT_EQ(w.zero_bytes, w.done_offset - w.dq_acc_offset + sizeof(int32_t));
   EXPECT_EQ(flash::dq_acc_tile_base(p, 0, 0, int(tiles) - 1, bm, 64), int64_t(tiles - 1) * bm * 64);
 }
 
@@ -122,7 +126,7 @@ TEST(BwdWorkspace, SplitAccumulatorsAreZeroed) {
   ASSERT_EQ(s.parts, 2);
   const auto plain = flash::flash_bwd_workspace_layout(64, 128, p), split = flash::flash_bwd_workspace_layout(64, 128, p, s);
   EXPECT_EQ(split.split_offset % 256, 0u);
-  EXPECT_GE(split.split_offset, plain.sem_offset);
+  EXPECT_GE(split.split_offset, plain.done_offset + 8 * 16 * sizeof(int32_t));  // after the (B, Hkv) counters
   const size_t need = size_t(48) * (128 * 128 * 2 * 4 + 4);  // dK | dV of 128 keys × D 128, and a counter
   EXPECT_EQ(split.dq_acc_offset + split.zero_bytes, split.split_offset + need);
   EXPECT_GE(split.total_bytes, split.split_offset + need);

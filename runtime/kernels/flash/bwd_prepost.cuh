@@ -2,6 +2,7 @@
 // D = rowsum(dO ∘ O) per (query token, head) in fp32 and zeroes the dQ accumulator; the postprocess turns the fp32 dQ
 // accumulator into dQ = scale · acc in the output dtype, written with dQ's strides.
 #pragma once
+#include "common/grid_overlap.cuh"
 #include "flash/bwd_dq_acc.cuh"
 #include "flash/bwd_primitives.cuh"
 #include "flash/bwd_workspace.hpp"
@@ -23,6 +24,7 @@ template <DType DT, int kD>
 __global__ void __launch_bounds__(kPrepostThreads)
     flash_bwd_dot_do_o_kernel(const __grid_constant__ Params p, uint4* __restrict__ zero, size_t zero_units) {
   using T = typename Elem<DT>::type;
+  prim::overlap::allow_dependents();  // a main kernel launched to overlap this one waits for its end
   for (size_t i = size_t(blockIdx.x) * kPrepostThreads + threadIdx.x; i < zero_units;
        i += size_t(gridDim.x) * kPrepostThreads)
     __stcs(zero + i, make_uint4(0u, 0u, 0u, 0u));

@@ -33,9 +33,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "common/copy.cuh"
+#include "common/grid_overlap.cuh"
 #include "common/launch_checks.hpp"
 #include "common/mask_apply.cuh"
 #include "common/numeric.cuh"
@@ -173,7 +176,7 @@ template <class V>
 __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::kMinBlocks)
     flash_bwd_sm90_kernel(const __grid_constant__ Params p, size_t dq_acc_offset, bool heads_fastest,
                           const __grid_constant__ BwdSm90Maps maps, BwdSplit split, size_t split_offset,
-                          bool pieces) {
+                          bool pieces, size_t done_offset) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = BwdSm90Config<V>;
   using Element = typename C::Element;
@@ -216,7 +219,16 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   const int n0 = (heads_fastest ? cy : cx) * kBN;
   const SeqInfo si = seq_info(p, b);
   const int sq = si.seqlen_q, sk = si.seqlen_k;
-  if (n0 >= sk) return;  // past this sequence's keys (the whole CTA)
+  namespace ov = prim::overlap;
+  // This CTA's arrival on its (batch, kv head) count once its dQ adds are complete (before the dK / dV
+  // epilogue): the dQ conversion, launched to overlap this kernel's tail, converts a head's dQ when its
+  // count reaches the grid's key tiles. A split CTA (BwdSplit) arrives through its last piece. The count
+  // is zeroed by the D pass, which a kernel launched to overlap it waits for (wait_prior_grid).
+  int* const done = reinterpret_cast<int*>(static_cast<char*>(p.workspace) + done_offset) + int64_t(b) * p.heads_kv + hkv;
+  if (n0 >= sk) {  // past this sequence's keys (the whole CTA): nothing to add
+    if (threadIdx.x == 0) ov::wait_prior_grid(), ov::arrive(done);
+    return;
+  }
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int wg = (warp >> 2) - (C::kWS ? 1 : 0);  // consumer warpgroup: keys n0 + 64·wg … (kWS: −1 = producer)
   const int wrow = (warp & 3) * 16;  // this warp's first row of every m64 accumulator
@@ -250,6 +262,9 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     prim::load_tile_async_if<KL, kThreads>(sK, k_ptr, p.k_row_stride, key_ok, tid);
     prim::load_tile_async_if<KL, kThreads>(sV, v_ptr, p.v_row_stride, key_ok, tid);
     prim::cp_async_commit();
+    // K, V do not depend on the D pass; D, LSE and the zeroed accumulator do.
+    ov::wait_prior_grid();
+    ov::allow_dependents();
   }
 
   // The (query head, query tile) sequence, empty tiles skipped; a piece walks steps step0 … step_end − 1
@@ -304,6 +319,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
           tma::load_4d(sV + slab * KL::kSlabBytes, &maps.v, bar_kv, slab * 64, hkv, k_row0 + n0, tb);
         }
       }
+      ov::wait_prior_grid();  // D (stored below with LSE) comes from the D pass
+      ov::allow_dependents();
       int phi = step0 / m_blocks, pmb = step0 % m_blocks;
       bool more = seek(phi, pmb);
       for (int it = 0; more; ++it) {
@@ -334,6 +351,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     }
     // ---- consumers --------------------------------------------------------------------------------
     tma::regs_alloc<C::kConsumerRegs>();
+    ov::wait_prior_grid();  // the dQ accumulator is zeroed by the D pass
+    ov::allow_dependents();
     tma::mbar_wait(bar_kv, 0);
     // TMA cannot skip rows: K/V rows no query sees (past the sequence, outside a window, the next
     // packed sequence) are zeroed here, before the first step's barrier orders them before any GEMM.
@@ -701,7 +720,13 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     phase ^= st == 0 ? 1u : 0u;
   }
   if constexpr (!C::kWS) prim::cp_async_wait<0>();
-  if (bulk_issuer) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+  if (bulk_issuer) {  // every dQ reduce-add of this CTA has landed
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+    ov::async_writes_to_generic();
+  }
+  // This CTA's arrival (see `done`), once the dQ adds above are complete: after a barrier of all
+  // consumers, before dK and dV are written (the conversion's last CTA waits for the whole grid).
+  const bool arriver = tid == (C::kWS ? 128 : 0);
 
   // ---- a piece of a split CTA: dK, dV partials added into the CTA's fp32 accumulators; the piece whose
   // arrival completes the count reads the sums back and stores them below, the others are done --------
@@ -759,6 +784,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     }
   };
   if constexpr (C::kSplitD) {
+    tma::bar_sync(3, C::kConsumerThreads);
+    if (arriver) ov::arrive(done);
     store_block(dk, !a_is_dv, 64 * b0);
     store_block(dv, a_is_dv, 64 * a0);
   } else {
@@ -768,6 +795,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     // sector.
     if constexpr (C::kWS) tma::bar_sync(3, C::kConsumerThreads);
     else __syncthreads();
+    if (arriver) ov::arrive(done);
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh)  // dK = scale · Σ dSᵀ·Q
       prim::stage_fragment_row<KL, typename C::Num>(sK, key0 + wrow + g + 8 * hh, dk, hh, t, p.scale);
@@ -789,10 +817,13 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
 // scattered rows straight from the fragment order ran at ~1.6 TB/s (125–146 µs per call at D 128,
 // B·S 16384, against cuDNN's 55 µs; H200, 2026-11-30, kernel_breakdown.py). Heads fastest in the grid
 // (unless the query tiles exceed grid y): the CTAs running together write whole token rows of dQ
-// (110–131 → 98–106 µs before shared memory).
+// (110–131 → 98–106 µs before shared memory). Launched to overlap the main kernel's tail (key_tiles > 0):
+// a CTA first waits for its (batch, kv head) count of finished main-kernel CTAs to reach key_tiles, so
+// the heads done before the last wave are converted on the SMs that wave leaves idle.
 template <class V>
 __global__ void __launch_bounds__(256) flash_bwd_sm90_convert_dq_kernel(const __grid_constant__ Params p,
-                                                                          size_t dq_acc_offset, bool heads_fastest) {
+                                                                          size_t dq_acc_offset, bool heads_fastest,
+                                                                          size_t done_offset, int key_tiles) {
   using C = BwdSm90Config<V>;
   using Element = typename C::Element;
   constexpr int kRows = bwd_sm90_detail::kDqTileRows;
@@ -803,33 +834,45 @@ __global__ void __launch_bounds__(256) flash_bwd_sm90_convert_dq_kernel(const __
   const int h = heads_fastest ? blockIdx.x : blockIdx.y, mb = heads_fastest ? blockIdx.y : blockIdx.x, b = blockIdx.z;
   const SeqInfo si = seq_info(p, b);
   const int m0 = mb * kRows;
-  if (m0 >= si.seqlen_q) return;
-  const float4* tile = reinterpret_cast<const float4*>(
-      reinterpret_cast<const float*>(static_cast<const char*>(p.workspace) + dq_acc_offset) +
-      dq_acc_tile_base(p, b, h, mb, kRows, C::kD));  // (64 rows, kD), fragment order
-  float4 acc[kLoads];
+  if (m0 < si.seqlen_q) {
+    if (key_tiles > 0) {
+      if (threadIdx.x == 0)
+        prim::overlap::wait_count(reinterpret_cast<const int*>(static_cast<const char*>(p.workspace) + done_offset) +
+                                      int64_t(b) * p.heads_kv + h / p.group(),
+                                  key_tiles);
+      __syncthreads();
+    }
+    const float4* tile = reinterpret_cast<const float4*>(
+        reinterpret_cast<const float*>(static_cast<const char*>(p.workspace) + dq_acc_offset) +
+        dq_acc_tile_base(p, b, h, mb, kRows, C::kD));  // (64 rows, kD), fragment order
+    float4 acc[kLoads];
 #pragma unroll
-  for (int i = 0; i < kLoads; ++i) acc[i] = __ldcs(tile + threadIdx.x + 256 * i);  // read once
+    for (int i = 0; i < kLoads; ++i) acc[i] = __ldcs(tile + threadIdx.x + 256 * i);  // read once
 #pragma unroll
-  for (int i = 0; i < kLoads; ++i) {
-    const int pi = 2 * (threadIdx.x + 256 * i), cg = pi / 2048, fh = pi % 2048 / 128, tt = pi % 128;
-    const int row = (tt >> 5) * 16 + ((tt & 31) >> 2) + 8 * (fh & 1);
-    const int col = cg * 64 + (fh >> 1) * 8 + 2 * (tt & 3);
-    const float s = p.scale;
-    const uint2 w = {C::Num::pack2(acc[i].x * s, acc[i].y * s), C::Num::pack2(acc[i].z * s, acc[i].w * s)};
-    *reinterpret_cast<uint2*>(s_dq + row * kPitch + col) = w;
+    for (int i = 0; i < kLoads; ++i) {
+      const int pi = 2 * (threadIdx.x + 256 * i), cg = pi / 2048, fh = pi % 2048 / 128, tt = pi % 128;
+      const int row = (tt >> 5) * 16 + ((tt & 31) >> 2) + 8 * (fh & 1);
+      const int col = cg * 64 + (fh >> 1) * 8 + 2 * (tt & 3);
+      const float s = p.scale;
+      const uint2 w = {C::Num::pack2(acc[i].x * s, acc[i].y * s), C::Num::pack2(acc[i].z * s, acc[i].w * s)};
+      *reinterpret_cast<uint2*>(s_dq + row * kPitch + col) = w;
+    }
+    __syncthreads();
+    Element* dq = static_cast<Element*>(p.dq) + int64_t(b) * p.dq_batch_stride + si.q_start * p.dq_row_stride +
+                  int64_t(h) * p.dq_head_stride;
+    constexpr int kChunks = C::kD / 8;  // 16-byte pieces per row
+#pragma unroll
+    for (int i = 0; i < kRows * kChunks / 256; ++i) {
+      const int j = threadIdx.x + 256 * i, row = j / kChunks, c = j % kChunks * 8;
+      if (m0 + row < si.seqlen_q)  // rows 16-byte aligned
+        *reinterpret_cast<uint4*>(dq + int64_t(m0 + row) * p.dq_row_stride + c) =
+            *reinterpret_cast<const uint4*>(s_dq + row * kPitch + c);
+    }
   }
-  __syncthreads();
-  Element* dq = static_cast<Element*>(p.dq) + int64_t(b) * p.dq_batch_stride + si.q_start * p.dq_row_stride +
-                int64_t(h) * p.dq_head_stride;
-  constexpr int kChunks = C::kD / 8;  // 16-byte pieces per row
-#pragma unroll
-  for (int i = 0; i < kRows * kChunks / 256; ++i) {
-    const int j = threadIdx.x + 256 * i, row = j / kChunks, c = j % kChunks * 8;
-    if (m0 + row < si.seqlen_q)  // rows 16-byte aligned
-      *reinterpret_cast<uint4*>(dq + int64_t(m0 + row) * p.dq_row_stride + c) =
-          *reinterpret_cast<const uint4*>(s_dq + row * kPitch + c);
-  }
+  // The grid's last CTA ends after the main kernel (its dK, dV stores included), so the conversion does
+  // too, whatever the stream makes of the overlap.
+  const bool last = blockIdx.x + 1 == gridDim.x && blockIdx.y + 1 == gridDim.y && blockIdx.z + 1 == gridDim.z;
+  if (last && key_tiles > 0) prim::overlap::wait_prior_grid();
 }
 
 // The TMA descriptors of the warp-specialized form; false when the driver cannot describe a layout
@@ -852,13 +895,32 @@ bool encode_bwd_sm90_maps(const Params& p, BwdSm90Maps* maps) {
 // Key tiles from which the backward grid walks key tiles fastest under every mask (launch_bwd_sm90).
 inline constexpr int kKeyTilesFastestFrom = 128;
 
+// Which launches of this path overlap the one before (launch_bwd_sm90): none; the dQ conversion only;
+// all (the main kernel over the D pass's tail too; the default). ATTNFORGE_FLASH_BWD_OVERLAP=none|dq|all,
+// read per call (A/B runs, and a way out should a driver misbehave).
+enum class BwdOverlap { none, dq, all };
+inline BwdOverlap bwd_overlap() {
+  const char* env = std::getenv("ATTNFORGE_FLASH_BWD_OVERLAP");
+  if (env != nullptr && std::strcmp(env, "none") == 0) return BwdOverlap::none;
+  if (env != nullptr && std::strcmp(env, "dq") == 0) return BwdOverlap::dq;
+  return BwdOverlap::all;
+}
+
 // The main kernel and the dQ conversion of this path (run_bwd<V> zeroes the accumulator and runs the
-// D pass before). Returns false if the shared-memory opt-in failed.
+// D pass before). Returns false if a launch or the shared-memory opt-in failed.
+// Overlap (bwd_overlap(), programmatic dependent launch): the main kernel starts its first CTAs during
+// the D pass's tail (they load K, V, then wait for it), and the dQ conversion starts once every
+// main-kernel CTA has started, converting each (batch, kv head) as its key tiles finish: the heads
+// done before the last wave are converted on the SMs that wave leaves idle (D 128, S 2048: 2048 CTAs
+// on 132 SMs, 15.5 waves, against a ~50 µs conversion that ran after the whole grid).
 template <class V>
 bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t stream,
                      const BwdSm90Maps& maps = BwdSm90Maps{}, const BwdSplit& split = BwdSplit{}) {
   using C = BwdSm90Config<V>;
-  if (p.seqlen_k > 0) {
+  namespace ov = prim::overlap;
+  const BwdOverlap overlap = bwd_overlap();
+  const int key_tiles = p.seqlen_k > 0 ? (p.seqlen_k + C::kBlockN - 1) / C::kBlockN : 0;
+  if (key_tiles > 0) {
     static int raised[64] = {};
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || !allow_smem(flash_bwd_sm90_kernel<V>, C::kSmemBytes, dev, raised))
@@ -873,7 +935,6 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     // enough to fill the GPU many times over, so the tail matters less than the Q / dO and dQ rows
     // that all heads at once keep streaming (causal D 128 S 16384: 4839 / 4897 → 4769 / 4732 µs
     // in the twelfth session, −3 % in the fourteenth's head-groups A/B; S ≤ 4096 lost 2–10 %).
-    const int key_tiles = (p.seqlen_k + C::kBlockN - 1) / C::kBlockN;
     const int sq = p.seqlen_q, sk = p.seqlen_k, last_q = (sq - 1) / C::kBlockM * C::kBlockM;
     auto empty = [&](int q0, int k0) {
       return C::Mask::classify(q0, std::min(q0 + C::kBlockM, sq) - 1, k0, std::min(k0 + C::kBlockN, sk) - 1, sq, sk,
@@ -885,18 +946,23 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     // The split last wave (BwdSplit, sized into ws by the caller): the main launch skips its CTAs, the
     // second runs them as pieces once the main launch's whole waves are done.
     const BwdSplit use = !heads_fastest ? split : BwdSplit{};
-    flash_bwd_sm90_kernel<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, heads_fastest, maps,
-                                                                           use, ws.split_offset, false);
+    if (ov::launch(overlap == BwdOverlap::all, flash_bwd_sm90_kernel<V>, grid, dim3(C::kThreads), C::kSmemBytes, stream,
+                   p, ws.dq_acc_offset, heads_fastest, maps, use, ws.split_offset, false, ws.done_offset) != cudaSuccess)
+      return false;
     if (use.tiles > 0)
-      flash_bwd_sm90_kernel<V><<<use.pieces(), C::kThreads, C::kSmemBytes, stream>>>(p, ws.dq_acc_offset, false, maps,
-                                                                                     use, ws.split_offset, true);
+      flash_bwd_sm90_kernel<V><<<use.pieces(), C::kThreads, C::kSmemBytes, stream>>>(
+          p, ws.dq_acc_offset, false, maps, use, ws.split_offset, true, ws.done_offset);
   }
   constexpr int kRows = bwd_sm90_detail::kDqTileRows;
   const int m_tiles = (p.seqlen_q + kRows - 1) / kRows;
   const bool heads_fastest_dq = m_tiles <= 65535;
   const dim3 dq_grid = heads_fastest_dq ? dim3(p.heads_q, m_tiles, p.batch) : dim3(m_tiles, p.heads_q, p.batch);
-  if (m_tiles > 0)
-    flash_bwd_sm90_convert_dq_kernel<V><<<dq_grid, 256, 0, stream>>>(p, ws.dq_acc_offset, heads_fastest_dq);
+  // Without the overlap the conversion runs after the whole main kernel, and needs no count.
+  const bool dq_overlaps = overlap != BwdOverlap::none && key_tiles > 0;
+  if (m_tiles > 0 &&
+      ov::launch(dq_overlaps, flash_bwd_sm90_convert_dq_kernel<V>, dq_grid, dim3(256), 0, stream, p, ws.dq_acc_offset,
+                 heads_fastest_dq, ws.done_offset, dq_overlaps ? key_tiles : 0) != cudaSuccess)
+    return false;
   return true;
 }
 

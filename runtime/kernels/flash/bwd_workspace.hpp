@@ -1,5 +1,6 @@
 // Scratch layout of the flash backward (host and device, no CUDA needed): fp32 D = rowsum(dO ∘ O),
-// the fp32 dQ accumulator, deterministic-mode counters, and the Hopper kernel's split last wave
+// the fp32 dQ accumulator, deterministic-mode counters, the Hopper kernel's finished-CTA counters
+// (the dQ conversion overlapping its tail, flash/bwd_sm90.cuh), and its split last wave
 // (BwdSplit: fp32 dK / dV accumulators and arrival counters). runtime/src/workspace_flash.cpp calls
 // flash_bwd_workspace_bytes(block_m, block_n, p[, split]); run_bwd<V> reads the same layout.
 #pragma once
@@ -19,6 +20,7 @@ struct BwdWorkspaceLayout {
   size_t dsum_offset;    // fp32 (Hq, total_q): D_i = Σ_d dO·O for query token t of head h
   size_t dq_acc_offset;  // fp32 dQ before the final scale and cast, tiled (see above)
   size_t sem_offset;     // int32 (B, Hq, ceil(seqlen_q / block_m)); deterministic mode only
+  size_t done_offset;    // int32 (B, Hkv): Hopper main-kernel CTAs (key tiles) finished per (batch, kv head)
   size_t split_offset;   // BwdSplit: fp32 (tiles, dK | dV of block_n keys × D), then int32 (tiles) counters
   size_t zero_bytes;     // bytes from dq_acc_offset that must be zeroed before the main kernel
   size_t total_bytes;
@@ -85,11 +87,13 @@ ATTNFORGE_HD BwdWorkspaceLayout flash_bwd_workspace_layout(int block_m, int bloc
   const size_t tiled = size_t(p.batch > 0 ? p.batch : 0) * hq * m_blocks * size_t(block_m) * size_t(p.head_dim);
   w.sem_offset = bwd_align256(w.dq_acc_offset + tiled * sizeof(float));
   const size_t sem_bytes = p.deterministic ? size_t(p.batch) * hq * m_blocks * sizeof(int32_t) : 0;
-  w.split_offset = bwd_align256(w.sem_offset + sem_bytes);
+  w.done_offset = bwd_align256(w.sem_offset + sem_bytes);
+  const size_t done_bytes = size_t(p.batch > 0 ? p.batch : 0) * size_t(p.heads_kv > 0 ? p.heads_kv : 0) * sizeof(int32_t);
+  w.split_offset = bwd_align256(w.done_offset + done_bytes);
   const size_t split_bytes = size_t(split.tiles) * (size_t(block_n) * size_t(p.head_dim) * 2 * sizeof(float) +
                                                     sizeof(int32_t));
   w.total_bytes = bwd_align256(w.split_offset + split_bytes);
-  w.zero_bytes = (split.tiles ? w.split_offset + split_bytes : w.sem_offset + sem_bytes) - w.dq_acc_offset;
+  w.zero_bytes = (split.tiles ? w.split_offset + split_bytes : w.done_offset + done_bytes) - w.dq_acc_offset;
   return w;
 }
 
