@@ -1,4 +1,4 @@
-// has_cuda_device / device_cc_major / check_cuda (gpu.hpp).
+// has_cuda_device / device_cc_major / device_sms / check_cuda (gpu.hpp).
 #include "gpu.hpp"
 
 namespace attnforge::test {
@@ -11,6 +11,13 @@ bool has_cuda_device() {
     return e == cudaSuccess && n > 0;
   }();
   return present;
+}
+
+int device_sms() {
+  int dev = 0, sms = 0;
+  check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute(SMs)");
+  return sms;
 }
 
 int device_cc_major() {

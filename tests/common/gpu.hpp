@@ -1,4 +1,4 @@
-// GPU presence and CUDA error checks for tests: ATTNFORGE_REQUIRE_GPU() skips a test visibly
+// GPU presence, the device's SM count and CUDA error checks for tests: ATTNFORGE_REQUIRE_GPU() skips a test visibly
 // ("no CUDA device") on machines without one; ATTNFORGE_TEST_CUDA throws on any CUDA failure.
 #pragma once
 #include <cuda_runtime_api.h>
@@ -13,6 +13,9 @@ bool has_cuda_device();
 
 // The current device's compute-capability major (9: Hopper), 0 without a device.
 int device_cc_major();
+
+// The current device's SM count (throws on a CUDA failure).
+int device_sms();
 
 // Throws std::runtime_error("<what> failed: <error>") when e is not cudaSuccess.
 void check_cuda(cudaError_t e, const char* what);

@@ -339,9 +339,7 @@ TEST(FlashBwd, OffsetsBeyondInt32) {
 // attnforge_workspace_size bytes, and one too small (the library allocates its own).
 TEST(FlashBwd, SplitLastWave) {
   ATTNFORGE_REQUIRE_GPU();
-  int dev = 0, sms = 0;
-  ATTNFORGE_TEST_CUDA(cudaGetDevice(&dev));
-  ATTNFORGE_TEST_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int sms = attnforge::test::device_sms();
   int ran = 0;
   for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
     if (v.arch != 90 || v.mask != "none" || (v.head_dim != 64 && v.head_dim != 128)) continue;
@@ -371,13 +369,11 @@ TEST(FlashBwd, SplitLastWave) {
 // The launches of the Hopper backward overlapping each other (launch_bwd_sm90, programmatic dependent
 // launch): ATTNFORGE_FLASH_BWD_OVERLAP none / dq / all on every sm90a tile at head dims 64 and 128, on
 // grids of several waves (the dQ conversion starts while the main kernel's last CTAs run and waits for
-// each (batch, kv head) count), GQA, and packed sequences with empty ones (conversion CTAs past a
-// sequence still wait for their head).
+// each (batch, kv head) count; its last CTA waits for the whole main grid), GQA, and packed sequences
+// with empty ones.
 TEST(FlashBwd, OverlapModes) {
   ATTNFORGE_REQUIRE_GPU();
-  int dev = 0, sms = 0;
-  ATTNFORGE_TEST_CUDA(cudaGetDevice(&dev));
-  ATTNFORGE_TEST_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int sms = attnforge::test::device_sms();
   int ran = 0;
   for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
     if (v.arch != 90 || (v.head_dim != 64 && v.head_dim != 128) || v.mask == "bias") continue;

@@ -313,9 +313,7 @@ TEST_P(FlashFwd, GarbageInMaskedKeysChangesNothing) {
 // twice more with the NaN-poisoned output in between: O and LSE bitwise equal (the merge's order does
 // not depend on which piece arrives last).
 TEST_P(FlashFwd, SplitLastRound) {
-  int dev = 0, sms = 0;
-  ATTNFORGE_TEST_CUDA(cudaGetDevice(&dev));
-  ATTNFORGE_TEST_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int sms = attnforge::test::device_sms();
   int ran = 0;
   for (const FlashVariant& v : variants_) {
     if (v.arch != 90 || v.mask != "none") continue;
