@@ -1,5 +1,6 @@
 // Flash backward entry run_bwd<V>: zero the dQ accumulator (and ordering counters), compute
-// D = rowsum(dO ∘ O), run the main kernel over (key tile, kv head, batch), convert dQ.
+// D = rowsum(dO ∘ O), run the main kernel over (key tile, kv head, batch), convert dQ (on the Hopper
+// path the three launches overlap: launch_bwd_sm90).
 // Kernels: flash/bwd_prepost.cuh, flash/bwd_main.cuh (mma.sync), flash/bwd_sm90.cuh (wgmma: taken on
 // sm_90 devices for the tiles it fits, not in deterministic mode nor when all keys fit one key tile
 // (see below); its warp-specialized form for sm90a tiles, run_bwd_sm90_ws; ATTNFORGE_FLASH_BWD_PATH=mma
