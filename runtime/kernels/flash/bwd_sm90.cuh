@@ -913,8 +913,8 @@ inline BwdOverlap bwd_overlap() {
 // main-kernel CTA has started, converting each (batch, kv head) as its key tiles finish: the heads
 // done before the last wave are converted on the SMs that wave leaves idle (D 128, S 2048: 2048 CTAs
 // on 132 SMs, 15.5 waves, against a ~50 µs conversion that ran after the whole grid). H200, 2026-12-01:
-// at burst clocks the call ends 14–45 µs sooner there; at the sustained, power-capped clock the compare
-// cannot tell it from the runs' spread (bench/results/h200_2026-12-01_bwd_overlap_ab.md).
+// at burst clocks the conversion ends 5–37 µs after the main kernel there instead of ~52 (causal: the call
+// 794 → 780 µs); at the sustained, power-capped clock the compare cannot tell it from the runs' spread (bench/results/h200_2026-12-01_bwd_overlap_ab.md).
 template <class V>
 bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t stream,
                      const BwdSm90Maps& maps = BwdSm90Maps{}, const BwdSplit& split = BwdSplit{}) {
