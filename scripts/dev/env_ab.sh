@@ -6,6 +6,8 @@
 #   VAR=ATTNFORGE_FLASH_BWD_OVERLAP VALUES='none all dq' BUILD_DIR=build-gpu OUT=... \
 #     bash scripts/dev/env_ab.sh --head-dims 128 --dirs bwd --seqlens 2048,16384
 set -u
+source "$(dirname "$0")/ab_compare.sh"
+AB_TIMEOUT=${AB_TIMEOUT:-300}
 : "${VAR:?name of the environment variable}" "${VALUES:?two or three values}" "${OUT:?}"
 lib=${BUILD_DIR:-build-gpu}/libattnforge.so
 [ -f "$lib" ] || { echo "env_ab: no $lib"; exit 1; }
@@ -13,12 +15,6 @@ read -r -a vals <<<"$VALUES"
 trees=(base new alt)
 echo "env_ab: $VAR = ${vals[*]} as ${trees[*]:0:${#vals[@]}}"
 for rep in $(seq 1 "${REPS:-2}"); do
-  for i in "${!vals[@]}"; do
-    d="$OUT/cmp_${trees[$i]}_$rep"
-    mkdir -p "$d"
-    env "$VAR=${vals[$i]}" ATTNFORGE_LIBRARY="$PWD/$lib" PYTHONPATH="$PWD/python" timeout 300 \
-      python3 bench/compare_torch.py --grid train --impls af-flash,torch-cudnn "$@" --out "$d" > "$d.log" 2>&1 ||
-      { echo "compare ${vals[$i]} $rep failed:"; tail -3 "$d.log"; }
-  done
+  for i in "${!vals[@]}"; do ab_compare "${trees[$i]}" "$rep" "$PWD/$lib" "$PWD/python" "$VAR=${vals[$i]}" "$@"; done
 done
 python3 scripts/dev/lib_ab_compare_table.py "$OUT" | tee "$OUT/ab_table.md"

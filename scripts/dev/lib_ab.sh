@@ -18,6 +18,7 @@
 # ones and the flash sweep).
 set -u
 export PATH=$PATH:/usr/local/cuda/bin
+source "$(dirname "$0")/ab_compare.sh"
 FILTER=${FILTER:-'flash_fwd_bf16_hd64_*_m128n128w12s2_sm90a;flash_fwd_bf16_hd128_*_m128n128w12s2_sm90a;flash_bwd_bf16_hd64_*;flash_bwd_bf16_hd128_*'}
 [ -d devbase ] || { echo "lib_ab: no devbase/ (see the header)"; exit 2; }
 trees=(base new)
@@ -47,12 +48,7 @@ for t in "${trees[@]}"; do
 done
 if [ "${TIMER:-breakdown}" = compare ]; then
   for rep in $(seq 1 "${REPS:-2}"); do
-    for t in "${trees[@]}"; do
-      mkdir -p "$OUT/cmp_${t}_$rep"
-      ATTNFORGE_LIBRARY="/tmp/ab_$t/libattnforge.so" PYTHONPATH="$(src_of $t)/python" timeout 200 \
-        python3 bench/compare_torch.py --grid train --impls af-flash,torch-cudnn "$@" --out "$OUT/cmp_${t}_$rep" \
-        > "$OUT/cmp_${t}_$rep.log" 2>&1 || echo "compare $t $rep failed"
-    done
+    for t in "${trees[@]}"; do ab_compare "$t" "$rep" "/tmp/ab_$t/libattnforge.so" "$(src_of $t)/python" "" "$@"; done
   done
   python3 scripts/dev/lib_ab_compare_table.py "$OUT" | tee "$OUT/ab_table.md"
   pack_logs
