@@ -374,6 +374,9 @@ TEST(FlashBwd, SplitLastWave) {
 TEST(FlashBwd, OverlapModes) {
   ATTNFORGE_REQUIRE_GPU();
   const int sms = attnforge::test::device_sms();
+  struct ClearOverlapEnv {  // the default again for later tests, also when a check throws
+    ~ClearOverlapEnv() { unsetenv("ATTNFORGE_FLASH_BWD_OVERLAP"); }
+  } clear_env;
   int ran = 0;
   for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
     if (v.arch != 90 || (v.head_dim != 64 && v.head_dim != 128) || v.mask == "bias") continue;
@@ -399,7 +402,6 @@ TEST(FlashBwd, OverlapModes) {
       packed.varlen_k = {257, 700, 0, 1};
       EXPECT_TRUE(check_case(packed, opt)) << "varlen";
     }
-    unsetenv("ATTNFORGE_FLASH_BWD_OVERLAP");
     ++ran;
   }
   if (ran == 0) GTEST_SKIP() << "no sm90a flash backward variant at head dim 64 / 128 compiled";
