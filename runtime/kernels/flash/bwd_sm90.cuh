@@ -41,6 +41,7 @@
 #include "common/grid_overlap.cuh"
 #include "common/launch_checks.hpp"
 #include "common/mask_apply.cuh"
+#include "common/mma.cuh"
 #include "common/numeric.cuh"
 #include "common/params.hpp"
 #include "common/smem_layout.cuh"
@@ -617,12 +618,13 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       }
 
       // ---- dSᵀ → shared (key rows, query columns, 16-bit), before da becomes an in-flight operand ----
+      // da[kk] is four 8×8 blocks: j = 0..3 ↔ keys +8·(j % 2), queries 16·kk + 8·(j / 2); one stmatrix
+      // each, lane l addressing row l % 8 of block l / 8 (a 16-byte chunk of the swizzled tile).
+      {
+        const int key = wg * 64 + wrow + 8 * ((lane >> 3) & 1) + (lane & 7);
 #pragma unroll
-      for (int nt = 0; nt < kQT; ++nt)
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh)
-          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(pair_at(sDS(st), wg * 64 + wrow + g + 8 * hh, nt)),
-                       "r"(da[nt / 2][(nt % 2) * 2 + hh]));
+        for (int kk = 0; kk < kBM / 16; ++kk) prim::stmatrix_x4(sDS(st) + SL::chunk_offset(key, 2 * kk + (lane >> 4)), da[kk]);
+      }
 
       // ---- dV_w += Pᵀ·dO: B = dO (kBM queries = k, D = n), MN-major ----------------------------------
       w::fence();
