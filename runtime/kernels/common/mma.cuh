@@ -51,4 +51,13 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t sme
                : "r"(smem_addr));
 }
 
+// The store counterpart of ldmatrix_x4 (sm_90): register i of each lane, (row g, cols 2t, 2t+1) of
+// matrix i — an mma / wgmma accumulator fragment packed to 16 bits — goes to the row whose address
+// lanes 8i..8i+7 give. One instruction for what four 4-byte shared stores per lane did.
+__device__ __forceinline__ void stmatrix_x4(uint32_t smem_addr, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(smem_addr), "r"(r[0]),
+               "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
+
 }  // namespace attnforge::prim

@@ -41,6 +41,7 @@
 #include "common/grid_overlap.cuh"
 #include "common/launch_checks.hpp"
 #include "common/mask_apply.cuh"
+#include "common/mma.cuh"
 #include "common/numeric.cuh"
 #include "common/params.hpp"
 #include "common/smem_layout.cuh"
@@ -112,6 +113,10 @@ struct BwdSm90Config {
   // two-warpgroup step; elsewhere its code compiles out (H200, 2026-11-30: compiled into every variant
   // it cost causal D 128 2.5 % and the window tiles' spills grew 444 → 748 bytes).
   static constexpr bool kSplitsWave = kWS && !kSplitD && !prim::kMaskEmptiesTiles<Mask>;
+  // dSᵀ goes to shared memory by stmatrix (one instruction per 16 queries) at head dim 128, by 4-byte
+  // stores at 64 (H200, 2026-12-01, sustained compare over S 2048–16384: D 128 1.011× the stores, D 64
+  // 0.996× with causal S 16384 at 0.979 in both runs; bench/results/h200_2026-12-01_bwd_stmatrix_ab.md).
+  static constexpr bool kDsStmatrix = kD == 128;
 
   static constexpr int kLayoutD = kSupported ? kD : 64;  // layouts of unsupported variants: never used
   using QL = prim::SmemTileSw128<kBlockM, kLayoutD>;    // Q or dO tile: (kBlockM queries, D)
@@ -617,12 +622,20 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       }
 
       // ---- dSᵀ → shared (key rows, query columns, 16-bit), before da becomes an in-flight operand ----
+      if constexpr (C::kDsStmatrix) {
+        // da[kk] is four 8×8 blocks: j = 0..3 ↔ keys +8·(j % 2), queries 16·kk + 8·(j / 2); one stmatrix
+        // each, lane l addressing row l % 8 of block l / 8 (a 16-byte chunk of the swizzled tile).
+        const int key = wg * 64 + wrow + 8 * ((lane >> 3) & 1) + (lane & 7);
 #pragma unroll
-      for (int nt = 0; nt < kQT; ++nt)
+        for (int kk = 0; kk < kBM / 16; ++kk) prim::stmatrix_x4(sDS(st) + SL::chunk_offset(key, 2 * kk + (lane >> 4)), da[kk]);
+      } else {
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh)
-          asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(pair_at(sDS(st), wg * 64 + wrow + g + 8 * hh, nt)),
-                       "r"(da[nt / 2][(nt % 2) * 2 + hh]));
+        for (int nt = 0; nt < kQT; ++nt)
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh)
+            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(pair_at(sDS(st), wg * 64 + wrow + g + 8 * hh, nt)),
+                         "r"(da[nt / 2][(nt % 2) * 2 + hh]));
+      }
 
       // ---- dV_w += Pᵀ·dO: B = dO (kBM queries = k, D = n), MN-major ----------------------------------
       w::fence();
