@@ -5,7 +5,8 @@
 // each checked forward and backward against the fp64 CPU reference by DESIGN.md's numerics rule.
 //
 // Replay: every failure prints "ATTNFORGE_SWEEP_SEED=<s> ATTNFORGE_SWEEP_CASE=<i>"; those two
-// variables rerun exactly that case (ATTNFORGE_SWEEP_BACKEND=flash|fused|unfused narrows a run).
+// variables rerun exactly that case (ATTNFORGE_SWEEP_BACKEND=flash|fused|unfused narrows a run), and
+// ATTNFORGE_SWEEP_DUMP=<dir> writes its inputs, outputs and references to a text file there.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -611,6 +612,26 @@ Outcome run_on_gpu(const SweepCase& c, const Tensors& t) {
 }
 
 // ---- the CPU side: fp64 reference, low-precision baseline, the rule ---------------------------------
+// ATTNFORGE_SWEEP_DUMP=<dir>: one text file per checked case — "# describe", "scale", "bias_sizes", then
+// one line "name count values…" per array (%.17g) — for replaying a failure in NumPy.
+void dump_case(const std::string& path, const SweepCase& c, const Tensors& t,
+               const std::vector<std::pair<const char*, const std::vector<double>*>>& arrays) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    std::fprintf(stderr, "[ sweep    ] cannot write %s\n", path.c_str());
+    return;
+  }
+  std::fprintf(f, "# %s\nscale %.17g\nbias_sizes %lld %lld %lld %lld\n", c.describe().c_str(), double(c.scale),
+               (long long)t.bias.sizes[0], (long long)t.bias.sizes[1], (long long)t.bias.sizes[2],
+               (long long)t.bias.sizes[3]);
+  for (const auto& [name, values] : arrays) {
+    std::fprintf(f, "%s %zu", name, values->size());
+    for (double x : *values) std::fprintf(f, " %.17g", x);
+    std::fprintf(f, "\n");
+  }
+  std::fclose(f);
+}
+
 std::string check_against_reference(const SweepCase& c, const Tensors& t, const Outcome& g) {
   const auto q = reliability::gather(t.in_buf[0], t.q);
   const auto k = reliability::gather(t.in_buf[t.packed_in ? 0 : 1], t.k);
@@ -654,6 +675,17 @@ std::string check_against_reference(const SweepCase& c, const Tensors& t, const 
   std::vector<double> rq(nq), rk(nk), rv(nk), lq(nq), lk(nk), lv(nk);
   reference_backward(pr, hq, hk, hv, hdo, tok(rq, sq, c.Hq), tok(rk, sk, c.Hkv), tok(rv, sk, c.Hkv));
   reference_lowp_backward(c.dtype, pr, hq, hk, hv, hdo, tok(lq, sq, c.Hq), tok(lk, sk, c.Hkv), tok(lv, sk, c.Hkv));
+
+  if (const char* dir = std::getenv("ATTNFORGE_SWEEP_DUMP"); dir != nullptr && *dir != '\0') {
+    // Everything the check sees, logical row-major, for offline analysis of one replayed case.
+    const auto bias_logical = c.has_bias ? reliability::gather(t.bias_buf, t.bias) : std::vector<double>{};
+    const std::vector<std::pair<const char*, const std::vector<double>*>> arrays = {
+        {"q", &q},         {"k", &k},          {"v", &v},          {"do", &d_o},        {"bias", &bias_logical},
+        {"gpu_o", &g.o},   {"gpu_lse", &g.lse}, {"gpu_dq", &g.dq}, {"gpu_dk", &g.dk},   {"gpu_dv", &g.dv},
+        {"ref_o", &ro},    {"ref_lse", &rl},   {"ref_dq", &rq},    {"ref_dk", &rk},     {"ref_dv", &rv},
+        {"lowp_o", &lo},   {"lowp_lse", &ll},  {"lowp_dq", &lq},   {"lowp_dk", &lk},    {"lowp_dv", &lv}};
+    dump_case(std::string(dir) + "/sweep_case_" + std::to_string(c.index) + ".txt", c, t, arrays);
+  }
 
   std::ostringstream log;
   bool ok = true;
