@@ -43,7 +43,7 @@ echo "built $(date +%T)"
 for t in "${trees[@]}"; do
   [ $t = base ] && continue
   tests=$(find "/tmp/ab_$t" -name attnforge_gpu_tests -type f | head -1)
-  GTEST_FILTER=${GTEST_FILTER:-'*Flash*:Sweep.*'} ATTNFORGE_SWEEP_BACKEND=flash timeout 200 "$tests" > "$OUT/tests_$t.log" 2>&1
+  GTEST_FILTER=${GTEST_FILTER:-'*Flash*:Sweep.*'} ATTNFORGE_SWEEP_BACKEND=flash timeout 260 "$tests" > "$OUT/tests_$t.log" 2>&1
   # GTest's "PASSED n" counts skipped tests too (the sweep skips in a build without backward variants).
   echo "tests ($t) rc=$?"; grep -E '^\[  (PASSED|FAILED)|FAILED|cases in|^\[  SKIPPED \] [0-9]+ test' "$OUT/tests_$t.log" | head
 done

@@ -229,32 +229,42 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1)
         float dp[Tr::kSM / 16][Tr::kSN / 8][4];
         warp_gemm_nt<Tr>(dp, sDO, sV, wsm, wsn, lane);  // dP = dO·Vᵀ
         if (whole_rows) {
-          // Every key of the sequence is in this tile: D_i = Σ_j P_ij·dP_ij from the tile itself
-          // replaces the preprocess's rowsum(dO ∘ O), whose O is rounded to the dtype — the error
-          // that dominates dS when a row sees only a few keys. Per-warp partial rows meet in the
-          // dS staging area (free until dS is written below), summed in a fixed order.
-          float* part = reinterpret_cast<float*>(smem + Tr::kOffDS);  // (kSWarpsN, kBM) fp32
+          // Every key of the sequence is in this tile: D_i = Σ_j P_ij·dP_ij / Σ_j P_ij from the tile
+          // itself replaces the preprocess's rowsum(dO ∘ O), whose O is rounded to the dtype — the
+          // error that dominates dS when a row sees only a few keys. Dividing by Σ_j P (1 up to the
+          // LSE's and exp2's rounding) keeps Σ_j dS_ij = 0, so a row of one visible key gets dS = 0,
+          // as the exact gradient. Per-warp partial rows (P·dP, P) meet in the dS staging area (free
+          // until dS is written below), summed in a fixed order.
+          static_assert(2 * Tr::kSWarpsN * kBM * 4 <= kBM * Tr::kBlockN * 2, "flash bwd: D partials exceed the dS area");
+          float* part = reinterpret_cast<float*>(smem + Tr::kOffDS);  // (2, kSWarpsN, kBM) fp32
 #pragma unroll
           for (int i = 0; i < Tr::kSM / 16; ++i) {
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-              float acc = 0.f;
+              float acc = 0.f, psum = 0.f;
 #pragma unroll
               for (int j = 0; j < Tr::kSN / 8; ++j) {
                 const float p0 = pf[i][j][r * 2], p1 = pf[i][j][r * 2 + 1];  // P == 0 selects 0 (NaN in masked V)
                 acc += (p0 != 0.f ? p0 * dp[i][j][r * 2] : 0.f) + (p1 != 0.f ? p1 * dp[i][j][r * 2 + 1] : 0.f);
+                psum += p0 + p1;
               }
               acc += __shfl_xor_sync(0xffffffffu, acc, 1);
               acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-              if (t4 == 0) part[wsn * kBM + wsm * Tr::kSM + i * 16 + g + r * 8] = acc;
+              psum += __shfl_xor_sync(0xffffffffu, psum, 1);
+              psum += __shfl_xor_sync(0xffffffffu, psum, 2);
+              if (t4 == 0) {
+                const int row = wsm * Tr::kSM + i * 16 + g + r * 8;
+                part[wsn * kBM + row] = acc;
+                part[(Tr::kSWarpsN + wsn) * kBM + row] = psum;
+              }
             }
           }
           __syncthreads();
           if (tid < kBM) {
-            float d = 0.f;
+            float d = 0.f, l = 0.f;
 #pragma unroll
-            for (int w = 0; w < Tr::kSWarpsN; ++w) d += part[w * kBM + tid];
-            c.s_dsum[slot * kBM + tid] = d;
+            for (int w = 0; w < Tr::kSWarpsN; ++w) d += part[w * kBM + tid], l += part[(Tr::kSWarpsN + w) * kBM + tid];
+            c.s_dsum[slot * kBM + tid] = l > 0.f ? d / l : 0.f;  // l = 0: a row that sees no key (P = 0, dS = 0)
           }
           __syncthreads();  // D published; the staging area is free for dS again
         }
