@@ -232,9 +232,12 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1)
           // Every key of the sequence is in this tile: D_i = Σ_j P_ij·dP_ij / Σ_j P_ij from the tile
           // itself replaces the preprocess's rowsum(dO ∘ O), whose O is rounded to the dtype — the
           // error that dominates dS when a row sees only a few keys. Dividing by Σ_j P (1 up to the
-          // LSE's and exp2's rounding) keeps Σ_j dS_ij = 0, so a row of one visible key gets dS = 0,
-          // as the exact gradient. Per-warp partial rows (P·dP, P) meet in the dS staging area (free
-          // until dS is written below), summed in a fixed order.
+          // LSE's and exp2's rounding) keeps Σ_j dS_ij = 0 up to fp32 rounding: a row of one visible
+          // key, whose exact dS is 0, keeps only the rounding of (P·dP)/P, an ulp of dP, where without
+          // the division it kept dP·(1 − P) (dQ 1.1e-5 in the sweep, over the rule's 1e-5 floor). The
+          // fused backward divides P itself (fused/bwd.cuh), which makes that row exactly 0. Per-warp
+          // partial rows (P·dP, P) meet in the dS staging area (free until dS is written below), summed
+          // in a fixed order.
           static_assert(2 * Tr::kSWarpsN * kBM * 4 <= kBM * Tr::kBlockN * 2, "flash bwd: D partials exceed the dS area");
           float* part = reinterpret_cast<float*>(smem + Tr::kOffDS);  // (2, kSWarpsN, kBM) fp32
 #pragma unroll
