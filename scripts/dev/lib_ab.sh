@@ -15,7 +15,8 @@
 # FILTER: variant globs (default: the bf16 D 64 / 128 flash backward and the forwards its graph needs;
 # keep every backward tile of a head dim: a build of the sm90a tiles alone sends short rows and
 # deterministic calls to paths the library would not take). GTEST_FILTER: the suites (default the flash
-# ones and the flash sweep).
+# ones and the flash sweep). TIMER_ENV: one VAR=value for the timed runs only (not the tests), e.g.
+# ATTNFORGE_FLASH_BWD_PATH=mma to time the mma.sync backward.
 set -u
 export PATH=$PATH:/usr/local/cuda/bin
 source "$(dirname "$0")/ab_compare.sh"
@@ -42,13 +43,13 @@ echo "built $(date +%T)"
 for t in "${trees[@]}"; do
   [ $t = base ] && continue
   tests=$(find "/tmp/ab_$t" -name attnforge_gpu_tests -type f | head -1)
-  GTEST_FILTER=${GTEST_FILTER:-'*Flash*:Sweep.*'} ATTNFORGE_SWEEP_BACKEND=flash timeout 200 "$tests" > "$OUT/tests_$t.log" 2>&1
+  GTEST_FILTER=${GTEST_FILTER:-'*Flash*:Sweep.*'} ATTNFORGE_SWEEP_BACKEND=flash timeout 260 "$tests" > "$OUT/tests_$t.log" 2>&1
   # GTest's "PASSED n" counts skipped tests too (the sweep skips in a build without backward variants).
   echo "tests ($t) rc=$?"; grep -E '^\[  (PASSED|FAILED)|FAILED|cases in|^\[  SKIPPED \] [0-9]+ test' "$OUT/tests_$t.log" | head
 done
 if [ "${TIMER:-breakdown}" = compare ]; then
   for rep in $(seq 1 "${REPS:-2}"); do
-    for t in "${trees[@]}"; do ab_compare "$t" "$rep" "/tmp/ab_$t/libattnforge.so" "$(src_of $t)/python" "" "$@"; done
+    for t in "${trees[@]}"; do ab_compare "$t" "$rep" "/tmp/ab_$t/libattnforge.so" "$(src_of $t)/python" "${TIMER_ENV:-}" "$@"; done
   done
   python3 scripts/dev/lib_ab_compare_table.py "$OUT" | tee "$OUT/ab_table.md"
   pack_logs
@@ -56,7 +57,7 @@ if [ "${TIMER:-breakdown}" = compare ]; then
 fi
 for rep in $(seq 1 "${REPS:-2}"); do
   for t in "${trees[@]}"; do
-    ATTNFORGE_LIBRARY="/tmp/ab_$t/libattnforge.so" PYTHONPATH="$(src_of $t)/python" \
+    env ${TIMER_ENV:+"$TIMER_ENV"} ATTNFORGE_LIBRARY="/tmp/ab_$t/libattnforge.so" PYTHONPATH="$(src_of $t)/python" \
       timeout 120 python3 scripts/dev/kernel_breakdown.py "$@" > "$OUT/bd_${t}_$rep.txt" 2>&1 || echo "breakdown $t $rep failed"
   done
 done

@@ -42,9 +42,9 @@ attnforge_status run_bwd_prologue(const Params& p, const BwdWorkspaceLayout& ws,
 // Whether a call takes the Hopper kernel (or its warp-specialized form) rather than the mma.sync one:
 // an sm_90 device (unless ATTNFORGE_FLASH_BWD_PATH=mma), not deterministic, a grid within limits, and
 // keys beyond one key tile. A key row that fits one key tile goes to the mma.sync kernel, which then
-// takes D = Σ_j P·dP from the tile instead of rowsum(dO ∘ O), whose O is rounded to the dtype: that
-// error dominates dS when a row sees few keys (H200 sweep, Sq 1, Sk 3 and 5: 1.01–1.11× the numerics
-// bound on the Hopper kernel).
+// takes D = Σ_j P·dP / Σ_j P from the tile's fp32 P (as the fused backward normalises its P) instead of
+// rowsum(dO ∘ O), whose O is rounded to the dtype: that error dominates dS when a row sees few keys
+// (H200 sweep, Sq 1, Sk 3 and 5: 1.01–1.11× the numerics bound on the Hopper kernel).
 inline bool takes_hopper_bwd(const Params& p, int block_n) {
   const bool grid_fits = !exceeds_grid_yz(p.heads_q, p.batch);  // grid y / z (main and dQ kernels)
   return !p.deterministic && p.seqlen_k > block_n && grid_fits && hopper_path("ATTNFORGE_FLASH_BWD_PATH");

@@ -178,15 +178,17 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1)
     const float* dsum_s = c.s_dsum + slot * kBM;
 
     // ===== phase 1: S = Q·Kᵀ, dP = dO·Vᵀ on the warp's (kSM queries × kSN keys) ==================
-    // Two passes keep only one fp32 tile live beside the dK/dV accumulators: S → P (16-bit,
-    // kept packed and staged), then dP → dS = P ∘ (dP − D) from the 16-bit P.
+    // S → P (fp32, kept; staged 16-bit for dV), then dP → dS = P ∘ (dP − D) from the fp32 P. A 16-bit
+    // P here (one fp32 tile fewer) breaks Σ_j dS_j = 0 by P's rounding, so a row of a few keys gets a dQ
+    // error ∝ |D|·|K| instead of |dS|·|K| (sweep case #355; a NumPy model of both fails the numerics
+    // rule in 21 of 30000 short bias rows with 16-bit P, in 0 with fp32 P, worst 0.69 of the bound).
     {
       uint32_t* sp32 = reinterpret_cast<uint32_t*>(smem + Tr::kOffP);
       uint32_t* sds32 = reinterpret_cast<uint32_t*>(smem + Tr::kOffDS);
-      uint32_t pp[Tr::kSM / 16][Tr::kSN / 8][2];  // P packed: [i][j][r] = row g + 8r, cols 2t, 2t+1
+      float pf[Tr::kSM / 16][Tr::kSN / 8][4];  // P: [i][j][2r + e] = row g + 8r, col 2t + e
       {
-        float s[Tr::kSM / 16][Tr::kSN / 8][4];
-        warp_gemm_nt<Tr>(s, sQ, sK, wsm, wsn, lane);  // S = Q·Kᵀ (raw, unscaled)
+        float (&s)[Tr::kSM / 16][Tr::kSN / 8][4] = pf;
+        warp_gemm_nt<Tr>(s, sQ, sK, wsm, wsn, lane);  // S = Q·Kᵀ (raw, unscaled), P in place below
         // P = exp2(S·scale·log2e − LSE·log2e): the forward's softmax, recomputed. Masked
         // elements: P = 0 by selection (NaN or huge values in masked K never reach a sum). A row
         // with LSE = −inf saw no key: its LSE is taken as +inf so that P = 0, never
@@ -216,9 +218,9 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1)
                 }
                 const float pe = exp2_approx(x - lse2);
                 pv[e] = vis ? pe : 0.f;
+                s[i][j][r * 2 + e] = pv[e];
               }
-              pp[i][j][r] = E::pack(pv[0], pv[1]);
-              sp32[(mi * kLdP + kc) / 2] = pp[i][j][r];
+              sp32[(mi * kLdP + kc) / 2] = E::pack(pv[0], pv[1]);
             }
           }
         }
@@ -227,37 +229,50 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1)
         float dp[Tr::kSM / 16][Tr::kSN / 8][4];
         warp_gemm_nt<Tr>(dp, sDO, sV, wsm, wsn, lane);  // dP = dO·Vᵀ
         if (whole_rows) {
-          // Every key of the sequence is in this tile: D_i = Σ_j P_ij·dP_ij from the tile itself
-          // replaces the preprocess's rowsum(dO ∘ O), whose O is rounded to the dtype — the error
-          // that dominates dS when a row sees only a few keys. Per-warp partial rows meet in the
-          // dS staging area (free until dS is written below), summed in a fixed order.
-          float* part = reinterpret_cast<float*>(smem + Tr::kOffDS);  // (kSWarpsN, kBM) fp32
+          // Every key of the sequence is in this tile: D_i = Σ_j P_ij·dP_ij / Σ_j P_ij from the tile
+          // itself replaces the preprocess's rowsum(dO ∘ O), whose O is rounded to the dtype — the
+          // error that dominates dS when a row sees only a few keys. Dividing by Σ_j P (1 up to the
+          // LSE's and exp2's rounding) keeps Σ_j dS_ij = 0 up to fp32 rounding: a row of one visible
+          // key, whose exact dS is 0, keeps only the rounding of (P·dP)/P, an ulp of dP, where without
+          // the division it kept dP·(1 − P) (dQ 1.1e-5 in the sweep, over the rule's 1e-5 floor). The
+          // fused backward divides P itself (fused/bwd.cuh), which makes that row exactly 0. Per-warp
+          // partial rows (P·dP, P) meet in the dS staging area (free until dS is written below), summed
+          // in a fixed order.
+          static_assert(2 * Tr::kSWarpsN * kBM * 4 <= kBM * Tr::kBlockN * 2, "flash bwd: D partials exceed the dS area");
+          float* part = reinterpret_cast<float*>(smem + Tr::kOffDS);  // (2, kSWarpsN, kBM) fp32
 #pragma unroll
           for (int i = 0; i < Tr::kSM / 16; ++i) {
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-              float acc = 0.f;
+              float acc = 0.f, psum = 0.f;
 #pragma unroll
               for (int j = 0; j < Tr::kSN / 8; ++j) {
-                const float2 pf = E::unpack(pp[i][j][r]);  // P == 0 selects 0 (NaN in masked V)
-                acc += (pf.x != 0.f ? pf.x * dp[i][j][r * 2] : 0.f) + (pf.y != 0.f ? pf.y * dp[i][j][r * 2 + 1] : 0.f);
+                const float p0 = pf[i][j][r * 2], p1 = pf[i][j][r * 2 + 1];  // P == 0 selects 0 (NaN in masked V)
+                acc += (p0 != 0.f ? p0 * dp[i][j][r * 2] : 0.f) + (p1 != 0.f ? p1 * dp[i][j][r * 2 + 1] : 0.f);
+                psum += p0 + p1;
               }
               acc += __shfl_xor_sync(0xffffffffu, acc, 1);
               acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-              if (t4 == 0) part[wsn * kBM + wsm * Tr::kSM + i * 16 + g + r * 8] = acc;
+              psum += __shfl_xor_sync(0xffffffffu, psum, 1);
+              psum += __shfl_xor_sync(0xffffffffu, psum, 2);
+              if (t4 == 0) {
+                const int row = wsm * Tr::kSM + i * 16 + g + r * 8;
+                part[wsn * kBM + row] = acc;
+                part[(Tr::kSWarpsN + wsn) * kBM + row] = psum;
+              }
             }
           }
           __syncthreads();
           if (tid < kBM) {
-            float d = 0.f;
+            float d = 0.f, l = 0.f;
 #pragma unroll
-            for (int w = 0; w < Tr::kSWarpsN; ++w) d += part[w * kBM + tid];
-            c.s_dsum[slot * kBM + tid] = d;
+            for (int w = 0; w < Tr::kSWarpsN; ++w) d += part[w * kBM + tid], l += part[(Tr::kSWarpsN + w) * kBM + tid];
+            c.s_dsum[slot * kBM + tid] = l > 0.f ? d / l : 0.f;  // l = 0: a row that sees no key (P = 0, dS = 0)
           }
           __syncthreads();  // D published; the staging area is free for dS again
         }
-        // dS = P ∘ (dP − D), from the 16-bit P; P == 0 (masked, or underflow where dS is 0
-        // anyway) selects 0 so that NaN in masked V cannot leak through dP.
+        // dS = P ∘ (dP − D), from the fp32 P; P == 0 (masked, or underflow where dS is 0 anyway)
+        // selects 0 so that NaN in masked V cannot leak through dP.
 #pragma unroll
         for (int i = 0; i < Tr::kSM / 16; ++i) {
 #pragma unroll
@@ -267,9 +282,9 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1)
 #pragma unroll
             for (int j = 0; j < Tr::kSN / 8; ++j) {
               const int kc = wsn * Tr::kSN + j * 8 + 2 * t4;
-              const float2 pf = E::unpack(pp[i][j][r]);
-              const float d0 = pf.x != 0.f ? pf.x * (dp[i][j][r * 2] - dsum) : 0.f;
-              const float d1 = pf.y != 0.f ? pf.y * (dp[i][j][r * 2 + 1] - dsum) : 0.f;
+              const float p0 = pf[i][j][r * 2], p1 = pf[i][j][r * 2 + 1];
+              const float d0 = p0 != 0.f ? p0 * (dp[i][j][r * 2] - dsum) : 0.f;
+              const float d1 = p1 != 0.f ? p1 * (dp[i][j][r * 2 + 1] - dsum) : 0.f;
               sds32[(mi * kLdP + kc) / 2] = E::pack(d0, d1);
             }
           }
