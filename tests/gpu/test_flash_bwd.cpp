@@ -1,6 +1,7 @@
 // GPU tests of the flash backward through the C API (attention_case.hpp: fp64 reference, numerics
 // rule with factor 3, poisoned outputs): boundary (Sq, Sk) pairs × masks, head dims, GQA/MQA, varlen
-// with empty sequences, fully masked rows, strides, offsets past 2³¹, deterministic mode bitwise ×100.
+// with empty sequences, fully masked rows, strides, offsets past 2³¹, deterministic mode bitwise ×100,
+// short bias rows over many seeds.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime.h>
@@ -448,6 +449,35 @@ TEST(FlashBwd, HeadDim256DeterministicShortRows) {
     opt.deterministic = sub.deterministic;
     EXPECT_TRUE(check_case(c, opt));
   }
+}
+
+// Rows that see a few keys through a bias tensor, 2000 seeds of the shape of sweep case #355 (bf16,
+// D 128, Sq 1–5, Sk 2–6, the bias broadcast over queries on odd seeds). Every key row fits one key tile,
+// so the mma.sync kernel forms D from the tile. With dS from the 16-bit P (before 2026-12-01) a NumPy
+// model of these draws fails the rule in ~0.1 % of them (scripts/dev/flash_bwd_short_rows_model.py),
+// which this test catches with ~85 % probability; with the fp32 P the model fails in 0 of 60000.
+TEST(FlashBwd, ShortBiasRowsManySeeds) {
+  ATTNFORGE_REQUIRE_GPU();
+  if (!flash_built(ATTNFORGE_BF16, 128, "bias")) GTEST_SKIP() << "no flash bf16 hd128 bias fwd+bwd compiled";
+  int failed = 0;
+  std::string first;
+  for (uint64_t seed = 1; seed <= 2000; ++seed) {
+    Case c;
+    c.dtype = ATTNFORGE_BF16;
+    c.head_dim = 128;
+    c.mask = "bias";
+    c.bias = BiasKind::additive;
+    c.seqlen_q = 1 + int(seed % 5);
+    c.seqlen_k = 2 + int(seed / 5 % 5);
+    c.bias_broadcast = {false, false, seed % 2 == 1, false};
+    c.seed = seed;
+    const auto r = check_case(c, kFlash);
+    if (!r) {
+      ++failed;
+      if (first.empty()) first = r.message();
+    }
+  }
+  EXPECT_EQ(failed, 0) << "of 2000 seeds; the first:\n" << first;
 }
 
 // Both backward kernels on every compiled tile the Hopper kernel takes (flash/bwd_sm90.cuh:
