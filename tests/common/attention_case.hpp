@@ -140,6 +140,22 @@ bool variant_not_built(attnforge_status st);
 // Runs the case through the C API and checks it; see the top of this file.
 ::testing::AssertionResult check_case(const Case& c, const RunOptions& opt = {});
 
+// check_case over seeds 1 … n of one shape (make_case(seed) returns the Case, its seed set): how many
+// failed, and the first failure's message.
+struct SeedsOutcome {
+  int failed = 0;
+  std::string first;
+};
+template <class MakeCase>
+SeedsOutcome check_seeds(uint64_t n, MakeCase make_case, const RunOptions& opt) {
+  SeedsOutcome out;
+  for (uint64_t seed = 1; seed <= n; ++seed) {
+    const ::testing::AssertionResult r = check_case(make_case(seed), opt);
+    if (!r && out.failed++ == 0) out.first = r.message();
+  }
+  return out;
+}
+
 // Expects the call to be rejected: returns success iff forward (or backward when the case's
 // backward is set) returns `status` and attnforge_last_error() contains `message_part`.
 ::testing::AssertionResult check_case_fails(const Case& c, const RunOptions& opt, attnforge_status status,

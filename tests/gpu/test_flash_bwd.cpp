@@ -459,25 +459,22 @@ TEST(FlashBwd, HeadDim256DeterministicShortRows) {
 TEST(FlashBwd, ShortBiasRowsManySeeds) {
   ATTNFORGE_REQUIRE_GPU();
   if (!flash_built(ATTNFORGE_BF16, 128, "bias")) GTEST_SKIP() << "no flash bf16 hd128 bias fwd+bwd compiled";
-  int failed = 0;
-  std::string first;
-  for (uint64_t seed = 1; seed <= 2000; ++seed) {
-    Case c;
-    c.dtype = ATTNFORGE_BF16;
-    c.head_dim = 128;
-    c.mask = "bias";
-    c.bias = BiasKind::additive;
-    c.seqlen_q = 1 + int(seed % 5);
-    c.seqlen_k = 2 + int(seed / 5 % 5);
-    c.bias_broadcast = {false, false, seed % 2 == 1, false};
-    c.seed = seed;
-    const auto r = check_case(c, kFlash);
-    if (!r) {
-      ++failed;
-      if (first.empty()) first = r.message();
-    }
-  }
-  EXPECT_EQ(failed, 0) << "of 2000 seeds; the first:\n" << first;
+  const attnforge::test::SeedsOutcome r = attnforge::test::check_seeds(
+      2000,
+      [](uint64_t seed) {
+        Case c;
+        c.dtype = ATTNFORGE_BF16;
+        c.head_dim = 128;
+        c.mask = "bias";
+        c.bias = BiasKind::additive;
+        c.seqlen_q = 1 + int(seed % 5);  // (1, Sq, 1, 128), Sq 1–5
+        c.seqlen_k = 2 + int(seed / 5 % 5);  // (1, Sk, 1, 128), Sk 2–6
+        c.bias_broadcast = {false, false, seed % 2 == 1, false};
+        c.seed = seed;
+        return c;
+      },
+      kFlash);
+  EXPECT_EQ(r.failed, 0) << "of 2000 seeds; the first:\n" << r.first;
 }
 
 // Both backward kernels on every compiled tile the Hopper kernel takes (flash/bwd_sm90.cuh:
