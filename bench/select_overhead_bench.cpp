@@ -16,6 +16,7 @@
 #include <cstdlib>
 
 #include "attnforge/attnforge.h"
+#include "attnforge/attention.hpp"
 #include "select.hpp"
 #include "tune_lookup.hpp"
 
@@ -23,16 +24,8 @@ namespace {
 
 void* const kFake = reinterpret_cast<void*>(uintptr_t(1) << 40);  // never dereferenced
 
-attnforge_tensor dense(int64_t a, int64_t b, int64_t c, int64_t d) {
-  attnforge_tensor x{};
-  x.data = kFake;
-  x.dtype = ATTNFORGE_BF16;
-  x.rank = 4;
-  const int64_t s[4] = {a, b, c, d};
-  for (int i = 0; i < 4; ++i) x.sizes[i] = s[i];
-  x.strides[3] = 1;
-  for (int i = 2; i >= 0; --i) x.strides[i] = x.strides[i + 1] * x.sizes[i + 1];
-  return x;
+attnforge_tensor dense(int64_t a, int64_t b, int64_t c, int64_t d) {  // contiguous (a, b, c, d), bf16
+  return attnforge::Tensor(kFake, ATTNFORGE_BF16, {a, b, c, d}).c();
 }
 
 // A training-grid call: bf16, B=4, S=4096, H=16, D=128, causal, with an LSE.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "attnforge/attnforge.h"
+#include "attnforge/attention.hpp"
 #include "gpu.hpp"
 #include "select.hpp"
 #include "tune_cache.hpp"
@@ -23,16 +24,8 @@ namespace {
 
 void* const kFake = reinterpret_cast<void*>(uintptr_t(1) << 40);  // selection never dereferences it
 
-attnforge_tensor dense(int64_t a, int64_t b, int64_t c, int64_t d, void* data = kFake) {
-  attnforge_tensor x{};
-  x.data = data;
-  x.dtype = ATTNFORGE_BF16;
-  x.rank = 4;
-  const int64_t s[4] = {a, b, c, d};
-  for (int i = 0; i < 4; ++i) x.sizes[i] = s[i];
-  x.strides[3] = 1;
-  for (int i = 2; i >= 0; --i) x.strides[i] = x.strides[i + 1] * x.sizes[i + 1];
-  return x;
+attnforge_tensor dense(int64_t a, int64_t b, int64_t c, int64_t d, void* data = kFake) {  // contiguous, bf16
+  return attnforge::Tensor(data, ATTNFORGE_BF16, {a, b, c, d}).c();
 }
 
 // bf16, B = 2, S = 3000, H = 4, D = 64, causal, forward: flash by the heuristic.

@@ -7,21 +7,14 @@
 #include <string>
 
 #include "attnforge/attnforge.h"
+#include "attnforge/attention.hpp"
 #include "select.hpp"
 #include "tune_lookup.hpp"
 
 namespace {
 
-attnforge_tensor dense(attnforge_dtype t, int64_t a, int64_t b, int64_t c, int64_t d, void* data) {
-  attnforge_tensor x{};
-  x.data = data;
-  x.dtype = t;
-  x.rank = 4;
-  const int64_t s[4] = {a, b, c, d};
-  for (int i = 0; i < 4; ++i) x.sizes[i] = s[i];
-  x.strides[3] = 1;
-  for (int i = 2; i >= 0; --i) x.strides[i] = x.strides[i + 1] * x.sizes[i + 1];
-  return x;
+attnforge_tensor dense(attnforge_dtype t, int64_t a, int64_t b, int64_t c, int64_t d, void* data) {  // contiguous
+  return attnforge::Tensor(data, t, {a, b, c, d}).c();
 }
 
 // Shapes only: estimates accept NULL data.
