@@ -11,6 +11,8 @@ import argparse
 
 import numpy as np
 
+from flash_bwd_delta_model import bf16_round as bf16  # scripts/dev, beside this file
+
 MODELS = ("p16", "p32", "p32-norm")
 LOG2E = np.log2(np.e)
 
@@ -19,11 +21,6 @@ def f32(x):
     return np.asarray(x, dtype=np.float32).astype(np.float64)
 
 
-def bf16(x):  # round to nearest even, through the fp32 bit pattern
-    a = np.ascontiguousarray(x, dtype=np.float32)
-    u = a.view(np.uint32).astype(np.uint64)
-    r = (((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16).astype(np.uint32)
-    return np.where(np.isnan(a), a, r.view(np.float32)).astype(np.float64)
 
 
 def kernel_dq(model, q, k, v, do, bias, lse, scale):
