@@ -180,8 +180,9 @@ __global__ void __launch_bounds__(BwdTraits<V>::kThreads, 1)
     // ===== phase 1: S = Q·Kᵀ, dP = dO·Vᵀ on the warp's (kSM queries × kSN keys) ==================
     // S → P (fp32, kept; staged 16-bit for dV), then dP → dS = P ∘ (dP − D) from the fp32 P. A 16-bit
     // P here (one fp32 tile fewer) breaks Σ_j dS_j = 0 by P's rounding, so a row of a few keys gets a dQ
-    // error ∝ |D|·|K| instead of |dS|·|K| (sweep case #355; a NumPy model of both fails the numerics
-    // rule in 21 of 30000 short bias rows with 16-bit P, in 0 with fp32 P, worst 0.69 of the bound).
+    // error ∝ |D|·|K| instead of |dS|·|K| (sweep case #355; scripts/dev/flash_bwd_short_rows_model.py
+    // fails the numerics rule in 53 of 60000 short bias rows with 16-bit P, in 0 with fp32 P, worst 0.71
+    // of the bound: bench/results/h200_2026-12-01_bwd_short_rows_fp32p.md).
     {
       uint32_t* sp32 = reinterpret_cast<uint32_t*>(smem + Tr::kOffP);
       uint32_t* sds32 = reinterpret_cast<uint32_t*>(smem + Tr::kOffDS);
