@@ -14,6 +14,7 @@
 
 #include "attention_case.hpp"
 #include "flash_variants.hpp"
+#include "flash/bwd_grid_order.hpp"
 #include "flash/bwd_workspace.hpp"
 
 namespace {
@@ -406,6 +407,35 @@ TEST(FlashBwd, OverlapModes) {
     ++ran;
   }
   if (ran == 0) GTEST_SKIP() << "no sm90a flash backward variant at head dim 64 / 128 compiled";
+}
+
+// The Hopper backward's grid order under uneven tiles (flash/bwd_grid_order.hpp): key tiles fastest, the
+// last units longest CTA first. On every sm90a causal / window tile at head dims 64 and 128, with more
+// (batch, kv head) units than the tail takes, so both parts of the grid and their seam run (GQA).
+TEST(FlashBwd, LongestFirstTail) {
+  ATTNFORGE_REQUIRE_GPU();
+  const int sms = attnforge::test::device_sms();
+  int ran = 0;
+  for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
+    if (v.arch != 90 || (v.head_dim != 64 && v.head_dim != 128) || (v.mask != "causal" && v.mask != "window"))
+      continue;
+    if (!flash_built(v.dtype, v.head_dim, v.mask)) continue;
+    SCOPED_TRACE(v.name);
+    Case c;
+    c.dtype = v.dtype;
+    c.head_dim = v.head_dim;
+    c.mask = v.mask;
+    mask_setup(c, 0);
+    c.batch = 2, c.seqlen_q = 200, c.seqlen_k = 3000;
+    const int key_tiles = (c.seqlen_k + v.block_n - 1) / v.block_n;
+    const int tail = attnforge::flash::bwd_tail_units(key_tiles, 1 << 20, sms, true);
+    c.heads_kv = tail / 2 + 2;  // 2 · heads_kv units: a few more than the tail
+    c.heads_q = 2 * c.heads_kv;
+    ASSERT_LT(attnforge::flash::bwd_tail_units(key_tiles, c.batch * c.heads_kv, sms, true), c.batch * c.heads_kv);
+    EXPECT_TRUE(check_case(c, {.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = v.name.c_str()}));
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "no causal or window sm90a flash backward variant at head dim 64 / 128 compiled";
 }
 
 // The shapes of the sweep case that hit the δ term (README "Known issues", Backward δ; seed 1780146508

@@ -50,6 +50,7 @@
 #include "common/variant.hpp"
 #include "common/wgmma.cuh"
 #include "flash/bwd_cta.cuh"
+#include "flash/bwd_grid_order.hpp"
 #include "flash/bwd_prepost.cuh"
 #include "flash/bwd_primitives.cuh"
 #include "flash/bwd_workspace.hpp"
@@ -179,7 +180,7 @@ struct BwdSm90Maps {
 
 template <class V>
 __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::kMinBlocks)
-    flash_bwd_sm90_kernel(const __grid_constant__ Params p, size_t dq_acc_offset, bool heads_fastest,
+    flash_bwd_sm90_kernel(const __grid_constant__ Params p, size_t dq_acc_offset, int tail_units,
                           const __grid_constant__ BwdSm90Maps maps, BwdSplit split, size_t split_offset,
                           bool pieces, size_t done_offset) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -219,9 +220,13 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       return;  // run as pieces by the split launch
     }
   }
+  // The grid is (key tiles, kv heads, batch), its last tail_units units longest CTA first
+  // (flash/bwd_grid_order.hpp, launch_bwd_sm90).
+  const BwdCta cta = bwd_cta_of(cx, cy, cz, gridDim.x, p.heads_kv, p.batch, tail_units);
+  cx = cta.key_tile, cy = cta.head_kv, cz = cta.batch;
   const int b = cz;
-  const int hkv = heads_fastest ? cx : cy;  // see launch_bwd_sm90
-  const int n0 = (heads_fastest ? cy : cx) * kBN;
+  const int hkv = cy;
+  const int n0 = cx * kBN;
   const SeqInfo si = seq_info(p, b);
   const int sq = si.seqlen_q, sk = si.seqlen_k;
   namespace ov = prim::overlap;
@@ -905,9 +910,6 @@ bool encode_bwd_sm90_maps(const Params& p, BwdSm90Maps* maps) {
                                  p.v_batch_stride, C::kBlockN);
 }
 
-// Key tiles from which the backward grid walks key tiles fastest under every mask (launch_bwd_sm90).
-inline constexpr int kKeyTilesFastestFrom = 128;
-
 // Which launches of this path overlap the one before (launch_bwd_sm90): none; the dQ conversion only;
 // all (the main kernel over the D pass's tail too; the default). ATTNFORGE_FLASH_BWD_OVERLAP=none|dq|all,
 // read per call (A/B runs, and a way out should a driver misbehave).
@@ -940,33 +942,29 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || !allow_smem(flash_bwd_sm90_kernel<V>, C::kSmemBytes, dev, raised))
       return false;
-    // Grid order. When the mask empties some tiles (causal: the first query tile sees no key of the
-    // last key tile; a window: the last query tile none of the first), key tiles differ in work:
-    // (kv heads, key tiles, batch) starts the longest CTAs of every head first and lets the
-    // shortest fill the tail (H200, bf16, S 4096, hd128 causal: 301 against 286 TFLOP/s). Else
-    // (key tiles, kv heads, batch) keeps the CTAs of one head, which read the same Q/dO tiles in
-    // step, running together (hd64 none, S 16384: 322 against 221 TFLOP/s heads-first). From
-    // kKeyTilesFastestFrom key tiles on, uneven tiles take that order too: a head's CTAs then are
-    // enough to fill the GPU many times over, so the tail matters less than the Q / dO and dQ rows
-    // that all heads at once keep streaming (causal D 128 S 16384: 4839 / 4897 → 4769 / 4732 µs
-    // in the twelfth session, −3 % in the fourteenth's head-groups A/B; S ≤ 4096 lost 2–10 %).
+    // Grid order (flash/bwd_grid_order.hpp): key tiles fastest, so a head's CTAs share its Q / dO tiles
+    // and dQ rows in L2 (hd64 none, S 16384: 322 against 221 TFLOP/s heads first); when the mask empties
+    // some tiles (causal: the first query tile sees no key of the last key tile; a window: the last
+    // query tile none of the first) the last units longest CTA first. Before (to the twenty-sixth
+    // session): heads fastest within a batch under 128 key tiles (causal hd128 S 4096: 301 against 286
+    // TFLOP/s key tiles fastest, whose last head's longest CTA ran alone at the end).
     const int sq = p.seqlen_q, sk = p.seqlen_k, last_q = (sq - 1) / C::kBlockM * C::kBlockM;
     auto empty = [&](int q0, int k0) {
       return C::Mask::classify(q0, std::min(q0 + C::kBlockM, sq) - 1, k0, std::min(k0 + C::kBlockN, sk) - 1, sq, sk,
                                p.mask) == TileClass::kEmpty;
     };
     const bool uneven = sq > 0 && (empty(0, (key_tiles - 1) * C::kBlockN) || empty(last_q, 0));
-    const bool heads_fastest = uneven && key_tiles < kKeyTilesFastestFrom;
-    const dim3 grid = heads_fastest ? dim3(p.heads_kv, key_tiles, p.batch) : dim3(key_tiles, p.heads_kv, p.batch);
+    const int tail_units = bwd_tail_units(key_tiles, p.heads_kv * p.batch, p.num_sms, uneven);
+    const dim3 grid(key_tiles, p.heads_kv, p.batch);
     // The split last wave (BwdSplit, sized into ws by the caller): the main launch skips its CTAs, the
     // second runs them as pieces once the main launch's whole waves are done.
-    const BwdSplit use = !heads_fastest ? split : BwdSplit{};
+    const BwdSplit use = tail_units == 0 ? split : BwdSplit{};
     if (ov::launch(overlap == BwdOverlap::all, flash_bwd_sm90_kernel<V>, grid, dim3(C::kThreads), C::kSmemBytes, stream,
-                   p, ws.dq_acc_offset, heads_fastest, maps, use, ws.split_offset, false, ws.done_offset) != cudaSuccess)
+                   p, ws.dq_acc_offset, tail_units, maps, use, ws.split_offset, false, ws.done_offset) != cudaSuccess)
       return false;
     if (use.tiles > 0)
       flash_bwd_sm90_kernel<V><<<use.pieces(), C::kThreads, C::kSmemBytes, stream>>>(
-          p, ws.dq_acc_offset, false, maps, use, ws.split_offset, true, ws.done_offset);
+          p, ws.dq_acc_offset, 0, maps, use, ws.split_offset, true, ws.done_offset);
   }
   constexpr int kRows = bwd_sm90_detail::kDqTileRows;
   const int m_tiles = (p.seqlen_q + kRows - 1) / kRows;
