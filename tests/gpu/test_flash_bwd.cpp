@@ -409,12 +409,17 @@ TEST(FlashBwd, OverlapModes) {
   if (ran == 0) GTEST_SKIP() << "no sm90a flash backward variant at head dim 64 / 128 compiled";
 }
 
-// The Hopper backward's grid order under uneven tiles (flash/bwd_grid_order.hpp): key tiles fastest, the
-// last units longest CTA first. On every sm90a causal / window tile at head dims 64 and 128, with more
-// (batch, kv head) units than the tail takes, so both parts of the grid and their seam run (GQA).
+// The Hopper backward's grid order under uneven tiles (flash/bwd_grid_order.hpp) where a batch's heads
+// do not fit the L2: key tiles fastest and the last units longest CTA first (ATTNFORGE_FLASH_BWD_ORDER=tail
+// asks for it at shapes a CPU reference affords). On every sm90a causal / window tile at head dims 64
+// and 128, with more (batch, kv head) units than the tail takes, so both parts of the grid and their seam
+// run (GQA); and the same shape batch by batch.
 TEST(FlashBwd, LongestFirstTail) {
   ATTNFORGE_REQUIRE_GPU();
   const int sms = attnforge::test::device_sms();
+  struct ClearOrderEnv {  // the default again for later tests, also when a check throws
+    ~ClearOrderEnv() { unsetenv("ATTNFORGE_FLASH_BWD_ORDER"); }
+  } clear_env;
   int ran = 0;
   for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
     if (v.arch != 90 || (v.head_dim != 64 && v.head_dim != 128) || (v.mask != "causal" && v.mask != "window"))
@@ -428,11 +433,16 @@ TEST(FlashBwd, LongestFirstTail) {
     mask_setup(c, 0);
     c.batch = 2, c.seqlen_q = 200, c.seqlen_k = 3000;
     const int key_tiles = (c.seqlen_k + v.block_n - 1) / v.block_n;
-    const int tail = attnforge::flash::bwd_tail_units(key_tiles, 1 << 20, sms, true);
+    const int tail = attnforge::flash::bwd_grid_order(key_tiles, 1 << 20, 1, 1, 0, sms, true).tail_units;
     c.heads_kv = tail / 2 + 2;  // 2 · heads_kv units: a few more than the tail
     c.heads_q = 2 * c.heads_kv;
-    ASSERT_LT(attnforge::flash::bwd_tail_units(key_tiles, c.batch * c.heads_kv, sms, true), c.batch * c.heads_kv);
-    EXPECT_TRUE(check_case(c, {.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = v.name.c_str()}));
+    ASSERT_LT(attnforge::flash::bwd_grid_order(key_tiles, c.heads_kv, c.batch, 1, 0, sms, true).tail_units,
+              c.batch * c.heads_kv);
+    for (const char* order : {"tail", "batch"}) {
+      SCOPED_TRACE(order);
+      setenv("ATTNFORGE_FLASH_BWD_ORDER", order, 1);
+      EXPECT_TRUE(check_case(c, {.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = v.name.c_str()}));
+    }
     ++ran;
   }
   if (ran == 0) GTEST_SKIP() << "no causal or window sm90a flash backward variant at head dim 64 / 128 compiled";

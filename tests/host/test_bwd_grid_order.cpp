@@ -1,6 +1,7 @@
 // The Hopper backward's grid order (flash/bwd_grid_order.hpp): every (key tile, kv head, batch) CTA
-// exactly once, the blocks before the tail unchanged, the tail longest first (key tile ascending, which
-// under causal masks is the longest CTA first), and enough tail units for the tail to cover
+// exactly once, the blocks before the tail unchanged, each chunk of the tail longest first (key tile
+// ascending, which under causal masks is the longest CTA first); the order chosen: batch by batch where a
+// batch's heads fit the L2 (the order of the grid (kv heads, key tiles, batch)), else a tail that covers
 // kTailLongestCtas longest CTAs on every SM.
 #include <gtest/gtest.h>
 
@@ -12,49 +13,70 @@
 namespace {
 
 using attnforge::flash::bwd_cta_of;
-using attnforge::flash::bwd_tail_units;
+using attnforge::flash::bwd_grid_order;
 using attnforge::flash::BwdCta;
+using attnforge::flash::BwdGridOrder;
 
-TEST(BwdGridOrder, EveryCtaOnceAndTheTailLongestFirst) {
+TEST(BwdGridOrder, EveryCtaOnceAndEachChunkLongestFirst) {
   for (int key_tiles : {1, 2, 7, 16, 64})
     for (int heads : {1, 3, 32})
       for (int batch : {1, 2, 5}) {
         const int units = heads * batch;
-        for (int tail = 0; tail <= units; tail += std::max(1, units / 4)) {
-          SCOPED_TRACE(testing::Message() << key_tiles << " key tiles, " << heads << " heads, batch " << batch
-                                          << ", tail " << tail);
-          std::set<std::tuple<int, int, int>> seen;
-          const int first = (units - tail) * key_tiles;
-          int lin = 0, last_key_tile = 0;
-          for (int z = 0; z < batch; ++z)
-            for (int y = 0; y < heads; ++y)
-              for (int x = 0; x < key_tiles; ++x, ++lin) {
-                const BwdCta c = bwd_cta_of(x, y, z, key_tiles, heads, batch, tail);
-                ASSERT_TRUE(c.key_tile >= 0 && c.key_tile < key_tiles && c.head_kv >= 0 && c.head_kv < heads &&
-                            c.batch >= 0 && c.batch < batch);
-                seen.insert({c.key_tile, c.head_kv, c.batch});
-                if (lin < first) {
-                  EXPECT_EQ(std::make_tuple(c.key_tile, c.head_kv, c.batch), std::make_tuple(x, y, z));
-                } else {
-                  EXPECT_GE(c.head_kv + heads * c.batch, units - tail) << "a tail block runs a tail unit";
-                  EXPECT_GE(c.key_tile, last_key_tile) << "the tail walks key tiles in order";
-                  last_key_tile = c.key_tile;
+        for (int tail = 0; tail <= units; tail += std::max(1, units / 4))
+          for (int chunk : {1, 2, heads, tail}) {
+            if (chunk <= 0 || tail % chunk != 0) continue;
+            SCOPED_TRACE(testing::Message() << key_tiles << " key tiles, " << heads << " heads, batch " << batch
+                                            << ", tail " << tail << ", chunk " << chunk);
+            std::set<std::tuple<int, int, int>> seen;
+            const int first = (units - tail) * key_tiles;
+            int lin = 0;
+            for (int z = 0; z < batch; ++z)
+              for (int y = 0; y < heads; ++y)
+                for (int x = 0; x < key_tiles; ++x, ++lin) {
+                  const BwdCta c = bwd_cta_of(x, y, z, key_tiles, heads, batch, BwdGridOrder{tail, chunk});
+                  ASSERT_TRUE(c.key_tile >= 0 && c.key_tile < key_tiles && c.head_kv >= 0 && c.head_kv < heads &&
+                              c.batch >= 0 && c.batch < batch);
+                  seen.insert({c.key_tile, c.head_kv, c.batch});
+                  if (lin < first) {
+                    EXPECT_EQ(std::make_tuple(c.key_tile, c.head_kv, c.batch), std::make_tuple(x, y, z));
+                  } else {
+                    const int r = lin - first, unit = c.head_kv + heads * c.batch;
+                    EXPECT_EQ((unit - (units - tail)) / chunk, r / (chunk * key_tiles)) << "the block's chunk";
+                    EXPECT_EQ(c.key_tile, r % (chunk * key_tiles) / chunk) << "key tiles in order in a chunk";
+                  }
                 }
-              }
-          EXPECT_EQ(int(seen.size()), units * key_tiles);
-        }
+            EXPECT_EQ(int(seen.size()), units * key_tiles);
+          }
       }
 }
 
-TEST(BwdGridOrder, TailUnits) {
-  EXPECT_EQ(bwd_tail_units(64, 64, 132, false), 0) << "even tiles keep key tiles fastest";
-  // 2 · kTailLongestCtas · SMs / key tiles, at most every unit.
-  EXPECT_EQ(bwd_tail_units(64, 64, 132, true), (4 * 132 + 63) / 64);
-  EXPECT_EQ(bwd_tail_units(16, 256, 132, true), 33);
-  EXPECT_EQ(bwd_tail_units(16, 8, 132, true), 8);
-  EXPECT_EQ(bwd_tail_units(128, 32, 132, true), 5);
-  EXPECT_EQ(bwd_tail_units(64, 64, 0, true), 1) << "an unknown SM count counts as one SM";
-  EXPECT_EQ(bwd_tail_units(0, 64, 132, true), 0);
+TEST(BwdGridOrder, BatchByBatchIsTheHeadsFastestGrid) {
+  // Tail = every unit, a chunk per batch: block (x, y, z) runs what block (lin % H, lin / H % T, z) of
+  // the grid (heads, key tiles, batch) ran, lin = x + T·y (the order before the twenty-seventh session).
+  const int T = 5, H = 3, B = 2;
+  for (int z = 0; z < B; ++z)
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < T; ++x) {
+        const int lin = x + T * y;
+        const BwdCta c = bwd_cta_of(x, y, z, T, H, B, BwdGridOrder{H * B, H});
+        EXPECT_EQ(std::make_tuple(c.key_tile, c.head_kv, c.batch), std::make_tuple(lin / H, lin % H, z));
+      }
+}
+
+TEST(BwdGridOrder, Choice) {
+  constexpr int64_t kL2 = 50 << 20, kSmall = 1 << 20, kLarge = 4 << 20;
+  EXPECT_EQ(bwd_grid_order(64, 32, 2, kLarge, kL2, 132, false).tail_units, 0) << "even tiles: key tiles fastest";
+  const BwdGridOrder fits = bwd_grid_order(16, 16, 8, kSmall, kL2, 132, true);
+  EXPECT_EQ(fits.tail_units, 128) << "16 heads of 1 MiB fit 50 MiB: batch by batch";
+  EXPECT_EQ(fits.chunk, 16);
+  // 32 heads of 4 MiB do not: 2 · kTailLongestCtas · SMs / key tiles units, at most every unit.
+  const BwdGridOrder tail = bwd_grid_order(64, 32, 2, kLarge, kL2, 132, true);
+  EXPECT_EQ(tail.tail_units, (4 * 132 + 63) / 64);
+  EXPECT_EQ(tail.chunk, tail.tail_units);
+  EXPECT_EQ(bwd_grid_order(128, 32, 1, kLarge, kL2, 132, true).tail_units, 5);
+  EXPECT_EQ(bwd_grid_order(4, 32, 1, kLarge, kL2, 132, true).tail_units, 32);
+  EXPECT_EQ(bwd_grid_order(64, 32, 2, kLarge, kL2, 0, true).tail_units, 1) << "an unknown SM count counts as one";
+  EXPECT_EQ(bwd_grid_order(0, 32, 2, kLarge, kL2, 132, true).tail_units, 0);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // The order in which the Hopper backward's CTAs (one per key tile, kv head, batch) start: key tiles
-// fastest, but the last tail units (batch, kv head) longest CTA first (host and device, no CUDA needed).
+// fastest, or longest CTA first over some of the (batch, kv head) units (host and device, no CUDA needed).
 // flash/bwd_sm90.cuh launches and decodes with these; tests/host/test_bwd_grid_order.cpp checks them.
 #pragma once
 #include <algorithm>
@@ -12,33 +12,49 @@ namespace attnforge::flash {
 // The tail units' work covers at least this many of the longest CTA's lengths on every SM.
 inline constexpr int kTailLongestCtas = 2;
 
-// How many (batch, kv head) units run longest first at the end of a grid of `units` units of key_tiles
-// CTAs on `sms` SMs. Key tiles fastest keeps a unit's CTAs, which read the same Q / dO tiles and add to
-// the same dQ rows, running together, so they share those rows in L2. When the mask empties tiles
-// (`uneven`: causal, a window) key tiles differ in work, and the last unit's longest CTA would start late
-// and run alone; so the last units run key tiles slowest (every unit's first key tile, then every unit's
-// second …), longest first, and the shortest CTAs fill the tail. A unit of T key tiles holds about T / 2
-// longest CTAs of work, so the tail needs 2 · kTailLongestCtas · sms / T units. Even tiles: 0.
-inline int bwd_tail_units(int key_tiles, int units, int sms, bool uneven) {
-  if (!uneven || key_tiles <= 0 || units <= 0) return 0;
+// Which units (batch, kv head) of a grid of `units` units of key_tiles CTAs each start longest CTA
+// first, and in chunks of how many: the last `units` of the grid, `chunk` units at a time (each chunk's
+// first key tile of every unit, then its second …). The units before the tail run key tiles fastest.
+struct BwdGridOrder {
+  int tail_units = 0, chunk = 1;
+};
+
+// The order for a call on `sms` SMs whose L2 holds l2_bytes. `uneven`: the mask empties tiles (causal,
+// a window), so key tiles differ in work; else key tiles fastest throughout. unit_bytes: the Q / dO
+// rows, dQ accumulator and LSE / D rows one unit's CTAs stream.
+//   - Every batch's heads together fit the L2: heads fastest, batch by batch, longest first (a chunk per
+//     batch), which balances the tail and reads each batch's rows from DRAM about once.
+//   - Else key tiles fastest, so a unit's CTAs, which read the same Q / dO tiles and add to the same dQ
+//     rows, run together and share them in L2 (heads fastest at S 8192, D 64, causal read 2.24 GB from
+//     DRAM per call, cuDNN 0.41), and the last units longest first, so that the last unit's longest CTA
+//     does not start late and run alone: a unit of T key tiles holds about T / 2 longest CTAs of work,
+//     so the tail takes 2 · kTailLongestCtas · sms / T units.
+inline BwdGridOrder bwd_grid_order(int key_tiles, int heads_kv, int batch, int64_t unit_bytes, int64_t l2_bytes,
+                                   int sms, bool uneven) {
+  const int units = heads_kv * batch;
+  if (!uneven || key_tiles <= 0 || units <= 0) return {};
+  if (int64_t(heads_kv) * unit_bytes <= l2_bytes) return {units, heads_kv};
   const int64_t want = (int64_t(2) * kTailLongestCtas * std::max(sms, 1) + key_tiles - 1) / key_tiles;
-  return int(std::min<int64_t>(units, want));
+  const int tail = int(std::min<int64_t>(units, want));
+  return {tail, tail};
 }
 
 struct BwdCta {
   int key_tile, head_kv, batch;
 };
 
-// The CTA that block (x, y, z) of the grid (key_tiles, heads_kv, batch) runs: itself before the tail;
-// in the tail (its last tail_units units), block r of the tail is key tile r / tail_units of tail unit
-// r % tail_units.
-ATTNFORGE_HD BwdCta bwd_cta_of(int x, int y, int z, int key_tiles, int heads_kv, int batch, int tail_units) {
+// The CTA that block (x, y, z) of the grid (key_tiles, heads_kv, batch) runs under order o: itself before
+// the tail; block r of the tail is key tile (r mod c·T) / c of unit r / (c·T) · c + r mod c of the tail
+// (c = o.chunk, T = key_tiles; o.tail_units is a multiple of c).
+ATTNFORGE_HD BwdCta bwd_cta_of(int x, int y, int z, int key_tiles, int heads_kv, int batch, BwdGridOrder o) {
   const int units = heads_kv * batch;
-  const int64_t first = int64_t(units - tail_units) * key_tiles;
+  const int64_t first = int64_t(units - o.tail_units) * key_tiles;
   const int64_t lin = x + int64_t(key_tiles) * (y + int64_t(heads_kv) * z);
-  if (tail_units <= 0 || lin < first) return {x, y, z};
-  const int r = int(lin - first), unit = units - tail_units + r % tail_units;
-  return {r / tail_units, unit % heads_kv, unit / heads_kv};
+  if (o.tail_units <= 0 || lin < first) return {x, y, z};
+  const int64_t r = lin - first, per_chunk = int64_t(o.chunk) * key_tiles;
+  const int in_chunk = int(r % per_chunk);
+  const int unit = units - o.tail_units + int(r / per_chunk) * o.chunk + in_chunk % o.chunk;
+  return {in_chunk / o.chunk, unit % heads_kv, unit / heads_kv};
 }
 
 }  // namespace attnforge::flash

@@ -180,7 +180,7 @@ struct BwdSm90Maps {
 
 template <class V>
 __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::kMinBlocks)
-    flash_bwd_sm90_kernel(const __grid_constant__ Params p, size_t dq_acc_offset, int tail_units,
+    flash_bwd_sm90_kernel(const __grid_constant__ Params p, size_t dq_acc_offset, BwdGridOrder order,
                           const __grid_constant__ BwdSm90Maps maps, BwdSplit split, size_t split_offset,
                           bool pieces, size_t done_offset) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -220,9 +220,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       return;  // run as pieces by the split launch
     }
   }
-  // The grid is (key tiles, kv heads, batch), its last tail_units units longest CTA first
-  // (flash/bwd_grid_order.hpp, launch_bwd_sm90).
-  const BwdCta cta = bwd_cta_of(cx, cy, cz, gridDim.x, p.heads_kv, p.batch, tail_units);
+  // The grid is (key tiles, kv heads, batch), in `order` (flash/bwd_grid_order.hpp, launch_bwd_sm90).
+  const BwdCta cta = bwd_cta_of(cx, cy, cz, gridDim.x, p.heads_kv, p.batch, order);
   cx = cta.key_tile, cy = cta.head_kv, cz = cta.batch;
   const int b = cz;
   const int hkv = cy;
@@ -921,6 +920,16 @@ inline BwdOverlap bwd_overlap() {
   return BwdOverlap::all;
 }
 
+// The grid order under uneven tiles (bwd_grid_order): ATTNFORGE_FLASH_BWD_ORDER=tail takes key tiles
+// fastest and a longest-first tail, =batch longest first batch by batch, whatever the L2 holds; unset,
+// the L2 decides. Read per call (tests of both orders at shapes a CPU reference affords, A/B runs).
+inline int64_t bwd_order_l2_bytes(int dev) {
+  const char* env = std::getenv("ATTNFORGE_FLASH_BWD_ORDER");
+  if (env != nullptr && std::strcmp(env, "tail") == 0) return 0;
+  if (env != nullptr && std::strcmp(env, "batch") == 0) return INT64_MAX;
+  return cached_device_attribute<cudaDevAttrL2CacheSize>(dev);
+}
+
 // The main kernel and the dQ conversion of this path (run_bwd<V> zeroes the accumulator and runs the
 // D pass before). Returns false if a launch or the shared-memory opt-in failed.
 // Overlap (bwd_overlap(), programmatic dependent launch): the main kernel starts its first CTAs during
@@ -942,29 +951,30 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || !allow_smem(flash_bwd_sm90_kernel<V>, C::kSmemBytes, dev, raised))
       return false;
-    // Grid order (flash/bwd_grid_order.hpp): key tiles fastest, so a head's CTAs share its Q / dO tiles
-    // and dQ rows in L2 (hd64 none, S 16384: 322 against 221 TFLOP/s heads first); when the mask empties
-    // some tiles (causal: the first query tile sees no key of the last key tile; a window: the last
-    // query tile none of the first) the last units longest CTA first. Before (to the twenty-sixth
-    // session): heads fastest within a batch under 128 key tiles (causal hd128 S 4096: 301 against 286
-    // TFLOP/s key tiles fastest, whose last head's longest CTA ran alone at the end).
+    // Grid order (flash/bwd_grid_order.hpp): key tiles fastest; when the mask empties some tiles
+    // (causal: the first query tile sees no key of the last key tile; a window: the last query tile
+    // none of the first), key tiles differ in work and the order starts longest CTAs first, over each
+    // batch where its heads' rows fit the L2, else over the last units only.
     const int sq = p.seqlen_q, sk = p.seqlen_k, last_q = (sq - 1) / C::kBlockM * C::kBlockM;
     auto empty = [&](int q0, int k0) {
       return C::Mask::classify(q0, std::min(q0 + C::kBlockM, sq) - 1, k0, std::min(k0 + C::kBlockN, sk) - 1, sq, sk,
                                p.mask) == TileClass::kEmpty;
     };
     const bool uneven = sq > 0 && (empty(0, (key_tiles - 1) * C::kBlockN) || empty(last_q, 0));
-    const int tail_units = bwd_tail_units(key_tiles, p.heads_kv * p.batch, p.num_sms, uneven);
+    // Bytes a unit streams: Q and dO rows, the fp32 dQ accumulator, LSE and D, for each query head.
+    const int64_t unit_bytes = int64_t(p.group()) * sq * (int64_t(C::kD) * (2 * sizeof(typename C::Element) + 4) + 8);
+    const BwdGridOrder order =
+        bwd_grid_order(key_tiles, p.heads_kv, p.batch, unit_bytes, bwd_order_l2_bytes(dev), p.num_sms, uneven);
     const dim3 grid(key_tiles, p.heads_kv, p.batch);
     // The split last wave (BwdSplit, sized into ws by the caller): the main launch skips its CTAs, the
     // second runs them as pieces once the main launch's whole waves are done.
-    const BwdSplit use = tail_units == 0 ? split : BwdSplit{};
+    const BwdSplit use = order.tail_units == 0 ? split : BwdSplit{};
     if (ov::launch(overlap == BwdOverlap::all, flash_bwd_sm90_kernel<V>, grid, dim3(C::kThreads), C::kSmemBytes, stream,
-                   p, ws.dq_acc_offset, tail_units, maps, use, ws.split_offset, false, ws.done_offset) != cudaSuccess)
+                   p, ws.dq_acc_offset, order, maps, use, ws.split_offset, false, ws.done_offset) != cudaSuccess)
       return false;
     if (use.tiles > 0)
       flash_bwd_sm90_kernel<V><<<use.pieces(), C::kThreads, C::kSmemBytes, stream>>>(
-          p, ws.dq_acc_offset, 0, maps, use, ws.split_offset, true, ws.done_offset);
+          p, ws.dq_acc_offset, BwdGridOrder{}, maps, use, ws.split_offset, true, ws.done_offset);
   }
   constexpr int kRows = bwd_sm90_detail::kDqTileRows;
   const int m_tiles = (p.seqlen_q + kRows - 1) / kRows;
