@@ -410,8 +410,8 @@ TEST(FlashBwd, OverlapModes) {
 }
 
 // The Hopper backward's grid order under uneven tiles (flash/bwd_grid_order.hpp) where a batch's heads
-// do not fit the L2: key tiles fastest and the last units longest CTA first (ATTNFORGE_FLASH_BWD_ORDER=tail
-// asks for it at shapes a CPU reference affords). On every sm90a causal / window tile at head dims 64
+// overflow the L2 at D 64: key tiles fastest and the last units longest CTA first
+// (ATTNFORGE_FLASH_BWD_ORDER=tail asks for it at shapes a CPU reference affords, and at D 128). On every sm90a causal / window tile at head dims 64
 // and 128, with more (batch, kv head) units than the tail takes, so both parts of the grid and their seam
 // run (GQA); and the same shape batch by batch.
 TEST(FlashBwd, LongestFirstTail) {
@@ -433,10 +433,14 @@ TEST(FlashBwd, LongestFirstTail) {
     mask_setup(c, 0);
     c.batch = 2, c.seqlen_q = 200, c.seqlen_k = 3000;
     const int key_tiles = (c.seqlen_k + v.block_n - 1) / v.block_n;
-    const int tail = attnforge::flash::bwd_grid_order(key_tiles, 1 << 20, 1, 1, 0, sms, true).tail_units;
+    using attnforge::flash::BwdOrderAsk;
+    const int tail =
+        attnforge::flash::bwd_grid_order(key_tiles, 1 << 20, 1, v.head_dim, 1, 0, sms, true, BwdOrderAsk::tail).tail_units;
     c.heads_kv = tail / 2 + 2;  // 2 · heads_kv units: a few more than the tail
     c.heads_q = 2 * c.heads_kv;
-    ASSERT_LT(attnforge::flash::bwd_grid_order(key_tiles, c.heads_kv, c.batch, 1, 0, sms, true).tail_units,
+    ASSERT_LT(attnforge::flash::bwd_grid_order(key_tiles, c.heads_kv, c.batch, v.head_dim, 1, 0, sms, true,
+                                               BwdOrderAsk::tail)
+                  .tail_units,
               c.batch * c.heads_kv);
     for (const char* order : {"tail", "batch"}) {
       SCOPED_TRACE(order);

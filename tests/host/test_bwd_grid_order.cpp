@@ -1,8 +1,8 @@
 // The Hopper backward's grid order (flash/bwd_grid_order.hpp): every (key tile, kv head, batch) CTA
 // exactly once, the blocks before the tail unchanged, each chunk of the tail longest first (key tile
-// ascending, which under causal masks is the longest CTA first); the order chosen: batch by batch where a
-// batch's heads fit the L2 (the order of the grid (kv heads, key tiles, batch)), else a tail that covers
-// kTailLongestCtas longest CTAs on every SM.
+// ascending, which under causal masks is the longest CTA first); the order chosen: batch by batch (the
+// order of the grid (kv heads, key tiles, batch)) unless a batch's heads overflow the L2 at D 64, where a
+// tail covers kTailLongestCtas longest CTAs on every SM.
 #include <gtest/gtest.h>
 
 #include <set>
@@ -64,19 +64,27 @@ TEST(BwdGridOrder, BatchByBatchIsTheHeadsFastestGrid) {
 }
 
 TEST(BwdGridOrder, Choice) {
+  using attnforge::flash::BwdOrderAsk;
   constexpr int64_t kL2 = 50 << 20, kSmall = 1 << 20, kLarge = 4 << 20;
-  EXPECT_EQ(bwd_grid_order(64, 32, 2, kLarge, kL2, 132, false).tail_units, 0) << "even tiles: key tiles fastest";
-  const BwdGridOrder fits = bwd_grid_order(16, 16, 8, kSmall, kL2, 132, true);
+  EXPECT_EQ(bwd_grid_order(64, 32, 2, 64, kLarge, kL2, 132, false).tail_units, 0) << "even tiles: key tiles fastest";
+  EXPECT_EQ(bwd_grid_order(128, 32, 1, 64, kLarge, kL2, 132, true).tail_units, 0) << "128 key tiles: key tiles fastest";
+  const BwdGridOrder fits = bwd_grid_order(16, 16, 8, 64, kSmall, kL2, 132, true);
   EXPECT_EQ(fits.tail_units, 128) << "16 heads of 1 MiB fit 50 MiB: batch by batch";
   EXPECT_EQ(fits.chunk, 16);
-  // 32 heads of 4 MiB do not: 2 · kTailLongestCtas · SMs / key tiles units, at most every unit.
-  const BwdGridOrder tail = bwd_grid_order(64, 32, 2, kLarge, kL2, 132, true);
+  const BwdGridOrder wide = bwd_grid_order(64, 32, 2, 128, kLarge, kL2, 132, true);
+  EXPECT_EQ(wide.tail_units, 64) << "D 128: batch by batch even where the heads overflow the L2";
+  EXPECT_EQ(wide.chunk, 32);
+  // D 64, 32 heads of 4 MiB overflow 50 MiB: 2 · kTailLongestCtas · SMs / key tiles units, at most all.
+  const BwdGridOrder tail = bwd_grid_order(64, 32, 2, 64, kLarge, kL2, 132, true);
   EXPECT_EQ(tail.tail_units, (4 * 132 + 63) / 64);
   EXPECT_EQ(tail.chunk, tail.tail_units);
-  EXPECT_EQ(bwd_grid_order(128, 32, 1, kLarge, kL2, 132, true).tail_units, 5);
-  EXPECT_EQ(bwd_grid_order(4, 32, 1, kLarge, kL2, 132, true).tail_units, 32);
-  EXPECT_EQ(bwd_grid_order(64, 32, 2, kLarge, kL2, 0, true).tail_units, 1) << "an unknown SM count counts as one";
-  EXPECT_EQ(bwd_grid_order(0, 32, 2, kLarge, kL2, 132, true).tail_units, 0);
+  EXPECT_EQ(bwd_grid_order(4, 32, 1, 64, kLarge, kL2, 132, true).tail_units, 32);
+  EXPECT_EQ(bwd_grid_order(64, 32, 2, 64, kLarge, kL2, 0, true).tail_units, 1) << "an unknown SM count counts as one";
+  EXPECT_EQ(bwd_grid_order(0, 32, 2, 64, kLarge, kL2, 132, true).tail_units, 0);
+  // Asked for: that order wherever tiles are uneven.
+  EXPECT_EQ(bwd_grid_order(16, 16, 8, 128, kSmall, kL2, 132, true, BwdOrderAsk::tail).tail_units, 33);
+  EXPECT_EQ(bwd_grid_order(128, 32, 1, 64, kLarge, kL2, 132, true, BwdOrderAsk::batch).chunk, 32);
+  EXPECT_EQ(bwd_grid_order(16, 16, 8, 64, kSmall, kL2, 132, false, BwdOrderAsk::tail).tail_units, 0);
 }
 
 }  // namespace

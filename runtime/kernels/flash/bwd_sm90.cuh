@@ -920,15 +920,14 @@ inline BwdOverlap bwd_overlap() {
   return BwdOverlap::all;
 }
 
-// The grid order under uneven tiles (bwd_grid_order): ATTNFORGE_FLASH_BWD_ORDER=tail takes key tiles
-// fastest and a longest-first tail, =batch longest first batch by batch, whatever the L2 holds; unset,
-// the L2 decides. Read per call (tests of both orders at shapes a CPU reference affords, A/B runs).
-inline int64_t bwd_order_l2_bytes(int dev) {
+// ATTNFORGE_FLASH_BWD_ORDER=tail | batch (bwd_grid_order), read per call; unset: the measured choice.
+inline BwdOrderAsk bwd_order_ask() {
   const char* env = std::getenv("ATTNFORGE_FLASH_BWD_ORDER");
-  if (env != nullptr && std::strcmp(env, "tail") == 0) return 0;
-  if (env != nullptr && std::strcmp(env, "batch") == 0) return INT64_MAX;
-  return cached_device_attribute<cudaDevAttrL2CacheSize>(dev);
+  if (env != nullptr && std::strcmp(env, "tail") == 0) return BwdOrderAsk::tail;
+  if (env != nullptr && std::strcmp(env, "batch") == 0) return BwdOrderAsk::batch;
+  return BwdOrderAsk::measured;
 }
+
 
 // The main kernel and the dQ conversion of this path (run_bwd<V> zeroes the accumulator and runs the
 // D pass before). Returns false if a launch or the shared-memory opt-in failed.
@@ -953,8 +952,9 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
       return false;
     // Grid order (flash/bwd_grid_order.hpp): key tiles fastest; when the mask empties some tiles
     // (causal: the first query tile sees no key of the last key tile; a window: the last query tile
-    // none of the first), key tiles differ in work and the order starts longest CTAs first, over each
-    // batch where its heads' rows fit the L2, else over the last units only.
+    // none of the first), key tiles differ in work, and under 128 key tiles the order starts longest
+    // CTAs first, batch by batch, or over the last units only where a batch's heads overflow the L2 at
+    // D 64.
     const int sq = p.seqlen_q, sk = p.seqlen_k, last_q = (sq - 1) / C::kBlockM * C::kBlockM;
     auto empty = [&](int q0, int k0) {
       return C::Mask::classify(q0, std::min(q0 + C::kBlockM, sq) - 1, k0, std::min(k0 + C::kBlockN, sk) - 1, sq, sk,
@@ -964,7 +964,8 @@ bool launch_bwd_sm90(const Params& p, const BwdWorkspaceLayout& ws, cudaStream_t
     // Bytes a unit streams: Q and dO rows, the fp32 dQ accumulator, LSE and D, for each query head.
     const int64_t unit_bytes = int64_t(p.group()) * sq * (int64_t(C::kD) * (2 * sizeof(typename C::Element) + 4) + 8);
     const BwdGridOrder order =
-        bwd_grid_order(key_tiles, p.heads_kv, p.batch, unit_bytes, bwd_order_l2_bytes(dev), p.num_sms, uneven);
+        bwd_grid_order(key_tiles, p.heads_kv, p.batch, C::kD, unit_bytes,
+                       cached_device_attribute<cudaDevAttrL2CacheSize>(dev), p.num_sms, uneven, bwd_order_ask());
     const dim3 grid(key_tiles, p.heads_kv, p.batch);
     // The split last wave (BwdSplit, sized into ws by the caller): the main launch skips its CTAs, the
     // second runs them as pieces once the main launch's whole waves are done.
