@@ -14,6 +14,7 @@
 
 #include "attention_case.hpp"
 #include "flash_variants.hpp"
+#include "scoped_env.hpp"
 #include "flash/bwd_grid_order.hpp"
 #include "flash/bwd_workspace.hpp"
 
@@ -376,9 +377,7 @@ TEST(FlashBwd, SplitLastWave) {
 TEST(FlashBwd, OverlapModes) {
   ATTNFORGE_REQUIRE_GPU();
   const int sms = attnforge::test::device_sms();
-  struct ClearOverlapEnv {  // the default again for later tests, also when a check throws
-    ~ClearOverlapEnv() { unsetenv("ATTNFORGE_FLASH_BWD_OVERLAP"); }
-  } clear_env;
+  const attnforge::test::ScopedEnv overlap_env("ATTNFORGE_FLASH_BWD_OVERLAP");
   int ran = 0;
   for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
     if (v.arch != 90 || (v.head_dim != 64 && v.head_dim != 128) || v.mask == "bias") continue;
@@ -387,7 +386,7 @@ TEST(FlashBwd, OverlapModes) {
     const RunOptions opt{.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = v.name.c_str()};
     for (const char* mode : {"none", "dq", "all"}) {
       SCOPED_TRACE(mode);
-      setenv("ATTNFORGE_FLASH_BWD_OVERLAP", mode, 1);
+      overlap_env.set(mode);
       Case c;
       c.dtype = v.dtype;
       c.head_dim = v.head_dim;
@@ -411,15 +410,13 @@ TEST(FlashBwd, OverlapModes) {
 
 // The Hopper backward's grid order under uneven tiles (flash/bwd_grid_order.hpp) where a batch's heads
 // overflow the L2 at D 64: key tiles fastest and the last units longest CTA first
-// (ATTNFORGE_FLASH_BWD_ORDER=tail asks for it at shapes a CPU reference affords, and at D 128). On every sm90a causal / window tile at head dims 64
-// and 128, with more (batch, kv head) units than the tail takes, so both parts of the grid and their seam
-// run (GQA); and the same shape batch by batch.
+// (ATTNFORGE_FLASH_BWD_ORDER=tail asks for it at shapes a CPU reference affords, and at D 128). On every
+// sm90a causal / window tile at head dims 64 and 128, with more (batch, kv head) units than the tail
+// takes, so both parts of the grid and their seam run (GQA); and the same shape batch by batch.
 TEST(FlashBwd, LongestFirstTail) {
   ATTNFORGE_REQUIRE_GPU();
   const int sms = attnforge::test::device_sms();
-  struct ClearOrderEnv {  // the default again for later tests, also when a check throws
-    ~ClearOrderEnv() { unsetenv("ATTNFORGE_FLASH_BWD_ORDER"); }
-  } clear_env;
+  const attnforge::test::ScopedEnv order_env("ATTNFORGE_FLASH_BWD_ORDER");
   int ran = 0;
   for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
     if (v.arch != 90 || (v.head_dim != 64 && v.head_dim != 128) || (v.mask != "causal" && v.mask != "window"))
@@ -444,7 +441,7 @@ TEST(FlashBwd, LongestFirstTail) {
               c.batch * c.heads_kv);
     for (const char* order : {"tail", "batch"}) {
       SCOPED_TRACE(order);
-      setenv("ATTNFORGE_FLASH_BWD_ORDER", order, 1);
+      order_env.set(order);
       EXPECT_TRUE(check_case(c, {.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = v.name.c_str()}));
     }
     ++ran;
