@@ -50,6 +50,22 @@ void mask_setup(Case& c, int i) {
   if (c.mask == "bias") c.bias = i % 2 ? BiasKind::boolean : BiasKind::additive;
 }
 
+// A call of many key tiles with a cheap CPU reference, for the Hopper backward's grid tests: variant v's
+// dtype, head dim and mask, batch 2, Sq 200, Sk 3000 (long_keys_tiles(v) key tiles), heads_kv kv heads
+// of two query heads each (GQA).
+constexpr int kLongKeys = 3000;
+int long_keys_tiles(const FlashVariant& v) { return (kLongKeys + v.block_n - 1) / v.block_n; }
+Case long_keys_case(const FlashVariant& v, int heads_kv) {
+  Case c;
+  c.dtype = v.dtype;
+  c.head_dim = v.head_dim;
+  c.mask = v.mask;
+  mask_setup(c, 0);
+  c.batch = 2, c.seqlen_q = 200, c.seqlen_k = kLongKeys;
+  c.heads_kv = heads_kv, c.heads_q = 2 * heads_kv;
+  return c;
+}
+
 // The boundary pairs of issue 3 (any Sq, Sk ≥ 1, no multiple-of-tile assumption; Sq ≠ Sk is
 // bottom-right aligned, so causal with Sq > Sk has fully masked leading rows), MHA and GQA.
 TEST(FlashBwd, BoundaryPairsEveryMask) {
@@ -387,15 +403,7 @@ TEST(FlashBwd, OverlapModes) {
     for (const char* mode : {"none", "dq", "all"}) {
       SCOPED_TRACE(mode);
       overlap_env.set(mode);
-      Case c;
-      c.dtype = v.dtype;
-      c.head_dim = v.head_dim;
-      c.mask = v.mask;
-      mask_setup(c, 0);
-      c.batch = 2, c.seqlen_q = 200, c.seqlen_k = 3000;  // many key tiles, a cheap CPU reference
-      const int key_tiles = (c.seqlen_k + v.block_n - 1) / v.block_n;
-      c.heads_kv = (5 * sms) / (4 * key_tiles) + 1;  // > 2.5 waves of CTAs
-      c.heads_q = 2 * c.heads_kv;
+      const Case c = long_keys_case(v, (5 * sms) / (4 * long_keys_tiles(v)) + 1);  // > 2.5 waves of CTAs
       EXPECT_TRUE(check_case(c, opt));
       Case packed = c;
       packed.heads_q = 4, packed.heads_kv = 2;
@@ -423,22 +431,14 @@ TEST(FlashBwd, LongestFirstTail) {
       continue;
     if (!flash_built(v.dtype, v.head_dim, v.mask)) continue;
     SCOPED_TRACE(v.name);
-    Case c;
-    c.dtype = v.dtype;
-    c.head_dim = v.head_dim;
-    c.mask = v.mask;
-    mask_setup(c, 0);
-    c.batch = 2, c.seqlen_q = 200, c.seqlen_k = 3000;
-    const int key_tiles = (c.seqlen_k + v.block_n - 1) / v.block_n;
-    using attnforge::flash::BwdOrderAsk;
-    const int tail =
-        attnforge::flash::bwd_grid_order(key_tiles, 1 << 20, 1, v.head_dim, 1, 0, sms, true, BwdOrderAsk::tail).tail_units;
-    c.heads_kv = tail / 2 + 2;  // 2 · heads_kv units: a few more than the tail
-    c.heads_q = 2 * c.heads_kv;
-    ASSERT_LT(attnforge::flash::bwd_grid_order(key_tiles, c.heads_kv, c.batch, v.head_dim, 1, 0, sms, true,
-                                               BwdOrderAsk::tail)
-                  .tail_units,
-              c.batch * c.heads_kv);
+    // The tail the kernel takes when asked for it (the L2 plays no part then).
+    auto tail_of = [&](int heads_kv, int batch) {
+      return attnforge::flash::bwd_grid_order(long_keys_tiles(v), heads_kv, batch, v.head_dim, 1, 0, sms, true,
+                                              attnforge::flash::BwdOrderAsk::tail)
+          .tail_units;
+    };
+    const Case c = long_keys_case(v, tail_of(1 << 20, 1) / 2 + 2);  // 2 · heads_kv units: a few more than the tail
+    ASSERT_LT(tail_of(c.heads_kv, c.batch), c.batch * c.heads_kv);
     for (const char* order : {"tail", "batch"}) {
       SCOPED_TRACE(order);
       order_env.set(order);
