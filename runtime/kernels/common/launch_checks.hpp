@@ -84,14 +84,16 @@ inline int current_cc_major() {
   return device_cc_major(dev);
 }
 
+// Whether environment variable `var` is set to `value`: the launchers' per-call switches.
+inline bool env_is(const char* var, const char* value) {
+  const char* env = std::getenv(var);
+  return env != nullptr && std::strcmp(env, value) == 0;
+}
+
 // Whether a launcher with a Hopper (wgmma) kernel takes it: the current device is sm_90 and the
 // environment variable `path_env` (ATTNFORGE_<BACKEND>_<DIR>_PATH) does not say "mma". Read per call:
 // tests switch it to run both kernels on one GPU.
-inline bool hopper_path(const char* path_env) {
-  const char* env = std::getenv(path_env);
-  if (env != nullptr && std::strcmp(env, "mma") == 0) return false;
-  return current_cc_major() == 9;
-}
+inline bool hopper_path(const char* path_env) { return !env_is(path_env, "mma") && current_cc_major() == 9; }
 
 // Raises a kernel's dynamic shared-memory limit to `bytes` once per device (the attribute lives with
 // the context; raised_for is the caller's per-kernel flag array). False if the runtime refused.

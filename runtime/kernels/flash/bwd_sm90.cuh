@@ -33,8 +33,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <type_traits>
 
 #include "common/copy.cuh"
@@ -222,10 +220,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   }
   // The grid is (key tiles, kv heads, batch), in `order` (flash/bwd_grid_order.hpp, launch_bwd_sm90).
   const BwdCta cta = bwd_cta_of(cx, cy, cz, gridDim.x, p.heads_kv, p.batch, order);
-  cx = cta.key_tile, cy = cta.head_kv, cz = cta.batch;
-  const int b = cz;
-  const int hkv = cy;
-  const int n0 = cx * kBN;
+  const int b = cta.batch, hkv = cta.head_kv, n0 = cta.key_tile * kBN;
   const SeqInfo si = seq_info(p, b);
   const int sq = si.seqlen_q, sk = si.seqlen_k;
   namespace ov = prim::overlap;
@@ -914,20 +909,17 @@ bool encode_bwd_sm90_maps(const Params& p, BwdSm90Maps* maps) {
 // read per call (A/B runs, and a way out should a driver misbehave).
 enum class BwdOverlap { none, dq, all };
 inline BwdOverlap bwd_overlap() {
-  const char* env = std::getenv("ATTNFORGE_FLASH_BWD_OVERLAP");
-  if (env != nullptr && std::strcmp(env, "none") == 0) return BwdOverlap::none;
-  if (env != nullptr && std::strcmp(env, "dq") == 0) return BwdOverlap::dq;
+  if (env_is("ATTNFORGE_FLASH_BWD_OVERLAP", "none")) return BwdOverlap::none;
+  if (env_is("ATTNFORGE_FLASH_BWD_OVERLAP", "dq")) return BwdOverlap::dq;
   return BwdOverlap::all;
 }
 
 // ATTNFORGE_FLASH_BWD_ORDER=tail | batch (bwd_grid_order), read per call; unset: the measured choice.
 inline BwdOrderAsk bwd_order_ask() {
-  const char* env = std::getenv("ATTNFORGE_FLASH_BWD_ORDER");
-  if (env != nullptr && std::strcmp(env, "tail") == 0) return BwdOrderAsk::tail;
-  if (env != nullptr && std::strcmp(env, "batch") == 0) return BwdOrderAsk::batch;
+  if (env_is("ATTNFORGE_FLASH_BWD_ORDER", "tail")) return BwdOrderAsk::tail;
+  if (env_is("ATTNFORGE_FLASH_BWD_ORDER", "batch")) return BwdOrderAsk::batch;
   return BwdOrderAsk::measured;
 }
-
 
 // The main kernel and the dQ conversion of this path (run_bwd<V> zeroes the accumulator and runs the
 // D pass before). Returns false if a launch or the shared-memory opt-in failed.
