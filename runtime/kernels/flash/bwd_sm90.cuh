@@ -218,8 +218,13 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       return;  // run as pieces by the split launch
     }
   }
-  // The grid is (key tiles, kv heads, batch), in `order` (flash/bwd_grid_order.hpp, launch_bwd_sm90).
-  const BwdCta cta = bwd_cta_of(cx, cy, cz, gridDim.x, p.heads_kv, p.batch, order);
+  // The grid is (key tiles, kv heads, batch), in `order` (flash/bwd_grid_order.hpp, launch_bwd_sm90). A mask
+  // that empties no tile has no tail (bwd_grid_order), so its kernels go without the decode: compiled
+  // in, it cost the mask-free D 64 main kernel 2.2 / 2.6 / 3.7 % at S 2048 / 4096 / 16384 with the
+  // same step loop (H200, 2026-12-01, kernel µs at burst clocks, two runs each;
+  // bench/results/h200_2026-12-01_bwd_decode_ab.md).
+  const BwdCta cta = prim::kMaskEmptiesTiles<Mask> ? bwd_cta_of(cx, cy, cz, gridDim.x, p.heads_kv, p.batch, order)
+                                                   : BwdCta{cx, cy, cz};
   const int b = cta.batch, hkv = cta.head_kv, n0 = cta.key_tile * kBN;
   const SeqInfo si = seq_info(p, b);
   const int sq = si.seqlen_q, sk = si.seqlen_k;
