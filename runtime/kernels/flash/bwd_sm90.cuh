@@ -220,8 +220,8 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   }
   // The grid is (key tiles, kv heads, batch), in `order` (flash/bwd_grid_order.hpp, launch_bwd_sm90). A mask
   // that empties no tile has no tail (bwd_grid_order), so its kernels go without the decode: compiled
-  // in, it cost the mask-free D 64 main kernel 2.2 / 2.6 / 3.7 % at S 2048 / 4096 / 16384 with the
-  // same step loop (H200, 2026-12-01, kernel µs at burst clocks, two runs each;
+  // in, it cost the mask-free D 64 main kernel ~1.7 / 2.6 / 1.4 % at S 2048 / 4096 / 16384 with the
+  // same step loop (H200, 2026-12-01, kernel µs at burst clocks against cuDNN's in the same runs;
   // bench/results/h200_2026-12-01_bwd_decode_ab.md).
   const BwdCta cta = prim::kMaskEmptiesTiles<Mask> ? bwd_cta_of(cx, cy, cz, gridDim.x, p.heads_kv, p.batch, order)
                                                    : BwdCta{cx, cy, cz};
