@@ -88,8 +88,32 @@ def make_fn(impl, p):
     return fn
 
 
-def median_ms(calls, warmup_ms, rep_ms):
-    """Median time of one call in ms: events around each call, rotating through `calls`."""
+_PREHEAT = {}
+
+
+def preheat(ms):
+    """A fixed bf16 GEMM for about `ms` ms (4096³ products back to back), so that every implementation's
+    warm-up starts from the same hot, power-capped state instead of the one the implementation before it
+    left: in the fixed order af-flash follows af-unfused (memory-bound, cooler) and cuDNN follows
+    PyTorch's flash backend (bench/results/h200_2026-12-01zj_compare.md). 0: off (the protocol before)."""
+    if ms <= 0:
+        return
+    if "ab" not in _PREHEAT:
+        g = torch.Generator(device="cuda").manual_seed(1)
+        _PREHEAT["ab"] = [torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(2)]
+    a, b = _PREHEAT["ab"]
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    torch.mm(a, b)
+    e.record()
+    torch.cuda.synchronize()
+    for _ in range(max(1, int(ms / max(s.elapsed_time(e), 1e-3)))):
+        torch.mm(a, b)
+
+
+def median_ms(calls, warmup_ms, rep_ms, preheat_ms=0.0):
+    """Median time of one call in ms: events around each call, rotating through `calls`; preheat first."""
+    preheat(preheat_ms)
     torch.cuda.synchronize()
     s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     s.record()
@@ -159,7 +183,7 @@ def measure(impl, p, direction, sets, ref, args):
                 row["max_diff"] = max_diff(o, ref["o"]) if ref else None
                 del o
                 row["peak_bytes"] = peak_bytes(calls[0])
-                row["ms"] = median_ms(calls, args.warmup_ms, args.rep_ms)
+                row["ms"] = median_ms(calls, args.warmup_ms, args.rep_ms, args.preheat_ms)
         else:
             graphs = []
             for q, k, v, d_o in sets:
@@ -170,7 +194,7 @@ def measure(impl, p, direction, sets, ref, args):
             row["max_diff"] = max(max_diff(a, b) for a, b in zip(grads, ref["grads"])) if ref else None
             del grads
             row["peak_bytes"] = peak_bytes(calls[0])
-            row["ms"] = median_ms(calls, args.warmup_ms, args.rep_ms)
+            row["ms"] = median_ms(calls, args.warmup_ms, args.rep_ms, args.preheat_ms)
             del graphs, calls
         row["time"] = time.time()  # when it was timed: to match gpu-check.sh's clocks.csv
         row["tflops"] = flops(p, direction == "bwd") / (row["ms"] * 1e-3) * 1e-12
@@ -214,7 +238,9 @@ def markdown(result):
            "",
            f"torch {result['torch']}, cuDNN {result['cudnn']}, attnforge {result['attnforge']} "
            f"(commit {result['commit']}); bf16; median of CUDA-event times; "
-           "TFLOP/s = 4·B·H·Sq·Sk·D/t (half for causal), bwd ×2.5; decode: GB/s over K+V bytes.",
+           + (f"a {result['timer']['preheat_ms']:g} ms GEMM before each warm-up; "
+              if result.get("timer", {}).get("preheat_ms") else "")
+           + "TFLOP/s = 4·B·H·Sq·Sk·D/t (half for causal), bwd ×2.5; decode: GB/s over K+V bytes.",
            ""]
     af = [i for i in impls if i.startswith("af-")]
     th = [i for i in impls if i.startswith("torch-") and i != "torch-math"]
@@ -301,6 +327,9 @@ def main(argv=None):
     ap.add_argument("--warmup-ms", type=float, default=400,
                     help="warm-up per row before timing (the SM clock settles under the power cap)")
     ap.add_argument("--rep-ms", type=float, default=100)
+    ap.add_argument("--preheat-ms", type=float, default=0,
+                    help="a fixed GEMM load before each implementation's warm-up, so all start equally hot "
+                         "(0: off, the protocol of the README's table)")
     ap.add_argument("--out", default="bench/results", help="directory for compare.json / compare.md")
     args = ap.parse_args(argv)
 
@@ -331,7 +360,8 @@ def main(argv=None):
                   .strftime("%Y-%m-%d %H:%M UTC"), torch=torch.__version__,
                   cudnn=str(torch.backends.cudnn.version()), attnforge=attnforge.version(),
                   library=attnforge.library_path(), commit=git_commit(), impls=impls, rows=[],
-                  timer=dict(warmup_ms=args.warmup_ms, rep_ms=args.rep_ms, stat="median"))
+                  timer=dict(warmup_ms=args.warmup_ms, rep_ms=args.rep_ms, preheat_ms=args.preheat_ms,
+                             stat="median"))
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()
     for p in problems:
