@@ -234,7 +234,8 @@ def fmt(x, digits=1):
 
 def markdown(result):
     rows, impls = result["rows"], result["impls"]
-    out = [f"# attnforge vs PyTorch SDPA — {result['device']}, {result['date']}",
+    out = [f"# attnforge vs PyTorch SDPA — {result['device']}, {result['date']}"
+           + (f" (GPU {result['uuid']})" if result.get("uuid") else ""),
            "",
            f"torch {result['torch']}, cuDNN {result['cudnn']}, attnforge {result['attnforge']} "
            f"(commit {result['commit']}); bf16; median of CUDA-event times; "
@@ -356,7 +357,7 @@ def main(argv=None):
 
     props = torch.cuda.get_device_properties(0)
     l2 = getattr(props, "L2_cache_size", 50 * 2**20)
-    result = dict(device=torch.cuda.get_device_name(0), date=datetime.datetime.now(datetime.timezone.utc)
+    result = dict(device=torch.cuda.get_device_name(0), uuid=str(getattr(props, "uuid", "")), date=datetime.datetime.now(datetime.timezone.utc)
                   .strftime("%Y-%m-%d %H:%M UTC"), torch=torch.__version__,
                   cudnn=str(torch.backends.cudnn.version()), attnforge=attnforge.version(),
                   library=attnforge.library_path(), commit=git_commit(), impls=impls, rows=[],
