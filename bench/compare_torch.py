@@ -357,8 +357,9 @@ def main(argv=None):
 
     props = torch.cuda.get_device_properties(0)
     l2 = getattr(props, "L2_cache_size", 50 * 2**20)
-    result = dict(device=torch.cuda.get_device_name(0), uuid=str(getattr(props, "uuid", "")), date=datetime.datetime.now(datetime.timezone.utc)
-                  .strftime("%Y-%m-%d %H:%M UTC"), torch=torch.__version__,
+    result = dict(device=torch.cuda.get_device_name(0), uuid=str(getattr(props, "uuid", "")),
+                  date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                  torch=torch.__version__,
                   cudnn=str(torch.backends.cudnn.version()), attnforge=attnforge.version(),
                   library=attnforge.library_path(), commit=git_commit(), impls=impls, rows=[],
                   timer=dict(warmup_ms=args.warmup_ms, rep_ms=args.rep_ms, preheat_ms=args.preheat_ms,
