@@ -50,6 +50,18 @@ void mask_setup(Case& c, int i) {
   if (c.mask == "bias") c.bias = i % 2 ? BiasKind::boolean : BiasKind::additive;
 }
 
+// The Hopper backward's grid tests run on these: the compiled sm90a flash backward variants at head dims
+// 64 and 128 whose mask `mask_ok` takes and whose forward + backward pair is built.
+template <class MaskOk>
+std::vector<FlashVariant> hopper_bwd_tiles(MaskOk mask_ok) {
+  std::vector<FlashVariant> tiles;
+  for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd"))
+    if (v.arch == 90 && (v.head_dim == 64 || v.head_dim == 128) && mask_ok(v.mask) &&
+        flash_built(v.dtype, v.head_dim, v.mask))
+      tiles.push_back(v);
+  return tiles;
+}
+
 // A call of many key tiles with a cheap CPU reference, for the Hopper backward's grid tests: variant v's
 // dtype, head dim and mask, batch 2, Sq 200, Sk 3000 (long_keys_tiles(v) key tiles), heads_kv kv heads
 // of two query heads each (GQA).
@@ -359,10 +371,9 @@ TEST(FlashBwd, OffsetsBeyondInt32) {
 TEST(FlashBwd, SplitLastWave) {
   ATTNFORGE_REQUIRE_GPU();
   const int sms = attnforge::test::device_sms();
-  int ran = 0;
-  for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
-    if (v.arch != 90 || v.mask != "none" || (v.head_dim != 64 && v.head_dim != 128)) continue;
-    if (!flash_built(v.dtype, v.head_dim, v.mask)) continue;
+  const std::vector<FlashVariant> tiles = hopper_bwd_tiles([](const std::string& m) { return m == "none"; });
+  if (tiles.empty()) GTEST_SKIP() << "no mask-free sm90a flash backward variant at head dim 64 / 128 compiled";
+  for (const FlashVariant& v : tiles) {
     SCOPED_TRACE(v.name);
     const int B = 2, Sq = 300, Sk = 700, key_tiles = (Sk + v.block_n - 1) / v.block_n;
     int hkv = (sms + B * key_tiles) / (B * key_tiles);     // more CTAs than SMs ...
@@ -380,9 +391,7 @@ TEST(FlashBwd, SplitLastWave) {
       opt.workspace = ws;
       EXPECT_TRUE(check_case(c, opt)) << "workspace option " << int(ws);
     }
-    ++ran;
   }
-  if (ran == 0) GTEST_SKIP() << "no mask-free sm90a flash backward variant at head dim 64 / 128 compiled";
 }
 
 // The launches of the Hopper backward overlapping each other (launch_bwd_sm90, programmatic dependent
@@ -394,10 +403,9 @@ TEST(FlashBwd, OverlapModes) {
   ATTNFORGE_REQUIRE_GPU();
   const int sms = attnforge::test::device_sms();
   const attnforge::test::ScopedEnv overlap_env("ATTNFORGE_FLASH_BWD_OVERLAP");
-  int ran = 0;
-  for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
-    if (v.arch != 90 || (v.head_dim != 64 && v.head_dim != 128) || v.mask == "bias") continue;
-    if (!flash_built(v.dtype, v.head_dim, v.mask)) continue;
+  const std::vector<FlashVariant> tiles = hopper_bwd_tiles([](const std::string& m) { return m != "bias"; });
+  if (tiles.empty()) GTEST_SKIP() << "no sm90a flash backward variant at head dim 64 / 128 compiled";
+  for (const FlashVariant& v : tiles) {
     SCOPED_TRACE(v.name);
     const RunOptions opt{.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = v.name.c_str()};
     for (const char* mode : {"none", "dq", "all"}) {
@@ -411,9 +419,7 @@ TEST(FlashBwd, OverlapModes) {
       packed.varlen_k = {257, 700, 0, 1};
       EXPECT_TRUE(check_case(packed, opt)) << "varlen";
     }
-    ++ran;
   }
-  if (ran == 0) GTEST_SKIP() << "no sm90a flash backward variant at head dim 64 / 128 compiled";
 }
 
 // The Hopper backward's grid order under uneven tiles (flash/bwd_grid_order.hpp) where a batch's heads
@@ -425,11 +431,11 @@ TEST(FlashBwd, LongestFirstTail) {
   ATTNFORGE_REQUIRE_GPU();
   const int sms = attnforge::test::device_sms();
   const attnforge::test::ScopedEnv order_env("ATTNFORGE_FLASH_BWD_ORDER");
-  int ran = 0;
-  for (const FlashVariant& v : attnforge::test::compiled_flash_variants("bwd")) {
-    if (v.arch != 90 || (v.head_dim != 64 && v.head_dim != 128) || (v.mask != "causal" && v.mask != "window"))
-      continue;
-    if (!flash_built(v.dtype, v.head_dim, v.mask)) continue;
+  const std::vector<FlashVariant> tiles =
+      hopper_bwd_tiles([](const std::string& m) { return m == "causal" || m == "window"; });
+  if (tiles.empty())
+    GTEST_SKIP() << "no causal or window sm90a flash backward variant at head dim 64 / 128 compiled";
+  for (const FlashVariant& v : tiles) {
     SCOPED_TRACE(v.name);
     // The tail the kernel takes when asked for it (the L2 plays no part then).
     auto tail_of = [&](int heads_kv, int batch) {
@@ -444,9 +450,7 @@ TEST(FlashBwd, LongestFirstTail) {
       order_env.set(order);
       EXPECT_TRUE(check_case(c, {.backend = ATTNFORGE_BACKEND_FLASH, .backward_variant = v.name.c_str()}));
     }
-    ++ran;
   }
-  if (ran == 0) GTEST_SKIP() << "no causal or window sm90a flash backward variant at head dim 64 / 128 compiled";
 }
 
 // The shapes of the sweep case that hit the δ term (README "Known issues", Backward δ; seed 1780146508
