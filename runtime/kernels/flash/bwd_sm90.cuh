@@ -117,7 +117,8 @@ struct BwdSm90Config {
   // S 2048 without a mask, tensor pipe 47 % active, stall on wgmma 0.83 cycles per issue against cuDNN's
   // 0.18; bench/results/h200_2026-12-01_ncu_d64_s2048.md). The issue is unconditional — the last step
   // recomputes its own Sᵀ, unused — since ptxas 13.0 serializes every wgmma of the kernel (C7512) when one
-  // sits under a branch while others are in flight. dPᵀ stays at the step's top: both early spill at D 64.
+  // is issued inside an `if` while groups issued before it (dK) are in flight. dPᵀ stays at the step's
+  // top: both early spill at D 64.
   // Not yet measured.
   static constexpr bool kEarlyS = ATTNFORGE_FLASH_BWD_EARLY_S && kWS && !kSplitD && !kDqSum;
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // kWS: 128·24 + 256·240 ≤ 64 K
