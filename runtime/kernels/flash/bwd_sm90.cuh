@@ -58,6 +58,10 @@
 #ifndef ATTNFORGE_FLASH_BWD_DQ_SUM
 #define ATTNFORGE_FLASH_BWD_DQ_SUM 0
 #endif
+// Dev A/B switch: BwdSm90Config::kEarlyS.
+#ifndef ATTNFORGE_FLASH_BWD_EARLY_S
+#define ATTNFORGE_FLASH_BWD_EARLY_S 1
+#endif
 
 namespace attnforge::flash {
 
@@ -107,6 +111,16 @@ struct BwdSm90Config {
   // Head dim 64 with two warpgroups: both hold partials of the same (64 queries, 64 columns) dQ block;
   // summed in shared memory they go out as one reduce-add instead of two (half the L2 reduce traffic).
   static constexpr bool kDqSum = ATTNFORGE_FLASH_BWD_DQ_SUM && kD == 64 && kWarpgroups == 2 && kDqStages == 2;
+  // The warp-specialized two-warpgroup step issues the next step's Sᵀ GEMM once its own dQ is staged, so
+  // that it queues behind the step's dK instead of after the step's end (the step waited for dK, released
+  // its stage and walked to the next tile before feeding the tensor pipe: Nsight Compute, H200, D 64
+  // S 2048 without a mask, tensor pipe 47 % active, stall on wgmma 0.83 cycles per issue against cuDNN's
+  // 0.18; bench/results/h200_2026-12-01_ncu_d64_s2048.md). The issue is unconditional — the last step
+  // recomputes its own Sᵀ, unused — since ptxas 13.0 serializes every wgmma of the kernel (C7512) when one
+  // is issued inside an `if` while groups issued before it (dK) are in flight. dPᵀ stays at the step's
+  // top: both early spill at D 64.
+  // Not yet measured.
+  static constexpr bool kEarlyS = ATTNFORGE_FLASH_BWD_EARLY_S && kWS && !kSplitD && !kDqSum;
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // kWS: 128·24 + 256·240 ≤ 64 K
   // The split last wave (BwdSplit) exists where every CTA runs the same steps (no mask) in the
   // two-warpgroup step; elsewhere its code compiles out (H200, 2026-11-30: compiled into every variant
@@ -486,6 +500,18 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     }
   };
 
+  // One of the two alone: Sᵀ (kv = sK, qd = sQ) or dPᵀ (sV, sDO), operands as in s_dp_gemm.
+  auto s_or_dp_gemm = [&](auto mma, auto& acc, uint32_t kv, uint32_t qd, int k_row, int q_row) {
+    using Mma = decltype(mma);
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      const uint32_t koff = (ks / 4) * KL::kSlabBytes + (ks % 4) * 32, qoff = (ks / 4) * QL::kSlabBytes + (ks % 4) * 32;
+      const uint64_t a = w::desc_sw128_at(kv + k_row * 128, koff, 16, kSbo), bq = w::desc_sw128_at(qd + q_row * 128, qoff, 16, kSbo);
+      if (ks == 0) Mma::template ss<false>(acc, a, bq);
+      else Mma::template ss<true>(acc, a, bq);
+    }
+  };
+
   // ---- the split step (head dims 192, 256): both warpgroups see the CTA's 64 keys -----------------
   // Each warpgroup computes Sᵀ and dPᵀ for its 32 of the step's 64 queries (wgmma N = 32), forms Pᵀ and
   // dSᵀ there and writes both as 16-bit (keys, queries) tiles on named barriers 5 ([W]: the last step's
@@ -579,6 +605,18 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
   int hi = step0 / m_blocks, mb = step0 % m_blocks, st = 0;
   uint32_t phase = 0;  // kWS: parity of stage st's full barrier
   bool have = seek(hi, mb);
+  // Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ of a step: (64 keys, kBM queries) per warpgroup, K-major operands.
+  // kEarlyS: Sᵀ of step i is in flight when step i starts (the first step's issued here).
+  float s[kQT][4], dp[kQT][4];
+  auto issue_s = [&](int stage) {  // unconditional where other groups are in flight (see kEarlyS)
+    w::fence();
+    s_or_dp_gemm(MmaS{}, s, sK, sQ(stage), wg * 64, 0);
+    w::commit();
+  };
+  if constexpr (C::kEarlyS) {
+    if (have) tma::mbar_wait(bar_q_full(st), phase);
+    issue_s(st);  // without a step: a read of stage 0's unfilled tile, never used
+  }
   if constexpr (!C::kWS) {
     if (have) load_q(hi, mb, 0);
     prim::cp_async_commit();
@@ -608,10 +646,10 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     if constexpr (C::kSplitD) {
       split_step(h, m0, mb, cls, st);
     } else {
-      // ---- Sᵀ = K_w·Qᵀ, dPᵀ = V_w·dOᵀ: (64 keys, kBM queries), K-major operands -------------------
-      float s[kQT][4], dp[kQT][4];
+      // ---- Sᵀ, dPᵀ (kEarlyS: Sᵀ is in flight) ----------------------------------------------------------
       w::fence();
-      s_dp_gemm(MmaS{}, s, dp, wg * 64, 0, st);
+      if constexpr (C::kEarlyS) s_or_dp_gemm(MmaS{}, dp, sV, sDO(st), wg * 64, 0);
+      else s_dp_gemm(MmaS{}, s, dp, wg * 64, 0, st);
       w::commit();
       w::wait<0>();
 
@@ -729,13 +767,21 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
           send_dq(dq_acc + dq_acc_tile_base(p, b, h, dq_tile, sd::kDqTileRows, kD) + c0 * sd::kDqTileRows, buf);
         }
       }
-      w::wait<0>();  // dK: Q of this stage is read
+      if constexpr (C::kEarlyS) {
+        // The next step's Sᵀ (s is free: pa, da hold this step's) behind dK; the last step's own again.
+        if (nhave) tma::mbar_wait(bar_q_full(st ^ 1), st == 1 ? phase ^ 1u : phase);
+        issue_s(nhave ? st ^ 1 : st);
+        w::wait<1>();  // dK (the groups complete in order): Q of this stage is read
+      } else {
+        w::wait<0>();  // dK: Q of this stage is read
+      }
       if constexpr (C::kWS) tma::mbar_arrive(bar_q_empty(st));  // Q, dO, LSE, D of this stage are read
     }
 
     hi = nhi, mb = nmb, have = nhave, st ^= 1;
     phase ^= st == 0 ? 1u : 0u;
   }
+  if constexpr (C::kEarlyS) w::wait<0>();  // the last step's unused Sᵀ (or the one of a CTA without steps)
   if constexpr (!C::kWS) prim::cp_async_wait<0>();
   if (bulk_issuer) {  // every dQ reduce-add of this CTA has landed
     asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
