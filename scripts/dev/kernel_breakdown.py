@@ -4,7 +4,9 @@
 #   ATTNFORGE_LIBRARY=build/libattnforge.so PYTHONPATH=python python3 scripts/dev/kernel_breakdown.py \
 #       [--dims 64,128] [--seqs 2048,16384] [--dirs fwd,bwd] [--iters 5] [--causal 0,1]
 #       [--fwd-tiles m128n128w12s2_sm90a,m128n128w4s2]   (forward rows: each named tile, "af.<tile>";
-#       a tile the build or the head dim lacks is reported and skipped) [--timeline]
+#       a tile the build or the head dim lacks is reported and skipped) [--timeline] [--window 256,0]
+# --window LEFT,RIGHT: attnforge with that sliding window (-1 = unbounded; causal rows take right = 0),
+# cuDNN skipped (PyTorch's SDPA has no window); TFLOP/s then count every score, masked or not.
 # --timeline: also each kernel's start / end in the last profiled call, µs from its first kernel's start
 # (overlapping launches show as a start before the previous kernel's end), and the span per call.
 # --plain: no profiler, one call per implementation (for ncu: scripts/dev/ncu_vs_cudnn.sh).
@@ -19,14 +21,15 @@ from torch.profiler import ProfilerActivity, profile
 import attnforge
 
 
-def call(impl, q, k, v, d_o, causal, direction):
+def call(impl, q, k, v, d_o, causal, direction, window=(-1, -1)):
     """One call's closure: forward, or backward through autograd on a graph built once. impl "af.<tile>"
     asks for that forward tile by variant name."""
     if impl.startswith("af"):
         variant = None
         if "." in impl:
             variant = f"flash_fwd_bf16_hd{q.shape[-1]}_{'causal' if causal else 'none'}_{impl.split('.', 1)[1]}"
-        f = lambda q, k, v: attnforge.attention(q, k, v, causal=causal, backend="flash", variant=variant)  # noqa: E731
+        f = lambda q, k, v: attnforge.attention(q, k, v, causal=causal, window=window, backend="flash",  # noqa: E731
+                                                  variant=variant)
     else:
         def f(q, k, v):
             with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
@@ -74,7 +77,9 @@ def main():
     ap.add_argument("--plain", action="store_true")
     ap.add_argument("--fwd-tiles", default="")
     ap.add_argument("--timeline", action="store_true")
+    ap.add_argument("--window", default="")
     a = ap.parse_args()
+    window = tuple(map(int, a.window.split(","))) if a.window else (-1, -1)
     for d in map(int, a.dims.split(",")):
         for s in map(int, a.seqs.split(",")):
             b, h = 16384 // s, 2048 // d
@@ -84,13 +89,13 @@ def main():
                     flops = 4 * b * h * s * s * d * (0.5 if causal else 1.0) * (2.5 if direction == "bwd" else 1.0)
                     print(f"== D {d} S {s} B {b} H {h} {direction} causal={int(causal)}")
                     tiles = [t for t in a.fwd_tiles.split(",") if t] if direction == "fwd" else []
-                    for impl in ([f"af.{t}" for t in tiles] or ["af"]) + ["cudnn"]:
+                    for impl in ([f"af.{t}" for t in tiles] or ["af"]) + ([] if a.window else ["cudnn"]):
                         if a.plain:
-                            call(impl, q, k, v, d_o, causal, direction)()
+                            call(impl, q, k, v, d_o, causal, direction, window)()
                             torch.cuda.synchronize()
                             continue
                         try:
-                            per = breakdown(call(impl, q, k, v, d_o, causal, direction), a.iters, a.timeline)
+                            per = breakdown(call(impl, q, k, v, d_o, causal, direction, window), a.iters, a.timeline)
                         except RuntimeError as e:  # a --fwd-tiles tile this build or head dim lacks
                             print(f"  {impl:6s} not run: {str(e)[:100]}")
                             continue

@@ -16,7 +16,8 @@
 # keep every backward tile of a head dim: a build of the sm90a tiles alone sends short rows and
 # deterministic calls to paths the library would not take). GTEST_FILTER: the suites (default the flash
 # ones and the flash sweep). TIMER_ENV: one VAR=value for the timed runs only (not the tests), e.g.
-# ATTNFORGE_FLASH_BWD_PATH=mma to time the mma.sync backward.
+# ATTNFORGE_FLASH_BWD_PATH=mma to time the mma.sync backward. TEST_TREES: the trees whose tests run
+# (default every tree but the base; TEST_TREES=new when alt's changes are a subset of new's; empty: none).
 set -u
 export PATH=$PATH:/usr/local/cuda/bin
 source "$(dirname "$0")/ab_compare.sh"
@@ -40,7 +41,7 @@ done
 wait
 for t in "${trees[@]}"; do [ -f "/tmp/ab_$t/libattnforge.so" ] || { echo "lib_ab: $t did not build"; tail -20 "$OUT/build_$t.log"; exit 1; }; done
 echo "built $(date +%T)"
-for t in "${trees[@]}"; do
+for t in ${TEST_TREES-${trees[@]}}; do
   [ $t = base ] && continue
   tests=$(find "/tmp/ab_$t" -name attnforge_gpu_tests -type f | head -1)
   GTEST_FILTER=${GTEST_FILTER:-'*Flash*:Sweep.*'} ATTNFORGE_SWEEP_BACKEND=flash timeout 260 "$tests" > "$OUT/tests_$t.log" 2>&1
