@@ -119,9 +119,10 @@ struct BwdSm90Config {
   // recomputes its own Sᵀ, unused — since ptxas 13.0 serializes every wgmma of the kernel (C7512) when one
   // is issued inside an `if` while groups issued before it (dK) are in flight. dPᵀ stays at the step's
   // top: both early spill at D 64.
-  // Head dim 128 only (H200, 2026-12-01, kernel µs at burst clocks, S 2048 / 4096 / 16384): D 128 no mask
-  // −2.5 / −2.8 / −3.9 %, causal −1.8 / −1.9 / −5.9 %; D 64 causal +6.9 / +7.6 / +11 % (the early Sᵀ
-  // accumulator spills 68 bytes there), no mask level (bench/results/h200_2026-12-01_bwd_early_s_ab.md).
+  // Head dim 128 only (H200, 2026-12-01, kernel µs at burst clocks, S 2048 / 4096 / 16384, against the
+  // same tree without it): D 128 no mask −3.2 / −2.9 / −3.4 %, causal −2.0 / −1.7 / −7.1 %, window 512
+  // −1.1 / −0.7 / −0.3 %; D 64 causal +6.6 / +8.1 / +7.8 % (the early Sᵀ accumulator spills 68 bytes
+  // there), no mask level (bench/results/h200_2026-12-01_bwd_early_s_ab.md).
   static constexpr bool kEarlyS = ATTNFORGE_FLASH_BWD_EARLY_S && kWS && !kSplitD && !kDqSum && kD == 128;
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // kWS: 128·24 + 256·240 ≤ 64 K
   // The split last wave (BwdSplit) exists where every CTA runs the same steps (no mask) in the
