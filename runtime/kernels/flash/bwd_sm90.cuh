@@ -482,17 +482,20 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
   };
 
+  // The wgmma descriptor of K slice ks (16 columns) of a K-major (rows, kD) operand from row `row` of
+  // `tile`, whose 64-column slabs are slab_bytes apart (a row is 128 bytes of a slab).
+  auto k_slice = [&](uint32_t tile, int row, uint32_t slab_bytes, int ks) {
+    return w::desc_sw128_at(tile + row * 128, (ks / 4) * slab_bytes + (ks % 4) * 32, 16, kSbo);
+  };
   // Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ over the head dim, the two GEMMs interleaved per k-slice (one wgmma group,
   // issued after the caller's fence): K / V from key row k_row of the CTA's tile, Q / dO from query row
   // q_row of stage st; (64 keys, Mma's N queries) each.
   auto s_dp_gemm = [&](auto mma, auto& s, auto& dp, int k_row, int q_row, int st) {
     using Mma = decltype(mma);
-    const uint32_t k_at = k_row * 128, q_at = q_row * 128;  // a row is 128 bytes of a slab
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
-      const uint32_t koff = (ks / 4) * KL::kSlabBytes + (ks % 4) * 32, qoff = (ks / 4) * QL::kSlabBytes + (ks % 4) * 32;
-      const uint64_t dK = w::desc_sw128_at(sK + k_at, koff, 16, kSbo), dQ = w::desc_sw128_at(sQ(st) + q_at, qoff, 16, kSbo);
-      const uint64_t dV = w::desc_sw128_at(sV + k_at, koff, 16, kSbo), dO = w::desc_sw128_at(sDO(st) + q_at, qoff, 16, kSbo);
+      const uint64_t dK = k_slice(sK, k_row, KL::kSlabBytes, ks), dQ = k_slice(sQ(st), q_row, QL::kSlabBytes, ks);
+      const uint64_t dV = k_slice(sV, k_row, KL::kSlabBytes, ks), dO = k_slice(sDO(st), q_row, QL::kSlabBytes, ks);
       if (ks == 0) {
         Mma::template ss<false>(s, dK, dQ);
         Mma::template ss<false>(dp, dV, dO);
@@ -508,8 +511,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
     using Mma = decltype(mma);
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks) {
-      const uint32_t koff = (ks / 4) * KL::kSlabBytes + (ks % 4) * 32, qoff = (ks / 4) * QL::kSlabBytes + (ks % 4) * 32;
-      const uint64_t a = w::desc_sw128_at(kv + k_row * 128, koff, 16, kSbo), bq = w::desc_sw128_at(qd + q_row * 128, qoff, 16, kSbo);
+      const uint64_t a = k_slice(kv, k_row, KL::kSlabBytes, ks), bq = k_slice(qd, q_row, QL::kSlabBytes, ks);
       if (ks == 0) Mma::template ss<false>(acc, a, bq);
       else Mma::template ss<true>(acc, a, bq);
     }
