@@ -7,12 +7,14 @@ import pathlib
 import sys
 
 
-def rows(path):
+def rows(path, grid=None):
+    """{(dir, D, Sq, causal): {impl: TFLOP/s}} of a compare.json (of one grid's rows, if given: the memory
+    grid shares the train grid's keys)."""
     out = {}
     if not pathlib.Path(path).exists():  # that tree's run failed: its cells stay empty
         return out
     for r in json.loads(pathlib.Path(path).read_text())["rows"]:
-        if r.get("tflops") is not None:
+        if r.get("tflops") is not None and grid in (None, r.get("grid")):
             out.setdefault((r["dir"], r["D"], r["Sq"], r["causal"]), {})[r["impl"]] = r["tflops"]
     return out
 
