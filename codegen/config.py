@@ -14,7 +14,7 @@ IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_SCALARS = 4
 # A tile's own directions / head_dims / dtypes restrict it to those of its backend's combinations.
 TILE_KEYS = {"m", "n", "warps", "stages", "arch", "directions", "head_dims", "dtypes"}
-MASK_KEYS = {"doc", "predicate", "full", "empty", "scalars", "tensor"}
+MASK_KEYS = {"doc", "predicate", "full", "empty", "scalars", "tensor", "relative"}
 BACKEND_KEYS = {"dtypes", "head_dims", "directions", "masks", "tiles"}
 
 
@@ -97,9 +97,14 @@ def _masks(docs) -> dict[str, Mask]:
             tensor = m.get("tensor", False)
             if not isinstance(tensor, bool):
                 raise ConfigError(file, f"{key}.tensor", f"expected true or false, got {tensor!r}")
+            relative = m.get("relative", False)
+            if not isinstance(relative, bool):
+                raise ConfigError(file, f"{key}.relative", f"expected true or false, got {relative!r}")
+            if relative and tensor:
+                raise ConfigError(file, f"{key}.relative", "a kind with a tensor reads absolute positions")
             masks[name] = Mask(name=name, id=len(masks), predicate=_str(file, f"{key}.predicate", m["predicate"]),
                                full=_str(file, f"{key}.full", m["full"]), empty=_str(file, f"{key}.empty", m["empty"]),
-                               scalars=tuple(scalars), tensor=tensor, doc=str(m.get("doc", "")))
+                               scalars=tuple(scalars), tensor=tensor, relative=relative, doc=str(m.get("doc", "")))
     return masks
 
 

@@ -42,6 +42,7 @@ class Mask:
     empty: str
     scalars: tuple[str, ...] = ()
     tensor: bool = False
+    relative: bool = False  # the predicate reads only k_idx − q_idx − (seqlen_k − seqlen_q) and the scalars
     doc: str = ""
 
 

@@ -13,6 +13,7 @@ struct none {
   static constexpr const char* kName = "none";
   static constexpr int kNumScalars = 0;
   static constexpr bool kHasTensor = false;
+  static constexpr bool kRelative = false;
   ATTNFORGE_HD static bool visible(int q_idx, int k_idx, int seqlen_q, int seqlen_k, const MaskScalars& s) {
     (void)q_idx, (void)k_idx, (void)seqlen_q, (void)seqlen_k, (void)s;
     return true;
@@ -32,6 +33,7 @@ struct causal {
   static constexpr const char* kName = "causal";
   static constexpr int kNumScalars = 0;
   static constexpr bool kHasTensor = false;
+  static constexpr bool kRelative = true;
   ATTNFORGE_HD static bool visible(int q_idx, int k_idx, int seqlen_q, int seqlen_k, const MaskScalars& s) {
     (void)q_idx, (void)k_idx, (void)seqlen_q, (void)seqlen_k, (void)s;
     return k_idx <= q_idx + seqlen_k - seqlen_q;
@@ -51,6 +53,7 @@ struct window {
   static constexpr const char* kName = "window";
   static constexpr int kNumScalars = 2;
   static constexpr bool kHasTensor = false;
+  static constexpr bool kRelative = true;
   ATTNFORGE_HD static bool visible(int q_idx, int k_idx, int seqlen_q, int seqlen_k, const MaskScalars& s) {
     (void)q_idx, (void)k_idx, (void)seqlen_q, (void)seqlen_k, (void)s;
     const int left = s.v[0];
@@ -74,6 +77,7 @@ struct bias {
   static constexpr const char* kName = "bias";
   static constexpr int kNumScalars = 0;
   static constexpr bool kHasTensor = true;
+  static constexpr bool kRelative = false;
   ATTNFORGE_HD static bool visible(int q_idx, int k_idx, int seqlen_q, int seqlen_k, const MaskScalars& s) {
     (void)q_idx, (void)k_idx, (void)seqlen_q, (void)seqlen_k, (void)s;
     return true;

@@ -258,6 +258,9 @@ def test_arch_axis_forward_wide_key_tiles(tmp_path):
     ("[backend.warp]\n", "backend.warp"),
     ("[mask.prefix]\npredicate = \"true\"\nfull = \"true\"\n", "mask.prefix.empty"),
     ("[mask.prefix]\npredicate = \"true\"\nfull = \"true\"\nempty = \"false\"\nscalars = [\"a b\"]\n", "mask.prefix.scalars"),
+    ("[mask.prefix]\npredicate = \"true\"\nfull = \"true\"\nempty = \"false\"\nrelative = 1\n", "mask.prefix.relative"),
+    ("[mask.prefix]\npredicate = \"true\"\nfull = \"false\"\nempty = \"false\"\ntensor = true\nrelative = true\n",
+     "mask.prefix.relative"),
     ("this is = = not toml\n", "invalid TOML"),
 ])
 def test_bad_toml_names_file_and_key(tmp_path, body, key):

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string_view>
+#include <type_traits>
 
 #include "hd.hpp"
 
@@ -29,10 +30,20 @@ enum class TileClass : int { kEmpty = 0, kPartial = 1, kFull = 2 };
 //   static constexpr const char* kName;       // canonical name, e.g. "causal"
 //   static constexpr int kNumScalars;         // runtime scalars it reads
 //   static constexpr bool kHasTensor;         // reads Params::bias (additive or boolean)
+//   static constexpr bool kRelative;          // visible() depends on k_idx − q_idx − (seqlen_k − seqlen_q)
+//                                             // and the scalars only (optional; absent = false)
 //   static bool visible(int q_idx, int k_idx, int seqlen_q, int seqlen_k, const MaskScalars&);
 //   static TileClass classify(int q_first, int q_last, int k_first, int k_last,
 //                             int seqlen_q, int seqlen_k, const MaskScalars&);
 //     (inclusive index ranges; kFull only if every element is visible and no tensor is read)
 // Indices are positions inside one sequence; causal alignment is bottom-right (DESIGN.md).
+
+namespace prim {
+// M::kRelative where the kind declares it (every generated kind does; hand-written dev kinds may not).
+template <class M, class = void>
+inline constexpr bool kMaskRelative = false;
+template <class M>
+inline constexpr bool kMaskRelative<M, std::void_t<decltype(M::kRelative)>> = M::kRelative;
+}  // namespace prim
 
 }  // namespace attnforge
