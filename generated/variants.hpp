@@ -239,18 +239,21 @@ using flash_bwd_f16_hd32_bias_m64n128w4s2 = Variant<Backend::flash, Direction::b
 using flash_bwd_f16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_f16_hd64_none_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<192, 128, 16, 2, 90>>;
+using flash_fwd_f16_hd64_none_m192n128w16s3_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<192, 128, 16, 3, 90>>;
 using flash_fwd_f16_hd64_none_m128n192w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 192, 12, 2, 90>>;
 using flash_fwd_f16_hd64_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_f16_hd64_causal_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<192, 128, 16, 2, 90>>;
+using flash_fwd_f16_hd64_causal_m192n128w16s3_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<192, 128, 16, 3, 90>>;
 using flash_fwd_f16_hd64_causal_m128n192w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 192, 12, 2, 90>>;
 using flash_fwd_f16_hd64_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 128, 4, 2>>;
 using flash_fwd_f16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd64_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_f16_hd64_window_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<192, 128, 16, 2, 90>>;
+using flash_fwd_f16_hd64_window_m192n128w16s3_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<192, 128, 16, 3, 90>>;
 using flash_fwd_f16_hd64_window_m128n192w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 192, 12, 2, 90>>;
 using flash_fwd_f16_hd64_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd64_window_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 128, 4, 2>>;
@@ -297,15 +300,12 @@ using flash_bwd_f16_hd96_window_m64n64w4s2 = Variant<Backend::flash, Direction::
 using flash_bwd_f16_hd96_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 96, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_f16_hd96_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 96, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<128, 128, 12, 2, 90>>;
-using flash_fwd_f16_hd128_none_m128n176w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<128, 176, 12, 2, 90>>;
 using flash_fwd_f16_hd128_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd128_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<128, 128, 12, 2, 90>>;
-using flash_fwd_f16_hd128_causal_m128n176w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<128, 176, 12, 2, 90>>;
 using flash_fwd_f16_hd128_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd128_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<128, 128, 12, 2, 90>>;
-using flash_fwd_f16_hd128_window_m128n176w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<128, 176, 12, 2, 90>>;
 using flash_fwd_f16_hd128_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_f16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd128_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 128, mask::bias, Tile<128, 64, 4, 2>>;
@@ -405,18 +405,21 @@ using flash_bwd_bf16_hd32_bias_m64n128w4s2 = Variant<Backend::flash, Direction::
 using flash_bwd_bf16_hd32_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 32, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_none_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<192, 128, 16, 2, 90>>;
+using flash_fwd_bf16_hd64_none_m192n128w16s3_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<192, 128, 16, 3, 90>>;
 using flash_fwd_bf16_hd64_none_m128n192w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 192, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_causal_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<192, 128, 16, 2, 90>>;
+using flash_fwd_bf16_hd64_causal_m192n128w16s3_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<192, 128, 16, 3, 90>>;
 using flash_fwd_bf16_hd64_causal_m128n192w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 192, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 128, 4, 2>>;
 using flash_fwd_bf16_hd64_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 128, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_window_m192n128w16s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<192, 128, 16, 2, 90>>;
+using flash_fwd_bf16_hd64_window_m192n128w16s3_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<192, 128, 16, 3, 90>>;
 using flash_fwd_bf16_hd64_window_m128n192w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 192, 12, 2, 90>>;
 using flash_fwd_bf16_hd64_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd64_window_m128n128w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 128, 4, 2>>;
@@ -463,15 +466,12 @@ using flash_bwd_bf16_hd96_window_m64n64w4s2 = Variant<Backend::flash, Direction:
 using flash_bwd_bf16_hd96_bias_m64n128w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 96, mask::bias, Tile<64, 128, 8, 2>>;
 using flash_bwd_bf16_hd96_bias_m64n64w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 96, mask::bias, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_none_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<128, 128, 12, 2, 90>>;
-using flash_fwd_bf16_hd128_none_m128n176w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<128, 176, 12, 2, 90>>;
 using flash_fwd_bf16_hd128_none_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_causal_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<128, 128, 12, 2, 90>>;
-using flash_fwd_bf16_hd128_causal_m128n176w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<128, 176, 12, 2, 90>>;
 using flash_fwd_bf16_hd128_causal_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_window_m128n128w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<128, 128, 12, 2, 90>>;
-using flash_fwd_bf16_hd128_window_m128n176w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<128, 176, 12, 2, 90>>;
 using flash_fwd_bf16_hd128_window_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<128, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd128_bias_m128n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 128, mask::bias, Tile<128, 64, 4, 2>>;
@@ -781,18 +781,21 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd32_bias_m64n64w4s2,
     flash_fwd_f16_hd64_none_m128n128w12s2_sm90a,
     flash_fwd_f16_hd64_none_m192n128w16s2_sm90a,
+    flash_fwd_f16_hd64_none_m192n128w16s3_sm90a,
     flash_fwd_f16_hd64_none_m128n192w12s2_sm90a,
     flash_fwd_f16_hd64_none_m128n64w4s2,
     flash_fwd_f16_hd64_none_m128n128w4s2,
     flash_fwd_f16_hd64_none_m64n64w4s2,
     flash_fwd_f16_hd64_causal_m128n128w12s2_sm90a,
     flash_fwd_f16_hd64_causal_m192n128w16s2_sm90a,
+    flash_fwd_f16_hd64_causal_m192n128w16s3_sm90a,
     flash_fwd_f16_hd64_causal_m128n192w12s2_sm90a,
     flash_fwd_f16_hd64_causal_m128n64w4s2,
     flash_fwd_f16_hd64_causal_m128n128w4s2,
     flash_fwd_f16_hd64_causal_m64n64w4s2,
     flash_fwd_f16_hd64_window_m128n128w12s2_sm90a,
     flash_fwd_f16_hd64_window_m192n128w16s2_sm90a,
+    flash_fwd_f16_hd64_window_m192n128w16s3_sm90a,
     flash_fwd_f16_hd64_window_m128n192w12s2_sm90a,
     flash_fwd_f16_hd64_window_m128n64w4s2,
     flash_fwd_f16_hd64_window_m128n128w4s2,
@@ -839,15 +842,12 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd96_bias_m64n128w8s2,
     flash_bwd_f16_hd96_bias_m64n64w4s2,
     flash_fwd_f16_hd128_none_m128n128w12s2_sm90a,
-    flash_fwd_f16_hd128_none_m128n176w12s2_sm90a,
     flash_fwd_f16_hd128_none_m128n64w4s2,
     flash_fwd_f16_hd128_none_m64n64w4s2,
     flash_fwd_f16_hd128_causal_m128n128w12s2_sm90a,
-    flash_fwd_f16_hd128_causal_m128n176w12s2_sm90a,
     flash_fwd_f16_hd128_causal_m128n64w4s2,
     flash_fwd_f16_hd128_causal_m64n64w4s2,
     flash_fwd_f16_hd128_window_m128n128w12s2_sm90a,
-    flash_fwd_f16_hd128_window_m128n176w12s2_sm90a,
     flash_fwd_f16_hd128_window_m128n64w4s2,
     flash_fwd_f16_hd128_window_m64n64w4s2,
     flash_fwd_f16_hd128_bias_m128n64w4s2,
@@ -947,18 +947,21 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd32_bias_m64n64w4s2,
     flash_fwd_bf16_hd64_none_m128n128w12s2_sm90a,
     flash_fwd_bf16_hd64_none_m192n128w16s2_sm90a,
+    flash_fwd_bf16_hd64_none_m192n128w16s3_sm90a,
     flash_fwd_bf16_hd64_none_m128n192w12s2_sm90a,
     flash_fwd_bf16_hd64_none_m128n64w4s2,
     flash_fwd_bf16_hd64_none_m128n128w4s2,
     flash_fwd_bf16_hd64_none_m64n64w4s2,
     flash_fwd_bf16_hd64_causal_m128n128w12s2_sm90a,
     flash_fwd_bf16_hd64_causal_m192n128w16s2_sm90a,
+    flash_fwd_bf16_hd64_causal_m192n128w16s3_sm90a,
     flash_fwd_bf16_hd64_causal_m128n192w12s2_sm90a,
     flash_fwd_bf16_hd64_causal_m128n64w4s2,
     flash_fwd_bf16_hd64_causal_m128n128w4s2,
     flash_fwd_bf16_hd64_causal_m64n64w4s2,
     flash_fwd_bf16_hd64_window_m128n128w12s2_sm90a,
     flash_fwd_bf16_hd64_window_m192n128w16s2_sm90a,
+    flash_fwd_bf16_hd64_window_m192n128w16s3_sm90a,
     flash_fwd_bf16_hd64_window_m128n192w12s2_sm90a,
     flash_fwd_bf16_hd64_window_m128n64w4s2,
     flash_fwd_bf16_hd64_window_m128n128w4s2,
@@ -1005,15 +1008,12 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd96_bias_m64n128w8s2,
     flash_bwd_bf16_hd96_bias_m64n64w4s2,
     flash_fwd_bf16_hd128_none_m128n128w12s2_sm90a,
-    flash_fwd_bf16_hd128_none_m128n176w12s2_sm90a,
     flash_fwd_bf16_hd128_none_m128n64w4s2,
     flash_fwd_bf16_hd128_none_m64n64w4s2,
     flash_fwd_bf16_hd128_causal_m128n128w12s2_sm90a,
-    flash_fwd_bf16_hd128_causal_m128n176w12s2_sm90a,
     flash_fwd_bf16_hd128_causal_m128n64w4s2,
     flash_fwd_bf16_hd128_causal_m64n64w4s2,
     flash_fwd_bf16_hd128_window_m128n128w12s2_sm90a,
-    flash_fwd_bf16_hd128_window_m128n176w12s2_sm90a,
     flash_fwd_bf16_hd128_window_m128n64w4s2,
     flash_fwd_bf16_hd128_window_m64n64w4s2,
     flash_fwd_bf16_hd128_bias_m128n64w4s2,
@@ -1089,6 +1089,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "db950d7d6b85f9e4b3b080e54671c3704482cbe2b5d646aae4233010885b1f71";
+inline constexpr const char* kManifestHash = "ee3599fdd74be832f7352d0cbe9e1bdc68f6643f9ae121caf9afbee5c458352b";
 
 }  // namespace attnforge::generated

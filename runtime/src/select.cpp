@@ -140,13 +140,23 @@ constexpr const char* kHopperFwdD64Long =
 // 0.822x; 0.828x against 0.801x / 0.652x).
 constexpr const char* kHopperFwdD64CausalLong =
     "m192n128w16 sm90a: fastest causal flash forward at D = 64 and S_k >= 2048 on Hopper (warp-specialized kernel)";
+// A third K/V stage lets the three free-running consumer warpgroups drift two key tiles apart instead of
+// one. H200, 2026-12-01 (thirtieth session, bench/results/h200_2026-12-01zp_fwd_tiles_ab.md), kernel µs,
+// kernel_breakdown.py --fwd-tiles, four runs of s2 and two of s3 in one call: causal S 4096 591.8 / 589.5
+// against 595.2–599.1, S 8192 1070.1 / 1066.2 against 1083.6–1091.8, S 16384 2052.1 / 2046.4 against
+// 2099.8–2142.2; S 2048 level (354.8 / 354.6 against 353.3–356.0) and without a mask level or behind.
+constexpr const char* kHopperFwdD64CausalS3 =
+    "m192n128w16s3 sm90a: fastest causal flash forward at D = 64 and S_k >= 4096 on Hopper (three K/V stages)";
 // D = 128: the generator's first sm90a tile, m128n128w12, at every length. 176 keys per tile led from
 // S_k 8192 in the seventh session (non-causal S 8192 613 / 612 against 606 / 606, S 16384 622 / 622
 // against 612 / 612) and lost below; after v15–v29 it loses there too. H200, 2026-11-30 (seventeenth
 // session), scripts/dev/fwd_tiles.py, x cuDNN of the same rounds (bench/results/h200_2026-11-30s_fwd_tiles.md):
 // S 8192 1.022 / 1.026 (non-causal / causal) against n176's 0.999 / 0.969, S 16384 0.988 / 1.026 against
 // 0.972 / 0.995, S 4096 0.986 / 0.992 against 0.893 / 0.931; one sustained sample of the sixteenth session
-// agreed at S 8192 (604 / 561 against 601 / 549 TFLOP/s). The n176 tile stays built for the tuner.
+// agreed at S 8192 (604 / 561 against 601 / 549 TFLOP/s). Measured again after the twenty-third
+// session's register fix (H200, 2026-12-01, bench/results/h200_2026-12-01zp_fwd_tiles_ab.md, kernel µs,
+// four runs each): n176 / n128 1.126 / 1.076 / 1.017 / 1.009 without a mask and 1.31 / 1.18 / 1.10 / 1.06
+// causal at S 2048 / 4096 / 8192 / 16384, so default.toml no longer builds it (gpu.toml does, for the tuner).
 // D = 192 / 256 (v14, H200, 2026-11-30, ninth session, scripts/dev/flash_fwd_ab.sh, two runs, bf16,
 // B·S = 16384, H 10 / 8, TFLOP/s against the first tile m128n64w12): D 192 with 112 keys per tile,
 // non-causal S 4096 616 / 611 against 567 / 548, S 8192 651 / 650 against 575 / 570; causal S 4096
@@ -198,9 +208,10 @@ constexpr TilePreference kTilePreference[] = {
     // was within 5% on the other 3 (D = 64, S ≤ 1024). On sm_90 the generator's first tile is now the
     // warp-specialized m128n128w12 (arch sm90a; other devices skip it), which leads at D = 128, and its
     // first bwd tile the warp-specialized m64n128w12 (sm90a), which leads at D = 128 (kHopperBwdD64Long).
-    {Backend::flash, Direction::fwd, 9, true, "causal", 64, 64, 2048, 0, 2048, 192, 128, 16, 0, kHopperFwdD64CausalLong},
-    {Backend::flash, Direction::fwd, 9, true, "none", 64, 64, 2048, 0, 2048, 192, 128, 16, 0, kHopperFwdD64Long},
-    {Backend::flash, Direction::fwd, 9, true, nullptr, 64, 64, 8192, 0, 0, 192, 128, 16, 0, kHopperFwdD64Long},
+    {Backend::flash, Direction::fwd, 9, true, "causal", 64, 64, 4096, 0, 4096, 192, 128, 16, 3, kHopperFwdD64CausalS3},
+    {Backend::flash, Direction::fwd, 9, true, "causal", 64, 64, 2048, 0, 2048, 192, 128, 16, 2, kHopperFwdD64CausalLong},
+    {Backend::flash, Direction::fwd, 9, true, "none", 64, 64, 2048, 0, 2048, 192, 128, 16, 2, kHopperFwdD64Long},
+    {Backend::flash, Direction::fwd, 9, true, nullptr, 64, 64, 8192, 0, 0, 192, 128, 16, 2, kHopperFwdD64Long},
     {Backend::flash, Direction::fwd, 9, false, nullptr, 64, 64, 0, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
     {Backend::flash, Direction::fwd, 9, true, "none causal", 192, 192, 4096, 0, 4096, 128, 112, 12, 0, kHopperFwdD192Long},
     {Backend::flash, Direction::fwd, 9, true, "none", 256, 256, 8192, 0, 8192, 128, 80, 12, 0, kHopperFwdD256Long},
@@ -241,7 +252,8 @@ bool tile_matches(const TilePreference& t, const VariantKey& k) {
 }
 
 // Backend b's candidates for the problem in heuristic order: preferred tiles first, then the
-// generator's order. `why` gets the preference that applied, if any.
+// generator's order. `why` gets the preference that applied, if any. The first covering row whose tile
+// the build has applies; a row naming a tile the build lacks (a user's variant set) falls to the next.
 std::vector<const VariantInfo*> heuristic_order(Backend b, const Problem& pr, int device, const char** why) {
   auto cands = candidates(b, pr.direction, pr.dtype, pr.head_dim, pr.mask_id);
   *why = nullptr;
@@ -250,7 +262,8 @@ std::vector<const VariantInfo*> heuristic_order(Backend b, const Problem& pr, in
     if (!preference_covers(t, b, pr, cc_major)) continue;
     auto it = std::stable_partition(cands.begin(), cands.end(),
                                     [&](const VariantInfo* v) { return tile_matches(t, v->key); });
-    if (it != cands.begin()) *why = t.why;
+    if (it == cands.begin()) continue;
+    *why = t.why;
     break;
   }
   return cands;
