@@ -448,12 +448,14 @@ Choice choose_flash(const HopperRow& r) {
     }                                                                                                        \
   } while (0)
 
-// The forward rows measured on the H200 (2026-11-30): per head dim, mask and S_k the Hopper tile
-// that led. Only on a Hopper GPU with the gpu.toml / default.toml tiles built; skipped otherwise.
+// The forward rows measured on the H200 (2026-11-30; m192 s3 causal from 4096: 2026-12-01): per head
+// dim, mask and S_k the Hopper tile that led. Only on a Hopper GPU with the gpu.toml / default.toml tiles
+// built; skipped otherwise.
 TEST_F(SelectTest, HopperForwardTilesFollowTheMeasuredRows) {
   const HopperRow rows[] = {
       {64, 2048, 2048, "none", "m192n128w16s2_sm90a"},   {64, 8192, 8192, "window", "m192n128w16s2_sm90a"},
-      {64, 4096, 4096, "causal", "m192n128w16s2_sm90a"}, {64, 2048, 2048, "causal", "m192n128w16s2_sm90a"},
+      {64, 4096, 4096, "causal", "m192n128w16s3_sm90a"}, {64, 16384, 16384, "causal", "m192n128w16s3_sm90a"},
+      {64, 2048, 2048, "causal", "m192n128w16s2_sm90a"}, {64, 16384, 16384, "none", "m192n128w16s2_sm90a"},
       {64, 1024, 1024, "causal", "m128n128w4s2"},        {64, 1024, 1024, "none", "m128n128w4s2"},
       {128, 8192, 8192, "causal", "m128n128w12s2_sm90a"}, {128, 16384, 16384, "none", "m128n128w12s2_sm90a"},
       {128, 4096, 4096, "none", "m128n128w12s2_sm90a"},  {128, 1, 8192, "none", "m128n128w12s2_sm90a"},  // decode
