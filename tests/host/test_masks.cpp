@@ -3,8 +3,6 @@
 // (q − k0 + Sk − Sq, k − k0, 0, 0), at every key tile origin k0 and every scalar setting.
 #include <gtest/gtest.h>
 
-#include <string>
-
 #include "common/mask.hpp"
 #include "masks.hpp"
 
