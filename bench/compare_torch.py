@@ -36,7 +36,7 @@ import attnforge  # noqa: E402
 AF_IMPLS = ["af-unfused", "af-fused", "af-flash"]
 TORCH_IMPLS = {"torch-math": SDPBackend.MATH, "torch-efficient": SDPBackend.EFFICIENT_ATTENTION,
                "torch-flash": SDPBackend.FLASH_ATTENTION, "torch-cudnn": SDPBackend.CUDNN_ATTENTION}
-ALL_IMPLS = AF_IMPLS + list(TORCH_IMPLS)
+ALL_IMPLS = AF_IMPLS + list(TORCH_IMPLS) + ["torch-eager"]  # torch-eager: the weights grid only
 REFERENCE = "torch-efficient"  # max_diff is measured against its output (bf16, exact softmax)
 
 
@@ -58,6 +58,12 @@ def decode_grid(sks):
     return [dict(grid="decode", B=16, Sq=1, Sk=sk, H=32, D=128, causal=False) for sk in sks]
 
 
+def weights_grid(ds, ss, causals):
+    """The training grid's shapes with the attention weights returned (issue 4: fused against unfused
+    at S ≤ 1024); torch-eager is what a PyTorch user writes to get them: softmax(Q·Kᵀ·scale)·V."""
+    return [dict(p, grid="weights") for p in training_grid(ds, ss, causals)]
+
+
 def classic_grid():
     """(S, d_model, B), causal, multi-head with D = 64 (DESIGN.md's classic five)."""
     return [dict(grid="classic", B=b, Sq=s, Sk=s, H=dm // 64, D=64, causal=True)
@@ -74,10 +80,13 @@ def flops(p, backward):
 def make_fn(impl, p):
     """fn(q, k, v) → o with q (B, Sq, H, D): attnforge directly, torch SDPA on (B, H, S, D) views
     of the same memory (what a model holding (B, S, H, D) activations passes to SDPA)."""
-    causal = p["causal"]
+    causal, weights = p["causal"], p["grid"] == "weights"
     if impl.startswith("af-"):
-        backend = impl[3:]
-        return lambda q, k, v: attnforge.attention(q, k, v, causal=causal, backend=backend)
+        backend, variant = af_variant(impl, p)
+        return lambda q, k, v: attnforge.attention(q, k, v, causal=causal, backend=backend, variant=variant,
+                                                   return_weights=weights)
+    if impl == "torch-eager":
+        return eager_fn(p)
     sdpb = TORCH_IMPLS[impl]
 
     def fn(q, k, v):
@@ -85,6 +94,34 @@ def make_fn(impl, p):
             o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
                                                v.transpose(1, 2), is_causal=causal)
         return o.transpose(1, 2)
+    return fn
+
+
+def af_variant(impl, p):
+    """"af-<backend>" → (backend, None): the library chooses the tile. "af-<backend>@<tile>" (e.g.
+    af-fused@m128n1024w8s2_sm90a) → that backend's forward variant of this problem with that tile."""
+    backend, _, tile = impl[3:].partition("@")
+    if not tile:
+        return backend, None
+    mask = "causal" if p["causal"] else "none"
+    return backend, f"{backend}_fwd_bf16_hd{p['D']}_{mask}_{tile}"
+
+
+def eager_fn(p):
+    """softmax(Q·Kᵀ·scale + mask)·V in plain PyTorch ops, returning (o, weights (B, H, Sq, Sk))."""
+    scale = 1.0 / math.sqrt(p["D"])
+    hidden = None
+    if p["causal"]:  # bottom-right aligned, as everywhere here; built once, outside the timed call
+        i = torch.arange(p["Sq"], device="cuda")[:, None]
+        j = torch.arange(p["Sk"], device="cuda")[None, :]
+        hidden = j > i + (p["Sk"] - p["Sq"])
+
+    def fn(q, k, v):
+        s = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)) * scale  # (B, H, Sq, Sk)
+        if hidden is not None:
+            s = s.masked_fill(hidden, float("-inf"))
+        w = torch.softmax(s, dim=-1)
+        return torch.matmul(w, v.transpose(1, 2)).transpose(1, 2), w
     return fn
 
 
@@ -174,12 +211,18 @@ def measure(impl, p, direction, sets, ref, args):
     try:
         if impl.startswith("af-"):  # which compiled variant this backend runs, and why
             q, k, v, _ = sets[0]
-            _, row["variant"], row["reason"] = attnforge.select(q, k, v, causal=p["causal"], backend=impl[3:],
-                                                                backward=direction == "bwd")
+            backend, variant = af_variant(impl, p)
+            if variant:
+                row["variant"], row["reason"] = variant, "named by the impl"
+            else:
+                _, row["variant"], row["reason"] = attnforge.select(
+                    q, k, v, causal=p["causal"], backend=backend, return_weights=p["grid"] == "weights",
+                    backward=direction == "bwd")
         if direction == "fwd":
             with torch.no_grad():
                 calls = [lambda q=q, k=k, v=v: fn(q, k, v) for q, k, v, _ in sets]
                 o = calls[0]()
+                o = o[0] if isinstance(o, tuple) else o  # (o, weights) on the weights grid
                 row["max_diff"] = max_diff(o, ref["o"]) if ref else None
                 del o
                 row["peak_bytes"] = peak_bytes(calls[0])
@@ -211,18 +254,15 @@ def measure(impl, p, direction, sets, ref, args):
 
 def reference(p, direction, sets):
     q, k, v, d_o = sets[0]
-    fn = make_fn(REFERENCE, p)
+    fn = make_fn(REFERENCE, dict(p, grid="train"))  # O only, also for the weights grid
     try:
-        if impl.startswith("af-"):  # which compiled variant this backend runs, and why
-            q, k, v, _ = sets[0]
-            _, row["variant"], row["reason"] = attnforge.select(q, k, v, causal=p["causal"], backend=impl[3:],
-                                                                backward=direction == "bwd")
         if direction == "fwd":
             with torch.no_grad():
                 return {"o": fn(q, k, v)}
         qg, kg, vg = (t.detach().requires_grad_(True) for t in (q, k, v))
         return {"grads": torch.autograd.grad(fn(qg, kg, vg), (qg, kg, vg), d_o)}
-    except Exception:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 — said once per problem: its rows then carry no max|diff|
+        print(f"compare_torch: no reference ({REFERENCE}) for {p}: {type(e).__name__}: {e}", flush=True)
         return None
 
 
@@ -259,7 +299,7 @@ def markdown(result):
             unit = "GB/s" if grid == "decode" else "TFLOP/s"
             out += [f"## {grid}, {direction} ({unit}; ratio = best attnforge / best PyTorch non-math)", ""]
             head = ["D", "Sq", "Sk", "B", "H", "causal"] + [i.replace("torch-", "") for i in impls] + \
-                   ["best af / best torch", "unfused / math"]
+                   ["best af / best torch", "fused / unfused" if grid == "weights" else "unfused / math"]
             out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for k in ks:
                 vals = {}
@@ -269,8 +309,8 @@ def markdown(result):
                 best_af = max((vals[i] for i in af if vals.get(i)), default=None)
                 best_th = max((vals[i] for i in th if vals.get(i)), default=None)
                 ratio = f"{best_af / best_th:.2f}×" if best_af and best_th else "—"
-                um = (f"{vals['af-unfused'] / vals['torch-math']:.2f}×"
-                      if vals.get("af-unfused") and vals.get("torch-math") else "—")
+                num, den = ("af-fused", "af-unfused") if grid == "weights" else ("af-unfused", "torch-math")
+                um = f"{vals[num] / vals[den]:.2f}×" if vals.get(num) and vals.get(den) else "—"
                 out.append("| " + " | ".join([str(k[2]), str(k[3]), str(k[4]), str(k[5]), str(k[6]),
                                               "yes" if k[7] else "no"] +
                                              [fmt(vals[i]) for i in impls] + [ratio, um]) + " |")
@@ -317,11 +357,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="D=128, S in {1024, 4096}, causal and not, "
                     "fwd+bwd, plus decode Sk=8192 (one to two minutes)")
-    ap.add_argument("--grid", default="train,decode", help="comma list of train, memory, decode, classic")
+    ap.add_argument("--grid", default="train,decode", help="comma list of train, memory, decode, classic, weights")
     ap.add_argument("--head-dims", default="64,128")
     ap.add_argument("--seqlens", default="512,1024,2048,4096,8192,16384")
     ap.add_argument("--memory-seqlens", default="512,1024,2048,4096,8192,16384,65536",
                     help="S of the fixed-batch memory grid (B = 1, H = 16, D = 128); 65536 for issue 3's 4k/16k/64k")
+    ap.add_argument("--weights-seqlens", default="256,512,1024",
+                    help="S of the weights grid (training shapes, forward with the attention weights returned)")
     ap.add_argument("--dirs", default="fwd,bwd")
     ap.add_argument("--impls", default=",".join(ALL_IMPLS))
     ap.add_argument("--math-max-s", type=int, default=4096, help="skip torch-math above this S")
@@ -354,6 +396,9 @@ def main(argv=None):
             problems += decode_grid([1024, 8192, 32768])
         if "classic" in grids:
             problems += classic_grid()
+        if "weights" in grids:
+            problems += weights_grid([int(d) for d in args.head_dims.split(",")],
+                                     [int(s) for s in args.weights_seqlens.split(",")], [False, True])
 
     props = torch.cuda.get_device_properties(0)
     l2 = getattr(props, "L2_cache_size", 50 * 2**20)
@@ -370,10 +415,12 @@ def main(argv=None):
         torch.manual_seed(0)
         sets = input_sets(p, torch.bfloat16, l2)
         for direction in dirs:
-            if p["grid"] == "decode" and direction == "bwd":
-                continue  # decode is inference
+            if p["grid"] in ("decode", "weights") and direction == "bwd":
+                continue  # decode is inference; the weights are a forward output
             ref = reference(p, direction, sets)
             for impl in impls:
+                if (impl == "torch-eager") != (p["grid"] == "weights") and impl.startswith("torch-"):
+                    continue  # torch-eager is the weights grid's PyTorch side, SDPA the others'
                 row = measure(impl, p, direction, sets, ref, args)
                 result["rows"].append(row)
                 what = (f"{row['tflops']:7.1f} TFLOP/s {row['ms']:8.3f} ms" if "ms" in row

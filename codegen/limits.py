@@ -106,6 +106,28 @@ def fused_max_seqlen_k(dtype: str, d: int, m: int, w: int, direction: str = "fwd
     return n, smem
 
 
+def fused_fwd_stream(dtype: str, d: int, m: int, w: int, s: int, direction: str, arch: str) -> tuple[int, int]:
+    """The streamed-key-row fused forward (runtime/kernels/fused/fwd_sm90_stream.cuh, StreamConfig): 64 rows
+    per warpgroup, S formed per key step twice (statistics, then P), so the key row is not held on chip
+    and its limit is the fused backend's cap. Returns (max_seqlen_k, smem bytes): Q, `s` stages of K and V
+    steps (128 keys up to d 64, 64 above), two staging buffers of
+    P (m rows of the step's keys), 1 KiB of alignment."""
+    if direction != "fwd":
+        raise Unfit("the streamed fused kernel is a forward (its tiles set directions = [\"fwd\"])")
+    if arch != "sm90a":
+        raise Unfit("the streamed fused kernel is wgmma / sm_90a only (arch = \"sm90a\")")
+    if dtype not in ("f16", "bf16") or d % 64 or d > 256:
+        raise Unfit(f"the streamed fused kernel takes 16-bit inputs and head dims 64..256, ×64, got {dtype} d={d}")
+    if w % 4 or m != 64 * (w // 4) or s < 2:
+        raise Unfit(f"the streamed fused kernel needs 64 rows per warpgroup and ≥ 2 stages, got m={m} w={w} s={s}")
+    e = ELEM_BYTES[dtype]
+    step = 128 if d <= 64 else 64
+    smem = _smem_tile_bytes(m, d, e) + 2 * s * _smem_tile_bytes(step, d, e) + 2 * m * 2 * step + 1024
+    if smem > SMEM_BYTES_PER_BLOCK:
+        raise Unfit(f"shared memory {smem} B > {SMEM_BYTES_PER_BLOCK} B")
+    return FUSED_MAX_SEQLEN_K_CAP, smem
+
+
 def flash_fwd_sm90a(dtype: str, d: int, m: int, n: int, w: int, s: int, mask) -> dict:
     """The warp-specialized TMA forward (runtime/kernels/flash/fwd_sm90_ws.cuh, FwdWsConfig): a
     producer warpgroup and two (m 128, 12 warps) or three (m 192, 16 warps; 160 registers per consumer
@@ -160,13 +182,16 @@ def fit(backend: str, direction: str, dtype: str, d: int, tile: dict, mask) -> t
     """Returns (tile knobs as built, limits) or raises Unfit."""
     m, n, w, s = (tile.get(k, 0) for k in ("m", "n", "warps", "stages"))
     arch = tile.get("arch", "any")
-    if arch != "any" and backend != "flash":
-        raise Unfit(f"arch {arch} exists for the flash backend only")
+    if arch != "any" and backend != "flash" and not (backend == "fused" and s):
+        raise Unfit(f"arch {arch} exists for the flash backend and the fused streamed tiles (stages) only")
     if backend == "unfused":
         return {"m": 0, "n": 0, "w": w, "s": 0, "arch": arch}, {}
     if backend == "fused":
-        max_sk, smem = fused_max_seqlen_k(dtype, d, m, w, direction)
-        return {"m": m, "n": max_sk, "w": w, "s": 0, "arch": arch}, {"max_seqlen_k": max_sk, "smem_bytes": smem}
+        if s:  # stages: the streamed key row
+            max_sk, smem = fused_fwd_stream(dtype, d, m, w, s, direction, arch)
+        else:
+            max_sk, smem = fused_max_seqlen_k(dtype, d, m, w, direction)
+        return {"m": m, "n": max_sk, "w": w, "s": s, "arch": arch}, {"max_seqlen_k": max_sk, "smem_bytes": smem}
     if arch == "sm90a":
         rule90 = flash_fwd_sm90a if direction == "fwd" else flash_bwd_sm90a
         return {"m": m, "n": n, "w": w, "s": s, "arch": arch}, rule90(dtype, d, m, n, w, s, mask)

@@ -199,7 +199,17 @@ constexpr const char* kHopperBwdD64Long =
 constexpr const char* kHopperBwdD64Step128 =
     "m128n128w12 sm90a: fastest flash backward at D = 64 on Hopper, without a mask from S_k = 1024, causal "
     "from 2048 (warp-specialized kernel, 128-query steps)";
+// Fused forward on Hopper: the streamed key row (fused/fwd_sm90_stream.cuh, m64w4s2: S formed twice, P
+// by TMA stores, two CTAs per SM) against the register-held rows (m64n512w8, m32n1024w8). H200,
+// 2026-12-01 (thirty-second session, compare_torch.py in one process, bench/results/h200_2026-12-01zs_*),
+// bf16, B·S = 16384, TFLOP/s with the weights returned, stream / best register tile: D 64 S 512 150.6 /
+// 95.2, S 1024 171.9 / 75.1; D 128 S 512 191.5 / 133.2, S 1024 216.2 / 109.2 (causal alike); without
+// them at S 1024 191.5 / 118.9 (D 64) and 236.8 / 151.6 (D 128), at S 512 level or ahead except D 64
+// without a mask (174.3 / 182.2).
+constexpr const char* kHopperFusedStream =
+    "m64n1024w4s2 sm90a: fastest fused forward at D 64 / 128 on Hopper (streamed key row, P by TMA)";
 constexpr TilePreference kTilePreference[] = {
+    {Backend::fused, Direction::fwd, 9, false, nullptr, 64, 128, 0, 0, 0, 64, 0, 4, 2, kHopperFusedStream},
     // Backward, D ≤ 64: m64n128w4 beat the generator's first bwd tile m64n128w8 and m64n64w4 on the
     // H200 (2026-11-29, S = 4096, bf16, scripts/dev/flash_bwd_devrun.sh TILES=1): 244 / 208 TFLOP/s
     // non-causal / causal against 187 / 163 (m64n128w8) and 204 / 163 (m64n64w4). At D = 128 the

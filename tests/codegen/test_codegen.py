@@ -126,6 +126,30 @@ def test_fused_f32_sizes_its_score_row_from_shared_memory(tmp_path):
     assert "fused_bwd_f32_hd256_causal_m64w8: no room for a 64-key fp32 score row" in out, out
 
 
+def test_fused_streamed_tile_rules(tmp_path):
+    """The streamed key row (runtime/kernels/fused/fwd_sm90_stream.cuh): a fused tile with stages is sm90a,
+    16-bit, forward, 64 rows per warpgroup; its limit is the fused cap; anything else is dropped with why."""
+    cfg = tmp_path / "stream.toml"
+    cfg.write_text(f'include = ["{ROOT}/codegen/variants/masks.toml"]\n' + textwrap.dedent("""\
+        [backend.fused]
+        dtypes = ["bf16", "f32"]
+        head_dims = [64, 96]
+        directions = ["fwd", "bwd"]
+        masks = ["causal"]
+        tiles = [
+          { m = 64, warps = 4, stages = 2, arch = "sm90a" },
+          { m = 128, warps = 4, stages = 2, arch = "sm90a", dtypes = ["bf16"], head_dims = [64], directions = ["fwd"] },
+          { m = 64, warps = 4, stages = 2, dtypes = ["bf16"], head_dims = [64], directions = ["fwd"] },
+        ]
+        """))
+    built, out = listed(cfg)
+    assert "fused_fwd_bf16_hd64_causal_m64n1024w4s2_sm90a" in built, out
+    assert not any(n.startswith("fused_bwd_") or "_f32_" in n or "hd96" in n for n in built), built
+    assert "needs 64 rows per warpgroup" in out, out
+    assert "wgmma / sm_90a only" in out, out
+    assert "is a forward" in out, out
+
+
 def test_tile_dtypes_restrict_a_tile(tmp_path):
     """A tile's dtypes key keeps it to those dtypes (the fp32 fused tile beside the 16-bit ones)."""
     cfg = tmp_path / "tile_dtypes.toml"

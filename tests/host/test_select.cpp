@@ -499,6 +499,31 @@ TEST_F(SelectTest, HopperWideHeadBackwardTakesTheSplitStep) {
   EXPECT_HOPPER_ROWS(rows);
 }
 
+// Fused forward on Hopper (2026-12-01): the streamed key row at D 64 / 128, every mask and length it
+// takes, with the weights (auto) and without (backend fused).
+TEST_F(SelectTest, HopperFusedForwardTakesTheStreamedTile) {
+  if (attnforge::test::device_cc_major() != 9) GTEST_SKIP() << "no Hopper GPU: the sm_90 rows do not apply";
+  const auto names = variant_names();
+  int checked = 0;
+  for (int d : {64, 128})
+    for (const char* mask : {"none", "causal"})
+      for (int sk : {1, 512, 1024})
+        for (bool weights : {false, true}) {
+          const std::string want = "fused_fwd_bf16_hd" + std::to_string(d) + "_" + mask + "_m64n1024w4s2_sm90a";
+          if (std::find(names.begin(), names.end(), want) == names.end()) continue;
+          Shape s;
+          s.d = d, s.sq = 300, s.sk = sk, s.mask = mask;
+          attnforge_args a = make_args(s);
+          if (weights) a.weights = dense(s.dtype, s.b, s.hq, s.sq, s.sk);
+          else a.backend = ATTNFORGE_BACKEND_FUSED;
+          const Choice c = choose(a);
+          ASSERT_EQ(c.status, ATTNFORGE_OK) << c.reason;
+          EXPECT_EQ(c.variant, want) << c.reason;
+          ++checked;
+        }
+  if (checked == 0) GTEST_SKIP() << "no streamed fused variant in this build";
+}
+
 TEST_F(SelectTest, WeightsNeverGoToFlash) {
   Shape s;
   attnforge_args a = make_args(s);

@@ -63,6 +63,25 @@ __device__ __forceinline__ void regs_alloc() {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N) : "memory");
 }
 
+// One box of a 3-D tensor map from shared memory (the map's layout and swizzle) at (c0, c1, c2), in this
+// thread's bulk group; parts of the box outside the tensor are not written. The writes to shared memory it
+// reads must be fenced to the async proxy (fence_proxy_async) by the writing threads before the barrier
+// that publishes them.
+__device__ __forceinline__ void store_3d(const CUtensorMap* map, uint32_t src, int c0, int c1, int c2) {
+  asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(src), "r"(c0), "r"(c1), "r"(c2)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// At most N of this thread's bulk groups still read their shared-memory source (the source is free).
+template <int N>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+// All of this thread's bulk groups complete (their writes performed).
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+
 // ---- host -----------------------------------------------------------------------------------------
 // cuTensorMapEncodeTiled, fetched from the driver once (the runtime library does not export it).
 using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
@@ -98,6 +117,22 @@ inline bool encode_rows_view(CUtensorMap* map, DType dt, const void* ptr, int he
             const_cast<void*>(ptr), dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// The 3-D view (Sk, Sq, planes) of a contiguous 16-bit (planes, Sq, Sk) tensor — the attention weights
+// (B, H, Sq, Sk), planes = B·H — in boxes of 64 columns × box_rows rows, 128-byte swizzle. False when the
+// driver refuses (Sk·2 bytes must be a multiple of 16, the base 16-byte aligned).
+inline bool encode_weights_view(CUtensorMap* map, DType dt, void* ptr, int64_t sk, int64_t sq, int64_t planes,
+                                int box_rows) {
+  const EncodeTiledFn fn = encode_tiled_fn();
+  if (fn == nullptr || sk < 1 || sq < 1 || planes < 1) return false;
+  const cuuint64_t dims[3] = {cuuint64_t(sk), cuuint64_t(sq), cuuint64_t(planes)};
+  const cuuint64_t strides[2] = {cuuint64_t(sk) * 2, cuuint64_t(sk * sq) * 2};
+  const cuuint32_t box[3] = {64, cuuint32_t(box_rows), 1};
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  return fn(map, dt == DType::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3, ptr, dims,
+            strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+            CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 // One of the call's tensors as encode_rows_view's view: query side (Q, O, dO: heads_q heads, Sq rows,

@@ -19,6 +19,7 @@
 #include "fused/config.cuh"
 #include "fused/f32.cuh"
 #include "fused/fwd_sm90.cuh"
+#include "fused/fwd_sm90_stream.cuh"
 #include "fused/host_util.hpp"
 #include "fused/row_softmax.cuh"
 
@@ -236,6 +237,24 @@ attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
     return st;
   if constexpr (V::kDType == DType::f32) {
     return run_f32<V>(p, stream);  // CUDA cores (fused/f32.cuh)
+  } else if constexpr (V::TileT::kStages > 0) {
+    // A streamed key row (fwd_sm90_stream.cuh; sm90a tiles only, so the selector offers it on sm_90 only).
+    using Cfg = StreamConfig<V>;
+    static_assert(Cfg::kSupported, "codegen/limits.py admits only streamed tiles the kernel takes");
+    if (p.batch == 0 || p.seqlen_q == 0 || p.heads_q == 0) return ATTNFORGE_OK;  // nothing to write
+    if (!rows_aligned16(p, false)) return fail(ATTNFORGE_UNSUPPORTED, kNeedsAlignedRows);
+    if (exceeds_grid_yz(p.heads_q, p.batch)) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);
+    static int raised[64] = {};
+    if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90_stream<V>, Cfg::kSmemBytes, raised); st != ATTNFORGE_OK)
+      return st;
+    StreamArgs a{};
+    a.p = p;
+    a.w_tma = p.weights != nullptr &&  // else P leaves from registers
+              prim::tma::encode_weights_view(&a.tw, V::kDType, p.weights, p.seqlen_k, p.seqlen_q,
+                                             int64_t(p.batch) * p.heads_q, 64);
+    const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
+    fwd_kernel_sm90_stream<V><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
+    return check_launch("fused forward (sm90, streamed key row)");
   } else {
     using Cfg = Config<V>;
     if (p.batch == 0 || p.seqlen_q == 0 || p.heads_q == 0) return ATTNFORGE_OK;  // nothing to write

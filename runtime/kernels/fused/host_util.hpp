@@ -25,7 +25,7 @@ inline attnforge_status check_variant_runs(const Params& p, int head_dim, int ma
                 "variant built for head_dim " + std::to_string(head_dim) + ", got " + std::to_string(p.head_dim));
   if (p.seqlen_k > max_seqlen_k)
     return fail(ATTNFORGE_UNSUPPORTED, "this variant supports seqlen_k up to " + std::to_string(max_seqlen_k) +
-                                           " (its on-chip key row), got seqlen_k " + std::to_string(p.seqlen_k));
+                                           " (its key-row limit), got seqlen_k " + std::to_string(p.seqlen_k));
   if (backward && p.deterministic)
     return fail(ATTNFORGE_UNSUPPORTED, "fused backward accumulates dK/dV with fp32 atomics and is not "
                                        "bitwise deterministic; use backend flash or unfused for deterministic=1");

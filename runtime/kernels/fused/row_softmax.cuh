@@ -121,25 +121,12 @@ template <class Num, int kSteps, int kWarpsN, bool kContiguous>
 __device__ __forceinline__ void store_weights(const Params& p, const float (&s)[kSteps][1][8][4], int b, int h, int q_first, int sq, int sk, int wn, int g, int t4) {
   using Element = typename Num::Element;
   const int64_t sk_all = p.seqlen_k;  // dense only: validation rejects weights with varlen
-  Element* w_ptr = static_cast<Element*>(p.weights) + ((int64_t(b) * p.heads_q + h) * p.seqlen_q) * sk_all;
+  Element* w_band = static_cast<Element*>(p.weights) + ((int64_t(b) * p.heads_q + h) * p.seqlen_q + q_first) * sk_all;
   const bool vec = (sk_all & 7) == 0 && (reinterpret_cast<uintptr_t>(p.weights) & 15) == 0;
 #pragma unroll
   for (int i = 0; i < kSteps; ++i) {
     const int k_first = key_tile<kSteps, kWarpsN, kContiguous>(i, wn) * 64;
-    if (k_first < sk) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int row = q_first + g + 8 * r;
-#pragma unroll
-        for (int q4 = 0; q4 < 2; ++q4) {
-          uint32_t x[4];
-#pragma unroll
-          for (int j = 0; j < 4; ++j) x[j] = Num::pack2(s[i][0][4 * q4 + j][2 * r], s[i][0][4 * q4 + j][2 * r + 1]);
-          const uint4 chunk = quad_transpose(x, t4);
-          if (row < sq) store_chunk(w_ptr + int64_t(row) * sk_all, k_first + (4 * q4 + t4) * 8, sk, chunk, vec);
-        }
-      }
-    }
+    if (k_first < sk) store_band<Num, 8>(w_band, sk_all, s[i][0], sq - q_first, k_first, sk, vec, g, t4);
   }
 }
 
@@ -147,20 +134,7 @@ __device__ __forceinline__ void store_weights(const Params& p, const float (&s)[
 template <class Num, int kONTiles>
 __device__ __forceinline__ void store_o(typename Num::Element* o_band, int64_t row_stride, const float (&o)[kONTiles][4],
                                         int rows_valid, int g, int t4) {
-  static_assert(kONTiles % 4 == 0, "O is stored in groups of 4 n8 tiles (head dim multiple of 32)");
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = g + 8 * r;
-#pragma unroll
-    for (int q4 = 0; q4 < kONTiles / 4; ++q4) {
-      uint32_t x[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) x[j] = Num::pack2(o[4 * q4 + j][2 * r], o[4 * q4 + j][2 * r + 1]);
-      const uint4 chunk = quad_transpose(x, t4);
-      if (row < rows_valid)
-        *reinterpret_cast<uint4*>(o_band + int64_t(row) * row_stride + (4 * q4 + t4) * 8) = chunk;
-    }
-  }
+  store_band<Num, kONTiles>(o_band, row_stride, o, rows_valid, 0, 8 * kONTiles, true, g, t4);
 }
 
 }  // namespace attnforge::fused

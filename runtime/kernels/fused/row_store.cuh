@@ -43,4 +43,24 @@ __device__ __forceinline__ void store_chunk(Element* row, int col0, int n_cols, 
   }
 }
 
+// A warp's 16-row band of C fragments f (rows g and g + 8, cols 2t, 2t + 1 of n8 tile nt) as 16-bit rows:
+// columns col0 + [0, 8·kNT) of rows [0, rows_valid), columns ≥ n_cols not written. All lanes must call it.
+template <class Num, int kNT>
+__device__ __forceinline__ void store_band(typename Num::Element* band, int64_t row_stride, const float (&f)[kNT][4],
+                                           int rows_valid, int col0, int n_cols, bool vec, int g, int t4) {
+  static_assert(kNT % 4 == 0, "rows are stored in groups of 4 n8 tiles (16-byte chunks)");
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = g + 8 * r;
+#pragma unroll
+    for (int q4 = 0; q4 < kNT / 4; ++q4) {
+      uint32_t x[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) x[j] = Num::pack2(f[4 * q4 + j][2 * r], f[4 * q4 + j][2 * r + 1]);
+      const uint4 chunk = quad_transpose(x, t4);
+      if (row < rows_valid) store_chunk(band + int64_t(row) * row_stride, col0 + (4 * q4 + t4) * 8, n_cols, chunk, vec);
+    }
+  }
+}
+
 }  // namespace attnforge::fused
