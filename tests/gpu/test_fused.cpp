@@ -68,10 +68,11 @@ bool has_variant(const std::string& name) {
   return false;
 }
 
-// Largest key row the fused backend can serve for (dtype, D, mask): the longest compiled limit; 0 = none built.
-int fused_limit(attnforge_dtype t, int d, const std::string& mask) {
+// Largest key row the fused backend can serve for (dtype, D, mask) in a direction: the longest compiled
+// limit; 0 = none built.
+int fused_limit(attnforge_dtype t, int d, const std::string& mask, const char* direction = "fwd") {
   int best = 0;
-  for (const FusedVariant& v : compiled_fused_forward())
+  for (const FusedVariant& v : compiled_fused(direction))
     if (v.dtype == t && v.head_dim == d && v.mask == mask && v.limit > best) best = v.limit;
   return best;
 }
@@ -331,7 +332,8 @@ TEST(Fused, OneKernelPerForwardAtMostTwoPerBackward) {
   ATTNFORGE_REQUIRE_GPU();
   const attnforge_dtype t = ATTNFORGE_BF16;
   const int d = 64;
-  if (fused_limit(t, d, "causal") < 256) GTEST_SKIP() << "no fused bf16 hd64 causal variant compiled";
+  if (fused_limit(t, d, "causal") < 256 || fused_limit(t, d, "causal", "bwd") < 256)
+    GTEST_SKIP() << "no fused bf16 hd64 causal forward and backward variants compiled";
   const int B = 2, S = 256, H = 4;
   const size_t n = size_t(B) * S * H * d;
   using attnforge::test::upload;
@@ -395,7 +397,8 @@ TEST(Fused, OneKernelPerForwardAtMostTwoPerBackward) {
 // deterministic = 1 is refused with a reason (dK/dV use fp32 atomics).
 TEST(Fused, DeterministicBackwardIsRefused) {
   ATTNFORGE_REQUIRE_GPU();
-  if (fused_limit(ATTNFORGE_BF16, 64, "none") == 0) GTEST_SKIP() << "no fused bf16 hd64 none variant compiled";
+  if (fused_limit(ATTNFORGE_BF16, 64, "none", "bwd") == 0)
+    GTEST_SKIP() << "no fused bf16 hd64 none backward variant compiled";
   Case c;
   c.seqlen_q = 20;
   c.seqlen_k = 30;
