@@ -15,6 +15,16 @@
 
 namespace attnforge::prim {
 
+// k-step kk of the next GEMM's A operand from a C-fragment block c (its n8 tiles 2kk and 2kk + 1), packed
+// to 16 bits by Num (numeric.cuh); wgmma's register A has the same layout per warp.
+template <class Num, int kNT>
+__device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c)[kNT][4], int kk) {
+  a[0] = Num::pack2(c[2 * kk][0], c[2 * kk][1]);
+  a[1] = Num::pack2(c[2 * kk][2], c[2 * kk][3]);
+  a[2] = Num::pack2(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+  a[3] = Num::pack2(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+}
+
 // C += A·B for one m16n8k16 tile; T selects the 16-bit input type (f16 or bf16).
 template <DType T>
 __device__ __forceinline__ void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,

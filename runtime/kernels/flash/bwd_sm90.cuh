@@ -456,12 +456,7 @@ __global__ void __launch_bounds__(BwdSm90Config<V>::kThreads, BwdSm90Config<V>::
       }
   };
   // m64k16 A fragment kk (16 queries) of Pᵀ or dSᵀ from its fp32 accumulator v.
-  auto pack_a = [](uint32_t (&fr)[4], const auto& v, int kk) {
-    fr[0] = C::Num::pack2(v[2 * kk][0], v[2 * kk][1]);
-    fr[1] = C::Num::pack2(v[2 * kk][2], v[2 * kk][3]);
-    fr[2] = C::Num::pack2(v[2 * kk + 1][0], v[2 * kk + 1][1]);
-    fr[3] = C::Num::pack2(v[2 * kk + 1][2], v[2 * kk + 1][3]);
-  };
+  auto pack_a = [](uint32_t (&fr)[4], const auto& v, int kk) { prim::c_to_a<typename C::Num>(fr, v, kk); };
   // Element pair (key row kl, query columns 8·nt + 2t, +1) of a 16-bit (keys, queries) tile in dSᵀ's
   // layout: dSᵀ of a stage, or the split step's Pᵀ.
   auto pair_at = [&](uint32_t tile, int kl, int nt) { return tile + SL::offset(kl, nt * 8 + 2 * t); };

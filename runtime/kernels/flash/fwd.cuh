@@ -215,12 +215,7 @@ __global__ void __launch_bounds__(FwdConfig<V>::kThreads, 1) fwd_kernel(const __
     for (int kk = 0; kk < Cfg::kKStepsPV; ++kk) {
       uint32_t pa[kMTiles][4];
 #pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt) {
-        pa[mt][0] = Cfg::Num::pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-        pa[mt][1] = Cfg::Num::pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-        pa[mt][2] = Cfg::Num::pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-        pa[mt][3] = Cfg::Num::pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-      }
+      for (int mt = 0; mt < kMTiles; ++mt) prim::c_to_a<typename Cfg::Num>(pa[mt], s[mt], kk);
 #pragma unroll
       for (int dp = 0; dp < kNTilesO / 2; ++dp) {
         uint32_t bv[4];  // V (16, 16): b0,b1 of d-tile 2dp, then of 2dp+1

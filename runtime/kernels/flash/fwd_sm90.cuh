@@ -11,6 +11,7 @@
 
 #include "common/copy.cuh"
 #include "common/mask_apply.cuh"
+#include "common/mma.cuh"
 #include "common/numeric.cuh"
 #include "common/params.hpp"
 #include "common/smem_layout.cuh"
@@ -209,12 +210,7 @@ __global__ void __launch_bounds__(FwdSm90Config<V>::kThreads, FwdSm90Config<V>::
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk) {
-        pa[mt][kk][0] = Cfg::Num::pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-        pa[mt][kk][1] = Cfg::Num::pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-        pa[mt][kk][2] = Cfg::Num::pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-        pa[mt][kk][3] = Cfg::Num::pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-      }
+      for (int kk = 0; kk < kBlockN / 16; ++kk) prim::c_to_a<typename Cfg::Num>(pa[mt][kk], s[mt], kk);
     const uint32_t v_s = sV(slot);
     prim::sm90::fence();
 #pragma unroll

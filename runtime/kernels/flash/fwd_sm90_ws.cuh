@@ -425,12 +425,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   };
   auto pack_p = [&](const float (&s)[1][kNS][4]) {
 #pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) {
-      pa[kk][0] = C::Num::pack2(s[0][2 * kk][0], s[0][2 * kk][1]);
-      pa[kk][1] = C::Num::pack2(s[0][2 * kk][2], s[0][2 * kk][3]);
-      pa[kk][2] = C::Num::pack2(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
-      pa[kk][3] = C::Num::pack2(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
-    }
+    for (int kk = 0; kk < kBN / 16; ++kk) prim::c_to_a<typename C::Num>(pa[kk], s[0], kk);
   };
 
   int it = 0, n_q = 0;  // K/V stages and Q loads consumed so far, as the producer counts them

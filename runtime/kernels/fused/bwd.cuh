@@ -276,10 +276,7 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) bwd_kernel(const __gri
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         uint32_t a[4];
-        a[0] = Num::pack2(dp[2 * kk][0], dp[2 * kk][1]);
-        a[1] = Num::pack2(dp[2 * kk][2], dp[2 * kk][3]);
-        a[2] = Num::pack2(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
-        a[3] = Num::pack2(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+        prim::c_to_a<Num>(a, dp, kk);
 #pragma unroll
         for (int dpi = 0; dpi < kONTiles / 2; ++dpi) {
           uint32_t bf[4];

@@ -194,10 +194,7 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {  // 16 keys per k-step
           uint32_t a[4];
-          a[0] = Num::pack2(s[j][0][2 * kk][0], s[j][0][2 * kk][1]);
-          a[1] = Num::pack2(s[j][0][2 * kk][2], s[j][0][2 * kk][3]);
-          a[2] = Num::pack2(s[j][0][2 * kk + 1][0], s[j][0][2 * kk + 1][1]);
-          a[3] = Num::pack2(s[j][0][2 * kk + 1][2], s[j][0][2 * kk + 1][3]);
+          prim::c_to_a<Num>(a, s[j][0], kk);
 #pragma unroll
           for (int dp = 0; dp < kONTiles / 2; ++dp) {
             uint32_t bf[4];  // V(16 keys × 16 dims), transposed into B fragments of two n8 tiles

@@ -13,6 +13,7 @@
 
 #include "common/copy.cuh"
 #include "common/mask_apply.cuh"
+#include "common/mma.cuh"
 #include "common/numeric.cuh"
 #include "common/params.hpp"
 #include "common/smem_layout.cuh"
@@ -221,12 +222,7 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel_sm90(const 
     auto pv_step = [&](int i, uint32_t v_block) {
       uint32_t pa[4][4];  // P (16 rows × 64 keys per warp) as four k16 A fragments, packed before the fence
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        pa[kk][0] = Num::pack2(s[i][0][2 * kk][0], s[i][0][2 * kk][1]);
-        pa[kk][1] = Num::pack2(s[i][0][2 * kk][2], s[i][0][2 * kk][3]);
-        pa[kk][2] = Num::pack2(s[i][0][2 * kk + 1][0], s[i][0][2 * kk + 1][1]);
-        pa[kk][3] = Num::pack2(s[i][0][2 * kk + 1][2], s[i][0][2 * kk + 1][3]);
-      }
+      for (int kk = 0; kk < 4; ++kk) prim::c_to_a<Num>(pa[kk], s[i][0], kk);
       const uint32_t vb = v_block + uint32_t(wn * 64 * 128);
       prim::sm90::fence();  // orders the A-fragment register writes before the wgmmas that read them
 #pragma unroll

@@ -293,12 +293,7 @@ __global__ void __launch_bounds__(StreamConfig<V>::kThreads, StreamConfig<V>::kM
       for (int e = 0; e < 4; ++e) s[0][nt][e] = prim::exp2_approx(fmaf(s[0][nt][e], c, -base[e >> 1])) * inv[e >> 1];
     uint32_t pa[kN / 16][4];  // P in 16 bits as k16 A fragments: the operand of P·V and the weights
 #pragma unroll
-    for (int kk = 0; kk < kN / 16; ++kk) {
-      pa[kk][0] = Num::pack2(s[0][2 * kk][0], s[0][2 * kk][1]);
-      pa[kk][1] = Num::pack2(s[0][2 * kk][2], s[0][2 * kk][3]);
-      pa[kk][2] = Num::pack2(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
-      pa[kk][3] = Num::pack2(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
-    }
+    for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
     if (w_tma) {  // the warp's (16, kN) of P into the staging buffer: four 8 × 8 matrices per k16 slice
       const int row = (warp & 3) * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);  // of the warpgroup's 64
 #pragma unroll
