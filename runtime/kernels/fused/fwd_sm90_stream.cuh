@@ -2,8 +2,8 @@
 // attention weights written from the same kernel, for key rows longer than 64 register-held query rows
 // allow (64 rows × 1024 fp32 scores = 256 KB, the whole register file). Each warpgroup owns 64 rows; the
 // CTA walks its row block's key tiles twice: pass 1 forms S = Q·Kᵀ and the row max and sum, pass 2 forms
-// S again, P = exp2(s − max)/Σ exactly (no rescaling of P or O: both passes see the final statistics
-// only in pass 2), writes P and accumulates O += P·V. One Q·Kᵀ more than flash, P written once.
+// S again, P = exp2(s − max)/Σ exactly from the final statistics (O exists only in pass 2, so nothing is
+// rescaled), writes P by TMA and accumulates O += P·V. One Q·Kᵀ more than flash, P written once.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -11,12 +11,12 @@
 
 #include "common/copy.cuh"
 #include "common/mask_apply.cuh"
+#include "common/mma.cuh"
 #include "common/numeric.cuh"
 #include "common/params.hpp"
 #include "common/smem_layout.cuh"
 #include "common/smem_tile_ops.cuh"
 #include "common/softmax.cuh"
-#include "common/mma.cuh"
 #include "common/tma.cuh"
 #include "common/variant.hpp"
 #include "common/wgmma.cuh"
@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(StreamConfig<V>::kThreads, StreamConfig<V>::kM
   };
 
   // The key tiles of the row block, dead ones (no row of the block sees a key) skipped, walked twice.
-  // A cursor (pass, j) runs pass 0 then pass 1; j = n_tiles past the end.
+  // The load cursor (load_pass, load_j): load_pass 0 walks pass 1's tiles, 1 pass 2's, 2 is past the end.
   const int n_tiles = (sk + kN - 1) / kN;
   const int q_last = min(m0 + Cfg::kBlockM, sq) - 1;
   auto tile_class = [&](int j) {
@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(StreamConfig<V>::kThreads, StreamConfig<V>::kM
     return j;
   };
   int load_pass = 0, load_j = next_tile(0);
-  // K (both passes) and V (pass 1 only) of the cursor's tile as two cp.async groups, empty ones included,
+  // K (both passes) and V (pass 2 only) of the cursor's tile as two cp.async groups, empty ones included,
   // so that every step waits on the same group counts. Keys no row of the block sees are zero-filled.
   auto load_next = [&](int slot) {
     const bool any = load_pass < 2 && load_j < n_tiles;
