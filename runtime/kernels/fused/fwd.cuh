@@ -234,54 +234,54 @@ attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
     return st;
   if constexpr (V::kDType == DType::f32) {
     return run_f32<V>(p, stream);  // CUDA cores (fused/f32.cuh)
-  } else if constexpr (V::TileT::kStages > 0) {
-    // A streamed key row (fwd_sm90_stream.cuh; sm90a tiles only, so the selector offers it on sm_90 only).
-    using Cfg = StreamConfig<V>;
-    static_assert(Cfg::kSupported, "codegen/limits.py admits only streamed tiles the kernel takes");
-    if (p.batch == 0 || p.seqlen_q == 0 || p.heads_q == 0) return ATTNFORGE_OK;  // nothing to write
-    if (!rows_aligned16(p, false)) return fail(ATTNFORGE_UNSUPPORTED, kNeedsAlignedRows);
-    if (exceeds_grid_yz(p.heads_q, p.batch)) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);
-    static int raised[64] = {};
-    if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90_stream<V>, Cfg::kSmemBytes, raised); st != ATTNFORGE_OK)
-      return st;
-    StreamArgs a{};
-    a.p = p;
-    a.w_tma = p.weights != nullptr &&  // else P leaves from registers
-              prim::tma::encode_weights_view(&a.tw, V::kDType, p.weights, p.seqlen_k, p.seqlen_q,
-                                             int64_t(p.batch) * p.heads_q, 64);
-    const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
-    fwd_kernel_sm90_stream<V><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
-    return check_launch("fused forward (sm90, streamed key row)");
   } else {
-    using Cfg = Config<V>;
     if (p.batch == 0 || p.seqlen_q == 0 || p.heads_q == 0) return ATTNFORGE_OK;  // nothing to write
     if (!rows_aligned16(p, false)) return fail(ATTNFORGE_UNSUPPORTED, kNeedsAlignedRows);
     if (exceeds_grid_yz(p.heads_q, p.batch)) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);
-    using Cfg90 = Sm90Config<V>;
-    if constexpr (Cfg90::kSupported) {
-      // The wgmma kernel (fwd_sm90.cuh) on sm_90 when the variant fits it, else the mma.sync one above;
-      // ATTNFORGE_FUSED_FWD_PATH=mma forces mma.sync.
-      if (hopper_path("ATTNFORGE_FUSED_FWD_PATH")) {
-        // One CTA per (query-block group, head, batch): each walks blocks x, x + G, ... of its head, so K
-        // (and V) are read once per CTA; G just large enough to fill the SMs.
-        const int n_mblocks = (p.seqlen_q + 63) / 64;
-        const int64_t heads = int64_t(p.batch) * p.heads_q;
-        const int sms = p.num_sms > 0 ? p.num_sms : 132;
-        const int groups = int(std::max<int64_t>(1, std::min<int64_t>(n_mblocks, (sms + heads - 1) / heads)));
-        constexpr int smem90 = Cfg90::kSmemBytes;
-        static int raised90[64] = {};
-        if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90<V>, smem90, raised90); st != ATTNFORGE_OK)
-          return st;
-        fwd_kernel_sm90<V><<<dim3(groups, p.heads_q, p.batch), Cfg::kThreads, smem90, stream>>>(p);
-        return check_launch("fused forward (sm90)");
+    if constexpr (V::TileT::kStages > 0) {
+      // A streamed key row (fwd_sm90_stream.cuh; sm90a tiles only, so the selector offers it on sm_90 only).
+      using Cfg = StreamConfig<V>;
+      static_assert(Cfg::kSupported, "codegen/limits.py admits only streamed tiles the kernel takes");
+      static int raised[64] = {};
+      if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90_stream<V>, Cfg::kSmemBytes, raised);
+          st != ATTNFORGE_OK)
+        return st;
+      StreamArgs a{};
+      a.p = p;
+      a.w_tma = p.weights != nullptr &&  // else P leaves from registers
+                prim::tma::encode_weights_view(&a.tw, V::kDType, p.weights, p.seqlen_k, p.seqlen_q,
+                                               int64_t(p.batch) * p.heads_q, 64);
+      const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
+      fwd_kernel_sm90_stream<V><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
+      return check_launch("fused forward (sm90, streamed key row)");
+    } else {
+      using Cfg = Config<V>;
+      using Cfg90 = Sm90Config<V>;
+      if constexpr (Cfg90::kSupported) {
+        // The wgmma kernel (fwd_sm90.cuh) on sm_90 when the variant fits it, else the mma.sync one above;
+        // ATTNFORGE_FUSED_FWD_PATH=mma forces mma.sync.
+        if (hopper_path("ATTNFORGE_FUSED_FWD_PATH")) {
+          // One CTA per (query-block group, head, batch): each walks blocks x, x + G, ... of its head, so K
+          // (and V) are read once per CTA; G just large enough to fill the SMs.
+          const int n_mblocks = (p.seqlen_q + 63) / 64;
+          const int64_t heads = int64_t(p.batch) * p.heads_q;
+          const int sms = p.num_sms > 0 ? p.num_sms : 132;
+          const int groups = int(std::max<int64_t>(1, std::min<int64_t>(n_mblocks, (sms + heads - 1) / heads)));
+          constexpr int smem90 = Cfg90::kSmemBytes;
+          static int raised90[64] = {};
+          if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90<V>, smem90, raised90); st != ATTNFORGE_OK)
+            return st;
+          fwd_kernel_sm90<V><<<dim3(groups, p.heads_q, p.batch), Cfg::kThreads, smem90, stream>>>(p);
+          return check_launch("fused forward (sm90)");
+        }
       }
+      constexpr int smem = Cfg::kSmemBytes;
+      static int raised[64] = {};
+      if (attnforge_status st = raise_smem_limit(fwd_kernel<V>, smem, raised); st != ATTNFORGE_OK) return st;
+      const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
+      fwd_kernel<V><<<grid, Cfg::kThreads, smem, stream>>>(p);
+      return check_launch("fused forward");
     }
-    constexpr int smem = Cfg::kSmemBytes;
-    static int raised[64] = {};
-    if (attnforge_status st = raise_smem_limit(fwd_kernel<V>, smem, raised); st != ATTNFORGE_OK) return st;
-    const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
-    fwd_kernel<V><<<grid, Cfg::kThreads, smem, stream>>>(p);
-    return check_launch("fused forward");
   }
 }
 

@@ -297,7 +297,8 @@ __global__ void __launch_bounds__(StreamConfig<V>::kThreads, StreamConfig<V>::kM
     if (w_tma) {  // the warp's (16, kN) of P into the staging buffer: four 8 × 8 matrices per k16 slice
       const int row = (warp & 3) * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);  // of the warpgroup's 64
 #pragma unroll
-      for (int kk = 0; kk < kN / 16; ++kk) prim::stmatrix_x4(sP(step & 1) + SL::offset(row, 16 * kk + 8 * (lane >> 4)), pa[kk]);
+      for (int kk = 0; kk < kN / 16; ++kk)
+        prim::stmatrix_x4(sP(step & 1) + SL::offset(row, 16 * kk + 8 * (lane >> 4)), pa[kk]);
     } else if (w_band != nullptr) {
       store_band<Num, kNTilesS>(w_band, p.seqlen_k, s[0], sq - q_first, j * kN, sk, false, g, t);
     }
