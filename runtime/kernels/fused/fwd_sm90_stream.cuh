@@ -32,7 +32,6 @@ struct StreamConfig {
   using Mask = typename V::Mask;
   static constexpr int kHeadDim = V::kHeadDim;
   static constexpr int kBlockM = V::TileT::kBlockM;      // query rows per CTA: 64 per warpgroup
-  static constexpr int kMaxSeqlenK = V::TileT::kBlockN;  // the longest key row (codegen/limits.py)
   static constexpr int kWarps = V::TileT::kWarps;
   static constexpr int kStages = V::TileT::kStages;      // K/V ring depth
   static constexpr int kThreads = 32 * kWarps;
