@@ -107,22 +107,30 @@ def fused_max_seqlen_k(dtype: str, d: int, m: int, w: int, direction: str = "fwd
 
 
 def fused_fwd_stream(dtype: str, d: int, m: int, w: int, s: int, direction: str, arch: str) -> tuple[int, int]:
-    """The streamed-key-row fused forward (runtime/kernels/fused/fwd_sm90_stream.cuh, StreamConfig): 64 rows
-    per warpgroup, S formed per key step twice (statistics, then P), so the key row is not held on chip
-    and its limit is the fused backend's cap. Returns (max_seqlen_k, smem bytes): Q, `s` stages of K and V
-    steps (128 keys up to d 64, 64 above), two staging buffers of
-    P (m rows of the step's keys), 1 KiB of alignment."""
+    """The streamed-key-row fused forward: 64 rows per consumer warpgroup, S formed per key step twice
+    (statistics, then P), so the key row is not held on chip and its limit is the fused backend's cap.
+    Two forms: one warpgroup per 64 rows and cp.async (w = m / 16; runtime/kernels/fused/fwd_sm90_stream.cuh,
+    StreamConfig: 128-key steps up to d 64, 64 above), or a TMA producer warpgroup beside two consumers
+    (m 128, w 12, d ≤ 128; fwd_sm90_ws.cuh, WsStreamConfig: 128-key steps). Returns (max_seqlen_k, smem
+    bytes): Q, `s` stages of K and V steps, two staging buffers of P (m rows of the step's keys), the ws
+    form's mbarriers, 1 KiB of alignment."""
     if direction != "fwd":
         raise Unfit("the streamed fused kernel is a forward (its tiles set directions = [\"fwd\"])")
     if arch != "sm90a":
         raise Unfit("the streamed fused kernel is wgmma / sm_90a only (arch = \"sm90a\")")
     if dtype not in ("f16", "bf16") or d % 64 or d > 256:
         raise Unfit(f"the streamed fused kernel takes 16-bit inputs and head dims 64..256, ×64, got {dtype} d={d}")
-    if w % 4 or m != 64 * (w // 4) or s < 2:
-        raise Unfit(f"the streamed fused kernel needs 64 rows per warpgroup and ≥ 2 stages, got m={m} w={w} s={s}")
+    producer = w % 4 == 0 and m == 64 * (w // 4 - 1)
+    if w % 4 or s < 2 or (m != 64 * (w // 4) and not producer):
+        raise Unfit(f"the streamed fused kernel needs 64 rows per consumer warpgroup (and one producer warpgroup "
+                    f"or none) and ≥ 2 stages, got m={m} w={w} s={s}")
+    if producer and (m != 128 or d > 128):
+        raise Unfit(f"the warp-specialized streamed kernel is m=128 (two consumers of 64 rows) up to head dim 128 "
+                    f"(S, O, P and Q in 240 registers), got m={m} d={d}")
     e = ELEM_BYTES[dtype]
-    step = 128 if d <= 64 else 64
-    smem = _smem_tile_bytes(m, d, e) + 2 * s * _smem_tile_bytes(step, d, e) + 2 * m * 2 * step + 1024
+    step = 128 if d <= 64 or producer else 64
+    bars = (1 + 4 * s) * 8 if producer else 0
+    smem = _smem_tile_bytes(m, d, e) + 2 * s * _smem_tile_bytes(step, d, e) + 2 * m * 2 * step + bars + 1024
     if smem > SMEM_BYTES_PER_BLOCK:
         raise Unfit(f"shared memory {smem} B > {SMEM_BYTES_PER_BLOCK} B")
     return FUSED_MAX_SEQLEN_K_CAP, smem

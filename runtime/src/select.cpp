@@ -207,9 +207,9 @@ constexpr const char* kHopperBwdD64Step128 =
 // them at S 1024 191.5 / 118.9 (D 64) and 236.8 / 151.6 (D 128), at S 512 level or ahead except D 64
 // without a mask (174.3 / 182.2).
 constexpr const char* kHopperFusedStream =
-    "m64n1024w4s2 sm90a: fastest fused forward at D 64 / 128 on Hopper (streamed key row, P by TMA)";
+    "m128n1024w12s2 sm90a: fastest fused forward at D 64 / 128 on Hopper (streamed key row, TMA producer, P by TMA)";
 constexpr TilePreference kTilePreference[] = {
-    {Backend::fused, Direction::fwd, 9, false, nullptr, 64, 128, 0, 0, 0, 64, 0, 4, 2, kHopperFusedStream},
+    {Backend::fused, Direction::fwd, 9, false, nullptr, 64, 128, 0, 0, 0, 128, 0, 12, 2, kHopperFusedStream},
     // Backward, D ≤ 64: m64n128w4 beat the generator's first bwd tile m64n128w8 and m64n64w4 on the
     // H200 (2026-11-29, S = 4096, bf16, scripts/dev/flash_bwd_devrun.sh TILES=1): 244 / 208 TFLOP/s
     // non-causal / causal against 187 / 163 (m64n128w8) and 204 / 163 (m64n64w4). At D = 128 the

@@ -509,7 +509,7 @@ TEST_F(SelectTest, HopperFusedForwardTakesTheStreamedTile) {
     for (const char* mask : {"none", "causal"})
       for (int sk : {1, 512, 1024})
         for (bool weights : {false, true}) {
-          const std::string want = "fused_fwd_bf16_hd" + std::to_string(d) + "_" + mask + "_m64n1024w4s2_sm90a";
+          const std::string want = "fused_fwd_bf16_hd" + std::to_string(d) + "_" + mask + "_m128n1024w12s2_sm90a";
           if (std::find(names.begin(), names.end(), want) == names.end()) continue;
           Shape s;
           s.d = d, s.sq = 300, s.sk = sk, s.mask = mask;

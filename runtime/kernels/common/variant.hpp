@@ -20,7 +20,8 @@ constexpr int kHeadDimAny = 0;
 
 // Tile shape knobs. Meaning per backend (0 = not used by that backend):
 //   flash:   BlockM query rows × BlockN key cols per step, Warps per CTA, Stages of K/V prefetch
-//   fused:   BlockM query rows per CTA, Warps per CTA (the whole key row stays on chip)
+//   fused:   BlockM query rows per CTA, Warps per CTA (the whole key row stays on chip); Stages > 0:
+//            the streamed key row's K/V ring depth (Warps = 4·(BlockM/64 + 1): a TMA producer warpgroup)
 //   unfused: Warps per CTA of the softmax kernels
 // Arch: 0 = runs on every supported GPU (sm_80+; Hopper kernels chosen at run time where they fit);
 // 90 = an sm_90a-only kernel (flash forward: the warp-specialized TMA kernel), picked on sm_90 only.

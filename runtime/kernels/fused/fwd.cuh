@@ -20,6 +20,7 @@
 #include "fused/f32.cuh"
 #include "fused/fwd_sm90.cuh"
 #include "fused/fwd_sm90_stream.cuh"
+#include "fused/fwd_sm90_ws.cuh"
 #include "fused/host_util.hpp"
 #include "fused/row_softmax.cuh"
 
@@ -226,6 +227,58 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
   store_o<Num, kONTiles>(o_ptr, p.o_row_stride, o, sq - q_first, g, t4);
 }
 
+// Host side of the streamed key row, one warpgroup per CTA (fwd_sm90_stream.cuh): the weights' map, the launch.
+template <class V>
+attnforge_status launch_fwd_stream(const Params& p, cudaStream_t stream) {
+  using Cfg = StreamConfig<V>;
+  static_assert(Cfg::kSupported, "codegen/limits.py admits only streamed tiles the kernel takes");
+  static int raised[64] = {};
+  if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90_stream<V>, Cfg::kSmemBytes, raised); st != ATTNFORGE_OK)
+    return st;
+  StreamArgs a{};
+  a.p = p;
+  a.w_tma = p.weights != nullptr &&  // else P leaves from registers
+            prim::tma::encode_weights_view(&a.tw, V::kDType, p.weights, p.seqlen_k, p.seqlen_q,
+                                           int64_t(p.batch) * p.heads_q, 64);
+  const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
+  fwd_kernel_sm90_stream<V><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
+  return check_launch("fused forward (sm90, streamed key row)");
+}
+
+// The streamed tile a warp-specialized one falls back to where TMA cannot describe Q, K or V (e.g. a
+// zero batch stride): one warpgroup of 64 rows, the same stages.
+template <class V>
+using StreamFallback = Variant<V::kBackend, V::kDirection, V::kDType, V::kHeadDim, typename V::Mask,
+                               Tile<64, V::TileT::kBlockN, 4, V::TileT::kStages, V::TileT::kArch>>;
+
+// Host side of the warp-specialized streamed key row (fwd_sm90_ws.cuh): TMA maps of Q, K, V and the
+// weights, the launch. ATTNFORGE_UNSUPPORTED, nothing launched, when the driver cannot describe Q, K or V.
+template <class V>
+attnforge_status launch_fwd_ws(const Params& p, cudaStream_t stream) {
+  using Cfg = WsStreamConfig<V>;
+  static_assert(Cfg::kSupported, "codegen/limits.py admits only warp-specialized streamed tiles the kernel takes");
+  namespace tma = prim::tma;
+  WsStreamArgs a{};
+  a.p = p;
+  constexpr auto kQ = tma::Side::queries, kK = tma::Side::keys;
+  if (!tma::encode_tensor_view(&a.tq, p, kQ, V::kDType, V::kHeadDim, p.q, p.q_row_stride, p.q_head_stride,
+                               p.q_batch_stride, Cfg::kBlockM) ||
+      !tma::encode_tensor_view(&a.tk, p, kK, V::kDType, V::kHeadDim, p.k, p.k_row_stride, p.k_head_stride,
+                               p.k_batch_stride, Cfg::kKeyStep) ||
+      !tma::encode_tensor_view(&a.tv, p, kK, V::kDType, V::kHeadDim, p.v, p.v_row_stride, p.v_head_stride,
+                               p.v_batch_stride, Cfg::kKeyStep))
+    return ATTNFORGE_UNSUPPORTED;
+  a.w_tma = p.weights != nullptr &&  // else P leaves from registers
+            tma::encode_weights_view(&a.tw, V::kDType, p.weights, p.seqlen_k, p.seqlen_q,
+                                     int64_t(p.batch) * p.heads_q, 64);
+  static int raised[64] = {};
+  if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90_ws<V>, Cfg::kSmemBytes, raised); st != ATTNFORGE_OK)
+    return st;
+  const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
+  fwd_kernel_sm90_ws<V><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
+  return check_launch("fused forward (sm90, warp-specialized streamed key row)");
+}
+
 // Host side: rejects what the kernel cannot run (Sk past the on-chip key row, misaligned rows), sizes
 // the grid (kBlockM-row blocks × Hq × B), raises the shared-memory limit and launches — one kernel.
 template <class V>
@@ -239,21 +292,15 @@ attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
     if (!rows_aligned16(p, false)) return fail(ATTNFORGE_UNSUPPORTED, kNeedsAlignedRows);
     if (exceeds_grid_yz(p.heads_q, p.batch)) return fail(ATTNFORGE_UNSUPPORTED, kGridLimits);
     if constexpr (V::TileT::kStages > 0) {
-      // A streamed key row (fwd_sm90_stream.cuh; sm90a tiles only, so the selector offers it on sm_90 only).
-      using Cfg = StreamConfig<V>;
-      static_assert(Cfg::kSupported, "codegen/limits.py admits only streamed tiles the kernel takes");
-      static int raised[64] = {};
-      if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90_stream<V>, Cfg::kSmemBytes, raised);
-          st != ATTNFORGE_OK)
-        return st;
-      StreamArgs a{};
-      a.p = p;
-      a.w_tma = p.weights != nullptr &&  // else P leaves from registers
-                prim::tma::encode_weights_view(&a.tw, V::kDType, p.weights, p.seqlen_k, p.seqlen_q,
-                                               int64_t(p.batch) * p.heads_q, 64);
-      const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
-      fwd_kernel_sm90_stream<V><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
-      return check_launch("fused forward (sm90, streamed key row)");
+      // A streamed key row (sm90a tiles only, so the selector offers them on sm_90 only): with a producer
+      // warpgroup (fwd_sm90_ws.cuh) where the tile has one and TMA can describe Q, K and V; else one
+      // warpgroup per CTA (fwd_sm90_stream.cuh).
+      if constexpr (V::TileT::kWarps == 4 * (V::TileT::kBlockM / 64 + 1)) {
+        if (attnforge_status st = launch_fwd_ws<V>(p, stream); st != ATTNFORGE_UNSUPPORTED) return st;
+        return launch_fwd_stream<StreamFallback<V>>(p, stream);
+      } else {
+        return launch_fwd_stream<V>(p, stream);
+      }
     } else {
       using Cfg = Config<V>;
       using Cfg90 = Sm90Config<V>;

@@ -21,6 +21,7 @@
 #include "common/variant.hpp"
 #include "common/wgmma.cuh"
 #include "fused/row_store.cuh"
+#include "fused/stream_row.cuh"
 
 namespace attnforge::fused {
 
@@ -214,36 +215,16 @@ __global__ void __launch_bounds__(StreamConfig<V>::kThreads, StreamConfig<V>::kM
   // ---- pass 1: the row max and sum over every live key tile ----------------------------------------------
   // Two score buffers: the next tile's S = Q·Kᵀ runs on the tensor cores while this one's exponentials
   // (its Σ) run beside it. Every wgmma is issued with none in flight (ptxas serializes otherwise).
-  float row_max[2] = {-INFINITY, -INFINITY};  // of s·c (log2 units); −inf until a visible key
-  float row_sum[2] = {0.f, 0.f};              // this thread's part of Σ exp2(s·c − row_max)
+  StreamRowStats<kNTilesS> stats;
   int slot = 0;
   Scores s, s_next;
-  // Running max and Σ against it (the sum rescaled when the max grows; nothing else is). Reads the scores
-  // only: a buffer an in-flight wgmma does not own may not be written while it runs (ptxas C7515).
-  auto stats_of = [&](const Scores& sc) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float tile_max = -INFINITY;
-#pragma unroll
-      for (int nt = 0; nt < kNTilesS; ++nt) tile_max = fmaxf(tile_max, fmaxf(sc[0][nt][2 * r], sc[0][nt][2 * r + 1]));
-      const float mx = fmaxf(row_max[r], prim::quad_max(tile_max) * c);
-      const float base = mx == -INFINITY ? 0.f : mx;  // nothing visible yet: every term is exactly 0
-      float sum = 0.f;
-#pragma unroll
-      for (int nt = 0; nt < kNTilesS; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) sum += prim::exp2_approx(fmaf(sc[0][nt][2 * r + e], c, -base));
-      row_sum[r] = row_sum[r] * prim::exp2_approx(row_max[r] - base) + sum;
-      row_max[r] = mx;
-    }
-  };
   // One pipelined step: S of tile jn (if any) into `nxt` beside the statistics of `cur` (tile j's).
   auto pass1_step = [&](Scores& cur, Scores& nxt, int jn) {
     if (jn < n_tiles) {
       issue_s(nxt, slot);
       slot = (slot + 1) % kStages;
     }
-    stats_of(cur);
+    stats.add(cur, c);
     prim::sm90::wait<0>();
     if (jn < n_tiles) finish_s(nxt, jn);
   };
@@ -263,16 +244,8 @@ __global__ void __launch_bounds__(StreamConfig<V>::kThreads, StreamConfig<V>::kM
     pass1_step(s_next, s, jn);
     j = jn;
   }
-  // Final statistics: P = exp2(s·c − base)·inv; a row that sees no key has Σ = 0, P = 0, LSE −inf.
-  float base[2], inv[2], lse[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float l = prim::quad_sum(row_sum[r]);
-    const float mx = row_max[r];
-    base[r] = mx == -INFINITY ? 0.f : mx;
-    inv[r] = l > 0.f ? 1.f / l : 0.f;
-    lse[r] = l > 0.f ? (mx + __log2f(l)) * 0.69314718055994531f : -INFINITY;
-  }
+  float base[2], inv[2], lse[2];  // P = exp2(s·c − base)·inv
+  stats.finish(base, inv, lse);
 
   // ---- pass 2: P exactly, the weights, O += P·V ------------------------------------------------------------
   float o[kNTilesO][4];  // (64, D) per warpgroup
@@ -286,18 +259,12 @@ __global__ void __launch_bounds__(StreamConfig<V>::kThreads, StreamConfig<V>::kM
     issue_s(s, slot);                              // (its barrier tells every thread so)
     prim::sm90::wait<0>();
     finish_s(s, j);
-#pragma unroll
-    for (int nt = 0; nt < kNTilesS; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[0][nt][e] = prim::exp2_approx(fmaf(s[0][nt][e], c, -base[e >> 1])) * inv[e >> 1];
+    exact_p(s, c, base, inv);
     uint32_t pa[kN / 16][4];  // P in 16 bits as k16 A fragments: the operand of P·V and the weights
 #pragma unroll
     for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
-    if (w_tma) {  // the warp's (16, kN) of P into the staging buffer: four 8 × 8 matrices per k16 slice
-      const int row = (warp & 3) * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);  // of the warpgroup's 64
-#pragma unroll
-      for (int kk = 0; kk < kN / 16; ++kk)
-        prim::stmatrix_x4(sP(step & 1) + SL::offset(row, 16 * kk + 8 * (lane >> 4)), pa[kk]);
+    if (w_tma) {
+      stage_p<SL>(sP(step & 1), pa, warp & 3, lane);
     } else if (w_band != nullptr) {
       store_band<Num, kNTilesS>(w_band, p.seqlen_k, s[0], sq - q_first, j * kN, sk, false, g, t);
     }

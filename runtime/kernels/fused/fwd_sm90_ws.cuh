@@ -1,0 +1,362 @@
+// Fused forward with a streamed key row, warp-specialized (sm_90a tiles with stages and a producer
+// warpgroup: warps = 4 · (m / 64 + 1)). The algorithm of fwd_sm90_stream.cuh — pass 1: S = Q·Kᵀ and the
+// row max and sum; pass 2: S again, P exactly from the final statistics (nothing rescaled), the weights by
+// TMA stores, O += P·V — with the flash forward's mechanics: one producer thread moves Q, K (both passes)
+// and V (pass 2) by TMA into mbarrier rings, two consumer warpgroups of 64 rows share each 128-key tile,
+// and pass 2 issues S_j beside P_{j−1}·V_{j−1} (the softmax of S_j runs while that P·V does).
+#pragma once
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/mask_apply.cuh"
+#include "common/mma.cuh"
+#include "common/numeric.cuh"
+#include "common/params.hpp"
+#include "common/smem_layout.cuh"
+#include "common/smem_tile_ops.cuh"
+#include "common/tma.cuh"
+#include "common/variant.hpp"
+#include "common/wgmma.cuh"
+#include "fused/row_store.cuh"
+#include "fused/stream_row.cuh"
+
+namespace attnforge::fused {
+
+template <class V>
+struct WsStreamConfig {
+  static constexpr DType kDType = V::kDType;
+  using Num = prim::Numeric<kDType>;
+  using Element = typename Num::Element;
+  using Mask = typename V::Mask;
+  static constexpr int kD = V::kHeadDim;
+  static constexpr int kBlockM = V::TileT::kBlockM;  // kConsumers × 64 query rows
+  static constexpr int kStages = V::TileT::kStages;  // depth of the K ring and of the V ring
+  static constexpr int kConsumers = kBlockM / 64;
+  static constexpr int kThreads = 32 * V::TileT::kWarps;  // warpgroup 0 produces, 1 … kConsumers consume
+  static constexpr int kConsumerThreads = 128 * kConsumers;
+  // Keys per step: S (64, 128) + O (64, D) + P's and Q's A fragments per consumer thread fit 240
+  // registers up to D 128 (= codegen/limits.py fused_fwd_stream).
+  static constexpr int kKeyStep = 128;
+  static constexpr bool kSupported = (kDType == DType::f16 || kDType == DType::bf16) && kD % 64 == 0 && kD <= 128 &&
+                                     kConsumers == 2 && V::TileT::kWarps == 4 * (kConsumers + 1) && kStages >= 2;
+  using QL = prim::SmemTileSw128<kBlockM, kD>;        // (kBlockM, D)
+  using KVL = prim::SmemTileSw128<kKeyStep, kD>;      // (kKeyStep, D) per K or V stage
+  using SL = prim::SmemTileSw128<64, kKeyStep>;       // P of one warpgroup and step, staged for the TMA store
+  // [Q][K × kStages][V × kStages][P staging × 2 × kConsumers][mbarriers], tiles 1024-byte aligned.
+  static constexpr int kOffK = QL::kBytes;
+  static constexpr int kOffV = kOffK + kStages * KVL::kBytes;
+  static constexpr int kOffP = kOffV + kStages * KVL::kBytes;
+  static constexpr int kStageBytes = kConsumers * SL::kBytes;
+  static constexpr int kOffBar = kOffP + 2 * kStageBytes;
+  static constexpr int kNumBars = 1 + 4 * kStages;  // q_full; k_full, k_empty, v_full, v_empty per stage
+  static constexpr int kSmemBytes = kOffBar + 8 * kNumBars + 1024;  // + 1024: base alignment
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;   // 128·24 + 256·240 ≤ 64 K
+};
+
+// The kernel's arguments: the library's Params, TMA maps of Q, K, V (4-D views, boxes of kBlockM and
+// kKeyStep rows) and, when the weights are requested and describable, theirs (encode_weights_view).
+struct WsStreamArgs {
+  Params p;
+  CUtensorMap tq, tk, tv, tw;
+  bool w_tma;
+};
+
+template <class V>
+__global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1) fwd_kernel_sm90_ws(const __grid_constant__ WsStreamArgs a) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = WsStreamConfig<V>;
+  using Num = typename C::Num;
+  using Element = typename C::Element;
+  using Mask = typename C::Mask;
+  using QL = typename C::QL;
+  using KVL = typename C::KVL;
+  using SL = typename C::SL;
+  using MmaS = prim::sm90::Wgmma<C::kDType, C::kKeyStep>;  // S (64, kKeyStep)
+  using MmaO = prim::sm90::Wgmma<C::kDType, C::kD>;        // O (64, D)
+  namespace w = prim::sm90;
+  namespace tma = prim::tma;
+  constexpr int kBM = C::kBlockM, kN = C::kKeyStep, kD = C::kD, kStages = C::kStages;
+  constexpr int kNS = kN / 8, kNO = kD / 8;  // n8 tiles of S and of O
+  constexpr uint32_t kSbo = 1024;            // 8 rows × 128 bytes between core-matrix groups
+  const Params& p = a.p;
+
+  const int m_block = int(gridDim.x) - 1 - int(blockIdx.x);  // heavy (causal) row blocks first
+  const int h = blockIdx.y, b = blockIdx.z;
+  const SeqInfo seq = seq_info(p, b);
+  const int sq = seq.seqlen_q, sk = seq.seqlen_k;
+  const int m0 = m_block * kBM;
+  if (m0 >= sq) return;  // the whole CTA, before any barrier
+  const int q_last = min(m0 + kBM, sq) - 1;
+  const int n_tiles = (sk + kN - 1) / kN;
+  // The key tiles of the row block, dead ones (no row of the block sees a key) skipped, walked twice.
+  auto tile_class = [&](int j) { return prim::classify_tile<Mask>(m0, kBM, j * kN, kN, sq, sk, p.mask); };
+  auto next_tile = [&](int j) {
+    while (j < n_tiles && tile_class(j) == TileClass::kEmpty) ++j;
+    return j;
+  };
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int wg = warp >> 2;
+  extern __shared__ __align__(128) char smem_fws[];
+  const uint32_t base = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_fws)) + 1023u) & ~1023u;
+  const uint32_t sQ = base;
+  auto sK = [&](int st) { return base + C::kOffK + uint32_t(st * KVL::kBytes); };
+  auto sV = [&](int st) { return base + C::kOffV + uint32_t(st * KVL::kBytes); };
+  const uint32_t bar_q = base + C::kOffBar;
+  auto bar_k_full = [&](int st) { return bar_q + 8u * (1 + st); };
+  auto bar_k_empty = [&](int st) { return bar_q + 8u * (1 + kStages + st); };
+  auto bar_v_full = [&](int st) { return bar_q + 8u * (1 + 2 * kStages + st); };
+  auto bar_v_empty = [&](int st) { return bar_q + 8u * (1 + 3 * kStages + st); };
+  if (tid == 0) {
+    tma::mbar_init(bar_q, 1);
+    for (int st = 0; st < kStages; ++st) {
+      tma::mbar_init(bar_k_full(st), 1);
+      tma::mbar_init(bar_v_full(st), 1);
+      tma::mbar_init(bar_k_empty(st), C::kConsumerThreads);  // every consumer thread arrives once done
+      tma::mbar_init(bar_v_empty(st), C::kConsumerThreads);
+    }
+    tma::fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    // ---- producer: one thread; K stages counted over both passes, V stages over pass 2 -------------------
+    tma::regs_dealloc<C::kProducerRegs>();
+    if (tid == 0) {
+      const int h_kv = h / p.group(), tb = p.is_varlen() ? 0 : b;
+      const int k_row0 = int(seq.k_start);  // rows of the TMA view
+      tma::mbar_expect_tx(bar_q, QL::kBytes);
+#pragma unroll
+      for (int slab = 0; slab < kD / 64; ++slab)
+        tma::load_4d(sQ + slab * QL::kSlabBytes, &a.tq, bar_q, slab * 64, h, int(seq.q_start) + m0, tb);
+      int it = 0, iv = 0;
+      auto load = [&](const CUtensorMap* map, uint32_t full, uint32_t empty, uint32_t dst, int ph, int j) {
+        tma::mbar_wait(empty, ph ^ 1);
+        tma::mbar_expect_tx(full, KVL::kBytes);
+#pragma unroll
+        for (int slab = 0; slab < kD / 64; ++slab)
+          tma::load_4d(dst + slab * KVL::kSlabBytes, map, full, slab * 64, h_kv, k_row0 + j * kN, tb);
+      };
+      for (int pass = 0; pass < 2; ++pass)
+        for (int j = next_tile(0); j < n_tiles; j = next_tile(j + 1)) {
+          const int st = it % kStages;
+          load(&a.tk, bar_k_full(st), bar_k_empty(st), sK(st), (it / kStages) & 1, j), ++it;
+          if (pass == 1) {
+            const int sv = iv % kStages;
+            load(&a.tv, bar_v_full(sv), bar_v_empty(sv), sV(sv), (iv / kStages) & 1, j), ++iv;
+          }
+        }
+    }
+    return;
+  }
+
+  // ---- consumers: warpgroup cw owns query rows 64·cw … 64·cw + 63 of the block -----------------------------
+  tma::regs_alloc<C::kConsumerRegs>();
+  const int cw = wg - 1, ctid = tid - 128;
+  const int wg_row0 = 64 * cw, warp_row0 = wg_row0 + (warp & 3) * 16;
+  const int q_first = m0 + warp_row0;  // this warp's first row, as a sequence row
+  const int wg_bar = 1 + cw;           // named barrier of this warpgroup's 128 threads
+  const float c = fabsf(p.scale_log2);  // s·c: log2-domain scores; a negative scale is folded into Q
+  prim::BiasView bias{};
+  if constexpr (Mask::kHasTensor) {
+    const int esize = p.bias_dtype == ATTNFORGE_F32 ? 4 : (p.bias_dtype == ATTNFORGE_BOOL ? 1 : 2);
+    bias.ptr = static_cast<const char*>(p.bias) + (b * p.bias_stride_b + int64_t(h) * p.bias_stride_h) * esize;
+    bias.dtype = p.bias_dtype;
+    bias.stride_q = p.bias_stride_q;
+    bias.stride_k = p.bias_stride_k;
+    bias.to_score = 1.4426950408889634f / c;
+  }
+  // Weights (B, Hq, Sq, Sk) contiguous, dense only (validation rejects weights with varlen); may be null.
+  // With a map, P leaves by one TMA store per warpgroup and step from shared memory, issued by the
+  // warpgroup's first thread; otherwise from registers (store_band).
+  const bool weights = p.weights != nullptr, w_tma = a.w_tma;
+  Element* w_band = !weights ? nullptr
+                             : static_cast<Element*>(p.weights) +
+                                   ((int64_t(b) * p.heads_q + h) * p.seqlen_q + q_first) * p.seqlen_k;
+  const bool w_issuer = w_tma && (ctid & 127) == 0 && m0 + wg_row0 < sq;  // a warpgroup with rows
+  const int plane = b * p.heads_q + h;                                     // of the weights' (Sk, Sq, B·Hq) view
+  auto sP = [&](int buf) { return base + C::kOffP + uint32_t(buf * C::kStageBytes + cw * SL::kBytes); };
+  // This warpgroup's (64, kN) rows of staging buffer `buf` as TMA stores of 64 columns at key k0.
+  auto store_staged = [&](int buf, int k0) {
+#pragma unroll
+    for (int cc = 0; cc < kN / 64; ++cc)
+      if (k0 + 64 * cc < sk) tma::store_3d(&a.tw, sP(buf) + cc * SL::kSlabBytes, k0 + 64 * cc, m0 + wg_row0, plane);
+    tma::bulk_commit();
+  };
+
+  // Q_w (64, D) as kD / 16 A fragments, read once: S = Q·Kᵀ then streams only K through shared memory.
+  tma::mbar_wait(bar_q, 0);
+  if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
+    for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128)
+      prim::negate_chunk16(sQ + QL::chunk_offset(wg_row0 + i / QL::kChunksPerRow, i % QL::kChunksPerRow));
+    w::fence_proxy_async();
+    tma::bar_sync(wg_bar, 128);
+  }
+  uint32_t qa[kD / 16][4];
+#pragma unroll
+  for (int ks = 0; ks < kD / 16; ++ks)
+    prim::ldmatrix_x4(qa[ks], sQ + QL::offset(warp_row0 + (lane & 15), ks * 16 + (lane >> 4) * 8));
+
+  using Scores = float[1][kNS][4];
+  int it = 0, iv = 0;  // K and V stages consumed, as the producer counts them
+  // S = Q_w·K_jᵀ (64, kN) from the next K stage: waits for it and issues; the caller waits for the wgmma
+  // and then releases the stage (release_k).
+  auto issue_s = [&](Scores& sc) {
+    const int st = it % kStages;
+    tma::mbar_wait(bar_k_full(st), (it / kStages) & 1);
+    w::fence();
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+      const uint64_t dk = w::desc_sw128_at(sK(st), (ks / 4) * KVL::kSlabBytes + (ks % 4) * 32, 16, kSbo);
+      if (ks == 0) MmaS::template rs_bk<false>(sc[0], qa[ks], dk);
+      else MmaS::template rs_bk<true>(sc[0], qa[ks], dk);
+    }
+    w::commit();
+  };
+  auto release_k = [&] { tma::mbar_arrive(bar_k_empty(it % kStages)), ++it; };
+  auto finish_s = [&](Scores& sc, int j) {  // masked scores −inf where the tile is partial
+    if (tile_class(j) != TileClass::kFull)
+      prim::apply_mask<Mask, 64>(sc, q_first + g, j * kN + 2 * t, sq, sk, p.mask, bias);
+  };
+
+  // ---- pass 1: the row max and sum over every live key tile ------------------------------------------------
+  // Two score buffers: the next tile's S = Q·Kᵀ runs on the tensor cores while this one's exponentials run.
+  StreamRowStats<kNS> stats;
+  Scores s, s_next;
+  auto pass1_step = [&](Scores& cur, Scores& nxt, int jn) {
+    if (jn < n_tiles) issue_s(nxt);
+    stats.add(cur, c);
+    w::wait<0>();
+    if (jn < n_tiles) release_k(), finish_s(nxt, jn);
+  };
+  const int j_first = next_tile(0);
+  if (j_first < n_tiles) {
+    issue_s(s);
+    w::wait<0>();
+    release_k();
+    finish_s(s, j_first);
+  }
+  for (int j = j_first; j < n_tiles;) {
+    int jn = next_tile(j + 1);
+    pass1_step(s, s_next, jn);
+    if (jn >= n_tiles) break;
+    j = jn;
+    jn = next_tile(j + 1);
+    pass1_step(s_next, s, jn);
+    j = jn;
+  }
+  float fbase[2], inv[2], lse[2];  // P = exp2(s·c − fbase)·inv
+  stats.finish(fbase, inv, lse);
+
+  // ---- pass 2: P exactly, the weights, O += P·V ------------------------------------------------------------
+  float o[1][kNO][4];        // O (64 rows of this warpgroup, D), fp32
+  uint32_t pa[kN / 16][4];  // P of the previous tile in 16 bits: the A fragments of O += P·V and the weights
+#pragma unroll
+  for (int nt = 0; nt < kNO; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[0][nt][e] = 0.f;
+  // S_j → P_j (fp32, in place); without a map the weights leave from registers here.
+  auto p_of = [&](Scores& sc, int j) {
+    finish_s(sc, j);
+    exact_p(sc, c, fbase, inv);
+    if (weights && !w_tma)
+      store_band<Num, kNS>(w_band, p.seqlen_k, sc[0], sq - q_first, j * kN, sk, false, g, t);
+  };
+  // V_j of the next V stage arrived. On a partial tile, V rows no query of this block sees (past sk,
+  // outside a window, the next packed sequence) are zeroed before any P·V reads them: P is 0 there, but
+  // 0·NaN would reach O. Each warpgroup zeroes every such row itself (where both do, they write the same
+  // zeros) and meets only its own warps.
+  auto v_ready = [&](int j) {
+    const int sv = iv % kStages;
+    tma::mbar_wait(bar_v_full(sv), (iv / kStages) & 1);
+    if (tile_class(j) != TileClass::kFull) {
+      for (int r = ctid & 127; r < kN; r += 128)
+        if (!prim::key_live<Mask>(m0, q_last, j * kN + r, sq, sk, p.mask)) prim::zero_row_sw128<KVL>(sV(sv), r);
+      w::fence_proxy_async();
+      tma::bar_sync(wg_bar, 128);
+    }
+    return sv;
+  };
+  auto issue_pv = [&](int sv) {  // O += P·V_j: P (64, kN) from registers, V (kN keys, D) MN-major
+    w::fence();
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) MmaO::rs(o[0], pa[kk], w::desc_sw128_at(sV(sv), kk * 2048, KVL::kSlabBytes, kSbo));
+    w::commit();
+  };
+  auto release_v = [&](int sv) { tma::mbar_arrive(bar_v_empty(sv)), ++iv; };
+  // P_j (in pa) to the weights through staging buffer step % 2: the issuer's wait makes sure the store of
+  // step − 1 has read its buffer before the barrier, after which the next step may overwrite it.
+  int step = 0;
+  auto store_p = [&](int j) {
+    if (!w_tma) return;
+    stage_p<SL>(sP(step & 1), pa, warp & 3, lane);
+    w::fence_proxy_async();
+    if (w_issuer) tma::bulk_wait_read<0>();
+    tma::bar_sync(wg_bar, 128);
+    if (w_issuer) store_staged(step & 1, j * kN);  // rows past Sq and keys past Sk are clipped by the map
+    ++step;
+  };
+  int j_prev = next_tile(0);
+  if (j_prev < n_tiles) {
+    issue_s(s);
+    w::wait<0>();
+    release_k();
+    p_of(s, j_prev);
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
+    for (int j = next_tile(j_prev + 1); j < n_tiles; j = next_tile(j + 1)) {
+      const int sv = v_ready(j_prev);
+      issue_s(s);       // S_j = Q·K_jᵀ ...
+      issue_pv(sv);     // ... and O += P_{j−1}·V_{j−1} behind it
+      store_p(j_prev);  // P_{j−1} leaves while both run
+      w::wait<1>();     // S_j landed
+      release_k();
+      p_of(s, j);
+      w::wait<0>();  // O complete up to tile j − 1: P_{j−1}'s registers are free
+      release_v(sv);
+#pragma unroll
+      for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
+      j_prev = j;
+    }
+    const int sv = v_ready(j_prev);  // the last tile's P·V
+    issue_pv(sv);
+    store_p(j_prev);
+    w::wait<0>();
+    release_v(sv);
+  }
+
+  // ---- the weights of dead tiles are 0; O (already normalised through P) and LSE ----------------------------
+  if (w_tma) {  // a zeroed staging buffer, stored once per dead tile
+    if (w_issuer) tma::bulk_wait_read<0>();
+    tma::bar_sync(wg_bar, 128);
+    for (int i = ctid & 127; i < SL::kBytes / 16; i += 128)
+      asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(sP(0) + 16 * i), "r"(0u) : "memory");
+    w::fence_proxy_async();
+    tma::bar_sync(wg_bar, 128);
+    if (w_issuer) {
+      for (int j = 0; j < n_tiles; ++j)
+        if (tile_class(j) == TileClass::kEmpty) store_staged(0, j * kN);
+      tma::bulk_wait_all();  // the staged P is read before the CTA's shared memory goes
+    }
+  } else if (weights) {
+    const float zeros[kNS][4] = {};
+    for (int j = 0; j < n_tiles; ++j)
+      if (tile_class(j) == TileClass::kEmpty)
+        store_band<Num, kNS>(w_band, p.seqlen_k, zeros, sq - q_first, j * kN, sk, false, g, t);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int q = q_first + g + 8 * r;
+    if (t == 0 && q < sq) p.lse[b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + seq.q_start + q] = lse[r];
+  }
+  Element* o_band = static_cast<Element*>(p.o) + b * p.o_batch_stride + (seq.q_start + q_first) * p.o_row_stride +
+                    int64_t(h) * p.o_head_stride;  // (16, D) of this warp
+  store_band<Num, kNO>(o_band, p.o_row_stride, o[0], sq - q_first, 0, kD, true, g, t);
+#else
+  __trap();  // built without sm_90a: the variant is sm90a-only, so run_fwd is never asked for it then
+#endif
+}
+
+}  // namespace attnforge::fused

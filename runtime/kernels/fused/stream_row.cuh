@@ -1,0 +1,72 @@
+// The streamed key row's per-thread steps, shared by the streamed fused forwards (fwd_sm90_stream.cuh,
+// fwd_sm90_ws.cuh): pass 1's running row statistics, pass 2's exact P, and P staged for the weights' TMA
+// stores. A thread holds rows g and g + 8 of its warp's 16 in a 64-row warpgroup tile (wgmma C layout).
+#pragma once
+#include <cstdint>
+
+#include "common/mma.cuh"
+#include "common/softmax.cuh"
+
+namespace attnforge::fused {
+
+// Pass 1: the running max of s·c (log2 units) and Σ exp2(s·c − max) over this thread's two rows; the
+// sum is rescaled when the max grows, nothing else is (O exists only in pass 2).
+template <int kNTiles>
+struct StreamRowStats {
+  float row_max[2] = {-INFINITY, -INFINITY};  // −inf until a visible key
+  float row_sum[2] = {0.f, 0.f};              // this thread's part of the row's Σ
+
+  // Adds a tile of raw scores S (64, 8·kNTiles). Reads them only: a buffer an in-flight wgmma does not
+  // own may not be written while it runs (ptxas C7515), so this runs beside the next tile's Q·Kᵀ.
+  __device__ __forceinline__ void add(const float (&sc)[1][kNTiles][4], float c) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) tile_max = fmaxf(tile_max, fmaxf(sc[0][nt][2 * r], sc[0][nt][2 * r + 1]));
+      const float mx = fmaxf(row_max[r], prim::quad_max(tile_max) * c);
+      const float base = mx == -INFINITY ? 0.f : mx;  // nothing visible yet: every term is exactly 0
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) sum += prim::exp2_approx(fmaf(sc[0][nt][2 * r + e], c, -base));
+      row_sum[r] = row_sum[r] * prim::exp2_approx(row_max[r] - base) + sum;
+      row_max[r] = mx;
+    }
+  }
+
+  // The final statistics as pass 2's factors: P = exp2(s·c − base)·inv, and the natural-log LSE. A row
+  // that sees no key has Σ = 0: P = 0, LSE −inf.
+  __device__ __forceinline__ void finish(float (&base)[2], float (&inv)[2], float (&lse)[2]) const {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float l = prim::quad_sum(row_sum[r]);
+      const float mx = row_max[r];
+      base[r] = mx == -INFINITY ? 0.f : mx;
+      inv[r] = l > 0.f ? 1.f / l : 0.f;
+      lse[r] = l > 0.f ? (mx + __log2f(l)) * 0.69314718055994531f : -INFINITY;
+    }
+  }
+};
+
+// Pass 2, in place: S (64, 8·kNTiles) → P = exp2(s·c − base)·inv, the exact softmax of pass 1's statistics.
+template <int kNTiles>
+__device__ __forceinline__ void exact_p(float (&sc)[1][kNTiles][4], float c, const float (&base)[2],
+                                        const float (&inv)[2]) {
+#pragma unroll
+  for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) sc[0][nt][e] = prim::exp2_approx(fmaf(sc[0][nt][e], c, -base[e >> 1])) * inv[e >> 1];
+}
+
+// This warp's (16, 16·kK) of P, as k16 A fragments, into a warpgroup's (64, ≥ 16·kK) staging tile SL
+// (128-byte swizzle: the weights map's box layout): four 8 × 8 matrices per k16 slice.
+template <class SL, int kK>
+__device__ __forceinline__ void stage_p(uint32_t tile, const uint32_t (&pa)[kK][4], int warp_in_wg, int lane) {
+  const int row = warp_in_wg * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);  // of the warpgroup's 64
+#pragma unroll
+  for (int kk = 0; kk < kK; ++kk) prim::stmatrix_x4(tile + SL::offset(row, 16 * kk + 8 * (lane >> 4)), pa[kk]);
+}
+
+}  // namespace attnforge::fused
