@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/mask_apply.cuh"
 #include "common/mma.cuh"
@@ -221,49 +222,6 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1) fwd_kernel_sm9
       prim::apply_mask<Mask, 64>(sc, q_first + g, j * kN + 2 * t, sq, sk, p.mask, bias);
   };
 
-  // ---- pass 1: the row max and sum over every live key tile ------------------------------------------------
-  // Two score buffers: the next tile's S = Q·Kᵀ runs on the tensor cores while this one's exponentials run.
-  StreamRowStats<kNS> stats;
-  Scores s, s_next;
-  auto pass1_step = [&](Scores& cur, Scores& nxt, int jn) {
-    if (jn < n_tiles) issue_s(nxt);
-    stats.add(cur, c);
-    w::wait<0>();
-    if (jn < n_tiles) release_k(), finish_s(nxt, jn);
-  };
-  const int j_first = next_tile(0);
-  if (j_first < n_tiles) {
-    issue_s(s);
-    w::wait<0>();
-    release_k();
-    finish_s(s, j_first);
-  }
-  for (int j = j_first; j < n_tiles;) {
-    int jn = next_tile(j + 1);
-    pass1_step(s, s_next, jn);
-    if (jn >= n_tiles) break;
-    j = jn;
-    jn = next_tile(j + 1);
-    pass1_step(s_next, s, jn);
-    j = jn;
-  }
-  float fbase[2], inv[2], lse[2];  // P = exp2(s·c − fbase)·inv
-  stats.finish(fbase, inv, lse);
-
-  // ---- pass 2: P exactly, the weights, O += P·V ------------------------------------------------------------
-  float o[1][kNO][4];        // O (64 rows of this warpgroup, D), fp32
-  uint32_t pa[kN / 16][4];  // P of the previous tile in 16 bits: the A fragments of O += P·V and the weights
-#pragma unroll
-  for (int nt = 0; nt < kNO; ++nt)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) o[0][nt][e] = 0.f;
-  // S_j → P_j (fp32, in place); without a map the weights leave from registers here.
-  auto p_of = [&](Scores& sc, int j) {
-    finish_s(sc, j);
-    exact_p(sc, c, fbase, inv);
-    if (weights && !w_tma)
-      store_band<Num, kNS>(w_band, p.seqlen_k, sc[0], sq - q_first, j * kN, sk, false, g, t);
-  };
   // V_j of the next V stage arrived. On a partial tile, V rows no query of this block sees (past sk,
   // outside a window, the next packed sequence) are zeroed before any P·V reads them: P is 0 there, but
   // 0·NaN would reach O. Each warpgroup zeroes every such row itself (where both do, they write the same
@@ -279,81 +237,159 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1) fwd_kernel_sm9
     }
     return sv;
   };
-  auto issue_pv = [&](int sv) {  // O += P·V_j: P (64, kN) from registers, V (kN keys, D) MN-major
+  // O += P·V_j: P (64, kN) from registers, V (kN keys, D) MN-major. Issue only.
+  auto issue_pv = [&](float (&o)[1][kNO][4], const uint32_t (&pa)[kN / 16][4], int sv) {
     w::fence();
 #pragma unroll
     for (int kk = 0; kk < kN / 16; ++kk) MmaO::rs(o[0], pa[kk], w::desc_sw128_at(sV(sv), kk * 2048, KVL::kSlabBytes, kSbo));
     w::commit();
   };
   auto release_v = [&](int sv) { tma::mbar_arrive(bar_v_empty(sv)), ++iv; };
-  // P_j (in pa) to the weights through staging buffer step % 2: the issuer's wait makes sure the store of
-  // step − 1 has read its buffer before the barrier, after which the next step may overwrite it.
-  int step = 0;
-  auto store_p = [&](int j) {
-    if (!w_tma) return;
-    stage_p<SL>(sP(step & 1), pa, warp & 3, lane);
-    w::fence_proxy_async();
-    if (w_issuer) tma::bulk_wait_read<0>();
-    tma::bar_sync(wg_bar, 128);
-    if (w_issuer) store_staged(step & 1, j * kN);  // rows past Sq and keys past Sk are clipped by the map
-    ++step;
-  };
-  int j_prev = next_tile(0);
-  if (j_prev < n_tiles) {
-    issue_s(s);
-    w::wait<0>();
-    release_k();
-    p_of(s, j_prev);
-#pragma unroll
-    for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
-    for (int j = next_tile(j_prev + 1); j < n_tiles; j = next_tile(j + 1)) {
-      const int sv = v_ready(j_prev);
-      issue_s(s);       // S_j = Q·K_jᵀ ...
-      issue_pv(sv);     // ... and O += P_{j−1}·V_{j−1} behind it
-      store_p(j_prev);  // P_{j−1} leaves while both run
-      w::wait<1>();     // S_j landed
+
+  // The two passes and the epilogue, compiled twice: with the weights (pass 1 takes the row max and sum, pass
+  // 2 writes P = exp2(s·c − max)/Σ) and without (pass 1 takes the max only, pass 2 sums P = exp2(s·c − max)
+  // and O /= Σ at the end: one exponential per score instead of two). Neither rescales anything.
+  auto passes = [&](auto with_weights) {
+    constexpr bool kWeights = decltype(with_weights)::value;
+    // ---- pass 1: the row max (and sum) over every live key tile --------------------------------------------
+    // Two score buffers: the next tile's S = Q·Kᵀ runs on the tensor cores while this one's statistics run.
+    StreamRowStats<kNS> stats;
+    Scores s, s_next;
+    auto pass1_step = [&](Scores& cur, Scores& nxt, int jn) {
+      if (jn < n_tiles) issue_s(nxt);
+      if constexpr (kWeights) stats.add(cur, c);
+      else stats.add_max(cur, c);
+      w::wait<0>();
+      if (jn < n_tiles) release_k(), finish_s(nxt, jn);
+    };
+    const int j_first = next_tile(0);
+    if (j_first < n_tiles) {
+      issue_s(s);
+      w::wait<0>();
       release_k();
-      p_of(s, j);
-      w::wait<0>();  // O complete up to tile j − 1: P_{j−1}'s registers are free
-      release_v(sv);
+      finish_s(s, j_first);
+    }
+    for (int j = j_first; j < n_tiles;) {
+      int jn = next_tile(j + 1);
+      pass1_step(s, s_next, jn);
+      if (jn >= n_tiles) break;
+      j = jn;
+      jn = next_tile(j + 1);
+      pass1_step(s_next, s, jn);
+      j = jn;
+    }
+    float fbase[2], inv[2];         // P = exp2(s·c − fbase)·inv (with the weights; without, inv after pass 2)
+    float row_sum[2] = {0.f, 0.f};  // without the weights: this thread's part of Σ P, summed in pass 2
+    if constexpr (kWeights) {
+      float lse_unused[2];  // formed from fbase and inv at the end instead: two registers fewer through pass 2
+      stats.finish(fbase, inv, lse_unused);
+    } else {
+      stats.bases(fbase);
+    }
+
+    // ---- pass 2: P, the weights, O += P·V ----------------------------------------------------------------
+    float o[1][kNO][4];        // O (64 rows of this warpgroup, D), fp32
+    uint32_t pa[kN / 16][4];  // P of the previous tile in 16 bits: the A fragments of O += P·V and the weights
+#pragma unroll
+    for (int nt = 0; nt < kNO; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[0][nt][e] = 0.f;
+    // S_j → P_j (fp32, in place); without a map the weights leave from registers here.
+    auto p_of = [&](Scores& sc, int j) {
+      finish_s(sc, j);
+      if constexpr (kWeights) {
+        exact_p(sc, c, fbase, inv);
+        if (!w_tma) store_band<Num, kNS>(w_band, p.seqlen_k, sc[0], sq - q_first, j * kN, sk, false, g, t);
+      } else {
+        sum_p(sc, c, fbase, row_sum);
+      }
+    };
+    // P_j (in pa) to the weights through staging buffer step % 2: the issuer's wait makes sure the store of
+    // step − 1 has read its buffer before the barrier, after which the next step may overwrite it.
+    int step = 0;
+    auto store_p = [&](int j) {
+      if (!kWeights || !w_tma) return;
+      stage_p<SL>(sP(step & 1), pa, warp & 3, lane);
+      w::fence_proxy_async();
+      if (w_issuer) tma::bulk_wait_read<0>();
+      tma::bar_sync(wg_bar, 128);
+      if (w_issuer) store_staged(step & 1, j * kN);  // rows past Sq and keys past Sk are clipped by the map
+      ++step;
+    };
+    int j_prev = next_tile(0);
+    if (j_prev < n_tiles) {
+      issue_s(s);
+      w::wait<0>();
+      release_k();
+      p_of(s, j_prev);
 #pragma unroll
       for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
-      j_prev = j;
-    }
-    const int sv = v_ready(j_prev);  // the last tile's P·V
-    issue_pv(sv);
-    store_p(j_prev);
-    w::wait<0>();
-    release_v(sv);
-  }
-
-  // ---- the weights of dead tiles are 0; O (already normalised through P) and LSE ----------------------------
-  if (w_tma) {  // a zeroed staging buffer, stored once per dead tile
-    if (w_issuer) tma::bulk_wait_read<0>();
-    tma::bar_sync(wg_bar, 128);
-    for (int i = ctid & 127; i < SL::kBytes / 16; i += 128)
-      asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(sP(0) + 16 * i), "r"(0u) : "memory");
-    w::fence_proxy_async();
-    tma::bar_sync(wg_bar, 128);
-    if (w_issuer) {
-      for (int j = 0; j < n_tiles; ++j)
-        if (tile_class(j) == TileClass::kEmpty) store_staged(0, j * kN);
-      tma::bulk_wait_all();  // the staged P is read before the CTA's shared memory goes
-    }
-  } else if (weights) {
-    const float zeros[kNS][4] = {};
-    for (int j = 0; j < n_tiles; ++j)
-      if (tile_class(j) == TileClass::kEmpty)
-        store_band<Num, kNS>(w_band, p.seqlen_k, zeros, sq - q_first, j * kN, sk, false, g, t);
-  }
+      for (int j = next_tile(j_prev + 1); j < n_tiles; j = next_tile(j + 1)) {
+        const int sv = v_ready(j_prev);
+        issue_s(s);           // S_j = Q·K_jᵀ ...
+        issue_pv(o, pa, sv);  // ... and O += P_{j−1}·V_{j−1} behind it
+        store_p(j_prev);      // P_{j−1} leaves while both run
+        w::wait<1>();         // S_j landed
+        release_k();
+        p_of(s, j);
+        w::wait<0>();  // O complete up to tile j − 1: P_{j−1}'s registers are free
+        release_v(sv);
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int q = q_first + g + 8 * r;
-    if (t == 0 && q < sq) p.lse[b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + seq.q_start + q] = lse[r];
-  }
-  Element* o_band = static_cast<Element*>(p.o) + b * p.o_batch_stride + (seq.q_start + q_first) * p.o_row_stride +
-                    int64_t(h) * p.o_head_stride;  // (16, D) of this warp
-  store_band<Num, kNO>(o_band, p.o_row_stride, o[0], sq - q_first, 0, kD, true, g, t);
+        for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
+        j_prev = j;
+      }
+      const int sv = v_ready(j_prev);  // the last tile's P·V
+      issue_pv(o, pa, sv);
+      store_p(j_prev);
+      w::wait<0>();
+      release_v(sv);
+    }
+
+    // ---- the weights of dead tiles are 0; O and LSE ----------------------------------------------------------
+    if constexpr (kWeights) {
+      if (w_tma) {  // a zeroed staging buffer, stored once per dead tile
+        if (w_issuer) tma::bulk_wait_read<0>();
+        tma::bar_sync(wg_bar, 128);
+        for (int i = ctid & 127; i < SL::kBytes / 16; i += 128)
+          asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(sP(0) + 16 * i), "r"(0u) : "memory");
+        w::fence_proxy_async();
+        tma::bar_sync(wg_bar, 128);
+        if (w_issuer) {
+          for (int j = 0; j < n_tiles; ++j)
+            if (tile_class(j) == TileClass::kEmpty) store_staged(0, j * kN);
+          tma::bulk_wait_all();  // the staged P is read before the CTA's shared memory goes
+        }
+      } else {
+        const float zeros[kNS][4] = {};
+        for (int j = 0; j < n_tiles; ++j)
+          if (tile_class(j) == TileClass::kEmpty)
+            store_band<Num, kNS>(w_band, p.seqlen_k, zeros, sq - q_first, j * kN, sk, false, g, t);
+      }
+    } else {  // O /= Σ P; a row that sees no key has Σ = 0: O = 0
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float l = prim::quad_sum(row_sum[r]);
+        inv[r] = l > 0.f ? 1.f / l : 0.f;
+      }
+#pragma unroll
+      for (int nt = 0; nt < kNO; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[0][nt][e] *= inv[e >> 1];
+    }
+    float lse[2];  // (max + log2 Σ)·ln 2 in natural-log units; −inf for a row that sees no key
+#pragma unroll
+    for (int r = 0; r < 2; ++r) lse[r] = inv[r] > 0.f ? (fbase[r] - __log2f(inv[r])) * 0.69314718055994531f : -INFINITY;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int q = q_first + g + 8 * r;
+      if (t == 0 && q < sq) p.lse[b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + seq.q_start + q] = lse[r];
+    }
+    Element* o_band = static_cast<Element*>(p.o) + b * p.o_batch_stride + (seq.q_start + q_first) * p.o_row_stride +
+                      int64_t(h) * p.o_head_stride;  // (16, D) of this warp
+    store_band<Num, kNO>(o_band, p.o_row_stride, o[0], sq - q_first, 0, kD, true, g, t);
+  };
+  if (weights) passes(std::true_type{});
+  else passes(std::false_type{});
 #else
   __trap();  // built without sm_90a: the variant is sm90a-only, so run_fwd is never asked for it then
 #endif

@@ -36,6 +36,23 @@ struct StreamRowStats {
     }
   }
 
+  // Without the weights pass 1 takes the row max only (no exponentials): pass 2 then sums P = exp2(s·c − max)
+  // against the final max (sum_p), so nothing is rescaled either, and O /= Σ at the end.
+  __device__ __forceinline__ void add_max(const float (&sc)[1][kNTiles][4], float c) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) tile_max = fmaxf(tile_max, fmaxf(sc[0][nt][2 * r], sc[0][nt][2 * r + 1]));
+      row_max[r] = fmaxf(row_max[r], prim::quad_max(tile_max) * c);
+    }
+  }
+  // The subtraction base of P = exp2(s·c − base): the row max, 0 for a row that sees no key (P = 0 there).
+  __device__ __forceinline__ void bases(float (&base)[2]) const {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) base[r] = row_max[r] == -INFINITY ? 0.f : row_max[r];
+  }
+
   // The final statistics as pass 2's factors: P = exp2(s·c − base)·inv, and the natural-log LSE. A row
   // that sees no key has Σ = 0: P = 0, LSE −inf.
   __device__ __forceinline__ void finish(float (&base)[2], float (&inv)[2], float (&lse)[2]) const {
@@ -58,6 +75,19 @@ __device__ __forceinline__ void exact_p(float (&sc)[1][kNTiles][4], float c, con
   for (int nt = 0; nt < kNTiles; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) sc[0][nt][e] = prim::exp2_approx(fmaf(sc[0][nt][e], c, -base[e >> 1])) * inv[e >> 1];
+}
+
+// Pass 2 without the weights, in place: S → P = exp2(s·c − base) against the final row max, and this
+// thread's part of each row's Σ P.
+template <int kNTiles>
+__device__ __forceinline__ void sum_p(float (&sc)[1][kNTiles][4], float c, const float (&base)[2], float (&row_sum)[2]) {
+#pragma unroll
+  for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      sc[0][nt][e] = prim::exp2_approx(fmaf(sc[0][nt][e], c, -base[e >> 1]));
+      row_sum[e >> 1] += sc[0][nt][e];
+    }
 }
 
 // This warp's (16, 16·kK) of P, as k16 A fragments, into a warpgroup's (64, ≥ 16·kK) staging tile SL
