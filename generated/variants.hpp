@@ -47,16 +47,16 @@ using fused_bwd_f16_hd32_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd
 using fused_bwd_f16_hd32_bias_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 32, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd64_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd64_none_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<32, 1024, 8, 0>>;
-using fused_fwd_f16_hd64_none_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_f16_hd64_none_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::none, Tile<128, 1024, 12, 2, 90>>;
 using fused_fwd_f16_hd64_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd64_causal_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<32, 1024, 8, 0>>;
-using fused_fwd_f16_hd64_causal_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_f16_hd64_causal_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::causal, Tile<128, 1024, 12, 2, 90>>;
 using fused_fwd_f16_hd64_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd64_window_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<32, 1024, 8, 0>>;
-using fused_fwd_f16_hd64_window_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_f16_hd64_window_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::window, Tile<128, 1024, 12, 2, 90>>;
 using fused_fwd_f16_hd64_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd64_bias_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<32, 1024, 8, 0>>;
-using fused_fwd_f16_hd64_bias_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_f16_hd64_bias_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 64, mask::bias, Tile<128, 1024, 12, 2, 90>>;
 using fused_bwd_f16_hd64_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::none, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd64_none_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd64_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 64, mask::causal, Tile<64, 512, 8, 0>>;
@@ -83,16 +83,16 @@ using fused_bwd_f16_hd96_bias_m64n512w8 = Variant<Backend::fused, Direction::bwd
 using fused_bwd_f16_hd96_bias_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 96, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_fwd_f16_hd128_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd128_none_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::none, Tile<32, 1024, 8, 0>>;
-using fused_fwd_f16_hd128_none_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::none, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_f16_hd128_none_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::none, Tile<128, 1024, 12, 2, 90>>;
 using fused_fwd_f16_hd128_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd128_causal_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::causal, Tile<32, 1024, 8, 0>>;
-using fused_fwd_f16_hd128_causal_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::causal, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_f16_hd128_causal_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::causal, Tile<128, 1024, 12, 2, 90>>;
 using fused_fwd_f16_hd128_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::window, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd128_window_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::window, Tile<32, 1024, 8, 0>>;
-using fused_fwd_f16_hd128_window_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::window, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_f16_hd128_window_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::window, Tile<128, 1024, 12, 2, 90>>;
 using fused_fwd_f16_hd128_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_fwd_f16_hd128_bias_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::bias, Tile<32, 1024, 8, 0>>;
-using fused_fwd_f16_hd128_bias_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::bias, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_f16_hd128_bias_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::f16, 128, mask::bias, Tile<128, 1024, 12, 2, 90>>;
 using fused_bwd_f16_hd128_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::none, Tile<64, 512, 8, 0>>;
 using fused_bwd_f16_hd128_none_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_bwd_f16_hd128_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::f16, 128, mask::causal, Tile<64, 512, 8, 0>>;
@@ -139,16 +139,16 @@ using fused_bwd_bf16_hd32_bias_m64n512w8 = Variant<Backend::fused, Direction::bw
 using fused_bwd_bf16_hd32_bias_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 32, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd64_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd64_none_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<32, 1024, 8, 0>>;
-using fused_fwd_bf16_hd64_none_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_bf16_hd64_none_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::none, Tile<128, 1024, 12, 2, 90>>;
 using fused_fwd_bf16_hd64_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd64_causal_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<32, 1024, 8, 0>>;
-using fused_fwd_bf16_hd64_causal_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_bf16_hd64_causal_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::causal, Tile<128, 1024, 12, 2, 90>>;
 using fused_fwd_bf16_hd64_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd64_window_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<32, 1024, 8, 0>>;
-using fused_fwd_bf16_hd64_window_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_bf16_hd64_window_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::window, Tile<128, 1024, 12, 2, 90>>;
 using fused_fwd_bf16_hd64_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd64_bias_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<32, 1024, 8, 0>>;
-using fused_fwd_bf16_hd64_bias_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_bf16_hd64_bias_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 64, mask::bias, Tile<128, 1024, 12, 2, 90>>;
 using fused_bwd_bf16_hd64_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::none, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd64_none_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd64_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 64, mask::causal, Tile<64, 512, 8, 0>>;
@@ -175,16 +175,16 @@ using fused_bwd_bf16_hd96_bias_m64n512w8 = Variant<Backend::fused, Direction::bw
 using fused_bwd_bf16_hd96_bias_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 96, mask::bias, Tile<32, 1024, 8, 0>>;
 using fused_fwd_bf16_hd128_none_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::none, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd128_none_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::none, Tile<32, 1024, 8, 0>>;
-using fused_fwd_bf16_hd128_none_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::none, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_bf16_hd128_none_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::none, Tile<128, 1024, 12, 2, 90>>;
 using fused_fwd_bf16_hd128_causal_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::causal, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd128_causal_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::causal, Tile<32, 1024, 8, 0>>;
-using fused_fwd_bf16_hd128_causal_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::causal, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_bf16_hd128_causal_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::causal, Tile<128, 1024, 12, 2, 90>>;
 using fused_fwd_bf16_hd128_window_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::window, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd128_window_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::window, Tile<32, 1024, 8, 0>>;
-using fused_fwd_bf16_hd128_window_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::window, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_bf16_hd128_window_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::window, Tile<128, 1024, 12, 2, 90>>;
 using fused_fwd_bf16_hd128_bias_m64n512w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::bias, Tile<64, 512, 8, 0>>;
 using fused_fwd_bf16_hd128_bias_m32n1024w8 = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::bias, Tile<32, 1024, 8, 0>>;
-using fused_fwd_bf16_hd128_bias_m64n1024w4s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::bias, Tile<64, 1024, 4, 2, 90>>;
+using fused_fwd_bf16_hd128_bias_m128n1024w12s2_sm90a = Variant<Backend::fused, Direction::fwd, DType::bf16, 128, mask::bias, Tile<128, 1024, 12, 2, 90>>;
 using fused_bwd_bf16_hd128_none_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::none, Tile<64, 512, 8, 0>>;
 using fused_bwd_bf16_hd128_none_m32n1024w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::none, Tile<32, 1024, 8, 0>>;
 using fused_bwd_bf16_hd128_causal_m64n512w8 = Variant<Backend::fused, Direction::bwd, DType::bf16, 128, mask::causal, Tile<64, 512, 8, 0>>;
@@ -605,16 +605,16 @@ using AllVariants = TypeList<
     fused_bwd_f16_hd32_bias_m32n1024w8,
     fused_fwd_f16_hd64_none_m64n512w8,
     fused_fwd_f16_hd64_none_m32n1024w8,
-    fused_fwd_f16_hd64_none_m64n1024w4s2_sm90a,
+    fused_fwd_f16_hd64_none_m128n1024w12s2_sm90a,
     fused_fwd_f16_hd64_causal_m64n512w8,
     fused_fwd_f16_hd64_causal_m32n1024w8,
-    fused_fwd_f16_hd64_causal_m64n1024w4s2_sm90a,
+    fused_fwd_f16_hd64_causal_m128n1024w12s2_sm90a,
     fused_fwd_f16_hd64_window_m64n512w8,
     fused_fwd_f16_hd64_window_m32n1024w8,
-    fused_fwd_f16_hd64_window_m64n1024w4s2_sm90a,
+    fused_fwd_f16_hd64_window_m128n1024w12s2_sm90a,
     fused_fwd_f16_hd64_bias_m64n512w8,
     fused_fwd_f16_hd64_bias_m32n1024w8,
-    fused_fwd_f16_hd64_bias_m64n1024w4s2_sm90a,
+    fused_fwd_f16_hd64_bias_m128n1024w12s2_sm90a,
     fused_bwd_f16_hd64_none_m64n512w8,
     fused_bwd_f16_hd64_none_m32n1024w8,
     fused_bwd_f16_hd64_causal_m64n512w8,
@@ -641,16 +641,16 @@ using AllVariants = TypeList<
     fused_bwd_f16_hd96_bias_m32n1024w8,
     fused_fwd_f16_hd128_none_m64n512w8,
     fused_fwd_f16_hd128_none_m32n1024w8,
-    fused_fwd_f16_hd128_none_m64n1024w4s2_sm90a,
+    fused_fwd_f16_hd128_none_m128n1024w12s2_sm90a,
     fused_fwd_f16_hd128_causal_m64n512w8,
     fused_fwd_f16_hd128_causal_m32n1024w8,
-    fused_fwd_f16_hd128_causal_m64n1024w4s2_sm90a,
+    fused_fwd_f16_hd128_causal_m128n1024w12s2_sm90a,
     fused_fwd_f16_hd128_window_m64n512w8,
     fused_fwd_f16_hd128_window_m32n1024w8,
-    fused_fwd_f16_hd128_window_m64n1024w4s2_sm90a,
+    fused_fwd_f16_hd128_window_m128n1024w12s2_sm90a,
     fused_fwd_f16_hd128_bias_m64n512w8,
     fused_fwd_f16_hd128_bias_m32n1024w8,
-    fused_fwd_f16_hd128_bias_m64n1024w4s2_sm90a,
+    fused_fwd_f16_hd128_bias_m128n1024w12s2_sm90a,
     fused_bwd_f16_hd128_none_m64n512w8,
     fused_bwd_f16_hd128_none_m32n1024w8,
     fused_bwd_f16_hd128_causal_m64n512w8,
@@ -697,16 +697,16 @@ using AllVariants = TypeList<
     fused_bwd_bf16_hd32_bias_m32n1024w8,
     fused_fwd_bf16_hd64_none_m64n512w8,
     fused_fwd_bf16_hd64_none_m32n1024w8,
-    fused_fwd_bf16_hd64_none_m64n1024w4s2_sm90a,
+    fused_fwd_bf16_hd64_none_m128n1024w12s2_sm90a,
     fused_fwd_bf16_hd64_causal_m64n512w8,
     fused_fwd_bf16_hd64_causal_m32n1024w8,
-    fused_fwd_bf16_hd64_causal_m64n1024w4s2_sm90a,
+    fused_fwd_bf16_hd64_causal_m128n1024w12s2_sm90a,
     fused_fwd_bf16_hd64_window_m64n512w8,
     fused_fwd_bf16_hd64_window_m32n1024w8,
-    fused_fwd_bf16_hd64_window_m64n1024w4s2_sm90a,
+    fused_fwd_bf16_hd64_window_m128n1024w12s2_sm90a,
     fused_fwd_bf16_hd64_bias_m64n512w8,
     fused_fwd_bf16_hd64_bias_m32n1024w8,
-    fused_fwd_bf16_hd64_bias_m64n1024w4s2_sm90a,
+    fused_fwd_bf16_hd64_bias_m128n1024w12s2_sm90a,
     fused_bwd_bf16_hd64_none_m64n512w8,
     fused_bwd_bf16_hd64_none_m32n1024w8,
     fused_bwd_bf16_hd64_causal_m64n512w8,
@@ -733,16 +733,16 @@ using AllVariants = TypeList<
     fused_bwd_bf16_hd96_bias_m32n1024w8,
     fused_fwd_bf16_hd128_none_m64n512w8,
     fused_fwd_bf16_hd128_none_m32n1024w8,
-    fused_fwd_bf16_hd128_none_m64n1024w4s2_sm90a,
+    fused_fwd_bf16_hd128_none_m128n1024w12s2_sm90a,
     fused_fwd_bf16_hd128_causal_m64n512w8,
     fused_fwd_bf16_hd128_causal_m32n1024w8,
-    fused_fwd_bf16_hd128_causal_m64n1024w4s2_sm90a,
+    fused_fwd_bf16_hd128_causal_m128n1024w12s2_sm90a,
     fused_fwd_bf16_hd128_window_m64n512w8,
     fused_fwd_bf16_hd128_window_m32n1024w8,
-    fused_fwd_bf16_hd128_window_m64n1024w4s2_sm90a,
+    fused_fwd_bf16_hd128_window_m128n1024w12s2_sm90a,
     fused_fwd_bf16_hd128_bias_m64n512w8,
     fused_fwd_bf16_hd128_bias_m32n1024w8,
-    fused_fwd_bf16_hd128_bias_m64n1024w4s2_sm90a,
+    fused_fwd_bf16_hd128_bias_m128n1024w12s2_sm90a,
     fused_bwd_bf16_hd128_none_m64n512w8,
     fused_bwd_bf16_hd128_none_m32n1024w8,
     fused_bwd_bf16_hd128_causal_m64n512w8,
@@ -1121,6 +1121,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "e7671edf00da074644c6f34a5328d61e36717b794abaaeca644f5047022ea802";
+inline constexpr const char* kManifestHash = "cd3b2ef2ccd4d1f410d53baf00aec8e3c2712eaa8c8473d97a4d5fd4fefa3363";
 
 }  // namespace attnforge::generated

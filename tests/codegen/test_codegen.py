@@ -127,8 +127,9 @@ def test_fused_f32_sizes_its_score_row_from_shared_memory(tmp_path):
 
 
 def test_fused_streamed_tile_rules(tmp_path):
-    """The streamed key row (runtime/kernels/fused/fwd_sm90_stream.cuh): a fused tile with stages is sm90a,
-    16-bit, forward, 64 rows per warpgroup; its limit is the fused cap; anything else is dropped with why."""
+    """The streamed key row (runtime/kernels/fused/fwd_sm90_stream.cuh, fwd_sm90_ws.cuh): a fused tile with
+    stages is sm90a, 16-bit, forward, 64 rows per consumer warpgroup (and one producer warpgroup: m 128 up to
+    d 128 only); its limit is the fused cap; anything else is dropped with why."""
     cfg = tmp_path / "stream.toml"
     cfg.write_text(f'include = ["{ROOT}/codegen/variants/masks.toml"]\n' + textwrap.dedent("""\
         [backend.fused]
@@ -140,12 +141,17 @@ def test_fused_streamed_tile_rules(tmp_path):
           { m = 64, warps = 4, stages = 2, arch = "sm90a" },
           { m = 128, warps = 4, stages = 2, arch = "sm90a", dtypes = ["bf16"], head_dims = [64], directions = ["fwd"] },
           { m = 64, warps = 4, stages = 2, dtypes = ["bf16"], head_dims = [64], directions = ["fwd"] },
+          { m = 128, warps = 12, stages = 2, arch = "sm90a", dtypes = ["bf16"], directions = ["fwd"] },
+          { m = 64, warps = 8, stages = 2, arch = "sm90a", dtypes = ["bf16"], head_dims = [64], directions = ["fwd"] },
         ]
         """))
     built, out = listed(cfg)
     assert "fused_fwd_bf16_hd64_causal_m64n1024w4s2_sm90a" in built, out
+    assert "fused_fwd_bf16_hd64_causal_m128n1024w12s2_sm90a" in built, out
+    assert "fused_fwd_bf16_hd96_causal_m128n1024w12s2_sm90a" not in built, out  # head dims ×64
+    assert "the warp-specialized streamed kernel is m=128" in out, out  # m64 w8: a producer for one consumer
     assert not any(n.startswith("fused_bwd_") or "_f32_" in n or "hd96" in n for n in built), built
-    assert "needs 64 rows per warpgroup" in out, out
+    assert "needs 64 rows per consumer warpgroup" in out, out
     assert "wgmma / sm_90a only" in out, out
     assert "is a forward" in out, out
 

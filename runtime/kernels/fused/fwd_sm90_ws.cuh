@@ -1,9 +1,10 @@
 // Fused forward with a streamed key row, warp-specialized (sm_90a tiles with stages and a producer
 // warpgroup: warps = 4 · (m / 64 + 1)). The algorithm of fwd_sm90_stream.cuh — pass 1: S = Q·Kᵀ and the
 // row max and sum; pass 2: S again, P exactly from the final statistics (nothing rescaled), the weights by
-// TMA stores, O += P·V — with the flash forward's mechanics: one producer thread moves Q, K (both passes)
-// and V (pass 2) by TMA into mbarrier rings, two consumer warpgroups of 64 rows share each 128-key tile,
-// and pass 2 issues S_j beside P_{j−1}·V_{j−1} (the softmax of S_j runs while that P·V does).
+// TMA stores, O += P·V — with the flash forward's mechanics: a persistent CTA per SM, one producer thread
+// moving Q, K (both passes) and V (pass 2) by TMA into mbarrier rings (the next block's Q and first K tiles
+// land while this one finishes), two consumer warpgroups of 64 rows sharing each 128-key tile, and pass 2
+// issuing S_j beside P_{j−1}·V_{j−1} (the softmax of S_j runs while that P·V does).
 #pragma once
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -51,7 +52,7 @@ struct WsStreamConfig {
   static constexpr int kOffP = kOffV + kStages * KVL::kBytes;
   static constexpr int kStageBytes = kConsumers * SL::kBytes;
   static constexpr int kOffBar = kOffP + 2 * kStageBytes;
-  static constexpr int kNumBars = 1 + 4 * kStages;  // q_full; k_full, k_empty, v_full, v_empty per stage
+  static constexpr int kNumBars = 2 + 4 * kStages;  // q_full, q_empty; k_full, k_empty, v_full, v_empty per stage
   static constexpr int kSmemBytes = kOffBar + 8 * kNumBars + 1024;  // + 1024: base alignment
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;   // 128·24 + 256·240 ≤ 64 K
 };
@@ -65,7 +66,8 @@ struct WsStreamArgs {
 };
 
 template <class V>
-__global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1) fwd_kernel_sm90_ws(const __grid_constant__ WsStreamArgs a) {
+__global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
+    fwd_kernel_sm90_ws(const __grid_constant__ WsStreamArgs a) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = WsStreamConfig<V>;
   using Num = typename C::Num;
@@ -83,18 +85,34 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1) fwd_kernel_sm9
   constexpr uint32_t kSbo = 1024;            // 8 rows × 128 bytes between core-matrix groups
   const Params& p = a.p;
 
-  const int m_block = int(gridDim.x) - 1 - int(blockIdx.x);  // heavy (causal) row blocks first
-  const int h = blockIdx.y, b = blockIdx.z;
-  const SeqInfo seq = seq_info(p, b);
-  const int sq = seq.seqlen_q, sk = seq.seqlen_k;
-  const int m0 = m_block * kBM;
-  if (m0 >= sq) return;  // the whole CTA, before any barrier
-  const int q_last = min(m0 + kBM, sq) - 1;
-  const int n_tiles = (sk + kN - 1) / kN;
-  // The key tiles of the row block, dead ones (no row of the block sees a key) skipped, walked twice.
-  auto tile_class = [&](int j) { return prim::classify_tile<Mask>(m0, kBM, j * kN, kN, sq, sk, p.mask); };
-  auto next_tile = [&](int j) {
-    while (j < n_tiles && tile_class(j) == TileClass::kEmpty) ++j;
+  // Persistent: CTA x takes units x, x + grid, … Without a mask that empties tiles, unit u is row block
+  // u % n_m of head-batch u / n_m: a round's CTAs share few heads, whose K and V stay in L2 for both passes
+  // (H200, bf16, S 1024: +28 % at D 64 and +38 % at D 128 against rounds of one row block over many heads).
+  // Under such a mask (causal: row blocks differ in work) unit u is row block n_m − 1 − u / (B·Hq) of
+  // head-batch u % (B·Hq): every round's blocks are alike in work and the longest come first (rounds over
+  // few heads gave each CTA the same row block every round whenever n_m divides the grid: −24 % / −15 % at
+  // S 512, D 64 / 128).
+  // Producer and consumers walk the same units; a block past its sequence (varlen) is skipped by both.
+  constexpr bool kUnevenRows = prim::kMaskEmptiesTiles<Mask>;
+  const int n_m = (p.seqlen_q + kBM - 1) / kBM, n_bh = p.batch * p.heads_q;
+  const int n_units = n_m * n_bh;  // < 2^31: launch_fwd_ws checks
+  auto block_at = [&](int u) {
+    Block blk;
+    const int bh = kUnevenRows ? u % n_bh : u / n_m;
+    blk.h = bh % p.heads_q, blk.b = bh / p.heads_q;
+    blk.seq = seq_info(p, blk.b);
+    blk.sq = blk.seq.seqlen_q, blk.sk = blk.seq.seqlen_k;
+    blk.m0 = (kUnevenRows ? n_m - 1 - u / n_bh : u % n_m) * kBM;
+    blk.q_last = min(blk.m0 + kBM, blk.sq) - 1;
+    blk.n_tiles = (blk.sk + kN - 1) / kN;
+    return blk;
+  };
+  // The key tiles of a row block, dead ones (no row of the block sees a key) skipped, walked twice.
+  auto block_tile_class = [&](const Block& blk, int j) {
+    return prim::classify_tile<Mask>(blk.m0, kBM, j * kN, kN, blk.sq, blk.sk, p.mask);
+  };
+  auto block_next_tile = [&](const Block& blk, int j) {
+    while (j < blk.n_tiles && block_tile_class(blk, j) == TileClass::kEmpty) ++j;
     return j;
   };
 
@@ -105,13 +123,14 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1) fwd_kernel_sm9
   const uint32_t sQ = base;
   auto sK = [&](int st) { return base + C::kOffK + uint32_t(st * KVL::kBytes); };
   auto sV = [&](int st) { return base + C::kOffV + uint32_t(st * KVL::kBytes); };
-  const uint32_t bar_q = base + C::kOffBar;
-  auto bar_k_full = [&](int st) { return bar_q + 8u * (1 + st); };
-  auto bar_k_empty = [&](int st) { return bar_q + 8u * (1 + kStages + st); };
-  auto bar_v_full = [&](int st) { return bar_q + 8u * (1 + 2 * kStages + st); };
-  auto bar_v_empty = [&](int st) { return bar_q + 8u * (1 + 3 * kStages + st); };
+  const uint32_t bar_q = base + C::kOffBar, bar_q_empty = bar_q + 8u;
+  auto bar_k_full = [&](int st) { return bar_q + 8u * (2 + st); };
+  auto bar_k_empty = [&](int st) { return bar_q + 8u * (2 + kStages + st); };
+  auto bar_v_full = [&](int st) { return bar_q + 8u * (2 + 2 * kStages + st); };
+  auto bar_v_empty = [&](int st) { return bar_q + 8u * (2 + 3 * kStages + st); };
   if (tid == 0) {
     tma::mbar_init(bar_q, 1);
+    tma::mbar_init(bar_q_empty, C::kConsumerThreads);  // every consumer thread arrives once Q is in its registers
     for (int st = 0; st < kStages; ++st) {
       tma::mbar_init(bar_k_full(st), 1);
       tma::mbar_init(bar_v_full(st), 1);
@@ -126,29 +145,35 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1) fwd_kernel_sm9
     // ---- producer: one thread; K stages counted over both passes, V stages over pass 2 -------------------
     tma::regs_dealloc<C::kProducerRegs>();
     if (tid == 0) {
-      const int h_kv = h / p.group(), tb = p.is_varlen() ? 0 : b;
-      const int k_row0 = int(seq.k_start);  // rows of the TMA view
-      tma::mbar_expect_tx(bar_q, QL::kBytes);
-#pragma unroll
-      for (int slab = 0; slab < kD / 64; ++slab)
-        tma::load_4d(sQ + slab * QL::kSlabBytes, &a.tq, bar_q, slab * 64, h, int(seq.q_start) + m0, tb);
-      int it = 0, iv = 0;
-      auto load = [&](const CUtensorMap* map, uint32_t full, uint32_t empty, uint32_t dst, int ph, int j) {
-        tma::mbar_wait(empty, ph ^ 1);
-        tma::mbar_expect_tx(full, KVL::kBytes);
+      int it = 0, iv = 0, n_q = 0;
+      for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
+        const Block blk = block_at(u);
+        if (blk.m0 >= blk.sq) continue;
+        const int h_kv = blk.h / p.group(), tb = p.is_varlen() ? 0 : blk.b;
+        const int k_row0 = int(blk.seq.k_start);  // rows of the TMA view
+        tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);  // the consumers hold the last block's Q in registers
+        tma::mbar_expect_tx(bar_q, QL::kBytes);
 #pragma unroll
         for (int slab = 0; slab < kD / 64; ++slab)
-          tma::load_4d(dst + slab * KVL::kSlabBytes, map, full, slab * 64, h_kv, k_row0 + j * kN, tb);
-      };
-      for (int pass = 0; pass < 2; ++pass)
-        for (int j = next_tile(0); j < n_tiles; j = next_tile(j + 1)) {
-          const int st = it % kStages;
-          load(&a.tk, bar_k_full(st), bar_k_empty(st), sK(st), (it / kStages) & 1, j), ++it;
-          if (pass == 1) {
-            const int sv = iv % kStages;
-            load(&a.tv, bar_v_full(sv), bar_v_empty(sv), sV(sv), (iv / kStages) & 1, j), ++iv;
+          tma::load_4d(sQ + slab * QL::kSlabBytes, &a.tq, bar_q, slab * 64, blk.h, int(blk.seq.q_start) + blk.m0, tb);
+        ++n_q;
+        auto load = [&](const CUtensorMap* map, uint32_t full, uint32_t empty, uint32_t dst, int ph, int j) {
+          tma::mbar_wait(empty, ph ^ 1);
+          tma::mbar_expect_tx(full, KVL::kBytes);
+#pragma unroll
+          for (int slab = 0; slab < kD / 64; ++slab)
+            tma::load_4d(dst + slab * KVL::kSlabBytes, map, full, slab * 64, h_kv, k_row0 + j * kN, tb);
+        };
+        for (int pass = 0; pass < 2; ++pass)
+          for (int j = block_next_tile(blk, 0); j < blk.n_tiles; j = block_next_tile(blk, j + 1)) {
+            const int st = it % kStages;
+            load(&a.tk, bar_k_full(st), bar_k_empty(st), sK(st), (it / kStages) & 1, j), ++it;
+            if (pass == 1) {
+              const int sv = iv % kStages;
+              load(&a.tv, bar_v_full(sv), bar_v_empty(sv), sV(sv), (iv / kStages) & 1, j), ++iv;
+            }
           }
-        }
+      }
     }
     return;
   }
@@ -157,239 +182,265 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1) fwd_kernel_sm9
   tma::regs_alloc<C::kConsumerRegs>();
   const int cw = wg - 1, ctid = tid - 128;
   const int wg_row0 = 64 * cw, warp_row0 = wg_row0 + (warp & 3) * 16;
-  const int q_first = m0 + warp_row0;  // this warp's first row, as a sequence row
   const int wg_bar = 1 + cw;           // named barrier of this warpgroup's 128 threads
   const float c = fabsf(p.scale_log2);  // s·c: log2-domain scores; a negative scale is folded into Q
-  prim::BiasView bias{};
-  if constexpr (Mask::kHasTensor) {
-    const int esize = p.bias_dtype == ATTNFORGE_F32 ? 4 : (p.bias_dtype == ATTNFORGE_BOOL ? 1 : 2);
-    bias.ptr = static_cast<const char*>(p.bias) + (b * p.bias_stride_b + int64_t(h) * p.bias_stride_h) * esize;
-    bias.dtype = p.bias_dtype;
-    bias.stride_q = p.bias_stride_q;
-    bias.stride_k = p.bias_stride_k;
-    bias.to_score = 1.4426950408889634f / c;
-  }
   // Weights (B, Hq, Sq, Sk) contiguous, dense only (validation rejects weights with varlen); may be null.
   // With a map, P leaves by one TMA store per warpgroup and step from shared memory, issued by the
   // warpgroup's first thread; otherwise from registers (store_band).
   const bool weights = p.weights != nullptr, w_tma = a.w_tma;
-  Element* w_band = !weights ? nullptr
-                             : static_cast<Element*>(p.weights) +
-                                   ((int64_t(b) * p.heads_q + h) * p.seqlen_q + q_first) * p.seqlen_k;
-  const bool w_issuer = w_tma && (ctid & 127) == 0 && m0 + wg_row0 < sq;  // a warpgroup with rows
-  const int plane = b * p.heads_q + h;                                     // of the weights' (Sk, Sq, B·Hq) view
   auto sP = [&](int buf) { return base + C::kOffP + uint32_t(buf * C::kStageBytes + cw * SL::kBytes); };
-  // This warpgroup's (64, kN) rows of staging buffer `buf` as TMA stores of 64 columns at key k0.
-  auto store_staged = [&](int buf, int k0) {
-#pragma unroll
-    for (int cc = 0; cc < kN / 64; ++cc)
-      if (k0 + 64 * cc < sk) tma::store_3d(&a.tw, sP(buf) + cc * SL::kSlabBytes, k0 + 64 * cc, m0 + wg_row0, plane);
-    tma::bulk_commit();
-  };
-
-  // Q_w (64, D) as kD / 16 A fragments, read once: S = Q·Kᵀ then streams only K through shared memory.
-  tma::mbar_wait(bar_q, 0);
-  if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
-    for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128)
-      prim::negate_chunk16(sQ + QL::chunk_offset(wg_row0 + i / QL::kChunksPerRow, i % QL::kChunksPerRow));
-    w::fence_proxy_async();
-    tma::bar_sync(wg_bar, 128);
-  }
-  uint32_t qa[kD / 16][4];
-#pragma unroll
-  for (int ks = 0; ks < kD / 16; ++ks)
-    prim::ldmatrix_x4(qa[ks], sQ + QL::offset(warp_row0 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-
   using Scores = float[1][kNS][4];
-  int it = 0, iv = 0;  // K and V stages consumed, as the producer counts them
-  // S = Q_w·K_jᵀ (64, kN) from the next K stage: waits for it and issues; the caller waits for the wgmma
-  // and then releases the stage (release_k).
-  auto issue_s = [&](Scores& sc) {
-    const int st = it % kStages;
-    tma::mbar_wait(bar_k_full(st), (it / kStages) & 1);
-    w::fence();
-#pragma unroll
-    for (int ks = 0; ks < kD / 16; ++ks) {
-      const uint64_t dk = w::desc_sw128_at(sK(st), (ks / 4) * KVL::kSlabBytes + (ks % 4) * 32, 16, kSbo);
-      if (ks == 0) MmaS::template rs_bk<false>(sc[0], qa[ks], dk);
-      else MmaS::template rs_bk<true>(sc[0], qa[ks], dk);
+  int it = 0, iv = 0, n_q = 0;  // K and V stages and Q loads consumed, as the producer counts them
+  int step = 0;                 // P's staging buffer is step % 2 (steps with the weights, over all blocks)
+  for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
+    const Block blk = block_at(u);
+    if (blk.m0 >= blk.sq) continue;
+    const int m0 = blk.m0, q_last = blk.q_last, h = blk.h, b = blk.b, sq = blk.sq, sk = blk.sk, n_tiles = blk.n_tiles;
+    const SeqInfo& seq = blk.seq;
+    auto tile_class = [&](int j) { return block_tile_class(blk, j); };
+    auto next_tile = [&](int j) { return block_next_tile(blk, j); };
+    const int q_first = m0 + warp_row0;  // this warp's first row, as a sequence row
+    prim::BiasView bias{};
+    if constexpr (Mask::kHasTensor) {
+      const int esize = p.bias_dtype == ATTNFORGE_F32 ? 4 : (p.bias_dtype == ATTNFORGE_BOOL ? 1 : 2);
+      bias.ptr = static_cast<const char*>(p.bias) + (b * p.bias_stride_b + int64_t(h) * p.bias_stride_h) * esize;
+      bias.dtype = p.bias_dtype;
+      bias.stride_q = p.bias_stride_q;
+      bias.stride_k = p.bias_stride_k;
+      bias.to_score = 1.4426950408889634f / c;
     }
-    w::commit();
-  };
-  auto release_k = [&] { tma::mbar_arrive(bar_k_empty(it % kStages)), ++it; };
-  auto finish_s = [&](Scores& sc, int j) {  // masked scores −inf where the tile is partial
-    if (tile_class(j) != TileClass::kFull)
-      prim::apply_mask<Mask, 64>(sc, q_first + g, j * kN + 2 * t, sq, sk, p.mask, bias);
-  };
+    Element* w_band = !weights ? nullptr
+                               : static_cast<Element*>(p.weights) +
+                                     ((int64_t(b) * p.heads_q + h) * p.seqlen_q + q_first) * p.seqlen_k;
+    const bool w_issuer = w_tma && (ctid & 127) == 0 && m0 + wg_row0 < sq;  // a warpgroup with rows
+    const int plane = b * p.heads_q + h;                                     // of the weights' (Sk, Sq, B·Hq) view
+    // This warpgroup's (64, kN) rows of staging buffer `buf` as TMA stores of 64 columns at key k0.
+    auto store_staged = [&](int buf, int k0) {
+#pragma unroll
+      for (int cc = 0; cc < kN / 64; ++cc)
+        if (k0 + 64 * cc < sk) tma::store_3d(&a.tw, sP(buf) + cc * SL::kSlabBytes, k0 + 64 * cc, m0 + wg_row0, plane);
+      tma::bulk_commit();
+    };
 
-  // V_j of the next V stage arrived. On a partial tile, V rows no query of this block sees (past sk,
-  // outside a window, the next packed sequence) are zeroed before any P·V reads them: P is 0 there, but
-  // 0·NaN would reach O. Each warpgroup zeroes every such row itself (where both do, they write the same
-  // zeros) and meets only its own warps.
-  auto v_ready = [&](int j) {
-    const int sv = iv % kStages;
-    tma::mbar_wait(bar_v_full(sv), (iv / kStages) & 1);
-    if (tile_class(j) != TileClass::kFull) {
-      for (int r = ctid & 127; r < kN; r += 128)
-        if (!prim::key_live<Mask>(m0, q_last, j * kN + r, sq, sk, p.mask)) prim::zero_row_sw128<KVL>(sV(sv), r);
+    // Q_w (64, D) as kD / 16 A fragments, read once: S = Q·Kᵀ then streams only K through shared memory, and
+    // the next block's Q may land as soon as every consumer has its fragments.
+    tma::mbar_wait(bar_q, n_q & 1);
+    if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
+      for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128)
+        prim::negate_chunk16(sQ + QL::chunk_offset(wg_row0 + i / QL::kChunksPerRow, i % QL::kChunksPerRow));
       w::fence_proxy_async();
       tma::bar_sync(wg_bar, 128);
     }
-    return sv;
-  };
-  // O += P·V_j: P (64, kN) from registers, V (kN keys, D) MN-major. Issue only.
-  auto issue_pv = [&](float (&o)[1][kNO][4], const uint32_t (&pa)[kN / 16][4], int sv) {
-    w::fence();
+    uint32_t qa[kD / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < kN / 16; ++kk) MmaO::rs(o[0], pa[kk], w::desc_sw128_at(sV(sv), kk * 2048, KVL::kSlabBytes, kSbo));
-    w::commit();
-  };
-  auto release_v = [&](int sv) { tma::mbar_arrive(bar_v_empty(sv)), ++iv; };
+    for (int ks = 0; ks < kD / 16; ++ks)
+      prim::ldmatrix_x4(qa[ks], sQ + QL::offset(warp_row0 + (lane & 15), ks * 16 + (lane >> 4) * 8));
+    tma::mbar_arrive(bar_q_empty);
+    ++n_q;
 
-  // The two passes and the epilogue, compiled twice: with the weights (pass 1 takes the row max and sum, pass
-  // 2 writes P = exp2(s·c − max)/Σ) and without (pass 1 takes the max only, pass 2 sums P = exp2(s·c − max)
-  // and O /= Σ at the end: one exponential per score instead of two). Neither rescales anything.
-  auto passes = [&](auto with_weights) {
-    constexpr bool kWeights = decltype(with_weights)::value;
-    // ---- pass 1: the row max (and sum) over every live key tile --------------------------------------------
-    // Two score buffers: the next tile's S = Q·Kᵀ runs on the tensor cores while this one's statistics run.
-    StreamRowStats<kNS> stats;
-    Scores s, s_next;
-    auto pass1_step = [&](Scores& cur, Scores& nxt, int jn) {
-      if (jn < n_tiles) issue_s(nxt);
-      if constexpr (kWeights) stats.add(cur, c);
-      else stats.add_max(cur, c);
-      w::wait<0>();
-      if (jn < n_tiles) release_k(), finish_s(nxt, jn);
-    };
-    const int j_first = next_tile(0);
-    if (j_first < n_tiles) {
-      issue_s(s);
-      w::wait<0>();
-      release_k();
-      finish_s(s, j_first);
-    }
-    for (int j = j_first; j < n_tiles;) {
-      int jn = next_tile(j + 1);
-      pass1_step(s, s_next, jn);
-      if (jn >= n_tiles) break;
-      j = jn;
-      jn = next_tile(j + 1);
-      pass1_step(s_next, s, jn);
-      j = jn;
-    }
-    float fbase[2], inv[2];         // P = exp2(s·c − fbase)·inv (with the weights; without, inv after pass 2)
-    float row_sum[2] = {0.f, 0.f};  // without the weights: this thread's part of Σ P, summed in pass 2
-    if constexpr (kWeights) {
-      float lse_unused[2];  // formed from fbase and inv at the end instead: two registers fewer through pass 2
-      stats.finish(fbase, inv, lse_unused);
-    } else {
-      stats.bases(fbase);
-    }
-
-    // ---- pass 2: P, the weights, O += P·V ----------------------------------------------------------------
-    float o[1][kNO][4];        // O (64 rows of this warpgroup, D), fp32
-    uint32_t pa[kN / 16][4];  // P of the previous tile in 16 bits: the A fragments of O += P·V and the weights
+    // S = Q_w·K_jᵀ (64, kN) from the next K stage: waits for it and issues; the caller waits for the wgmma
+    // and then releases the stage (release_k).
+    auto issue_s = [&](Scores& sc) {
+      const int st = it % kStages;
+      tma::mbar_wait(bar_k_full(st), (it / kStages) & 1);
+      w::fence();
 #pragma unroll
-    for (int nt = 0; nt < kNO; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) o[0][nt][e] = 0.f;
-    // S_j → P_j (fp32, in place); without a map the weights leave from registers here.
-    auto p_of = [&](Scores& sc, int j) {
-      finish_s(sc, j);
-      if constexpr (kWeights) {
-        exact_p(sc, c, fbase, inv);
-        if (!w_tma) store_band<Num, kNS>(w_band, p.seqlen_k, sc[0], sq - q_first, j * kN, sk, false, g, t);
-      } else {
-        sum_p(sc, c, fbase, row_sum);
+      for (int ks = 0; ks < kD / 16; ++ks) {
+        const uint64_t dk = w::desc_sw128_at(sK(st), (ks / 4) * KVL::kSlabBytes + (ks % 4) * 32, 16, kSbo);
+        if (ks == 0) MmaS::template rs_bk<false>(sc[0], qa[ks], dk);
+        else MmaS::template rs_bk<true>(sc[0], qa[ks], dk);
       }
+      w::commit();
     };
-    // P_j (in pa) to the weights through staging buffer step % 2: the issuer's wait makes sure the store of
-    // step − 1 has read its buffer before the barrier, after which the next step may overwrite it.
-    int step = 0;
-    auto store_p = [&](int j) {
-      if (!kWeights || !w_tma) return;
-      stage_p<SL>(sP(step & 1), pa, warp & 3, lane);
-      w::fence_proxy_async();
-      if (w_issuer) tma::bulk_wait_read<0>();
-      tma::bar_sync(wg_bar, 128);
-      if (w_issuer) store_staged(step & 1, j * kN);  // rows past Sq and keys past Sk are clipped by the map
-      ++step;
+    auto release_k = [&] { tma::mbar_arrive(bar_k_empty(it % kStages)), ++it; };
+    auto finish_s = [&](Scores& sc, int j) {  // masked scores −inf where the tile is partial
+      if (tile_class(j) != TileClass::kFull)
+        prim::apply_mask<Mask, 64>(sc, q_first + g, j * kN + 2 * t, sq, sk, p.mask, bias);
     };
-    int j_prev = next_tile(0);
-    if (j_prev < n_tiles) {
-      issue_s(s);
-      w::wait<0>();
-      release_k();
-      p_of(s, j_prev);
-#pragma unroll
-      for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
-      for (int j = next_tile(j_prev + 1); j < n_tiles; j = next_tile(j + 1)) {
-        const int sv = v_ready(j_prev);
-        issue_s(s);           // S_j = Q·K_jᵀ ...
-        issue_pv(o, pa, sv);  // ... and O += P_{j−1}·V_{j−1} behind it
-        store_p(j_prev);      // P_{j−1} leaves while both run
-        w::wait<1>();         // S_j landed
-        release_k();
-        p_of(s, j);
-        w::wait<0>();  // O complete up to tile j − 1: P_{j−1}'s registers are free
-        release_v(sv);
-#pragma unroll
-        for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
-        j_prev = j;
-      }
-      const int sv = v_ready(j_prev);  // the last tile's P·V
-      issue_pv(o, pa, sv);
-      store_p(j_prev);
-      w::wait<0>();
-      release_v(sv);
-    }
 
-    // ---- the weights of dead tiles are 0; O and LSE ----------------------------------------------------------
-    if constexpr (kWeights) {
-      if (w_tma) {  // a zeroed staging buffer, stored once per dead tile
-        if (w_issuer) tma::bulk_wait_read<0>();
-        tma::bar_sync(wg_bar, 128);
-        for (int i = ctid & 127; i < SL::kBytes / 16; i += 128)
-          asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(sP(0) + 16 * i), "r"(0u) : "memory");
+    // V_j of the next V stage arrived. On a partial tile, V rows no query of this block sees (past sk,
+    // outside a window, the next packed sequence) are zeroed before any P·V reads them: P is 0 there, but
+    // 0·NaN would reach O. Each warpgroup zeroes every such row itself (where both do, they write the same
+    // zeros) and meets only its own warps.
+    auto v_ready = [&](int j) {
+      const int sv = iv % kStages;
+      tma::mbar_wait(bar_v_full(sv), (iv / kStages) & 1);
+      if (tile_class(j) != TileClass::kFull) {
+        for (int r = ctid & 127; r < kN; r += 128)
+          if (!prim::key_live<Mask>(m0, q_last, j * kN + r, sq, sk, p.mask)) prim::zero_row_sw128<KVL>(sV(sv), r);
         w::fence_proxy_async();
         tma::bar_sync(wg_bar, 128);
-        if (w_issuer) {
-          for (int j = 0; j < n_tiles; ++j)
-            if (tile_class(j) == TileClass::kEmpty) store_staged(0, j * kN);
-          tma::bulk_wait_all();  // the staged P is read before the CTA's shared memory goes
-        }
-      } else {
-        const float zeros[kNS][4] = {};
-        for (int j = 0; j < n_tiles; ++j)
-          if (tile_class(j) == TileClass::kEmpty)
-            store_band<Num, kNS>(w_band, p.seqlen_k, zeros, sq - q_first, j * kN, sk, false, g, t);
       }
-    } else {  // O /= Σ P; a row that sees no key has Σ = 0: O = 0
+      return sv;
+    };
+    // O += P·V_j: P (64, kN) from registers, V (kN keys, D) MN-major. Issue only.
+    auto issue_pv = [&](float (&o)[1][kNO][4], const uint32_t (&pa)[kN / 16][4], int sv) {
+      w::fence();
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const float l = prim::quad_sum(row_sum[r]);
-        inv[r] = l > 0.f ? 1.f / l : 0.f;
+      for (int kk = 0; kk < kN / 16; ++kk)
+        MmaO::rs(o[0], pa[kk], w::desc_sw128_at(sV(sv), kk * 2048, KVL::kSlabBytes, kSbo));
+      w::commit();
+    };
+    auto release_v = [&](int sv) { tma::mbar_arrive(bar_v_empty(sv)), ++iv; };
+
+    // The two passes and the epilogue, compiled twice: with the weights (pass 1 takes the row max and sum, pass
+    // 2 writes P = exp2(s·c − max)/Σ) and without (pass 1 takes the max only, pass 2 sums P = exp2(s·c − max)
+    // and O /= Σ at the end: one exponential per score instead of two). Neither rescales anything.
+    auto passes = [&](auto with_weights) {
+      constexpr bool kWeights = decltype(with_weights)::value;
+      // ---- pass 1: the row max (and sum) over every live key tile --------------------------------------------
+      // Not pipelined within the warpgroup: the other consumer's GEMMs fill the tensor pipe meanwhile, and a
+      // second score buffer inside the persistent loop made ptxas serialize every wgmma (C7515) and spill.
+      StreamRowStats<kNS> stats;
+      Scores s, s_next;
+      auto add = [&](const Scores& sc) {
+        if constexpr (kWeights) stats.add(sc, c);
+        else stats.add_max(sc, c);
+      };
+      // S_jn into nxt beside the statistics of cur.
+      auto step1 = [&](Scores& cur, Scores& nxt, int jn) {
+        issue_s(nxt);
+        add(cur);
+        w::wait<0>();
+        release_k();
+        finish_s(nxt, jn);
+      };
+      int j = next_tile(0);
+      if (j < n_tiles) {
+        issue_s(s);
+        w::wait<0>();
+        release_k();
+        finish_s(s, j);
+        while (true) {
+          j = next_tile(j + 1);
+          if (j >= n_tiles) {
+            add(s);
+            break;
+          }
+          step1(s, s_next, j);
+          j = next_tile(j + 1);
+          if (j >= n_tiles) {
+            add(s_next);
+            break;
+          }
+          step1(s_next, s, j);
+        }
       }
+      float fbase[2], inv[2];         // P = exp2(s·c − fbase)·inv (with the weights; without, inv after pass 2)
+      float row_sum[2] = {0.f, 0.f};  // without the weights: this thread's part of Σ P, summed in pass 2
+      if constexpr (kWeights) {
+        float lse_unused[2];  // formed from fbase and inv at the end instead: two registers fewer through pass 2
+        stats.finish(fbase, inv, lse_unused);
+      } else {
+        stats.bases(fbase);
+      }
+
+      // ---- pass 2: P, the weights, O += P·V ----------------------------------------------------------------
+      float o[1][kNO][4];        // O (64 rows of this warpgroup, D), fp32
+      uint32_t pa[kN / 16][4];  // P of the previous tile in 16 bits: the A fragments of O += P·V and the weights
 #pragma unroll
       for (int nt = 0; nt < kNO; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) o[0][nt][e] *= inv[e >> 1];
-    }
-    float lse[2];  // (max + log2 Σ)·ln 2 in natural-log units; −inf for a row that sees no key
+        for (int e = 0; e < 4; ++e) o[0][nt][e] = 0.f;
+      // S_j → P_j (fp32, in place); without a map the weights leave from registers here.
+      auto p_of = [&](Scores& sc, int j) {
+        finish_s(sc, j);
+        if constexpr (kWeights) {
+          exact_p(sc, c, fbase, inv);
+          if (!w_tma) store_band<Num, kNS>(w_band, p.seqlen_k, sc[0], sq - q_first, j * kN, sk, false, g, t);
+        } else {
+          sum_p(sc, c, fbase, row_sum);
+        }
+      };
+      // P_j (in pa) to the weights through staging buffer step % 2: the issuer's wait makes sure the store of
+      // step − 1 has read its buffer before the barrier, after which the next step may overwrite it.
+      auto store_p = [&](int j) {
+        if (!kWeights || !w_tma) return;
+        stage_p<SL>(sP(step & 1), pa, warp & 3, lane);
+        w::fence_proxy_async();
+        if (w_issuer) tma::bulk_wait_read<0>();
+        tma::bar_sync(wg_bar, 128);
+        if (w_issuer) store_staged(step & 1, j * kN);  // rows past Sq and keys past Sk are clipped by the map
+        ++step;
+      };
+      int j_prev = next_tile(0);
+      if (j_prev < n_tiles) {
+        issue_s(s);
+        w::wait<0>();
+        release_k();
+        p_of(s, j_prev);
 #pragma unroll
-    for (int r = 0; r < 2; ++r) lse[r] = inv[r] > 0.f ? (fbase[r] - __log2f(inv[r])) * 0.69314718055994531f : -INFINITY;
+        for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
+        for (int j = next_tile(j_prev + 1); j < n_tiles; j = next_tile(j + 1)) {
+          const int sv = v_ready(j_prev);
+          issue_s(s);           // S_j = Q·K_jᵀ ...
+          issue_pv(o, pa, sv);  // ... and O += P_{j−1}·V_{j−1} behind it
+          store_p(j_prev);      // P_{j−1} leaves while both run
+          w::wait<1>();         // S_j landed
+          release_k();
+          p_of(s, j);
+          w::wait<0>();  // O complete up to tile j − 1: P_{j−1}'s registers are free
+          release_v(sv);
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int q = q_first + g + 8 * r;
-      if (t == 0 && q < sq) p.lse[b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + seq.q_start + q] = lse[r];
-    }
-    Element* o_band = static_cast<Element*>(p.o) + b * p.o_batch_stride + (seq.q_start + q_first) * p.o_row_stride +
-                      int64_t(h) * p.o_head_stride;  // (16, D) of this warp
-    store_band<Num, kNO>(o_band, p.o_row_stride, o[0], sq - q_first, 0, kD, true, g, t);
-  };
-  if (weights) passes(std::true_type{});
-  else passes(std::false_type{});
+          for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
+          j_prev = j;
+        }
+        const int sv = v_ready(j_prev);  // the last tile's P·V
+        issue_pv(o, pa, sv);
+        store_p(j_prev);
+        w::wait<0>();
+        release_v(sv);
+      }
+
+      // ---- the weights of dead tiles are 0; O and LSE ----------------------------------------------------------
+      if constexpr (kWeights) {
+        if (w_tma) {  // a zeroed staging buffer, stored once per dead tile
+          if (w_issuer) tma::bulk_wait_read<0>();
+          tma::bar_sync(wg_bar, 128);
+          for (int i = ctid & 127; i < SL::kBytes / 16; i += 128)
+            asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(sP(0) + 16 * i), "r"(0u) : "memory");
+          w::fence_proxy_async();
+          tma::bar_sync(wg_bar, 128);
+          if (w_issuer) {
+            for (int j = 0; j < n_tiles; ++j)
+              if (tile_class(j) == TileClass::kEmpty) store_staged(0, j * kN);
+            tma::bulk_wait_read<0>();  // the zeros are read before the next block stages P there
+          }
+          tma::bar_sync(wg_bar, 128);
+        } else {
+          const float zeros[kNS][4] = {};
+          for (int j = 0; j < n_tiles; ++j)
+            if (tile_class(j) == TileClass::kEmpty)
+              store_band<Num, kNS>(w_band, p.seqlen_k, zeros, sq - q_first, j * kN, sk, false, g, t);
+        }
+      } else {  // O /= Σ P; a row that sees no key has Σ = 0: O = 0
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const float l = prim::quad_sum(row_sum[r]);
+          inv[r] = l > 0.f ? 1.f / l : 0.f;
+        }
+#pragma unroll
+        for (int nt = 0; nt < kNO; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) o[0][nt][e] *= inv[e >> 1];
+      }
+      float lse[2];  // (max + log2 Σ)·ln 2 in natural-log units; −inf for a row that sees no key
+#pragma unroll
+      for (int r = 0; r < 2; ++r)
+        lse[r] = inv[r] > 0.f ? (fbase[r] - __log2f(inv[r])) * 0.69314718055994531f : -INFINITY;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int q = q_first + g + 8 * r;
+        if (t == 0 && q < sq) p.lse[b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + seq.q_start + q] = lse[r];
+      }
+      Element* o_band = static_cast<Element*>(p.o) + b * p.o_batch_stride + (seq.q_start + q_first) * p.o_row_stride +
+                        int64_t(h) * p.o_head_stride;  // (16, D) of this warp
+      store_band<Num, kNO>(o_band, p.o_row_stride, o[0], sq - q_first, 0, kD, true, g, t);
+    };
+    if (weights) passes(std::true_type{});
+    else passes(std::false_type{});
+  }
+  if (w_tma && (ctid & 127) == 0) tma::bulk_wait_all();  // every weights store is done before the CTA ends
 #else
   __trap();  // built without sm_90a: the variant is sm90a-only, so run_fwd is never asked for it then
 #endif
