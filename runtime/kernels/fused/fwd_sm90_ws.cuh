@@ -93,6 +93,10 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
   // few heads gave each CTA the same row block every round whenever n_m divides the grid: −24 % / −15 % at
   // S 512, D 64 / 128).
   // Producer and consumers walk the same units; a block past its sequence (varlen) is skipped by both.
+  struct Block {
+    int m0, q_last, h, b, sq, sk, n_tiles;
+    SeqInfo seq;
+  };
   constexpr bool kUnevenRows = prim::kMaskEmptiesTiles<Mask>;
   const int n_m = (p.seqlen_q + kBM - 1) / kBM, n_bh = p.batch * p.heads_q;
   const int n_units = n_m * n_bh;  // < 2^31: launch_fwd_ws checks
