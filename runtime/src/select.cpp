@@ -199,13 +199,14 @@ constexpr const char* kHopperBwdD64Long =
 constexpr const char* kHopperBwdD64Step128 =
     "m128n128w12 sm90a: fastest flash backward at D = 64 on Hopper, without a mask from S_k = 1024, causal "
     "from 2048 (warp-specialized kernel, 128-query steps)";
-// Fused forward on Hopper: the streamed key row (fused/fwd_sm90_stream.cuh, m64w4s2: S formed twice, P
-// by TMA stores, two CTAs per SM) against the register-held rows (m64n512w8, m32n1024w8). H200,
-// 2026-12-01 (thirty-second session, compare_torch.py in one process, bench/results/h200_2026-12-01zs_*),
-// bf16, B·S = 16384, TFLOP/s with the weights returned, stream / best register tile: D 64 S 512 150.6 /
-// 95.2, S 1024 171.9 / 75.1; D 128 S 512 191.5 / 133.2, S 1024 216.2 / 109.2 (causal alike); without
-// them at S 1024 191.5 / 118.9 (D 64) and 236.8 / 151.6 (D 128), at S 512 level or ahead except D 64
-// without a mask (174.3 / 182.2).
+// Fused forward on Hopper: the warp-specialized streamed key row (fused/fwd_sm90_ws.cuh, m128w12s2: S formed
+// twice, a TMA producer warpgroup and two consumers, persistent, P by TMA stores) against its one-warpgroup
+// form (fwd_sm90_stream.cuh, m64w4s2, which had beaten the register-held rows m64n512w8 / m32n1024w8 by
+// 1.6–2.3× with the weights, run zs). H200, 2026-12-01 (thirty-third session, compare_torch.py in one
+// process, bench/results/h200_2026-12-01zt_fused_ws_compare.md), bf16, B·S = 16384, TFLOP/s ws / stream:
+// with the weights D 64 S 256 / 512 / 1024 132.5 / 116.8, 161.9 / 150.6, 184.9 / 168.5; D 128 208.7 / 156.2,
+// 233.4 / 193.0, 284.2 / 214.0 (+4 to +34 % with the causal rows); without them 204.0 / 135.8 … 380.1 /
+// 235.2 (+31 to +62 %).
 constexpr const char* kHopperFusedStream =
     "m128n1024w12s2 sm90a: fastest fused forward at D 64 / 128 on Hopper (streamed key row, TMA producer, P by TMA)";
 constexpr TilePreference kTilePreference[] = {
