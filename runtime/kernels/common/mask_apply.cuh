@@ -11,6 +11,7 @@
 
 #include "common/mask.hpp"
 #include "common/numeric.cuh"
+#include "common/params.hpp"
 
 namespace attnforge::prim {
 
@@ -48,6 +49,19 @@ struct BiasView {
   int64_t stride_q, stride_k;
   float to_score;
 };
+
+// The bias tensor of (batch b, head h) for a kernel that masks raw scores s = q·k (c = |scale|·log2 e
+// multiplies them later): a bias value is added as bias·log2(e)/c.
+__device__ __forceinline__ BiasView bias_view_raw(const Params& p, int b, int h, float c) {
+  const int esize = p.bias_dtype == ATTNFORGE_F32 ? 4 : (p.bias_dtype == ATTNFORGE_BOOL ? 1 : 2);
+  BiasView bias;
+  bias.ptr = static_cast<const char*>(p.bias) + (b * p.bias_stride_b + int64_t(h) * p.bias_stride_h) * esize;
+  bias.dtype = p.bias_dtype;
+  bias.stride_q = p.bias_stride_q;
+  bias.stride_k = p.bias_stride_k;
+  bias.to_score = 1.4426950408889634f / c;
+  return bias;
+}
 
 // s ← −inf where (q, k) is outside the sequence or not visible; for kinds with a tensor, additive
 // bias·to_score is added or BOOL 0 masks. Masking is a select, never an

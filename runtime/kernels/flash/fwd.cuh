@@ -95,15 +95,8 @@ __global__ void __launch_bounds__(FwdConfig<V>::kThreads, 1) fwd_kernel(const __
                    h * p.o_head_stride;  // (Sq, D)
   // c = scale·log2(e) > 0 drives the softmax; a negative scale is folded into Q below.
   const float c = fabsf(p.scale_log2);
-  prim::BiasView bias{};
-  if constexpr (Mask::kHasTensor) {
-    const int esize = p.bias_dtype == ATTNFORGE_F32 ? 4 : (p.bias_dtype == ATTNFORGE_BOOL ? 1 : 2);
-    bias.ptr = static_cast<const char*>(p.bias) + (b * p.bias_stride_b + h * p.bias_stride_h) * esize;
-    bias.dtype = p.bias_dtype;
-    bias.stride_q = p.bias_stride_q;
-    bias.stride_k = p.bias_stride_k;
-    bias.to_score = 1.4426950408889634f / c;  // bias is added to raw q·k before the ·c
-  }
+  prim::BiasView bias{};  // of kinds with a tensor: added to raw q·k before the ·c
+  if constexpr (Mask::kHasTensor) bias = prim::bias_view_raw(p, b, h, c);
 
   extern __shared__ __align__(128) char smem[];
   const uint32_t sQ = static_cast<uint32_t>(__cvta_generic_to_shared(smem));  // (kBlockM, D)

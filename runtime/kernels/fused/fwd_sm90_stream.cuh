@@ -111,15 +111,8 @@ __global__ void __launch_bounds__(StreamConfig<V>::kThreads, StreamConfig<V>::kM
   const bool w_issuer = w_tma && (tid & 127) == 0 && m0 + (tid >> 7) * 64 < sq;  // a warpgroup with rows
   const int plane = b * p.heads_q + h;  // of the weights' (Sk, Sq, B·Hq) view
   const float c = fabsf(p.scale_log2);  // s·c: log2-domain scores; a negative scale is folded into Q
-  prim::BiasView bias{};
-  if constexpr (Mask::kHasTensor) {
-    const int esize = p.bias_dtype == ATTNFORGE_F32 ? 4 : (p.bias_dtype == ATTNFORGE_BOOL ? 1 : 2);
-    bias.ptr = static_cast<const char*>(p.bias) + (b * p.bias_stride_b + int64_t(h) * p.bias_stride_h) * esize;
-    bias.dtype = p.bias_dtype;
-    bias.stride_q = p.bias_stride_q;
-    bias.stride_k = p.bias_stride_k;
-    bias.to_score = 1.4426950408889634f / c;
-  }
+  prim::BiasView bias{};  // of kinds with a tensor: added to raw q·k before the ·c
+  if constexpr (Mask::kHasTensor) bias = prim::bias_view_raw(p, b, h, c);
 
   extern __shared__ __align__(128) char smem_stream[];
   const uint32_t smem_raw = static_cast<uint32_t>(__cvta_generic_to_shared(smem_stream));

@@ -204,15 +204,8 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
     auto tile_class = [&](int j) { return block_tile_class(blk, j); };
     auto next_tile = [&](int j) { return block_next_tile(blk, j); };
     const int q_first = m0 + warp_row0;  // this warp's first row, as a sequence row
-    prim::BiasView bias{};
-    if constexpr (Mask::kHasTensor) {
-      const int esize = p.bias_dtype == ATTNFORGE_F32 ? 4 : (p.bias_dtype == ATTNFORGE_BOOL ? 1 : 2);
-      bias.ptr = static_cast<const char*>(p.bias) + (b * p.bias_stride_b + int64_t(h) * p.bias_stride_h) * esize;
-      bias.dtype = p.bias_dtype;
-      bias.stride_q = p.bias_stride_q;
-      bias.stride_k = p.bias_stride_k;
-      bias.to_score = 1.4426950408889634f / c;
-    }
+    prim::BiasView bias{};  // of kinds with a tensor: added to raw q·k before the ·c
+    if constexpr (Mask::kHasTensor) bias = prim::bias_view_raw(p, b, h, c);
     Element* w_band = !weights ? nullptr
                                : static_cast<Element*>(p.weights) +
                                      ((int64_t(b) * p.heads_q + h) * p.seqlen_q + q_first) * p.seqlen_k;
