@@ -281,8 +281,7 @@ __global__ void __launch_bounds__(StreamConfig<V>::kThreads, StreamConfig<V>::kM
   if (w_tma) {  // a zeroed staging buffer, stored once per dead tile
     if (w_issuer) prim::tma::bulk_wait_read<0>();
     __syncthreads();
-    for (int i = tid & 127; i < SL::kBytes / 16; i += 128)
-      asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(sP(0) + 16 * i), "r"(0u) : "memory");
+    zero_staging<SL>(sP(0), tid & 127);
     prim::sm90::fence_proxy_async();
     __syncthreads();
     if (w_issuer) {
@@ -296,14 +295,7 @@ __global__ void __launch_bounds__(StreamConfig<V>::kThreads, StreamConfig<V>::kM
       if (tile_class(j) == TileClass::kEmpty)
         store_band<Num, kNTilesS>(w_band, p.seqlen_k, zeros, sq - q_first, j * kN, sk, false, g, t);
   }
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int q = q_first + g + 8 * r;
-    if (t == 0 && q < sq) p.lse[b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + seq.q_start + q] = lse[r];
-  }
-  Element* o_band = static_cast<Element*>(p.o) + b * p.o_batch_stride + (seq.q_start + q_first) * p.o_row_stride +
-                    int64_t(h) * p.o_head_stride;  // (16, D) of this warp
-  store_band<Num, kNTilesO>(o_band, p.o_row_stride, o, sq - q_first, 0, kD, true, g, t);
+  store_lse_o<Num, kD>(p, b, h, seq.q_start, q_first, sq, lse, o, g, t);
 #else
   __trap();  // built without sm_90a: the variant is sm90a-only, so run_fwd is never asked for it then
 #endif

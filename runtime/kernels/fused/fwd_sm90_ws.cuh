@@ -394,8 +394,7 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
         if (w_tma) {  // a zeroed staging buffer, stored once per dead tile
           if (w_issuer) tma::bulk_wait_read<0>();
           tma::bar_sync(wg_bar, 128);
-          for (int i = ctid & 127; i < SL::kBytes / 16; i += 128)
-            asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(sP(0) + 16 * i), "r"(0u) : "memory");
+          zero_staging<SL>(sP(0), ctid & 127);
           w::fence_proxy_async();
           tma::bar_sync(wg_bar, 128);
           if (w_issuer) {
@@ -425,14 +424,7 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
 #pragma unroll
       for (int r = 0; r < 2; ++r)
         lse[r] = inv[r] > 0.f ? (fbase[r] - __log2f(inv[r])) * 0.69314718055994531f : -INFINITY;
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int q = q_first + g + 8 * r;
-        if (t == 0 && q < sq) p.lse[b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + seq.q_start + q] = lse[r];
-      }
-      Element* o_band = static_cast<Element*>(p.o) + b * p.o_batch_stride + (seq.q_start + q_first) * p.o_row_stride +
-                        int64_t(h) * p.o_head_stride;  // (16, D) of this warp
-      store_band<Num, kNO>(o_band, p.o_row_stride, o[0], sq - q_first, 0, kD, true, g, t);
+      store_lse_o<Num, kD>(p, b, h, seq.q_start, q_first, sq, lse, o[0], g, t);
     };
     if (weights) passes(std::true_type{});
     else passes(std::false_type{});

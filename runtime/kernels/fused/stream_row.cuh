@@ -1,11 +1,13 @@
 // The streamed key row's per-thread steps, shared by the streamed fused forwards (fwd_sm90_stream.cuh,
-// fwd_sm90_ws.cuh): pass 1's running row statistics, pass 2's exact P, and P staged for the weights' TMA
-// stores. A thread holds rows g and g + 8 of its warp's 16 in a 64-row warpgroup tile (wgmma C layout).
+// fwd_sm90_ws.cuh): pass 1's running row statistics, pass 2's exact P, P staged for the weights' TMA
+// stores, and the LSE / O epilogue. A thread holds rows g and g + 8 of its warp's 16 in a 64-row warpgroup tile (wgmma C layout).
 #pragma once
 #include <cstdint>
 
 #include "common/mma.cuh"
+#include "common/params.hpp"
 #include "common/softmax.cuh"
+#include "fused/row_store.cuh"
 
 namespace attnforge::fused {
 
@@ -97,6 +99,28 @@ __device__ __forceinline__ void stage_p(uint32_t tile, const uint32_t (&pa)[kK][
   const int row = warp_in_wg * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);  // of the warpgroup's 64
 #pragma unroll
   for (int kk = 0; kk < kK; ++kk) prim::stmatrix_x4(tile + SL::offset(row, 16 * kk + 8 * (lane >> 4)), pa[kk]);
+}
+
+// Zeroes a warpgroup's staging tile SL (128 threads, wg_tid = 0..127): P of a dead key tile is 0.
+template <class SL>
+__device__ __forceinline__ void zero_staging(uint32_t tile, int wg_tid) {
+  for (int i = wg_tid; i < SL::kBytes / 16; i += 128)
+    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(tile + 16 * i), "r"(0u) : "memory");
+}
+
+// This warp's 16 rows of the output (rows q_first …, at most sq − q_first of them): LSE (natural log) and
+// O (16, kD) from its C fragments, of (batch b, head h) of a sequence that starts at seq_q_start.
+template <class Num, int kD>
+__device__ __forceinline__ void store_lse_o(const Params& p, int b, int h, int64_t seq_q_start, int q_first, int sq,
+                                            const float (&lse)[2], const float (&o)[kD / 8][4], int g, int t) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int q = q_first + g + 8 * r;
+    if (t == 0 && q < sq) p.lse[b * p.lse_batch_stride + int64_t(h) * p.lse_head_stride + seq_q_start + q] = lse[r];
+  }
+  typename Num::Element* o_band = static_cast<typename Num::Element*>(p.o) + b * p.o_batch_stride +
+                                  (seq_q_start + q_first) * p.o_row_stride + int64_t(h) * p.o_head_stride;  // (16, D)
+  store_band<Num, kD / 8>(o_band, p.o_row_stride, o, sq - q_first, 0, kD, true, g, t);
 }
 
 }  // namespace attnforge::fused
