@@ -1121,6 +1121,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "cd3b2ef2ccd4d1f410d53baf00aec8e3c2712eaa8c8473d97a4d5fd4fefa3363";
+inline constexpr const char* kManifestHash = "c096ec55238d7ad35f8dd367dcc6309582f61fb8401c729112ffe6f78d1ea614";
 
 }  // namespace attnforge::generated

@@ -150,6 +150,11 @@ def test_fused_streamed_tile_rules(tmp_path):
     assert "fused_fwd_bf16_hd64_causal_m128n1024w12s2_sm90a" in built, out
     assert "fused_fwd_bf16_hd96_causal_m128n1024w12s2_sm90a" not in built, out  # head dims ×64
     assert "the warp-specialized streamed kernel is m=128" in out, out  # m64 w8: a producer for one consumer
+    sys.path.insert(0, str(ROOT))
+    from codegen import limits  # noqa: E402  (the rule itself, for the shared-memory figure)
+    # WsStreamConfig's plan at D 128: Q 32 KiB, two K and two V stages of 128 keys (128 KiB), two P staging
+    # buffers per consumer (64 KiB), ten mbarriers, 1 KiB of alignment: one CTA per SM.
+    assert limits.fused_fwd_stream("bf16", 128, 128, 12, 2, "fwd", "sm90a") == (1024, 32768 + 131072 + 65536 + 80 + 1024)
     assert not any(n.startswith("fused_bwd_") or "_f32_" in n or "hd96" in n for n in built), built
     assert "needs 64 rows per consumer warpgroup" in out, out
     assert "wgmma / sm_90a only" in out, out
