@@ -46,6 +46,15 @@ __device__ __forceinline__ void load_4d(uint32_t dst, const CUtensorMap* map, ui
       "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
       : "memory");
 }
+// Rows row … row + Layout::kRows − 1 of head `head` (batch `batch`) of encode_rows_view's view into a
+// 128-byte-swizzled tile (SmemTileSw128): one box per 64-column slab, all completing on `bar`.
+template <class Layout>
+__device__ __forceinline__ void load_rows(uint32_t dst, const CUtensorMap* map, uint32_t bar, int head, int row,
+                                          int batch) {
+#pragma unroll
+  for (int slab = 0; slab < Layout::kCols / 64; ++slab)
+    load_4d(dst + slab * Layout::kSlabBytes, map, bar, slab * 64, head, row, batch);
+}
 // Named barrier `id` over `count` threads (a multiple of 32): sync blocks, arrive does not.
 __device__ __forceinline__ void bar_sync(int id, int count) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");

@@ -341,9 +341,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
             if constexpr (C::kPublishBlocks) *blk_slot = blk;  // published by the arrive below
             AF_FWD_TRACE(true, 0, n_q, 1, fwd_trace::now());
             tma::mbar_expect_tx(bar_q, QL::kBytes);
-#pragma unroll
-            for (int slab = 0; slab < kD / 64; ++slab)
-              tma::load_4d(sQ + slab * QL::kSlabBytes, &a.tq, bar_q, slab * 64, blk.h, q_row0, tb);
+            tma::load_rows<QL>(sQ, &a.tq, bar_q, blk.h, q_row0, tb);
             AF_FWD_TRACE(true, 0, n_q, 2, fwd_trace::now());
             ++n_q;
           };
@@ -354,15 +352,11 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
             tma::mbar_wait(bar_k_empty(st), ph ^ 1);
             AF_FWD_TRACE(!q_loaded, 0, n_q, 3, fwd_trace::now());
             tma::mbar_expect_tx(bar_k_full(st), KL::kBytes);
-#pragma unroll
-            for (int slab = 0; slab < kD / 64; ++slab)
-              tma::load_4d(sK(st) + slab * KL::kSlabBytes, &a.tk, bar_k_full(st), slab * 64, h_kv, k_row0 + j * kBN, tb);
+            tma::load_rows<KL>(sK(st), &a.tk, bar_k_full(st), h_kv, k_row0 + j * kBN, tb);
             if (!q_loaded) load_q(), q_loaded = true;  // K_0 first: it does not wait for the epilogue
             tma::mbar_wait(bar_v_empty(st), ph ^ 1);
             tma::mbar_expect_tx(bar_v_full(st), KL::kBytes);
-#pragma unroll
-            for (int slab = 0; slab < kD / 64; ++slab)
-              tma::load_4d(sV(st) + slab * KL::kSlabBytes, &a.tv, bar_v_full(st), slab * 64, h_kv, k_row0 + j * kBN, tb);
+            tma::load_rows<KL>(sV(st), &a.tv, bar_v_full(st), h_kv, k_row0 + j * kBN, tb);
           }
           if (!q_loaded) load_q();  // no key tile: the consumers still wait for Q
         }

@@ -157,16 +157,12 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
         const int k_row0 = int(blk.seq.k_start);  // rows of the TMA view
         tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);  // the consumers hold the last block's Q in registers
         tma::mbar_expect_tx(bar_q, QL::kBytes);
-#pragma unroll
-        for (int slab = 0; slab < kD / 64; ++slab)
-          tma::load_4d(sQ + slab * QL::kSlabBytes, &a.tq, bar_q, slab * 64, blk.h, int(blk.seq.q_start) + blk.m0, tb);
+        tma::load_rows<QL>(sQ, &a.tq, bar_q, blk.h, int(blk.seq.q_start) + blk.m0, tb);
         ++n_q;
         auto load = [&](const CUtensorMap* map, uint32_t full, uint32_t empty, uint32_t dst, int ph, int j) {
           tma::mbar_wait(empty, ph ^ 1);
           tma::mbar_expect_tx(full, KVL::kBytes);
-#pragma unroll
-          for (int slab = 0; slab < kD / 64; ++slab)
-            tma::load_4d(dst + slab * KVL::kSlabBytes, map, full, slab * 64, h_kv, k_row0 + j * kN, tb);
+          tma::load_rows<KVL>(dst, map, full, h_kv, k_row0 + j * kN, tb);
         };
         for (int pass = 0; pass < 2; ++pass)
           for (int j = block_next_tile(blk, 0); j < blk.n_tiles; j = block_next_tile(blk, j + 1)) {
