@@ -282,8 +282,9 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
     auto passes = [&](auto with_weights) {
       constexpr bool kWeights = decltype(with_weights)::value;
       // ---- pass 1: the row max (and sum) over every live key tile --------------------------------------------
-      // Not pipelined within the warpgroup: the other consumer's GEMMs fill the tensor pipe meanwhile, and a
-      // second score buffer inside the persistent loop made ptxas serialize every wgmma (C7515) and spill.
+      // Two score buffers: S_{j+1} = Q·K_{j+1}ᵀ runs on the tensor cores while S_j's statistics run. Written as
+      // a peeled first tile and steps that always issue: with a conditional issue and an unroll by two that
+      // breaks out, ptxas serialized every wgmma of the persistent loop (C7515) and spilled 1 KB at D 128.
       StreamRowStats<kNS> stats;
       Scores s, s_next;
       auto add = [&](const Scores& sc) {
