@@ -35,6 +35,7 @@
 #include "common/tma.cuh"
 #include "common/variant.hpp"
 #include "common/wgmma.cuh"
+#include "common/ws_barriers.cuh"
 #include "flash/fwd_trace.cuh"
 #include "flash/ws_schedule.hpp"
 #include "flash/ws_split_merge.cuh"
@@ -126,7 +127,7 @@ struct FwdWsConfig {
   // [Q][K × kStages][V × kStages]([O])[mbarriers]([block slot]), tiles 1024-byte aligned (the swizzle atom). O gets
   // its own buffer where it fits, so that the next block's Q can land during this block's epilogue;
   // otherwise (D 128 with three stages) O is staged in Q's rows and the next Q waits for the epilogue.
-  static constexpr int kNumBars = 2 + 4 * kStages;  // q_full, q_empty; k_full, k_empty, v_full, v_empty per stage
+  static constexpr int kNumBars = prim::tma::WsBarriers<kStages>::kCount;  // Q, K, V full / empty
   static constexpr int kOffK = QL::kBytes;
   static constexpr int kOffV = kOffK + kStages * KL::kBytes;
   static constexpr int kOffO = kOffV + kStages * KL::kBytes;
@@ -247,11 +248,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   const uint32_t sQ = base, sO = C::kOwnO ? base + C::kOffO : base;
   auto sK = [&](int st) { return base + C::kOffK + uint32_t(st * KL::kBytes); };
   auto sV = [&](int st) { return base + C::kOffV + uint32_t(st * KL::kBytes); };
-  const uint32_t bar_q = base + C::kOffBar, bar_q_empty = bar_q + 8u;
-  auto bar_k_full = [&](int st) { return bar_q + 8u * (2 + st); };
-  auto bar_k_empty = [&](int st) { return bar_q + 8u * (2 + kStages + st); };
-  auto bar_v_full = [&](int st) { return bar_q + 8u * (2 + 2 * kStages + st); };
-  auto bar_v_empty = [&](int st) { return bar_q + 8u * (2 + 3 * kStages + st); };
+  const prim::tma::WsBarriers<kStages> bars{base + C::kOffBar};  // Q, K and V full / empty
 
   // One row block of the schedule: where its rows and keys live, and which key tiles the mask leaves
   // non-empty (producer and consumers walk the same sequence), key tiles j_begin … j_end − 1 of them
@@ -297,9 +294,9 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     return blk;
   };
   static_assert(!C::kPublishBlocks || (sizeof(Block) <= C::kBlockSlotBytes && alignof(Block) <= 8));
-  // The producer's thread writes the block of each Q load here before that load's arrive on bar_q (a
-  // release; the consumers' wait on bar_q acquires), and once more a block with live = false after the
-  // last: the consumers read it once bar_q completes and before they arrive on q_empty, after which the
+  // The producer's thread writes the block of each Q load here before that load's arrive on bars.q_full() (a
+  // release; the consumers' wait on bars.q_full() acquires), and once more a block with live = false after the
+  // last: the consumers read it once bars.q_full() completes and before they arrive on q_empty, after which the
   // producer may write the next. So the consumers do none of the schedule's arithmetic between blocks.
   Block* const blk_slot = reinterpret_cast<Block*>(smem_ws + (base - static_cast<uint32_t>(__cvta_generic_to_shared(smem_ws))) +
                                                    C::kOffBlockSlot);
@@ -311,17 +308,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     return j;
   };
 
-  if (tid == 0) {
-    tma::mbar_init(bar_q, 1);
-    tma::mbar_init(bar_q_empty, C::kConsumerThreads);  // every consumer thread arrives once done with Q
-    for (int st = 0; st < kStages; ++st) {
-      tma::mbar_init(bar_k_full(st), 1);
-      tma::mbar_init(bar_v_full(st), 1);
-      tma::mbar_init(bar_k_empty(st), C::kConsumerThreads);  // every consumer thread arrives once done
-      tma::mbar_init(bar_v_empty(st), C::kConsumerThreads);
-    }
-    tma::fence_barrier_init();
-  }
+  if (tid == 0) bars.init(C::kConsumerThreads);
   __syncthreads();
 
   if (wg == 0) {
@@ -337,11 +324,11 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           const int h_kv = blk.h / p.group(), tb = p.is_varlen() ? 0 : blk.b;
           const int q_row0 = int(blk.seq.q_start) + blk.m0, k_row0 = int(blk.seq.k_start);  // rows of the TMA view
           auto load_q = [&] {  // once the consumers are done with the previous block's Q
-            tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);
+            tma::mbar_wait(bars.q_empty(), (n_q & 1) ^ 1);
             if constexpr (C::kPublishBlocks) *blk_slot = blk;  // published by the arrive below
             AF_FWD_TRACE(true, 0, n_q, 1, fwd_trace::now());
-            tma::mbar_expect_tx(bar_q, QL::kBytes);
-            tma::load_rows<QL>(sQ, &a.tq, bar_q, blk.h, q_row0, tb);
+            tma::mbar_expect_tx(bars.q_full(), QL::kBytes);
+            tma::load_rows<QL>(sQ, &a.tq, bars.q_full(), blk.h, q_row0, tb);
             AF_FWD_TRACE(true, 0, n_q, 2, fwd_trace::now());
             ++n_q;
           };
@@ -349,24 +336,24 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           for (int j = next_tile(blk, blk.j_begin); j < blk.j_end; j = next_tile(blk, j + 1), ++it) {
             const int st = it % kStages;
             const uint32_t ph = (it / kStages) & 1;
-            tma::mbar_wait(bar_k_empty(st), ph ^ 1);
+            tma::mbar_wait(bars.k_empty(st), ph ^ 1);
             AF_FWD_TRACE(!q_loaded, 0, n_q, 3, fwd_trace::now());
-            tma::mbar_expect_tx(bar_k_full(st), KL::kBytes);
-            tma::load_rows<KL>(sK(st), &a.tk, bar_k_full(st), h_kv, k_row0 + j * kBN, tb);
+            tma::mbar_expect_tx(bars.k_full(st), KL::kBytes);
+            tma::load_rows<KL>(sK(st), &a.tk, bars.k_full(st), h_kv, k_row0 + j * kBN, tb);
             if (!q_loaded) load_q(), q_loaded = true;  // K_0 first: it does not wait for the epilogue
-            tma::mbar_wait(bar_v_empty(st), ph ^ 1);
-            tma::mbar_expect_tx(bar_v_full(st), KL::kBytes);
-            tma::load_rows<KL>(sV(st), &a.tv, bar_v_full(st), h_kv, k_row0 + j * kBN, tb);
+            tma::mbar_wait(bars.v_empty(st), ph ^ 1);
+            tma::mbar_expect_tx(bars.v_full(st), KL::kBytes);
+            tma::load_rows<KL>(sV(st), &a.tv, bars.v_full(st), h_kv, k_row0 + j * kBN, tb);
           }
           if (!q_loaded) load_q();  // no key tile: the consumers still wait for Q
         }
       }
       if constexpr (C::kPublishBlocks) {  // the end: a block with live = false, once the last one is read
-        tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);
+        tma::mbar_wait(bars.q_empty(), (n_q & 1) ^ 1);
         Block end{};
         end.live = false;
         *blk_slot = end;
-        tma::mbar_arrive(bar_q);
+        tma::mbar_arrive(bars.q_full());
       }
     }
     return;
@@ -429,7 +416,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     for (int kb = 0; C::kPublishBlocks || kb < unit_blocks(u); ++kb) {
       Block blk;
       if constexpr (C::kPublishBlocks) {
-        tma::mbar_wait(bar_q, n_q & 1);
+        tma::mbar_wait(bars.q_full(), n_q & 1);
         blk = *blk_slot;
         if (!blk.live) goto consumers_done;
       } else {
@@ -460,7 +447,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       // split the rows and meet on a barrier of all consumers — outside their GEMM turns, so the
       // ping-pong cannot deadlock on it.
       auto v_ready = [&](int st, uint32_t ph, int j) {
-        tma::mbar_wait(bar_v_full(st), ph);
+        tma::mbar_wait(bars.v_full(st), ph);
         if (tile_class(blk, j) == TileClass::kFull) return;
         constexpr int kRowStride = C::kZeroPerWarpgroup ? 128 : C::kConsumerThreads;
         for (int r = C::kZeroPerWarpgroup ? ctid & 127 : ctid; r < kBN; r += kRowStride) {
@@ -471,7 +458,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         else tma::bar_sync(ws_bar::kConsumers, C::kConsumerThreads);
       };
 
-      if constexpr (!C::kPublishBlocks) tma::mbar_wait(bar_q, n_q & 1);
+      if constexpr (!C::kPublishBlocks) tma::mbar_wait(bars.q_full(), n_q & 1);
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 1, fwd_trace::now());
       if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
         for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128) {
@@ -485,7 +472,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
 #pragma unroll
         for (int ks = 0; ks < kD / 16; ++ks)
           prim::ldmatrix_x4(qa[ks], sQ + QL::offset(warp_row0 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-        if constexpr (C::kOwnO) tma::mbar_arrive(bar_q_empty);  // Q read out: the next block's may land
+        if constexpr (C::kOwnO) tma::mbar_arrive(bars.q_empty());  // Q read out: the next block's may land
       }
 
 #pragma unroll
@@ -502,7 +489,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         float s[1][kNS][4];  // S, then P (64, kBN) of this warpgroup
         int st = it % kStages;
         uint32_t ph = (it / kStages) & 1;
-        tma::mbar_wait(bar_k_full(st), ph);
+        tma::mbar_wait(bars.k_full(st), ph);
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 11, fwd_trace::now());
         [[maybe_unused]] const int it0 = it;
         my_turn();
@@ -511,7 +498,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         their_turn();
         w::wait<0>();
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 3, fwd_trace::now());
-        tma::mbar_arrive(bar_k_empty(st));
+        tma::mbar_arrive(bars.k_empty(st));
         mask(s, j);
         softmax.scores_to_p(s, c, alpha);
         pack_p(s);
@@ -525,7 +512,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           st = it % kStages;
           ph = (it / kStages) & 1;
           v_ready(prev_st, prev_ph, prev_j);
-          tma::mbar_wait(bar_k_full(st), ph);
+          tma::mbar_wait(bars.k_full(st), ph);
           if constexpr (C::kOwnOverlap) softmax.rescale(o, alpha);  // O relative to P_{j−1}'s row max
           my_turn();
           AF_FWD_TRACE(tr_lead && it == it0 + 1, 1 + cw, n_q, 12, fwd_trace::now());
@@ -534,7 +521,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           issue_pv(prev_st);  // ... and O += P_{j−1}·V_{j−1} behind it
           their_turn();
           w::wait<1>();  // S_j landed
-          tma::mbar_arrive(bar_k_empty(st));
+          tma::mbar_arrive(bars.k_empty(st));
           const bool blind_j = kMaybeMasked && C::kSkipBlindWarps && __all_sync(0xffffffffu, blind(j));  // P_j = 0, l and max kept
           if (blind_j) {
             alpha[0][0] = alpha[0][1] = 1.f;
@@ -545,7 +532,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           if constexpr (C::kOwnOverlap)
             if (softmax.row_sum[0][0] < 0.f) __nanosleep(1);  // never (sums of exp2): keeps the wait below
           w::wait<0>();                                      // O complete up to tile j − 1
-          tma::mbar_arrive(bar_v_empty(prev_st));
+          tma::mbar_arrive(bars.v_empty(prev_st));
           if constexpr (!C::kOwnOverlap) softmax.rescale(o, alpha);  // O relative to the new row max
           if (blind_j) {
 #pragma unroll
@@ -574,9 +561,9 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 10, fwd_trace::now());
         w::wait<0>();
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 5, fwd_trace::now());
-        tma::mbar_arrive(bar_v_empty(prev_st));
+        tma::mbar_arrive(bars.v_empty(prev_st));
       }
-      if constexpr (C::kOwnO && !C::kQInRegs) tma::mbar_arrive(bar_q_empty);  // every GEMM reading Q is done
+      if constexpr (C::kOwnO && !C::kQInRegs) tma::mbar_arrive(bars.q_empty());  // every GEMM reading Q is done
 
       // ---- epilogue: O /= l, LSE; O staged through sO (this warp's own 16 rows) ---------------------
       float lse[1][2];
@@ -605,7 +592,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         __syncwarp();
         prim::store_staged_rows<QL, 16>(sO, warp_row0, o_ptr, p.o_row_stride, m0, sq, lane);  // this warp's 16 rows
       }
-      if constexpr (!C::kOwnO) tma::mbar_arrive(bar_q_empty);  // O was staged in Q's rows
+      if constexpr (!C::kOwnO) tma::mbar_arrive(bars.q_empty());  // O was staged in Q's rows
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 6, fwd_trace::now());
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 7, it);  // tiles consumed so far
       ++n_q;

@@ -21,6 +21,7 @@
 #include "common/tma.cuh"
 #include "common/variant.hpp"
 #include "common/wgmma.cuh"
+#include "common/ws_barriers.cuh"
 #include "fused/row_store.cuh"
 #include "fused/stream_row.cuh"
 
@@ -52,7 +53,7 @@ struct WsStreamConfig {
   static constexpr int kOffP = kOffV + kStages * KVL::kBytes;
   static constexpr int kStageBytes = kConsumers * SL::kBytes;
   static constexpr int kOffBar = kOffP + 2 * kStageBytes;
-  static constexpr int kNumBars = 2 + 4 * kStages;  // q_full, q_empty; k_full, k_empty, v_full, v_empty per stage
+  static constexpr int kNumBars = prim::tma::WsBarriers<kStages>::kCount;  // Q, K, V full / empty
   static constexpr int kSmemBytes = kOffBar + 8 * kNumBars + 1024;  // + 1024: base alignment
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;   // 128·24 + 256·240 ≤ 64 K
 };
@@ -127,22 +128,8 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
   const uint32_t sQ = base;
   auto sK = [&](int st) { return base + C::kOffK + uint32_t(st * KVL::kBytes); };
   auto sV = [&](int st) { return base + C::kOffV + uint32_t(st * KVL::kBytes); };
-  const uint32_t bar_q = base + C::kOffBar, bar_q_empty = bar_q + 8u;
-  auto bar_k_full = [&](int st) { return bar_q + 8u * (2 + st); };
-  auto bar_k_empty = [&](int st) { return bar_q + 8u * (2 + kStages + st); };
-  auto bar_v_full = [&](int st) { return bar_q + 8u * (2 + 2 * kStages + st); };
-  auto bar_v_empty = [&](int st) { return bar_q + 8u * (2 + 3 * kStages + st); };
-  if (tid == 0) {
-    tma::mbar_init(bar_q, 1);
-    tma::mbar_init(bar_q_empty, C::kConsumerThreads);  // every consumer thread arrives once Q is in its registers
-    for (int st = 0; st < kStages; ++st) {
-      tma::mbar_init(bar_k_full(st), 1);
-      tma::mbar_init(bar_v_full(st), 1);
-      tma::mbar_init(bar_k_empty(st), C::kConsumerThreads);  // every consumer thread arrives once done
-      tma::mbar_init(bar_v_empty(st), C::kConsumerThreads);
-    }
-    tma::fence_barrier_init();
-  }
+  const prim::tma::WsBarriers<kStages> bars{base + C::kOffBar};  // Q, K and V full / empty
+  if (tid == 0) bars.init(C::kConsumerThreads);
   __syncthreads();
 
   if (wg == 0) {
@@ -155,9 +142,9 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
         if (blk.m0 >= blk.sq) continue;
         const int h_kv = blk.h / p.group(), tb = p.is_varlen() ? 0 : blk.b;
         const int k_row0 = int(blk.seq.k_start);  // rows of the TMA view
-        tma::mbar_wait(bar_q_empty, (n_q & 1) ^ 1);  // the consumers hold the last block's Q in registers
-        tma::mbar_expect_tx(bar_q, QL::kBytes);
-        tma::load_rows<QL>(sQ, &a.tq, bar_q, blk.h, int(blk.seq.q_start) + blk.m0, tb);
+        tma::mbar_wait(bars.q_empty(), (n_q & 1) ^ 1);  // the consumers hold the last block's Q in registers
+        tma::mbar_expect_tx(bars.q_full(), QL::kBytes);
+        tma::load_rows<QL>(sQ, &a.tq, bars.q_full(), blk.h, int(blk.seq.q_start) + blk.m0, tb);
         ++n_q;
         auto load = [&](const CUtensorMap* map, uint32_t full, uint32_t empty, uint32_t dst, int ph, int j) {
           tma::mbar_wait(empty, ph ^ 1);
@@ -167,10 +154,10 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
         for (int pass = 0; pass < 2; ++pass)
           for (int j = block_next_tile(blk, 0); j < blk.n_tiles; j = block_next_tile(blk, j + 1)) {
             const int st = it % kStages;
-            load(&a.tk, bar_k_full(st), bar_k_empty(st), sK(st), (it / kStages) & 1, j), ++it;
+            load(&a.tk, bars.k_full(st), bars.k_empty(st), sK(st), (it / kStages) & 1, j), ++it;
             if (pass == 1) {
               const int sv = iv % kStages;
-              load(&a.tv, bar_v_full(sv), bar_v_empty(sv), sV(sv), (iv / kStages) & 1, j), ++iv;
+              load(&a.tv, bars.v_full(sv), bars.v_empty(sv), sV(sv), (iv / kStages) & 1, j), ++iv;
             }
           }
       }
@@ -217,7 +204,7 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
 
     // Q_w (64, D) as kD / 16 A fragments, read once: S = Q·Kᵀ then streams only K through shared memory, and
     // the next block's Q may land as soon as every consumer has its fragments.
-    tma::mbar_wait(bar_q, n_q & 1);
+    tma::mbar_wait(bars.q_full(), n_q & 1);
     if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
       for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128)
         prim::negate_chunk16(sQ + QL::chunk_offset(wg_row0 + i / QL::kChunksPerRow, i % QL::kChunksPerRow));
@@ -228,14 +215,14 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
 #pragma unroll
     for (int ks = 0; ks < kD / 16; ++ks)
       prim::ldmatrix_x4(qa[ks], sQ + QL::offset(warp_row0 + (lane & 15), ks * 16 + (lane >> 4) * 8));
-    tma::mbar_arrive(bar_q_empty);
+    tma::mbar_arrive(bars.q_empty());
     ++n_q;
 
     // S = Q_w·K_jᵀ (64, kN) from the next K stage: waits for it and issues; the caller waits for the wgmma
     // and then releases the stage (release_k).
     auto issue_s = [&](Scores& sc) {
       const int st = it % kStages;
-      tma::mbar_wait(bar_k_full(st), (it / kStages) & 1);
+      tma::mbar_wait(bars.k_full(st), (it / kStages) & 1);
       w::fence();
 #pragma unroll
       for (int ks = 0; ks < kD / 16; ++ks) {
@@ -245,7 +232,7 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
       }
       w::commit();
     };
-    auto release_k = [&] { tma::mbar_arrive(bar_k_empty(it % kStages)), ++it; };
+    auto release_k = [&] { tma::mbar_arrive(bars.k_empty(it % kStages)), ++it; };
     auto finish_s = [&](Scores& sc, int j) {  // masked scores −inf where the tile is partial
       if (tile_class(j) != TileClass::kFull)
         prim::apply_mask<Mask, 64>(sc, q_first + g, j * kN + 2 * t, sq, sk, p.mask, bias);
@@ -257,7 +244,7 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
     // zeros) and meets only its own warps.
     auto v_ready = [&](int j) {
       const int sv = iv % kStages;
-      tma::mbar_wait(bar_v_full(sv), (iv / kStages) & 1);
+      tma::mbar_wait(bars.v_full(sv), (iv / kStages) & 1);
       if (tile_class(j) != TileClass::kFull) {
         for (int r = ctid & 127; r < kN; r += 128)
           if (!prim::key_live<Mask>(m0, q_last, j * kN + r, sq, sk, p.mask)) prim::zero_row_sw128<KVL>(sV(sv), r);
@@ -274,7 +261,7 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
         MmaO::rs(o[0], pa[kk], w::desc_sw128_at(sV(sv), kk * 2048, KVL::kSlabBytes, kSbo));
       w::commit();
     };
-    auto release_v = [&](int sv) { tma::mbar_arrive(bar_v_empty(sv)), ++iv; };
+    auto release_v = [&](int sv) { tma::mbar_arrive(bars.v_empty(sv)), ++iv; };
 
     // The two passes and the epilogue, compiled twice: with the weights (pass 1 takes the row max and sum, pass
     // 2 writes P = exp2(s·c − max)/Σ) and without (pass 1 takes the max only, pass 2 sums P = exp2(s·c − max)
