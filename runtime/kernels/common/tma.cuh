@@ -156,4 +156,16 @@ inline bool encode_tensor_view(CUtensorMap* map, const Params& p, Side side, DTy
                           varlen ? 1 : p.batch, row_stride, head_stride, batch_stride, box_rows);
 }
 
+// Q, K and V of the call as encode_tensor_view's views, in boxes of q_rows and kv_rows rows; false when
+// the driver cannot describe one of them (the caller then takes a path without TMA).
+inline bool encode_qkv_views(CUtensorMap* tq, CUtensorMap* tk, CUtensorMap* tv, const Params& p, DType dt,
+                             int head_dim, int q_rows, int kv_rows) {
+  return encode_tensor_view(tq, p, Side::queries, dt, head_dim, p.q, p.q_row_stride, p.q_head_stride,
+                            p.q_batch_stride, q_rows) &&
+         encode_tensor_view(tk, p, Side::keys, dt, head_dim, p.k, p.k_row_stride, p.k_head_stride, p.k_batch_stride,
+                            kv_rows) &&
+         encode_tensor_view(tv, p, Side::keys, dt, head_dim, p.v, p.v_row_stride, p.v_head_stride, p.v_batch_stride,
+                            kv_rows);
+}
+
 }  // namespace attnforge::prim::tma

@@ -944,15 +944,9 @@ template <class V>
 bool encode_bwd_sm90_maps(const Params& p, BwdSm90Maps* maps) {
   using C = BwdSm90Config<V>;
   namespace tma = prim::tma;
-  constexpr auto kQ = tma::Side::queries, kK = tma::Side::keys;
-  return tma::encode_tensor_view(&maps->q, p, kQ, C::kDType, C::kD, p.q, p.q_row_stride, p.q_head_stride,
-                                 p.q_batch_stride, C::kBlockM) &&
-         tma::encode_tensor_view(&maps->d_o, p, kQ, C::kDType, C::kD, p.d_o, p.do_row_stride, p.do_head_stride,
-                                 p.do_batch_stride, C::kBlockM) &&
-         tma::encode_tensor_view(&maps->k, p, kK, C::kDType, C::kD, p.k, p.k_row_stride, p.k_head_stride,
-                                 p.k_batch_stride, C::kBlockN) &&
-         tma::encode_tensor_view(&maps->v, p, kK, C::kDType, C::kD, p.v, p.v_row_stride, p.v_head_stride,
-                                 p.v_batch_stride, C::kBlockN);
+  return tma::encode_qkv_views(&maps->q, &maps->k, &maps->v, p, C::kDType, C::kD, C::kBlockM, C::kBlockN) &&
+         tma::encode_tensor_view(&maps->d_o, p, tma::Side::queries, C::kDType, C::kD, p.d_o, p.do_row_stride,
+                                 p.do_head_stride, p.do_batch_stride, C::kBlockM);
 }
 
 // Which launches of this path overlap the one before (launch_bwd_sm90): none; the dQ conversion only;

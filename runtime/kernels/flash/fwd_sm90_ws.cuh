@@ -651,14 +651,7 @@ attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int de
   FwdWsArgs a;
   a.p = p;
   a.align_end = C::kAlignEnd && ws_align_end<typename C::Mask>(p, C::kBlockM, C::kBlockN);
-  namespace tma = prim::tma;
-  constexpr auto kQ = tma::Side::queries, kK = tma::Side::keys;
-  if (!tma::encode_tensor_view(&a.tq, p, kQ, C::kDType, C::kD, p.q, p.q_row_stride, p.q_head_stride, p.q_batch_stride,
-                               C::kBlockM) ||
-      !tma::encode_tensor_view(&a.tk, p, kK, C::kDType, C::kD, p.k, p.k_row_stride, p.k_head_stride, p.k_batch_stride,
-                               C::kBlockN) ||
-      !tma::encode_tensor_view(&a.tv, p, kK, C::kDType, C::kD, p.v, p.v_row_stride, p.v_head_stride, p.v_batch_stride,
-                               C::kBlockN))
+  if (!prim::tma::encode_qkv_views(&a.tq, &a.tk, &a.tv, p, C::kDType, C::kD, C::kBlockM, C::kBlockN))
     return ATTNFORGE_UNSUPPORTED;
   static int raised[64] = {};
   if (!allow_smem(fwd_kernel_sm90_ws<V>, C::kSmemBytes, dev, raised)) return ATTNFORGE_CUDA_ERROR;

@@ -227,6 +227,13 @@ __global__ void __launch_bounds__(Config<V>::kThreads, 1) fwd_kernel(const __gri
   store_o<Num, kONTiles>(o_ptr, p.o_row_stride, o, sq - q_first, g, t4);
 }
 
+// The weights' TMA map (encode_weights_view, 64-row boxes) when the call asks for them and the driver can
+// describe them (Sk a multiple of 8, 16-byte aligned); false: P leaves the streamed kernels from registers.
+inline bool encode_weights_map(CUtensorMap* map, const Params& p, DType dt) {
+  return p.weights != nullptr &&
+         prim::tma::encode_weights_view(map, dt, p.weights, p.seqlen_k, p.seqlen_q, int64_t(p.batch) * p.heads_q, 64);
+}
+
 // Host side of the streamed key row, one warpgroup per CTA (fwd_sm90_stream.cuh): the weights' map, the launch.
 template <class V>
 attnforge_status launch_fwd_stream(const Params& p, cudaStream_t stream) {
@@ -237,9 +244,7 @@ attnforge_status launch_fwd_stream(const Params& p, cudaStream_t stream) {
     return st;
   StreamArgs a{};
   a.p = p;
-  a.w_tma = p.weights != nullptr &&  // else P leaves from registers
-            prim::tma::encode_weights_view(&a.tw, V::kDType, p.weights, p.seqlen_k, p.seqlen_q,
-                                           int64_t(p.batch) * p.heads_q, 64);
+  a.w_tma = encode_weights_map(&a.tw, p, V::kDType);
   const dim3 grid((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM, p.heads_q, p.batch);
   fwd_kernel_sm90_stream<V><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
   return check_launch("fused forward (sm90, streamed key row)");
@@ -257,20 +262,11 @@ template <class V>
 attnforge_status launch_fwd_ws(const Params& p, cudaStream_t stream) {
   using Cfg = WsStreamConfig<V>;
   static_assert(Cfg::kSupported, "codegen/limits.py admits only warp-specialized streamed tiles the kernel takes");
-  namespace tma = prim::tma;
   WsStreamArgs a{};
   a.p = p;
-  constexpr auto kQ = tma::Side::queries, kK = tma::Side::keys;
-  if (!tma::encode_tensor_view(&a.tq, p, kQ, V::kDType, V::kHeadDim, p.q, p.q_row_stride, p.q_head_stride,
-                               p.q_batch_stride, Cfg::kBlockM) ||
-      !tma::encode_tensor_view(&a.tk, p, kK, V::kDType, V::kHeadDim, p.k, p.k_row_stride, p.k_head_stride,
-                               p.k_batch_stride, Cfg::kKeyStep) ||
-      !tma::encode_tensor_view(&a.tv, p, kK, V::kDType, V::kHeadDim, p.v, p.v_row_stride, p.v_head_stride,
-                               p.v_batch_stride, Cfg::kKeyStep))
+  if (!prim::tma::encode_qkv_views(&a.tq, &a.tk, &a.tv, p, V::kDType, V::kHeadDim, Cfg::kBlockM, Cfg::kKeyStep))
     return ATTNFORGE_UNSUPPORTED;
-  a.w_tma = p.weights != nullptr &&  // else P leaves from registers
-            tma::encode_weights_view(&a.tw, V::kDType, p.weights, p.seqlen_k, p.seqlen_q,
-                                     int64_t(p.batch) * p.heads_q, 64);
+  a.w_tma = encode_weights_map(&a.tw, p, V::kDType);
   static int raised[64] = {};
   if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90_ws<V>, Cfg::kSmemBytes, raised); st != ATTNFORGE_OK)
     return st;
