@@ -271,8 +271,9 @@ attnforge_status launch_fwd_ws(const Params& p, cudaStream_t stream) {
   if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90_ws<V>, Cfg::kSmemBytes, raised); st != ATTNFORGE_OK)
     return st;
   // Persistent: one CTA per SM (the shared memory allows no second), never more than the row blocks.
-  const int64_t units = int64_t((p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM) * p.heads_q * p.batch;
-  if (units > INT32_MAX) return fail(ATTNFORGE_UNSUPPORTED, "more than 2^31 - 1 row blocks (B·Hq·⌈Sq/128⌉)");
+  const int64_t n_m = (p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM;  // units as the kernel counts them
+  const int64_t units = (prim::kMaskEmptiesTiles<typename V::Mask> ? (n_m + 1) / 2 : n_m) * p.heads_q * p.batch;
+  if (units > INT32_MAX) return fail(ATTNFORGE_UNSUPPORTED, "more than 2^31 - 1 units of row blocks (B·Hq·⌈Sq/128⌉)");
   const int grid = int(std::min<int64_t>(units, p.num_sms > 0 ? p.num_sms : 132));
   fwd_kernel_sm90_ws<V><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
   return check_launch("fused forward (sm90, warp-specialized streamed key row)");

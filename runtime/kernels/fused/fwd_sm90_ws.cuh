@@ -86,28 +86,38 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
   constexpr uint32_t kSbo = 1024;            // 8 rows × 128 bytes between core-matrix groups
   const Params& p = a.p;
 
-  // Persistent: CTA x takes units x, x + grid, … Without a mask that empties tiles, unit u is row block
-  // u % n_m of head-batch u / n_m: a round's CTAs share few heads, whose K and V stay in L2 for both passes
-  // (H200, bf16, S 1024: +28 % at D 64 and +38 % at D 128 against rounds of one row block over many heads).
-  // Under such a mask (causal: row blocks differ in work) unit u is row block n_m − 1 − u / (B·Hq) of
-  // head-batch u % (B·Hq): every round's blocks are alike in work and the longest come first (rounds over
-  // few heads gave each CTA the same row block every round whenever n_m divides the grid: −24 % / −15 % at
-  // S 512, D 64 / 128).
-  // Producer and consumers walk the same units; a block past its sequence (varlen) is skipped by both.
+  // Persistent: CTA x takes units x, x + grid, … in head-major order, so that a round's CTAs share few
+  // heads, whose K and V stay in L2 for both passes (H200, bf16, S 1024 without a mask: +28 % at D 64 and
+  // +38 % at D 128 against rounds of one row block over many heads). Without a mask that empties tiles a
+  // unit is one row block: u → block u % n_m of head-batch u / n_m. With one (causal: row blocks differ in
+  // work) a unit is a pair of row blocks of one head, the k-th longest and the k-th shortest (one block
+  // where they meet), so that every unit holds the same work whatever the grid (one block per unit gave a
+  // CTA the same row block every round whenever n_m divides the grid: −24 % / −15 % at S 512, D 64 / 128;
+  // pairs over rounds of one row block across heads: causal S 1024 D 128 +25 %, run zu).
+  // Producer and consumers walk the same blocks; a block past its sequence (varlen) is skipped by both.
   struct Block {
     int m0, q_last, h, b, sq, sk, n_tiles;
     SeqInfo seq;
   };
-  constexpr bool kUnevenRows = prim::kMaskEmptiesTiles<Mask>;
+  constexpr bool kPairs = prim::kMaskEmptiesTiles<Mask>;
   const int n_m = (p.seqlen_q + kBM - 1) / kBM, n_bh = p.batch * p.heads_q;
-  const int n_units = n_m * n_bh;  // < 2^31: launch_fwd_ws checks
-  auto block_at = [&](int u) {
+  const int per_head = kPairs ? (n_m + 1) / 2 : n_m;  // units of one head-batch
+  const int n_units = per_head * n_bh;               // < 2^31: launch_fwd_ws checks
+  auto unit_blocks = [&](int u) {
+    const int k = u % per_head;
+    return kPairs && n_m - 1 - k != k ? 2 : 1;
+  };
+  // The CTA's next block: the unit's next one, else the first of the CTA's next unit.
+  auto next_block = [&](int& u, int& kb) {
+    if (++kb >= unit_blocks(u)) kb = 0, u += gridDim.x;
+  };
+  auto block_at = [&](int u, int kb) {
     Block blk;
-    const int bh = kUnevenRows ? u % n_bh : u / n_m;
+    const int bh = u / per_head, k = u % per_head;
     blk.h = bh % p.heads_q, blk.b = bh / p.heads_q;
     blk.seq = seq_info(p, blk.b);
     blk.sq = blk.seq.seqlen_q, blk.sk = blk.seq.seqlen_k;
-    blk.m0 = (kUnevenRows ? n_m - 1 - u / n_bh : u % n_m) * kBM;
+    blk.m0 = (kPairs && kb == 0 ? n_m - 1 - k : k) * kBM;
     blk.q_last = min(blk.m0 + kBM, blk.sq) - 1;
     blk.n_tiles = (blk.sk + kN - 1) / kN;
     return blk;
@@ -137,8 +147,8 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
     tma::regs_dealloc<C::kProducerRegs>();
     if (tid == 0) {
       int it = 0, iv = 0, n_q = 0;
-      for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
-        const Block blk = block_at(u);
+      for (int u = blockIdx.x, kb = 0; u < n_units; next_block(u, kb)) {
+        const Block blk = block_at(u, kb);
         if (blk.m0 >= blk.sq) continue;
         const int h_kv = blk.h / p.group(), tb = p.is_varlen() ? 0 : blk.b;
         const int k_row0 = int(blk.seq.k_start);  // rows of the TMA view
@@ -179,8 +189,8 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
   using Scores = float[1][kNS][4];
   int it = 0, iv = 0, n_q = 0;  // K and V stages and Q loads consumed, as the producer counts them
   int step = 0;                 // P's staging buffer is step % 2 (steps with the weights, over all blocks)
-  for (int u = blockIdx.x; u < n_units; u += gridDim.x) {
-    const Block blk = block_at(u);
+  for (int u = blockIdx.x, kb = 0; u < n_units; next_block(u, kb)) {
+    const Block blk = block_at(u, kb);
     if (blk.m0 >= blk.sq) continue;
     const int m0 = blk.m0, q_last = blk.q_last, h = blk.h, b = blk.b, sq = blk.sq, sk = blk.sk, n_tiles = blk.n_tiles;
     const SeqInfo& seq = blk.seq;
