@@ -42,6 +42,11 @@ struct WsStreamConfig {
   // Keys per step: S (64, 128) + O (64, D) + P's and Q's A fragments per consumer thread fit 240
   // registers up to D 128 (= codegen/limits.py fused_fwd_stream).
   static constexpr int kKeyStep = 128;
+  // Pass 2 opens with the two score tiles pass 1 ends with, still in registers, instead of forming them
+  // again (LiveTiles). At D 128 the two tiles beside O, Q and P's fragments overflow 240 registers (ptxas:
+  // 1.5 KB of spill, every wgmma serialized), and with a bias tensor at D 64 its view spills 76 bytes: there
+  // pass 2 forms every tile again.
+  static constexpr bool kHoldTwo = kD <= 64 && !Mask::kHasTensor;
   static constexpr bool kSupported = (kDType == DType::f16 || kDType == DType::bf16) && kD % 64 == 0 && kD <= 128 &&
                                      kConsumers == 2 && V::TileT::kWarps == 4 * (kConsumers + 1) && kStages >= 2;
   using QL = prim::SmemTileSw128<kBlockM, kD>;        // (kBlockM, D)
@@ -130,6 +135,25 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
     while (j < blk.n_tiles && block_tile_class(blk, j) == TileClass::kEmpty) ++j;
     return j;
   };
+  // Pass 1 leaves live tile k's scores in buffer k % 2, so its last two tiles are still in registers when
+  // it ends: with kHoldTwo pass 2 takes them first (buffer 0's, then buffer 1's) and forms S again only for
+  // live tiles 0 … n − 3 (at S ≤ 256 for none: two GEMMs per tile, as flash).
+  struct HeldTiles {
+    int n;       // tiles held: min(live tiles, 2), 0 without kHoldTwo
+    int j0, j1;  // the tiles whose S ends pass 1 in buffer 0 and 1 (−1: none)
+    int j_stop;  // pass 2 forms S again for the live tiles before this one
+  };
+  auto block_held_tiles = [&](const Block& blk) {
+    HeldTiles hd{0, -1, -1, blk.n_tiles};
+    if constexpr (C::kHoldTwo) {
+      int n = 0;
+      for (int j = block_next_tile(blk, 0); j < blk.n_tiles; j = block_next_tile(blk, j + 1), ++n)
+        (n % 2 == 0 ? hd.j0 : hd.j1) = j;
+      hd.n = min(n, 2);
+      hd.j_stop = n >= 2 ? min(hd.j0, hd.j1) : n == 1 ? hd.j0 : blk.n_tiles;
+    }
+    return hd;
+  };
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int wg = warp >> 2;
@@ -161,15 +185,19 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
           tma::mbar_expect_tx(full, KVL::kBytes);
           tma::load_rows<KVL>(dst, map, full, h_kv, k_row0 + j * kN, tb);
         };
-        for (int pass = 0; pass < 2; ++pass)
-          for (int j = block_next_tile(blk, 0); j < blk.n_tiles; j = block_next_tile(blk, j + 1)) {
-            const int st = it % kStages;
-            load(&a.tk, bars.k_full(st), bars.k_empty(st), sK(st), (it / kStages) & 1, j), ++it;
-            if (pass == 1) {
-              const int sv = iv % kStages;
-              load(&a.tv, bars.v_full(sv), bars.v_empty(sv), sV(sv), (iv / kStages) & 1, j), ++iv;
-            }
-          }
+        auto load_k = [&](int j) {
+          const int st = it % kStages;
+          load(&a.tk, bars.k_full(st), bars.k_empty(st), sK(st), (it / kStages) & 1, j), ++it;
+        };
+        auto load_v = [&](int j) {
+          const int sv = iv % kStages;
+          load(&a.tv, bars.v_full(sv), bars.v_empty(sv), sV(sv), (iv / kStages) & 1, j), ++iv;
+        };
+        const HeldTiles held = block_held_tiles(blk);
+        for (int j = block_next_tile(blk, 0); j < blk.n_tiles; j = block_next_tile(blk, j + 1)) load_k(j);  // pass 1
+        if (held.n >= 1) load_v(held.j0);  // pass 2: the held tiles' V, then K and V of the others
+        if (held.n >= 2) load_v(held.j1);
+        for (int j = block_next_tile(blk, 0); j < held.j_stop; j = block_next_tile(blk, j + 1)) load_k(j), load_v(j);
       }
     }
     return;
@@ -196,6 +224,7 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
     const SeqInfo& seq = blk.seq;
     auto tile_class = [&](int j) { return block_tile_class(blk, j); };
     auto next_tile = [&](int j) { return block_next_tile(blk, j); };
+    const HeldTiles held = block_held_tiles(blk);
     const int q_first = m0 + warp_row0;  // this warp's first row, as a sequence row
     prim::BiasView bias{};  // of kinds with a tensor: added to raw q·k before the ·c
     if constexpr (Mask::kHasTensor) bias = prim::bias_view_raw(p, b, h, c);
@@ -333,15 +362,18 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
       for (int nt = 0; nt < kNO; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) o[0][nt][e] = 0.f;
-      // S_j → P_j (fp32, in place); without a map the weights leave from registers here.
-      auto p_of = [&](Scores& sc, int j) {
-        finish_s(sc, j);
+      // Masked S_j → P_j (fp32, in place); without a map the weights leave from registers here.
+      auto p_of_masked = [&](Scores& sc, int j) {
         if constexpr (kWeights) {
           exact_p(sc, c, fbase, inv);
           if (!w_tma) store_band<Num, kNS>(w_band, p.seqlen_k, sc[0], sq - q_first, j * kN, sk, false, g, t);
         } else {
           sum_p(sc, c, fbase, row_sum);
         }
+      };
+      auto p_of = [&](Scores& sc, int j) {
+        finish_s(sc, j);
+        p_of_masked(sc, j);
       };
       // P_j (in pa) to the weights through staging buffer step % 2: the issuer's wait makes sure the store of
       // step − 1 has read its buffer before the barrier, after which the next step may overwrite it.
@@ -354,27 +386,49 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
         if (w_issuer) store_staged(step & 1, j * kN);  // rows past Sq and keys past Sk are clipped by the map
         ++step;
       };
-      int j_prev = next_tile(0);
-      if (j_prev < n_tiles) {
-        issue_s(s);
-        w::wait<0>();
-        release_k();
-        p_of(s, j_prev);
+      auto to_pa = [&](const Scores& sc) {
 #pragma unroll
-        for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
-        for (int j = next_tile(j_prev + 1); j < n_tiles; j = next_tile(j + 1)) {
+        for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], sc[0], kk);
+      };
+      int jf = next_tile(0);  // the next tile whose S pass 2 forms again (those before held.j_stop)
+      if (held.n >= 1 || jf < held.j_stop) {
+        int j_prev;  // the tile whose P is in pa
+        if (held.n >= 1) {
+          // The tiles pass 1 left in registers, masked already: P_{held 0} → pa, whose P·V runs beside
+          // P_{held 1}.
+          j_prev = held.j0;
+          p_of_masked(s, j_prev);
+          to_pa(s);
+          if (held.n >= 2) {
+            const int sv = v_ready(j_prev);
+            issue_pv(o, pa, sv);
+            store_p(j_prev);
+            p_of_masked(s_next, held.j1);
+            w::wait<0>();
+            release_v(sv);
+            to_pa(s_next);
+            j_prev = held.j1;
+          }
+        } else {
+          issue_s(s);
+          w::wait<0>();
+          release_k();
+          p_of(s, jf);
+          to_pa(s);
+          j_prev = jf, jf = next_tile(jf + 1);
+        }
+        for (; jf < held.j_stop; jf = next_tile(jf + 1)) {
           const int sv = v_ready(j_prev);
           issue_s(s);           // S_j = Q·K_jᵀ ...
           issue_pv(o, pa, sv);  // ... and O += P_{j−1}·V_{j−1} behind it
           store_p(j_prev);      // P_{j−1} leaves while both run
           w::wait<1>();         // S_j landed
           release_k();
-          p_of(s, j);
+          p_of(s, jf);
           w::wait<0>();  // O complete up to tile j − 1: P_{j−1}'s registers are free
           release_v(sv);
-#pragma unroll
-          for (int kk = 0; kk < kN / 16; ++kk) prim::c_to_a<Num>(pa[kk], s[0], kk);
-          j_prev = j;
+          to_pa(s);
+          j_prev = jf;
         }
         const int sv = v_ready(j_prev);  // the last tile's P·V
         issue_pv(o, pa, sv);
