@@ -1,10 +1,11 @@
 // Fused forward with a streamed key row, warp-specialized (sm_90a tiles with stages and a producer
 // warpgroup: warps = 4 · (m / 64 + 1)). The algorithm of fwd_sm90_stream.cuh — pass 1: S = Q·Kᵀ and the
-// row max (and sum, with the weights); pass 2: S again, P against the final statistics (nothing rescaled),
-// the weights by TMA stores, O += P·V — with the flash forward's mechanics: a persistent CTA per SM, one producer thread
-// moving Q, K (both passes) and V (pass 2) by TMA into mbarrier rings (the next block's Q and first K tiles
-// land while this one finishes), two consumer warpgroups of 64 rows sharing each 128-key tile, and pass 2
-// issuing S_j beside P_{j−1}·V_{j−1} (the softmax of S_j runs while that P·V does).
+// row max (and sum, with the weights); pass 2: S again (at D 64 not for the two tiles pass 1 ends with, still
+// in registers), P against the final statistics (nothing rescaled), the weights by TMA stores, O += P·V —
+// with the flash forward's mechanics: a persistent CTA per SM, one producer thread moving Q, K (both
+// passes) and V (pass 2) by TMA into mbarrier rings (the next block's Q and first K tiles land while this
+// one finishes), two consumer warpgroups of 64 rows sharing each 128-key tile, and pass 2 issuing S_j
+// beside P_{j−1}·V_{j−1} (the softmax of S_j runs while that P·V does).
 #pragma once
 #include <cuda.h>
 #include <cuda_runtime.h>
