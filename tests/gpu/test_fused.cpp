@@ -19,6 +19,7 @@
 
 #include "attention_case.hpp"
 #include "gpu.hpp"
+#include "scoped_env.hpp"
 #include "tensor_view.hpp"
 
 namespace {
@@ -468,6 +469,51 @@ TEST(Fused, MmaSyncPathToo) {
       }
   unsetenv("ATTNFORGE_FUSED_FWD_PATH");
   if (ran == 0) GTEST_SKIP() << "no fused hd64/hd128 variant compiled";
+}
+
+// A warp-specialized streamed tile (a producer warpgroup: warps = 4·(m/64 + 1)) runs its one-warpgroup
+// form where TMA cannot describe Q, K or V (fused/fwd.cuh, StreamFallback); ATTNFORGE_FUSED_FWD_PATH=stream
+// forces that form, so the path a refused layout takes runs here on every such variant: odd lengths, GQA,
+// the weights with and without, the key row's limit, varlen with an empty sequence.
+TEST(Fused, WarpSpecializedTilesFallBackToOneWarpgroup) {
+  ATTNFORGE_REQUIRE_GPU();
+  const attnforge::test::ScopedEnv path("ATTNFORGE_FUSED_FWD_PATH");
+  path.set("stream");
+  int ran = 0;
+  for (const FusedVariant& v : compiled_fused_forward()) {
+    if (v.warps != 4 * (v.block_m / 64 + 1)) continue;
+    SCOPED_TRACE(v.name);
+    for (int sk : {113, 300, v.limit}) {
+      Case c;
+      c.dtype = v.dtype;
+      c.head_dim = v.head_dim;
+      c.batch = 2;
+      c.seqlen_q = 131;
+      c.seqlen_k = sk;
+      c.heads_q = 4;
+      c.heads_kv = 2;
+      c.mask = v.mask;
+      set_bias(c, sk);
+      c.return_weights = sk != 300;
+      c.backward = false;
+      EXPECT_TRUE(check_case(c, RunOptions{.variant = v.name.c_str()}));
+    }
+    if (v.mask != "bias") {  // packed sequences (the bias kinds run dense above)
+      Case vl;
+      vl.dtype = v.dtype;
+      vl.head_dim = v.head_dim;
+      vl.varlen_q = {70, 0, 201};
+      vl.varlen_k = {129, 5, 0};
+      vl.heads_q = 2;
+      vl.heads_kv = 1;
+      vl.mask = v.mask;
+      set_bias(vl, 0);
+      vl.backward = false;
+      EXPECT_TRUE(check_case(vl, RunOptions{.variant = v.name.c_str()}));
+    }
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "no warp-specialized fused tile compiled (or not an sm_90 device)";
 }
 
 }  // namespace

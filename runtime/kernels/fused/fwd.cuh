@@ -273,8 +273,9 @@ attnforge_status launch_fwd_ws(const Params& p, cudaStream_t stream) {
   // Persistent: one CTA per SM (the shared memory allows no second), never more than the row blocks.
   const int64_t n_m = (p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM;  // units as the kernel counts them
   const int64_t units = (prim::kMaskEmptiesTiles<typename V::Mask> ? (n_m + 1) / 2 : n_m) * p.heads_q * p.batch;
-  if (units > INT32_MAX) return fail(ATTNFORGE_UNSUPPORTED, "more than 2^31 - 1 units of row blocks (B·Hq·⌈Sq/128⌉)");
   const int grid = int(std::min<int64_t>(units, p.num_sms > 0 ? p.num_sms : 132));
+  if (units > INT32_MAX - grid)  // the kernel's unit index steps by the grid in an int
+    return fail(ATTNFORGE_UNSUPPORTED, "more than 2^31 - 1 - grid units of row blocks (B·Hq·⌈Sq/128⌉)");
   fwd_kernel_sm90_ws<V><<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
   return check_launch("fused forward (sm90, warp-specialized streamed key row)");
 }
@@ -294,9 +295,11 @@ attnforge_status run_fwd(const Params& p, cudaStream_t stream) {
     if constexpr (V::TileT::kStages > 0) {
       // A streamed key row (sm90a tiles only, so the selector offers them on sm_90 only): with a producer
       // warpgroup (fwd_sm90_ws.cuh) where the tile has one and TMA can describe Q, K and V; else one
-      // warpgroup per CTA (fwd_sm90_stream.cuh).
+      // warpgroup per CTA (fwd_sm90_stream.cuh). ATTNFORGE_FUSED_FWD_PATH=stream forces the latter (the GPU
+      // tests run the TMA-refused path with it).
       if constexpr (V::TileT::kWarps == 4 * (V::TileT::kBlockM / 64 + 1)) {
-        if (attnforge_status st = launch_fwd_ws<V>(p, stream); st != ATTNFORGE_UNSUPPORTED) return st;
+        if (!env_is("ATTNFORGE_FUSED_FWD_PATH", "stream"))
+          if (attnforge_status st = launch_fwd_ws<V>(p, stream); st != ATTNFORGE_UNSUPPORTED) return st;
         return launch_fwd_stream<StreamFallback<V>>(p, stream);
       } else {
         return launch_fwd_stream<V>(p, stream);

@@ -99,7 +99,9 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
   // work) a unit is a pair of row blocks of one head, the k-th longest and the k-th shortest (one block
   // where they meet), so that every unit holds the same work whatever the grid (one block per unit gave a
   // CTA the same row block every round whenever n_m divides the grid: −24 % / −15 % at S 512, D 64 / 128;
-  // pairs over rounds of one row block across heads: causal S 1024 D 128 +25 %, run zu).
+  // pairs over rounds of one row block across heads: causal S 1024 D 128 +25 %, run zu). Flash's WsSchedule
+  // deals the same units for even row-block counts; walking it here instead read 2–5 % slower on every
+  // causal row at S ≤ 512 (run zw: blocks of one or two key tiles feel the per-block index arithmetic).
   // Producer and consumers walk the same blocks; a block past its sequence (varlen) is skipped by both.
   struct Block {
     int m0, q_last, h, b, sq, sk, n_tiles;
