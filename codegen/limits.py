@@ -129,7 +129,8 @@ def fused_fwd_stream(dtype: str, d: int, m: int, w: int, s: int, direction: str,
                     f"(S, O, P and Q in 240 registers), got m={m} d={d}")
     e = ELEM_BYTES[dtype]
     step = 128 if d <= 64 or producer else 64
-    bars = (2 + 4 * s) * 8 if producer else 0  # q full / empty; k, v full / empty per stage (WsStreamConfig::kNumBars)
+    # q full / empty; k, v full / empty per stage (WsStreamConfig::kNumBars); the published block's slot
+    bars = (2 + 4 * s) * 8 + 128 if producer else 0
     smem = _smem_tile_bytes(m, d, e) + 2 * s * _smem_tile_bytes(step, d, e) + 2 * m * 2 * step + bars + 1024
     if smem > SMEM_BYTES_PER_BLOCK:
         raise Unfit(f"shared memory {smem} B > {SMEM_BYTES_PER_BLOCK} B")

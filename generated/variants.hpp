@@ -1121,6 +1121,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "c096ec55238d7ad35f8dd367dcc6309582f61fb8401c729112ffe6f78d1ea614";
+inline constexpr const char* kManifestHash = "1db47c9582cdc46d6c16436a38bdc2544da0b8ff514f12d77045c91c7b583c0d";
 
 }  // namespace attnforge::generated

@@ -153,8 +153,9 @@ def test_fused_streamed_tile_rules(tmp_path):
     sys.path.insert(0, str(ROOT))
     from codegen import limits  # noqa: E402  (the rule itself, for the shared-memory figure)
     # WsStreamConfig's plan at D 128: Q 32 KiB, two K and two V stages of 128 keys (128 KiB), two P staging
-    # buffers per consumer (64 KiB), ten mbarriers, 1 KiB of alignment: one CTA per SM.
-    assert limits.fused_fwd_stream("bf16", 128, 128, 12, 2, "fwd", "sm90a") == (1024, 32768 + 131072 + 65536 + 80 + 1024)
+    # buffers per consumer (64 KiB), ten mbarriers, the published block's slot (128 B), 1 KiB of alignment:
+    # one CTA per SM.
+    assert limits.fused_fwd_stream("bf16", 128, 128, 12, 2, "fwd", "sm90a") == (1024, 32768 + 131072 + 65536 + 80 + 128 + 1024)
     assert not any(n.startswith("fused_bwd_") or "_f32_" in n or "hd96" in n for n in built), built
     assert "needs 64 rows per consumer warpgroup" in out, out
     assert "wgmma / sm_90a only" in out, out

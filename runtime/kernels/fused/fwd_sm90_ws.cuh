@@ -53,14 +53,21 @@ struct WsStreamConfig {
   using QL = prim::SmemTileSw128<kBlockM, kD>;        // (kBlockM, D)
   using KVL = prim::SmemTileSw128<kKeyStep, kD>;      // (kKeyStep, D) per K or V stage
   using SL = prim::SmemTileSw128<64, kKeyStep>;       // P of one warpgroup and step, staged for the TMA store
-  // [Q][K × kStages][V × kStages][P staging × 2 × kConsumers][mbarriers], tiles 1024-byte aligned.
+  // [Q][K × kStages][V × kStages][P staging × 2 × kConsumers][mbarriers][block slot], tiles 1024-byte aligned.
   static constexpr int kOffK = QL::kBytes;
   static constexpr int kOffV = kOffK + kStages * KVL::kBytes;
   static constexpr int kOffP = kOffV + kStages * KVL::kBytes;
   static constexpr int kStageBytes = kConsumers * SL::kBytes;
   static constexpr int kOffBar = kOffP + 2 * kStageBytes;
   static constexpr int kNumBars = prim::tma::WsBarriers<kStages>::kCount;  // Q, K, V full / empty
-  static constexpr int kSmemBytes = kOffBar + 8 * kNumBars + 1024;  // + 1024: base alignment
+  // The row block whose Q is in flight, as the producer publishes it (the kernel's Published): with
+  // kPublishBlocks the consumers read it there instead of walking the schedule themselves. At D 128 the
+  // block's fields then live in registers the whole block (the walk's are rematerialized from the kernel
+  // parameters): 1.8 KB of spill and every wgmma serialized, and with a bias tensor at D 64 68 B: so with
+  // kHoldTwo only (the slot is there in every tile: codegen/limits.py counts it).
+  static constexpr bool kPublishBlocks = kHoldTwo;
+  static constexpr int kOffBlockSlot = kOffBar + 8 * kNumBars, kBlockSlotBytes = 128;
+  static constexpr int kSmemBytes = kOffBlockSlot + kBlockSlotBytes + 1024;  // + 1024: base alignment
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;   // 128·24 + 256·240 ≤ 64 K
 };
 
@@ -102,7 +109,8 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
   // pairs over rounds of one row block across heads: causal S 1024 D 128 +25 %, run zu). Flash's WsSchedule
   // deals the same units for even row-block counts; walking it here instead read 2–5 % slower on every
   // causal row at S ≤ 512 (run zw: blocks of one or two key tiles feel the per-block index arithmetic).
-  // Producer and consumers walk the same blocks; a block past its sequence (varlen) is skipped by both.
+  // The producer walks them and publishes each block to the consumers (Published); a block past its
+  // sequence (varlen) is skipped.
   struct Block {
     int m0, q_last, h, b, sq, sk, n_tiles;
     SeqInfo seq;
@@ -166,6 +174,17 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
   auto sK = [&](int st) { return base + C::kOffK + uint32_t(st * KVL::kBytes); };
   auto sV = [&](int st) { return base + C::kOffV + uint32_t(st * KVL::kBytes); };
   const prim::tma::WsBarriers<kStages> bars{base + C::kOffBar};  // Q, K and V full / empty
+  // With kPublishBlocks the producer's thread writes each block here before the arrive that starts its Q
+  // load (a release; the consumers' wait on q_full acquires), and a block with live = false after the last;
+  // the consumers copy it before they arrive on q_empty, after which the producer may write the next.
+  struct Published {
+    Block blk;
+    HeldTiles held;
+    bool live;
+  };
+  static_assert(sizeof(Published) <= C::kBlockSlotBytes && alignof(Published) <= 8);
+  Published* const slot = reinterpret_cast<Published*>(
+      smem_fws + (base - static_cast<uint32_t>(__cvta_generic_to_shared(smem_fws))) + C::kOffBlockSlot);
   if (tid == 0) bars.init(C::kConsumerThreads);
   __syncthreads();
 
@@ -179,7 +198,9 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
         if (blk.m0 >= blk.sq) continue;
         const int h_kv = blk.h / p.group(), tb = p.is_varlen() ? 0 : blk.b;
         const int k_row0 = int(blk.seq.k_start);  // rows of the TMA view
+        const HeldTiles held = block_held_tiles(blk);
         tma::mbar_wait(bars.q_empty(), (n_q & 1) ^ 1);  // the consumers hold the last block's Q in registers
+        if constexpr (C::kPublishBlocks) *slot = Published{blk, held, true};  // published by the arrive below
         tma::mbar_expect_tx(bars.q_full(), QL::kBytes);
         tma::load_rows<QL>(sQ, &a.tq, bars.q_full(), blk.h, int(blk.seq.q_start) + blk.m0, tb);
         ++n_q;
@@ -196,11 +217,17 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
           const int sv = iv % kStages;
           load(&a.tv, bars.v_full(sv), bars.v_empty(sv), sV(sv), (iv / kStages) & 1, j), ++iv;
         };
-        const HeldTiles held = block_held_tiles(blk);
         for (int j = block_next_tile(blk, 0); j < blk.n_tiles; j = block_next_tile(blk, j + 1)) load_k(j);  // pass 1
         if (held.n >= 1) load_v(held.j0);  // pass 2: the held tiles' V, then K and V of the others
         if (held.n >= 2) load_v(held.j1);
         for (int j = block_next_tile(blk, 0); j < held.j_stop; j = block_next_tile(blk, j + 1)) load_k(j), load_v(j);
+      }
+      if constexpr (C::kPublishBlocks) {  // the end, once the last block is read
+        tma::mbar_wait(bars.q_empty(), (n_q & 1) ^ 1);
+        Published end{};
+        end.live = false;
+        *slot = end;
+        tma::mbar_arrive(bars.q_full());
       }
     }
     return;
@@ -220,14 +247,25 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
   using Scores = float[1][kNS][4];
   int it = 0, iv = 0, n_q = 0;  // K and V stages and Q loads consumed, as the producer counts them
   int step = 0;                 // P's staging buffer is step % 2 (steps with the weights, over all blocks)
-  for (int u = blockIdx.x, kb = 0; u < n_units; next_block(u, kb)) {
-    const Block blk = block_at(u, kb);
-    if (blk.m0 >= blk.sq) continue;
+  // The next row block: published by the producer once its Q landed (the unit loop only counts then), or
+  // this warpgroup's own walk of the schedule (the Q wait follows).
+  for (int u = blockIdx.x, kb = 0; C::kPublishBlocks || u < n_units; next_block(u, kb)) {
+    Block blk;
+    HeldTiles held;
+    if constexpr (C::kPublishBlocks) {
+      tma::mbar_wait(bars.q_full(), n_q & 1);
+      const Published pub = *slot;
+      if (!pub.live) break;
+      blk = pub.blk, held = pub.held;
+    } else {
+      blk = block_at(u, kb);
+      if (blk.m0 >= blk.sq) continue;
+      held = block_held_tiles(blk);
+    }
     const int m0 = blk.m0, q_last = blk.q_last, h = blk.h, b = blk.b, sq = blk.sq, sk = blk.sk, n_tiles = blk.n_tiles;
     const SeqInfo& seq = blk.seq;
     auto tile_class = [&](int j) { return block_tile_class(blk, j); };
     auto next_tile = [&](int j) { return block_next_tile(blk, j); };
-    const HeldTiles held = block_held_tiles(blk);
     const int q_first = m0 + warp_row0;  // this warp's first row, as a sequence row
     prim::BiasView bias{};  // of kinds with a tensor: added to raw q·k before the ·c
     if constexpr (Mask::kHasTensor) bias = prim::bias_view_raw(p, b, h, c);
@@ -246,7 +284,7 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
 
     // Q_w (64, D) as kD / 16 A fragments, read once: S = Q·Kᵀ then streams only K through shared memory, and
     // the next block's Q may land as soon as every consumer has its fragments.
-    tma::mbar_wait(bars.q_full(), n_q & 1);
+    if constexpr (!C::kPublishBlocks) tma::mbar_wait(bars.q_full(), n_q & 1);
     if (p.scale_log2 < 0.f) {  // fold a negative scale into this warpgroup's Q rows (exact sign flips)
       for (int i = ctid & 127; i < 64 * QL::kChunksPerRow; i += 128)
         prim::negate_chunk16(sQ + QL::chunk_offset(wg_row0 + i / QL::kChunksPerRow, i % QL::kChunksPerRow));
