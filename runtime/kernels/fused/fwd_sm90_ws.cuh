@@ -4,7 +4,7 @@
 // in registers), P against the final statistics (nothing rescaled), the weights by TMA stores, O += P·V —
 // with the flash forward's mechanics: a persistent CTA per SM, one producer thread moving Q, K (both
 // passes) and V (pass 2) by TMA into mbarrier rings (the next block's Q and first K tiles land while this
-// one finishes), two consumer warpgroups of 64 rows sharing each 128-key tile, and pass 2 issuing S_j
+// one finishes; at D 64 it also publishes each block to the consumers), two consumer warpgroups of 64 rows sharing each 128-key tile, and pass 2 issuing S_j
 // beside P_{j−1}·V_{j−1} (the softmax of S_j runs while that P·V does).
 #pragma once
 #include <cuda.h>
