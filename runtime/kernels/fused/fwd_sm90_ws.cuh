@@ -4,8 +4,9 @@
 // in registers), P against the final statistics (nothing rescaled), the weights by TMA stores, O += P·V —
 // with the flash forward's mechanics: a persistent CTA per SM, one producer thread moving Q, K (both
 // passes) and V (pass 2) by TMA into mbarrier rings (the next block's Q and first K tiles land while this
-// one finishes; at D 64 it also publishes each block to the consumers), two consumer warpgroups of 64 rows sharing each 128-key tile, and pass 2 issuing S_j
-// beside P_{j−1}·V_{j−1} (the softmax of S_j runs while that P·V does).
+// one finishes; at D 64 it also publishes each block to the consumers), two consumer warpgroups of 64 rows
+// sharing each 128-key tile, and pass 2 issuing S_j beside P_{j−1}·V_{j−1} (the softmax of S_j runs while
+// that P·V does).
 #pragma once
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -44,7 +45,7 @@ struct WsStreamConfig {
   // registers up to D 128 (= codegen/limits.py fused_fwd_stream).
   static constexpr int kKeyStep = 128;
   // Pass 2 opens with the two score tiles pass 1 ends with, still in registers, instead of forming them
-  // again (LiveTiles). At D 128 the two tiles beside O, Q and P's fragments overflow 240 registers (ptxas:
+  // again (HeldTiles). At D 128 the two tiles beside O, Q and P's fragments overflow 240 registers (ptxas:
   // 1.5 KB of spill, every wgmma serialized), and with a bias tensor at D 64 its view spills 76 bytes: there
   // pass 2 forms every tile again.
   static constexpr bool kHoldTwo = kD <= 64 && !Mask::kHasTensor;
@@ -109,8 +110,8 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
   // pairs over rounds of one row block across heads: causal S 1024 D 128 +25 %, run zu). Flash's WsSchedule
   // deals the same units for even row-block counts; walking it here instead read 2–5 % slower on every
   // causal row at S ≤ 512 (run zw: blocks of one or two key tiles feel the per-block index arithmetic).
-  // The producer walks them and publishes each block to the consumers (Published); a block past its
-  // sequence (varlen) is skipped.
+  // The producer walks them and, with kPublishBlocks, publishes each block to the consumers (Published);
+  // otherwise the consumers walk the same blocks. A block past its sequence (varlen) is skipped.
   struct Block {
     int m0, q_last, h, b, sq, sk, n_tiles;
     SeqInfo seq;
