@@ -271,8 +271,8 @@ attnforge_status launch_fwd_ws(const Params& p, cudaStream_t stream) {
   if (attnforge_status st = raise_smem_limit(fwd_kernel_sm90_ws<V>, Cfg::kSmemBytes, raised); st != ATTNFORGE_OK)
     return st;
   // Persistent: one CTA per SM (the shared memory allows no second), never more than the row blocks.
-  const int64_t n_m = (p.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM;  // units as the kernel counts them
-  const int64_t units = (prim::kMaskEmptiesTiles<typename V::Mask> ? (n_m + 1) / 2 : n_m) * p.heads_q * p.batch;
+  const int64_t units =
+      WsUnits::count(p.seqlen_q, Cfg::kBlockM, p.heads_q, p.batch, prim::kMaskEmptiesTiles<typename V::Mask>);
   const int grid = int(std::min<int64_t>(units, p.num_sms > 0 ? p.num_sms : 132));
   if (units > INT32_MAX - grid)  // the kernel's unit index steps by the grid in an int
     return fail(ATTNFORGE_UNSUPPORTED, "more than 2^31 - 1 - grid units of row blocks (B·Hq·⌈Sq/128⌉)");

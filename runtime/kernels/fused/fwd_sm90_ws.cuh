@@ -26,6 +26,7 @@
 #include "common/ws_barriers.cuh"
 #include "fused/row_store.cuh"
 #include "fused/stream_row.cuh"
+#include "fused/ws_units.hpp"
 
 namespace attnforge::fused {
 
@@ -100,41 +101,27 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
   constexpr uint32_t kSbo = 1024;            // 8 rows × 128 bytes between core-matrix groups
   const Params& p = a.p;
 
-  // Persistent: CTA x takes units x, x + grid, … in head-major order, so that a round's CTAs share few
-  // heads, whose K and V stay in L2 for both passes (H200, bf16, S 1024 without a mask: +28 % at D 64 and
-  // +38 % at D 128 against rounds of one row block over many heads). Without a mask that empties tiles a
-  // unit is one row block: u → block u % n_m of head-batch u / n_m. With one (causal: row blocks differ in
-  // work) a unit is a pair of row blocks of one head, the k-th longest and the k-th shortest (one block
-  // where they meet), so that every unit holds the same work whatever the grid (one block per unit gave a
-  // CTA the same row block every round whenever n_m divides the grid: −24 % / −15 % at S 512, D 64 / 128;
-  // pairs over rounds of one row block across heads: causal S 1024 D 128 +25 %, run zu). Flash's WsSchedule
-  // deals the same units for even row-block counts; walking it here instead read 2–5 % slower on every
-  // causal row at S ≤ 512 (run zw: blocks of one or two key tiles feel the per-block index arithmetic).
-  // The producer walks them and, with kPublishBlocks, publishes each block to the consumers (Published);
-  // otherwise the consumers walk the same blocks. A block past its sequence (varlen) is skipped.
+  // Persistent: CTA x takes units x, x + grid, … of WsUnits (head-major; causal work in pairs of a long and
+  // a short row block of one head). The producer walks them and, with kPublishBlocks, publishes each block
+  // to the consumers (Published); otherwise the consumers walk the same blocks. A block past its sequence
+  // (varlen) is skipped.
   struct Block {
     int m0, q_last, h, b, sq, sk, n_tiles;
     SeqInfo seq;
   };
-  constexpr bool kPairs = prim::kMaskEmptiesTiles<Mask>;
-  const int n_m = (p.seqlen_q + kBM - 1) / kBM, n_bh = p.batch * p.heads_q;
-  const int per_head = kPairs ? (n_m + 1) / 2 : n_m;  // units of one head-batch
-  const int n_units = per_head * n_bh;               // < 2^31: launch_fwd_ws checks
-  auto unit_blocks = [&](int u) {
-    const int k = u % per_head;
-    return kPairs && n_m - 1 - k != k ? 2 : 1;
-  };
+  const WsUnits units(p.seqlen_q, kBM, p.heads_q, p.batch, prim::kMaskEmptiesTiles<Mask>);
+  const int n_units = units.n_units;  // < 2^31 − grid: launch_fwd_ws checks
   // The CTA's next block: the unit's next one, else the first of the CTA's next unit.
   auto next_block = [&](int& u, int& kb) {
-    if (++kb >= unit_blocks(u)) kb = 0, u += gridDim.x;
+    if (++kb >= units.blocks(u)) kb = 0, u += gridDim.x;
   };
   auto block_at = [&](int u, int kb) {
     Block blk;
-    const int bh = u / per_head, k = u % per_head;
-    blk.h = bh % p.heads_q, blk.b = bh / p.heads_q;
+    const WsUnits::Block id = units.at(u, kb);
+    blk.h = id.bh % p.heads_q, blk.b = id.bh / p.heads_q;
     blk.seq = seq_info(p, blk.b);
     blk.sq = blk.seq.seqlen_q, blk.sk = blk.seq.seqlen_k;
-    blk.m0 = (kPairs && kb == 0 ? n_m - 1 - k : k) * kBM;
+    blk.m0 = id.m_block * kBM;
     blk.q_last = min(blk.m0 + kBM, blk.sq) - 1;
     blk.n_tiles = (blk.sk + kN - 1) / kN;
     return blk;
