@@ -138,7 +138,7 @@ struct FwdWsConfig {
   // without a mask −0.9 / −0.4 / +0.3 % and −1.4 / −0.1 / +0.6 / +0.8 %; at D 64 m192 without a mask
   // +2.3 / +1.7 / +0.6 %, causal ±0.3 %: so the ping-pong tiles (two consumers, D ≥ 128) only.
   static constexpr bool kPublishBlocks = kPingPong;
-  static constexpr int kBlockSlotBytes = kPublishBlocks ? 128 : 0;
+  static constexpr int kBlockSlotBytes = kPublishBlocks ? prim::tma::kWsBlockSlotBytes : 0;
   static constexpr bool kOwnO = kOffO + QL::kBytes + kNumBars * 8 + kBlockSlotBytes + 1024 <= 227 * 1024;
   static constexpr int kOffBar = kOwnO ? kOffO + QL::kBytes : kOffO;
   static constexpr int kOffBlockSlot = kOffBar + kNumBars * 8;  // a multiple of 8; Block needs 8
@@ -293,11 +293,9 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     blk.split = whole ? -1 : piece.block;
     return blk;
   };
+  // With kPublishBlocks the producer hands each block to the consumers through this slot (the protocol:
+  // common/ws_barriers.cuh, kWsBlockSlotBytes).
   static_assert(!C::kPublishBlocks || (sizeof(Block) <= C::kBlockSlotBytes && alignof(Block) <= 8));
-  // The producer's thread writes the block of each Q load here before that load's arrive on bars.q_full() (a
-  // release; the consumers' wait on bars.q_full() acquires), and once more a block with live = false after the
-  // last: the consumers read it once bars.q_full() completes and before they arrive on q_empty, after which the
-  // producer may write the next. So the consumers do none of the schedule's arithmetic between blocks.
   Block* const blk_slot = reinterpret_cast<Block*>(smem_ws + (base - static_cast<uint32_t>(__cvta_generic_to_shared(smem_ws))) +
                                                    C::kOffBlockSlot);
   auto tile_class = [&](const Block& blk, int j) {
@@ -348,13 +346,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           if (!q_loaded) load_q();  // no key tile: the consumers still wait for Q
         }
       }
-      if constexpr (C::kPublishBlocks) {  // the end: a block with live = false, once the last one is read
-        tma::mbar_wait(bars.q_empty(), (n_q & 1) ^ 1);
-        Block end{};
-        end.live = false;
-        *blk_slot = end;
-        tma::mbar_arrive(bars.q_full());
-      }
+      if constexpr (C::kPublishBlocks) prim::tma::ws_publish_end(bars, blk_slot, n_q);
     }
     return;
   }

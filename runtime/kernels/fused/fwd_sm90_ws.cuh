@@ -68,7 +68,7 @@ struct WsStreamConfig {
   // parameters): 1.8 KB of spill and every wgmma serialized, and with a bias tensor at D 64 68 B: so with
   // kHoldTwo only (the slot is there in every tile: codegen/limits.py counts it).
   static constexpr bool kPublishBlocks = kHoldTwo;
-  static constexpr int kOffBlockSlot = kOffBar + 8 * kNumBars, kBlockSlotBytes = 128;
+  static constexpr int kOffBlockSlot = kOffBar + 8 * kNumBars, kBlockSlotBytes = prim::tma::kWsBlockSlotBytes;
   static constexpr int kSmemBytes = kOffBlockSlot + kBlockSlotBytes + 1024;  // + 1024: base alignment
   static constexpr int kProducerRegs = 24, kConsumerRegs = 240;   // 128·24 + 256·240 ≤ 64 K
 };
@@ -162,9 +162,8 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
   auto sK = [&](int st) { return base + C::kOffK + uint32_t(st * KVL::kBytes); };
   auto sV = [&](int st) { return base + C::kOffV + uint32_t(st * KVL::kBytes); };
   const prim::tma::WsBarriers<kStages> bars{base + C::kOffBar};  // Q, K and V full / empty
-  // With kPublishBlocks the producer's thread writes each block here before the arrive that starts its Q
-  // load (a release; the consumers' wait on q_full acquires), and a block with live = false after the last;
-  // the consumers copy it before they arrive on q_empty, after which the producer may write the next.
+  // With kPublishBlocks the producer hands each block to the consumers through this slot (the protocol:
+  // common/ws_barriers.cuh, kWsBlockSlotBytes).
   struct Published {
     Block blk;
     HeldTiles held;
@@ -210,13 +209,7 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
         if (held.n >= 2) load_v(held.j1);
         for (int j = block_next_tile(blk, 0); j < held.j_stop; j = block_next_tile(blk, j + 1)) load_k(j), load_v(j);
       }
-      if constexpr (C::kPublishBlocks) {  // the end, once the last block is read
-        tma::mbar_wait(bars.q_empty(), (n_q & 1) ^ 1);
-        Published end{};
-        end.live = false;
-        *slot = end;
-        tma::mbar_arrive(bars.q_full());
-      }
+      if constexpr (C::kPublishBlocks) prim::tma::ws_publish_end(bars, slot, n_q);
     }
     return;
   }
