@@ -6,7 +6,8 @@
 // tiles whose accumulators leave room (v39, v40: FwdWsConfig::kOwnOverlap), elsewhere ptxas puts the
 // wait for it first (bench/NOTES-flash.md v18). With three consumers under a mask, full key tiles run a
 // step without mask code, and on the diagonal's a warp whose rows see no key skips the softmax (v41, v42:
-// FwdWsConfig::kSkipBlindWarps).
+// FwdWsConfig::kSkipBlindWarps), a warpgroup whose rows see none of the remaining tiles leaves the loop
+// (v47: FwdWsConfig::kWarpgroupEnd).
 // With two consumers (m128, 12 warps) at D ≥ 128 they take turns on the tensor cores (ping-pong:
 // one warpgroup's softmax overlaps the other's GEMMs); at D 64, and with three (m192, 16 warps), they
 // run free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer
@@ -67,6 +68,11 @@
 // Dev A/B switch: -1 takes FwdWsConfig::kSkipBlindWarps's rule, 0 / 1 turns the skip off / on.
 #ifndef ATTNFORGE_FLASH_FWD_SKIP_BLIND
 #define ATTNFORGE_FLASH_FWD_SKIP_BLIND -1
+#endif
+
+// Dev A/B switch: -1 takes FwdWsConfig::kWarpgroupEnd's rule, 0 / 1 turns the early end off / on.
+#ifndef ATTNFORGE_FLASH_FWD_WG_END
+#define ATTNFORGE_FLASH_FWD_WG_END -1
 #endif
 
 // Dev A/B switch: -1 takes FwdWsConfig::kAlignEnd's rule, 0 / 1 turns the end alignment off / on.
@@ -187,8 +193,8 @@ struct FwdWsConfig {
   // A warp whose 16 rows see no key of a tile (the far side of the causal diagonal: in an end-aligned
   // 192-row block, warpgroup 0's rows miss the last key tile of every block and warpgroup 1's that of
   // every other one) skips the tile's mask and softmax and gives its P·V a P of zeros. The GEMMs stay
-  // (a per-warpgroup branch around wgmma costs ptxas its uniform descriptors, NOTES-flash twenty-third
-  // session); the result is the same bits, since such a tile adds exp2(−inf) = 0 and moves no max.
+  // for such a warp (a whole warpgroup's blind tail leaves the loop instead: kWarpgroupEnd); the result
+  // is the same bits, since such a tile adds exp2(−inf) = 0 and moves no max.
   // The branch also keeps ptxas from hoisting the P·V wait above the softmax (v18). H200, 2026-11-30
   // (kernel µs, three calls of three runs, bench/results/h200_2026-11-30zc_fwd_blind_warps.md), m192n128w16
   // D 64 causal: −3.1 to −3.9 % at S 2048, −0.4 to −1.0 % at 4096, +0.2 to +0.9 % at 8192, +1.8 to +2.1 %
@@ -199,6 +205,17 @@ struct FwdWsConfig {
   // (same file, call 7). ATTNFORGE_FLASH_FWD_SKIP_BLIND=0 turns off both (the skip and the step copy).
   static constexpr bool kSkipBlindWarps = ATTNFORGE_FLASH_FWD_SKIP_BLIND >= 0 ? ATTNFORGE_FLASH_FWD_SKIP_BLIND == 1
                                                                             : kUnevenRows && kConsumers == 3;
+  // A consumer warpgroup whose 64 rows see none of the block's remaining key tiles (under a causal mask
+  // warpgroup 0 of an end-aligned 192-row block on its last tile, warpgroup 1 on every other block's)
+  // leaves the diagonal's loop there instead of running blind steps: it skips their S and P·V GEMMs too
+  // (v41 keeps them, so ~5 % of the warpgroup steps at S 2048 still reach the tensor cores) and only
+  // hands the tiles' stages back. The test is warpgroup-uniform and made uniform for ptxas (a shuffle of
+  // the warpgroup index), so the wgmma descriptors stay in uniform registers (the twenty-third session's
+  // per-warpgroup loop bound lost them): steady loop 484 instructions as before, no spills. H200,
+  // 2026-12-02 (v47, bench/results/h200_2026-12-02zy_fwd_wg_end_ab.md, kernel µs, three runs per tree),
+  // m192n128w16 D 64 causal: S 2048 355.7 / 357.9 / 354.5 → 349.8 / 347.6 / 347.0 (−2.2 %; cuDNN
+  // 343.0–345.6), S 4096 / 8192 level, S 16384 +0.8 % in that call and level over three calls.
+  static constexpr bool kWarpgroupEnd = ATTNFORGE_FLASH_FWD_WG_END >= 0 ? ATTNFORGE_FLASH_FWD_WG_END == 1 : kSkipBlindWarps;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
 };
@@ -354,6 +371,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   // ---- consumers: warpgroup cw owns query rows 64·cw … 64·cw + 63 of each block ---------------------
   tma::regs_alloc<C::kConsumerRegs>();
   const int cw = wg - 1, ctid = tid - 128;
+  const int cw_u = __shfl_sync(0xffffffffu, cw, 0);  // the same, seen as warp-uniform by ptxas
   const int wg_row0 = 64 * cw, warp_row0 = wg_row0 + (warp & 3) * 16;
   const float c = fabsf(p.scale_log2);
   // Ping-pong: warpgroup cw waits on its turn barrier before issuing GEMMs and opens the other's after.
@@ -431,6 +449,13 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       auto blind = [&](int j) {
         const int r0 = max(m0 + warp_row0, blk.q_first), r1 = min(m0 + warp_row0 + 15, blk.q_last);
         return r0 > r1 || prim::classify_rows_tile<Mask>(r0, r1, j * kBN, kBN, sq, sk, p.mask) == TileClass::kEmpty;
+      };
+      // This warpgroup's rows see no key of tiles j … j_end − 1 (C::kWarpgroupEnd; rows outside the
+      // sequence count as blind). cw_u: the warpgroup index, uniform to ptxas.
+      auto wg_sees_none = [&](int j) {
+        const int r0 = max(m0 + 64 * cw_u, blk.q_first), r1 = min(m0 + 64 * cw_u + 63, blk.q_last);
+        return r0 > r1 ||
+               prim::classify_rows_tile<Mask>(r0, r1, j * kBN, (blk.j_end - j) * kBN, sq, sk, p.mask) == TileClass::kEmpty;
       };
       // V_j arrived (stage st). On a partial tile, V rows no query of this block sees (past sk, outside a
       // window, the next packed sequence) are zeroed before any P·V reads them: P is 0 there, but 0·NaN
@@ -542,7 +567,10 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         if constexpr (C::kSkipBlindWarps)
           for (; j < blk.j_end && tile_class(blk, j) == TileClass::kFull; j = next_tile(blk, j + 1), ++it)
             key_step(std::false_type{});
-        for (; j < blk.j_end; j = next_tile(blk, j + 1), ++it) key_step(std::true_type{});
+        for (; j < blk.j_end; j = next_tile(blk, j + 1), ++it) {
+          if (C::kWarpgroupEnd && wg_sees_none(j)) break;
+          key_step(std::true_type{});
+        }
         // The last tile's P·V.
         v_ready(prev_st, prev_ph, prev_j);
         if constexpr (C::kOwnOverlap) softmax.rescale(o, alpha);
@@ -554,6 +582,15 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         w::wait<0>();
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 5, fwd_trace::now());
         tma::mbar_arrive(bars.v_empty(prev_st));
+        // The tiles this warpgroup left (kWarpgroupEnd): their stages handed back, each after its fill
+        // landed, so that the arrival counts in that use's phase.
+        for (; j < blk.j_end; j = next_tile(blk, j + 1), ++it) {
+          st = it % kStages, ph = (it / kStages) & 1;
+          tma::mbar_wait(bars.k_full(st), ph);
+          tma::mbar_arrive(bars.k_empty(st));
+          tma::mbar_wait(bars.v_full(st), ph);
+          tma::mbar_arrive(bars.v_empty(st));
+        }
       }
       if constexpr (C::kOwnO && !C::kQInRegs) tma::mbar_arrive(bars.q_empty());  // every GEMM reading Q is done
 
