@@ -214,7 +214,7 @@ struct FwdWsConfig {
   // per-warpgroup loop bound lost them): steady loop 484 instructions as before, no spills. H200,
   // 2026-12-02 (v47, bench/results/h200_2026-12-02zy_fwd_wg_end_ab.md, kernel µs, three runs per tree),
   // m192n128w16 D 64 causal: S 2048 355.7 / 357.9 / 354.5 → 349.8 / 347.6 / 347.0 (−2.2 %; cuDNN
-  // 343.0–345.6), S 4096 / 8192 level, S 16384 +0.8 % in that call and level over three calls.
+  // 343.0–345.6); S 4096–16384 within ±1 % over three calls (S 16384 +0.8 % in one, −1.7 % in another).
   static constexpr bool kWarpgroupEnd = ATTNFORGE_FLASH_FWD_WG_END >= 0 ? ATTNFORGE_FLASH_FWD_WG_END == 1 : kSkipBlindWarps;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
