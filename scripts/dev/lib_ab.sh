@@ -15,7 +15,7 @@
 # FILTER: variant globs (default: the bf16 D 64 / 128 flash backward and the forwards its graph needs;
 # keep every backward tile of a head dim: a build of the sm90a tiles alone sends short rows and
 # deterministic calls to paths the library would not take). GTEST_FILTER: the suites (default the flash
-# ones and the flash sweep). TIMER_ENV: one VAR=value for the timed runs only (not the tests), e.g.
+# ones and the flash sweep; TEST_TIMEOUT: seconds, default 260). TIMER_ENV: one VAR=value for the timed runs only (not the tests), e.g.
 # ATTNFORGE_FLASH_BWD_PATH=mma to time the mma.sync backward. TEST_TREES: the trees whose tests run
 # (default every tree but the base; TEST_TREES=new when alt's changes are a subset of new's; empty: none).
 set -u
@@ -41,13 +41,22 @@ done
 wait
 for t in "${trees[@]}"; do [ -f "/tmp/ab_$t/libattnforge.so" ] || { echo "lib_ab: $t did not build"; tail -20 "$OUT/build_$t.log"; exit 1; }; done
 echo "built $(date +%T)"
+# A tree whose tests time out (a kernel that hangs) is not timed: each of its timed runs would only wait out
+# its own timeout (the thirty-fifth session lost a whole device call that way).
+hung=()
 for t in ${TEST_TREES-${trees[@]}}; do
   [ $t = base ] && continue
   tests=$(find "/tmp/ab_$t" -name attnforge_gpu_tests -type f | head -1)
-  GTEST_FILTER=${GTEST_FILTER:-'*Flash*:Sweep.*'} ATTNFORGE_SWEEP_BACKEND=flash timeout 260 "$tests" > "$OUT/tests_$t.log" 2>&1
+  GTEST_FILTER=${GTEST_FILTER:-'*Flash*:Sweep.*'} ATTNFORGE_SWEEP_BACKEND=flash timeout "${TEST_TIMEOUT:-260}" "$tests" > "$OUT/tests_$t.log" 2>&1
+  rc=$?
   # GTest's "PASSED n" counts skipped tests too (the sweep skips in a build without backward variants).
-  echo "tests ($t) rc=$?"; grep -E '^\[  (PASSED|FAILED)|FAILED|cases in|^\[  SKIPPED \] [0-9]+ test' "$OUT/tests_$t.log" | head
+  echo "tests ($t) rc=$rc"; grep -E '^\[  (PASSED|FAILED)|FAILED|cases in|^\[  SKIPPED \] [0-9]+ test' "$OUT/tests_$t.log" | head
+  [ $rc -eq 124 ] && hung+=("$t") && echo "lib_ab: $t timed out in its tests; its last lines:" && tail -3 "$OUT/tests_$t.log"
 done
+if [ ${#hung[@]} -gt 0 ]; then
+  trees=($(for t in "${trees[@]}"; do [[ " ${hung[*]} " == *" $t "* ]] || echo "$t"; done))
+  echo "lib_ab: not timed: ${hung[*]}"
+fi
 if [ "${TIMER:-breakdown}" = compare ]; then
   for rep in $(seq 1 "${REPS:-2}"); do
     for t in "${trees[@]}"; do ab_compare "$t" "$rep" "/tmp/ab_$t/libattnforge.so" "$(src_of $t)/python" "${TIMER_ENV:-}" "$@"; done
