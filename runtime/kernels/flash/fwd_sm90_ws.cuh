@@ -444,19 +444,16 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         else
           prim::apply_mask<Mask, 64>(s, m0 + warp_row0 + g, j * kBN + 2 * t, sq, sk, p.mask, prim::BiasView{});
       };
-      // This warp's rows see no key of tile j (asked where C::kSkipBlindWarps; warp-uniform). Rows outside
-      // the sequence (an end-aligned first block) are never stored and count as blind.
-      auto blind = [&](int j) {
-        const int r0 = max(m0 + warp_row0, blk.q_first), r1 = min(m0 + warp_row0 + 15, blk.q_last);
-        return r0 > r1 || prim::classify_rows_tile<Mask>(r0, r1, j * kBN, kBN, sq, sk, p.mask) == TileClass::kEmpty;
+      // Block rows r … r + rows − 1 see no key of tiles j … j_end − 1; rows outside the sequence (an
+      // end-aligned first block) are never stored and count as blind. Asked for a warp's rows and one tile
+      // (blind: C::kSkipBlindWarps, made warp-uniform by a vote) and for a warpgroup's rows and the rest of
+      // the block (wg_sees_none: C::kWarpgroupEnd, with cw_u, the warpgroup index uniform to ptxas).
+      auto rows_see_none = [&](int r, int rows, int j, int j_end) {
+        const int r0 = max(m0 + r, blk.q_first), r1 = min(m0 + r + rows - 1, blk.q_last);
+        return r0 > r1 || prim::classify_rows_tile<Mask>(r0, r1, j * kBN, (j_end - j) * kBN, sq, sk, p.mask) == TileClass::kEmpty;
       };
-      // This warpgroup's rows see no key of tiles j … j_end − 1 (C::kWarpgroupEnd; rows outside the
-      // sequence count as blind). cw_u: the warpgroup index, uniform to ptxas.
-      auto wg_sees_none = [&](int j) {
-        const int r0 = max(m0 + 64 * cw_u, blk.q_first), r1 = min(m0 + 64 * cw_u + 63, blk.q_last);
-        return r0 > r1 ||
-               prim::classify_rows_tile<Mask>(r0, r1, j * kBN, (blk.j_end - j) * kBN, sq, sk, p.mask) == TileClass::kEmpty;
-      };
+      auto blind = [&](int j) { return rows_see_none(warp_row0, 16, j, j + 1); };
+      auto wg_sees_none = [&](int j) { return rows_see_none(64 * cw_u, 64, j, blk.j_end); };
       // V_j arrived (stage st). On a partial tile, V rows no query of this block sees (past sk, outside a
       // window, the next packed sequence) are zeroed before any P·V reads them: P is 0 there, but 0·NaN
       // would reach O. kZeroPerWarpgroup: each consumer warpgroup zeroes every such row itself (where two
