@@ -8,6 +8,9 @@ MAX_ACC_FLOATS_PER_THREAD = 192  # fp32 accumulators a thread can hold without s
 FUSED_MAX_SEQLEN_K_CAP = 1024  # fused targets short keys; past this flash wins anyway
 
 ELEM_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
+# The row-block slot a warp-specialized forward's producer publishes each block through
+# (prim::tma::kWsBlockSlotBytes, common/ws_barriers.cuh): the flash ping-pong tiles and every fused one.
+WS_BLOCK_SLOT_BYTES = 128
 
 
 class Unfit(Exception):
@@ -130,7 +133,7 @@ def fused_fwd_stream(dtype: str, d: int, m: int, w: int, s: int, direction: str,
     e = ELEM_BYTES[dtype]
     step = 128 if d <= 64 or producer else 64
     # q full / empty; k, v full / empty per stage (WsStreamConfig::kNumBars); the published block's slot
-    bars = (2 + 4 * s) * 8 + 128 if producer else 0
+    bars = (2 + 4 * s) * 8 + WS_BLOCK_SLOT_BYTES if producer else 0
     smem = _smem_tile_bytes(m, d, e) + 2 * s * _smem_tile_bytes(step, d, e) + 2 * m * 2 * step + bars + 1024
     if smem > SMEM_BYTES_PER_BLOCK:
         raise Unfit(f"shared memory {smem} B > {SMEM_BYTES_PER_BLOCK} B")
@@ -158,9 +161,11 @@ def flash_fwd_sm90a(dtype: str, d: int, m: int, n: int, w: int, s: int, mask) ->
         raise Unfit(f"{acc} accumulator registers per consumer thread (S, P, O) for m={m} d={d} n={n}: it would spill")
     if mask.tensor:
         raise Unfit(f"the sm90a forward has no mask tensor path (mask {mask.name})")
-    # [Q][K, V × s]([O])[mbarriers] + 1 KiB alignment; O gets its own buffer where it fits (kOwnO).
+    # [Q][K, V × s]([O])[mbarriers]([block slot]) + 1 KiB alignment; O gets its own buffer where it fits (kOwnO);
+    # the ping-pong tiles (two consumers at D ≥ 128) publish their row blocks in a slot (kPublishBlocks).
     e = ELEM_BYTES[dtype]
-    tiles, bars = (m * d + s * 2 * n * d) * e, (2 + 4 * s) * 8
+    slot = WS_BLOCK_SLOT_BYTES if m == 128 and d >= 128 else 0
+    tiles, bars = (m * d + s * 2 * n * d) * e, (2 + 4 * s) * 8 + slot
     own_o = tiles + m * d * e + bars + 1024 <= SMEM_BYTES_PER_BLOCK
     smem = tiles + (m * d * e if own_o else 0) + bars + 1024
     if smem > SMEM_BYTES_PER_BLOCK:

@@ -1121,6 +1121,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "1db47c9582cdc46d6c16436a38bdc2544da0b8ff514f12d77045c91c7b583c0d";
+inline constexpr const char* kManifestHash = "d086fc8a1c58d3b0bee8dbe1a9e1288ecee9adf06ede564a472d33f5eadbe23e";
 
 }  // namespace attnforge::generated

@@ -273,10 +273,14 @@ def test_arch_axis_forward_wide_key_tiles(tmp_path):
 
     class NoMask:
         tensor, name = False, "none"
-    # D 128 m128 s2 n128: Q 32 KiB + K/V 128 KiB + own O 32 KiB + 10 mbarriers + 1 KiB alignment.
-    assert limits.flash_fwd_sm90a("bf16", 128, 128, 128, 12, 2, NoMask)["smem_bytes"] == 196608 + 80 + 1024
+    # D 128 m128 s2 n128: Q 32 KiB + K/V 128 KiB + own O 32 KiB + 10 mbarriers + the published block's slot
+    # (128 B, a ping-pong tile: FwdWsConfig::kBlockSlotBytes) + 1 KiB alignment.
+    assert limits.flash_fwd_sm90a("bf16", 128, 128, 128, 12, 2, NoMask)["smem_bytes"] == 196608 + 80 + 128 + 1024
     # D 128 n176: no room for O's buffer, so it is staged in Q's rows.
-    assert limits.flash_fwd_sm90a("bf16", 128, 128, 176, 12, 2, NoMask)["smem_bytes"] == 32768 + 180224 + 80 + 1024
+    assert limits.flash_fwd_sm90a("bf16", 128, 128, 176, 12, 2, NoMask)["smem_bytes"] == 32768 + 180224 + 80 + 128 + 1024
+    # D 64 m128 (no ping-pong, no slot) and m192.
+    assert limits.flash_fwd_sm90a("bf16", 64, 128, 128, 12, 2, NoMask)["smem_bytes"] == 16384 + 65536 + 16384 + 80 + 1024
+    assert limits.flash_fwd_sm90a("bf16", 64, 192, 128, 16, 2, NoMask)["smem_bytes"] == 24576 + 65536 + 24576 + 80 + 1024
 
 
 @pytest.mark.parametrize("body, key", [
