@@ -149,6 +149,8 @@ def flash_fwd_sm90a(dtype: str, d: int, m: int, n: int, w: int, s: int, mask) ->
                     f"warpgroups), got m={m} w={w}")
     if d not in (64, 128, 192, 256):
         raise Unfit(f"the sm90a forward has head dims 64, 128, 192 and 256 (whole 64-column slabs), got {d}")
+    # At D 128 the 64- and 80-key tiles would fit (112 / 124 accumulators) and pass the tests, but measured 0–10 %
+    # slower than m128n128w12 (bench/results/h200_2026-12-02zzc_fwd_d128_m192_tiles.md), so they are not admitted.
     if m == 192 and d != 64:
         raise Unfit(f"three consumer warpgroups hold 160 registers per thread: head dim 64 only, got {d}")
     if n not in (64, 80, 96, 112, 128, 176, 192) or s < 2:

@@ -18,6 +18,10 @@
 # ones and the flash sweep; TEST_TIMEOUT: seconds, default 260). TIMER_ENV: one VAR=value for the timed runs only (not the tests), e.g.
 # ATTNFORGE_FLASH_BWD_PATH=mma to time the mma.sync backward. TEST_TREES: the trees whose tests run
 # (default every tree but the base; TEST_TREES=new when alt's changes are a subset of new's; empty: none).
+# NEW_TREE: the "new" tree's directory (default this checkout); AB_BUILD: the build directories' prefix (default
+# /tmp/ab: /tmp/ab_base, /tmp/ab_new, …), so that a second A/B in the same call builds beside the first.
+# SWEEP_BACKEND: the backend of the Sweep suite (default flash). TIMER=compare's table reads the first af-* and the
+# first torch-* impl of the compare arguments (e.g. --impls af-fused,torch-flash).
 set -u
 export PATH=$PATH:/usr/local/cuda/bin
 source "$(dirname "$0")/ab_compare.sh"
@@ -25,7 +29,8 @@ FILTER=${FILTER:-'flash_fwd_bf16_hd64_*_m128n128w12s2_sm90a;flash_fwd_bf16_hd128
 [ -d devbase ] || { echo "lib_ab: no devbase/ (see the header)"; exit 2; }
 trees=(base new)
 [ -d devalt ] && trees+=(alt)
-src_of() { case $1 in base) echo "$PWD/devbase" ;; alt) echo "$PWD/devalt" ;; *) echo "$PWD" ;; esac; }
+src_of() { case $1 in base) echo "$PWD/devbase" ;; alt) echo "$PWD/devalt" ;; *) echo "${NEW_TREE:-$PWD}" ;; esac; }
+B=${AB_BUILD:-/tmp/ab}
 jobs=$((16 / ${#trees[@]}))
 # The device returns only so many files: every log and per-run result goes into one archive at the end.
 pack_logs() {
@@ -34,20 +39,20 @@ pack_logs() {
 }
 for t in "${trees[@]}"; do
   src=$(src_of $t)
-  (cmake -S "$src" -B "/tmp/ab_$t" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  (cmake -S "$src" -B "${B}_$t" -G Ninja -DCMAKE_BUILD_TYPE=Release \
      -DATTNFORGE_VARIANTS="$src/codegen/variants/gpu.toml" -DATTNFORGE_VARIANT_FILTER="$FILTER" &&
-   cmake --build "/tmp/ab_$t" -j $jobs) > "$OUT/build_$t.log" 2>&1 &
+   cmake --build "${B}_$t" -j $jobs) > "$OUT/build_$t.log" 2>&1 &
 done
 wait
-for t in "${trees[@]}"; do [ -f "/tmp/ab_$t/libattnforge.so" ] || { echo "lib_ab: $t did not build"; tail -20 "$OUT/build_$t.log"; exit 1; }; done
+for t in "${trees[@]}"; do [ -f "${B}_$t/libattnforge.so" ] || { echo "lib_ab: $t did not build"; tail -20 "$OUT/build_$t.log"; exit 1; }; done
 echo "built $(date +%T)"
 # A tree whose tests time out (a kernel that hangs) is not timed: each of its timed runs would only wait out
 # its own timeout (the thirty-fifth session lost a whole device call that way).
 hung=()
 for t in ${TEST_TREES-${trees[@]}}; do
   [ $t = base ] && continue
-  tests=$(find "/tmp/ab_$t" -name attnforge_gpu_tests -type f | head -1)
-  GTEST_FILTER=${GTEST_FILTER:-'*Flash*:Sweep.*'} ATTNFORGE_SWEEP_BACKEND=flash timeout "${TEST_TIMEOUT:-260}" "$tests" > "$OUT/tests_$t.log" 2>&1
+  tests=$(find "${B}_$t" -name attnforge_gpu_tests -type f | head -1)
+  GTEST_FILTER=${GTEST_FILTER:-'*Flash*:Sweep.*'} ATTNFORGE_SWEEP_BACKEND=${SWEEP_BACKEND:-flash} timeout "${TEST_TIMEOUT:-260}" "$tests" > "$OUT/tests_$t.log" 2>&1
   rc=$?
   # GTest's "PASSED n" counts skipped tests too (the sweep skips in a build without backward variants).
   echo "tests ($t) rc=$rc"; grep -E '^\[  (PASSED|FAILED)|FAILED|cases in|^\[  SKIPPED \] [0-9]+ test' "$OUT/tests_$t.log" | head
@@ -59,7 +64,7 @@ if [ ${#hung[@]} -gt 0 ]; then
 fi
 if [ "${TIMER:-breakdown}" = compare ]; then
   for rep in $(seq 1 "${REPS:-2}"); do
-    for t in "${trees[@]}"; do ab_compare "$t" "$rep" "/tmp/ab_$t/libattnforge.so" "$(src_of $t)/python" "${TIMER_ENV:-}" "$@"; done
+    for t in "${trees[@]}"; do ab_compare "$t" "$rep" "${B}_$t/libattnforge.so" "$(src_of $t)/python" "${TIMER_ENV:-}" "$@"; done
   done
   python3 scripts/dev/lib_ab_compare_table.py "$OUT" | tee "$OUT/ab_table.md"
   pack_logs
@@ -67,7 +72,7 @@ if [ "${TIMER:-breakdown}" = compare ]; then
 fi
 for rep in $(seq 1 "${REPS:-2}"); do
   for t in "${trees[@]}"; do
-    env ${TIMER_ENV:+"$TIMER_ENV"} ATTNFORGE_LIBRARY="/tmp/ab_$t/libattnforge.so" PYTHONPATH="$(src_of $t)/python" \
+    env ${TIMER_ENV:+"$TIMER_ENV"} ATTNFORGE_LIBRARY="${B}_$t/libattnforge.so" PYTHONPATH="$(src_of $t)/python" \
       timeout 120 python3 scripts/dev/kernel_breakdown.py "$@" > "$OUT/bd_${t}_$rep.txt" 2>&1 || echo "breakdown $t $rep failed"
   done
 done

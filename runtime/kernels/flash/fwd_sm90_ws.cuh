@@ -187,7 +187,9 @@ struct FwdWsConfig {
   // - v40, D 192 / 256 (bench/results/h200_2026-11-30zb_fwd_own_overlap_wide.md): n64 −2 to −11 %, n112
   //   −1 to −5 %; n80 (D 256) spills 308 bytes with it and went +2 % to −2.5 %, so the rule stops at
   //   180 accumulator registers (n176 at D 128 is over it too).
-  // D 64 is issue- and MUFU-bound: −10 % on the two-consumer tile (v18), a tie on m192 (zb, through the binding).
+  // D 64 is issue- and MUFU-bound: −10 % on the two-consumer tile (v18); on m192 a tie through the binding (zb)
+  // and, kernel µs, −0.5 / +0.6 % at S 2048 none / causal, +0.8 / +0.7 % at 4096 (2026-12-02, bench/results/
+  // h200_2026-12-02zza_fwd_d64_own_overlap_ncu.md).
   static constexpr bool kOwnOverlap =
       ATTNFORGE_FLASH_FWD_OWN_OVERLAP >= 0 ? ATTNFORGE_FLASH_FWD_OWN_OVERLAP == 1 : kPingPong && kAccRegs <= 180;
   // A warp whose 16 rows see no key of a tile (the far side of the causal diagonal: in an end-aligned
