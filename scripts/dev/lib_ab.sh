@@ -54,7 +54,8 @@ for t in ${TEST_TREES-${trees[@]}}; do
   tests=$(find "${B}_$t" -name attnforge_gpu_tests -type f | head -1)
   GTEST_FILTER=${GTEST_FILTER:-'*Flash*:Sweep.*'} ATTNFORGE_SWEEP_BACKEND=${SWEEP_BACKEND:-flash} timeout "${TEST_TIMEOUT:-260}" "$tests" > "$OUT/tests_$t.log" 2>&1
   rc=$?
-  # GTest's "PASSED n" counts skipped tests too (the sweep skips in a build without backward variants).
+  # GTest's "PASSED n" excludes skipped tests, which "SKIPPED n tests" counts (the sweep skips in a build without
+  # backward variants).
   echo "tests ($t) rc=$rc"; grep -E '^\[  (PASSED|FAILED)|FAILED|cases in|^\[  SKIPPED \] [0-9]+ test' "$OUT/tests_$t.log" | head
   [ $rc -eq 124 ] && hung+=("$t") && echo "lib_ab: $t timed out in its tests; its last lines:" && tail -3 "$OUT/tests_$t.log"
   # A suite skips a case whose variants the filter left out (Fused.* and Sweep.* run forward and backward): say so

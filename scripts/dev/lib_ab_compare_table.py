@@ -38,20 +38,20 @@ def main(out_dir):
     ratios = {t: [] for t in others}
     keys = sorted({k for run in runs.values() for k in run})
     for key in keys:
-        flash = {t: [runs[(t, i)].get(key, {}).get(af) for i in reps] for t in trees}
-        c = [run[key][ref] for run in runs.values() if ref in run.get(key, {})]
-        cells = [" / ".join("—" if x is None else f"{x:.1f}" for x in flash[t]) for t in trees]
-        base_ok = None not in flash["base"]
+        vals = {t: [runs[(t, i)].get(key, {}).get(af) for i in reps] for t in trees}
+        ref_vals = [run[key][ref] for run in runs.values() if ref in run.get(key, {})]
+        cells = [" / ".join("—" if x is None else f"{x:.1f}" for x in vals[t]) for t in trees]
+        base_ok = None not in vals["base"]
         rs = []
         for t in others:
-            if base_ok and None not in flash[t]:
-                ratios[t].append(sum(flash[t]) / sum(flash["base"]))
+            if base_ok and None not in vals[t]:
+                ratios[t].append(sum(vals[t]) / sum(vals["base"]))
                 rs.append(f"{ratios[t][-1]:.3f}")
             else:
                 rs.append("—")
-        cudnn = f"{min(c):.1f}–{max(c):.1f}" if c else "—"
+        ref_range = f"{min(ref_vals):.1f}–{max(ref_vals):.1f}" if ref_vals else "—"
         print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {'yes' if key[4] else 'no'} | " + " | ".join(cells) +
-              f" | {cudnn} | " + " | ".join(rs) + " |")
+              f" | {ref_range} | " + " | ".join(rs) + " |")
     for t in others:
         if ratios[t]:
             print(f"\nMean {t} / base over {len(ratios[t])} rows: {sum(ratios[t]) / len(ratios[t]):.3f}")
