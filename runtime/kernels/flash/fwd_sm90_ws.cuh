@@ -158,10 +158,13 @@ struct FwdWsConfig {
   // Lazy rescaling (common/softmax.cuh): a row's base moves only when its max grows by more than
   // kLazy in log2 units (a factor 2^kLazy), so most key tiles skip the O rescale. Measured (H200,
   // 2026-11-30, bench/NOTES-flash.md v21): three consumer warpgroups +1.5 to +4.7 % at D 64, masked
-  // m128 tiles +0.5 to +1.7 %; the mask-free m128 tiles lose 2–8 % (their steady loop compiles worse
-  // around the skip), so they keep rescaling every tile.
+  // m128 tiles +0.5 to +1.7 %; the mask-free m128 tiles lost 2–8 % then (their steady loop compiled worse
+  // around the skip). Since v39 the D 128 ping-pong loop rescales O before the next P·V's issue, where
+  // the skip costs 10–14 static instructions for 64 FMULs a step: H200, 2026-12-02 (v49, kernel µs, three
+  // runs each, bench/results/h200_2026-12-02zzf_fwd_lazy_d128_none.md), D 128 none m128n128w12 −1.5 /
+  // −2.3 / −2.9 / −3.0 % at S 2048 / 4096 / 8192 / 16384.
   static constexpr int kLazy = ATTNFORGE_FLASH_FWD_LAZY >= 0 ? ATTNFORGE_FLASH_FWD_LAZY
-                                                              : (kConsumers == 3 || kUnevenRows ? 8 : 0);
+                                                              : (kConsumers == 3 || kUnevenRows || (kPingPong && kD == 128) ? 8 : 0);
   // Q as wgmma A fragments in registers (S = Q·Kᵀ in the RS form), loaded once per row block: a step
   // then reads only K from shared memory for S (32 of 48 KB per warpgroup and step at D 128), and Q's
   // buffer is free for the next block as soon as the fragments are loaded. H200, 2026-11-30 (dev A/B,
