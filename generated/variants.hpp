@@ -371,15 +371,12 @@ using flash_bwd_f16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::b
 using flash_bwd_f16_hd192_bias_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::bias, Tile<64, 64, 8, 2>>;
 using flash_bwd_f16_hd192_bias_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::f16, 192, mask::bias, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_f16_hd256_none_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_f16_hd256_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::none, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_f16_hd256_causal_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_f16_hd256_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::causal, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_f16_hd256_window_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_f16_hd256_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_f16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_f16_hd256_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::f16, 256, mask::bias, Tile<64, 64, 4, 2>>;
@@ -537,15 +534,12 @@ using flash_bwd_bf16_hd192_bias_m64n64w4s2 = Variant<Backend::flash, Direction::
 using flash_bwd_bf16_hd192_bias_m64n64w8s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::bias, Tile<64, 64, 8, 2>>;
 using flash_bwd_bf16_hd192_bias_m64n32w4s2 = Variant<Backend::flash, Direction::bwd, DType::bf16, 192, mask::bias, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_none_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_bf16_hd256_none_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_bf16_hd256_none_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_none_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::none, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_causal_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_bf16_hd256_causal_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_bf16_hd256_causal_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_causal_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::causal, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_window_m128n64w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<128, 64, 12, 2, 90>>;
-using flash_fwd_bf16_hd256_window_m128n80w12s2_sm90a = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<128, 80, 12, 2, 90>>;
 using flash_fwd_bf16_hd256_window_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<64, 64, 4, 2>>;
 using flash_fwd_bf16_hd256_window_m64n32w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::window, Tile<64, 32, 4, 2>>;
 using flash_fwd_bf16_hd256_bias_m64n64w4s2 = Variant<Backend::flash, Direction::fwd, DType::bf16, 256, mask::bias, Tile<64, 64, 4, 2>>;
@@ -929,15 +923,12 @@ using AllVariants = TypeList<
     flash_bwd_f16_hd192_bias_m64n64w8s2,
     flash_bwd_f16_hd192_bias_m64n32w4s2,
     flash_fwd_f16_hd256_none_m128n64w12s2_sm90a,
-    flash_fwd_f16_hd256_none_m128n80w12s2_sm90a,
     flash_fwd_f16_hd256_none_m64n64w4s2,
     flash_fwd_f16_hd256_none_m64n32w4s2,
     flash_fwd_f16_hd256_causal_m128n64w12s2_sm90a,
-    flash_fwd_f16_hd256_causal_m128n80w12s2_sm90a,
     flash_fwd_f16_hd256_causal_m64n64w4s2,
     flash_fwd_f16_hd256_causal_m64n32w4s2,
     flash_fwd_f16_hd256_window_m128n64w12s2_sm90a,
-    flash_fwd_f16_hd256_window_m128n80w12s2_sm90a,
     flash_fwd_f16_hd256_window_m64n64w4s2,
     flash_fwd_f16_hd256_window_m64n32w4s2,
     flash_fwd_f16_hd256_bias_m64n64w4s2,
@@ -1095,15 +1086,12 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd192_bias_m64n64w8s2,
     flash_bwd_bf16_hd192_bias_m64n32w4s2,
     flash_fwd_bf16_hd256_none_m128n64w12s2_sm90a,
-    flash_fwd_bf16_hd256_none_m128n80w12s2_sm90a,
     flash_fwd_bf16_hd256_none_m64n64w4s2,
     flash_fwd_bf16_hd256_none_m64n32w4s2,
     flash_fwd_bf16_hd256_causal_m128n64w12s2_sm90a,
-    flash_fwd_bf16_hd256_causal_m128n80w12s2_sm90a,
     flash_fwd_bf16_hd256_causal_m64n64w4s2,
     flash_fwd_bf16_hd256_causal_m64n32w4s2,
     flash_fwd_bf16_hd256_window_m128n64w12s2_sm90a,
-    flash_fwd_bf16_hd256_window_m128n80w12s2_sm90a,
     flash_fwd_bf16_hd256_window_m64n64w4s2,
     flash_fwd_bf16_hd256_window_m64n32w4s2,
     flash_fwd_bf16_hd256_bias_m64n64w4s2,
@@ -1121,6 +1109,6 @@ using AllVariants = TypeList<
     flash_bwd_bf16_hd256_bias_m64n32w4s2
     >;
 
-inline constexpr const char* kManifestHash = "d086fc8a1c58d3b0bee8dbe1a9e1288ecee9adf06ede564a472d33f5eadbe23e";
+inline constexpr const char* kManifestHash = "7d8382d05b4ac419a235fddf7e883c421b2897fa93a775b376cb2e522f8b1c9e";
 
 }  // namespace attnforge::generated

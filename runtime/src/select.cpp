@@ -172,10 +172,16 @@ constexpr const char* kHopperFwdD64CausalS3 =
 // 1370 against n80's 241 / 403 / 736 / 1410) and without a mask up to 4096 (400 / 743 against 401 / 752);
 // n80 keeps 8192 and 16384 (1418 / 2783 against 1438 / 2836). D 192 keeps its rows: n112 from 4096 (none
 // 738 against 751, causal 384 against 392), n64 below (S 2048 398 against 428, causal 224 against 232).
+// Since v50 (lazy rescaling on the mask-free ping-pong tiles, which n64 gains more from than the wider
+// tiles; H200, 2026-12-02, bench/results/h200_2026-12-02zzg_fwd_lazy_wide_none.md, kernel µs, two runs,
+// S 2048 / 4096 / 8192 / 16384) D 256 n64 leads without a mask too (375 / 692 / 1327 / 2593 against n80's
+// 387 / 719 / 1360 / 2680), so n80 has no row and default.toml no longer builds it (gpu.toml does, for the
+// tuner); D 192 n64 keeps S_k 4096 without a mask (697 against n112's 712) and n112 takes 8192 / 16384
+// (1318 / 2525 against 1347 / 2655). The causal rows are v40's (their tiles were lazy already).
+constexpr const char* kHopperFwdD192CausalLong =
+    "m128n112w12 sm90a: fastest causal flash forward at D = 192 and S_k >= 4096 on Hopper (warp-specialized kernel)";
 constexpr const char* kHopperFwdD192Long =
-    "m128n112w12 sm90a: fastest flash forward at D = 192 and S_k >= 4096 on Hopper (warp-specialized kernel)";
-constexpr const char* kHopperFwdD256Long =
-    "m128n80w12 sm90a: fastest flash forward at D = 256 without a mask and S_k >= 8192 on Hopper (warp-specialized kernel)";
+    "m128n112w12 sm90a: fastest flash forward at D = 192 without a mask and S_k >= 8192 on Hopper (warp-specialized kernel)";
 // The warp-specialized backward (sm90a, m64n128w12: a TMA producer warpgroup, two consumer warpgroups)
 // takes over at D = 64 from S_k = 8192. H200, 2026-11-29 (fifth session), scripts/dev/flash_bwd_devrun.sh SM90=1, bf16,
 // B·S = 16384, TFLOP/s non-causal / causal: S 16384 370.2 / 346.8 against m64n64w4s1's 355.4 / 304.5;
@@ -224,8 +230,8 @@ constexpr TilePreference kTilePreference[] = {
     {Backend::flash, Direction::fwd, 9, true, "none", 64, 64, 2048, 0, 2048, 192, 128, 16, 2, kHopperFwdD64Long},
     {Backend::flash, Direction::fwd, 9, true, nullptr, 64, 64, 8192, 0, 0, 192, 128, 16, 2, kHopperFwdD64Long},
     {Backend::flash, Direction::fwd, 9, false, nullptr, 64, 64, 0, 0, 0, 128, 128, 4, 0, kHopperFwdD64},
-    {Backend::flash, Direction::fwd, 9, true, "none causal", 192, 192, 4096, 0, 4096, 128, 112, 12, 0, kHopperFwdD192Long},
-    {Backend::flash, Direction::fwd, 9, true, "none", 256, 256, 8192, 0, 8192, 128, 80, 12, 0, kHopperFwdD256Long},
+    {Backend::flash, Direction::fwd, 9, true, "causal", 192, 192, 4096, 0, 4096, 128, 112, 12, 0, kHopperFwdD192CausalLong},
+    {Backend::flash, Direction::fwd, 9, true, "none", 192, 192, 8192, 0, 8192, 128, 112, 12, 0, kHopperFwdD192Long},
     {Backend::flash, Direction::bwd, 9, true, "none", 64, 64, 1024, 0, 1024, 128, 128, 12, 0, kHopperBwdD64Step128},
     {Backend::flash, Direction::bwd, 9, true, "causal", 64, 64, 2048, 0, 2048, 128, 128, 12, 0, kHopperBwdD64Step128},
     {Backend::flash, Direction::bwd, 9, true, "none", 64, 64, 4096, 0, 0, 64, 128, 12, 0, kHopperBwdD64Long},

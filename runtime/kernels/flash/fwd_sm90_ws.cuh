@@ -159,12 +159,15 @@ struct FwdWsConfig {
   // kLazy in log2 units (a factor 2^kLazy), so most key tiles skip the O rescale. Measured (H200,
   // 2026-11-30, bench/NOTES-flash.md v21): three consumer warpgroups +1.5 to +4.7 % at D 64, masked
   // m128 tiles +0.5 to +1.7 %; the mask-free m128 tiles lost 2–8 % then (their steady loop compiled worse
-  // around the skip). Since v39 the D 128 ping-pong loop rescales O before the next P·V's issue, where
-  // the skip costs 10–14 static instructions for 64 FMULs a step: H200, 2026-12-02 (v49, kernel µs, three
-  // runs each, bench/results/h200_2026-12-02zzf_fwd_lazy_d128_none.md), D 128 none m128n128w12 −1.5 /
-  // −2.3 / −2.9 / −3.0 % at S 2048 / 4096 / 8192 / 16384.
+  // around the skip). Since v39 / v40 the ping-pong loop (D ≥ 128) rescales O before the next P·V's issue,
+  // where the skip costs 4–17 static instructions for D / 2 FMULs a step. H200, 2026-12-02, kernel µs
+  // without a mask at S 2048 / 4096 / 8192 / 16384: v49, D 128 m128n128w12 −1.5 / −2.3 / −2.9 / −3.0 %
+  // (three runs, bench/results/h200_2026-12-02zzf_fwd_lazy_d128_none.md); v50, D 192 n64 −5.7 / −6.5 /
+  // −7.0 / −7.4 %, n112 −2.9 / −2.8 / −4.2 / −4.4 %, D 256 n64 −5.7 / −6.1 / −6.4 / −6.7 %, n80 −3.1 / −3.6
+  // / −4.0 / −3.4 % (two runs, h200_2026-12-02zzg_fwd_lazy_wide_none.md). The mask-free D 64 pair (not
+  // selected on Hopper: m192 serves D 64) keeps rescaling every tile, as v21 measured it.
   static constexpr int kLazy = ATTNFORGE_FLASH_FWD_LAZY >= 0 ? ATTNFORGE_FLASH_FWD_LAZY
-                                                              : (kConsumers == 3 || kUnevenRows || (kPingPong && kD == 128) ? 8 : 0);
+                                                              : (kConsumers == 3 || kUnevenRows || kPingPong ? 8 : 0);
   // Q as wgmma A fragments in registers (S = Q·Kᵀ in the RS form), loaded once per row block: a step
   // then reads only K from shared memory for S (32 of 48 KB per warpgroup and step at D 128), and Q's
   // buffer is free for the next block as soon as the fragments are loaded. H200, 2026-11-30 (dev A/B,
