@@ -124,7 +124,8 @@ struct BwdSm90Config {
   // −1.1 / −0.7 / −0.3 %; D 64 causal +6.6 / +8.1 / +7.8 % (the early Sᵀ accumulator spills 68 bytes
   // there), no mask level (bench/results/h200_2026-12-01_bwd_early_s_ab.md).
   static constexpr bool kEarlyS = ATTNFORGE_FLASH_BWD_EARLY_S && kWS && !kSplitD && !kDqSum && kD == 128;
-  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // kWS: 128·24 + 256·240 ≤ 64 K
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;  // kWS
+  static_assert(!kWS || prim::tma::regs_split_fits(kProducerRegs, kConsumerRegs, kConsumerThreads, kThreads, kMinBlocks));
   // The split last wave (BwdSplit) exists where every CTA runs the same steps (no mask) in the
   // two-warpgroup step; elsewhere its code compiles out (H200, 2026-11-30: compiled into every variant
   // it cost causal D 128 2.5 % and the window tiles' spills grew 444 → 748 bytes).

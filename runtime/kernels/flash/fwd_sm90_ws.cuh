@@ -150,7 +150,8 @@ struct FwdWsConfig {
   static constexpr int kOffBlockSlot = kOffBar + kNumBars * 8;  // a multiple of 8; Block needs 8
   static constexpr int kSmemBytes = kOffBlockSlot + kBlockSlotBytes + 1024;  // + 1024: base alignment
   static_assert(kSmemBytes <= 227 * 1024);
-  // Registers per thread after setmaxnreg: 128·24 + 256·240 and 128·32 + 384·160 fit the 64 K of an SM.
+  // Registers per thread after setmaxnreg: 128·24 + 256·240 and 128·32 + 384·160 fit what the CTA gets at
+  // launch, 168 · 384 and 128 · 512 (prim::tma::regs_split_fits, below).
   // Of every 8 n8-tiles of a score row, how many take exp2 on the FMA pipe instead of the MUFU
   // (common/softmax.cuh): a dev switch, ATTNFORGE_FLASH_FWD_EXP2_FMA, 0 in every shipped build until
   // a device A/B says otherwise (bench/NOTES-flash.md, v11).
@@ -226,6 +227,7 @@ struct FwdWsConfig {
   static constexpr bool kWarpgroupEnd = ATTNFORGE_FLASH_FWD_WG_END >= 0 ? ATTNFORGE_FLASH_FWD_WG_END == 1 : kSkipBlindWarps;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
+  static_assert(prim::tma::regs_split_fits(kProducerRegs, kConsumerRegs, kConsumerThreads, kThreads));
 };
 
 // The kernel's arguments: the library's Params and one TMA descriptor per input over the 4-D view

@@ -70,7 +70,8 @@ struct WsStreamConfig {
   static constexpr bool kPublishBlocks = kHoldTwo;
   static constexpr int kOffBlockSlot = kOffBar + 8 * kNumBars, kBlockSlotBytes = prim::tma::kWsBlockSlotBytes;
   static constexpr int kSmemBytes = kOffBlockSlot + kBlockSlotBytes + 1024;  // + 1024: base alignment
-  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;   // 128·24 + 256·240 ≤ 64 K
+  static constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+  static_assert(prim::tma::regs_split_fits(kProducerRegs, kConsumerRegs, kConsumerThreads, kThreads));
 };
 
 // The kernel's arguments: the library's Params, TMA maps of Q, K, V (4-D views, boxes of kBlockM and
