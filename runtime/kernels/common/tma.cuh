@@ -63,15 +63,6 @@ __device__ __forceinline__ void bar_arrive(int id, int count) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
 // Register reallocation between warpgroups: the producer gives registers back, consumers take them.
-// Within what the CTA got at launch (the launch bound's count per thread, rounded down to a multiple of 8):
-// a consumer's increase waits until the producers' decrease has freed enough, forever where the two do not
-// fit (a 32-register producer beside 240-register consumers hung the 384-thread flash forward: its pool is
-// 168 · 384 = 64 512, not 64 K). Every kernel that splits static_asserts this.
-constexpr bool regs_split_fits(int producer_regs, int consumer_regs, int consumer_threads, int threads,
-                               int ctas_per_sm = 1) {
-  return producer_regs * (threads - consumer_threads) + consumer_regs * consumer_threads <=
-         (65536 / (threads * ctas_per_sm)) / 8 * 8 * threads;
-}
 template <int N>
 __device__ __forceinline__ void regs_dealloc() {
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N) : "memory");
@@ -79,6 +70,15 @@ __device__ __forceinline__ void regs_dealloc() {
 template <int N>
 __device__ __forceinline__ void regs_alloc() {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N) : "memory");
+}
+// Whether a split fits what the CTA got at launch (the launch bound's count per thread, rounded down to a
+// multiple of 8): a consumer's increase waits until the producers' decrease has freed enough, forever where
+// the two do not fit (a 32-register producer beside 240-register consumers hung the 384-thread flash
+// forward: its pool is 168 · 384 = 64 512, not 64 K). Every kernel that splits static_asserts this.
+constexpr bool regs_split_fits(int producer_regs, int consumer_regs, int consumer_threads, int threads,
+                               int ctas_per_sm = 1) {
+  return producer_regs * (threads - consumer_threads) + consumer_regs * consumer_threads <=
+         (65536 / (threads * ctas_per_sm)) / 8 * 8 * threads;
 }
 
 // One box of a 3-D tensor map from shared memory (the map's layout and swizzle) at (c0, c1, c2), in this
