@@ -91,6 +91,23 @@ __device__ __forceinline__ void store_3d(const CUtensorMap* map, uint32_t src, i
                "r"(src), "r"(c0), "r"(c1), "r"(c2)
                : "memory");
 }
+// One box of a 4-D tensor map from shared memory at (c0, c1, c2, c3), in this thread's bulk group; parts of
+// the box outside the tensor are not written (fence the shared-memory writes as for store_3d).
+__device__ __forceinline__ void store_4d(const CUtensorMap* map, uint32_t src, int c0, int c1, int c2, int c3) {
+  asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+               : "memory");
+}
+// Rows row … row + kRows − 1 of a 128-byte-swizzled tile (SmemTileSw128, Layout) from tile row `tile_row` to
+// head `head`, batch `batch` of encode_rows_view's view (boxes of kRows rows): one box per 64-column slab.
+template <class Layout, int kRows>
+__device__ __forceinline__ void store_rows(const CUtensorMap* map, uint32_t tile, int tile_row, int head, int row,
+                                           int batch) {
+#pragma unroll
+  for (int slab = 0; slab < Layout::kCols / 64; ++slab)
+    store_4d(map, tile + slab * Layout::kSlabBytes + tile_row * 128, slab * 64, head, row, batch);
+}
 __device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
 // At most N of this thread's bulk groups still read their shared-memory source (the source is free).
 template <int N>

@@ -75,6 +75,11 @@
 #define ATTNFORGE_FLASH_FWD_WG_END -1
 #endif
 
+// Dev A/B switch: -1 takes FwdWsConfig::kStoreByTma's rule, 0 turns the TMA store of O off.
+#ifndef ATTNFORGE_FLASH_FWD_STORE_TMA
+#define ATTNFORGE_FLASH_FWD_STORE_TMA -1
+#endif
+
 // Dev A/B switch: -1 takes FwdWsConfig::kAlignEnd's rule, 0 / 1 turns the end alignment off / on.
 #ifndef ATTNFORGE_FLASH_FWD_ALIGN
 #define ATTNFORGE_FLASH_FWD_ALIGN -1
@@ -225,6 +230,16 @@ struct FwdWsConfig {
   // m192n128w16 D 64 causal: S 2048 355.7 / 357.9 / 354.5 → 349.8 / 347.6 / 347.0 (−2.2 %; cuDNN
   // 343.0–345.6); S 4096–16384 within ±1 % over three calls (S 16384 +0.8 % in one, −1.7 % in another).
   static constexpr bool kWarpgroupEnd = ATTNFORGE_FLASH_FWD_WG_END >= 0 ? ATTNFORGE_FLASH_FWD_WG_END == 1 : kSkipBlindWarps;
+  // O leaves by TMA: each warp's lane 0 stores the warp's 16 staged rows (one box per 64-column slab) and the
+  // warp goes on; the next block's staging waits for the store's reads. The boundary trace of v52
+  // (bench/results/h200_2026-12-02zzj_fwd_store_by_producer.md) has the consumers' own stores ~900 of the
+  // cycles between a block's last P·V and the next block's start at D 128. The ping-pong tiles only (v28, the
+  // same store on every two-consumer tile before v37 / v39, flipped D 64's steady loop into the uniform-register
+  // form). Varlen blocks that reach past their sequence keep the lanes' stores (the view's rows run on into
+  // the next sequence). Measured (v53, bench/results/h200_2026-12-02zzl_fwd_o_tma_store.md, kernel µs, three
+  // runs each): D 128 causal −1.4 / −0.7 / 0 % at S 2048 / 4096 / 16384, D 128 none within ±0.3 %; D 192
+  // S 2048 −0.5 % none, −1.0 % causal, S 16384 and D 256 (O staged in Q's rows, so unchanged) within ±0.3 %.
+  static constexpr bool kStoreByTma = kPingPong && kOwnO && ATTNFORGE_FLASH_FWD_STORE_TMA != 0;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
   static_assert(prim::tma::regs_split_fits(kProducerRegs, kConsumerRegs, kConsumerThreads, kThreads));
@@ -234,7 +249,7 @@ struct FwdWsConfig {
 // (D, heads, rows, batch) of the tensor (varlen: batch extent 1, rows = total tokens).
 struct FwdWsArgs {
   Params p;
-  CUtensorMap tq, tk, tv;
+  CUtensorMap tq, tk, tv, to;  // to: O's view, boxes of 16 rows (FwdWsConfig::kStoreByTma)
   bool align_end;  // row blocks end at each sequence's last row (FwdWsConfig::kAlignEnd, ws_align_end)
   WsTail tail;     // the last rounds of uneven row blocks, dealt longest first (ws_tail)
   WsSplit split;   // the last partial round of even row blocks, split along keys (ws_split_for)
@@ -614,6 +629,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       using Element = typename C::Element;
       Element* o_ptr = static_cast<Element*>(p.o) + blk.b * p.o_batch_stride + blk.seq.q_start * p.o_row_stride +
                        int64_t(blk.h) * p.o_head_stride;  // (Sq, D)
+      if constexpr (C::kStoreByTma)
+        if (lane == 0) tma::bulk_wait_read<0>();  // the previous block's TMA store has read its rows
       __syncwarp();  // the previous block's staged rows are read out
       if (store) {
 #pragma unroll
@@ -625,8 +642,18 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
             p.lse[blk.b * p.lse_batch_stride + blk.h * p.lse_head_stride + blk.seq.q_start + q] = lse[0][hh];
         }
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 9, fwd_trace::now());
-        __syncwarp();
-        prim::store_staged_rows<QL, 16>(sO, warp_row0, o_ptr, p.o_row_stride, m0, sq, lane);  // this warp's 16 rows
+        if (C::kStoreByTma && !(p.is_varlen() && m0 + kBM > sq)) {
+          w::fence_proxy_async();  // the staged rows, to the TMA's reads
+          __syncwarp();
+          if (lane == 0) {
+            tma::store_rows<QL, 16>(&a.to, sO, warp_row0, blk.h, int(blk.seq.q_start) + m0 + warp_row0,
+                                    p.is_varlen() ? 0 : blk.b);
+            tma::bulk_commit();
+          }
+        } else {
+          __syncwarp();
+          prim::store_staged_rows<QL, 16>(sO, warp_row0, o_ptr, p.o_row_stride, m0, sq, lane);  // this warp's 16 rows
+        }
       }
       if constexpr (!C::kOwnO) tma::mbar_arrive(bars.q_empty());  // O was staged in Q's rows
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 6, fwd_trace::now());
@@ -636,6 +663,8 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   }
   if constexpr (!C::kPublishBlocks) goto consumers_done;  // the label's use in every instantiation (nvcc #177)
 consumers_done:
+  if constexpr (C::kStoreByTma)
+    if (lane == 0) tma::bulk_wait_all();  // the last block's stores complete before the CTA's shared memory goes
   if (C::kPingPong && cw == 0) my_turn();  // consumes warpgroup 1's last arrival (it opened the first turn)
   AF_FWD_TRACE(ctid == 0, 4, 0, 2, fwd_trace::now());
   AF_FWD_TRACE(ctid == 0, 4, 0, 3, fwd_trace::gtime());
@@ -688,6 +717,9 @@ attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int de
   a.p = p;
   a.align_end = C::kAlignEnd && ws_align_end<typename C::Mask>(p, C::kBlockM, C::kBlockN);
   if (!prim::tma::encode_qkv_views(&a.tq, &a.tk, &a.tv, p, C::kDType, C::kD, C::kBlockM, C::kBlockN))
+    return ATTNFORGE_UNSUPPORTED;
+  if (C::kStoreByTma && !prim::tma::encode_tensor_view(&a.to, p, prim::tma::Side::queries, C::kDType, C::kD, p.o,
+                                                       p.o_row_stride, p.o_head_stride, p.o_batch_stride, 16))
     return ATTNFORGE_UNSUPPORTED;
   static int raised[64] = {};
   if (!allow_smem(fwd_kernel_sm90_ws<V>, C::kSmemBytes, dev, raised)) return ATTNFORGE_CUDA_ERROR;
