@@ -238,7 +238,7 @@ struct FwdWsConfig {
   // form). Varlen blocks that reach past their sequence keep the lanes' stores (the view's rows run on into
   // the next sequence). Measured (v53, bench/results/h200_2026-12-02zzl_fwd_o_tma_store.md, kernel µs, three
   // runs each): D 128 causal −1.4 / −0.7 / 0 % at S 2048 / 4096 / 16384, D 128 none within ±0.3 %; D 192
-  // S 2048 −0.5 % none, −1.0 % causal, S 16384 and D 256 (O staged in Q's rows, so unchanged) within ±0.3 %.
+  // S 2048 −0.4 % none, −1.0 % causal, S 16384 and D 256 (O staged in Q's rows, so unchanged) within ±0.3 %.
   static constexpr bool kStoreByTma = kPingPong && kOwnO && ATTNFORGE_FLASH_FWD_STORE_TMA != 0;
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
