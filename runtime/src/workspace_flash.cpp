@@ -27,10 +27,14 @@ size_t workspace_bytes_flash(const VariantKey& key, const Params& p) {
   const bool uneven = mask_empties_tiles(name ? name : "");
   if (key.direction == Direction::fwd) {
 #ifdef ATTNFORGE_HAVE_FLASH_WS_SCHEDULE
-    // sm90a tiles run the warp-specialized kernel.
+    // sm90a tiles run the warp-specialized kernel, mask-free tiles maybe as CTA pairs (FwdWsConfig::kClusterPairs,
+    // whose split counts units of two row blocks over half the SMs): sized for either.
     if (key.arch != 90) return 0;
-    return flash::ws_split_for(p, key.block_m, key.block_n, uneven)
-        .workspace_bytes(flash::ws_consumer_threads(key.block_m), p.head_dim);
+    size_t bytes = 0;
+    for (int cluster : {1, 2})
+      bytes = std::max(bytes, flash::ws_split_for(p, key.block_m, key.block_n, uneven, cluster)
+                                  .workspace_bytes(flash::ws_consumer_threads(key.block_m * cluster), p.head_dim));
+    return bytes;
 #else
     return 0;
 #endif

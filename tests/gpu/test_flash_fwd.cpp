@@ -317,49 +317,53 @@ TEST_P(FlashFwd, SplitLastRound) {
   int ran = 0;
   for (const FlashVariant& v : variants_) {
     if (v.arch != 90 || v.mask != "none") continue;
-    SCOPED_TRACE(v.name);
-    const int B = 2, Sq = 300, Sk = 700, Hkv = 2, D = v.head_dim, n_m = (Sq + v.block_m - 1) / v.block_m;
-    int Hq = 2 * ((sms + B * n_m - 1) / (B * n_m));  // more blocks than SMs ...
-    while ((B * Hq * n_m) % sms == 0) Hq += 2;         // ... and a partial last round
-    for (auto ws : {RunOptions::Workspace::library, RunOptions::Workspace::exact, RunOptions::Workspace::too_small}) {
-      Case c;
-      c.dtype = v.dtype;
-      c.head_dim = D;
-      c.batch = B, c.seqlen_q = Sq, c.seqlen_k = Sk, c.heads_q = Hq, c.heads_kv = Hkv;
-      c.backward = false;
-      RunOptions opt = on(v);
-      opt.workspace = ws;
-      EXPECT_TRUE(check_case(c, opt)) << "workspace option " << int(ws);
+    // Sq 300: 3 row blocks of 128 (one CTA per block); 500: 4, which the D 128 tile walks as CTA pairs
+    // (FwdWsConfig::kClusterPairs), splitting its last round in units of two blocks.
+    for (const int Sq : {300, 500}) {
+      SCOPED_TRACE(v.name + " Sq " + std::to_string(Sq));
+      const int B = 2, Sk = 700, Hkv = 2, D = v.head_dim, n_m = (Sq + v.block_m - 1) / v.block_m;
+      int Hq = 2 * ((sms + B * n_m - 1) / (B * n_m));  // more blocks than SMs ...
+      while ((B * Hq * n_m) % sms == 0) Hq += 2;         // ... and a partial last round
+      for (auto ws : {RunOptions::Workspace::library, RunOptions::Workspace::exact, RunOptions::Workspace::too_small}) {
+        Case c;
+        c.dtype = v.dtype;
+        c.head_dim = D;
+        c.batch = B, c.seqlen_q = Sq, c.seqlen_k = Sk, c.heads_q = Hq, c.heads_kv = Hkv;
+        c.backward = false;
+        RunOptions opt = on(v);
+        opt.workspace = ws;
+        EXPECT_TRUE(check_case(c, opt)) << "workspace option " << int(ws);
+      }
+      const attnforge_dtype t = v.dtype;
+      const size_t qn = size_t(B) * Sq * Hq * D, kn = size_t(B) * Sk * Hkv * D, ln = size_t(B) * Hq * Sq;
+      DeviceBuffer dq = attnforge::test::upload(attnforge::test::random_normal(qn, 21, t), t);
+      DeviceBuffer dk = attnforge::test::upload(attnforge::test::random_normal(kn, 22, t), t);
+      DeviceBuffer dv = attnforge::test::upload(attnforge::test::random_normal(kn, 23, t), t);
+      DeviceBuffer dout(qn * 2), dlse(ln * sizeof(float));
+      attnforge_args a;
+      attnforge_args_init(&a);
+      using attnforge::test::contiguous_tensor;
+      a.q = contiguous_tensor(dq.get(), t, {B, Sq, Hq, D});
+      a.k = contiguous_tensor(dk.get(), t, {B, Sk, Hkv, D});
+      a.v = contiguous_tensor(dv.get(), t, {B, Sk, Hkv, D});
+      a.o = contiguous_tensor(dout.get(), t, {B, Sq, Hq, D});
+      a.lse = contiguous_tensor(dlse.get(), ATTNFORGE_F32, {B, Hq, Sq});
+      a.variant = v.name.c_str();
+      std::vector<uint16_t> outs[2];
+      std::vector<float> lses[2];
+      for (int run = 0; run < 2; ++run) {
+        ATTNFORGE_TEST_CUDA(cudaMemset(dout.get(), 0xFF, qn * 2));  // NaN in both 16-bit types
+        ATTNFORGE_TEST_CUDA(cudaMemset(dlse.get(), 0xFF, ln * sizeof(float)));
+        ASSERT_EQ(attnforge_forward(&a, nullptr), ATTNFORGE_OK) << attnforge_last_error();
+        ATTNFORGE_TEST_CUDA(cudaDeviceSynchronize());
+        outs[run].resize(qn), lses[run].resize(ln);
+        ATTNFORGE_TEST_CUDA(cudaMemcpy(outs[run].data(), dout.get(), qn * 2, cudaMemcpyDeviceToHost));
+        ATTNFORGE_TEST_CUDA(cudaMemcpy(lses[run].data(), dlse.get(), ln * 4, cudaMemcpyDeviceToHost));
+      }
+      EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(), qn * 2), 0) << "O differs between two runs";
+      EXPECT_EQ(std::memcmp(lses[0].data(), lses[1].data(), ln * 4), 0) << "LSE differs between two runs";
+      ++ran;
     }
-    const attnforge_dtype t = v.dtype;
-    const size_t qn = size_t(B) * Sq * Hq * D, kn = size_t(B) * Sk * Hkv * D, ln = size_t(B) * Hq * Sq;
-    DeviceBuffer dq = attnforge::test::upload(attnforge::test::random_normal(qn, 21, t), t);
-    DeviceBuffer dk = attnforge::test::upload(attnforge::test::random_normal(kn, 22, t), t);
-    DeviceBuffer dv = attnforge::test::upload(attnforge::test::random_normal(kn, 23, t), t);
-    DeviceBuffer dout(qn * 2), dlse(ln * sizeof(float));
-    attnforge_args a;
-    attnforge_args_init(&a);
-    using attnforge::test::contiguous_tensor;
-    a.q = contiguous_tensor(dq.get(), t, {B, Sq, Hq, D});
-    a.k = contiguous_tensor(dk.get(), t, {B, Sk, Hkv, D});
-    a.v = contiguous_tensor(dv.get(), t, {B, Sk, Hkv, D});
-    a.o = contiguous_tensor(dout.get(), t, {B, Sq, Hq, D});
-    a.lse = contiguous_tensor(dlse.get(), ATTNFORGE_F32, {B, Hq, Sq});
-    a.variant = v.name.c_str();
-    std::vector<uint16_t> outs[2];
-    std::vector<float> lses[2];
-    for (int run = 0; run < 2; ++run) {
-      ATTNFORGE_TEST_CUDA(cudaMemset(dout.get(), 0xFF, qn * 2));  // NaN in both 16-bit types
-      ATTNFORGE_TEST_CUDA(cudaMemset(dlse.get(), 0xFF, ln * sizeof(float)));
-      ASSERT_EQ(attnforge_forward(&a, nullptr), ATTNFORGE_OK) << attnforge_last_error();
-      ATTNFORGE_TEST_CUDA(cudaDeviceSynchronize());
-      outs[run].resize(qn), lses[run].resize(ln);
-      ATTNFORGE_TEST_CUDA(cudaMemcpy(outs[run].data(), dout.get(), qn * 2, cudaMemcpyDeviceToHost));
-      ATTNFORGE_TEST_CUDA(cudaMemcpy(lses[run].data(), dlse.get(), ln * 4, cudaMemcpyDeviceToHost));
-    }
-    EXPECT_EQ(std::memcmp(outs[0].data(), outs[1].data(), qn * 2), 0) << "O differs between two runs";
-    EXPECT_EQ(std::memcmp(lses[0].data(), lses[1].data(), ln * 4), 0) << "LSE differs between two runs";
-    ++ran;
   }
   if (ran == 0) GTEST_SKIP() << "no mask-free sm90a flash forward variant in this instance";
 }

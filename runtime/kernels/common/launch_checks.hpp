@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -105,6 +106,28 @@ bool allow_smem(Kernel kernel, int bytes, int dev, int (&raised_for)[64]) {
     return false;
   if (dev >= 0 && dev < 64) __atomic_store_n(&raised_for[dev], 1, __ATOMIC_RELEASE);
   return true;
+}
+
+// How many clusters of kCluster CTAs (threads, smem bytes each; smem already allowed) of `kernel` the
+// device holds at once, cached per device in the caller's array; 0 where the runtime cannot say (the
+// caller then launches without clusters). Not every GPC need hold a whole number of clusters.
+template <int kCluster, class Kernel>
+int max_active_clusters(Kernel kernel, int threads, int smem, int dev, int (&cached_for)[64]) {
+  if (dev < 0 || dev >= 64) return 0;
+  int n = __atomic_load_n(&cached_for[dev], __ATOMIC_ACQUIRE);
+  if (n != 0) return n > 0 ? n : 0;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = kCluster, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(unsigned(kCluster * std::max(1, device_sm_count(dev)))), cfg.blockDim = dim3(unsigned(threads));
+  cfg.dynamicSmemBytes = size_t(smem), cfg.attrs = &attr, cfg.numAttrs = 1;
+  if (cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) != cudaSuccess || n <= 0) {
+    (void)cudaGetLastError();
+    n = -1;
+  }
+  __atomic_store_n(&cached_for[dev], n, __ATOMIC_RELEASE);
+  return n > 0 ? n : 0;
 }
 
 }  // namespace attnforge

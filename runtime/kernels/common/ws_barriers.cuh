@@ -21,15 +21,16 @@ struct WsBarriers {
   __device__ __forceinline__ uint32_t v_full(int st) const { return base + 8u * (2 + 2 * kStages + st); }
   __device__ __forceinline__ uint32_t v_empty(int st) const { return base + 8u * (2 + 3 * kStages + st); }
 
-  // By one thread, before the CTA's first __syncthreads.
-  __device__ __forceinline__ void init(uint32_t consumer_threads) const {
+  // By one thread, before the CTA's first __syncthreads. kv_releases: arrivals that free a K or V stage
+  // (every consumer thread, or in a CTA pair sharing K / V one per consumer warp of both CTAs).
+  __device__ __forceinline__ void init(uint32_t consumer_threads, uint32_t kv_releases) const {
     mbar_init(q_full(), 1);
     mbar_init(q_empty(), consumer_threads);
     for (int st = 0; st < kStages; ++st) {
       mbar_init(k_full(st), 1);
       mbar_init(v_full(st), 1);
-      mbar_init(k_empty(st), consumer_threads);
-      mbar_init(v_empty(st), consumer_threads);
+      mbar_init(k_empty(st), kv_releases);
+      mbar_init(v_empty(st), kv_releases);
     }
     fence_barrier_init();
   }

@@ -25,6 +25,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/cluster.cuh"
 #include "common/launch_checks.hpp"
 #include "common/mask_apply.cuh"
 #include "common/mma.cuh"
@@ -78,6 +79,12 @@
 // Dev A/B switch: -1 takes FwdWsConfig::kStoreByTma's rule, 0 turns the TMA store of O off.
 #ifndef ATTNFORGE_FLASH_FWD_STORE_TMA
 #define ATTNFORGE_FLASH_FWD_STORE_TMA -1
+#endif
+
+// Dev A/B switch: -1 takes FwdWsConfig::kClusterPairs's rule, 0 turns the CTA pairs off, 1 allows them on
+// every mask-free ping-pong tile.
+#ifndef ATTNFORGE_FLASH_FWD_CLUSTER
+#define ATTNFORGE_FLASH_FWD_CLUSTER -1
 #endif
 
 // Dev A/B switch: -1 takes FwdWsConfig::kAlignEnd's rule, 0 / 1 turns the end alignment off / on.
@@ -240,6 +247,13 @@ struct FwdWsConfig {
   // runs each): D 128 causal −1.4 / −0.7 / 0 % at S 2048 / 4096 / 16384, D 128 none within ±0.3 %; D 192
   // S 2048 −0.4 % none, −1.0 % causal, S 16384 and D 256 (O staged in Q's rows, so unchanged) within ±0.3 %.
   static constexpr bool kStoreByTma = kPingPong && kOwnO && ATTNFORGE_FLASH_FWD_STORE_TMA != 0;
+  // CTA pairs (a 2-CTA cluster) on adjacent row blocks of one head: each CTA's producer loads half of every K
+  // and V tile and multicasts it to both, so the L2 → SM traffic of K / V halves (FlashAttention-3 does this
+  // for 16-bit D ≥ 128 without a causal mask). Both CTAs walk the same key tiles, so only where every row
+  // block reads the same ones (no mask that empties tiles); the launcher takes the pair kernel for dense
+  // calls with an even number of row blocks per head and the single-CTA kernel otherwise.
+  static constexpr bool kClusterPairs =
+      !kUnevenRows && kPingPong && (ATTNFORGE_FLASH_FWD_CLUSTER >= 0 ? ATTNFORGE_FLASH_FWD_CLUSTER == 1 : kD == 128);
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
   static_assert(prim::tma::regs_split_fits(kProducerRegs, kConsumerRegs, kConsumerThreads, kThreads));
@@ -263,10 +277,13 @@ namespace ws_bar {
 constexpr int kTurn = 1, kWarpgroup = 3, kConsumers = 6;
 }
 
-template <class V>
+// kCluster 2: CTA pairs sharing K / V (FwdWsConfig::kClusterPairs), launched as 2-CTA clusters; the pair
+// walks the schedule as one, in units of two adjacent row blocks, rank r taking the unit's block r.
+template <class V, int kCluster = 1>
 __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_ws(const __grid_constant__ FwdWsArgs a) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = FwdWsConfig<V>;
+  static_assert(kCluster == 1 || (kCluster == 2 && C::kClusterPairs), "CTA pairs where the config allows them");
   using Mask = typename C::Mask;
   using QL = typename C::QL;
   using KL = typename C::KL;
@@ -278,7 +295,10 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   constexpr int kNS = kBN / 8, kNO = kD / 8;  // n8 tiles of S and of O
   constexpr uint32_t kSbo = 1024;             // bytes between 8-row groups of a 128-byte-row slab
   const Params& p = a.p;
-  const WsSchedule sched(p.seqlen_q, kBM, p.heads_q, p.batch, C::kUnevenRows);
+  const WsSchedule sched(p.seqlen_q, kBM * kCluster, p.heads_q, p.batch, C::kUnevenRows);
+  // The schedule's walker: this CTA, or its pair (rank: which of the unit's row blocks is this CTA's).
+  const int walker = blockIdx.x / kCluster, walkers = gridDim.x / kCluster;
+  const int rank = kCluster == 1 ? 0 : int(prim::cluster::cta_rank());
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int wg = warp >> 2;
@@ -307,27 +327,27 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   // deals it; where they do not, its pieces of the split last round (WsSplit).
   const int u_end = C::kUnevenRows ? a.tail.end() : a.split.end();
   auto unit_blocks = [&](int u) {
-    if constexpr (C::kUnevenRows) return a.tail.blocks(sched, u, blockIdx.x);
-    else return u < a.split.first_unit ? 1 : a.split.pieces(blockIdx.x);
+    if constexpr (C::kUnevenRows) return a.tail.blocks(sched, u, walker);
+    else return u < a.split.first_unit ? 1 : a.split.pieces(walker);
   };
   auto block_at = [&](int u, int k) {
     WsSchedule::Block id;
     WsSplit::Piece piece{-1, 0, 0};
     if constexpr (C::kUnevenRows) {
-      id = a.tail.at(sched, u, k, blockIdx.x);
+      id = a.tail.at(sched, u, k, walker);
     } else if (u < a.split.first_unit) {
       id = sched.at(u, k);
     } else {
-      piece = a.split.piece(blockIdx.x, k);
+      piece = a.split.piece(walker, k);
       id = sched.at(a.split.first_unit + piece.block, 0);
     }
     Block blk;
     blk.h = id.bh % p.heads_q, blk.b = id.bh / p.heads_q;
     blk.seq = seq_info(p, blk.b);
     blk.sq = blk.seq.seqlen_q, blk.sk = blk.seq.seqlen_k;
-    const int n_m = WsSchedule::row_blocks(blk.sq, kBM);
-    blk.live = id.m_block < n_m;
-    blk.m0 = id.m_block * kBM - (C::kAlignEnd && a.align_end ? n_m * kBM - blk.sq : 0);
+    const int n_m = WsSchedule::row_blocks(blk.sq, kBM), m_block = id.m_block * kCluster + rank;
+    blk.live = m_block < n_m;
+    blk.m0 = m_block * kBM - (C::kAlignEnd && a.align_end ? n_m * kBM - blk.sq : 0);
     blk.q_first = max(blk.m0, 0), blk.q_last = min(blk.m0 + kBM, blk.sq) - 1;
     const int n_tiles = (blk.sk + kBN - 1) / kBN;
     const bool whole = piece.block < 0 || (piece.j_begin == 0 && piece.j_end == n_tiles);
@@ -348,15 +368,37 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
     return j;
   };
 
-  if (tid == 0) bars.init(C::kConsumerThreads);
-  __syncthreads();
+  // A K / V stage is free once every consumer thread is done with it; in a pair, once every consumer warp
+  // of both CTAs is (both producers write into it).
+  if (tid == 0) bars.init(C::kConsumerThreads, kCluster == 1 ? C::kConsumerThreads : kCluster * C::kConsumerThreads / 32);
+  if constexpr (kCluster == 1) __syncthreads();
+  else prim::cluster::sync();  // the peer's barriers are initialised before anything reaches them
+  // Consumers: K / V stage `bar` read out (after the wait for the GEMMs that read it). In a pair, one arrival
+  // per warp on the barrier of each CTA.
+  auto release_kv = [&](uint32_t bar) {
+    if constexpr (kCluster == 1) {
+      tma::mbar_arrive(bar);
+    } else if (lane == 0) {
+#pragma unroll
+      for (int r = 0; r < kCluster; ++r) prim::cluster::mbar_arrive_at(bar, uint32_t(r));
+    }
+  };
 
   if (wg == 0) {
     // ---- producer: one thread issues every copy; stages and Q loads counted over all blocks ----------
     tma::regs_dealloc<C::kProducerRegs>();
     if (tid == 0) {
       int it = 0, n_q = 0;
-      for (int u = blockIdx.x; u < u_end; u += gridDim.x) {
+      // K_j / V_j rows from `row`: all of them, or in a pair this CTA's half, multicast to both CTAs.
+      auto load_kv = [&](uint32_t dst, const CUtensorMap* map, uint32_t bar, int h_kv, int row, int tb) {
+        if constexpr (kCluster == 1)
+          tma::load_rows<KL>(dst, map, bar, h_kv, row, tb);
+        else
+          prim::cluster::load_rows_multicast<KL, kBN / kCluster>(dst, rank * (kBN / kCluster), map, bar,
+                                                                 uint16_t((1u << kCluster) - 1), h_kv,
+                                                                 row + rank * (kBN / kCluster), tb);
+      };
+      for (int u = walker; u < u_end; u += walkers) {
         for (int kb = 0; kb < unit_blocks(u); ++kb) {
           const Block blk = block_at(u, kb);
           if (!blk.live) continue;
@@ -379,16 +421,24 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
             tma::mbar_wait(bars.k_empty(st), ph ^ 1);
             AF_FWD_TRACE(!q_loaded, 0, n_q, 3, fwd_trace::now());
             tma::mbar_expect_tx(bars.k_full(st), KL::kBytes);
-            tma::load_rows<KL>(sK(st), &a.tk, bars.k_full(st), h_kv, k_row0 + j * kBN, tb);
+            load_kv(sK(st), &a.tk, bars.k_full(st), h_kv, k_row0 + j * kBN, tb);
             if (!q_loaded) load_q(), q_loaded = true;  // K_0 first: it does not wait for the epilogue
             tma::mbar_wait(bars.v_empty(st), ph ^ 1);
             tma::mbar_expect_tx(bars.v_full(st), KL::kBytes);
-            tma::load_rows<KL>(sV(st), &a.tv, bars.v_full(st), h_kv, k_row0 + j * kBN, tb);
+            load_kv(sV(st), &a.tv, bars.v_full(st), h_kv, k_row0 + j * kBN, tb);
           }
           if (!q_loaded) load_q();  // no key tile: the consumers still wait for Q
         }
       }
       if constexpr (C::kPublishBlocks) prim::tma::ws_publish_end(bars, blk_slot, n_q);
+      // In a pair, the CTA stays until both CTAs' consumers have released every stage: no arrival of the
+      // peer's may reach its barriers after it exits (the peer's multicasts into it complete before its own
+      // consumers finish).
+      if constexpr (kCluster > 1)
+        for (int k = 0; k < kStages; ++k, ++it) {
+          tma::mbar_wait(bars.k_empty(it % kStages), ((it / kStages) & 1) ^ 1);
+          tma::mbar_wait(bars.v_empty(it % kStages), ((it / kStages) & 1) ^ 1);
+        }
     }
     return;
   }
@@ -447,7 +497,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
   int it = 0, n_q = 0;  // K/V stages and Q loads consumed so far, as the producer counts them
   // The next row block: read from the producer's slot once its Q landed (C::kPublishBlocks: the unit
   // loops below only count), or this warpgroup's own walk of the schedule.
-  for (int u = blockIdx.x; C::kPublishBlocks || u < u_end; u += gridDim.x) {
+  for (int u = walker; C::kPublishBlocks || u < u_end; u += walkers) {
     for (int kb = 0; C::kPublishBlocks || kb < unit_blocks(u); ++kb) {
       Block blk;
       if constexpr (C::kPublishBlocks) {
@@ -537,7 +587,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         their_turn();
         w::wait<0>();
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 3, fwd_trace::now());
-        tma::mbar_arrive(bars.k_empty(st));
+        release_kv(bars.k_empty(st));
         mask(s, j);
         softmax.scores_to_p(s, c, alpha);
         pack_p(s);
@@ -560,7 +610,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           issue_pv(prev_st);  // ... and O += P_{j−1}·V_{j−1} behind it
           their_turn();
           w::wait<1>();  // S_j landed
-          tma::mbar_arrive(bars.k_empty(st));
+          release_kv(bars.k_empty(st));
           const bool blind_j = kMaybeMasked && C::kSkipBlindWarps && __all_sync(0xffffffffu, blind(j));  // P_j = 0, l and max kept
           if (blind_j) {
             alpha[0][0] = alpha[0][1] = 1.f;
@@ -571,7 +621,7 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
           if constexpr (C::kOwnOverlap)
             if (softmax.row_sum[0][0] < 0.f) __nanosleep(1);  // never (sums of exp2): keeps the wait below
           w::wait<0>();                                      // O complete up to tile j − 1
-          tma::mbar_arrive(bars.v_empty(prev_st));
+          release_kv(bars.v_empty(prev_st));
           if constexpr (!C::kOwnOverlap) softmax.rescale(o, alpha);  // O relative to the new row max
           if (blind_j) {
 #pragma unroll
@@ -603,15 +653,15 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 10, fwd_trace::now());
         w::wait<0>();
         AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 5, fwd_trace::now());
-        tma::mbar_arrive(bars.v_empty(prev_st));
+        release_kv(bars.v_empty(prev_st));
         // The tiles this warpgroup left (kWarpgroupEnd): their stages handed back, each after its fill
         // landed, so that the arrival counts in that use's phase.
         for (; j < blk.j_end; j = next_tile(blk, j + 1), ++it) {
           st = it % kStages, ph = (it / kStages) & 1;
           tma::mbar_wait(bars.k_full(st), ph);
-          tma::mbar_arrive(bars.k_empty(st));
+          release_kv(bars.k_empty(st));
           tma::mbar_wait(bars.v_full(st), ph);
-          tma::mbar_arrive(bars.v_empty(st));
+          release_kv(bars.v_empty(st));
         }
       }
       if constexpr (C::kOwnO && !C::kQInRegs) tma::mbar_arrive(bars.q_empty());  // every GEMM reading Q is done
@@ -623,8 +673,9 @@ __global__ void __launch_bounds__(FwdWsConfig<V>::kThreads, 1) fwd_kernel_sm90_w
       bool store = true;
       if constexpr (!C::kUnevenRows)
         if (blk.split >= 0)
-          store = split_merge<kNO, C::kConsumerThreads>(a.split, a.split_ws, blk.split, ctid, lane,
-                                                        blk.j_end - blk.j_begin, o[0], lse[0]);
+          store = split_merge<kNO, C::kConsumerThreads * kCluster>(a.split, a.split_ws, blk.split, walker,
+                                                                   rank * C::kConsumerThreads + ctid, lane,
+                                                                   blk.j_end - blk.j_begin, o[0], lse[0]);
       AF_FWD_TRACE(tr_lead, 1 + cw, n_q, 8, fwd_trace::now());
       using Element = typename C::Element;
       Element* o_ptr = static_cast<Element*>(p.o) + blk.b * p.o_batch_stride + blk.seq.q_start * p.o_row_stride +
@@ -707,46 +758,74 @@ const WsTail& fwd_ws_tail(const Params& p, const WsSchedule& s, int grid, bool a
   return tail;
 }
 
-// Host side: TMA descriptors of Q, K, V, then the launch. ATTNFORGE_UNSUPPORTED (nothing launched) when
-// the driver cannot describe a layout (e.g. a zero batch stride): run_fwd then takes the wgmma kernel.
-// Validation and the device check happened in run_fwd.
-template <class V>
-attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int dev) {
+// Host side: TMA descriptors of Q, K, V, then the launch of kernel <V, kCluster> over `walkers` SMs or CTA
+// pairs at most. ATTNFORGE_UNSUPPORTED (nothing launched) when the driver cannot describe a layout (e.g. a
+// zero batch stride): run_fwd then takes the wgmma kernel. Validation and the device check happened in run_fwd.
+template <class V, int kCluster>
+attnforge_status launch_fwd_sm90_ws_on(const Params& p, cudaStream_t stream, int walkers) {
   using C = FwdWsConfig<V>;
   FwdWsArgs a;
   a.p = p;
   a.align_end = C::kAlignEnd && ws_align_end<typename C::Mask>(p, C::kBlockM, C::kBlockN);
-  if (!prim::tma::encode_qkv_views(&a.tq, &a.tk, &a.tv, p, C::kDType, C::kD, C::kBlockM, C::kBlockN))
+  // K / V in boxes of kBN / kCluster rows: a CTA of a pair loads half of each tile.
+  if (!prim::tma::encode_qkv_views(&a.tq, &a.tk, &a.tv, p, C::kDType, C::kD, C::kBlockM, C::kBlockN / kCluster))
     return ATTNFORGE_UNSUPPORTED;
   if (C::kStoreByTma && !prim::tma::encode_tensor_view(&a.to, p, prim::tma::Side::queries, C::kDType, C::kD, p.o,
                                                        p.o_row_stride, p.o_head_stride, p.o_batch_stride, 16))
     return ATTNFORGE_UNSUPPORTED;
-  static int raised[64] = {};
-  if (!allow_smem(fwd_kernel_sm90_ws<V>, C::kSmemBytes, dev, raised)) return ATTNFORGE_CUDA_ERROR;
-  // Persistent: one CTA per SM (the shared memory allows no second), never more than the units.
-  const int64_t units = WsSchedule::count(p.seqlen_q, C::kBlockM, p.heads_q, p.batch, C::kUnevenRows);
+  // Persistent: one CTA per SM (the shared memory allows no second), never more walkers than units.
+  const int64_t units = WsSchedule::count(p.seqlen_q, C::kBlockM * kCluster, p.heads_q, p.batch, C::kUnevenRows);
   // The kernel's unit index runs to units + grid (one tail unit per CTA) in an int.
   if (units > INT32_MAX - WsTail::kMaxCtas)
     return launch_fail(ATTNFORGE_UNSUPPORTED, "flash", "more than 2^31 - 145 units of query row blocks");
-  const int sms = device_sm_count(dev);
-  if (sms <= 0) return ATTNFORGE_CUDA_ERROR;
-  const int grid = int(std::min<int64_t>(units, sms));
-  const WsSchedule sched(p.seqlen_q, C::kBlockM, p.heads_q, p.batch, C::kUnevenRows);
-  a.tail = fwd_ws_tail<V>(p, sched, grid, a.align_end);
+  const int grid = int(std::min<int64_t>(units, walkers));
+  const WsSchedule sched(p.seqlen_q, C::kBlockM * kCluster, p.heads_q, p.batch, C::kUnevenRows);
+  a.tail = kCluster == 1 ? fwd_ws_tail<V>(p, sched, grid, a.align_end) : WsTail::none(sched);
   // The split last round where the caller's workspace (runtime/src/workspace_flash.cpp, sized by the same
   // ws_split_for) holds it for this grid; otherwise round-robin to the end.
   a.split = WsSplit::none(sched), a.split_ws = nullptr;
   if constexpr (!C::kUnevenRows) {
-    const WsSplit split = ws_split_for(p, C::kBlockM, C::kBlockN, false);
+    constexpr int kUnitThreads = C::kConsumerThreads * kCluster;
+    const WsSplit split = ws_split_for(p, C::kBlockM, C::kBlockN, false, kCluster);
     if (split.blocks > 0 && split.grid == grid && p.workspace != nullptr &&
-        p.workspace_bytes >= split.workspace_bytes(C::kConsumerThreads, C::kD)) {
-      if (cudaMemsetAsync(p.workspace, 0, split.counters_bytes(C::kConsumerThreads), stream) != cudaSuccess)
+        p.workspace_bytes >= split.workspace_bytes(kUnitThreads, C::kD)) {
+      if (cudaMemsetAsync(p.workspace, 0, split.counters_bytes(kUnitThreads), stream) != cudaSuccess)
         return ATTNFORGE_CUDA_ERROR;
       a.split = split, a.split_ws = p.workspace;
     }
   }
-  fwd_kernel_sm90_ws<V><<<grid, C::kThreads, C::kSmemBytes, stream>>>(a);
+  if constexpr (kCluster == 1) {
+    fwd_kernel_sm90_ws<V, 1><<<grid, C::kThreads, C::kSmemBytes, stream>>>(a);
+  } else {
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = kCluster, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(unsigned(grid * kCluster)), cfg.blockDim = dim3(unsigned(C::kThreads));
+    cfg.dynamicSmemBytes = size_t(C::kSmemBytes), cfg.stream = stream, cfg.attrs = &attr, cfg.numAttrs = 1;
+    if (cudaLaunchKernelEx(&cfg, fwd_kernel_sm90_ws<V, kCluster>, a) != cudaSuccess) return ATTNFORGE_CUDA_ERROR;
+  }
   return cudaGetLastError() == cudaSuccess ? ATTNFORGE_OK : ATTNFORGE_CUDA_ERROR;
+}
+
+// Host side: the pair kernel where the config allows it, the call is dense with an even number of row
+// blocks per head, and the device holds pairs of this kernel; the single-CTA kernel otherwise.
+template <class V>
+attnforge_status launch_fwd_sm90_ws(const Params& p, cudaStream_t stream, int dev) {
+  using C = FwdWsConfig<V>;
+  const int sms = device_sm_count(dev);
+  if (sms <= 0) return ATTNFORGE_CUDA_ERROR;
+  if constexpr (C::kClusterPairs) {
+    static int raised2[64] = {}, pairs[64] = {};
+    if (!p.is_varlen() && WsSchedule::row_blocks(p.seqlen_q, C::kBlockM) % 2 == 0) {
+      if (!allow_smem(fwd_kernel_sm90_ws<V, 2>, C::kSmemBytes, dev, raised2)) return ATTNFORGE_CUDA_ERROR;
+      const int walkers = max_active_clusters<2>(fwd_kernel_sm90_ws<V, 2>, C::kThreads, C::kSmemBytes, dev, pairs);
+      if (walkers > 0) return launch_fwd_sm90_ws_on<V, 2>(p, stream, walkers);
+    }
+  }
+  static int raised[64] = {};
+  if (!allow_smem(fwd_kernel_sm90_ws<V, 1>, C::kSmemBytes, dev, raised)) return ATTNFORGE_CUDA_ERROR;
+  return launch_fwd_sm90_ws_on<V, 1>(p, stream, sms);
 }
 
 }  // namespace attnforge::flash

@@ -201,12 +201,13 @@ struct WsSplit {
 // (dense calls with every row block alike: `paired` false), and its workspace; the launcher and
 // runtime/src/workspace_flash.cpp both ask here. blocks == 0 (no split) for varlen calls, whose
 // lengths are on the device, or an unknown SM count; callers test blocks and take WsSplit::none of their
-// own schedule then (first_unit here is 0: these cases have no schedule to count).
-inline WsSplit ws_split_for(const Params& p, int block_m, int block_n, bool paired) {
-  const int64_t units = WsSchedule::count(p.seqlen_q, block_m, p.heads_q, p.batch, paired);
-  if (paired || p.is_varlen() || p.num_sms <= 0 || units <= 0 || units > INT32_MAX / 2) return WsSplit{};
-  const WsSchedule s(p.seqlen_q, block_m, p.heads_q, p.batch, paired);
-  return WsSplit::plan(s, int(std::min<int64_t>(units, p.num_sms)), (p.seqlen_k + block_n - 1) / block_n);
+// own schedule then (first_unit here is 0: these cases have no schedule to count). cluster 2: CTA pairs
+// walk units of two adjacent row blocks (block_m · 2 rows), num_sms / 2 of them.
+inline WsSplit ws_split_for(const Params& p, int block_m, int block_n, bool paired, int cluster = 1) {
+  const int64_t units = WsSchedule::count(p.seqlen_q, block_m * cluster, p.heads_q, p.batch, paired);
+  if (paired || p.is_varlen() || p.num_sms < cluster || units <= 0 || units > INT32_MAX / 2) return WsSplit{};
+  const WsSchedule s(p.seqlen_q, block_m * cluster, p.heads_q, p.batch, paired);
+  return WsSplit::plan(s, int(std::min<int64_t>(units, p.num_sms / cluster)), (p.seqlen_k + block_n - 1) / block_n);
 }
 
 // Host: how many block_n-key tiles rows q_first … q_last of the longest sequence read (the mask leaves

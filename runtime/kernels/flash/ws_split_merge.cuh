@@ -15,9 +15,11 @@ namespace attnforge::flash {
 // them; tiles: the piece's key tiles. Returns false where another piece will merge (nothing to store);
 // true on the merging warp, with o and lse holding the whole block's
 //   O = Σ_i e^{lse_i − L} · O_i,  L = log Σ_i e^{lse_i}   (i over the block's pieces, in CTA order).
-// ws: the workspace of WsSplit::workspace_bytes, counters zeroed before the launch.
+// ws: the workspace of WsSplit::workspace_bytes, counters zeroed before the launch. cta: the schedule's
+// walker (a CTA, or a CTA pair whose two row blocks form one unit: then kConsumerThreads counts both
+// CTAs' consumers and ctid runs over them).
 template <int kNO, int kConsumerThreads>
-__device__ __forceinline__ bool split_merge(const WsSplit& sp, void* ws, int b, int ctid, int lane, int tiles,
+__device__ __forceinline__ bool split_merge(const WsSplit& sp, void* ws, int b, int cta, int ctid, int lane, int tiles,
                                             float (&o)[kNO][4], float (&lse)[2]) {
   constexpr int kSlotFloats = int(WsSplit::slot_floats(kConsumerThreads, kNO * 8));
   int* counter = static_cast<int*>(ws) + b * (kConsumerThreads / 32) + ctid / 32;  // this warp's rows of block b
@@ -30,7 +32,7 @@ __device__ __forceinline__ bool split_merge(const WsSplit& sp, void* ws, int b, 
   auto lse_at = [&](int slot) {
     return reinterpret_cast<float2*>(slots + size_t(slot) * kSlotFloats + 4 * kNO * kConsumerThreads) + ctid;
   };
-  const int mine = WsSplit::slot(b, blockIdx.x);
+  const int mine = WsSplit::slot(b, cta);
 #pragma unroll
   for (int nt = 0; nt < kNO; ++nt) __stcg(o_at(mine, nt), make_float4(o[nt][0], o[nt][1], o[nt][2], o[nt][3]));
   __stcg(lse_at(mine), make_float2(lse[0], lse[1]));

@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(WsStreamConfig<V>::kThreads, 1)
   static_assert(sizeof(Published) <= C::kBlockSlotBytes && alignof(Published) <= 8);
   Published* const slot = reinterpret_cast<Published*>(
       smem_fws + (base - static_cast<uint32_t>(__cvta_generic_to_shared(smem_fws))) + C::kOffBlockSlot);
-  if (tid == 0) bars.init(C::kConsumerThreads);
+  if (tid == 0) bars.init(C::kConsumerThreads, C::kConsumerThreads);
   __syncthreads();
 
   if (wg == 0) {
