@@ -251,9 +251,14 @@ struct FwdWsConfig {
   // and V tile and multicasts it to both, so the L2 → SM traffic of K / V halves (FlashAttention-3 does this
   // for 16-bit D ≥ 128 without a causal mask). Both CTAs walk the same key tiles, so only where every row
   // block reads the same ones (no mask that empties tiles); the launcher takes the pair kernel for dense
-  // calls with an even number of row blocks per head and the single-CTA kernel otherwise.
+  // calls with an even number of row blocks per head and the single-CTA kernel otherwise. H200, 2026-12-02
+  // (v54, bench/results/h200_2026-12-02zzm_fwd_cluster_pairs.md), m128n128w12 D 128: kernel µs −0.6 / −0.6 /
+  // −0.9 % at S 2048 / 4096 / 16384, and at the 700 W cap (sustained, the GPU's limit in these calls) pJ / FLOP
+  // −1.3 / −1.7 / −2.0 %, TFLOP/s +1.0 / +1.7 / +2.2 %; D 192 n64 / n112 and D 256 n64 +1.0 to +1.8 % kernel
+  // µs, so the measured tile only (D 128, 128-key tiles).
   static constexpr bool kClusterPairs =
-      !kUnevenRows && kPingPong && (ATTNFORGE_FLASH_FWD_CLUSTER >= 0 ? ATTNFORGE_FLASH_FWD_CLUSTER == 1 : kD == 128);
+      !kUnevenRows && kPingPong &&
+      (ATTNFORGE_FLASH_FWD_CLUSTER >= 0 ? ATTNFORGE_FLASH_FWD_CLUSTER == 1 : kD == 128 && kBlockN == 128);
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
   static_assert(prim::tma::regs_split_fits(kProducerRegs, kConsumerRegs, kConsumerThreads, kThreads));
