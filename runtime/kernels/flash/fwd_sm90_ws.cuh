@@ -12,7 +12,9 @@
 // one warpgroup's softmax overlaps the other's GEMMs); at D 64, and with three (m192, 16 warps), they
 // run free. Persistent: one CTA per SM walks its share of the row blocks (WsSchedule), so the producer
 // loads the next block's Q and first K while the consumers finish the last one; without a mask the last
-// partial round is split along keys over every CTA (WsSplit, flash/ws_split_merge.cuh). Head dim a multiple of
+// partial round is split along keys over every CTA (WsSplit, flash/ws_split_merge.cuh). The mask-free D 128
+// tile runs as CTA pairs (2-CTA clusters) on adjacent row blocks, each CTA loading half of every K / V tile
+// for both (v54: FwdWsConfig::kClusterPairs). Head dim a multiple of
 // 64 up to 256 (codegen/limits.py admits 64, 128, 192 and 256; 192 / 256 measured 2026-11-30,
 // bench/NOTES-flash.md v13), f16/bf16, masks without a tensor.
 #pragma once
