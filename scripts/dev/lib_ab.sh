@@ -18,7 +18,8 @@
 # ones and the flash sweep; TEST_TIMEOUT: seconds, default 260). TIMER_ENV: one VAR=value for the timed runs only (not the tests), e.g.
 # ATTNFORGE_FLASH_BWD_PATH=mma to time the mma.sync backward. TEST_TREES: the trees whose tests run
 # (default every tree but the base; TEST_TREES=new when alt's changes are a subset of new's; empty: none).
-# NEW_TREE: the "new" tree's directory (default this checkout); AB_BUILD: the build directories' prefix (default
+# NEW_CUDA_FLAGS: nvcc flags for the new tree's build only (e.g. -DATTNFORGE_FLASH_FWD_CLUSTER=1: a dev switch
+# A/B'd against the same tree in devbase). NEW_TREE: the "new" tree's directory (default this checkout); AB_BUILD: the build directories' prefix (default
 # /tmp/ab: /tmp/ab_base, /tmp/ab_new, …), so that a second A/B in the same call builds beside the first.
 # SWEEP_BACKEND: the backend of the Sweep suite (default flash). TIMER=compare's table reads the first af-* and the
 # first torch-* impl of the compare arguments (e.g. --impls af-fused,torch-flash).
@@ -39,7 +40,9 @@ pack_logs() {
 }
 for t in "${trees[@]}"; do
   src=$(src_of $t)
-  (cmake -S "$src" -B "${B}_$t" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  extra=()
+  [ $t = new ] && [ -n "${NEW_CUDA_FLAGS:-}" ] && extra=(-DCMAKE_CUDA_FLAGS="$NEW_CUDA_FLAGS")
+  (cmake -S "$src" -B "${B}_$t" -G Ninja -DCMAKE_BUILD_TYPE=Release "${extra[@]}" \
      -DATTNFORGE_VARIANTS="$src/codegen/variants/gpu.toml" -DATTNFORGE_VARIANT_FILTER="$FILTER" &&
    cmake --build "${B}_$t" -j $jobs) > "$OUT/build_$t.log" 2>&1 &
 done

@@ -84,7 +84,7 @@
 #endif
 
 // Dev A/B switch: -1 takes FwdWsConfig::kClusterPairs's rule, 0 turns the CTA pairs off, 1 allows them on
-// every mask-free ping-pong tile.
+// every mask-free tile.
 #ifndef ATTNFORGE_FLASH_FWD_CLUSTER
 #define ATTNFORGE_FLASH_FWD_CLUSTER -1
 #endif
@@ -259,8 +259,8 @@ struct FwdWsConfig {
   // −1.3 / −1.7 / −2.0 %, TFLOP/s +1.0 / +1.7 / +2.2 %; D 192 n64 / n112 and D 256 n64 +1.0 to +1.8 % kernel
   // µs, so the measured tile only (D 128, 128-key tiles).
   static constexpr bool kClusterPairs =
-      !kUnevenRows && kPingPong &&
-      (ATTNFORGE_FLASH_FWD_CLUSTER >= 0 ? ATTNFORGE_FLASH_FWD_CLUSTER == 1 : kD == 128 && kBlockN == 128);
+      !kUnevenRows &&
+      (ATTNFORGE_FLASH_FWD_CLUSTER >= 0 ? ATTNFORGE_FLASH_FWD_CLUSTER == 1 : kPingPong && kD == 128 && kBlockN == 128);
   static constexpr int kProducerRegs = kConsumers == 2 ? 24 : 32;
   static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
   static_assert(prim::tma::regs_split_fits(kProducerRegs, kConsumerRegs, kConsumerThreads, kThreads));
