@@ -3,7 +3,8 @@
 // equal work, so that a static round-robin stays balanced; row blocks aligned to the sequence's end
 // only where the mask makes later rows read more key tiles; the last rounds dealt longest block first
 // (WsTail) cover every block once and balance causal work; the split last round of even work (WsSplit)
-// covers every key tile of its blocks once, in balanced contiguous ranges, with unique workspace slots.
+// covers every key tile of its blocks once, in balanced contiguous ranges, with unique workspace slots;
+// CTA pairs walk units of two adjacent row blocks and split over half the SMs.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -263,6 +264,30 @@ TEST(WsSchedule, SplitOnlyWherePartialRoundsAreEven) {
   const int cu[2] = {0, 2048};
   p.cu_seqlens_q = cu;
   EXPECT_EQ(attnforge::flash::ws_split_for(p, 128, 128, false).blocks, 0) << "varlen";
+}
+
+// CTA pairs (FwdWsConfig::kClusterPairs): a pair walks the schedule of 2 · block_m rows, rank r taking row
+// block 2 · m + r of each unit, so every 128-row block is computed once; the split last round counts pair
+// units over half the SMs (the training grid's D 128 shape: 1024 units over 66 pairs, 34 split), with a slot
+// holding both CTAs' consumer threads.
+TEST(WsSchedule, PairsWalkAdjacentBlocksAndSplitOverHalfTheSms) {
+  const WsSchedule pairs(2048, 2 * 128, 16, 8, false);
+  ASSERT_EQ(pairs.n_units, 1024);
+  std::map<std::pair<int, int>, int> seen;
+  for (int u = 0; u < pairs.n_units; ++u)
+    for (int rank = 0; rank < 2; ++rank) ++seen[{pairs.at(u, 0).m_block * 2 + rank, pairs.at(u, 0).bh}];
+  ASSERT_EQ(int(seen.size()), 16 * 16 * 8);
+  for (const auto& [key, n] : seen) EXPECT_EQ(n, 1) << "row block " << key.first << " of head " << key.second;
+
+  attnforge::Params p{};
+  p.seqlen_q = p.seqlen_k = 2048, p.heads_q = 16, p.batch = 8, p.head_dim = 128, p.num_sms = 132;
+  const WsSplit sp = attnforge::flash::ws_split_for(p, 128, 128, false, 2);
+  EXPECT_EQ(sp.grid, 66);
+  EXPECT_EQ(sp.blocks, 34);
+  EXPECT_EQ(sp.first_unit, 15 * 66);
+  EXPECT_EQ(sp.workspace_bytes(2 * 256, 128), sp.counters_bytes(512) + size_t(34 + 66) * 512 * 66 * 4);
+  p.num_sms = 1;
+  EXPECT_EQ(attnforge::flash::ws_split_for(p, 128, 128, false, 2).blocks, 0) << "no pair fits";
 }
 
 TEST(WsSchedule, UnitCountIn64Bits) {
