@@ -38,16 +38,9 @@ pack_logs() {
   (cd "$OUT" && shopt -s nullglob && f=(*.log cmp_*/ bd_*.txt) && [ ${#f[@]} -gt 0 ] &&
    tar czf lib_ab_logs.tgz --remove-files -- "${f[@]}") || true
 }
-for t in "${trees[@]}"; do
-  src=$(src_of $t)
-  extra=()
-  [ $t = new ] && [ -n "${NEW_CUDA_FLAGS:-}" ] && extra=(-DCMAKE_CUDA_FLAGS="$NEW_CUDA_FLAGS")
-  (cmake -S "$src" -B "${B}_$t" -G Ninja -DCMAKE_BUILD_TYPE=Release "${extra[@]}" \
-     -DATTNFORGE_VARIANTS="$src/codegen/variants/gpu.toml" -DATTNFORGE_VARIANT_FILTER="$FILTER" &&
-   cmake --build "${B}_$t" -j $jobs) > "$OUT/build_$t.log" 2>&1 &
-done
+for t in "${trees[@]}"; do ab_build $t "$(src_of $t)" "${B}_$t" $jobs & done
 wait
-for t in "${trees[@]}"; do [ -f "${B}_$t/libattnforge.so" ] || { echo "lib_ab: $t did not build"; tail -20 "$OUT/build_$t.log"; exit 1; }; done
+ab_built "$B" "${trees[@]}" || exit 1
 echo "built $(date +%T)"
 # A tree whose tests time out (a kernel that hangs) is not timed: each of its timed runs would only wait out
 # its own timeout (the thirty-fifth session lost a whole device call that way).

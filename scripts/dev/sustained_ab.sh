@@ -4,22 +4,20 @@
 #   rm -rf devbase && mkdir devbase && git archive <base rev> | tar -x -C devbase   (untracked: travels)
 #   FILTER='flash_fwd_bf16_hd128_none_*' REPS=2 SECS=3 OUT=... bash scripts/dev/sustained_ab.sh \
 #       128:2048:0:flash_fwd_bf16_hd128_none_m128n128w12s2_sm90a ...     (sustained.py's D:S:causal:variants)
+# NEW_CUDA_FLAGS: nvcc flags of the new tree's build (as lib_ab.sh's); AB_BUILD: the build directories' prefix.
 # Results: each pass's table on stdout, every log in $OUT/sustained_ab_logs.tgz.
 set -u
 export PATH=$PATH:/usr/local/cuda/bin
+source "$(dirname "$0")/ab_compare.sh"
 [ -d devbase ] || { echo "sustained_ab: no devbase/ (see the header)"; exit 2; }
 B=${AB_BUILD:-/tmp/sab}
-for t in base new; do
-  src=$([ $t = base ] && echo "$PWD/devbase" || echo "$PWD")
-  (cmake -S "$src" -B "${B}_$t" -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTNFORGE_VARIANTS="$src/codegen/variants/gpu.toml" \
-     -DATTNFORGE_VARIANT_FILTER="${FILTER:?variant globs}" && cmake --build "${B}_$t" -j 8 --target attnforge) \
-    > "$OUT/build_$t.log" 2>&1 &
-done
+src_of() { [ $1 = base ] && echo "$PWD/devbase" || echo "$PWD"; }
+for t in base new; do ab_build $t "$(src_of $t)" "${B}_$t" 8 attnforge & done
 wait
-for t in base new; do [ -f "${B}_$t/libattnforge.so" ] || { echo "sustained_ab: $t did not build"; tail -20 "$OUT/build_$t.log"; exit 1; }; done
+ab_built "$B" base new || exit 1
 for rep in $(seq 1 "${REPS:-2}"); do
   for t in base new; do
-    src=$([ $t = base ] && echo "$PWD/devbase" || echo "$PWD")
+    src=$(src_of $t)
     mkdir -p "$OUT/s_${t}_$rep"
     echo "== $t, pass $rep"
     ATTNFORGE_LIBRARY="${B}_$t/libattnforge.so" PYTHONPATH="$src/python" SECS=${SECS:-3} \
